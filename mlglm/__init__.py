@@ -1,0 +1,1 @@
+"""mlglm: maximum-likelihood multilevel GLMs for statsmodels."""
