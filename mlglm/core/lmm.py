@@ -1,0 +1,509 @@
+"""Exact Gaussian linear mixed model with one grouping factor: profiled (RE)ML.
+
+The model is
+
+    y = X beta + Z b + e,    e ~ N(0, sigma^2 I_n),
+    b_j = sigma Lambda(theta) u_j,    u_j ~ N(0, I_q),    j = 0..G-1,
+
+so Var(b_j) = sigma^2 Lambda Lambda' (``covariance.py`` maps theta <-> Lambda).
+As in lme4 (Bates, Maechler, Bolker & Walker 2015, "Fitting Linear
+Mixed-Effects Models Using lme4", J. Stat. Softw. 67(1), section 3) beta and
+sigma^2 are profiled out and only theta is optimised.
+
+Penalised least squares at fixed theta
+--------------------------------------
+With the random effects on the lme4 scale (u_j with variance sigma^2 I, b_j =
+Lambda u_j), beta and u minimise the penalised residual sum of squares
+
+    r2(theta) = min_{beta, u} |y - X beta - Z Lambda u|^2 + |u|^2 .
+
+For ONE grouping factor Z is block diagonal across groups, so lme4's sparse
+Cholesky factor L (L L' = Lambda' Z' Z Lambda + I) is block diagonal with
+q x q blocks L_j:  L_j L_j' = H_j = Lambda' Z_j'Z_j Lambda + I.  Everything
+then runs on per-group sufficient statistics (Z_j'Z_j, Z_j'X_j, Z_j'y_j) and
+the global X'X, X'y, y'y, so an evaluation costs O(G q^3 + G q^2 p + p^3),
+whatever n is:
+
+    R_ZX,j = L_j^{-1} Lambda' Z_j'X_j,      c_u,j = L_j^{-1} Lambda' Z_j'y_j,
+    R_X'R_X = X'X - sum_j R_ZX,j' R_ZX,j,
+    c_beta  = R_X^{-T} (X'y - sum_j R_ZX,j' c_u,j),    beta = R_X^{-1} c_beta,
+    u_j     = L_j^{-T} (c_u,j - R_ZX,j beta),
+    r2      = y'y - sum_j |c_u,j|^2 - |c_beta|^2 .
+
+Profiled criteria (lme4's ``deviance()`` and ``REMLcrit()``), with
+log|L|^2 = sum_j 2 log det L_j and log|R_X|^2 = 2 log det R_X:
+
+    ML:    d(theta) = log|L|^2 + n (1 + log(2 pi r2 / n)),            sigma^2 = r2 / n
+    REML:  d(theta) = log|L|^2 + log|R_X|^2
+                      + (n - p) (1 + log(2 pi r2 / (n - p))),         sigma^2 = r2 / (n - p)
+
+Exact gradient
+--------------
+Write A_j = Z_j'Z_j, B_j = Z_j'X_j, P_j = H_j^{-1}, C = (R_X'R_X)^{-1},
+F_j = P_j Lambda' B_j and Z_j'r_j = Z_j'y_j - B_j beta - A_j Lambda u_j
+(Z_j' times the conditional residual).  Differentiating in the entries of
+Lambda (then keeping the lower-triangle entries theta refers to):
+
+    d log|L|^2    / d Lambda =  2 sum_j A_j Lambda P_j
+    d r2          / d Lambda = -2 sum_j (Z_j'r_j) u_j'         (envelope theorem:
+                                                                beta, u are optimal)
+    d log|R_X|^2  / d Lambda = -2 sum_j (B_j - A_j Lambda F_j) C F_j'
+
+and d(theta) = [log|L|^2] + [log|R_X|^2, REML only] + m log r2 + const with
+m = n (ML) or n - p (REML), so dd = d log|L|^2 + d log|R_X|^2 + (m / r2) d r2.
+Every term is a sum over groups of q x q products, so the gradient costs about
+as much as the criterion.
+
+Numerical note
+--------------
+``y'y - sum |c_u|^2 - |c_beta|^2`` cancels when y is far from 0.  ``lmm_stats``
+therefore stores the statistics of e = y - X beta_ols instead of y and keeps
+beta_ols; the model for e is the same model with beta shifted by beta_ols, so
+theta, r2 and both criteria are unchanged and beta = beta_ols + beta_e.  The
+cancellation is then bounded by RSS_ols / r2, a property of the data rather
+than of where y happens to be centred.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.linalg
+import scipy.optimize
+import scipy.sparse
+
+from mlglm.core.covariance import (n_theta, theta_index, theta_is_diagonal_entry,
+                                   theta_lower_bounds, theta_to_Lambda)
+
+__all__ = ["LMMStats", "lmm_stats", "profiled_deviance", "profiled_deviance_grad",
+           "LMMFit", "lmm_fit", "SINGULAR_TOL"]
+
+LOG_2PI = np.log(2.0 * np.pi)
+
+SINGULAR_TOL = 1e-4
+"""lme4's ``isSingular`` rule: a fit is singular when a diagonal theta element is below this."""
+
+START_OFF_BOUNDARY = 0.1
+"""A zero diagonal entry in a user's theta0 is moved here (zero is a stationary point)."""
+
+
+def _readonly(a):
+    a = np.asarray(a)
+    a.setflags(write=False)
+    return a
+
+
+# ----------------------------------------------------------------------------
+# sufficient statistics
+# ----------------------------------------------------------------------------
+
+@dataclass(frozen=True, eq=False)
+class LMMStats:
+    """Sufficient statistics of a one-factor Gaussian LMM.
+
+    Here "y" means the OLS residual e = y - X beta_ols (see the module notes);
+    beta for the original y is ``beta_ols`` plus the beta fitted to e.
+
+    Attributes
+    ----------
+    ZtZ : (G, q, q) array
+        Z_j'Z_j per group.
+    ZtX : (G, q, p) array
+        Z_j'X_j per group.
+    Zty : (G, q) array
+        Z_j'e_j per group.
+    XtX : (p, p) array
+        X'X.
+    Xty : (p,) array
+        X'e (zero up to rounding; kept so the formulas hold exactly).
+    yty : float
+        e'e, the OLS residual sum of squares.
+    beta_ols : (p,) array
+        The shift: OLS coefficients of y on X.
+    n, p, q, n_groups : int
+        Rows, fixed effects, random effects per group, groups.
+    """
+
+    ZtZ: np.ndarray
+    ZtX: np.ndarray
+    Zty: np.ndarray
+    XtX: np.ndarray
+    Xty: np.ndarray
+    yty: float
+    beta_ols: np.ndarray
+    n: int
+    p: int
+    q: int
+    n_groups: int
+
+
+def _as_2d(a, n, name):
+    a = np.asarray(a, dtype=float)
+    if a.ndim == 1:
+        a = a[:, None]
+    if a.ndim != 2 or a.shape[0] != n:
+        raise ValueError(f"{name} must have {n} rows, got shape {a.shape}")
+    if not np.all(np.isfinite(a)):
+        raise ValueError(f"{name} contains non-finite values")
+    return a
+
+
+def lmm_stats(y, X, Z, group, n_groups: int | None = None) -> LMMStats:
+    """Per-group and global sufficient statistics for :func:`profiled_deviance`.
+
+    Parameters
+    ----------
+    y : (n,) array_like
+        Response.
+    X : (n, p) array_like
+        Fixed-effects design, full column rank.
+    Z : (n, q) array_like
+        Random-effects design (the columns of one ``(... | g)`` term).
+    group : (n,) array_like of int
+        Group codes 0..G-1; rows need not be sorted by group.
+    n_groups : int, optional
+        G; defaults to ``max(group) + 1``.  Empty groups are allowed (they
+        contribute H_j = I, i.e. nothing).
+
+    Notes
+    -----
+    The per-group cross products are one sparse product S M with S the G x n
+    group-indicator matrix and M the n x (q^2 + q p + q) matrix of row-wise
+    products z_i z_i', z_i x_i', z_i e_i; one pass over the data, any row order.
+    """
+    y = np.asarray(y, dtype=float).ravel()
+    n = y.size
+    if not np.all(np.isfinite(y)):
+        raise ValueError("y contains non-finite values")
+    X = _as_2d(X, n, "X")
+    Z = _as_2d(Z, n, "Z")
+    group = np.asarray(group).ravel()
+    if group.size != n:
+        raise ValueError(f"group must have {n} elements, got {group.size}")
+    if not np.issubdtype(group.dtype, np.integer):
+        if not np.all(np.equal(np.mod(group, 1), 0)):
+            raise ValueError("group must hold integer codes 0..G-1")
+        group = group.astype(np.intp)
+    if n and group.min() < 0:
+        raise ValueError("group codes must be >= 0")
+    G = int(group.max()) + 1 if n_groups is None else int(n_groups)
+    if n and group.max() >= G:
+        raise ValueError(f"group codes must be < n_groups={G}")
+    p, q = X.shape[1], Z.shape[1]
+    if n <= p:
+        raise ValueError(f"need more rows than fixed effects (n={n}, p={p})")
+
+    beta_ols = np.linalg.lstsq(X, y, rcond=None)[0]
+    e = y - X @ beta_ols
+    S = scipy.sparse.csr_matrix((np.ones(n), (group, np.arange(n))), shape=(G, n))
+    M = np.concatenate([(Z[:, :, None] * Z[:, None, :]).reshape(n, q * q),
+                        (Z[:, :, None] * X[:, None, :]).reshape(n, q * p),
+                        Z * e[:, None]], axis=1)
+    SM = np.asarray(S @ M)
+    return LMMStats(ZtZ=_readonly(SM[:, :q * q].reshape(G, q, q)),
+                    ZtX=_readonly(SM[:, q * q:q * q + q * p].reshape(G, q, p)),
+                    Zty=_readonly(SM[:, q * q + q * p:].copy()),
+                    XtX=_readonly(X.T @ X), Xty=_readonly(X.T @ e), yty=float(e @ e),
+                    beta_ols=_readonly(beta_ols), n=n, p=p, q=q, n_groups=G)
+
+
+# ----------------------------------------------------------------------------
+# the profiled criterion and its gradient
+# ----------------------------------------------------------------------------
+
+@dataclass(frozen=True, eq=False)
+class _PLS:
+    """Solution of the penalised least-squares problem at one theta."""
+
+    Lambda: np.ndarray    # (q, q)
+    L: np.ndarray         # (G, q, q) lower Cholesky factors of H_j
+    LtB: np.ndarray       # (G, q, p) Lambda' Z_j'X_j
+    RX: np.ndarray        # (p, p) lower factor of R_X'R_X (R_X = RX')
+    beta_e: np.ndarray    # (p,) beta for the shifted response
+    u: np.ndarray         # (G, q) conditional modes, lme4 scale (variance sigma^2)
+    r2: float             # penalised residual sum of squares
+    ldL2: float           # log|L|^2
+    ldRX2: float          # log|R_X|^2
+
+
+def _pls(theta, stats: LMMStats, diagonal: bool) -> _PLS:
+    """Penalised least squares at theta (formulas in the module docstring)."""
+    q, p = stats.q, stats.p
+    Lambda = theta_to_Lambda(theta, q, diagonal)
+    LtA = np.matmul(Lambda.T, stats.ZtZ)                     # Lambda' A_j
+    H = LtA @ Lambda
+    H[:, np.arange(q), np.arange(q)] += 1.0                  # H_j = Lambda' A_j Lambda + I
+    L = np.linalg.cholesky(H)
+    LtB = np.matmul(Lambda.T, stats.ZtX)
+    rhs = np.concatenate([LtB, (stats.Zty @ Lambda)[:, :, None]], axis=2)
+    sol = np.linalg.solve(L, rhs)                            # L_j^{-1} [Lambda'B_j, Lambda'c_j]
+    RZX = sol[:, :, :p].reshape(-1, p)                       # stacked over groups
+    cu = sol[:, :, p].reshape(-1)
+    try:
+        RX = np.linalg.cholesky(stats.XtX - RZX.T @ RZX)
+    except np.linalg.LinAlgError:
+        raise np.linalg.LinAlgError("R_X'R_X is not positive definite: X is (numerically) "
+                                    "rank deficient") from None
+    cbeta = scipy.linalg.solve_triangular(RX, stats.Xty - RZX.T @ cu, lower=True)
+    beta_e = scipy.linalg.solve_triangular(RX.T, cbeta, lower=False)
+    v = (cu - RZX @ beta_e).reshape(-1, q, 1)
+    u = np.linalg.solve(np.swapaxes(L, 1, 2), v)[:, :, 0]    # u_j = L_j^{-T}(c_u - R_ZX beta)
+    r2 = stats.yty - cu @ cu - cbeta @ cbeta
+    ldL2 = 2.0 * np.log(np.diagonal(L, axis1=1, axis2=2)).sum()
+    ldRX2 = 2.0 * np.log(np.diag(RX)).sum()
+    return _PLS(Lambda, L, LtB, RX, beta_e, u, float(r2), float(ldL2), float(ldRX2))
+
+
+def _criterion(s: _PLS, n: int, p: int, reml: bool) -> float:
+    if reml:
+        m = n - p
+        return s.ldL2 + s.ldRX2 + m * (1.0 + LOG_2PI + np.log(s.r2 / m))
+    return s.ldL2 + n * (1.0 + LOG_2PI + np.log(s.r2 / n))
+
+
+def _gradient(s: _PLS, stats: LMMStats, reml: bool, diagonal: bool) -> np.ndarray:
+    """d criterion / d theta from the three matrix derivatives in the module docstring."""
+    q, p = stats.q, stats.p
+    Lam = s.Lambda
+    A, B = stats.ZtZ, stats.ZtX
+    Linv = np.linalg.solve(s.L, np.broadcast_to(np.eye(q), s.L.shape))
+    P = np.swapaxes(Linv, 1, 2) @ Linv                       # P_j = H_j^{-1}
+    ALam = A @ Lam                                           # A_j Lambda
+    dLam = 2.0 * np.einsum("gik,gkl->il", ALam, P)           # d log|L|^2
+    Zr = stats.Zty - B @ s.beta_e - np.einsum("gik,gk->gi", ALam, s.u)
+    m = stats.n - p if reml else stats.n
+    dLam -= (2.0 * m / s.r2) * (Zr.T @ s.u)                  # (m / r2) d r2
+    if reml:
+        F = P @ s.LtB                                        # F_j = P_j Lambda' B_j
+        C = scipy.linalg.cho_solve((s.RX, True), np.eye(p))  # (R_X'R_X)^{-1}
+        D = B - ALam @ F                                     # B_j - A_j Lambda F_j
+        dLam -= 2.0 * np.einsum("gij,jk,glk->il", D, C, F)   # d log|R_X|^2
+    r, c = theta_index(q, diagonal)
+    return dLam[r, c]
+
+
+def _check_theta(theta, stats, diagonal):
+    theta = np.asarray(theta, dtype=float).ravel()
+    k = n_theta(stats.q, diagonal)
+    if theta.size != k:
+        raise ValueError(f"theta must have {k} elements (q={stats.q}, diagonal={diagonal})")
+    return theta
+
+
+def profiled_deviance(theta, stats: LMMStats, reml: bool = True,
+                      diagonal: bool = False) -> float:
+    """Profiled REML criterion (lme4 ``REMLcrit``) or ML deviance (lme4 ``deviance``).
+
+    Returns log|L|^2 + log|R_X|^2 + (n-p)(1 + log(2 pi r2/(n-p))) when ``reml``,
+    else log|L|^2 + n(1 + log(2 pi r2/n)); see the module docstring.  This is
+    -2 times the (restricted) log-likelihood maximised over beta and sigma^2
+    at fixed theta.
+    """
+    theta = _check_theta(theta, stats, diagonal)
+    return _criterion(_pls(theta, stats, diagonal), stats.n, stats.p, reml)
+
+
+def profiled_deviance_grad(theta, stats: LMMStats, reml: bool = True,
+                           diagonal: bool = False) -> tuple[float, np.ndarray]:
+    """The profiled criterion and its exact gradient in theta (module docstring)."""
+    theta = _check_theta(theta, stats, diagonal)
+    s = _pls(theta, stats, diagonal)
+    return _criterion(s, stats.n, stats.p, reml), _gradient(s, stats, reml, diagonal)
+
+
+# ----------------------------------------------------------------------------
+# the fit
+# ----------------------------------------------------------------------------
+
+@dataclass(frozen=True, eq=False)
+class LMMFit:
+    """A fitted one-factor Gaussian LMM (the quantities lme4's ``lmer`` reports).
+
+    Attributes
+    ----------
+    theta : (n_theta,) array
+        Relative covariance parameters (column-major lower triangle of Lambda).
+    Lambda : (q, q) array
+        Lower-triangular relative covariance factor.
+    beta : (p,) array
+        Fixed effects (GLS estimate at theta).
+    sigma2 : float
+        Residual variance, r2 / (n - p) (REML) or r2 / n (ML).
+    cov_re : (q, q) array
+        sigma2 Lambda Lambda', the random-effects covariance.
+    cov_beta : (p, p) array
+        sigma2 (R_X'R_X)^{-1}, lme4's ``vcov`` (conditional on theta).
+    llf : float
+        What lme4's ``logLik`` reports: -REMLcrit/2 for REML, -deviance/2 for ML.
+    reml_criterion : float or None
+        lme4's ``REMLcrit`` (REML fits only).
+    deviance_ml : float
+        The ML deviance at this theta, beta and sigma^2 re-profiled: lme4's
+        ``deviance(m, REML = FALSE)``; equals -2 llf for ML fits.
+    b : (G, q) array
+        Conditional modes of the random effects, b_j = Lambda u_j (lme4's ``ranef``).
+    b_cov : (G, q, q) array
+        Conditional covariances sigma2 Lambda H_j^{-1} Lambda' with beta treated
+        as known (lme4's ``postVar`` / ``condVar``).
+    n_evals : int
+        Criterion evaluations (each with its gradient).
+    converged : bool
+        Projected gradient norm below the tolerance.
+    message : str
+        The optimiser's message.
+    grad_norm : float
+        Infinity norm of the projected gradient, theta - max(theta - g, lower).
+    singular : bool
+        Some diagonal theta element < SINGULAR_TOL (lme4's ``isSingular``).
+    reml, diagonal : bool
+        How the model was fitted.
+    """
+
+    theta: np.ndarray
+    Lambda: np.ndarray
+    beta: np.ndarray
+    sigma2: float
+    cov_re: np.ndarray
+    cov_beta: np.ndarray
+    llf: float
+    reml_criterion: float | None
+    deviance_ml: float
+    b: np.ndarray
+    b_cov: np.ndarray
+    n_evals: int
+    converged: bool
+    message: str
+    grad_norm: float
+    singular: bool
+    reml: bool
+    diagonal: bool
+
+    @property
+    def n_params(self) -> int:
+        """p + n_theta + 1 (beta, theta, sigma), lme4's ``df`` of ``logLik``."""
+        return self.beta.size + self.theta.size + 1
+
+    @property
+    def aic(self) -> float:
+        """-2 llf + 2 n_params, as lme4's ``AIC`` (REML criterion based for REML fits)."""
+        return -2.0 * self.llf + 2.0 * self.n_params
+
+
+def _projected_grad_norm(theta, g, lower) -> float:
+    return float(np.max(np.abs(theta - np.maximum(theta - g, lower)), initial=0.0))
+
+
+def _rectify(theta, q, diagonal):
+    """Flip the sign of every column of Lambda whose diagonal element is negative.
+
+    The criterion depends on Lambda only through the column space picked up by
+    the spherical u: replacing column k by its negative replaces u_k by -u_k and
+    leaves H_j's determinant, r2 and R_X unchanged.  So an unconstrained optimum
+    maps to a constrained one (diagonal >= 0) with the same criterion.
+    """
+    Lambda = theta_to_Lambda(theta, q, diagonal)
+    sign = np.where(np.diag(Lambda) < 0, -1.0, 1.0)
+    r, c = theta_index(q, diagonal)
+    return theta * sign[c]
+
+
+def _newton_polish(theta, fg, max_steps=6):
+    """A few Newton steps with the Hessian from central differences of the exact gradient.
+
+    L-BFGS stops when its line search can no longer make progress on the
+    criterion's rounding level; Newton steps take the gradient to its own
+    rounding level.  A step is kept when it lowers the criterion, or leaves it
+    unchanged to within rounding while shrinking the gradient.
+    """
+    f, g = fg(theta)
+    for _ in range(max_steps):
+        k = theta.size
+        Hs = np.empty((k, k))
+        for i in range(k):
+            h = 1e-5 * max(1.0, abs(theta[i]))
+            tp, tm = theta.copy(), theta.copy()
+            tp[i] += h
+            tm[i] -= h
+            Hs[:, i] = (fg(tp)[1] - fg(tm)[1]) / (2 * h)
+        Hs = (Hs + Hs.T) / 2
+        if not np.all(np.isfinite(Hs)) or np.linalg.eigvalsh(Hs).min() <= 0:
+            break
+        new = theta - np.linalg.solve(Hs, g)
+        f_new, g_new = fg(new)
+        gn, gn_new = np.max(np.abs(g)), np.max(np.abs(g_new))
+        if not (f_new < f or (f_new <= f + 1e-13 * abs(f) and gn_new < gn)):
+            break
+        theta, f, g = new, f_new, g_new
+        if gn_new > 0.5 * gn:  # no longer contracting: at the rounding floor
+            break
+    return theta
+
+
+def lmm_fit(y, X, Z, group, reml: bool = True, diagonal: bool = False, theta0=None,
+            stats: LMMStats | None = None, gtol: float = 1e-6) -> LMMFit:
+    """Fit y = X beta + Z b + e with one grouping factor by profiled REML or ML.
+
+    Minimises :func:`profiled_deviance` over theta with L-BFGS-B and the exact
+    gradient (lower bound 0 on Lambda's diagonal), then polishes with Newton
+    steps, and evaluates everything lme4's ``lmer`` reports at the optimum.
+
+    Parameters
+    ----------
+    y, X, Z, group
+        As for :func:`lmm_stats` (ignored, except for checking nothing, when
+        ``stats`` is given).
+    reml : bool
+        REML (default, as lmer) or ML.
+    diagonal : bool
+        Uncorrelated random effects (Lambda diagonal, lme4's ``||``).
+    theta0 : array_like, optional
+        Start; default ones on Lambda's diagonal and zeros elsewhere (lme4's).
+    stats : LMMStats, optional
+        Precomputed statistics (e.g. to fit REML and ML from one pass).
+    gtol : float
+        Convergence tolerance on the projected gradient's infinity norm, in
+        criterion units per unit of theta.
+    """
+    if stats is None:
+        stats = lmm_stats(y, X, Z, group)
+    q, p, n = stats.q, stats.p, stats.n
+    lower = theta_lower_bounds(q, diagonal)
+    if theta0 is None:
+        theta0 = theta_is_diagonal_entry(q, diagonal).astype(float)
+    theta0 = _rectify(_check_theta(theta0, stats, diagonal), q, diagonal)
+    on_diag = theta_is_diagonal_entry(q, diagonal)
+    # theta_kk = 0 is a stationary point of the criterion in theta_kk (for the last
+    # column, or any column with zeros below the diagonal): do not start there.
+    theta0 = np.where(on_diag & (theta0 == 0.0), START_OFF_BOUNDARY, theta0)
+
+    count = [0]
+
+    def fg(theta):
+        count[0] += 1
+        return profiled_deviance_grad(theta, stats, reml, diagonal)
+
+    opt = scipy.optimize.minimize(fg, theta0, jac=True, method="L-BFGS-B",
+                                  options={"maxiter": 1000, "ftol": 1e-15, "gtol": 1e-10,
+                                           "maxcor": 20})
+    theta = _rectify(_newton_polish(opt.x, fg), q, diagonal)
+    s = _pls(theta, stats, diagonal)
+    g = _gradient(s, stats, reml, diagonal)
+    crit = _criterion(s, n, p, reml)
+    grad_norm = _projected_grad_norm(theta, g, lower)
+
+    sigma2 = s.r2 / (n - p if reml else n)
+    Lam = s.Lambda
+    C = scipy.linalg.cho_solve((s.RX, True), np.eye(p))
+    Linv = np.linalg.solve(s.L, np.broadcast_to(np.eye(q), s.L.shape))
+    LamLinvT = Lam @ np.swapaxes(Linv, 1, 2)                   # Lambda L_j^{-T}
+    b_cov = sigma2 * (LamLinvT @ np.swapaxes(LamLinvT, 1, 2))  # sigma2 Lambda H_j^{-1} Lambda'
+    deviance_ml = _criterion(s, n, p, reml=False)
+    return LMMFit(
+        theta=_readonly(theta), Lambda=_readonly(Lam),
+        beta=_readonly(stats.beta_ols + s.beta_e), sigma2=float(sigma2),
+        cov_re=_readonly(sigma2 * Lam @ Lam.T), cov_beta=_readonly(sigma2 * C),
+        llf=-crit / 2.0, reml_criterion=crit if reml else None, deviance_ml=deviance_ml,
+        b=_readonly(s.u @ Lam.T), b_cov=_readonly(b_cov), n_evals=count[0],
+        converged=bool(grad_norm <= gtol), message=str(opt.message), grad_norm=grad_norm,
+        singular=bool(np.any(theta[theta_is_diagonal_entry(q, diagonal)] < SINGULAR_TOL)),
+        reml=bool(reml), diagonal=bool(diagonal))
