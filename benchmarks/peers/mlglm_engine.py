@@ -1,0 +1,41 @@
+"""mlglm through its lme4-style public API: ``mlglm.glmer`` / ``mlglm.lmer`` (DESIGN.md §2)."""
+import numpy as np
+
+
+def version():
+    import mlglm
+
+    return getattr(mlglm, "__version__", "unknown")
+
+
+def applicable(case):
+    return None
+
+
+def prepare(case):
+    import mlglm  # noqa: F401  (import cost is not part of the fit)
+
+
+def fit(case, df):
+    import mlglm
+
+    formula = case.patsy_formula("mlglm")
+    if case.kind == "lmm":
+        return mlglm.lmer(formula, df, reml=case.reml)
+    return mlglm.glmer(formula, df, family=case.family, nagq=case.nagq)
+
+
+def extract(case, res):
+    fe = getattr(res, "fe_params", None)
+    out = {
+        "llf": float(res.llf),
+        "fe_params": {str(k): float(v) for k, v in fe.items()} if hasattr(fe, "items") else
+        (None if fe is None else [float(v) for v in np.ravel(fe)]),
+        "cov_re": None if getattr(res, "cov_re", None) is None else np.asarray(res.cov_re, float).tolist(),
+        "converged": None if getattr(res, "converged", None) is None else bool(res.converged),
+        "method": str(getattr(res, "method", "")),
+        "nagq": getattr(res, "nagq", None),
+    }
+    if out["nagq"] is not None:
+        out["nagq"] = int(out["nagq"])
+    return out

@@ -1,0 +1,392 @@
+"""lme4 bar syntax, ``y ~ x + (1 + x | g)``, translated to statsmodels' terms.
+
+:func:`parse_lme4` works on the formula string only (no patsy, no data): it
+finds the one random-effects term ``( ... | g)`` or ``( ... || g)``, removes
+it from the right-hand side, and returns the fixed-effects formula, the name
+of the grouping column and a statsmodels ``re_formula``, as
+``MixedLM.from_formula(fixed, data, groups=groups, re_formula=re_formula)``
+expects them. It plays the part of lme4's ``findbars``/``nobars``.
+
+R spellings are translated where Python's differ: ``^`` becomes ``**``
+(``I(age^2)`` is ``I(age**2)``; ``(a + b)^2`` is the same interaction
+expansion in patsy), and a ``cbind(successes, failures)`` response is kept
+as written but also split into :attr:`ParsedFormula.response_terms`.
+
+Errors are :class:`FormulaError` (a ``ValueError``) whose message repeats the
+formula with a caret under the offending part, like Python's SyntaxError.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+__all__ = ["FormulaError", "ParsedFormula", "parse_lme4", "has_bar_term"]
+
+_OPEN = {"(": ")", "[": "]", "{": "}"}
+_CLOSE = {v: k for k, v in _OPEN.items()}
+_QUOTES = "'\"`"
+_NAME = re.compile(r"[A-Za-z_.][A-Za-z0-9_.]*")
+_QUOTED_NAME = re.compile(r"`([^`]+)`|Q\(\s*(['\"])(.+)\2\s*\)")
+_NO_RE_TERM = ("no random-effects term like (1 | group); use statsmodels' GLM/OLS "
+               "for a model without random effects")
+
+
+class FormulaError(ValueError):
+    """A formula that cannot be parsed, with the place where it went wrong.
+
+    Attributes
+    ----------
+    msg : str
+        The message without the caret lines.
+    formula : str or None
+        The formula as given.
+    pos : int or None
+        0-based offset of the offending part in ``formula``.
+    """
+
+    def __init__(self, msg: str, formula: str | None = None,
+                 pos: int | None = None, length: int = 1):
+        self.msg, self.formula, self.pos = msg, formula, pos
+        text = msg
+        if formula is not None and pos is not None:
+            shown = formula.replace("\n", " ").replace("\t", " ")
+            text += f"\n    {shown}\n    {' ' * pos}{'^' * max(1, length)}"
+        super().__init__(text)
+
+
+@dataclass(frozen=True)
+class ParsedFormula:
+    """An lme4-style formula split into the pieces statsmodels wants.
+
+    Attributes
+    ----------
+    formula : str
+        The formula as given.
+    response : str
+        Left-hand side, e.g. ``"y"`` or ``"cbind(incidence, size - incidence)"``.
+    response_terms : tuple of str
+        The response's columns: ``("y",)``, or the two arguments of ``cbind``,
+        e.g. ``("incidence", "size - incidence")`` (successes, failures).
+    fixed : str
+        Fixed-effects formula, ``response ~ fixed_rhs``.
+    fixed_rhs : str
+        Right-hand side without the random-effects term ("1" if nothing is left).
+    groups : str or None
+        Name of the grouping column; None when there is no random-effects term.
+    re_formula : str or None
+        statsmodels random-effects formula: ``"1"`` (intercept only),
+        ``"~x"`` (intercept and slope) or ``"~0 + x"`` (slope only).
+    diagonal : bool
+        True for ``||`` (uncorrelated random effects).
+    random : str or None
+        The random-effects term as written, e.g. ``"(1 + x | g)"``.
+    """
+
+    formula: str
+    response: str
+    response_terms: tuple[str, ...]
+    fixed: str
+    fixed_rhs: str
+    groups: str | None
+    re_formula: str | None
+    diagonal: bool
+    random: str | None
+
+
+@dataclass(frozen=True)
+class _Term:
+    """One term of a sum: its sign and its [start, end) span in the formula."""
+
+    sign: str
+    start: int
+    end: int
+
+
+class _Scan:
+    """Bracket depth of every character of a formula, outside string literals.
+
+    ``depth[i]`` is the number of brackets open around character i (a bracket
+    itself counts as outside), or -1 inside a quoted string or backticks;
+    ``match`` maps each opening bracket's offset to its closing one.
+    """
+
+    def __init__(self, text: str):
+        self.text = text
+        self.depth = [0] * len(text)
+        self.match: dict[int, int] = {}
+        stack: list[int] = []
+        quote, quote_at, escaped = None, -1, False
+        for i, ch in enumerate(text):
+            if quote is not None:
+                self.depth[i] = -1
+                if escaped:
+                    escaped = False
+                elif ch == "\\":
+                    escaped = True
+                elif ch == quote:
+                    quote = None
+                continue
+            if ch in _QUOTES:
+                quote, quote_at, self.depth[i] = ch, i, -1
+                continue
+            if ch in _CLOSE:
+                if not stack:
+                    raise FormulaError(f"unbalanced parentheses: {ch!r} has no matching "
+                                       f"{_CLOSE[ch]!r}", text, i)
+                if text[stack[-1]] != _CLOSE[ch]:
+                    raise FormulaError(f"unbalanced parentheses: {ch!r} does not close "
+                                       f"{text[stack[-1]]!r}", text, i)
+                self.match[stack.pop()] = i
+            self.depth[i] = len(stack)
+            if ch in _OPEN:
+                stack.append(i)
+        if quote is not None:
+            raise FormulaError(f"unterminated string: {quote} is never closed", text, quote_at)
+        if stack:
+            raise FormulaError(f"unbalanced parentheses: {text[stack[-1]]!r} is never closed",
+                               text, stack[-1])
+
+    def find(self, chars: str, start: int, end: int, level: int) -> list[int]:
+        """Offsets in [start, end) of any of ``chars`` at bracket depth ``level``."""
+        return [i for i in range(start, end)
+                if self.text[i] in chars and self.depth[i] == level]
+
+    def strip(self, start: int, end: int) -> tuple[int, int]:
+        """Narrow [start, end) to exclude surrounding whitespace."""
+        while start < end and self.text[start].isspace():
+            start += 1
+        while end > start and self.text[end - 1].isspace():
+            end -= 1
+        return start, end
+
+    def piece(self, start: int, end: int) -> str:
+        """The text of [start, end), stripped, with R's ``^`` written as ``**``."""
+        start, end = self.strip(start, end)
+        return "".join("**" if ch == "^" and self.depth[i] >= 0 else ch
+                       for i, ch in enumerate(self.text[start:end], start))
+
+    def terms(self, start: int, end: int, level: int) -> list[_Term]:
+        """Split [start, end) into the terms of a sum at bracket depth ``level``."""
+        ops = self.find("+-", start, end, level)
+        bounds = [start - 1] + ops + [end]
+        out = []
+        for k in range(len(bounds) - 1):
+            a, b = self.strip(bounds[k] + 1, bounds[k + 1])
+            sign = self.text[bounds[k]] if k > 0 else "+"
+            if a == b:
+                if k == 0 and ops:             # leading unary sign, as in "-1 + x"
+                    continue
+                at = bounds[k + 1] if bounds[k + 1] < end else bounds[k]
+                raise FormulaError("missing term: an operator has nothing on one side",
+                                   self.text, at)
+            out.append(_Term(sign, a, b))
+        return out
+
+    def is_call(self, open_at: int) -> bool:
+        """Whether the bracket at ``open_at`` opens a function call like ``log(``."""
+        i = open_at - 1
+        while i >= 0 and self.text[i].isspace():
+            i -= 1
+        return i >= 0 and (self.text[i].isalnum() or self.text[i] in "_.")
+
+
+def _bar_term(scan: _Scan, term: _Term) -> list[int] | None:
+    """Offsets of the ``|`` of a term like ``(1 + x | g)``; None for other terms."""
+    if scan.text[term.start] != "(" or scan.match[term.start] != term.end - 1:
+        return None
+    level = scan.depth[term.start] + 1
+    bars = scan.find("|", term.start + 1, term.end - 1, level)
+    return bars or None
+
+
+def _group_name(scan: _Scan, start: int, end: int, bar_at: int) -> str:
+    """The grouping column named in [start, end), after the bar at ``bar_at``."""
+    text = scan.text
+    a, b = scan.strip(start, end)
+    if a == b:
+        raise FormulaError("random-effects term has no grouping factor after '|'",
+                           text, bar_at)
+    name = text[a:b]
+    level = scan.depth[bar_at]
+    for op in scan.find("/:", a, b, level):
+        left, right = text[a:op].strip(), text[op + 1:b].strip()
+        combined = f"{left}_{right}"
+        if text[op] == "/":
+            what = (f"nested grouping {name!r} means ({left}) and ({left}:{right}), "
+                    "two grouping factors, and ")
+        else:
+            what = f"interaction grouping {name!r} is not supported: "
+        raise FormulaError(
+            f"{what}mlglm fits one grouping factor; create a combined column, e.g. "
+            f"df[{combined!r}] = df[{left!r}].astype(str) + ':' + df[{right!r}].astype(str), "
+            f"and write (... | {combined})", text, op)
+    if _NAME.fullmatch(name):
+        return name
+    quoted = _QUOTED_NAME.fullmatch(name)
+    if quoted:
+        return quoted.group(1) or quoted.group(3)
+    raise FormulaError(f"the grouping factor must be a column name, got {name!r}; "
+                       "create the column in the data first", text, a, b - a)
+
+
+def _re_formula(scan: _Scan, term: _Term, start: int, end: int, bar_at: int) -> str:
+    """statsmodels ``re_formula`` for the effects in [start, end), left of the bar."""
+    text = scan.text
+    a, b = scan.strip(start, end)
+    if a == b:
+        raise FormulaError("empty random-effects term: nothing before '|' "
+                           "(write (1 | g) for a random intercept)", text, bar_at)
+    intercept, slopes = True, []
+    for t in scan.terms(a, b, scan.depth[bar_at]):
+        word = text[t.start:t.end]
+        if word in ("0", "1"):
+            intercept = (word == "1") == (t.sign == "+")
+        else:
+            slopes.append((t.sign, scan.piece(t.start, t.end)))
+    if not slopes:
+        if not intercept:
+            raise FormulaError("random-effects term has no effects (no intercept, no slopes)",
+                               text, term.start, term.end - term.start)
+        return "1"
+    body = slopes[0][1] if slopes[0][0] == "+" else f"-{slopes[0][1]}"
+    body += "".join(f" {sign} {s}" for sign, s in slopes[1:])
+    return f"~{body}" if intercept else f"~0 + {body}"
+
+
+def _response(scan: _Scan, end: int) -> tuple[str, tuple[str, ...]]:
+    """Left-hand side text and its columns (two for ``cbind(s, f)``)."""
+    text = scan.text
+    a, b = scan.strip(0, end)
+    if a == b:
+        raise FormulaError("no response before '~'", text, end)
+    response = scan.piece(a, b)
+    if text.startswith("cbind", a):
+        open_at = scan.strip(a + 5, b)[0]
+        if text[open_at:open_at + 1] == "(" and scan.match[open_at] == b - 1:
+            commas = scan.find(",", open_at + 1, b - 1, scan.depth[open_at] + 1)
+            if len(commas) != 1:
+                raise FormulaError("cbind() takes two arguments: successes, failures",
+                                   text, a, b - a)
+            parts = (scan.piece(open_at + 1, commas[0]), scan.piece(commas[0] + 1, b - 1))
+            if not all(parts):
+                raise FormulaError("cbind() has an empty argument", text, commas[0])
+            return response, parts
+    return response, (response,)
+
+
+def _check_stray_bars(scan: _Scan, start: int, end: int, spans: list[_Term]) -> None:
+    """Reject ``|`` outside a random-effects term and outside function calls."""
+    for i in range(start, end):
+        if scan.text[i] != "|" or scan.depth[i] < 0:
+            continue
+        if any(t.start < i < t.end for t in spans):
+            continue
+        opener = max((o for o, c in scan.match.items() if o < i < c), default=None)
+        if opener is None:
+            raise FormulaError("a random-effects term must be in parentheses, "
+                               "like (1 | g)", scan.text, i)
+        if not scan.is_call(opener):
+            raise FormulaError("a random-effects term like (1 | g) must be a separate "
+                               "term, added with '+'", scan.text, i)
+
+
+def parse_lme4(formula: str, require_re: bool = True) -> ParsedFormula:
+    """Split an lme4 formula into fixed part, grouping column and ``re_formula``.
+
+    Parameters
+    ----------
+    formula : str
+        An lme4-style formula with one random-effects term anywhere on the
+        right-hand side, e.g. ``"y ~ x + I(x^2) + (1 + x | g)"``.
+        ``(1 | g)`` is a random intercept, ``(x | g)`` and ``(1 + x | g)`` a
+        random intercept and slope, ``(0 + x | g)`` and ``(x - 1 | g)`` a
+        slope only, and ``(1 + x || g)`` uncorrelated effects.
+    require_re : bool, default True
+        Raise if there is no random-effects term (as ``glmer``/``lmer`` do).
+        With False such a formula parses with ``groups=None``.
+
+    Returns
+    -------
+    ParsedFormula
+
+    Raises
+    ------
+    FormulaError
+        For no ``~``, unbalanced parentheses, more than one random-effects
+        term, a nested or interaction grouping factor (``a/b``, ``a:b``), an
+        empty random-effects term, or no random-effects term when
+        ``require_re``. The message points at the offending text.
+
+    Examples
+    --------
+    >>> p = parse_lme4("y ~ age + I(age^2) + (1 + urban | district)")
+    >>> p.fixed, p.groups, p.re_formula
+    ('y ~ age + I(age**2)', 'district', '~urban')
+    """
+    if not isinstance(formula, str):
+        raise TypeError(f"formula must be a string, got {type(formula).__name__}")
+    scan = _Scan(formula)
+    tildes = scan.find("~", 0, len(formula), 0)
+    if not tildes:
+        a, b = scan.strip(0, len(formula))
+        raise FormulaError("formula has no '~' between response and predictors",
+                           formula, a, b - a)
+    if len(tildes) > 1:
+        raise FormulaError("formula has more than one '~'", formula, tildes[1])
+    tilde = tildes[0]
+    response, response_terms = _response(scan, tilde)
+    if not formula[tilde + 1:].strip():
+        raise FormulaError("nothing after '~'", formula, tilde)
+
+    terms = scan.terms(tilde + 1, len(formula), 0)
+    bars = [(t, _bar_term(scan, t)) for t in terms]
+    random = [(t, b) for t, b in bars if b is not None]
+    _check_stray_bars(scan, tilde + 1, len(formula), [t for t, _ in random])
+
+    groups = re_formula = random_text = None
+    diagonal = False
+    if random:
+        parsed = []
+        for term, bar in random:
+            if term.sign == "-":
+                raise FormulaError("a random-effects term cannot be subtracted",
+                                   formula, term.start, term.end - term.start)
+            if len(bar) > 2 or (len(bar) == 2 and bar[1] != bar[0] + 1):
+                raise FormulaError("a random-effects term has one '|' (or '||')",
+                                   formula, bar[1])
+            parsed.append((term, bar, _group_name(scan, bar[-1] + 1, term.end - 1, bar[0])))
+        if len(parsed) > 1:
+            (t0, _, g0), (t1, _, g1) = parsed[0], parsed[1]
+            first, second = formula[t0.start:t0.end], formula[t1.start:t1.end]
+            if g0 != g1:
+                msg = f"mlglm fits one grouping factor for now; found {first} and {second}"
+            else:
+                msg = (f"mlglm fits one random-effects term per model; found {first} and "
+                       f"{second}; combine them into one term such as (1 + x | {g0}), "
+                       f"or (1 + x || {g0}) for uncorrelated effects")
+            raise FormulaError(msg, formula, t1.start, t1.end - t1.start)
+        term, bar, groups = parsed[0]
+        re_formula = _re_formula(scan, term, term.start + 1, bar[0], bar[0])
+        diagonal = len(bar) == 2
+        random_text = formula[term.start:term.end]
+    elif require_re:
+        a, b = scan.strip(tilde + 1, len(formula))
+        raise FormulaError(_NO_RE_TERM, formula, a, b - a)
+
+    fixed_terms = [t for t, b in bars if b is None]
+    rhs = ""
+    for k, t in enumerate(fixed_terms):
+        text = scan.piece(t.start, t.end)
+        if k == 0:
+            rhs = text if t.sign == "+" else f"-{text}"
+        else:
+            rhs += f" {t.sign} {text}"
+    rhs = rhs or "1"
+    return ParsedFormula(formula=formula, response=response, response_terms=response_terms,
+                         fixed=f"{response} ~ {rhs}", fixed_rhs=rhs, groups=groups,
+                         re_formula=re_formula, diagonal=diagonal, random=random_text)
+
+
+def has_bar_term(formula: str) -> bool:
+    """Whether ``formula`` contains an lme4 random-effects term like ``(1 | g)``."""
+    return parse_lme4(formula, require_re=False).groups is not None

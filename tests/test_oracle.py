@@ -1,0 +1,432 @@
+"""Tests of the naive oracle (tests/oracle.py) itself.
+
+The oracle is what the vectorised core is checked against, so it is checked
+here against (a) closed forms and scipy.stats, (b) its own internal
+consistency (Laplace == AGHQ with one node, AGHQ -> brute-force integration,
+Sigma = 0 -> GLM, Bernoulli rows == aggregated binomial), and (c) published
+engines: lme4 (Gaussian ML / REML, glmer Laplace and AGHQ), glmmTMB (Laplace)
+and GLMMadaptive (AGHQ). Reference numbers come from
+/work/shared/reference/lmm_hsb.json (made by references_lmm.R) and
+/work/shared/reference/glmm_open.json (made by references.R, case set "open").
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy import special, stats
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import oracle  # noqa: E402
+
+# ---------------------------------------------------------------------------
+# Named tolerances
+# ---------------------------------------------------------------------------
+TOL_IDENTITY = 1e-10      # two routes to the same number in floating point (e.g. nagq=1 vs Laplace)
+TOL_EXACT_VS_AGHQ = 1e-6  # relative: high-order AGHQ vs scipy.integrate (brief; we see ~1e-10)
+TOL_REFERENCE = 1e-6      # relative: our log-lik at an engine's parameters vs that engine's (DESIGN.md s.5)
+TOL_FD = 1e-7             # finite-difference derivatives of the oracle vs closed forms
+
+SHARED = Path("/work/shared")
+DATA = SHARED / "data"
+REF = SHARED / "reference"
+
+
+def _need(path):
+    if not path.exists():
+        pytest.skip(f"{path} not available")
+    return path
+
+
+# ---------------------------------------------------------------------------
+# Simulated data
+# ---------------------------------------------------------------------------
+
+def simulate(family, q, seed, n_groups=8, n_per=6, Sigma=None, beta=None):
+    """Small two-level data set; Z = first q columns of X = [1, x]."""
+    rng = np.random.default_rng(seed)
+    g = np.repeat(np.arange(n_groups), n_per)
+    n = g.size
+    X = np.column_stack([np.ones(n), rng.normal(size=n)])
+    Z = X[:, :q]
+    if Sigma is None:
+        Sigma = np.array([[0.8]]) if q == 1 else np.array([[0.8, 0.2], [0.2, 0.5]])
+    b = rng.normal(size=(n_groups, q)) @ np.linalg.cholesky(Sigma).T
+    if family == "binomial":
+        beta = np.array([-0.3, 0.7]) if beta is None else beta
+        eta = X @ beta + np.sum(Z * b[g], axis=1)
+        m = rng.integers(1, 5, size=n).astype(float)
+        y = rng.binomial(m.astype(int), special.expit(eta)).astype(float)
+    else:
+        beta = np.array([0.5, 0.4]) if beta is None else beta
+        eta = X @ beta + np.sum(Z * b[g], axis=1)
+        m = None
+        y = rng.poisson(np.exp(eta)).astype(float)
+    return dict(y=y, X=X, Z=Z, groups=g, beta=beta, Sigma=Sigma, family=family, m=m)
+
+
+def ll(d, **kw):
+    args = dict(family=d["family"], m=d["m"])
+    args.update(kw)
+    return oracle.marginal_loglik(d["y"], d["X"], d["Z"], d["groups"], d["beta"], d["Sigma"], **args)
+
+
+# ---------------------------------------------------------------------------
+# cond_loglik_obs
+# ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("link, inv", [
+    ("logit", special.expit),
+    ("probit", stats.norm.cdf),
+    ("cloglog", lambda e: -np.expm1(-np.exp(e))),
+])
+def test_cond_loglik_binomial_matches_scipy(link, inv):
+    rng = np.random.default_rng(1)
+    eta = rng.uniform(-4, 4, size=200)
+    m = rng.integers(1, 20, size=200)
+    y = rng.binomial(m, 0.4)
+    got = oracle.cond_loglik_obs(eta, y, "binomial", link, m=m)
+    want = stats.binom.logpmf(y, m, inv(eta))
+    np.testing.assert_allclose(got, want, rtol=1e-11, atol=1e-12)
+    # Bernoulli default m = 1
+    yb = (y > 5).astype(float)
+    np.testing.assert_allclose(oracle.cond_loglik_obs(eta, yb, "binomial", link),
+                               stats.bernoulli.logpmf(yb, inv(eta)), rtol=1e-11, atol=1e-12)
+
+
+def test_cond_loglik_poisson_matches_scipy():
+    rng = np.random.default_rng(2)
+    eta = rng.uniform(-3, 4, size=200)
+    y = rng.poisson(np.exp(eta))
+    np.testing.assert_allclose(oracle.cond_loglik_obs(eta, y, "poisson", "log"),
+                               stats.poisson.logpmf(y, np.exp(eta)), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("link", ["logit", "probit", "cloglog"])
+def test_cond_loglik_extreme_eta_against_mpmath(link):
+    """Stable at |eta| = 30..40, where 1 - mu or mu underflows in naive formulas."""
+    mpmath = pytest.importorskip("mpmath")
+    mpmath.mp.dps = 50
+
+    def mu_mp(e):
+        e = mpmath.mpf(e)
+        if link == "logit":
+            return 1 / (1 + mpmath.exp(-e))
+        if link == "probit":
+            return mpmath.ncdf(e)
+        return 1 - mpmath.exp(-mpmath.exp(e))
+
+    for e in (-40.0, -30.0, -5.0, 0.0, 3.0, 5.0, 30.0):
+        if link == "cloglog" and e > 5:
+            continue  # 1 - mu = exp(-exp(30)) is below any double; log(1-mu) = -exp(eta) is checked below
+        mu = mu_mp(e)
+        for y in (0.0, 1.0):
+            want = float(mpmath.log(mu) if y == 1 else mpmath.log(1 - mu))
+            got = float(oracle.cond_loglik_obs(np.array([e]), np.array([y]), "binomial", link)[0])
+            assert math.isfinite(got)
+            assert got == pytest.approx(want, rel=1e-12, abs=1e-300)
+    # cloglog, large eta: log(1 - mu) = -exp(eta) exactly
+    got = oracle.cond_loglik_obs(np.array([10.0]), np.array([0.0]), "binomial", "cloglog")[0]
+    assert got == pytest.approx(-math.exp(10.0), rel=1e-14)
+
+
+def test_cholesky_psd_singular():
+    Sigma = np.array([[2.0, 0.0, 1.0], [0.0, 0.0, 0.0], [1.0, 0.0, 3.0]])
+    L = oracle.cholesky_psd(Sigma)
+    np.testing.assert_allclose(L @ L.T, Sigma, atol=1e-14)
+    assert np.allclose(L, np.tril(L)) and L[1, 1] == 0.0
+    np.testing.assert_allclose(oracle.cholesky_psd(np.diag([4.0, 1.0])), np.diag([2.0, 1.0]))
+    assert np.all(oracle.cholesky_psd(np.zeros((2, 2))) == 0.0)
+    with pytest.raises(ValueError):
+        oracle.cholesky_psd(np.array([[1.0, 2.0], [2.0, 1.0]]))
+
+
+# ---------------------------------------------------------------------------
+# group_mode: the finite-difference mode and Hessian against closed forms
+# ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("family", ["binomial", "poisson"])
+def test_group_mode_against_canonical_link_closed_form(family):
+    """Canonical link: gradient A'(y - m mu) - u = 0 at the mode and
+    H = A' diag(w) A + I, w = m mu (1 - mu) or mu (DESIGN.md section 4)."""
+    d = simulate(family, 2, seed=3, n_groups=1, n_per=25)
+    L = np.linalg.cholesky(d["Sigma"])
+    u, H = oracle.group_mode(d["y"], d["X"], d["Z"], d["beta"], L, family, None, d["m"], None)
+    A = d["Z"] @ L
+    eta = d["X"] @ d["beta"] + A @ u
+    if family == "binomial":
+        mu = special.expit(eta)
+        resid, w = d["y"] - d["m"] * mu, d["m"] * mu * (1 - mu)
+    else:
+        mu = np.exp(eta)
+        resid, w = d["y"] - mu, mu
+    grad = A.T @ resid - u
+    assert np.max(np.abs(grad)) < 1e-9
+    H_cf = A.T @ (w[:, None] * A) + np.eye(2)
+    np.testing.assert_allclose(H, H_cf, rtol=TOL_FD, atol=TOL_FD)
+
+
+@pytest.mark.parametrize("link", ["probit", "cloglog"])
+def test_group_mode_noncanonical_hessian(link):
+    """Non-canonical links: the FD Hessian equals I - A' diag(l''(eta)) A with l''
+    from an independent 1-D finite difference of the per-row log-likelihood."""
+    d = simulate("binomial", 2, seed=4, n_groups=1, n_per=30)
+    L = np.linalg.cholesky(d["Sigma"])
+    u, H = oracle.group_mode(d["y"], d["X"], d["Z"], d["beta"], L, "binomial", link, d["m"], None)
+    A = d["Z"] @ L
+    eta = d["X"] @ d["beta"] + A @ u
+    e = 1e-4
+    f = lambda t: oracle.cond_loglik_obs(t, d["y"], "binomial", link, d["m"])  # noqa: E731
+    d1 = (f(eta + e) - f(eta - e)) / (2 * e)
+    d2 = (f(eta + e) - 2 * f(eta) + f(eta - e)) / e**2
+    assert np.max(np.abs(A.T @ d1 - u)) < 1e-6
+    np.testing.assert_allclose(H, np.eye(2) - A.T @ (d2[:, None] * A), rtol=1e-5)
+
+
+# ---------------------------------------------------------------------------
+# Internal consistency of the three methods
+# ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("family", ["binomial", "poisson"])
+@pytest.mark.parametrize("q", [1, 2])
+def test_laplace_equals_aghq_one_node(family, q):
+    d = simulate(family, q, seed=10 + q)
+    lap = ll(d, method="laplace", per_group=True)
+    agq1 = ll(d, method="aghq", nagq=1, per_group=True)
+    np.testing.assert_allclose(agq1, lap, rtol=TOL_IDENTITY, atol=0)
+
+
+@pytest.mark.parametrize("family", ["binomial", "poisson"])
+@pytest.mark.parametrize("q, nagq", [(1, 25), (2, 15)])
+def test_aghq_converges_to_exact(family, q, nagq):
+    """8 groups x 6 rows; AGHQ(nagq) vs scipy.integrate (quad for q=1, dblquad for q=2).
+    The Laplace error is far larger than the tolerance, so this is not vacuous."""
+    d = simulate(family, q, seed=20 + q)
+    exact = ll(d, method="exact", per_group=True)
+    agq = ll(d, method="aghq", nagq=nagq, per_group=True)
+    lap = ll(d, method="laplace", per_group=True)
+    np.testing.assert_allclose(agq, exact, rtol=TOL_EXACT_VS_AGHQ, atol=0)
+    assert np.sum(exact) == pytest.approx(np.sum(agq), rel=TOL_EXACT_VS_AGHQ)
+    assert abs(np.sum(lap) - np.sum(exact)) > 100 * TOL_EXACT_VS_AGHQ * abs(np.sum(exact))
+
+
+def test_aghq_converges_to_exact_hard_case():
+    """Large variance, Bernoulli rows, tiny groups: skewed posteriors where Laplace is poor."""
+    d = simulate("binomial", 1, seed=30, n_groups=6, n_per=3, Sigma=np.array([[6.0]]),
+                 beta=np.array([1.5, 0.0]))
+    d["m"] = np.ones_like(d["y"])
+    d["y"] = (d["y"] > 0).astype(float)
+    exact = ll(d, method="exact", per_group=True)
+    np.testing.assert_allclose(ll(d, method="aghq", nagq=25, per_group=True), exact,
+                               rtol=TOL_EXACT_VS_AGHQ)
+    # error decreases with the number of nodes
+    errs = [abs(ll(d, method="aghq", nagq=k) - exact.sum()) for k in (1, 3, 9)]
+    assert errs[0] > errs[1] > errs[2]
+
+
+@pytest.mark.parametrize("family", ["binomial", "poisson"])
+@pytest.mark.parametrize("q", [1, 2])
+def test_sigma_zero_is_glm(family, q):
+    """Sigma = 0 exactly: every method gives sum_i log p(y_i | o_i + x_i' beta)."""
+    d = simulate(family, q, seed=40 + q)
+    rng = np.random.default_rng(41)
+    offset = rng.normal(scale=0.3, size=d["y"].size)
+    d["Sigma"] = np.zeros((q, q))
+    glm = np.sum(oracle.cond_loglik_obs(d["X"] @ d["beta"] + offset, d["y"], family, None, d["m"]))
+    methods = [("laplace", None), ("aghq", 1), ("aghq", 7)]
+    if q == 1:
+        methods.append(("exact", None))
+    for method, k in methods:
+        got = ll(d, method=method, nagq=k, offset=offset)
+        assert got == pytest.approx(glm, rel=TOL_IDENTITY), (method, k)
+
+
+def test_zero_variance_component_reduces_q():
+    """Sigma = diag(s, 0) with Z = [1, x] gives the random-intercept-only model, for every method."""
+    d2 = simulate("binomial", 2, seed=50, Sigma=np.diag([0.9, 0.0]))
+    d1 = dict(d2, Z=d2["Z"][:, :1], Sigma=np.array([[0.9]]))
+    for method, k in [("laplace", None), ("aghq", 5), ("aghq", 11)]:
+        assert ll(d2, method=method, nagq=k) == pytest.approx(ll(d1, method=method, nagq=k),
+                                                              rel=TOL_IDENTITY), (method, k)
+
+
+def test_row_order_and_group_labels_do_not_matter():
+    d = simulate("poisson", 2, seed=60)
+    rng = np.random.default_rng(61)
+    perm = rng.permutation(d["y"].size)
+    names = np.array([f"school_{k:02d}" for k in range(8)])[::-1]
+    d_perm = dict(d, y=d["y"][perm], X=d["X"][perm], Z=d["Z"][perm], groups=names[d["groups"][perm]])
+    for method, k in [("laplace", None), ("aghq", 4)]:
+        assert ll(d_perm, method=method, nagq=k) == pytest.approx(ll(d, method=method, nagq=k),
+                                                                  rel=TOL_IDENTITY)
+    # per_group is in sorted-label order: names are reversed, so the array is too
+    np.testing.assert_allclose(ll(d_perm, per_group=True)[::-1], ll(d, per_group=True),
+                               rtol=TOL_IDENTITY)
+
+
+def test_exact_not_implemented_for_q3():
+    rng = np.random.default_rng(70)
+    n = 12
+    X = np.column_stack([np.ones(n), rng.normal(size=(n, 2))])
+    with pytest.raises(NotImplementedError):
+        oracle.marginal_loglik(np.ones(n), X, X, np.repeat([0, 1], 6), np.zeros(3), np.eye(3),
+                               method="exact")
+
+
+# ---------------------------------------------------------------------------
+# Bernoulli rows vs aggregated binomial counts
+# ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("link", ["logit", "probit", "cloglog"])
+def test_bernoulli_rows_equal_aggregated_binomial(link):
+    """Relationship tested: with a group-level covariate w_j and a row-level
+    categorical c (random design Z = [1, c == "b"], constant within each
+    (group, c) cell), the Bernoulli rows of a cell share eta, so
+    prod_rows mu^y (1-mu)^(1-y) = mu^Y (1-mu)^(M-Y) for the cell totals (Y, M), and
+
+        loglik(aggregated binomial) = loglik(Bernoulli rows) + sum_cells log C(M, Y)
+
+    for every method (the integrands differ by a constant factor, so modes,
+    Hessians and quadrature nodes coincide)."""
+    rng = np.random.default_rng(80)
+    G = 7
+    rows = []
+    for j in range(G):
+        w = rng.normal()
+        for c in range(3):
+            for _ in range(rng.integers(2, 7)):
+                rows.append((j, w, c))
+    g = np.array([r[0] for r in rows])
+    w = np.array([r[1] for r in rows])
+    c = np.array([r[2] for r in rows])
+    n = g.size
+    X = np.column_stack([np.ones(n), w, c == 1, c == 2]).astype(float)
+    Z = np.column_stack([np.ones(n), c == 1]).astype(float)
+    beta = np.array([-0.2, 0.5, 0.8, -0.6])
+    Sigma = np.array([[0.7, -0.15], [-0.15, 0.4]])
+    y = rng.binomial(1, 0.45, size=n).astype(float)
+
+    cells = sorted(set(zip(g, c)))
+    Ya, Ma, ga, Xa, Za = [], [], [], [], []
+    for (j, k) in cells:
+        r = (g == j) & (c == k)
+        Ya.append(y[r].sum()); Ma.append(r.sum()); ga.append(j)
+        Xa.append(X[r][0]); Za.append(Z[r][0])
+    Ya, Ma, ga, Xa, Za = map(np.array, (Ya, Ma, ga, Xa, Za))
+    log_choose = np.sum(special.gammaln(Ma + 1) - special.gammaln(Ya + 1) - special.gammaln(Ma - Ya + 1))
+    assert log_choose > 1.0  # the constants are not negligible
+
+    methods = [("laplace", None), ("aghq", 6)]
+    if link == "logit":
+        methods.append(("exact", None))
+    for method, k in methods:
+        bern = oracle.marginal_loglik(y, X, Z, g, beta, Sigma, "binomial", link, method=method, nagq=k)
+        agg = oracle.marginal_loglik(Ya, Xa, Za, ga, beta, Sigma, "binomial", link, m=Ma,
+                                     method=method, nagq=k)
+        assert agg == pytest.approx(bern + log_choose, rel=1e-9), (method, k)
+
+
+# ---------------------------------------------------------------------------
+# Gaussian LMM against lme4 (HSB, lmm_hsb.json from references_lmm.R)
+# ---------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def hsb():
+    pd = pytest.importorskip("pandas")
+    df = pd.read_csv(_need(DATA / "hsb.csv"))
+    y = df["mAch"].to_numpy(float)
+    one = np.ones((y.size, 1))
+    return y, one, one, df["school"].to_numpy()
+
+
+@pytest.fixture(scope="module")
+def lmm_ref():
+    with open(_need(REF / "lmm_hsb.json")) as fh:
+        return json.load(fh)
+
+
+def test_gaussian_ml_loglik_hsb_null_matches_lme4(hsb, lmm_ref):
+    """lmer(mAch ~ 1 + (1 | school), hsb, REML = FALSE): logLik = -23557.9051122589
+    at fixef 12.6370697821191, Sigma 8.55346428298752, sigma2 39.1483996221934."""
+    r = lmm_ref["null_ml"]
+    assert r["loglik"] == -23557.9051122589
+    y, X, Z, g = hsb
+    got = oracle.marginal_loglik_gaussian(y, X, Z, g, list(r["fixef"].values()),
+                                          np.array(r["cov_re"]), r["sigma2"])
+    assert got == pytest.approx(r["loglik"], rel=TOL_REFERENCE)
+
+
+def test_gaussian_reml_criterion_hsb_null_matches_lme4(hsb, lmm_ref):
+    """lmer(mAch ~ 1 + (1 | school), hsb) (REML): REMLcrit = 47116.7934835494 at
+    Sigma 8.61402483714869, sigma2 39.1483218909986; the GLS fixed effect at those
+    parameters is lme4's fixef 12.6369738114473."""
+    r = lmm_ref["null_reml"]
+    assert r["reml_criterion"] == 47116.7934835494
+    y, X, Z, g = hsb
+    crit, beta_hat = oracle.reml_criterion_gaussian(y, X, Z, g, np.array(r["cov_re"]), r["sigma2"],
+                                                    return_beta=True)
+    assert crit == pytest.approx(r["reml_criterion"], rel=TOL_REFERENCE)
+    assert beta_hat[0] == pytest.approx(r["fixef"]["(Intercept)"], rel=1e-9)
+
+
+def test_gaussian_random_slope_hsb_matches_lme4(hsb, lmm_ref):
+    """lmer(mAch ~ cses + (1 + cses | school), hsb), ML and REML (keys slope_ml, slope_reml)."""
+    pd = pytest.importorskip("pandas")
+    df = pd.read_csv(DATA / "hsb.csv")
+    y, _, _, g = hsb
+    X = np.column_stack([np.ones(y.size), df["cses"].to_numpy(float)])
+    r = lmm_ref["slope_ml"]
+    got = oracle.marginal_loglik_gaussian(y, X, X, g, list(r["fixef"].values()),
+                                          np.array(r["cov_re"]), r["sigma2"])
+    assert got == pytest.approx(r["loglik"], rel=TOL_REFERENCE)
+    r = lmm_ref["slope_reml"]
+    crit = oracle.reml_criterion_gaussian(y, X, X, g, np.array(r["cov_re"]), r["sigma2"])
+    assert crit == pytest.approx(r["reml_criterion"], rel=TOL_REFERENCE)
+
+
+# ---------------------------------------------------------------------------
+# Binomial GLMM against lme4 / glmmTMB / GLMMadaptive (contraception, glmm_open.json)
+# ---------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def contraception():
+    """y ~ age + I(age^2) + urban + livch, treatment coding (urban ref "N",
+    livch levels "0","1","2","3+" ref "0"), groups district, Bernoulli y = (use == "Y")."""
+    pd = pytest.importorskip("pandas")
+    df = pd.read_csv(_need(DATA / "contraception.csv"), dtype={"livch": str, "urban": str, "use": str})
+    y = (df["use"] == "Y").to_numpy(float)
+    age = df["age"].to_numpy(float)
+    livch = df["livch"].to_numpy()
+    X = np.column_stack([np.ones(y.size), age, age**2, df["urban"].to_numpy() == "Y",
+                         livch == "1", livch == "2", livch == "3+"]).astype(float)
+    names = ["(Intercept)", "age", "I(age^2)", "urbanY", "livch1", "livch2", "livch3+"]
+    return y, X, np.ones((y.size, 1)), df["district"].to_numpy(), names
+
+
+def _contra_fits():
+    path = REF / "glmm_open.json"
+    if not path.exists():
+        return []
+    with open(path) as fh:
+        fits = json.load(fh)["contra_ri"]["fits"]
+    return [pytest.param(f, id=f"{f['engine']}-{f['method']}-{f['nagq']}") for f in fits]
+
+
+@pytest.mark.parametrize("fit", _contra_fits())
+def test_contraception_matches_reference_engines(contraception, fit):
+    """Oracle log-likelihood at each engine's estimates vs that engine's logLik:
+    glmmTMB Laplace -1186.36429118191, lme4 Laplace -1186.36435344636,
+    lme4 nAGQ 7 / 25 -1186.2294439129 / -1186.22944247087,
+    GLMMadaptive nAGQ 7 / 25 -1186.22945726466 / -1186.22945116875 (glmm_open.json).
+    Bernoulli data, so there are no binomial constants for lme4 to drop."""
+    y, X, Z, g, names = contraception
+    beta = np.array([fit["fixef"][k] for k in names])
+    method = "laplace" if fit["method"] == "laplace" else "aghq"
+    got = oracle.marginal_loglik(y, X, Z, g, beta, np.array(fit["cov_re"]), "binomial", "logit",
+                                 method=method, nagq=fit["nagq"])
+    assert got == pytest.approx(fit["loglik"], rel=TOL_REFERENCE)
