@@ -1,0 +1,137 @@
+"""Turning user input into clean arrays, or a clear exception saying what to do.
+
+Everything here runs once per model, before any numerical work: response
+coding for each family, NaN/inf policy (``missing="none"`` raises,
+``"drop"`` drops rows consistently across every array), offsets and exposure,
+and the group column.
+"""
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["MixedGLMInputError", "family_link_names", "binomial_response", "poisson_response",
+           "finite_mask", "DataWarning"]
+
+
+class MixedGLMInputError(ValueError):
+    """Input that mlglm cannot fit as given; the message says how to fix it."""
+
+
+class DataWarning(UserWarning):
+    """Something about the data the user should know (rows dropped, columns removed)."""
+
+
+_LINKS = {"Logit": "logit", "Probit": "probit", "CLogLog": "cloglog", "cloglog": "cloglog",
+          "Log": "log", "Identity": "identity", "log": "log", "logit": "logit",
+          "probit": "probit", "identity": "identity"}
+
+
+def family_link_names(family) -> tuple[str, str]:
+    """('binomial'|'poisson'|'gaussian', link name) from a statsmodels family object."""
+    fam = type(family).__name__.lower()
+    link = _LINKS.get(type(family.link).__name__, type(family.link).__name__.lower())
+    ok = {("binomial", "logit"), ("binomial", "probit"), ("binomial", "cloglog"),
+          ("poisson", "log"), ("gaussian", "identity")}
+    if (fam, link) not in ok:
+        raise MixedGLMInputError(
+            f"family {type(family).__name__} with link {type(family.link).__name__} is not "
+            "supported; use Binomial (Logit, Probit, CLogLog), Poisson (Log) or Gaussian (Identity)")
+    return fam, link
+
+
+def binomial_response(endog, n_trials=None, names=None):
+    """(successes, trials) from 0/1, bool, a 2-level dummy pair, proportions with
+    ``n_trials``, or a two-column (successes, failures) response."""
+    y = np.asarray(endog)
+    if y.dtype == bool:
+        y = y.astype(float)
+    y = np.asarray(y, dtype=float)
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = y[:, 0]
+    if y.ndim == 2:
+        if y.shape[1] != 2:
+            raise MixedGLMInputError("a binomial response must be one column or two "
+                                     "(successes, failures)")
+        if n_trials is not None:
+            raise MixedGLMInputError("give either a two-column (successes, failures) response "
+                                     "or n_trials=, not both")
+        dummy_pair = (names is not None and len(names) == 2
+                      and all("[" in str(nm) for nm in names)
+                      and np.all(y.sum(axis=1) == 1) and np.all((y == 0) | (y == 1)))
+        if dummy_pair:  # a two-level categorical response: the second level is "success"
+            return y[:, 1].copy(), np.ones(y.shape[0])
+        s, f = y[:, 0], y[:, 1]
+        if np.any(s < 0) or np.any(f < 0) or np.any(s != np.round(s)) or np.any(f != np.round(f)):
+            raise MixedGLMInputError("successes and failures must be non-negative integers")
+        return s.copy(), s + f
+    if n_trials is not None:
+        m = np.asarray(n_trials, dtype=float).reshape(-1)
+        if m.shape != y.shape:
+            raise MixedGLMInputError(f"n_trials has {m.size} values for {y.size} observations")
+        if np.any(m <= 0) or np.any(m != np.round(m)):
+            raise MixedGLMInputError("n_trials must be positive integers")
+        if np.any((y < 0) | (y > 1)):
+            raise MixedGLMInputError("with n_trials= the response must be a proportion in [0, 1]")
+        s = y * m
+        if np.any(np.abs(s - np.round(s)) > 1e-6):
+            raise MixedGLMInputError("response * n_trials must be whole numbers of successes")
+        return np.round(s), m
+    if np.any((y != 0) & (y != 1)):
+        bad = y[(y != 0) & (y != 1)][:3]
+        raise MixedGLMInputError(
+            f"a binomial response must be 0/1 (found e.g. {list(bad)}); for counts out of n "
+            "trials pass proportions with n_trials= or a two-column successes + failures response")
+    return y.copy(), np.ones_like(y)
+
+
+def poisson_response(endog):
+    y = np.asarray(endog, dtype=float)
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = y[:, 0]
+    if y.ndim != 1:
+        raise MixedGLMInputError("a Poisson response must be a single column of counts")
+    if np.any(y < 0):
+        raise MixedGLMInputError("Poisson counts must be non-negative (found negative values)")
+    if np.any(y != np.round(y)):
+        raise MixedGLMInputError("Poisson counts must be whole numbers; for rates use counts "
+                                 "with exposure= (or offset=log(exposure))")
+    return y
+
+
+def finite_mask(arrays: dict) -> np.ndarray:
+    """Rows where every named array is finite (non-numeric arrays: not null)."""
+    mask = None
+    for name, a in arrays.items():
+        if a is None:
+            continue
+        a = np.asarray(a)
+        if a.dtype.kind in "fc":
+            ok = np.isfinite(a)
+        elif a.dtype.kind in "iub":
+            ok = np.ones(a.shape, bool)
+        else:
+            ok = ~pd.isnull(a)
+        if ok.ndim > 1:
+            ok = ok.reshape(ok.shape[0], -1).all(axis=1)
+        mask = ok if mask is None else mask & ok
+    return mask
+
+
+def report_nonfinite(arrays: dict, missing: str):
+    """Raise (missing='none') or return the keep-mask and warn (missing='drop')."""
+    mask = finite_mask(arrays)
+    if mask is None or mask.all():
+        return None
+    bad = [name for name, a in arrays.items()
+           if a is not None and not finite_mask({name: a}).all()]
+    nbad = int((~mask).sum())
+    if missing != "drop":
+        raise MixedGLMInputError(
+            f"{nbad} rows contain NaN or inf (in {', '.join(bad)}); pass missing='drop' to "
+            "drop them or fill them in first")
+    warnings.warn(f"dropped {nbad} rows with NaN or inf (in {', '.join(bad)})", DataWarning,
+                  stacklevel=4)
+    return mask

@@ -1,0 +1,390 @@
+"""Model classes: MixedGLM (a statsmodels MixedLM subclass) and its families.
+
+``MixedGLM`` reuses MixedLM for what it does well (grouping, parameter
+names, ``from_formula`` with ``groups=``/``re_formula=``) and replaces every
+Gaussian-only piece: the response handling per family, offsets/exposure/
+trials, the objective (the numerical core in :mod:`mlglm.core`) and the
+results class. The stages are lme4's: parse (statsmodels/patsy) -> design
+(arrays sorted by group, :class:`~mlglm.core.grouping.GroupedData`) ->
+objective (:class:`~mlglm.core.objective.MarginalLoglik`) -> optimise
+(:func:`~mlglm.core.optimize.fit_glmm`) -> package (:mod:`mlglm.results`).
+"""
+from __future__ import annotations
+
+import re
+import warnings
+
+import numpy as np
+import pandas as pd
+import statsmodels.api as sm
+from statsmodels.regression.mixed_linear_model import MixedLM
+
+from .core.covariance import n_theta, theta_index, theta_to_Lambda, theta_from_Sigma
+from .core.families import get_family_link
+from .core.grouping import make_grouped_data
+from .core.lmm import lmm_fit
+from .core.objective import MarginalLoglik
+from .core.optimize import fit_glmm
+from .core.quadrature import MAX_GRID_POINTS
+from .data_checks import (MixedGLMInputError, binomial_response, family_link_names,
+                          poisson_response, report_nonfinite)
+
+__all__ = ["MixedGLM", "BinomialMixedGLM", "PoissonMixedGLM"]
+
+_METHODS = ("laplace", "aghq", "reml", "ml")
+
+
+class MixedGLM(MixedLM):
+    """Generalised linear mixed model with one grouping factor, fitted by ML.
+
+    Parameters
+    ----------
+    endog : response. Binomial: 0/1 or bool, proportions with ``n_trials``, or
+        two columns (successes, failures). Poisson: non-negative counts.
+    exog : fixed-effects design (n, p).
+    groups : group labels (n,).
+    exog_re : random-effects design (n, q); default a random intercept.
+    family : a statsmodels family: ``Binomial()`` (Logit, Probit, CLogLog links),
+        ``Poisson()`` (Log) or ``Gaussian()`` (exact linear mixed model).
+    offset, exposure : added to the linear predictor (``log(exposure)`` for the
+        latter; Poisson).
+    n_trials : binomial trials per row when ``endog`` holds proportions.
+    cov_struct : ``"unstructured"`` (correlated random effects, the default) or
+        ``"diagonal"`` (independent, lme4's ``||``).
+    missing : ``"none"`` (NaN/inf raise with advice) or ``"drop"`` (rows with
+        NaN/inf in any array are dropped, with a warning giving the count).
+    """
+
+    _formula_max_endog = 2
+
+    def __init__(self, endog, exog, groups, exog_re=None, family=None, offset=None,
+                 exposure=None, n_trials=None, cov_struct="unstructured", missing="none",
+                 **kwargs):
+        kwargs.pop("exog_vc", None)
+        family = sm.families.Gaussian() if family is None else family
+        if isinstance(family, type):
+            raise MixedGLMInputError("pass a family instance such as sm.families.Binomial(), "
+                                     "not the class")
+        fam, link = family_link_names(family)
+        if cov_struct not in ("unstructured", "diagonal"):
+            raise MixedGLMInputError("cov_struct must be 'unstructured' or 'diagonal'")
+        endog_names = kwargs.pop("_endog_names", None)
+        n_dropped = kwargs.pop("_n_dropped", 0)
+        if missing == "drop":
+            mask = report_nonfinite({"endog": _num(endog), "exog": _num(exog), "groups": groups,
+                                     "exog_re": _num(exog_re), "offset": offset,
+                                     "exposure": exposure, "n_trials": n_trials}, "drop")
+            if mask is not None:
+                n_dropped += int((~mask).sum())
+                endog, exog, groups, exog_re, offset, exposure, n_trials = (
+                    _take(a, mask) for a in (endog, exog, groups, exog_re, offset, exposure,
+                                             n_trials))
+        elif missing in ("none", "raise"):
+            report_nonfinite({"endog": _num(endog), "exog": _num(exog), "groups": groups,
+                              "exog_re": _num(exog_re), "offset": offset, "exposure": exposure,
+                              "n_trials": n_trials}, "none")
+        else:
+            raise MixedGLMInputError("missing must be 'none' or 'drop'")
+        if endog_names is None and isinstance(endog, pd.DataFrame):
+            endog_names = list(endog.columns)
+        y, m = self._response(fam, endog, n_trials, endog_names)
+        n = y.shape[0]
+        off = np.zeros(n) if offset is None else np.asarray(offset, dtype=float).reshape(-1)
+        if exposure is not None:
+            if fam != "poisson":
+                raise MixedGLMInputError("exposure= is for Poisson models; use offset= otherwise")
+            ex = np.asarray(exposure, dtype=float).reshape(-1)
+            if np.any(ex <= 0):
+                raise MixedGLMInputError("exposure must be positive (it enters as log(exposure))")
+            off = off + np.log(ex)
+        if off.shape[0] != n:
+            raise MixedGLMInputError(f"offset/exposure has {off.shape[0]} values for {n} rows")
+        endog_sm = pd.Series(y, name=_endog_name(endog, endog_names)) \
+            if isinstance(exog, pd.DataFrame) else y
+        if isinstance(exog, pd.DataFrame):
+            endog_sm.index = exog.index
+        super().__init__(endog_sm, exog, groups, exog_re=exog_re, missing="none", **kwargs)
+        if self.n_groups < 2:
+            raise MixedGLMInputError("a mixed model needs at least two groups; found "
+                                     f"{self.n_groups}")
+        self.family = family
+        self.family_name, self.link_name = fam, link
+        self.n_trials = m
+        self.offset = off
+        self.exposure = exposure
+        self.cov_struct = cov_struct
+        self.n_dropped = n_dropped
+        self.reml = fam == "gaussian"
+        self._init_keys.extend(["family", "offset", "exposure", "n_trials", "cov_struct"])
+        label_index = {g: i for i, g in enumerate(self.group_labels)}
+        self.group_codes = np.fromiter((label_index[g] for g in self.groups), dtype=np.intp,
+                                       count=n)
+
+    @staticmethod
+    def _response(fam, endog, n_trials, names):
+        if fam == "binomial":
+            return binomial_response(endog, n_trials, names)
+        if n_trials is not None:
+            raise MixedGLMInputError("n_trials= is for binomial models")
+        if fam == "poisson":
+            y = poisson_response(endog)
+        else:
+            y = np.asarray(endog, dtype=float).reshape(-1)
+        return y, np.ones_like(y)
+
+    # ------------------------------------------------------------------ formula
+    @classmethod
+    def from_formula(cls, formula, data, re_formula=None, vc_formula=None, subset=None,
+                     use_sparse=False, missing="none", *args, **kwargs):
+        """Model from a formula, as :meth:`MixedLM.from_formula`.
+
+        ``groups`` (column name or array), ``re_formula`` (e.g. ``"~urban"``),
+        ``subset`` (boolean mask or index labels), ``offset``/``exposure``/
+        ``n_trials`` (column names or arrays) and ``missing`` are applied
+        consistently to every array. A two-column response ``s + f ~ ...``
+        is (successes, failures) for the binomial.
+        """
+        if vc_formula is not None:
+            raise NotImplementedError("variance components (vc_formula) are not supported; "
+                                      "mlglm fits one grouping factor with re_formula")
+        if "groups" not in kwargs:
+            raise MixedGLMInputError("groups= is required: the column name (or array) of the "
+                                     "grouping factor")
+        if not isinstance(data, pd.DataFrame):
+            data = pd.DataFrame(data)
+        arrays = {}
+        group_name = kwargs.get("groups")
+        for key in ("groups", "offset", "exposure", "n_trials"):
+            val = kwargs.pop(key, None)
+            if isinstance(val, str):
+                if val not in data.columns:
+                    raise MixedGLMInputError(
+                        f"{key}={val!r} is not a column of data; columns are "
+                        f"{', '.join(map(str, data.columns[:20]))}")
+                val = data[val].to_numpy()
+            elif val is not None:
+                val = np.asarray(val)
+                if val.shape[0] != data.shape[0]:
+                    raise MixedGLMInputError(f"{key} has {val.shape[0]} values for "
+                                             f"{data.shape[0]} rows of data")
+            arrays[key] = val
+        if subset is not None:
+            keep = data.index.isin(data.loc[subset].index) if not (
+                np.asarray(subset).dtype == bool) else np.asarray(subset)
+            data = data.loc[keep]
+            arrays = {k: (v[keep] if v is not None else None) for k, v in arrays.items()}
+        used = _formula_columns(data, formula, re_formula)
+        check = {c: data[c].to_numpy() for c in used}
+        check.update({k: v for k, v in arrays.items() if v is not None})
+        mask = report_nonfinite(check, missing)
+        n_dropped = 0
+        if mask is not None:
+            n_dropped = int((~mask).sum())
+            data = data.loc[mask]
+            arrays = {k: (v[mask] if v is not None else None) for k, v in arrays.items()}
+        kwargs.update({k: v for k, v in arrays.items() if v is not None})
+        if isinstance(group_name, str):
+            kwargs["groups"] = group_name  # MixedLM names the random effects after it
+        kwargs["_n_dropped"] = n_dropped
+        lhs = formula.split("~", 1)[0]
+        if "+" in lhs:
+            kwargs["_endog_names"] = [s.strip() for s in lhs.split("+")]
+        try:
+            mod = super().from_formula(formula, data, re_formula=re_formula, subset=None,
+                                       use_sparse=use_sparse, missing="none", *args, **kwargs)
+        except MixedGLMInputError:
+            raise
+        except Exception as exc:  # patsy/formulaic errors: say which formula
+            if type(exc).__name__ in ("PatsyError", "FormulaSyntaxError", "FactorEvaluationError",
+                                      "FormulaParsingError"):
+                raise MixedGLMInputError(f"could not build the model from {formula!r} "
+                                         f"(re_formula={re_formula!r}): {exc}") from exc
+            raise
+        mod.group_name = group_name if isinstance(group_name, str) else "Group"
+        return mod
+
+    # ------------------------------------------------------------------ fitting
+    @property
+    def q(self) -> int:
+        return self.exog_re.shape[1]
+
+    @property
+    def diagonal(self) -> bool:
+        return self.cov_struct == "diagonal"
+
+    def _grouped(self):
+        return make_grouped_data(self.endog, self.exog, self.exog_re, self.group_codes,
+                                 offset=self.offset, m=self.n_trials)
+
+    def objective(self, nagq: int = 1) -> MarginalLoglik:
+        """The marginal log-likelihood as a function of x = (beta, theta)."""
+        fl = get_family_link(self.family_name, self.link_name)
+        return MarginalLoglik(fl, self._grouped(), nagq=nagq, diagonal=self.diagonal)
+
+    def loglike(self, params, method="laplace", nagq=None):
+        """Marginal log-likelihood at ``params`` = (fe_params, vech(cov_re)), constants included.
+
+        ``vech`` is the row-major lower triangle, the order of ``results.params``.
+        """
+        if self.family_name == "gaussian":
+            raise NotImplementedError("use results.llf for Gaussian fits")
+        params = np.asarray(params, dtype=float)
+        p, q = self.k_fe, self.q
+        Sigma = np.zeros((q, q))
+        Sigma[np.tril_indices(q)] = params[p:]
+        Sigma = Sigma + np.tril(Sigma, -1).T
+        nagq = _resolve_nagq(method, nagq, q)
+        theta = theta_from_Sigma(Sigma, self.diagonal)
+        return self.objective(nagq)(np.concatenate([params[:p], theta]))
+
+    def fit(self, method=None, nagq=None, reml=None, start_params=None, maxiter=1000,
+            hessian=True, **kwargs):
+        """Fit by maximum likelihood.
+
+        Parameters
+        ----------
+        method : ``"laplace"`` (default for binomial/Poisson) or ``"aghq"``;
+            Gaussian models use ``"reml"`` (default) or ``"ml"``.
+        nagq : quadrature points per random-effect dimension for AGHQ (default
+            11 for q <= 2, 7 for q >= 3; the product rule has nagq**q points).
+            ``nagq=1`` is the Laplace approximation.
+        reml : Gaussian only; same as method="reml"/"ml".
+        start_params : (fe_params, vech(cov_re)) to start from.
+        """
+        from .results import build_results
+        if kwargs:
+            raise TypeError(f"unexpected fit arguments: {', '.join(kwargs)}")
+        if self.family_name == "gaussian":
+            if method not in (None, "reml", "ml"):
+                raise MixedGLMInputError("Gaussian models are fitted exactly by 'reml' or 'ml'")
+            if reml is None:
+                reml = method != "ml"
+            theta0 = None
+            if start_params is not None:
+                theta0 = None  # LMM starts are cheap to find; ignore
+            fitted = lmm_fit(self.endog - self.offset, self.exog, self.exog_re, self.group_codes,
+                             reml=reml, diagonal=self.diagonal, theta0=theta0)
+            return build_results(self, fitted, method="reml" if reml else "ml", nagq=None)
+        if reml:
+            raise MixedGLMInputError("REML is for Gaussian models; GLMMs are fitted by ML")
+        method = "laplace" if method is None else method
+        if method not in ("laplace", "aghq"):
+            raise MixedGLMInputError(f"method must be 'laplace' or 'aghq', got {method!r}")
+        nagq = _resolve_nagq(method, nagq, self.q)
+        obj = self.objective(nagq)
+        x0 = None
+        if start_params is not None:
+            sp = np.asarray(start_params, dtype=float)
+            Sigma = np.zeros((self.q, self.q))
+            Sigma[np.tril_indices(self.q)] = sp[self.k_fe:]
+            Sigma = Sigma + np.tril(Sigma, -1).T
+            x0 = np.concatenate([sp[:self.k_fe], theta_from_Sigma(Sigma, self.diagonal)])
+        state = fit_glmm(obj, x0=x0, maxiter=maxiter, hessian=hessian)
+        return build_results(self, state, method=method if nagq > 1 else "laplace", nagq=nagq,
+                             objective=obj)
+
+    # -------------------------------------------------- Gaussian-only methods off
+    def score(self, params, *args, **kwargs):
+        raise NotImplementedError("MixedGLM computes its exact gradient internally; "
+                                  "use model.objective(nagq).value_and_gradient(x)")
+
+    def hessian(self, params, *args, **kwargs):
+        raise NotImplementedError("the observed information is in results.cov_params()")
+
+    def fit_regularized(self, *args, **kwargs):
+        raise NotImplementedError("regularised fits are not available for MixedGLM")
+
+    def get_fe_params(self, *args, **kwargs):
+        raise NotImplementedError("fixed effects are not profiled in a GLMM")
+
+    def get_scale(self, *args, **kwargs):
+        raise NotImplementedError("binomial and Poisson models have no scale parameter")
+
+    def get_distribution(self, *args, **kwargs):
+        raise NotImplementedError("use results.predict() for means")
+
+    def predict(self, params, exog=None, offset=None, which="mean"):
+        """Population-level prediction g^{-1}(X beta + offset) at b = 0.
+
+        Conditional (group-specific) predictions are on the results:
+        ``results.predict(conditional=True)``.
+        """
+        exog = self.exog if exog is None else np.asarray(exog, dtype=float)
+        beta = np.asarray(params)[:self.k_fe]
+        off = (self.offset if exog is self.exog else 0.0) if offset is None else offset
+        eta = exog @ beta + off
+        if which == "linear":
+            return eta
+        if self.family_name == "gaussian":
+            return eta
+        return get_family_link(self.family_name, self.link_name).inverse_link(eta)
+
+
+class BinomialMixedGLM(MixedGLM):
+    """MixedGLM with the binomial family (logit link unless ``family=`` says otherwise)."""
+
+    def __init__(self, endog, exog, groups, exog_re=None, family=None, **kwargs):
+        family = sm.families.Binomial() if family is None else family
+        if type(family).__name__ != "Binomial":
+            raise MixedGLMInputError("BinomialMixedGLM takes a Binomial family (any of its links)")
+        super().__init__(endog, exog, groups, exog_re=exog_re, family=family, **kwargs)
+
+
+class PoissonMixedGLM(MixedGLM):
+    """MixedGLM with the Poisson family and log link (``exposure=`` for rates)."""
+
+    def __init__(self, endog, exog, groups, exog_re=None, family=None, **kwargs):
+        family = sm.families.Poisson() if family is None else family
+        if type(family).__name__ != "Poisson":
+            raise MixedGLMInputError("PoissonMixedGLM takes a Poisson family")
+        super().__init__(endog, exog, groups, exog_re=exog_re, family=family, **kwargs)
+
+
+# ---------------------------------------------------------------------- helpers
+def _resolve_nagq(method, nagq, q):
+    if method == "laplace":
+        if nagq not in (None, 1):
+            raise MixedGLMInputError("nagq > 1 needs method='aghq'")
+        return 1
+    if nagq is None:
+        nagq = 11 if q <= 2 else 7
+    if not isinstance(nagq, (int, np.integer)) or nagq < 1:
+        raise MixedGLMInputError(f"nagq must be a positive integer, got {nagq!r}")
+    if nagq ** q > MAX_GRID_POINTS:
+        raise MixedGLMInputError(
+            f"nagq={nagq} with {q} random effects is a product grid of {nagq ** q:,} points per "
+            f"group (about {nagq ** q * 8 / 1e6:,.0f} MB per 1,000 rows); the limit is "
+            f"{MAX_GRID_POINTS:,}: lower nagq")
+    return int(nagq)
+
+
+def _num(a):
+    if a is None:
+        return None
+    a = np.asarray(a)
+    return a.astype(float) if a.dtype.kind in "biuf" else a
+
+
+def _take(a, mask):
+    if a is None:
+        return None
+    if isinstance(a, (pd.Series, pd.DataFrame)):
+        return a.loc[mask]
+    return np.asarray(a)[mask]
+
+
+def _endog_name(endog, names):
+    if isinstance(endog, pd.Series) and endog.name is not None:
+        return endog.name
+    if names:
+        return names[0]
+    if isinstance(endog, pd.DataFrame):
+        return str(endog.columns[0])
+    return "y"
+
+
+def _formula_columns(data, formula, re_formula):
+    """Columns of data named in the formulas (used for the NaN check)."""
+    text = formula + " " + (re_formula or "")
+    tokens = set(re.findall(r"[A-Za-z_.][A-Za-z0-9_.]*", text))
+    return [c for c in data.columns if str(c) in tokens]

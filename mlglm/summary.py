@@ -1,0 +1,132 @@
+"""The ``summary()`` of a MixedGLM fit as a statsmodels ``Summary`` (text and HTML).
+
+Three parts: a header (family/link, method and nagq, observations, groups
+with their sizes, log-likelihood, AIC, BIC, deviance = -2 llf, convergence
+and singular-fit flags), the fixed-effects table (coef, SE, z, P>|z|, CI)
+and the random-effects table (variance, SD, correlations; residual variance
+for Gaussian models), then any warnings in words.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+from statsmodels.iolib import summary2
+
+__all__ = ["make_summary", "method_label"]
+
+
+def method_label(res) -> str:
+    if res.method == "reml":
+        return "REML (exact)"
+    if res.method == "ml":
+        return "ML (exact)"
+    if res.method == "aghq" and res.nagq and res.nagq > 1:
+        return f"ML (AGHQ, nAGQ={res.nagq}, {res.nagq ** res.model.q} points/group)"
+    return "ML (Laplace)"
+
+
+def _fmt(x, d=3):
+    return "nan" if x is None or not np.isfinite(x) else f"{x:.{d}f}"
+
+
+def _header(res):
+    model = res.model
+    sizes = np.bincount(model.group_codes)
+    fam = type(model.family).__name__
+    link = model.link_name
+    info = {
+        "Model:": type(model).__name__,
+        "Family / link:": f"{fam} / {link}",
+        "Method:": method_label(res),
+        "Dependent variable:": str(model.endog_names),
+        "No. observations:": f"{int(res.nobs)}",
+        "No. groups:": f"{model.n_groups} ({getattr(model, 'group_name', 'Group')})",
+        "Group size min/mean/max:": f"{sizes.min()} / {sizes.mean():.1f} / {sizes.max()}",
+        "Log-likelihood:": _fmt(res.llf, 4),
+        "AIC:": _fmt(res.aic, 4),
+        "BIC:": _fmt(res.bic, 4),
+        "Deviance (-2 llf):": _fmt(res.deviance, 4),
+        "Converged:": "yes" if res.converged else "NO",
+        "Singular fit:": "YES" if np.any(res.singular) else "no",
+    }
+    if model.family_name == "gaussian":
+        info["Residual variance:"] = _fmt(res.scale, 4)
+    if getattr(model, "n_dropped", 0):
+        info["Rows dropped (missing):"] = str(model.n_dropped)
+    return info
+
+
+def _fe_table(res, alpha):
+    p = res.k_fe
+    names = list(res.model.exog_names)
+    coef = np.asarray(res.fe_params)
+    se = np.asarray(res.bse_fe)
+    z = coef / se
+    pv = 2 * stats.norm.sf(np.abs(z))
+    crit = stats.norm.ppf(1 - alpha / 2)
+    lo, hi = f"[{alpha / 2:.3f}", f"{1 - alpha / 2:.3f}]"
+    df = pd.DataFrame({"Coef.": coef, "Std.Err.": se, "z": z, "P>|z|": pv,
+                       lo: coef - crit * se, hi: coef + crit * se}, index=names[:p])
+    return df.map(lambda v: _fmt(v, 4)) if hasattr(df, "map") else df.applymap(_fmt)
+
+
+def _re_table(res):
+    names = list(res.model.data.exog_re_names)
+    S = np.asarray(res.cov_re, dtype=float)
+    sd = np.sqrt(np.clip(np.diag(S), 0, None))
+    rows = []
+    q = len(names)
+    for i, nm in enumerate(names):
+        row = {"Variance": _fmt(S[i, i], 4), "Std.Dev.": _fmt(sd[i], 4)}
+        for j in range(i):
+            c = S[i, j] / (sd[i] * sd[j]) if sd[i] > 0 and sd[j] > 0 else np.nan
+            row[f"Corr({names[j]})"] = _fmt(c, 3)
+        if res.singular[i] if i < len(res.singular) else False:
+            row["Note"] = "at boundary (0)"
+        rows.append(row)
+    index = names[:]
+    if res.model.family_name == "gaussian":
+        rows.append({"Variance": _fmt(res.scale, 4), "Std.Dev.": _fmt(np.sqrt(res.scale), 4)})
+        index.append("Residual")
+    df = pd.DataFrame(rows, index=index).fillna("")
+    if q > 1 and getattr(res.model, "diagonal", False):
+        df["Note"] = df.get("Note", "")
+    return df
+
+
+def _warnings(res):
+    out = []
+    if not res.converged:
+        rec = res.optim
+        g = getattr(rec, "grad_norm", np.nan)
+        out.append(f"The optimiser did not converge (max |gradient| = {g:.2g}); try "
+                   "start_params= from a simpler model, or rescale covariates.")
+    if np.any(res.singular):
+        out.append("Singular fit: a random-effect SD is estimated at 0 (or a correlation at "
+                   "+-1); consider dropping that term.")
+    if res.model.family_name == "binomial" and res.method == "laplace":
+        sizes = np.bincount(res.model.group_codes)
+        if np.all(res.model.n_trials == 1) and np.median(sizes) < 10:
+            out.append("Binary data with small groups: the Laplace approximation can be biased; "
+                       "compare with method='aghq'.")
+    sep = getattr(res, "separation", None)
+    if sep:
+        out.append(f"Possible separation: {sep}")
+    if res.model.family_name != "gaussian":
+        out.append("Deviance is -2 x log-likelihood (all constants included), not lme4's "
+                   "sum of deviance residuals.")
+    return out
+
+
+def make_summary(res, alpha=0.05):
+    """Build the statsmodels Summary for ``res``."""
+    smry = summary2.Summary()
+    smry.add_title(f"{type(res.model).__name__} results: {method_label(res)}")
+    smry.add_dict(_header(res), ncols=2)
+    smry.add_df(_fe_table(res, alpha), float_format="%s")
+    smry.add_text("Random effects (variances and covariances of b):")
+    smry.add_df(_re_table(res), float_format="%s")
+    for w in _warnings(res):
+        smry.add_text(w)
+    return smry
