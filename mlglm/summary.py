@@ -125,7 +125,6 @@ def make_summary(res, alpha=0.05):
     smry.add_title(f"{type(res.model).__name__} results: {method_label(res)}")
     smry.add_dict(_header(res), ncols=2)
     smry.add_df(_fe_table(res, alpha), float_format="%s")
-    smry.add_text("Random effects (variances and covariances of b):")
     smry.add_df(_re_table(res), float_format="%s")
     for w in _warnings(res):
         smry.add_text(w)

@@ -60,6 +60,7 @@ from scipy import integrate, optimize, special, stats
 
 __all__ = [
     "cond_loglik_obs",
+    "row_loglik_function",
     "cholesky_psd",
     "group_log_integrand",
     "group_mode",
@@ -91,15 +92,6 @@ def _check_family(family, link):
     return family, link
 
 
-def _times(a, b):
-    """a * b elementwise, with 0 * (-inf) taken as 0 (0 log 0 = 0)."""
-    a, b = np.broadcast_arrays(np.asarray(a, float), np.asarray(b, float))
-    out = np.zeros(a.shape)
-    nz = a != 0
-    out[nz] = a[nz] * b[nz]
-    return out
-
-
 def _log_mu_and_log_1m_mu(eta, link):
     """log(mu) and log(1 - mu) for a binomial link, computed without cancellation."""
     if link == "logit":
@@ -119,6 +111,48 @@ def _log_mu_and_log_1m_mu(eta, link):
     raise ValueError(link)
 
 
+def row_loglik_function(y, family="binomial", link=None, m=None):
+    """f(eta) -> per-row log p(y | eta) for fixed y (and m): the formulas of
+    :func:`cond_loglik_obs` with the constants and masks computed once, so that
+    the function is cheap to call many times (optimisation, integration).
+    Terms y log(mu) and (m - y) log(1 - mu) are skipped where their factor is 0,
+    so 0 log 0 = 0 even when log(mu) = -inf.
+    """
+    family, link = _check_family(family, link)
+    y = np.array(y, dtype=float)
+    if family == "binomial":
+        m = np.ones_like(y) if m is None else np.broadcast_to(np.asarray(m, dtype=float), y.shape)
+        f = m - y
+        if np.any(y < 0) or np.any(f < 0):
+            raise ValueError("binomial: need 0 <= y <= m (y successes out of m trials)")
+        const = special.gammaln(m + 1) - special.gammaln(y + 1) - special.gammaln(f + 1)
+        ypos, fpos = y != 0, f != 0
+        y_s, f_s = y[ypos], f[fpos]
+
+        def loglik(eta):
+            log_mu, log_1m_mu = _log_mu_and_log_1m_mu(eta, link)
+            out = const.copy()
+            out[ypos] += y_s * log_mu[ypos]
+            out[fpos] += f_s * log_1m_mu[fpos]
+            return out
+
+        return loglik
+
+    if np.any(y < 0):
+        raise ValueError("poisson: need y >= 0")
+    const = -special.gammaln(y + 1)
+    ypos = y != 0
+    y_s = y[ypos]
+
+    def loglik(eta):  # poisson, log link: y eta - exp(eta) - log(y!)
+        with np.errstate(over="ignore"):
+            out = const - np.exp(eta)
+        out[ypos] += y_s * eta[ypos]
+        return out
+
+    return loglik
+
+
 def cond_loglik_obs(eta, y, family="binomial", link=None, m=None):
     """Per-row conditional log-likelihood log p(y | eta), all constants included.
 
@@ -126,17 +160,10 @@ def cond_loglik_obs(eta, y, family="binomial", link=None, m=None):
               trials (m = 1 by default: Bernoulli); links logit, probit, cloglog.
     poisson:  y eta - exp(eta) - log(y!), link log.
     """
-    family, link = _check_family(family, link)
-    eta = np.asarray(eta, dtype=float)
-    y = np.asarray(y, dtype=float)
-    if family == "binomial":
-        m = np.ones_like(y) if m is None else np.asarray(m, dtype=float)
-        log_mu, log_1m_mu = _log_mu_and_log_1m_mu(eta, link)
-        log_choose = special.gammaln(m + 1) - special.gammaln(y + 1) - special.gammaln(m - y + 1)
-        return log_choose + _times(y, log_mu) + _times(m - y, log_1m_mu)
-    # poisson, log link
-    with np.errstate(over="ignore"):
-        return _times(y, eta) - np.exp(eta) - special.gammaln(y + 1)
+    eta, y = np.broadcast_arrays(np.asarray(eta, dtype=float), np.asarray(y, dtype=float))
+    if m is not None:
+        m = np.broadcast_to(np.asarray(m, dtype=float), y.shape)
+    return row_loglik_function(y, family, link, m)(eta)
 
 
 # ---------------------------------------------------------------------------
@@ -247,11 +274,12 @@ def group_log_integrand(y, X, Z, beta, L, family="binomial", link=None, m=None, 
     o = np.zeros(n) if offset is None else np.asarray(offset, dtype=float)
     eta0 = o + X @ np.asarray(beta, dtype=float)
     A = Z @ L  # eta = eta0 + A u
+    loglik = row_loglik_function(y, family, link, m)
+    c = 0.5 * q * LOG_2PI
 
     def h(u):
         u = np.asarray(u, dtype=float)
-        eta = eta0 + A @ u
-        return float(np.sum(cond_loglik_obs(eta, y, family, link, m)) - 0.5 * u @ u - 0.5 * q * LOG_2PI)
+        return float(np.sum(loglik(eta0 + A @ u)) - 0.5 * (u @ u) - c)
 
     return h
 
@@ -261,9 +289,7 @@ def _fd_eta_derivatives(eta, y, family, link, m, step=4e-3):
     differences of :func:`cond_loglik_obs` with one Richardson extrapolation
     (error O(step^4); per-row curvature varies on a scale of order 1 in eta, and a
     step of a few 1e-3 balances truncation against rounding)."""
-    def f(e):
-        return cond_loglik_obs(e, y, family, link, m)
-
+    f = row_loglik_function(y, family, link, m)
     f0 = f(eta)
     fp1, fm1, fp2, fm2 = f(eta + step), f(eta - step), f(eta + 2 * step), f(eta - 2 * step)
     d1_s = (fp1 - fm1) / (2 * step)
@@ -353,7 +379,7 @@ def _gh_normal(K):
 
 
 def group_loglik(y, X, Z, beta, L, family="binomial", link=None, m=None, offset=None,
-                 method="laplace", nagq=None, epsabs=1e-11, epsrel=1e-11):
+                 method="laplace", nagq=None, epsabs=None, epsrel=None):
     """log L_j of one group by "laplace", "aghq" (nagq points per dimension) or "exact"."""
     family, link = _check_family(family, link)
     y = np.asarray(y, dtype=float)
@@ -385,6 +411,11 @@ def group_loglik(y, X, Z, beta, L, family="binomial", link=None, m=None, offset=
 
     if method == "exact":
         # int exp(h(u)) du = exp(h_hat) |det R|^{-1} int exp(h(u_hat + S t) - h_hat) dt
+        # default tolerances: 1e-11 (q = 1, cheap), 1e-10 (q = 2); the integral in t is ~ (2 pi)^(q/2)
+        if epsabs is None:
+            epsabs = 1e-11 if q == 1 else 1e-10
+        if epsrel is None:
+            epsrel = epsabs
         opts = dict(epsabs=epsabs, epsrel=epsrel, limit=200)
         if q == 1:
             s = S[0, 0]

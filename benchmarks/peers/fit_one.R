@@ -76,6 +76,12 @@ res <- tryCatch({
     out$cov_re <- unname(as.matrix(VarCorr(m)$cond[[1]]))
     out$converged <- (m$fit$convergence == 0) && isTRUE(m$sdr$pdHess)
     if (!isTRUE(m$sdr$pdHess)) conds <- c(conds, "glmmTMB: non-positive-definite Hessian")
+    if (is.na(out$llf)) {
+      # glmmTMB sets logLik() to NA when the Hessian is not positive definite; the objective
+      # at the point where the optimiser stopped is still a log-likelihood value.
+      out$llf <- -m$fit$objective
+      conds <- c(conds, "glmmTMB logLik() is NA (non-PD Hessian); llf = -fit$objective")
+    }
   }
   if (is.na(out$llf)) out$llf <- NULL
   out$notes <- as.list(unique(conds))
