@@ -1,9 +1,9 @@
 """Fit driver: start values, quasi-Newton with the exact gradient, Hessian, record.
 
 Stages (as lme4 separates them): a GLM fit for beta (Newton on the concave
-GLM log-likelihood) gives the start; L-BFGS-B maximises the Laplace or AGHQ
-log-likelihood over x = (beta, theta) with the exact gradient and the box
-theta_diag >= 0; AGHQ fits start from the Laplace optimum. The observed
+GLM log-likelihood) gives the start; BFGS maximises the Laplace or AGHQ
+log-likelihood over x = (beta, theta) with the exact gradient (unconstrained:
+the sign of a column of Lambda does not matter, see :func:`_quasi_newton`); AGHQ fits start from the Laplace optimum. The observed
 information is the central-difference Jacobian of the exact gradient; one
 Newton step with it polishes the optimum, and its inverse gives the
 covariance of x. Convergence is judged on our own terms, not the optimiser's
@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import optimize
 
-from .covariance import theta_is_diagonal_entry, theta_lower_bounds, theta_to_Lambda
+from .covariance import theta_is_diagonal_entry, theta_to_Lambda
 from .objective import MarginalLoglik
 
 __all__ = ["OptimizationRecord", "FitState", "glm_start", "fit_glmm", "numerical_hessian",
@@ -107,8 +107,8 @@ def glm_start(fl, data, maxiter: int = 100, tol: float = 1e-10) -> np.ndarray:
 def numerical_hessian(fun_grad, x, free, rel_step=1e-4):
     """-d2 f/dx2 by central differences of an exact gradient, symmetrised.
 
-    Steps are relative (h_i = rel_step * max(|x_i|, 0.1)) and one-sided
-    where a central step would leave the box theta_diag >= 0.
+    Steps are relative: h_i = rel_step * max(|x_i|, 0.1). Only the ``free``
+    parameters are differenced (the others get NaN rows and columns).
     """
     k = x.size
     Hm = np.full((k, k), np.nan)
@@ -119,10 +119,7 @@ def numerical_hessian(fun_grad, x, free, rel_step=1e-4):
         xp, xm = x.copy(), x.copy()
         xp[i] += h
         xm[i] -= h
-        if xm[i] < 0 and x[i] >= 0 and fun_grad.lower[i] == 0:
-            cols[i] = -(fun_grad(xp) - fun_grad(x)) / h
-        else:
-            cols[i] = -(fun_grad(xp) - fun_grad(xm)) / (2 * h)
+        cols[i] = -(fun_grad(xp) - fun_grad(xm)) / (2 * h)
     for i in idx:
         Hm[idx, i] = cols[i][idx]
     sub = Hm[np.ix_(idx, idx)]
@@ -134,8 +131,8 @@ class _Gradient:
     """Exact gradient at x, restarting the modes from a fixed point each time
     (so finite differences are not polluted by a wandering warm start)."""
 
-    def __init__(self, obj: MarginalLoglik, u_ref, lower):
-        self.obj, self.u_ref, self.lower = obj, u_ref, lower
+    def __init__(self, obj: MarginalLoglik, u_ref):
+        self.obj, self.u_ref = obj, u_ref
 
     def __call__(self, x):
         self.obj.u = self.u_ref
@@ -154,7 +151,6 @@ def fit_glmm(obj: MarginalLoglik, x0=None, maxiter: int = 1000, laplace_first: b
         first and start AGHQ there (cheap, and close).
     """
     p, q = obj.p, obj.data.q
-    lower = np.concatenate([np.full(p, -np.inf), theta_lower_bounds(q, obj.diagonal)])
     if x0 is None:
         diag = theta_is_diagonal_entry(q, obj.diagonal)
         x0 = np.concatenate([glm_start(obj.fl, obj.data), np.where(diag, 0.5, 0.0)])
@@ -164,22 +160,24 @@ def fit_glmm(obj: MarginalLoglik, x0=None, maxiter: int = 1000, laplace_first: b
     n_evals0 = obj.n_evals
     if laplace_first and obj.nagq > 1:
         lap = MarginalLoglik(obj.fl, obj.data, 1, obj.diagonal)
-        res0 = _lbfgsb(lap, x0, lower, maxiter)
+        res0 = _quasi_newton(lap, x0, maxiter)
         x0 = res0.x
         obj.u = lap.u
         stages.append(f"laplace: {res0.nfev} evaluations")
-    res = _lbfgsb(obj, x0, lower, maxiter)
+    res = _quasi_newton(obj, x0, maxiter)
     stages.append(f"{'laplace' if obj.nagq == 1 else f'aghq({obj.nagq})'}: {res.nfev} evaluations")
-    x = np.where(res.x < lower, lower, res.x)
+    x = res.x
     llf, grad = obj.value_and_gradient(x)
-    at_bound = (x <= lower + 1e-12) & (grad <= 0)   # pushing outwards: held at the bound
+    # a diagonal element of Lambda at ~0 is a singular fit: held at the boundary
+    is_diag = np.concatenate([np.zeros(p, bool), theta_is_diagonal_entry(q, obj.diagonal)])
+    at_bound = is_diag & (np.abs(x) < SINGULAR_TOL)
     free = ~at_bound
     u_ref = obj.u
     Hm = np.full((x.size, x.size), np.nan)
     cov_x = np.zeros((x.size, x.size))
     decrement, hess_pd = np.nan, False
     if hessian:
-        gfun = _Gradient(obj, u_ref, lower)
+        gfun = _Gradient(obj, u_ref)
         Hm = numerical_hessian(gfun, x, free)
         idx = np.flatnonzero(free)
         Hf = Hm[np.ix_(idx, idx)]
@@ -191,13 +189,12 @@ def fit_glmm(obj: MarginalLoglik, x0=None, maxiter: int = 1000, laplace_first: b
             if decrement > 1e-12:
                 x_new = x.copy()
                 x_new[idx] += step
-                if np.all(x_new >= lower):
-                    obj.u = u_ref
-                    llf_new, grad_new = obj.value_and_gradient(x_new)
-                    if llf_new >= llf:
-                        x, llf, grad, u_ref = x_new, llf_new, grad_new, obj.u
-                        decrement = float(grad[idx] @ np.linalg.solve(Hf, grad[idx]))
-                        stages.append("newton polish: 1 step")
+                obj.u = u_ref
+                llf_new, grad_new = obj.value_and_gradient(x_new)
+                if llf_new >= llf:
+                    x, llf, grad, u_ref = x_new, llf_new, grad_new, obj.u
+                    decrement = float(grad[idx] @ np.linalg.solve(Hf, grad[idx]))
+                    stages.append("newton polish: 1 step")
             cov_x[np.ix_(idx, idx)] = np.linalg.inv(Hf)
     proj = np.where(at_bound, 0.0, grad)
     grad_norm = float(np.max(np.abs(proj))) if proj.size else 0.0
@@ -209,7 +206,7 @@ def fit_glmm(obj: MarginalLoglik, x0=None, maxiter: int = 1000, laplace_first: b
     Lambda = theta_to_Lambda(theta, q, obj.diagonal)
     singular = np.abs(np.diag(Lambda)) < SINGULAR_TOL
     record = OptimizationRecord(
-        optimizer="L-BFGS-B (exact gradient)", n_evals=obj.n_evals - n_evals0,
+        optimizer="BFGS (exact gradient)", n_evals=obj.n_evals - n_evals0,
         n_iter=int(res.nit), message=str(res.message), grad_norm=grad_norm,
         newton_decrement=float(decrement), hessian_pd=hess_pd, converged=converged,
         start=start, stages=tuple(stages))
@@ -239,17 +236,34 @@ def _preconditioner(obj, x0):
     return T
 
 
-def _lbfgsb(obj, x0, lower, maxiter):
+def _quasi_newton(obj, x0, maxiter):
+    """Unconstrained BFGS in the preconditioned coordinates z (x = x0 + T z).
+
+    No box is needed: the likelihood depends on Lambda only through
+    Sigma = Lambda Lambda', which is unchanged when a column of Lambda flips
+    sign, so a negative diagonal element is as good as its absolute value and
+    0 (a singular fit) is an interior point of the search space. The caller
+    flips the signs back (:func:`_canonical_signs`). Avoiding L-BFGS-B also
+    avoids its many tiny BLAS calls, which a multi-threaded OpenBLAS turns
+    into milliseconds each.
+    """
     T = _preconditioner(obj, x0)
 
     def f(z):
         v, g = obj.value_and_gradient(x0 + T @ z)
         return -v, -(T.T @ g)
-    p = obj.p
-    bounds = [(None, None)] * p + [(lo - x0[p + i] if np.isfinite(lo) else None, None)
-                                   for i, lo in enumerate(lower[p:])]
-    res = optimize.minimize(f, np.zeros_like(x0), jac=True, method="L-BFGS-B", bounds=bounds,
-                            options={"maxiter": maxiter, "ftol": 1e-15, "gtol": 1e-7,
-                                     "maxcor": 20})
-    res.x = x0 + T @ res.x
+    res = optimize.minimize(f, np.zeros_like(x0), jac=True, method="BFGS",
+                            options={"maxiter": maxiter, "gtol": 1e-6, "xrtol": 1e-12})
+    res.x = _canonical_signs(obj, x0 + T @ res.x)
     return res
+
+
+def _canonical_signs(obj, x):
+    """Flip columns of Lambda so its diagonal is >= 0 (same Sigma, same likelihood)."""
+    p, q = obj.p, obj.data.q
+    Lambda = theta_to_Lambda(x[p:], q, obj.diagonal)
+    flip = np.where(np.diag(Lambda) < 0, -1.0, 1.0)
+    rows, cols = obj.theta_rc
+    x = x.copy()
+    x[p:] = (Lambda * flip[None, :])[rows, cols]
+    return x
