@@ -5,9 +5,10 @@ here against (a) closed forms and scipy.stats, (b) its own internal
 consistency (Laplace == AGHQ with one node, AGHQ -> brute-force integration,
 Sigma = 0 -> GLM, Bernoulli rows == aggregated binomial), and (c) published
 engines: lme4 (Gaussian ML / REML, glmer Laplace and AGHQ), glmmTMB (Laplace)
-and GLMMadaptive (AGHQ). Reference numbers come from
-/work/shared/reference/lmm_hsb.json (made by references_lmm.R) and
-/work/shared/reference/glmm_open.json (made by references.R, case set "open").
+and GLMMadaptive (AGHQ). Reference numbers come from tests/reference/lmm_hsb.json
+(made by tests/reference/references_lmm.R) and tests/reference/glmm_open.json (made by
+tests/reference/references.R, case set "open"); data from mlglm/datasets/*.csv
+(exported by tests/reference/export_data.R).
 """
 from __future__ import annotations
 
@@ -32,9 +33,20 @@ TOL_EXACT_VS_AGHQ = 1e-6  # relative: high-order AGHQ vs scipy.integrate (brief;
 TOL_REFERENCE = 1e-6      # relative: our log-lik at an engine's parameters vs that engine's (DESIGN.md s.5)
 TOL_FD = 1e-9             # finite-difference derivatives of the oracle vs closed forms
 
-SHARED = Path("/work/shared")
-DATA = SHARED / "data"
-REF = SHARED / "reference"
+HERE = Path(__file__).resolve().parent
+
+
+def _first_existing(*dirs):
+    for d in dirs:
+        if d.is_dir():
+            return d
+    return dirs[0]
+
+
+# in-repo copies first (identical to the shared ones), read as plain files: these
+# tests must not depend on the mlglm package they are used to check
+DATA = _first_existing(HERE.parent / "mlglm" / "datasets", Path("/work/shared/data"))
+REF = _first_existing(HERE / "reference", Path("/work/shared/reference"))
 
 
 def _need(path):
