@@ -91,7 +91,10 @@ def _aghq_block(fl, data, state, Lambda, t, lw, theta_rc, gradient):
     S = np.swapaxes(np.linalg.inv(R), 1, 2)                      # R^{-T}, upper
     U = state.u[:, None, :] + np.einsum("gij,kj->gki", S, t)    # (G, K, q)
     eta = state.eta_fixed[:, None] + np.einsum("nq,nkq->nk", state.A, U[gidx])
-    ker = fl.kernel(eta, data.y[:, None], data.m[:, None])
+    if gradient:
+        ker, d1k = fl.kernel_d1(eta, data.y[:, None], data.m[:, None])
+    else:
+        ker = fl.kernel(eta, data.y[:, None], data.m[:, None])
     f = (lw[None, :] + data.gsum(ker) - 0.5 * np.einsum("gkq,gkq->gk", U, U)
          + 0.5 * np.einsum("kq,kq->k", t, t)[None, :])
     logdetR = np.log(np.diagonal(R, axis1=1, axis2=2)).sum(axis=1)
@@ -101,7 +104,6 @@ def _aghq_block(fl, data, state, Lambda, t, lw, theta_rc, gradient):
         return value, None
 
     pi = np.exp(f - lse[:, None])                                 # (G, K)
-    d1k = fl.derivatives(eta, data.y[:, None], data.m[:, None])[0]  # (n, K)
     X, Z = data.X, data.Z
     P = np.linalg.inv(state.H)
     # dl/dpsi at fixed u, averaged over nodes with weights pi

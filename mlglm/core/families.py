@@ -44,6 +44,11 @@ class FamilyLink:
     def inverse_link(self, eta):  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def kernel_d1(self, eta, y, m):
+        """(kernel, d1) together; subclasses fuse them to share transcendental work
+        (the AGHQ node evaluations spend most of their time here)."""
+        return self.kernel(eta, y, m), self.derivatives(eta, y, m)[0]
+
     def loglik(self, eta, y, m):
         """Full per-row log-likelihood, constants included."""
         return self.kernel(eta, y, m) + self.log_const(y, m)
@@ -77,6 +82,13 @@ class BinomialLogit(FamilyLink):
     def inverse_link(self, eta):
         return special.expit(eta)
 
+    def kernel_d1(self, eta, y, m):
+        # e = exp(-|eta|) gives both log(1 + e^eta) = max(eta, 0) + log1p(e) and mu
+        e = np.exp(-np.abs(eta))
+        kernel = y * eta - m * (np.maximum(eta, 0.0) + np.log1p(e))
+        mu = np.where(eta >= 0, 1.0, e) / (1.0 + e)
+        return kernel, y - m * mu
+
 
 class BinomialProbit(BinomialLogit):
     """Binomial, probit link: l = y log Phi(eta) + (m - y) log Phi(-eta) + log C(m, y).
@@ -88,6 +100,7 @@ class BinomialProbit(BinomialLogit):
     """
 
     link = "probit"
+    kernel_d1 = FamilyLink.kernel_d1
 
     def kernel(self, eta, y, m):
         return y * special.log_ndtr(eta) + (m - y) * special.log_ndtr(-eta)
@@ -124,6 +137,7 @@ class BinomialCloglog(BinomialLogit):
     """
 
     link = "cloglog"
+    kernel_d1 = FamilyLink.kernel_d1
 
     def kernel(self, eta, y, m):
         s = np.exp(np.minimum(eta, _ETA_MAX))
@@ -171,6 +185,10 @@ class PoissonLog(FamilyLink):
 
     def inverse_link(self, eta):
         return np.exp(np.minimum(eta, _ETA_MAX))
+
+    def kernel_d1(self, eta, y, m):
+        mu = np.exp(np.minimum(eta, _ETA_MAX))
+        return y * eta - mu, y - mu
 
 
 SUPPORTED = {

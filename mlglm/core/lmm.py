@@ -475,34 +475,51 @@ def _escape_saddle(theta, Hs, fg):
     return trials[best] if values[best] < f0 else None
 
 
-def _minimise(theta0, fg, max_restarts=3):
-    """BFGS without bounds, Newton polish, and a second-order check; returns theta, message.
+def _pd_inverse(Hs) -> np.ndarray:
+    """Inverse of Hs with its eigenvalues made positive and at least 1e-3 of the largest."""
+    w, V = np.linalg.eigh(Hs)
+    w = np.maximum(np.abs(w), 1e-3 * np.abs(w).max() + 1e-8)
+    Hinv = (V / w) @ V.T
+    return (Hinv + Hinv.T) / 2
 
-    The bounds theta_kk >= 0 are not imposed during the search: by
-    :func:`_rectify` the unconstrained problem has the same minima, and a
-    bounded method would face a trap, since the gradient in theta_kk is
-    exactly 0 at theta_kk = 0, so a projected gradient vanishes there even
-    when that point is a maximum.  BFGS starts from the inverse of a
-    difference Hessian (eigenvalues made positive), not from the identity, so
-    the first steps are scaled to the criterion (about 12 iterations instead
-    of 30-50 on the HSB random-slope models).  scipy's BFGS is written in
-    numpy; its L-BFGS-B calls scipy's own BLAS, which on a busy 2-core machine
-    fought numpy's BLAS threads and took 2 ms per iteration.
+
+def _minimise(theta0, fg, gtol, max_rounds=6, max_restarts=3):
+    """Minimise over unbounded theta: BFGS, Newton polish, second-order check.
+
+    Returns theta and a message.  The bounds theta_kk >= 0 are not imposed
+    during the search: by :func:`_rectify` the unconstrained problem has the
+    same minima, and a bounded method would face a trap, since the gradient
+    in theta_kk is exactly 0 at theta_kk = 0, so a projected gradient vanishes
+    there even when that point is a maximum.
+
+    A round is BFGS started from the inverse of a difference Hessian (not the
+    identity, so the first steps are scaled to the criterion: about 12
+    iterations instead of 30-50 on the HSB random-slope models), stopped at a
+    gradient of 1e-2, then :func:`_newton_polish`.  That usually ends at the
+    gradient's rounding level.  Near a singular optimum the criterion can be
+    very flat (Hessian eigenvalues 1e-5 of the largest) and the polish stalls;
+    then BFGS is rerun with a tight tolerance.  Saddle points are left by
+    :func:`_escape_saddle`.  scipy's BFGS is plain numpy; its L-BFGS-B calls
+    scipy's own BLAS, which fought numpy's BLAS threads on a busy 2-core
+    machine and took 2 ms per iteration.
     """
-    theta = theta0
-    restarts = 0
-    while True:
-        w, V = np.linalg.eigh(_hessian(theta, fg))
-        w = np.maximum(np.abs(w), 1e-3 * np.abs(w).max() + 1e-8)
-        Hinv0 = (V / w) @ V.T
+    theta, Hs = theta0, _hessian(theta0, fg)
+    restarts, bfgs_gtol, best_gn = 0, 1e-2, np.inf
+    for _ in range(max_rounds):
         opt = scipy.optimize.minimize(fg, theta, jac=True, method="BFGS",
-                                      options={"maxiter": 1000, "gtol": 1e-2,
-                                               "hess_inv0": (Hinv0 + Hinv0.T) / 2})
+                                      options={"maxiter": 1000, "gtol": bfgs_gtol,
+                                               "hess_inv0": _pd_inverse(Hs)})
         theta, Hs = _newton_polish(opt.x, fg)
         escape = _escape_saddle(theta, Hs, fg) if restarts < max_restarts else None
-        if escape is None:
+        if escape is not None:
+            theta, restarts, bfgs_gtol = escape, restarts + 1, 1e-2
+            Hs, best_gn = _hessian(theta, fg), np.inf
+            continue
+        f, g = fg(theta)
+        gn = np.max(np.abs(g))
+        if gn <= gtol * (1.0 + abs(f)) or gn >= best_gn:
             break
-        theta, restarts = escape, restarts + 1
+        best_gn, bfgs_gtol = gn, 1e-3 * gtol * (1.0 + abs(f))
     message = f"BFGS: {opt.message}"
     if restarts:
         message += f" (after {restarts} restart(s) off a saddle point)"
@@ -510,7 +527,7 @@ def _minimise(theta0, fg, max_restarts=3):
 
 
 def lmm_fit(y, X, Z, group, reml: bool = True, diagonal: bool = False, theta0=None,
-            stats: LMMStats | None = None, gtol: float = 1e-9) -> LMMFit:
+            stats: LMMStats | None = None, gtol: float = 1e-8) -> LMMFit:
     """Fit y = X beta + Z b + e with one grouping factor by profiled REML or ML.
 
     Minimises :func:`profiled_deviance` over theta with its exact gradient
@@ -551,13 +568,13 @@ def lmm_fit(y, X, Z, group, reml: bool = True, diagonal: bool = False, theta0=No
         count[0] += 1
         return profiled_deviance_grad(theta, stats, reml, diagonal)
 
-    theta, message = _minimise(theta0, fg)
+    theta, message = _minimise(theta0, fg, gtol)
     return _package(_rectify(theta, q, diagonal), stats, reml, diagonal, gtol,
                     n_evals=count[0], message=message)
 
 
 def lmm_evaluate(theta, stats: LMMStats, reml: bool = True, diagonal: bool = False,
-                 gtol: float = 1e-9) -> LMMFit:
+                 gtol: float = 1e-8) -> LMMFit:
     """Everything :func:`lmm_fit` reports, at a given theta instead of the optimum.
 
     Useful to reproduce another program's fit from its variance components
