@@ -129,6 +129,8 @@ def summarise_engine(runs):
         s.update(
             median_s=float(np.median(t)), min_s=float(t.min()), max_s=float(t.max()),
             wall_median_s=float(np.median(w)),
+            cpu_median_s=float(np.median([r.get("fit_cpu_seconds") if r.get("fit_cpu_seconds") is not None
+                                          else float("nan") for r in ok])),
             peak_rss_mb=float(max(r.get("child_maxrss_mb") or 0 for r in ok)),
             fit_rss_delta_mb=float(max(((r.get("rss_fit_peak_mb") or 0) - (r.get("rss_base_mb") or 0))
                                        for r in ok)),
@@ -196,9 +198,9 @@ def _fmt_s(x):
 def case_markdown(case_rec, engines_order, baseline="mlglm"):
     c = case_rec
     lines = [f"### {c['id']}", "", f"`{c['description']}`", ""]
-    lines.append(f"| engine | median s | min s | ratio to {baseline} | child wall s | peak RSS MB | fit +MB "
-                 "| llf | llf − best | reps ok | conv |")
-    lines.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+    lines.append(f"| engine | median s | min s | ratio to {baseline} | CPU s | child wall s | peak RSS MB "
+                 "| fit +MB | llf | llf − best | reps ok | conv |")
+    lines.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
     notes = []
     for eng in engines_order:
         if eng in c.get("skipped", {}):
@@ -208,7 +210,7 @@ def case_markdown(case_rec, engines_order, baseline="mlglm"):
         if v is None:
             continue
         if not v.get("ok_reps"):
-            lines.append(f"| {eng} | failed | | | | | | | | 0/{v['reps']} | |")
+            lines.append(f"| {eng} | failed | | | | | | | | | {v['ok_reps']}/{v['reps']} | |")
             notes.append(f"- **{eng}** failed: {v.get('error')}")
             continue
         ratio = v.get("ratio_to_baseline")
@@ -216,6 +218,7 @@ def case_markdown(case_rec, engines_order, baseline="mlglm"):
         lines.append("| " + " | ".join([
             eng, _fmt_s(v["median_s"]), _fmt_s(v["min_s"]),
             "–" if ratio is None else f"{ratio:.2f}",
+            _fmt_s(v.get("cpu_median_s")) if math.isfinite(v.get("cpu_median_s") or float("nan")) else "–",
             _fmt_s(v["wall_median_s"]), f"{v['peak_rss_mb']:.0f}", f"{v['fit_rss_delta_mb']:.0f}",
             "–" if v.get("llf") is None else f"{v['llf']:.4f}",
             "–" if d is None else (f"{d:.2e}" if d != 0 else "0"),

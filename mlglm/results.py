@@ -114,6 +114,8 @@ class MixedGLMResults(MixedLMResults):
                                         normalized_cov_params=outcome.cov_params / outcome.scale,
                                         scale=outcome.scale)
         self.outcome = outcome
+        if not hasattr(self, "_cache"):
+            self._cache = {}
         self.nobs = model.nobs
         self.df_resid = self.nobs - np.linalg.matrix_rank(model.exog)
         self.use_t = False
@@ -317,9 +319,7 @@ class MixedGLMResults(MixedLMResults):
 
 
 class MixedGLMResultsWrapper(MixedLMResultsWrapper):
-    _attrs = {"random_effects_cov": ("generic_columns", "exog_re_names")}
-    _attrs = {}
-    _wrap_attrs = wrap.union_dicts(MixedLMResultsWrapper._wrap_attrs, _attrs)
+    _wrap_attrs = MixedLMResultsWrapper._wrap_attrs
     _wrap_methods = wrap.union_dicts(MixedLMResultsWrapper._wrap_methods, {})
 
     def _repr_html_(self):

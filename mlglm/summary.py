@@ -91,7 +91,7 @@ def _re_table(res):
         index.append("Residual")
     df = pd.DataFrame(rows, index=index).fillna("")
     if q > 1 and getattr(res.model, "diagonal", False):
-        df["Note"] = df.get("Note", "")
+        df["Note"] = ["uncorrelated (diagonal)"] * q + [""] * (len(index) - q)
     return df
 
 

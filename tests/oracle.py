@@ -2,7 +2,7 @@
 
 Everything here is written for clarity, not speed: Python loops over groups,
 scipy.optimize for the conditional modes, finite differences for every
-derivative, scipy.integrate for brute-force integrals. It uses only numpy and
+derivative of the log-likelihood, scipy.integrate for brute-force integrals. It uses only numpy and
 scipy and imports nothing from ``mlglm``, so the vectorised core can be tested
 against it.
 
@@ -43,8 +43,20 @@ Approximations of log L_j, with u_hat the mode of h_j and H = -h_j''(u_hat)
 
   K = 1 gives z = 0, w = sqrt(pi): exactly the Laplace formula.
 
+  For q >= 2 the result at finite K depends on how the grid is oriented;
+  aghq_grid="b" gives GLMMadaptive's orientation instead (see group_loglik).
+
 * Exact: the integral of exp(h_j(u) - h_j(u_hat)) by scipy.integrate in the
-  same standardised coordinates t, with h_j(u_hat) added back on the log scale.
+  same standardised coordinates t, with h_j(u_hat) added back on the log scale
+  (q = 1: quad on (-inf, 0] and [0, inf); q = 2: dblquad on the box |t_k| <= 12).
+
+Mode and Hessian: BFGS then Newton polish; the gradient and Hessian in u come
+from the chain rule through eta = eta0 + Z L u with the per-row derivatives in
+eta taken by finite differences of the log-likelihood itself (no analytic
+derivative of any family or link appears here).
+
+lme4 conventions (see :func:`saturated_loglik`): glmer's nAGQ > 1 logLik is the
+full log-likelihood minus the saturated one.
 
 Gaussian (linear) models are handled separately and exactly:
 :func:`marginal_loglik_gaussian` and :func:`reml_criterion_gaussian`.
@@ -61,6 +73,7 @@ from scipy import integrate, optimize, special, stats
 __all__ = [
     "cond_loglik_obs",
     "row_loglik_function",
+    "saturated_loglik",
     "cholesky_psd",
     "group_log_integrand",
     "group_mode",
@@ -164,6 +177,22 @@ def cond_loglik_obs(eta, y, family="binomial", link=None, m=None):
     if m is not None:
         m = np.broadcast_to(np.asarray(m, dtype=float), y.shape)
     return row_loglik_function(y, family, link, m)(eta)
+
+
+def saturated_loglik(y, family="binomial", m=None):
+    """sum_i log p(y_i | mu_i = y_i / m_i) (binomial) or (mu_i = y_i) (poisson), constants included.
+
+    lme4's ``logLik`` for glmer with nAGQ > 1 is the full marginal log-likelihood
+    minus this (its issue #567); for Bernoulli rows it is exactly 0.
+    """
+    family, _ = _check_family(family, None)
+    y = np.asarray(y, dtype=float)
+    if family == "binomial":
+        m = np.ones_like(y) if m is None else np.asarray(m, dtype=float)
+        p = y / m
+        return float(np.sum(special.gammaln(m + 1) - special.gammaln(y + 1) - special.gammaln(m - y + 1)
+                            + special.xlogy(y, p) + special.xlogy(m - y, 1 - p)))
+    return float(np.sum(special.xlogy(y, y) - y - special.gammaln(y + 1)))
 
 
 # ---------------------------------------------------------------------------
@@ -381,8 +410,17 @@ def _gh_normal(K):
 
 
 def group_loglik(y, X, Z, beta, L, family="binomial", link=None, m=None, offset=None,
-                 method="laplace", nagq=None, epsabs=None, epsrel=None):
-    """log L_j of one group by "laplace", "aghq" (nagq points per dimension) or "exact"."""
+                 method="laplace", nagq=None, epsabs=None, epsrel=None, aghq_grid="u"):
+    """log L_j of one group by "laplace", "aghq" (nagq points per dimension) or "exact".
+
+    aghq_grid: orientation of the product grid (matters only for q >= 2 and finite nagq).
+      "u" (default; DESIGN.md, and lme4's for q = 1): u = u_hat + R^{-T} t, H = R R'.
+      "b" (GLMMadaptive's): b = b_hat + U_b^{-1} t in b = L u, where H_b = U_b' U_b is
+          the upper Cholesky factorisation of the negative Hessian in b,
+          H_b = L^{-T} H L^{-1}; needs L nonsingular.
+    Both are u = u_hat + M t with M M' = H^{-1}, so the Jacobian is det(H)^{-1/2}
+    either way; they differ by a rotation of the standardised grid.
+    """
     family, link = _check_family(family, link)
     y = np.asarray(y, dtype=float)
     n = y.size
@@ -403,12 +441,21 @@ def group_loglik(y, X, Z, beta, L, family="binomial", link=None, m=None, offset=
     if method == "aghq":
         if nagq is None or int(nagq) < 1:
             raise ValueError("method='aghq' needs nagq >= 1")
+        if aghq_grid == "u":
+            M = S
+        elif aghq_grid == "b":
+            Lm = np.atleast_2d(np.asarray(L, dtype=float))
+            Linv = np.linalg.inv(Lm)
+            U_b = np.linalg.cholesky(Linv.T @ H @ Linv).T  # H_b = U_b' U_b, U_b upper
+            M = Linv @ np.linalg.inv(U_b)                  # u = L^{-1} b
+        else:
+            raise ValueError("aghq_grid must be 'u' or 'b'")
         t1, w1 = _gh_normal(int(nagq))
         terms = []
         for idx in itertools.product(range(int(nagq)), repeat=q):
             t = t1[list(idx)]
             logw = float(np.sum(np.log(w1[list(idx)])))
-            terms.append(logw + h(u_hat + S @ t) + 0.5 * (t @ t) + 0.5 * q * LOG_2PI)
+            terms.append(logw + h(u_hat + M @ t) + 0.5 * (t @ t) + 0.5 * q * LOG_2PI)
         return -0.5 * logdet_H + _logsumexp(terms)
 
     if method == "exact":
@@ -453,7 +500,8 @@ def _split_groups(groups):
 
 
 def marginal_loglik(y, X, Z, groups, beta, Sigma, family="binomial", link=None, m=None,
-                    offset=None, method="laplace", nagq=None, per_group=False, Lambda=None):
+                    offset=None, method="laplace", nagq=None, per_group=False, Lambda=None,
+                    aghq_grid="u"):
     """Marginal log-likelihood sum_j log L_j of a two-level GLMM, all constants included.
 
     Parameters are plain numpy arrays: y (n,), X (n, p), Z (n, q) or (n,),
@@ -465,7 +513,8 @@ def marginal_loglik(y, X, Z, groups, beta, Sigma, family="binomial", link=None, 
     not invariant to the choice of factor when Sigma is singular.
 
     method: "laplace", "aghq" (needs nagq, points per dimension, product grid)
-    or "exact" (scipy.integrate, q <= 2).
+    or "exact" (scipy.integrate, q <= 2). aghq_grid: "u" (default, DESIGN.md) or
+    "b" (GLMMadaptive's orientation), see :func:`group_loglik`.
     Returns a float, or with per_group=True the array of log L_j in sorted-label order.
     """
     family, link = _check_family(family, link)
@@ -486,7 +535,7 @@ def marginal_loglik(y, X, Z, groups, beta, Sigma, family="binomial", link=None, 
         r = codes == j
         out[j] = group_loglik(y[r], X[r], Z[r], beta, L, family, link,
                               None if m is None else m[r], None if offset is None else offset[r],
-                              method=method, nagq=nagq)
+                              method=method, nagq=nagq, aghq_grid=aghq_grid)
     return out if per_group else float(np.sum(out))
 
 

@@ -1,0 +1,449 @@
+r"""Complete, no and partial pooling of group-specific coefficients, side by side.
+
+For a formula such as ``mAch ~ cses`` and groups j = 1..J:
+
+* **complete pooling** -- one GLM (OLS for Gaussian data) on all rows,
+  ignoring the groups: one coefficient vector :math:`\hat\beta^{c}`;
+* **no pooling** -- the same GLM fitted separately in every group:
+  :math:`\hat\beta^{n}_j`. A group whose fit does not exist or fails (too few
+  rows, a singular design, separation, non-convergence) is listed in
+  ``failed`` with the reason, never dropped silently;
+* **partial pooling** -- the mixed model's group-specific coefficients
+  :math:`\hat\beta^{p}_j = \hat\gamma + \hat b_j` (fixed effect plus the
+  conditional mode, for terms with a random effect; the fixed effect alone
+  for the others).
+
+The shrinkage factor of group j for a coefficient is
+:math:`s_j = 1 - (\hat\beta^{p}_j - \hat\gamma) / (\hat\beta^{n}_j - \hat\gamma)`:
+0 when the partial-pooling estimate equals the group's own estimate, 1 when
+it equals the population value :math:`\hat\gamma`.
+"""
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import patsy
+import statsmodels.api as sm
+from scipy import stats
+from statsmodels.tools.sm_exceptions import (ConvergenceWarning, PerfectSeparationError,
+                                             PerfectSeparationWarning)
+
+__all__ = ["PoolingComparison", "compare_pooling", "compare_pooling_from_results"]
+
+_TABLE_COLUMNS = ["group", "n", "term", "complete_pooling", "no_pooling", "partial_pooling",
+                  "shrinkage"]
+
+
+@dataclass(frozen=True, eq=False)
+class PoolingComparison:
+    """Complete / no / partial pooling estimates per group (see module docstring).
+
+    Attributes
+    ----------
+    table : pandas.DataFrame
+        Long by group and coefficient, the three estimates side by side: one
+        row per (group, term) with columns ``group``, ``n`` (rows in the
+        group), ``term``, ``complete_pooling``, ``no_pooling`` (NaN for failed
+        groups), ``partial_pooling`` and ``shrinkage`` (:math:`s_j`). All on
+        the linear-predictor scale.
+    failed : pandas.DataFrame
+        Groups whose no-pooling fit failed: ``group``, ``n``, ``reason``.
+    shrinkage : pandas.DataFrame
+        Per term: ``complete_pooling``, ``fixed_effect`` (the mixed model's
+        :math:`\\hat\\gamma`), ``random`` (has a random effect),
+        ``sd_no_pooling`` and ``sd_partial_pooling`` (SD across the groups
+        with a no-pooling fit), ``sd_ratio`` (partial / no), ``mean_shrinkage``
+        (:math:`1 - \\sum_j d^p_j d^n_j / \\sum_j (d^n_j)^2` with
+        :math:`d_j = \\hat\\beta_j - \\hat\\gamma`, the mean of the :math:`s_j`
+        weighted by :math:`(d^n_j)^2`), ``corr_shrinkage_n`` (Spearman
+        correlation of :math:`s_j` with group size; negative: large groups
+        are shrunk less), ``n_groups``.
+    complete : statsmodels results of the complete-pooling fit.
+    mixed : the mixed-model results (partial pooling).
+    formula, group_name, family_name : what was compared.
+    """
+
+    table: pd.DataFrame
+    failed: pd.DataFrame
+    shrinkage: pd.DataFrame
+    complete: object
+    mixed: object
+    formula: str
+    group_name: str
+    family_name: str
+    frame: pd.DataFrame
+    groups: np.ndarray
+    design_info: object
+    family: object
+
+    @property
+    def terms(self) -> list[str]:
+        return list(self.shrinkage.index)
+
+    def wide(self) -> pd.DataFrame:
+        """The table wide: one row per group, columns (term, pooling)."""
+        t = self.table.set_index(["group", "term"])
+        w = t[["complete_pooling", "no_pooling", "partial_pooling"]].unstack("term")
+        w = w.swaplevel(0, 1, axis=1).reindex(columns=self.terms, level=0)
+        w.insert(0, "n", t["n"].groupby(level=0).first())
+        return w
+
+    def summary(self) -> str:
+        """Text: the model, the complete-pooling fit, shrinkage per term, failures."""
+        n_groups = self.table["group"].nunique()
+        lines = [f"Pooling comparison: {self.formula}  (groups: {self.group_name}, "
+                 f"{n_groups} groups, family: {self.family_name})",
+                 "complete pooling = one GLM ignoring groups; no pooling = one GLM per group; "
+                 "partial pooling = mixed model (fixed effect + conditional mode)",
+                 f"mixed model: {_describe(self.mixed)}", ""]
+        sh = self.shrinkage.copy()
+        with pd.option_context("display.width", 120, "display.max_columns", 20):
+            lines.append(sh.to_string(float_format=lambda v: f"{v:.4g}"))
+        lines.append("")
+        if len(self.failed):
+            lines.append(f"No-pooling fits that failed: {len(self.failed)} of {n_groups} groups")
+            show = self.failed.head(20)
+            for _, row in show.iterrows():
+                lines.append(f"  {self.group_name} {row['group']} (n={row['n']}): {row['reason']}")
+            if len(self.failed) > len(show):
+                lines.append(f"  ... and {len(self.failed) - len(show)} more (see .failed)")
+        else:
+            lines.append(f"No-pooling fits: all {n_groups} groups succeeded.")
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        return self.summary()
+
+    def __repr__(self) -> str:
+        return (f"<PoolingComparison {self.formula!r} by {self.group_name}: "
+                f"{self.table['group'].nunique()} groups, {len(self.failed)} failed>")
+
+    def plot(self, groups=None, kind="lines", ax=None, x=None, term=None, ncols=3):
+        """Plot the comparison; returns the matplotlib Figure.
+
+        Parameters
+        ----------
+        groups : labels of the groups to draw (``kind="lines"``; default six
+            groups with a no-pooling fit, spread over the group sizes).
+        kind : ``"lines"`` -- per-group scatter of the response against the
+            covariate ``x`` with the complete-, no- and partial-pooling fitted
+            mean curves (other covariates at the group's mean / most frequent
+            level), one panel per group; ``"shrinkage"`` -- for each term with a
+            random effect (or ``term``), arrows from the no-pooling to the
+            partial-pooling estimate against group size, the complete-pooling
+            value as a horizontal line.
+        ax : an Axes (one panel) or a sequence of Axes (one per panel).
+        """
+        from .plotting import pooling_lines, pooling_shrinkage
+        if kind == "lines":
+            return pooling_lines(self, groups=groups, x=x, ax=ax, ncols=ncols)
+        if kind == "shrinkage":
+            return pooling_shrinkage(self, term=term, ax=ax)
+        raise ValueError("kind must be 'lines' or 'shrinkage'")
+
+    # -------------------------------------------------------------- helpers
+    def default_groups(self, k=6) -> list:
+        """k groups with a successful no-pooling fit, spread over the group sizes."""
+        ok = self.table.dropna(subset=["no_pooling"]).drop_duplicates("group")
+        ok = ok.sort_values(["n", "group"], kind="stable")
+        if len(ok) == 0:
+            ok = self.table.drop_duplicates("group").sort_values(["n", "group"], kind="stable")
+        idx = np.unique(np.round(np.linspace(0, len(ok) - 1, min(k, len(ok)))).astype(int))
+        return ok["group"].iloc[idx].tolist()
+
+    def inverse_link(self, eta):
+        """Mean from the linear predictor (identity for Gaussian)."""
+        if self.family is None:
+            return np.asarray(eta)
+        return self.family.link.inverse(np.asarray(eta))
+
+
+# ------------------------------------------------------------------- fitting
+def _family(family):
+    if family is None:
+        return None
+    if isinstance(family, str):
+        from .lme4style import family_from_name
+        family = family_from_name(family)
+    if type(family).__name__ == "Gaussian":
+        link = type(family.link).__name__
+        if link != "Identity":
+            raise ValueError("Gaussian pooling comparison needs the identity link")
+        return None
+    return family
+
+
+def compare_pooling(formula, data, groups, family=None, re_formula=None, nagq=1):
+    """Compare complete, no and partial pooling for ``formula`` by ``groups``.
+
+    Parameters
+    ----------
+    formula : str
+        Fixed-effects formula without bars, e.g. ``"mAch ~ cses"``.
+    data : pandas.DataFrame
+    groups : str or array
+        The grouping column (or labels per row).
+    family : None (Gaussian), ``"binomial"``, ``"poisson"`` or a statsmodels family.
+    re_formula : str, optional
+        Random effects of the mixed model, as in ``MixedLM.from_formula``
+        (default: a random intercept only, so slopes are fully pooled; pass
+        e.g. ``"~cses"`` to let the slope vary too).
+    nagq : int
+        Laplace (1) or AGHQ points for the binomial/Poisson mixed model.
+
+    Returns
+    -------
+    PoolingComparison
+    """
+    from .model import MixedGLM
+    fam = _family(family)
+    model = MixedGLM.from_formula(formula, data, groups=groups, re_formula=re_formula,
+                                  family=sm.families.Gaussian() if fam is None else fam)
+    if fam is None:
+        res = model.fit(reml=True)
+    elif nagq == 1:
+        res = model.fit(method="laplace")
+    else:
+        res = model.fit(method="aghq", nagq=nagq)
+    return compare_pooling_from_results(res)
+
+
+def compare_pooling_from_results(results) -> PoolingComparison:
+    """The pooling comparison for an existing mixed-model fit (mlglm or statsmodels
+    ``MixedLMResults``): its fixed formula, data, groups and family, with the
+    fit itself as the partial-pooling estimates."""
+    model = results.model
+    formula = getattr(model, "formula", None)
+    if not isinstance(formula, str):
+        raise ValueError("the pooling comparison needs a model built from a formula")
+    fam = _family(getattr(model, "family", None))
+    frame = model.data.frame.reset_index(drop=True)
+    groups = np.asarray(model.groups)
+    group_name = getattr(model, "group_name", None) or "group"
+    y, X = patsy.dmatrices(formula, frame, return_type="dataframe", NA_action="raise")
+    if len(X) != len(groups):
+        raise ValueError("the formula drops rows of the model's data; remove missing values "
+                         "first")
+    design_info = X.design_info
+    yv = np.asarray(y, dtype=float)
+    yv = yv[:, 0] if yv.shape[1] == 1 else yv
+    Xv = np.asarray(X, dtype=float)
+    names = list(X.columns)
+    extra = _glm_extras(model, fam, len(Xv))
+    complete = _fit_glm(yv, Xv, fam, extra, slice(None))
+    if isinstance(complete, str):
+        raise RuntimeError(f"the complete-pooling fit failed: {complete}")
+    beta_c = np.asarray(complete.params)
+
+    gamma, partial, re_terms = _partial(results, names)
+    labels = list(partial)
+    codes = pd.Series(groups).astype(str)
+    rows_of = {}
+    for i, g in enumerate(codes.to_numpy()):
+        rows_of.setdefault(g, []).append(i)
+    recs, failed = [], []
+    for g in labels:
+        idx = np.asarray(rows_of.get(str(g), []), dtype=np.intp)
+        n = int(idx.size)
+        out = _fit_glm(yv, Xv, fam, extra, idx, check=True, names=names)
+        if isinstance(out, str):
+            failed.append({"group": g, "n": n, "reason": out})
+            bn = np.full(len(names), np.nan)
+        else:
+            bn = np.asarray(out.params, dtype=float)
+        bp = partial[g]
+        for k, term in enumerate(names):
+            dn, dp = bn[k] - gamma[k], bp[k] - gamma[k]
+            s = 1.0 - dp / dn if np.isfinite(dn) and abs(dn) > 1e-12 else np.nan
+            recs.append((g, n, term, beta_c[k], bn[k], bp[k], s))
+    table = pd.DataFrame.from_records(recs, columns=_TABLE_COLUMNS)
+    failed = pd.DataFrame(failed, columns=["group", "n", "reason"])
+    shrink = _shrinkage_table(table, names, beta_c, gamma, re_terms)
+    if len(failed) == len(labels):
+        lvl2 = _level2_columns(Xv, groups, names)
+        msg = "every no-pooling fit failed"
+        if lvl2:
+            msg += (f"; {', '.join(lvl2)} is constant within groups (a level-2 covariate), "
+                    "which no pooling cannot estimate: leave it out of the comparison")
+        warnings.warn(msg, stacklevel=2)
+    return PoolingComparison(table=table, failed=failed, shrinkage=shrink, complete=complete,
+                             mixed=results, formula=formula, group_name=group_name,
+                             family_name=type(fam).__name__.lower() if fam else "gaussian",
+                             frame=frame, groups=groups, design_info=design_info, family=fam)
+
+
+def _glm_extras(model, fam, n):
+    """Offset and binomial trials (as variance weights for proportions), per row."""
+    extra = {}
+    off = getattr(model, "offset", None)
+    if off is not None and np.shape(off) == (n,) and np.any(np.asarray(off) != 0):
+        extra["offset"] = np.asarray(off, dtype=float)
+    m = getattr(model, "n_trials", None)
+    if fam is not None and m is not None and np.shape(m) == (n,) and np.any(np.asarray(m) != 1):
+        extra["var_weights"] = np.asarray(m, dtype=float)
+    return extra
+
+
+def _fit_glm(y, X, fam, extra, idx, check=False, names=None):
+    """A fitted GLM/OLS on rows ``idx`` or a string saying why there is none."""
+    Xg, yg = X[idx], y[idx]
+    n, p = Xg.shape
+    kw = {k: v[idx] for k, v in extra.items()}
+    if check:
+        if n < p:
+            return f"too few rows: {n} for {p} coefficients"
+        rank = np.linalg.matrix_rank(Xg)
+        if rank < p:
+            return (f"singular design: rank {rank} < {p} coefficients"
+                    f"{_why_singular(Xg, names)}")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            if fam is None:
+                res = sm.OLS(yg, Xg).fit()
+            else:
+                res = sm.GLM(yg, Xg, family=fam, **kw).fit()
+        except PerfectSeparationError as exc:
+            return f"separation: {exc}"
+        except (np.linalg.LinAlgError, ValueError, FloatingPointError) as exc:
+            return f"fit error: {type(exc).__name__}: {exc}"
+    if not check:
+        return res
+    for w in caught:
+        if issubclass(w.category, PerfectSeparationWarning):
+            return f"separation ({_short(w.message)}){_separation_detail(res, fam, yg)}"
+    for w in caught:
+        if issubclass(w.category, ConvergenceWarning):
+            return f"did not converge ({_short(w.message)})"
+    params = np.asarray(res.params, dtype=float)
+    if not np.all(np.isfinite(params)):
+        return "non-finite estimates"
+    if fam is not None and not getattr(res, "converged", True):
+        return "did not converge (IRLS)"
+    detail = _separation_detail(res, fam, yg)
+    if detail:
+        return "separation" + detail
+    return res
+
+
+def _separation_detail(res, fam, y):
+    """'' or ': ...' when fitted means sit at the boundary (quasi-complete separation)."""
+    if fam is None:
+        return ""
+    mu = np.asarray(res.fittedvalues, dtype=float)
+    name = type(fam).__name__
+    if name == "Binomial":
+        edge = (mu < 1e-6) | (mu > 1 - 1e-6)
+        what = "fitted probability 0 or 1"
+    elif name == "Poisson":
+        edge = mu < 1e-8
+        what = "fitted mean 0"
+    else:
+        return ""
+    k = int(edge.sum())
+    if k == 0:
+        return ""
+    big = float(np.max(np.abs(np.asarray(res.params))))
+    return (f": {what} for {k} of {mu.size} rows (max |coef| {big:.3g}); the maximum-"
+            "likelihood estimate is infinite")
+
+
+def _why_singular(Xg, names):
+    """Which columns make the group's design singular, in words."""
+    names = names or [f"x{k}" for k in range(Xg.shape[1])]
+    zero = np.all(Xg == 0, axis=0)
+    const = np.all(Xg == Xg[0], axis=0) & ~zero
+    bits = []
+    if zero.any():
+        cols = ", ".join(n for n, z in zip(names, zero) if z)
+        bits.append(f"{cols} all zero in this group")
+    if const.sum() > 1:
+        cols = ", ".join(n for n, c in zip(names, const) if c)
+        bits.append(f"{cols} constant in this group")
+    return f": {'; '.join(bits)}" if bits else ": collinear columns"
+
+
+def _short(msg, k=70):
+    s = str(msg).replace("\n", " ")
+    return s if len(s) <= k else s[:k - 3] + "..."
+
+
+def _level2_columns(X, groups, names):
+    out = []
+    g = pd.Series(groups).astype(str).to_numpy()
+    for k, nm in enumerate(names):
+        col = X[:, k]
+        if np.all(col == col[0]):
+            continue
+        if pd.Series(col).groupby(g).nunique().max() == 1:
+            out.append(nm)
+    return out
+
+
+def _re_to_fe(model, fe_names):
+    """Map each random-effect column to a fixed-effect name (intercept -> 'Intercept')."""
+    re_names = list(model.data.exog_re_names)
+    Z = np.asarray(model.exog_re, dtype=float)
+    out = []
+    for k, nm in enumerate(re_names):
+        if np.all(Z[:, k] == 1.0) and "Intercept" in fe_names:
+            out.append("Intercept")
+        elif nm in fe_names:
+            out.append(nm)
+        else:
+            raise ValueError(f"random effect {nm!r} has no matching fixed effect; the "
+                             "pooling comparison needs every random term in the fixed part")
+    return re_names, out
+
+
+def _partial(results, names):
+    """gamma (fixed effects in ``names`` order), {group: gamma + b_j}, terms with b."""
+    fe = results.fe_params
+    fe = pd.Series(np.asarray(fe, dtype=float), index=list(getattr(fe, "index", names)))
+    gamma = fe.reindex(names).to_numpy()
+    if np.any(np.isnan(gamma)):
+        raise ValueError("the mixed model's fixed effects do not match the formula's columns")
+    re_names, fe_for_re = _re_to_fe(results.model, names)
+    pos = [names.index(t) for t in fe_for_re]
+    partial = {}
+    for g, b in results.random_effects.items():
+        bj = np.asarray(pd.Series(b).reindex(re_names), dtype=float) if isinstance(
+            b, pd.Series) else np.asarray(b, dtype=float)
+        coef = gamma.copy()
+        coef[pos] += bj
+        partial[g] = coef
+    return gamma, partial, fe_for_re
+
+
+def _shrinkage_table(table, names, beta_c, gamma, re_terms):
+    rows = []
+    for k, term in enumerate(names):
+        t = table[(table["term"] == term)].dropna(subset=["no_pooling"])
+        dn = t["no_pooling"].to_numpy() - gamma[k]
+        dp = t["partial_pooling"].to_numpy() - gamma[k]
+        denom = float(np.sum(dn ** 2))
+        mean_s = 1.0 - float(np.sum(dp * dn)) / denom if denom > 0 else np.nan
+        s = t["shrinkage"].to_numpy()
+        ok = np.isfinite(s)
+        corr = np.nan
+        if term in re_terms and ok.sum() > 2 and np.ptp(t["n"].to_numpy()[ok]) > 0:
+            corr = float(stats.spearmanr(s[ok], t["n"].to_numpy()[ok]).statistic)
+        sd_n = float(np.std(t["no_pooling"], ddof=1)) if len(t) > 1 else np.nan
+        sd_p = float(np.std(t["partial_pooling"], ddof=1)) if len(t) > 1 else np.nan
+        rows.append({"complete_pooling": beta_c[k], "fixed_effect": gamma[k],
+                     "random": term in re_terms, "sd_no_pooling": sd_n,
+                     "sd_partial_pooling": sd_p,
+                     "sd_ratio": sd_p / sd_n if sd_n and np.isfinite(sd_n) else np.nan,
+                     "mean_shrinkage": mean_s, "corr_shrinkage_n": corr, "n_groups": len(t)})
+    return pd.DataFrame(rows, index=pd.Index(names, name="term"))
+
+
+def _describe(results):
+    from .icc import describe_model
+    try:
+        return describe_model(results)
+    except Exception:  # pragma: no cover - description is cosmetic
+        return type(results).__name__

@@ -1,0 +1,55 @@
+r"""Random effects as a tidy table with conditional intervals.
+
+For group j and random-effect term k, the estimate is the conditional mode
+:math:`\hat b_{jk}` and the standard error the square root of the conditional
+variance, :math:`\mathrm{se}_{jk} = \sqrt{[\mathrm{Var}(b_j \mid y)]_{kk}}`
+(``results.random_effects_cov``: :math:`\Lambda H_j^{-1} \Lambda'` for the
+Laplace approximation, exact for Gaussian models). The interval is
+:math:`\hat b_{jk} \pm z_{1-\alpha/2}\, \mathrm{se}_{jk}`, lme4's
+``condVar`` intervals (they ignore the uncertainty in the fixed effects and
+the variance parameters).
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+__all__ = ["random_effects_frame"]
+
+
+def random_effects_frame(results, level=0.95) -> pd.DataFrame:
+    """Conditional modes and intervals of every group's random effects.
+
+    Parameters
+    ----------
+    results : MixedGLMResults or statsmodels MixedLMResults
+    level : float
+        Coverage of the conditional intervals (0 < level < 1).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per (group, term): ``group``, ``term``, ``estimate``
+        (:math:`\\hat b_{jk}`), ``se``, ``lower``, ``upper``
+        (``estimate -/+ z se`` with z the normal ``(1 + level) / 2`` quantile).
+    """
+    if not 0 < level < 1:
+        raise ValueError(f"level must be in (0, 1), got {level!r}")
+    z = stats.norm.ppf(0.5 + level / 2.0)
+    re = results.random_effects
+    cov = results.random_effects_cov
+    rows = []
+    for g, b in re.items():
+        b = pd.Series(b)
+        c = cov[g]
+        cv = np.atleast_2d(np.asarray(c, dtype=float))
+        names = list(b.index)
+        if isinstance(c, pd.DataFrame):
+            cv = c.reindex(index=names, columns=names).to_numpy(dtype=float)
+        se = np.sqrt(np.clip(np.diag(cv), 0.0, None))
+        for k, term in enumerate(names):
+            est = float(b.iloc[k])
+            rows.append((g, term, est, se[k], est - z * se[k], est + z * se[k]))
+    return pd.DataFrame.from_records(rows, columns=["group", "term", "estimate", "se", "lower",
+                                                    "upper"])
