@@ -88,7 +88,7 @@ class PoolingComparison:
         t = self.table.set_index(["group", "term"])
         w = t[["complete_pooling", "no_pooling", "partial_pooling"]].unstack("term")
         w = w.swaplevel(0, 1, axis=1).reindex(columns=self.terms, level=0)
-        w.insert(0, "n", t["n"].groupby(level=0).first())
+        w.insert(0, ("n", ""), t["n"].groupby(level=0).first())
         return w
 
     def summary(self) -> str:
@@ -299,6 +299,9 @@ def _fit_glm(y, X, fam, extra, idx, check=False, names=None):
         if rank < p:
             return (f"singular design: rank {rank} < {p} coefficients"
                     f"{_why_singular(Xg, names)}")
+        degenerate = _degenerate_response(yg, fam)
+        if degenerate:
+            return degenerate
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
@@ -312,8 +315,11 @@ def _fit_glm(y, X, fam, extra, idx, check=False, names=None):
             return f"fit error: {type(exc).__name__}: {exc}"
     if not check:
         return res
+    # statsmodels also raises PerfectSeparationWarning for an exact Poisson fit (y == mu,
+    # e.g. every count equal): only a binomial perfect prediction is separation.
+    binomial = type(fam).__name__ == "Binomial"
     for w in caught:
-        if issubclass(w.category, PerfectSeparationWarning):
+        if binomial and issubclass(w.category, PerfectSeparationWarning):
             return f"separation ({_short(w.message)}){_separation_detail(res, fam, yg)}"
     for w in caught:
         if issubclass(w.category, ConvergenceWarning):
@@ -327,6 +333,21 @@ def _fit_glm(y, X, fam, extra, idx, check=False, names=None):
     if detail:
         return "separation" + detail
     return res
+
+
+def _degenerate_response(y, fam):
+    """'' or the reason a group's response alone makes the ML estimate infinite."""
+    name = type(fam).__name__ if fam is not None else ""
+    if name == "Binomial":
+        succ, fail = (y[:, 0], y[:, 1]) if y.ndim == 2 else (y, 1.0 - y)
+        if np.all(succ == 0) or np.all(fail == 0):
+            what = "0" if np.all(succ == 0) else "1"
+            return (f"separation: every outcome is {what} in this group, so the maximum-"
+                    "likelihood estimate is infinite")
+    if name == "Poisson" and np.all(y == 0):
+        return ("all counts are zero: fitted mean 0, the maximum-likelihood intercept is "
+                "-infinite")
+    return ""
 
 
 def _separation_detail(res, fam, y):

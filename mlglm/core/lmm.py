@@ -88,7 +88,7 @@ START_OFF_BOUNDARY = 0.1
 
 def _readonly(a):
     a = np.asarray(a)
-    a.setflags(write=False)
+    a.setflags(write=False)  # results are frozen records; so are their arrays
     return a
 
 
@@ -105,17 +105,10 @@ class LMMStats:
 
     Attributes
     ----------
-    ZtZ : (G, q, q) array
-        Z_j'Z_j per group.
-    ZtX : (G, q, p) array
-        Z_j'X_j per group.
-    Zty : (G, q) array
-        Z_j'e_j per group.
-    XtX : (p, p) array
-        X'X.
-    Xty : (p,) array
-        X'e (zero up to rounding; kept so the formulas hold exactly).
-    yty : float
+    ZtZ, ZtX, Zty : (G, q, q), (G, q, p), (G, q) arrays
+        Z_j'Z_j, Z_j'X_j and Z_j'e_j per group.
+    XtX, Xty, yty : (p, p) array, (p,) array, float
+        X'X; X'e (zero up to rounding, kept so the formulas hold exactly);
         e'e, the OLS residual sum of squares.
     beta_ols : (p,) array
         The shift: OLS coefficients of y on X.
@@ -178,10 +171,14 @@ def lmm_stats(y, X, Z, group, n_groups: int | None = None) -> LMMStats:
     group = np.asarray(group).ravel()
     if group.size != n:
         raise ValueError(f"group must have {n} elements, got {group.size}")
-    if not np.issubdtype(group.dtype, np.integer):
-        if not np.all(np.equal(np.mod(group, 1), 0)):
+    if group.dtype.kind not in "iu":
+        try:
+            codes = group.astype(float)
+        except (TypeError, ValueError):
+            codes = np.array([np.nan])
+        if not np.all(codes == np.round(codes)):
             raise ValueError("group must hold integer codes 0..G-1")
-        group = group.astype(np.intp)
+        group = codes.astype(np.intp)
     if n and group.min() < 0:
         raise ValueError("group codes must be >= 0")
     G = int(group.max()) + 1 if n_groups is None else int(n_groups)
@@ -234,19 +231,18 @@ def _pls(theta, stats: LMMStats, diagonal: bool) -> _PLS:
     """Penalised least squares at theta (formulas in the module docstring).
 
     The triangular factors are inverted explicitly (batched ``inv`` of the
-    q x q L_j, one p x p R_X) rather than used in triangular solves: for the
-    small blocks here an explicit inverse is several times faster than
-    batched ``solve`` and is just as accurate, because H_j >= I makes every
-    L_j well conditioned (its singular values are >= 1).
+    q x q L_j, one p x p R_X) rather than used in solves: for blocks this small
+    that is twice as fast as batched ``solve``, and as accurate, because
+    H_j >= I makes every L_j well conditioned (singular values >= 1).
     """
-    q, p = stats.q, stats.p
+    q, p, G = stats.q, stats.p, stats.n_groups
     Lambda = theta_to_Lambda(theta, q, diagonal)
     H = np.matmul(Lambda.T, stats.ZtZ) @ Lambda
     H[:, np.arange(q), np.arange(q)] += 1.0                  # H_j = Lambda' A_j Lambda + I
     L = np.linalg.cholesky(H)
     Linv = np.linalg.inv(L)
     LtB = np.matmul(Lambda.T, stats.ZtX)                     # Lambda' B_j
-    RZX = (Linv @ LtB).reshape(-1, p)                        # R_ZX,j stacked over groups
+    RZX = (Linv @ LtB).reshape(G * q, p)                      # R_ZX,j stacked over groups
     cu = (Linv @ (stats.Zty @ Lambda)[:, :, None]).reshape(-1)   # c_u,j stacked
     try:
         RXt = np.linalg.cholesky(stats.XtX - RZX.T @ RZX)    # R_X' (lower)
@@ -256,7 +252,7 @@ def _pls(theta, stats: LMMStats, diagonal: bool) -> _PLS:
     RXinv = np.linalg.inv(RXt).T
     cbeta = RXinv.T @ (stats.Xty - RZX.T @ cu)
     beta_e = RXinv @ cbeta
-    v = (cu - RZX @ beta_e).reshape(-1, q, 1)
+    v = (cu - RZX @ beta_e).reshape(G, q, 1)
     u = (np.swapaxes(Linv, 1, 2) @ v)[:, :, 0]               # u_j = L_j^{-T}(c_u,j - R_ZX,j beta)
     r2 = stats.yty - cu @ cu - cbeta @ cbeta
     ldL2 = 2.0 * np.log(np.diagonal(L, axis1=1, axis2=2)).sum()
@@ -265,6 +261,7 @@ def _pls(theta, stats: LMMStats, diagonal: bool) -> _PLS:
 
 
 def _criterion(s: _PLS, n: int, p: int, reml: bool) -> float:
+    """lme4's REMLcrit or ML deviance from the PLS solution (module docstring)."""
     if reml:
         m = n - p
         return s.ldL2 + s.ldRX2 + m * (1.0 + LOG_2PI + np.log(s.r2 / m))
@@ -273,7 +270,6 @@ def _criterion(s: _PLS, n: int, p: int, reml: bool) -> float:
 
 def _gradient(s: _PLS, stats: LMMStats, reml: bool, diagonal: bool) -> np.ndarray:
     """d criterion / d theta from the three matrix derivatives in the module docstring."""
-    q = stats.q
     P = np.swapaxes(s.Linv, 1, 2) @ s.Linv                   # P_j = H_j^{-1}
     ALam = stats.ZtZ @ s.Lambda                              # A_j Lambda
     dLam = 2.0 * (ALam @ P).sum(axis=0)                      # d log|L|^2
@@ -285,7 +281,7 @@ def _gradient(s: _PLS, stats: LMMStats, reml: bool, diagonal: bool) -> np.ndarra
         C = s.RXinv @ s.RXinv.T                              # (R_X'R_X)^{-1}
         DC = (stats.ZtX - ALam @ F) @ C                      # (B_j - A_j Lambda F_j) C
         dLam -= 2.0 * np.tensordot(DC, F, axes=([0, 2], [0, 2]))   # d log|R_X|^2
-    r, c = theta_index(q, diagonal)
+    r, c = theta_index(stats.q, diagonal)
     return dLam[r, c]
 
 
@@ -348,16 +344,14 @@ class LMMFit:
         The ML deviance at this theta, beta and sigma^2 re-profiled: lme4's
         ``deviance(m, REML = FALSE)``; equals -2 llf for ML fits.
     b : (G, q) array
-        Conditional modes of the random effects, b_j = Lambda u_j (lme4's ``ranef``).
+        Conditional modes of the random effects (lme4's ``ranef``): Lambda u_j
+        with the PLS u (variance sigma^2), i.e. sigma Lambda u_j in standard u.
     b_cov : (G, q, q) array
         Conditional covariances sigma2 Lambda H_j^{-1} Lambda' with beta treated
         as known (lme4's ``postVar`` / ``condVar``).
-    n_evals : int
-        Criterion evaluations (each with its gradient).
-    converged : bool
-        Projected gradient norm below the tolerance.
-    message : str
-        The optimiser's message.
+    n_evals, converged, message : int, bool, str
+        Criterion-and-gradient evaluations; grad_norm <= gtol (1 + |criterion|);
+        what the optimiser said.
     grad_norm : float
         Infinity norm of the projected gradient, theta - max(theta - g, lower).
     singular : bool
@@ -432,13 +426,12 @@ def _hessian(theta, fg) -> np.ndarray:
 def _newton_polish(theta, fg, max_steps=8):
     """Newton steps with one Hessian (from :func:`_hessian`); returns theta and that Hessian.
 
-    BFGS stops at a gradient of about 1e-2; from there steps
-    theta <- theta - H^{-1} g with H fixed at the start (a chord iteration; it
-    contracts by ||I - H^{-1} H(theta)||, tiny this close to the optimum) take
-    the gradient to its rounding level in two or three evaluations.  A step is
-    kept when it lowers the criterion, or leaves it unchanged to within
-    rounding while shrinking the gradient.  If H is not positive definite
-    nothing is done and the caller examines H.
+    From where BFGS stops, steps theta <- theta - H^{-1} g with H fixed (a
+    chord iteration, contracting by ||I - H^{-1} H(theta)||, tiny near the
+    optimum) take the gradient to its rounding level in two or three
+    evaluations.  A step is kept when it lowers the criterion, or leaves it
+    unchanged to within rounding while shrinking the gradient.  If H is not
+    positive definite nothing is done and the caller examines H.
     """
     Hs = _hessian(theta, fg)
     if not np.all(np.isfinite(Hs)) or np.linalg.eigvalsh(Hs)[0] <= 0:
@@ -459,11 +452,10 @@ def _newton_polish(theta, fg, max_steps=8):
 def _escape_saddle(theta, Hs, fg):
     """A point below theta along the most negative-curvature direction of Hs, or None.
 
-    theta_kk = 0 is a stationary point of the criterion in theta_kk whenever
-    the rest of column k of Lambda is zero (the criterion is even in that
-    column, see :func:`_rectify`), and a line search can land on it exactly:
-    with q = 1 from lme4's start theta = 1, a first step of length 1 ends at 0.
-    When the point reached is a saddle or a maximum, move off it and search again.
+    theta_kk = 0 is a stationary point in theta_kk when the rest of column k of
+    Lambda is zero (the criterion is even in that column, see :func:`_rectify`),
+    and a line search can land on it exactly (with q = 1, L-BFGS-B's first
+    step from theta = 1 has length 1).  If it is a saddle or maximum, move off.
     """
     w, V = np.linalg.eigh(Hs)
     if not w[0] < -1e-6 * max(1.0, np.abs(w).max()):
@@ -493,15 +485,13 @@ def _minimise(theta0, fg, gtol, max_rounds=6, max_restarts=3):
     there even when that point is a maximum.
 
     A round is BFGS started from the inverse of a difference Hessian (not the
-    identity, so the first steps are scaled to the criterion: about 12
-    iterations instead of 30-50 on the HSB random-slope models), stopped at a
-    gradient of 1e-2, then :func:`_newton_polish`.  That usually ends at the
-    gradient's rounding level.  Near a singular optimum the criterion can be
-    very flat (Hessian eigenvalues 1e-5 of the largest) and the polish stalls;
-    then BFGS is rerun with a tight tolerance.  Saddle points are left by
-    :func:`_escape_saddle`.  scipy's BFGS is plain numpy; its L-BFGS-B calls
-    scipy's own BLAS, which fought numpy's BLAS threads on a busy 2-core
-    machine and took 2 ms per iteration.
+    identity: 12 iterations instead of 30-50 on the HSB random-slope models),
+    stopped at a gradient of 1e-2, then :func:`_newton_polish`, which usually
+    ends at the gradient's rounding level.  Near a singular optimum the
+    criterion can be very flat (Hessian eigenvalues 1e-5 of the largest), the
+    polish stalls, and BFGS is rerun with a tight tolerance.  (scipy's BFGS is
+    plain numpy; its L-BFGS-B calls scipy's own BLAS, which fought numpy's BLAS
+    threads on a busy 2-core machine: 2 ms per iteration for 3 parameters.)
     """
     theta, Hs = theta0, _hessian(theta0, fg)
     restarts, bfgs_gtol, best_gn = 0, 1e-2, np.inf
@@ -530,10 +520,9 @@ def lmm_fit(y, X, Z, group, reml: bool = True, diagonal: bool = False, theta0=No
             stats: LMMStats | None = None, gtol: float = 1e-8) -> LMMFit:
     """Fit y = X beta + Z b + e with one grouping factor by profiled REML or ML.
 
-    Minimises :func:`profiled_deviance` over theta with its exact gradient
-    (:func:`_minimise`: BFGS, then Newton steps to the rounding level of the
-    gradient), maps the answer onto Lambda's non-negative diagonal, and
-    evaluates everything lme4's ``lmer`` reports there (:func:`lmm_evaluate`).
+    Minimises :func:`profiled_deviance` with its exact gradient (:func:`_minimise`),
+    maps theta onto Lambda's non-negative diagonal and evaluates there everything
+    lme4's ``lmer`` reports (:func:`lmm_evaluate`).
 
     Parameters
     ----------
@@ -544,13 +533,12 @@ def lmm_fit(y, X, Z, group, reml: bool = True, diagonal: bool = False, theta0=No
     diagonal : bool
         Uncorrelated random effects (Lambda diagonal, lme4's ``||``).
     theta0 : array_like, optional
-        Start; default ones on Lambda's diagonal and zeros elsewhere (lme4's).
-        A zero on the diagonal is moved to ``START_OFF_BOUNDARY`` (zero is a
-        stationary point, see :func:`_escape_saddle`).
+        Start; default lme4's (Lambda = I).  A zero on the diagonal is moved to
+        ``START_OFF_BOUNDARY`` (zero is a stationary point, :func:`_escape_saddle`).
     stats : LMMStats, optional
         Precomputed statistics (e.g. to fit REML and ML from one pass).
     gtol : float
-        ``converged`` means projected gradient norm <= gtol (1 + |criterion|);
+        ``converged`` means projected gradient norm <= gtol (1 + |criterion|):
         the criterion is O(n), and so is the rounding level of its gradient.
     """
     if stats is None:
@@ -577,11 +565,11 @@ def lmm_evaluate(theta, stats: LMMStats, reml: bool = True, diagonal: bool = Fal
                  gtol: float = 1e-8) -> LMMFit:
     """Everything :func:`lmm_fit` reports, at a given theta instead of the optimum.
 
-    Useful to reproduce another program's fit from its variance components
-    (theta from ``theta_from_Sigma(cov_re / sigma2)``) and to see how far
-    from stationary it is (``grad_norm``).
+    E.g. another program's fit from its variance components (theta from
+    ``theta_from_Sigma(cov_re / sigma2)``), and how far from stationary it is
+    (``grad_norm``).  Columns of Lambda with a negative diagonal are flipped.
     """
-    theta = _check_theta(theta, stats, diagonal)
+    theta = _rectify(_check_theta(theta, stats, diagonal), stats.q, diagonal)
     return _package(theta, stats, reml, diagonal, gtol, n_evals=1,
                     message="evaluated at the given theta (not optimised)")
 
