@@ -3,16 +3,24 @@
 Binomial and Poisson mixed models with random intercepts and correlated
 random slopes for one grouping factor, fitted by the Laplace approximation or
 adaptive Gauss-Hermite quadrature (AGHQ, also for random slopes), and exact
-linear mixed models, with statsmodels-style results.
+linear mixed models, with statsmodels-style results, an ICC helper and a
+pooling comparison.
 """
 from . import datasets
 from .data_checks import DataWarning, MixedGLMInputError
 from .formula import FormulaError
+from .icc import ICCResult, VarianceExplained, icc, variance_explained
 from .lme4style import glmer, lmer
 from .model import BinomialMixedGLM, MixedGLM, PoissonMixedGLM
+from .plotting import caterpillar, effect_plot
+from .pooling import PoolingComparison, compare_pooling, compare_pooling_from_results
+from .ranef import random_effects_frame
 from .results import MixedGLMResults
 
 __version__ = "0.1.0"
 
 __all__ = ["MixedGLM", "BinomialMixedGLM", "PoissonMixedGLM", "MixedGLMResults", "glmer", "lmer",
-           "datasets", "FormulaError", "MixedGLMInputError", "DataWarning", "__version__"]
+           "icc", "ICCResult", "variance_explained", "VarianceExplained", "compare_pooling",
+           "compare_pooling_from_results", "PoolingComparison", "random_effects_frame",
+           "caterpillar", "effect_plot", "datasets", "FormulaError", "MixedGLMInputError",
+           "DataWarning", "__version__"]

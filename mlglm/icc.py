@@ -74,11 +74,14 @@ class ICCResult:
 
     value: float
     method: str
-    components: Mapping[str, float] = field(default_factory=dict)
+    components: Mapping[str, float] = field(default_factory=dict, hash=False)
     note: str = ""
 
     def __post_init__(self):
         object.__setattr__(self, "components", MappingProxyType(dict(self.components)))
+
+    def __reduce__(self):  # a mappingproxy does not pickle; rebuild from a dict
+        return (type(self), (self.value, self.method, dict(self.components), self.note))
 
     @property
     def between(self) -> float:

@@ -259,11 +259,12 @@ class MixedGLM(MixedLM):
                 raise MixedGLMInputError("Gaussian models are fitted exactly by 'reml' or 'ml'")
             if reml is None:
                 reml = method != "ml"
-            theta0 = None
             if start_params is not None:
-                theta0 = None  # LMM starts are cheap to find; ignore
+                warnings.warn("start_params is not used for Gaussian models: the profiled "
+                              "(RE)ML criterion is optimised over theta from its own start",
+                              UserWarning, stacklevel=2)
             fitted = lmm_fit(self.endog - self.offset, self.exog, self.exog_re, self.group_codes,
-                             reml=reml, diagonal=self.diagonal, theta0=theta0)
+                             reml=reml, diagonal=self.diagonal)
             return build_results(self, fitted, method="reml" if reml else "ml", nagq=None)
         if reml:
             raise MixedGLMInputError("REML is for Gaussian models; GLMMs are fitted by ML")

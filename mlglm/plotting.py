@@ -93,8 +93,9 @@ def caterpillar(results, term=None, level=0.95, ax=None):
     for a, t in zip(axs, terms):
         d = frame[frame["term"] == t].sort_values("estimate", kind="stable")
         pos = np.arange(len(d))
-        a.errorbar(d["estimate"], pos, xerr=[d["estimate"] - d["lower"], d["upper"] - d["estimate"]],
-                   fmt="o", ms=3, lw=0.8, color="tab:blue", ecolor="0.55", capsize=0)
+        err = [d["estimate"] - d["lower"], d["upper"] - d["estimate"]]
+        a.errorbar(d["estimate"], pos, xerr=err, fmt="o", ms=3, lw=0.8, color="tab:blue",
+                   ecolor="0.55", capsize=0)
         a.axvline(0.0, color="tab:red", lw=0.8, ls="--")
         a.set_title(_term_label(results, t), fontsize=10)
         a.set_xlabel(f"conditional mode, {level:.0%} interval")
@@ -168,8 +169,9 @@ def effect_plot(results, x, data=None, at=None, ax=None, level=0.95, n_points=10
 
     The curve is :math:`\hat\mu(x) = g^{-1}(x'\hat\beta)` at random effects 0
     (``predict(conditional=False)``: the typical group, not an average over
-    groups), the band :math:`g^{-1}(x'\hat\beta \pm z\sqrt{x'Vx})` with V the
-    fixed-effect covariance from ``cov_params()``.
+    groups; offset 0, i.e. per unit exposure for Poisson rates), the band
+    :math:`g^{-1}(x'\hat\beta \pm z\sqrt{x'Vx})` with V the fixed-effect
+    covariance from ``cov_params()``.
 
     Parameters
     ----------

@@ -309,6 +309,11 @@ class MixedGLMResults(MixedLMResults):
         from .icc import icc
         return icc(self, **kwargs)
 
+    def compare_pooling(self):
+        """Complete / no / partial pooling for this fit (see :func:`mlglm.compare_pooling`)."""
+        from .pooling import compare_pooling_from_results
+        return compare_pooling_from_results(self)
+
     def summary(self, alpha=0.05, **kwargs):
         """statsmodels ``Summary``: header, fixed effects, random effects."""
         from .summary import make_summary

@@ -1,8 +1,8 @@
 """ICC and variance explained (mlglm/icc.py).
 
 Reference numbers:
-- /work/shared/reference/lmm_hsb.json, written by references_lmm.R (lme4::lmer, REML, on
-  the bundled HSB data): tau00 and sigma^2 of the null, meanses and slope models.
+- tests/reference/lmm_hsb.json, written by tests/reference/references_lmm.R (lme4::lmer,
+  REML, on the bundled HSB data): tau00 and sigma^2 of the null, meanses and slope models.
 - The lecture (Barron, "Multilevel Models", Trinity Term 2018; /work/shared/seed/
   000_d738aed55a65211f.txt): ICC 8.61/(8.61 + 39.15) = .18, (8.61 - 2.64)/8.61 = .69,
   remaining ICC 2.64/(2.64 + 39.16) = .06.
@@ -22,7 +22,7 @@ from scipy import special
 import mlglm
 from mlglm.icc import ICCResult, VarianceExplained, icc, variance_explained
 
-REF_PATH = Path("/work/shared/reference/lmm_hsb.json")
+REF_PATH = Path(__file__).resolve().parent / "reference" / "lmm_hsb.json"
 REF = json.loads(REF_PATH.read_text()) if REF_PATH.exists() else None
 needs_ref = pytest.mark.skipif(REF is None, reason="lmm_hsb.json (references_lmm.R) not found")
 
@@ -240,3 +240,13 @@ def test_iccresult_is_frozen_and_readable(hsb_fits):
         out.components["tau00"] = 0.0
     assert "ICC = 0.1804" in str(out) and "tau00" in str(out)
     assert repr(out).startswith("ICCResult(value=0.1804")
+
+
+def test_iccresult_pickles(hsb_fits):
+    import pickle
+    out = icc(hsb_fits["null"])
+    back = pickle.loads(pickle.dumps(out))
+    assert back == out and dict(back.components) == dict(out.components)
+    ve = variance_explained(hsb_fits["null"], hsb_fits["meanses"])
+    assert pickle.loads(pickle.dumps(ve)) == ve
+    assert hash(out) == hash(back)

@@ -209,3 +209,15 @@ def test_missing_matplotlib_message(glmm, monkeypatch):
     monkeypatch.setitem(sys.modules, "matplotlib.pyplot", None)
     with pytest.raises(ImportError, match=r"pip install 'mlglm\[plot\]'"):
         caterpillar(glmm)
+
+
+def test_plots_accept_statsmodels_mixedlm(hsb, tmp_path):
+    res = smf.mixedlm("mAch ~ cses", hsb, groups="school").fit()
+    fig = caterpillar(res)
+    assert fig.axes[0].get_title() == "Intercept (school)"
+    _save(fig, tmp_path, "caterpillar_statsmodels.png")
+    fig = effect_plot(res, "cses")
+    x, y = fig.axes[0].lines[0].get_xdata(), fig.axes[0].lines[0].get_ydata()
+    np.testing.assert_allclose(y, res.fe_params["Intercept"] + res.fe_params["cses"] * x)
+    assert fig.axes[0].get_ylabel() == "mean mAch"
+    _save(fig, tmp_path, "effect_statsmodels.png")
