@@ -8,6 +8,8 @@ for Gaussian models), then any warnings in words.
 """
 from __future__ import annotations
 
+import textwrap
+
 import numpy as np
 import pandas as pd
 from scipy import stats
@@ -119,9 +121,31 @@ def _warnings(res):
     return out
 
 
+class MixedGLMSummary(summary2.Summary):
+    """statsmodels' Summary, with each table at its natural width in text.
+
+    (statsmodels stretches every table to the widest one by widening the
+    column separators, which turns a 3-column random-effects table into a
+    120-character line.)
+    """
+
+    def as_text(self):
+        n = len(self.tables)
+        simple = summary2._simple_tables(self.tables, self.settings, [2] * n, [0] * n)
+        parts = [t.as_text() for t in simple]
+        widest = max(len(line) for part in parts for line in part.splitlines())
+        body = "\n".join(parts).split("\n")
+        body[0] = "=" * widest
+        body.append("=" * widest)
+        title = self.title or ""
+        title = " " * max(int(widest / 2 - len(title) / 2), 0) + title
+        txt = "\n".join("\n".join(textwrap.wrap(x, widest)) for x in self.extra_txt)
+        return f"{title}\n" + "\n".join(body) + f"\n{txt}"
+
+
 def make_summary(res, alpha=0.05):
     """Build the statsmodels Summary for ``res``."""
-    smry = summary2.Summary()
+    smry = MixedGLMSummary()
     smry.add_title(f"{type(res.model).__name__} results: {method_label(res)}")
     smry.add_dict(_header(res), ncols=2)
     smry.add_df(_fe_table(res, alpha), float_format="%s")

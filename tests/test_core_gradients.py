@@ -175,15 +175,14 @@ def test_gradient_in_theta_vanishes_at_zero_variance_q1(nagq):
 
 
 # ------------------------------------------------------------------ AGHQ chunking
-@pytest.mark.parametrize("diagonal", [False, True])
-@pytest.mark.parametrize("q, nagq", [(1, 5), (2, 3), (2, 5), (3, 3)])
+@pytest.mark.parametrize("q, nagq, diagonal", [(1, 5, False), (2, 3, False), (2, 3, True),
+                                                (2, 5, False), (2, 5, True), (3, 3, False),
+                                                (3, 3, True)])
 @pytest.mark.parametrize("family, link, trials", [FAMILY_CASES[1], FAMILY_CASES[3],
                                                   FAMILY_CASES[6]],
                          ids=[FAMILY_IDS[1], FAMILY_IDS[3], FAMILY_IDS[6]])
 def test_aghq_chunking_gives_identical_values_and_gradients(family, link, trials, q, nagq,
                                                            diagonal):
-    if diagonal and q == 1:
-        pytest.skip("diagonal == unstructured for q = 1")
     fl, data, beta = simulate_core(family, link, q, trials, seed=500 + q)
     x = parameter_point(beta, q, diagonal, seed=5)
     whole = MarginalLoglik(fl, data, nagq=nagq, diagonal=diagonal)
@@ -200,14 +199,12 @@ def test_aghq_chunking_gives_identical_values_and_gradients(family, link, trials
 
 
 # --------------------------------------------------------------- nagq = 1 is Laplace
-@pytest.mark.parametrize("diagonal", [False, True])
-@pytest.mark.parametrize("q", [1, 2, 3])
+@pytest.mark.parametrize("q, diagonal", [(1, False), (2, False), (2, True), (3, False),
+                                         (3, True)])
 @pytest.mark.parametrize("family, link, trials", FAMILY_CASES, ids=FAMILY_IDS)
 def test_aghq_one_node_is_laplace(family, link, trials, q, diagonal):
     """mlglm.core.aghq.aghq_loglik(nagq=1) == mlglm.core.laplace.laplace_loglik per group,
     and the AGHQ gradient with one node equals the Laplace gradient."""
-    if diagonal and q == 1:
-        pytest.skip("diagonal == unstructured for q = 1")
     fl, data, beta = simulate_core(family, link, q, trials, seed=600 + q)
     x = parameter_point(beta, q, diagonal, seed=17)
     p = data.p
@@ -252,9 +249,9 @@ def _richardson(f, x):
     return (4 * d(h) - d(2 * h)) / 3
 
 
-def _assert_fd(analytic, fd, what):
+def _assert_fd(analytic, fd, what, m=1.0):
     err = np.abs(analytic - fd)
-    bound = FAMILY_FD_ATOL + FAMILY_FD_RTOL * np.abs(fd)
+    bound = FAMILY_FD_ATOL * m + FAMILY_FD_RTOL * np.abs(fd)
     bad = err > bound
     assert not bad.any(), (f"{what}: {bad.sum()} points off, worst at eta="
                            f"{ETA[np.argmax(err / bound)]}: analytic "
@@ -273,9 +270,10 @@ def test_family_derivatives_match_finite_differences(family, link):
         b1, b2 = fl.derivatives(ETA, y, m)
         np.testing.assert_array_equal(a1, b1)
         np.testing.assert_array_equal(a2, b2)
-        _assert_fd(a1, _richardson(ker, ETA), f"{family}/{link} y={y0} m={m0}: d1")
-        _assert_fd(a2, -_richardson(d1, ETA), f"{family}/{link} y={y0} m={m0}: d2")
-        _assert_fd(a3, _richardson(d2, ETA), f"{family}/{link} y={y0} m={m0}: d3")
+        what = f"{family}/{link} y={y0} m={m0}"
+        _assert_fd(a1, _richardson(ker, ETA), f"{what}: d1", m0)
+        _assert_fd(a2, -_richardson(d1, ETA), f"{what}: d2", m0)
+        _assert_fd(a3, _richardson(d2, ETA), f"{what}: d3", m0)
 
 
 @pytest.mark.parametrize("family, link", list(SUPPORTED), ids=FL_IDS)
@@ -299,10 +297,12 @@ def test_family_finite_and_log_concave_at_extremes(family, link):
 
 @pytest.mark.parametrize("family, link", list(SUPPORTED), ids=FL_IDS)
 def test_family_loglik_matches_scipy(family, link):
-    """kernel + log_const is the full log p(y | eta) (constants included)."""
+    """kernel + log_const is the full log p(y | eta) (constants included). eta <= 1.5 so
+    that 1 - mu is well represented in the float mu scipy gets (for larger eta ours is
+    the more accurate one: it never forms 1 - mu)."""
     rng = np.random.default_rng(1)
     fl = get_family_link(family, link)
-    eta = rng.uniform(-4, 3, size=200)
+    eta = rng.uniform(-4, 1.5, size=200)
     mu = fl.inverse_link(eta)
     if family == "binomial":
         m = rng.integers(1, 12, size=eta.size).astype(float)
