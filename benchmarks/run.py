@@ -137,7 +137,7 @@ def plan_engines(case, engines, r_probe, args):
             why = ("disabled with --no-r" if args.no_r else rpeers.available(e, r_probe)) or \
                 rpeers.applicable(e, case, slow_peers=args.slow_peers)
         else:
-            why = python_adapter(e).applicable(case)
+            why = python_adapter(e).applicable(case, slow_peers=args.slow_peers)
         if why:
             skipped[e] = why
         else:
@@ -171,7 +171,8 @@ def parse_args(argv=None):
                    help=f"comma-separated subset of {', '.join(ALL_ENGINES)}")
     p.add_argument("--baseline", default="mlglm", help="engine the time ratios are relative to")
     p.add_argument("--slow-peers", action="store_true",
-                   help="also run lme4 and glmmTMB on the 10^6-row cases (tens of minutes per fit)")
+                   help="also run lme4, glmmTMB and statsmodels' BayesMixedGLM on the 10^6-row cases "
+                   "(tens of minutes per fit, or a timeout)")
     p.add_argument("--timeout", type=float, default=900.0, help="seconds per child process (default 900)")
     p.add_argument("--budget", type=float, default=1800.0,
                    help="stop repeating an engine on a case once its children used this many seconds")

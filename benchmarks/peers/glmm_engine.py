@@ -18,7 +18,7 @@ def version():
     return v("glmm")
 
 
-def applicable(case):
+def applicable(case, slow_peers=False):
     if case.nagq > 1 and case.q > MAX_Q_AGQ:
         return f"glmm AGHQ is limited to q <= {MAX_Q_AGQ} random effects per group"
     if case.nagq > MAX_NAGQ:
