@@ -76,9 +76,20 @@ def conditional_modes(fl: FamilyLink, data: GroupedData, beta, Lambda, u0=None,
     G, q = data.n_groups, data.q
     eta_fixed = data.offset + data.X @ beta
     A = data.Z @ Lambda
-    u = np.zeros((G, q)) if u0 is None else np.array(u0, dtype=float, copy=True)
+    u = np.zeros((G, q))
     eta = _eta(eta_fixed, A, u, data.gidx)
     f = _objective(fl, data, eta, u)
+    if u0 is not None:
+        # a warm start far from the new mode (the outer search jumped) can cost
+        # Newton many halved steps, e.g. exp(eta) overshooting by e^50 for a
+        # Poisson group: keep it only for the groups where it beats u = 0
+        u_w = np.array(u0, dtype=float, copy=True)
+        eta_w = _eta(eta_fixed, A, u_w, data.gidx)
+        f_w = _objective(fl, data, eta_w, u_w)
+        better = f_w > f
+        u[better] = u_w[better]
+        f = np.where(better, f_w, f)
+        eta = _eta(eta_fixed, A, u, data.gidx)
     eye = np.eye(q)
     for it in range(1, maxiter + 1):
         d1, d2 = fl.derivatives(eta, data.y, data.m)
