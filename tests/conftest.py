@@ -14,7 +14,6 @@ import sys
 import warnings
 from pathlib import Path
 
-import numpy as np
 import pytest
 import statsmodels.api as sm
 

@@ -292,15 +292,13 @@ def test_objective_value_does_not_depend_on_warm_start():
     """The log-likelihood is a function of x alone; where the inner Newton iteration starts
     (``obj.u``, the modes of the previous evaluation) must not matter.
 
-    BUG (found by this suite): for the Poisson random-slope data of
-    test_results_api.make_data(2024) (exposure, 40 groups), evaluating at x_prev and then
-    at x_next (two consecutive points of the BFGS line search of ``fit()``, rounded to 6
-    digits; column 1 of Lambda flips sign and grows, Lambda_11: -0.137 -> -3.689) raises
-    ModeFailure("conditional modes did not converge in 100 Newton steps (largest step
-    0.0525)"): from the warm start exp(eta) overshoots by ~e^50 and Newton with step
-    halving needs 104 steps; from u = 0 it converges in 11. conditional_modes' docstring
-    claims any start is valid. Suggested fix: on ModeFailure (or when h(u_warm) < h(0))
-    restart from u = 0, and/or let the optimiser see a failed evaluation (-inf)."""
+    Regression test for a bug this suite found (fixed in commit 8d04143): for the
+    Poisson random-slope data of test_results_api.make_data(2024) (exposure, 40 groups),
+    evaluating at x_prev and then at x_next (two consecutive points of the BFGS line
+    search of ``fit()``, rounded to 6 digits; column 1 of Lambda flips sign and grows,
+    Lambda_11: -0.137 -> -3.689) raised ModeFailure("conditional modes did not converge
+    in 100 Newton steps (largest step 0.0525)"): from the warm start exp(eta) overshot
+    by ~e^50 and Newton with step halving needed 104 steps; from u = 0, 11."""
     from test_results_api import build_model, make_data
     model = build_model(make_data(2024), "poisson")
     x_prev = np.array([0.111089, 0.278535, -0.110492, 1.657834, -0.278095, -0.136552,

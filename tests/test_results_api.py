@@ -465,20 +465,20 @@ def test_missing_drop_array_api(df):
     assert np.all(np.isfinite(m.offset)) and m.offset.shape == (len(df) - 3,)
 
 
-# ------------------------------------------------- robustness of the fit (bug found)
+# ------------------------------------------- robustness of the fit (regression test)
 @pytest.mark.parametrize("seed", [7, 2024])
 def test_poisson_random_slope_fit_does_not_abort(seed):
-    """Regression test (a bug this suite found, now fixed in core/modes.py): on these ordinary simulated data sets (make_data(7) and
-    make_data(2024): 40 groups of 10-40 rows, Poisson counts with exposure, correlated
-    random intercept and slope) ``fit()`` raises mlglm.core.modes.ModeFailure
-    ("conditional modes did not converge in 100 Newton steps") instead of returning a
-    fit. Cause: the unconstrained BFGS line search visits points where a diagonal element of
-    Lambda has flipped sign and grown (e.g. Lambda_11 from -0.14 to -3.69), and the
-    inner Newton iteration is warm-started from the modes of the previous point, a
-    start at which exp(eta) overshoots by e^50; Newton then crawls back ~1 unit of eta
-    per step and needs 104 steps (from u = 0 it needs 11). See
-    test_invariances.py::test_objective_value_does_not_depend_on_warm_start for the
-    same failure at the level of MarginalLoglik. About 2 in 12 seeds of make_data fail."""
+    """Regression test for a bug this suite found (fixed in commit 8d04143, "Modes: keep
+    the warm start only where it beats u = 0"): on these ordinary simulated data sets
+    (make_data(7), make_data(2024): 40 groups of 10-40 rows, Poisson counts with
+    exposure, correlated random intercept and slope) ``fit()`` raised
+    mlglm.core.modes.ModeFailure ("conditional modes did not converge in 100 Newton
+    steps") instead of returning a fit. The BFGS line search visited a point where a
+    diagonal element of Lambda had flipped sign and grown (Lambda_11: -0.14 -> -3.69);
+    the inner Newton iteration, warm-started from the modes of the previous point, began
+    where exp(eta) overshot by ~e^50 and needed 104 steps (11 from u = 0). About 2 in 12
+    seeds of make_data failed. See also
+    test_invariances.py::test_objective_value_does_not_depend_on_warm_start."""
     df = make_data(seed)
     model = build_model(df, "poisson")
     res = model.fit()
