@@ -264,7 +264,15 @@ def scaling_tables(case_recs, cases_by_id, engines_order):
             for e in engs:
                 t = rec["summary"].get(e, {}).get("median_s")
                 table.setdefault(e, {})[n] = t
-                row.append(_fmt_s(t) if t else ("skipped" if e in rec.get("skipped", {}) else "–"))
+                if t:
+                    row.append(_fmt_s(t))
+                elif e in rec.get("skipped", {}):
+                    row.append("skipped")
+                elif e in rec["summary"]:
+                    err = str(rec["summary"][e].get("error") or "")
+                    row.append("timeout" if "timeout" in err else "failed")
+                else:
+                    row.append("–")
             lines.append(f"| {n:,} | " + " | ".join(row) + " |")
         slopes = {}
         for e in engs:
