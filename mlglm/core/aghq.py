@@ -90,7 +90,7 @@ def _aghq_block(fl, data, state, Lambda, t, lw, theta_rc, gradient):
     R = np.linalg.cholesky(state.H)
     S = np.swapaxes(np.linalg.inv(R), 1, 2)                      # R^{-T}, upper
     U = state.u[:, None, :] + np.einsum("gij,kj->gki", S, t)    # (G, K, q)
-    eta = state.eta_fixed[:, None] + np.einsum("nq,nkq->nk", state.A, U[gidx])
+    eta = state.eta_fixed[:, None] + np.einsum("nq,nkq->nk", state.A, data.expand(U))
     if gradient:
         ker, d1k = fl.kernel_d1(eta, data.y[:, None], data.m[:, None])
     else:
@@ -107,7 +107,7 @@ def _aghq_block(fl, data, state, Lambda, t, lw, theta_rc, gradient):
     X, Z = data.X, data.Z
     P = np.linalg.inv(state.H)
     # dl/dpsi at fixed u, averaged over nodes with weights pi
-    d1bar = np.einsum("nk,nk->n", d1k, pi[gidx])
+    d1bar = np.einsum("nk,nk->n", d1k, data.expand(pi))
     g_beta_u = X.T @ d1bar
     Zd1k = data.gsum(Z[:, :, None] * d1k[:, None, :])            # (G, q, K)
     g_L_u = np.einsum("gk,grk,gkc->rc", pi, Zd1k, U)
@@ -130,10 +130,10 @@ def _aghq_block(fl, data, state, Lambda, t, lw, theta_rc, gradient):
         dg_theta[:, :, l] = col
     dg = np.concatenate([dg_beta, dg_theta], axis=2)                        # (G, q, npsi)
     du = np.einsum("gij,gjp->gip", P, dg)                                   # (G, q, npsi)
-    deta = np.einsum("nq,nqp->np", A, du[gidx])
+    deta = np.einsum("nq,nqp->np", A, data.expand(du))
     deta[:, :p] += X
     for l, (r, c) in enumerate(zip(rows, cols)):
-        deta[:, p + l] += Z[:, r] * u[gidx, c]
+        deta[:, p + l] += Z[:, r] * data.expand(u[:, c])
     T = data.gsum((d3[:, None] * deta)[:, :, None] * data.ZZ[:, None, :])   # (G, npsi, npairs)
     dH = np.einsum("ki,gpkl,lj->gpij", Lambda, sym_from_pairs(T, q), Lambda)
     ML = np.einsum("gkl,lj->gkj", M, Lambda)                                # M Lambda

@@ -49,6 +49,11 @@ class FamilyLink:
         (the AGHQ node evaluations spend most of their time here)."""
         return self.kernel(eta, y, m), self.derivatives(eta, y, m)[0]
 
+    def kernel_derivatives(self, eta, y, m):
+        """(kernel, d1, d2) together, for the Newton iteration of the modes;
+        subclasses share the transcendental work between them."""
+        return (self.kernel(eta, y, m),) + tuple(self.derivatives(eta, y, m))
+
     def loglik(self, eta, y, m):
         """Full per-row log-likelihood, constants included."""
         return self.kernel(eta, y, m) + self.log_const(y, m)
@@ -83,11 +88,32 @@ class BinomialLogit(FamilyLink):
         return special.expit(eta)
 
     def kernel_d1(self, eta, y, m):
-        # e = exp(-|eta|) gives both log(1 + e^eta) = max(eta, 0) + log1p(e) and mu
-        e = np.exp(-np.abs(eta))
-        kernel = y * eta - m * (np.maximum(eta, 0.0) + np.log1p(e))
-        mu = np.where(eta >= 0, 1.0, e) / (1.0 + e)
-        return kernel, y - m * mu
+        return self.kernel_derivatives(eta, y, m)[:2]
+
+    def kernel_derivatives(self, eta, y, m):
+        # e = exp(-|eta|) gives log(1 + e^eta) = max(eta, 0) + log1p(e),
+        # mu = 1/(1+e) (eta >= 0) or e/(1+e) (eta < 0), and mu(1-mu) = e/(1+e)^2,
+        # all without overflow and with one exp and one log1p per row. Written
+        # in place: on long vectors fresh temporaries (page faults) cost as much
+        # as the arithmetic.
+        e = np.abs(eta)
+        np.negative(e, out=e)
+        np.exp(e, out=e)
+        kernel = np.log1p(e)
+        kernel += np.maximum(eta, 0.0)
+        kernel *= m
+        np.subtract(y * eta, kernel, out=kernel)
+        r = e + 1.0
+        np.reciprocal(r, out=r)
+        mu = r.copy()
+        np.multiply(e, r, out=mu, where=eta < 0)
+        d2 = e
+        d2 *= r
+        d2 *= r
+        d2 *= m
+        mu *= m
+        np.subtract(y, mu, out=mu)
+        return kernel, mu, d2
 
 
 class BinomialProbit(BinomialLogit):
@@ -101,6 +127,7 @@ class BinomialProbit(BinomialLogit):
 
     link = "probit"
     kernel_d1 = FamilyLink.kernel_d1
+    kernel_derivatives = FamilyLink.kernel_derivatives
 
     def kernel(self, eta, y, m):
         return y * special.log_ndtr(eta) + (m - y) * special.log_ndtr(-eta)
@@ -138,6 +165,7 @@ class BinomialCloglog(BinomialLogit):
 
     link = "cloglog"
     kernel_d1 = FamilyLink.kernel_d1
+    kernel_derivatives = FamilyLink.kernel_derivatives
 
     def kernel(self, eta, y, m):
         s = np.exp(np.minimum(eta, _ETA_MAX))
@@ -189,6 +217,10 @@ class PoissonLog(FamilyLink):
     def kernel_d1(self, eta, y, m):
         mu = np.exp(np.minimum(eta, _ETA_MAX))
         return y * eta - mu, y - mu
+
+    def kernel_derivatives(self, eta, y, m):
+        mu = np.exp(np.minimum(eta, _ETA_MAX))
+        return y * eta - mu, y - mu, mu
 
 
 SUPPORTED = {

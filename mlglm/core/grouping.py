@@ -87,6 +87,11 @@ class GroupedData:
         """Per-group sums of the rows of A (G, ...)."""
         return segment_sum(A, self.starts)
 
+    def expand(self, a: np.ndarray) -> np.ndarray:
+        """Per-group values repeated onto their rows: a[gidx], done with np.repeat
+        (rows are sorted by group), which is many times faster than fancy indexing."""
+        return np.repeat(a, self.sizes, axis=0)
+
     def subset_groups(self, lo: int, hi: int) -> "GroupedData":
         """The contiguous block of groups lo..hi-1 (a view, for chunked AGHQ)."""
         r0 = self.starts[lo]

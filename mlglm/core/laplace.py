@@ -40,14 +40,14 @@ def laplace_loglik(state: ModeState) -> np.ndarray:
     return state.h - 0.5 * logdet
 
 
-def _leverage(A, P, gidx):
-    """s_i = a_i' P_{j(i)} a_i for every row, via the unique pairs of P."""
+def _leverage(data, A, P):
+    """s_i = a_i' P_{j(i)} a_i for every row, one unique pair of P at a time."""
     q = A.shape[1]
-    if q == 1:
-        return A[:, 0] ** 2 * P[gidx, 0, 0]
-    r, c = vech_pairs(q)
-    wt = np.where(r == c, 1.0, 2.0)
-    return np.einsum("nk,nk->n", A[:, r] * A[:, c], P[:, r, c][gidx] * wt)
+    s = np.zeros(A.shape[0])
+    for r, c in zip(*vech_pairs(q)):
+        w = 1.0 if r == c else 2.0
+        s += (A[:, r] * A[:, c]) * data.expand(w * P[:, r, c])
+    return s
 
 
 def laplace_gradient(data: GroupedData, state: ModeState, Lambda: np.ndarray):
@@ -55,12 +55,14 @@ def laplace_gradient(data: GroupedData, state: ModeState, Lambda: np.ndarray):
 
     The caller picks the theta entries out of the Lambda gradient.
     """
-    A, u, gidx = state.A, state.u, data.gidx
+    A, u = state.A, state.u
     P = np.linalg.inv(state.H)
-    s = _leverage(A, P, gidx)
+    s = _leverage(data, A, P)
     c = state.d3 * s
     v = np.einsum("gij,gj->gi", P, data.gsum(A * c[:, None]))
-    av = np.einsum("nq,nq->n", A, v[gidx]) if A.shape[1] > 1 else A[:, 0] * v[gidx, 0]
+    av = A[:, 0] * data.expand(v[:, 0])
+    for k in range(1, A.shape[1]):
+        av += A[:, k] * data.expand(v[:, k])
     g_beta = data.X.T @ (state.d1 - 0.5 * (c - state.d2 * av))
     Zd1 = data.gsum(data.Z * state.d1[:, None])
     Zc = data.gsum(data.Z * c[:, None])

@@ -53,14 +53,17 @@ class ModeState:
     iterations: int
 
 
-def _eta(eta_fixed, A, u, gidx):
-    if A.shape[1] == 1:
-        return eta_fixed + A[:, 0] * u[gidx, 0]
-    return eta_fixed + np.einsum("nq,nq->n", A, u[gidx])
+def _eta(data, eta_fixed, A, u):
+    """eta_i = o_i + x_i'beta + a_i'u_j(i), one column of A at a time (faster
+    than an einsum over a gathered (n, q) copy of u)."""
+    eta = eta_fixed + A[:, 0] * data.expand(u[:, 0])
+    for k in range(1, A.shape[1]):
+        eta += A[:, k] * data.expand(u[:, k])
+    return eta
 
 
-def _objective(fl, data, eta, u):
-    return data.gsum(fl.kernel(eta, data.y, data.m)) - 0.5 * np.einsum("gq,gq->g", u, u)
+def _penalty(u):
+    return 0.5 * np.einsum("gq,gq->g", u, u)
 
 
 def conditional_modes(fl: FamilyLink, data: GroupedData, beta, Lambda, u0=None,
@@ -71,28 +74,37 @@ def conditional_modes(fl: FamilyLink, data: GroupedData, beta, Lambda, u0=None,
     ----------
     u0 : (G, q) warm start (e.g. the modes at the previous outer evaluation);
         zeros when None. Any start is valid: the iteration is globally
-        convergent for these concave problems.
+        convergent for these concave problems. If Newton has not converged
+        from it within WARM_MAXITER steps (a start far from the new mode after
+        a long outer step can cost many halved steps, e.g. a Poisson mean
+        overshooting by e^50), the iteration restarts from u = 0.
+
+    Each iteration evaluates the kernel and its first two derivatives in one
+    fused call at the trial point; when the full step is accepted (the usual
+    case) those derivatives serve the next Newton step.
     """
+    if u0 is not None:
+        try:
+            return _newton(fl, data, beta, Lambda, np.array(u0, dtype=float), tol, WARM_MAXITER)
+        except ModeFailure:
+            pass  # the start was far off (a long outer step): restart from u = 0
+    return _newton(fl, data, beta, Lambda, np.zeros((data.n_groups, data.q)), tol, maxiter)
+
+
+#: Newton steps allowed from a warm start before restarting from u = 0.
+WARM_MAXITER = 12
+
+
+def _newton(fl, data, beta, Lambda, u, tol, maxiter):
     G, q = data.n_groups, data.q
+    y, m = data.y, data.m
     eta_fixed = data.offset + data.X @ beta
     A = data.Z @ Lambda
-    u = np.zeros((G, q))
-    eta = _eta(eta_fixed, A, u, data.gidx)
-    f = _objective(fl, data, eta, u)
-    if u0 is not None:
-        # a warm start far from the new mode (the outer search jumped) can cost
-        # Newton many halved steps, e.g. exp(eta) overshooting by e^50 for a
-        # Poisson group: keep it only for the groups where it beats u = 0
-        u_w = np.array(u0, dtype=float, copy=True)
-        eta_w = _eta(eta_fixed, A, u_w, data.gidx)
-        f_w = _objective(fl, data, eta_w, u_w)
-        better = f_w > f
-        u[better] = u_w[better]
-        f = np.where(better, f_w, f)
-        eta = _eta(eta_fixed, A, u, data.gidx)
+    eta = _eta(data, eta_fixed, A, u)
+    ker, d1, d2 = fl.kernel_derivatives(eta, y, m)
+    f = data.gsum(ker) - _penalty(u)
     eye = np.eye(q)
     for it in range(1, maxiter + 1):
-        d1, d2 = fl.derivatives(eta, data.y, data.m)
         grad = data.gsum(A * d1[:, None]) - u
         M = sym_from_pairs(data.gsum(d2[:, None] * data.ZZ), q)
         H = np.einsum("ki,gkl,lj->gij", Lambda, M, Lambda) + eye
@@ -100,19 +112,20 @@ def conditional_modes(fl: FamilyLink, data: GroupedData, beta, Lambda, u0=None,
         t = np.ones(G)
         for _ in range(40):
             u_try = u + t[:, None] * step
-            eta_try = _eta(eta_fixed, A, u_try, data.gidx)
-            f_try = _objective(fl, data, eta_try, u_try)
+            eta_try = _eta(data, eta_fixed, A, u_try)
+            ker, d1_try, d2_try = fl.kernel_derivatives(eta_try, y, m)
+            f_try = data.gsum(ker) - _penalty(u_try)
             worse = ~(f_try >= f - 1e-12 * (1.0 + np.abs(f)))
             if not worse.any():
                 break
             t[worse] *= 0.5
-        u, eta, f = u_try, eta_try, f_try
+        u, eta, f, d1, d2 = u_try, eta_try, f_try, d1_try, d2_try
         if np.max(np.abs(t[:, None] * step)) < tol:
             break
     else:
         raise ModeFailure(f"conditional modes did not converge in {maxiter} Newton steps "
                           f"(largest step {np.max(np.abs(step)):.3g})")
-    d1, d2, d3 = fl.derivatives(eta, data.y, data.m, third=True)
+    d1, d2, d3 = fl.derivatives(eta, y, m, third=True)
     M = sym_from_pairs(data.gsum(d2[:, None] * data.ZZ), q)
     H = np.einsum("ki,gkl,lj->gij", Lambda, M, Lambda) + eye
     return ModeState(u, eta, eta_fixed, A, d1, d2, d3, M, H, f, it)

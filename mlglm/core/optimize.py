@@ -104,22 +104,31 @@ def glm_start(fl, data, maxiter: int = 100, tol: float = 1e-10) -> np.ndarray:
     return beta
 
 
-def numerical_hessian(fun_grad, x, free, rel_step=1e-4):
-    """-d2 f/dx2 by central differences of an exact gradient, symmetrised.
+def numerical_hessian(fun_grad, x, free, g0=None, rel_step=1e-4):
+    """-d2 f/dx2 by differences of an exact gradient, symmetrised.
 
-    Steps are relative: h_i = rel_step * max(|x_i|, 0.1). Only the ``free``
-    parameters are differenced (the others get NaN rows and columns).
+    Central differences (2 gradients per parameter) unless the gradient at x,
+    ``g0``, is given: then forward differences with a smaller step (one
+    gradient per parameter, half the cost; truncation error ~1e-5 relative,
+    far below what standard errors need). Steps are relative:
+    h_i = rel_step * max(|x_i|, 0.1). Only the ``free`` parameters are
+    differenced (the others get NaN rows and columns).
     """
     k = x.size
     Hm = np.full((k, k), np.nan)
     idx = np.flatnonzero(free)
     cols = {}
     for i in idx:
-        h = rel_step * max(abs(x[i]), 0.1)
         xp, xm = x.copy(), x.copy()
-        xp[i] += h
-        xm[i] -= h
-        cols[i] = -(fun_grad(xp) - fun_grad(xm)) / (2 * h)
+        if g0 is None:
+            h = rel_step * max(abs(x[i]), 0.1)
+            xp[i] += h
+            xm[i] -= h
+            cols[i] = -(fun_grad(xp) - fun_grad(xm)) / (2 * h)
+        else:
+            h = 0.1 * rel_step * max(abs(x[i]), 0.1)
+            xp[i] += h
+            cols[i] = -(fun_grad(xp) - g0) / h
     for i in idx:
         Hm[idx, i] = cols[i][idx]
     sub = Hm[np.ix_(idx, idx)]
@@ -178,7 +187,7 @@ def fit_glmm(obj: MarginalLoglik, x0=None, maxiter: int = 1000, laplace_first: b
     decrement, hess_pd = np.nan, False
     if hessian:
         gfun = _Gradient(obj, u_ref)
-        Hm = numerical_hessian(gfun, x, free)
+        Hm = numerical_hessian(gfun, x, free, g0=gfun(x))
         idx = np.flatnonzero(free)
         Hf = Hm[np.ix_(idx, idx)]
         hess_pd = bool(np.all(np.isfinite(Hf)) and np.linalg.eigvalsh(Hf).min() > 0)
