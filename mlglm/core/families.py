@@ -54,6 +54,10 @@ class FamilyLink:
         subclasses share the transcendental work between them."""
         return (self.kernel(eta, y, m),) + tuple(self.derivatives(eta, y, m))
 
+    def third(self, eta, y, m, d1, d2):
+        """d3 at eta given d1 and d2 there (subclasses reuse them)."""
+        return self.derivatives(eta, y, m, third=True)[2]
+
     def loglik(self, eta, y, m):
         """Full per-row log-likelihood, constants included."""
         return self.kernel(eta, y, m) + self.log_const(y, m)
@@ -89,6 +93,10 @@ class BinomialLogit(FamilyLink):
 
     def kernel_d1(self, eta, y, m):
         return self.kernel_derivatives(eta, y, m)[:2]
+
+    def third(self, eta, y, m, d1, d2):
+        # d3 = d2 (1 - 2 mu) with m mu = y - d1
+        return d2 * (1.0 - 2.0 * (y - d1) / m)
 
     def kernel_derivatives(self, eta, y, m):
         # e = exp(-|eta|) gives log(1 + e^eta) = max(eta, 0) + log1p(e),
@@ -127,6 +135,7 @@ class BinomialProbit(BinomialLogit):
 
     link = "probit"
     kernel_d1 = FamilyLink.kernel_d1
+    third = FamilyLink.third
     kernel_derivatives = FamilyLink.kernel_derivatives
 
     def kernel(self, eta, y, m):
@@ -165,6 +174,7 @@ class BinomialCloglog(BinomialLogit):
 
     link = "cloglog"
     kernel_d1 = FamilyLink.kernel_d1
+    third = FamilyLink.third
     kernel_derivatives = FamilyLink.kernel_derivatives
 
     def kernel(self, eta, y, m):
@@ -221,6 +231,9 @@ class PoissonLog(FamilyLink):
     def kernel_derivatives(self, eta, y, m):
         mu = np.exp(np.minimum(eta, _ETA_MAX))
         return y * eta - mu, y - mu, mu
+
+    def third(self, eta, y, m, d1, d2):
+        return d2
 
 
 SUPPORTED = {
