@@ -34,6 +34,7 @@ from scipy.special import logsumexp
 from .grouping import GroupedData, sym_from_pairs
 from .modes import ModeState
 from .quadrature import product_grid
+from .smallmat import spd_inv
 
 __all__ = ["aghq_loglik", "DEFAULT_CHUNK_ELEMENTS"]
 
@@ -105,7 +106,7 @@ def _aghq_block(fl, data, state, Lambda, t, lw, theta_rc, gradient):
 
     pi = np.exp(f - lse[:, None])                                 # (G, K)
     X, Z = data.X, data.Z
-    P = np.linalg.inv(state.H)
+    P = spd_inv(state.H)
     # dl/dpsi at fixed u, averaged over nodes with weights pi
     d1bar = np.einsum("nk,nk->n", d1k, data.expand(pi))
     g_beta_u = X.T @ d1bar
@@ -122,32 +123,32 @@ def _aghq_block(fl, data, state, Lambda, t, lw, theta_rc, gradient):
     Zd1 = data.gsum(Z * state.d1[:, None])                       # (G, q)
     # dg/dbeta = -Lambda' sum_i d2_i z_i x_i' ; dg/dLambda_rc = e_c (Z'd1)_r - Lambda'M e_r u_c
     dg_beta = -data.gsum((A * d2[:, None])[:, :, None] * X[:, None, :])     # (G, q, p)
-    LM = np.einsum("ki,gkl->gil", Lambda, M)                               # Lambda' M
+    LM = Lambda.T @ M                               # Lambda' M
     dg_theta = np.empty((data.n_groups, q, nt))
     for l, (r, c) in enumerate(zip(rows, cols)):
         col = -LM[:, :, r] * u[:, c:c + 1]
         col[:, c] += Zd1[:, r]
         dg_theta[:, :, l] = col
     dg = np.concatenate([dg_beta, dg_theta], axis=2)                        # (G, q, npsi)
-    du = np.einsum("gij,gjp->gip", P, dg)                                   # (G, q, npsi)
+    du = P @ dg                                   # (G, q, npsi)
     deta = np.einsum("nq,nqp->np", A, data.expand(du))
     deta[:, :p] += X
     for l, (r, c) in enumerate(zip(rows, cols)):
         deta[:, p + l] += Z[:, r] * data.expand(u[:, c])
     T = data.gsum((d3[:, None] * deta)[:, :, None] * data.ZZ[:, None, :])   # (G, npsi, npairs)
-    dH = np.einsum("ki,gpkl,lj->gpij", Lambda, sym_from_pairs(T, q), Lambda)
-    ML = np.einsum("gkl,lj->gkj", M, Lambda)                                # M Lambda
+    dH = Lambda.T @ sym_from_pairs(T, q) @ Lambda
+    ML = M @ Lambda                                # M Lambda
     for l, (r, c) in enumerate(zip(rows, cols)):
         extra = np.zeros((data.n_groups, q, q))
         extra[:, c, :] = ML[:, r, :]
         dH[:, p + l] += extra + np.swapaxes(extra, 1, 2)
     # dR = R Phi(R^{-1} dH R^{-T});  dS = -S dR' S;  d logdet R = tr(P dH)/2
     Rinv = np.linalg.inv(R)
-    Y = np.einsum("gij,gpjk,glk->gpil", Rinv, dH, Rinv)
+    Y = Rinv[:, None] @ dH @ np.swapaxes(Rinv, 1, 2)[:, None]
     Phi = np.tril(Y)
     Phi[..., np.arange(q), np.arange(q)] *= 0.5
-    dR = np.einsum("gij,gpjk->gpik", R, Phi)
-    dS = -np.einsum("gij,gpkj,gkl->gpil", S, dR, S)
+    dR = R[:, None] @ Phi
+    dS = -(S[:, None] @ np.swapaxes(dR, 2, 3) @ S[:, None])
     dlogdetR = 0.5 * np.einsum("gij,gpji->gp", P, dH)
     g_all = (np.einsum("gi,gip->p", gbar, du)
              + np.einsum("gpab,gba->p", dS, Q)

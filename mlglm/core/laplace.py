@@ -30,14 +30,14 @@ import numpy as np
 
 from .grouping import GroupedData, vech_pairs
 from .modes import ModeState
+from .smallmat import spd_inv, spd_logdet
 
 __all__ = ["laplace_loglik", "laplace_gradient"]
 
 
 def laplace_loglik(state: ModeState) -> np.ndarray:
     """Per-group Laplace log-likelihood without the response constants (G,)."""
-    sign, logdet = np.linalg.slogdet(state.H)
-    return state.h - 0.5 * logdet
+    return state.h - 0.5 * spd_logdet(state.H)
 
 
 def _leverage(data, A, P):
@@ -56,18 +56,18 @@ def laplace_gradient(data: GroupedData, state: ModeState, Lambda: np.ndarray):
     The caller picks the theta entries out of the Lambda gradient.
     """
     A, u = state.A, state.u
-    P = np.linalg.inv(state.H)
+    P = spd_inv(state.H)
     s = _leverage(data, A, P)
     c = state.d3 * s
-    v = np.einsum("gij,gj->gi", P, data.gsum(A * c[:, None]))
+    v = (P @ data.gsum(A * c[:, None])[:, :, None])[:, :, 0]
     av = A[:, 0] * data.expand(v[:, 0])
     for k in range(1, A.shape[1]):
         av += A[:, k] * data.expand(v[:, k])
     g_beta = data.X.T @ (state.d1 - 0.5 * (c - state.d2 * av))
     Zd1 = data.gsum(data.Z * state.d1[:, None])
     Zc = data.gsum(data.Z * c[:, None])
-    PLM = np.einsum("gij,kj,gkl->gil", P, Lambda, state.M)      # P Lambda' M
-    w = np.einsum("grk,kl,gl->gr", state.M, Lambda, v)           # M Lambda v
+    PLM = P @ Lambda.T @ state.M      # P Lambda' M
+    w = (state.M @ (v @ Lambda.T)[:, :, None])[:, :, 0]           # M Lambda v
     g_Lambda = (Zd1.T @ u - PLM.sum(axis=0).T
                 - 0.5 * (Zc.T @ u + Zd1.T @ v - w.T @ u))
     return g_beta, g_Lambda

@@ -21,6 +21,7 @@ import numpy as np
 
 from .families import FamilyLink
 from .grouping import GroupedData, sym_from_pairs
+from .smallmat import spd_solve
 
 __all__ = ["ModeState", "conditional_modes", "ModeFailure"]
 
@@ -107,8 +108,8 @@ def _newton(fl, data, beta, Lambda, u, tol, maxiter):
     for it in range(1, maxiter + 1):
         grad = data.gsum(A * d1[:, None]) - u
         M = sym_from_pairs(data.gsum(d2[:, None] * data.ZZ), q)
-        H = np.einsum("ki,gkl,lj->gij", Lambda, M, Lambda) + eye
-        step = np.linalg.solve(H, grad[..., None])[..., 0]
+        H = (Lambda.T @ M @ Lambda) + eye
+        step = spd_solve(H, grad)
         t = np.ones(G)
         for _ in range(40):
             u_try = u + t[:, None] * step
@@ -131,5 +132,5 @@ def _newton(fl, data, beta, Lambda, u, tol, maxiter):
                           f"(largest step {np.max(np.abs(step)):.3g})")
     d3 = fl.third(eta, y, m, d1, d2)
     M = sym_from_pairs(data.gsum(d2[:, None] * data.ZZ), q)
-    H = np.einsum("ki,gkl,lj->gij", Lambda, M, Lambda) + eye
+    H = (Lambda.T @ M @ Lambda) + eye
     return ModeState(u, eta, eta_fixed, A, d1, d2, d3, M, H, f, it)

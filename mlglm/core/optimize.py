@@ -20,6 +20,7 @@ from scipy import optimize
 
 from .covariance import theta_is_diagonal_entry, theta_to_Lambda
 from .objective import MarginalLoglik
+from .smallmat import spd_inv
 
 __all__ = ["OptimizationRecord", "FitState", "glm_start", "fit_glmm", "numerical_hessian",
            "GRAD_TOL", "DECREMENT_TOL", "SINGULAR_TOL"]
@@ -252,7 +253,7 @@ def _preconditioner(obj, x0):
     XD = data.X * state.d2[:, None]
     info = data.X.T @ XD
     B = data.gsum(XD[:, :, None] * state.A[:, None, :])            # (G, p, q)
-    info -= np.einsum("gpi,gij,gkj->pk", B, np.linalg.inv(state.H), B)
+    info -= (B @ spd_inv(state.H) @ np.swapaxes(B, 1, 2)).sum(axis=0)
     T = np.eye(n_x)
     try:
         Lc = np.linalg.cholesky(info + 1e-10 * np.trace(info) / p * np.eye(p))
