@@ -8,10 +8,11 @@ pooling comparison.
 """
 from . import datasets
 from .data_checks import DataWarning, MixedGLMInputError
+from .diagnostics import QuadratureCheck, check_quadrature
 from .formula import FormulaError
 from .icc import ICCResult, VarianceExplained, icc, variance_explained
 from .lme4style import glmer, lmer
-from .model import BinomialMixedGLM, MixedGLM, PoissonMixedGLM
+from .model import BinomialMixedGLM, MixedGLM, PoissonMixedGLM, SingularFitWarning
 from .plotting import caterpillar, effect_plot
 from .pooling import PoolingComparison, compare_pooling, compare_pooling_from_results
 from .ranef import random_effects_frame
@@ -23,4 +24,5 @@ __all__ = ["MixedGLM", "BinomialMixedGLM", "PoissonMixedGLM", "MixedGLMResults",
            "icc", "ICCResult", "variance_explained", "VarianceExplained", "compare_pooling",
            "compare_pooling_from_results", "PoolingComparison", "random_effects_frame",
            "caterpillar", "effect_plot", "datasets", "FormulaError", "MixedGLMInputError",
-           "DataWarning", "__version__"]
+           "DataWarning", "SingularFitWarning", "check_quadrature", "QuadratureCheck",
+           "__version__"]

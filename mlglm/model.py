@@ -104,6 +104,7 @@ class MixedGLM(MixedLM):
         if isinstance(exog, pd.DataFrame):
             endog_sm.index = exog.index
         super().__init__(endog_sm, exog, groups, exog_re=exog_re, missing="none", **kwargs)
+        _check_rank(np.asarray(self.exog, dtype=float), self.exog_names)
         if self.n_groups < 2:
             raise MixedGLMInputError("a mixed model needs at least two groups; found "
                                      f"{self.n_groups}")
@@ -265,7 +266,9 @@ class MixedGLM(MixedLM):
                               UserWarning, stacklevel=2)
             fitted = lmm_fit(self.endog - self.offset, self.exog, self.exog_re, self.group_codes,
                              reml=reml, diagonal=self.diagonal)
-            return build_results(self, fitted, method="reml" if reml else "ml", nagq=None)
+            res = build_results(self, fitted, method="reml" if reml else "ml", nagq=None)
+            _warn_fit_problems(res)
+            return res
         if reml:
             raise MixedGLMInputError("REML is for Gaussian models; GLMMs are fitted by ML")
         method = "laplace" if method is None else method
@@ -281,8 +284,10 @@ class MixedGLM(MixedLM):
             Sigma = Sigma + np.tril(Sigma, -1).T
             x0 = np.concatenate([sp[:self.k_fe], theta_from_Sigma(Sigma, self.diagonal)])
         state = fit_glmm(obj, x0=x0, maxiter=maxiter, hessian=hessian)
-        return build_results(self, state, method=method if nagq > 1 else "laplace", nagq=nagq,
-                             objective=obj)
+        res = build_results(self, state, method=method if nagq > 1 else "laplace", nagq=nagq,
+                            objective=obj)
+        _warn_fit_problems(res)
+        return res
 
     # -------------------------------------------------- Gaussian-only methods off
     def score(self, params, *args, **kwargs):
@@ -342,6 +347,48 @@ class PoissonMixedGLM(MixedGLM):
 
 
 # ---------------------------------------------------------------------- helpers
+class SingularFitWarning(UserWarning):
+    """A random-effect SD is estimated at zero (the fit is on the boundary)."""
+
+
+def _warn_fit_problems(res):
+    """One warning per problem, with advice; the summary shows the same flags."""
+    from statsmodels.tools.sm_exceptions import ConvergenceWarning
+    if not res.converged:
+        rec = res.optim
+        detail = ""
+        if hasattr(rec, "newton_decrement"):
+            detail = (f" (max |gradient| {rec.grad_norm:.2g}, Newton decrement "
+                      f"{rec.newton_decrement:.2g}, Hessian PD: {rec.hessian_pd})")
+        warnings.warn("the fit has not converged" + detail + "; try start_params= from a "
+                      "simpler model, rescale covariates, or check for separation",
+                      ConvergenceWarning, stacklevel=3)
+    if np.any(res.singular):
+        names = [n for n, s in zip(res.model.data.exog_re_names, res.singular) if s]
+        warnings.warn(f"singular fit: the SD of {', '.join(map(str, names))} is estimated at 0; "
+                      "consider dropping that random effect", SingularFitWarning, stacklevel=3)
+
+
+def _check_rank(X, names):
+    """Refuse a rank-deficient fixed-effects design, naming the redundant columns."""
+    if X.shape[1] == 0:
+        return
+    scale = np.sqrt((X * X).sum(axis=0))
+    if np.any(scale == 0):
+        bad = [names[i] for i in np.flatnonzero(scale == 0)]
+        raise MixedGLMInputError(f"fixed-effect column(s) {', '.join(bad)} are all zero; "
+                                 "drop them from the formula")
+    R = np.linalg.qr(X / scale, mode="r")
+    d = np.abs(np.diag(R))
+    tol = d.max() * max(X.shape) * np.finfo(float).eps * 10
+    if np.any(d <= tol):
+        bad = [names[i] for i in np.flatnonzero(d <= tol)]
+        raise MixedGLMInputError(
+            f"the fixed-effects design is rank deficient: {', '.join(bad)} "
+            "is a linear combination of the columns before it; drop it (or a level) "
+            "from the formula")
+
+
 def _resolve_nagq(method, nagq, q):
     if method == "laplace":
         if nagq not in (None, 1):

@@ -2,7 +2,7 @@
 
 ``params`` = (fe_params, vech(cov_re)) with vech the row-major lower triangle
 (MixedLM's order and names). ``cov_params()`` is the inverse observed
-information: for binomial/Poisson fits the central-difference Hessian of the
+information: for binomial/Poisson fits the forward-difference Hessian of the
 exact gradient in (beta, theta), mapped to (beta, vech Sigma) by the delta
 method; for Gaussian fits the fixed-effect block is lme4's
 sigma^2 (R_X'R_X)^{-1} and variance-component SEs are not reported (NaN; use
@@ -308,6 +308,11 @@ class MixedGLMResults(MixedLMResults):
         """Intraclass correlation (see :func:`mlglm.icc`)."""
         from .icc import icc
         return icc(self, **kwargs)
+
+    def check_quadrature(self, nagq=None, refit=True):
+        """Refit / re-evaluate with more AGHQ points (see :func:`mlglm.check_quadrature`)."""
+        from .diagnostics import check_quadrature
+        return check_quadrature(self, nagq=nagq, refit=refit)
 
     def compare_pooling(self):
         """Complete / no / partial pooling for this fit (see :func:`mlglm.compare_pooling`)."""

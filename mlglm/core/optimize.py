@@ -2,11 +2,14 @@
 
 Stages (as lme4 separates them): a GLM fit for beta (Newton on the concave
 GLM log-likelihood) gives the start; BFGS maximises the Laplace or AGHQ
-log-likelihood over x = (beta, theta) with the exact gradient (unconstrained:
-the sign of a column of Lambda does not matter, see :func:`_quasi_newton`); AGHQ fits start from the Laplace optimum. The observed
-information is the central-difference Jacobian of the exact gradient; one
-Newton step with it polishes the optimum, and its inverse gives the
-covariance of x. Convergence is judged on our own terms, not the optimiser's
+log-likelihood over x = (beta, theta) with the exact gradient, in coordinates
+whitened by an approximate information (:func:`_preconditioner`) and
+unconstrained (the sign of a column of Lambda does not matter, see
+:func:`_quasi_newton`); AGHQ fits start from the Laplace optimum. The
+observed information is the forward-difference Jacobian of the exact
+gradient; Newton steps with it finish the optimisation (BFGS stops at a
+moderate tolerance), and its inverse gives the covariance of x. Convergence
+is judged on our own terms, not the optimiser's
 message: the projected gradient must be small, the Newton decrement
 g'H^{-1}g (the predicted gain of another step, in log-likelihood units) tiny,
 and the Hessian of the free parameters positive definite.

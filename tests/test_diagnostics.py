@@ -1,0 +1,54 @@
+"""check_quadrature, fit warnings and the rank check."""
+import warnings
+
+import numpy as np
+import pytest
+
+import mlglm
+from mlglm.datasets import load_cbpp, simulate_glmm
+
+
+def test_check_quadrature_on_cbpp_reports_aghq_values():
+    # cbpp (lme4::cbpp) random intercept: Laplace vs AGHQ 5 / 11.
+    res = mlglm.glmer("cbind(incidence, size - incidence) ~ period + (1 | herd)", load_cbpp())
+    chk = res.check_quadrature()
+    assert list(chk.table.index) == [1, 5, 11]
+    agq = mlglm.glmer("cbind(incidence, size - incidence) ~ period + (1 | herd)", load_cbpp(),
+                      nagq=11)
+    assert chk.table.loc[11, "llf refit"] == pytest.approx(agq.llf, abs=1e-6)
+    assert chk.table.loc[11, "llf at estimates"] == pytest.approx(
+        res.model.loglike(np.asarray(res.params), method="aghq", nagq=11), abs=1e-9)
+    assert chk.adequate  # estimates move by ~0.003 SE
+    assert "adequate" in repr(chk)
+
+
+def test_check_quadrature_flags_binary_small_groups():
+    # Binary data, 3 rows per group, large variance: Laplace is known to be biased here.
+    sim = simulate_glmm("binomial", n_groups=150, group_size=3, fe_params=[0.5, 1.0],
+                        cov_re=4.0, seed=11)
+    res = mlglm.glmer(sim.formula, sim.data)
+    chk = res.check_quadrature(nagq=[11])
+    assert not chk.adequate
+    assert "nagq=11" in chk.advice
+
+
+def test_rank_deficient_design_is_refused_with_the_column_named():
+    sim = simulate_glmm("binomial", n_groups=20, group_size=10, fe_params=[0.0, 1.0],
+                        cov_re=0.5, seed=3)
+    df = sim.data.assign(x1_twice=2 * sim.data["x1"])
+    with pytest.raises(mlglm.MixedGLMInputError, match="x1_twice"):
+        mlglm.glmer("y ~ x1 + x1_twice + (1 | g)", df)
+
+
+def test_singular_fit_warns_and_converged_fit_is_silent():
+    sim = simulate_glmm("binomial", n_groups=40, group_size=20, fe_params=[0.0, 1.0],
+                        cov_re=0.8, seed=5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        res = mlglm.glmer("y ~ x1 + (1 | g)", sim.data)
+    assert res.converged
+    noise = np.random.default_rng(6).normal(size=len(sim.data))
+    df = sim.data.assign(noise=noise)
+    with pytest.warns(mlglm.SingularFitWarning, match="noise"):
+        res = mlglm.glmer("y ~ x1 + (1 + noise | g)", df)
+    assert res.singular[1]
