@@ -117,9 +117,7 @@ class MixedGLM(MixedLM):
         self.n_dropped = n_dropped
         self.reml = fam == "gaussian"
         self._init_keys.extend(["family", "offset", "exposure", "n_trials", "cov_struct"])
-        label_index = {g: i for i, g in enumerate(self.group_labels)}
-        self.group_codes = np.fromiter((label_index[g] for g in self.groups), dtype=np.intp,
-                                       count=n)
+        self.group_codes = pd.Index(self.group_labels).get_indexer(self.groups).astype(np.intp)
 
     @staticmethod
     def _response(fam, endog, n_trials, names):
@@ -132,6 +130,17 @@ class MixedGLM(MixedLM):
         else:
             y = np.asarray(endog, dtype=float).reshape(-1)
         return y, np.ones_like(y)
+
+    def group_list(self, array):
+        """Per-group row blocks, as MixedLM's but by one stable argsort and
+        ``np.split`` instead of a Python loop of fancy indexing (MixedLM's
+        constructor calls this three times; with 10^4 groups it dominated)."""
+        if array is None:
+            return None
+        codes = pd.Index(self.group_labels).get_indexer(self.groups)
+        order = np.argsort(codes, kind="stable")
+        bounds = np.cumsum(np.bincount(codes, minlength=len(self.group_labels)))[:-1]
+        return np.split(np.asarray(array)[order], bounds)
 
     # ------------------------------------------------------------------ formula
     @classmethod

@@ -241,8 +241,8 @@ def _preconditioner(obj, x0):
     beta block: the Laplace ("RX") information at x0 with theta fixed,
     X'D2X - sum_j X_j'D2 Z_j Lambda H_j^{-1} Lambda'Z_j'D2 X_j (the GLM
     information minus what the random effects absorb), from the modes at x0.
-    theta block: central differences of the exact gradient along each theta
-    direction (n_theta extra gradients). Cross terms are left to BFGS.
+    theta block: forward differences of the exact gradient along each theta
+    direction (1 + n_theta gradients). Cross terms are left to BFGS.
     Covariates on wildly different scales (age and age^2) and group-level
     covariates (whose information the random intercept absorbs) make the raw
     problem ill-conditioned; in z the quasi-Newton iteration needs a fraction
@@ -264,12 +264,12 @@ def _preconditioner(obj, x0):
     except np.linalg.LinAlgError:
         pass
     gfun = _Gradient(obj, state.u)
+    g0 = gfun(x0)
     for i in range(p, n_x):
         h = 1e-3 * max(abs(x0[i]), 0.1)
-        xp, xm = x0.copy(), x0.copy()
+        xp = x0.copy()
         xp[i] += h
-        xm[i] -= h
-        curv = -(gfun(xp)[i] - gfun(xm)[i]) / (2 * h)
+        curv = -(gfun(xp)[i] - g0[i]) / h
         if np.isfinite(curv) and curv > 0:
             T[i, i] = 1.0 / np.sqrt(curv)
     obj.u = state.u
