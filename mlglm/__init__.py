@@ -7,6 +7,7 @@ linear mixed models, with statsmodels-style results, an ICC helper and a
 pooling comparison.
 """
 from . import datasets
+from .compare import LRTest, anova, compare_lr_test
 from .data_checks import DataWarning, MixedGLMInputError
 from .diagnostics import QuadratureCheck, check_quadrature
 from .formula import FormulaError
@@ -24,5 +25,5 @@ __all__ = ["MixedGLM", "BinomialMixedGLM", "PoissonMixedGLM", "MixedGLMResults",
            "icc", "ICCResult", "variance_explained", "VarianceExplained", "compare_pooling",
            "compare_pooling_from_results", "PoolingComparison", "random_effects_frame",
            "caterpillar", "effect_plot", "datasets", "FormulaError", "MixedGLMInputError",
-           "DataWarning", "SingularFitWarning", "check_quadrature", "QuadratureCheck",
+           "DataWarning", "SingularFitWarning", "anova", "compare_lr_test", "LRTest", "check_quadrature", "QuadratureCheck",
            "__version__"]

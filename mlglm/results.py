@@ -309,6 +309,11 @@ class MixedGLMResults(MixedLMResults):
         from .icc import icc
         return icc(self, **kwargs)
 
+    def compare_lr_test(self, other, boundary=True):
+        """Likelihood-ratio test against a nested fit (see :func:`mlglm.compare.compare_lr_test`)."""
+        from .compare import compare_lr_test
+        return compare_lr_test(self, other, boundary=boundary)
+
     def check_quadrature(self, nagq=None, refit=True):
         """Refit / re-evaluate with more AGHQ points (see :func:`mlglm.check_quadrature`)."""
         from .diagnostics import check_quadrature
