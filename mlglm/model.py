@@ -26,7 +26,7 @@ from .core.lmm import lmm_fit
 from .core.objective import MarginalLoglik
 from .core.optimize import fit_glmm
 from .core.quadrature import MAX_GRID_POINTS
-from .data_checks import (MixedGLMInputError, binomial_response, family_link_names,
+from .data_checks import (DataWarning, MixedGLMInputError, binomial_response, family_link_names,
                           poisson_response, report_nonfinite)
 
 __all__ = ["MixedGLM", "BinomialMixedGLM", "PoissonMixedGLM"]
@@ -264,6 +264,8 @@ class MixedGLM(MixedLM):
         from .results import build_results
         if kwargs:
             raise TypeError(f"unexpected fit arguments: {', '.join(kwargs)}")
+        _check_re_in_fixed(np.asarray(self.exog, dtype=float), np.asarray(self.exog_re),
+                           getattr(self.data, "exog_re_names", None))
         if self.family_name == "gaussian":
             if method not in (None, "reml", "ml"):
                 raise MixedGLMInputError("Gaussian models are fitted exactly by 'reml' or 'ml'")
@@ -360,6 +362,10 @@ class SingularFitWarning(UserWarning):
     """A random-effect SD is estimated at zero (the fit is on the boundary)."""
 
 
+class SeparationWarning(UserWarning):
+    """Binomial data (quasi-)completely separated by some fixed effect."""
+
+
 def _warn_fit_problems(res):
     """One warning per problem, with advice; the summary shows the same flags."""
     from statsmodels.tools.sm_exceptions import ConvergenceWarning
@@ -376,6 +382,26 @@ def _warn_fit_problems(res):
         names = [n for n, s in zip(res.model.data.exog_re_names, res.singular) if s]
         warnings.warn(f"singular fit: the SD of {', '.join(map(str, names))} is estimated at 0; "
                       "consider dropping that random effect", SingularFitWarning, stacklevel=3)
+    sep = getattr(res, "separation", None)
+    if sep:
+        warnings.warn(f"possible separation: {sep}; remove or merge the offending terms or "
+                      "levels", SeparationWarning, stacklevel=3)
+
+
+def _check_re_in_fixed(X, Z, names):
+    """Warn when a random-effect column is not in the fixed part: its mean is then
+    forced to zero, which is rarely intended (allowed, as in lme4)."""
+    if Z is None or Z.ndim != 2:
+        return
+    missing = []
+    for k in range(Z.shape[1]):
+        z = Z[:, k]
+        if not any(np.array_equal(z, X[:, j]) for j in range(X.shape[1])):
+            missing.append(str(names[k]) if names is not None else f"column {k}")
+    if missing:
+        warnings.warn(f"random effect(s) {', '.join(missing)} have no matching fixed effect, so "
+                      "their mean is fixed at 0; add them to the fixed part unless that is "
+                      "intended", DataWarning, stacklevel=3)
 
 
 def _check_rank(X, names):

@@ -189,6 +189,34 @@ class MixedGLMResults(MixedLMResults):
         return {g: pd.DataFrame(self.outcome.b_cov[j], index=names, columns=names)
                 for j, g in enumerate(self.model.group_labels)}
 
+    @cache_readonly
+    def separation(self):
+        """A description of possible (quasi-)complete separation, or None (binomial).
+
+        Flags fixed effects whose effect over one SD of their column exceeds
+        10 on the logit scale (odds ratios beyond e^10 are estimates running
+        off to infinity, not data) and rows fitted at probability 0 or 1
+        (|eta| > 15) that agree with their response.
+        """
+        model = self.model
+        if model.family_name != "binomial" or model.exog is None:
+            return None
+        X = np.asarray(model.exog, dtype=float)
+        sd = X.std(axis=0)
+        beta = np.asarray(self.outcome.beta)
+        big = [str(n) for n, b, s in zip(model.exog_names, beta, sd) if s > 0 and abs(b) * s > 10]
+        eta = self.predict(which="linear", conditional=True)
+        y, m = model.endog, model.n_trials
+        extreme = int(np.sum(((eta > 15) & (y == m)) | ((eta < -15) & (y == 0))))
+        if not big and extreme == 0:
+            return None
+        parts = []
+        if big:
+            parts.append(f"huge coefficients for {', '.join(big)}")
+        if extreme:
+            parts.append(f"{extreme} rows fitted at probability 0 or 1")
+        return "; ".join(parts) + " (estimates and SEs of those terms are not meaningful)"
+
     # ------------------------------------------------------------- prediction
     def _linear_predictor(self, X, Z, codes, offset, conditional):
         eta = X @ self.outcome.beta + offset

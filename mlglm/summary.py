@@ -64,7 +64,8 @@ def _fe_table(res, alpha):
     names = list(res.model.exog_names)
     coef = np.asarray(res.fe_params)
     se = np.asarray(res.bse_fe)
-    z = coef / se
+    with np.errstate(divide="ignore", invalid="ignore"):
+        z = coef / se
     pv = 2 * stats.norm.sf(np.abs(z))
     crit = stats.norm.ppf(1 - alpha / 2)
     lo, hi = f"[{alpha / 2:.3f}", f"{1 - alpha / 2:.3f}]"

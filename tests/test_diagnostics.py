@@ -52,3 +52,20 @@ def test_singular_fit_warns_and_converged_fit_is_silent():
     with pytest.warns(mlglm.SingularFitWarning, match="noise"):
         res = mlglm.glmer("y ~ x1 + (1 + noise | g)", df)
     assert res.singular[1]
+
+
+def test_separation_is_detected_warned_and_shown_in_summary():
+    sim = simulate_glmm("binomial", n_groups=30, group_size=20, fe_params=[0.0, 1.0],
+                        cov_re=0.5, seed=2)
+    df = sim.data.assign(y=(sim.data["x1"] > 0).astype(int))   # x1 separates y completely
+    with pytest.warns(mlglm.SeparationWarning, match="x1"):
+        res = mlglm.glmer("y ~ x1 + (1 | g)", df)
+    assert "x1" in res.separation
+    assert "Possible separation" in str(res.summary())
+
+
+def test_random_effect_without_fixed_effect_is_warned():
+    sim = simulate_glmm("binomial", n_groups=30, group_size=20, fe_params=[0.0, 1.0],
+                        cov_re=0.5, seed=2)
+    with pytest.warns(mlglm.DataWarning, match="x1"):
+        mlglm.glmer("y ~ 1 + (1 + x1 | g)", sim.data)
