@@ -233,17 +233,25 @@ class MixedGLMResults(MixedLMResults):
         return get_family_link(self.model.family_name, self.model.link_name).inverse_link(eta)
 
     def predict(self, exog=None, which="mean", conditional=True, offset=None, exposure=None,
-                transform=True, **kwargs):
+                transform=True, marginal=False, nagq=15, **kwargs):
         """Predicted means (``which="mean"``) or linear predictors (``"linear"``).
 
         ``conditional=True`` uses each group's conditional mode (groups not seen
         in the fit get b = 0); ``conditional=False`` is the population level at
-        b = 0. ``exog`` may be a DataFrame (through the formula, same coding)
-        holding the group column; binomial means are probabilities per trial.
+        b = 0; ``marginal=True`` is the population-averaged mean, the random
+        effects integrated out by quadrature with ``nagq`` points per dimension
+        (see :meth:`predict_marginal` for standard errors). ``exog`` may be a
+        DataFrame (through the formula, same coding) holding the group column;
+        binomial means are probabilities per trial.
         """
         model = self.model
         if which not in ("mean", "linear"):
             raise ValueError("which must be 'mean' or 'linear'")
+        if marginal:
+            if which != "mean":
+                raise ValueError("marginal=True averages means; use which='mean'")
+            return self.predict_marginal(exog, offset=offset, exposure=exposure, se=False,
+                                         nagq=nagq)["mean"].to_numpy()
         if exog is None:
             X, Z, codes, off = model.exog, model.exog_re, model.group_codes, model.offset
         else:
@@ -267,6 +275,41 @@ class MixedGLMResults(MixedLMResults):
                 codes = np.array([index.get(g, -1) for g in frame[gname]], dtype=np.intp)
         eta = self._linear_predictor(X, Z, codes, off, conditional)
         return eta if which == "linear" else self._mean(eta)
+
+    def _design(self, exog, offset=None, exposure=None):
+        model = self.model
+        if exog is None:
+            return (np.asarray(model.exog, float), np.asarray(model.exog_re, float),
+                    model.offset)
+        if isinstance(exog, pd.DataFrame) and getattr(model, "formula", None) is not None:
+            X = np.asarray(self._transform_predict_exog(exog, transform=True)[0], dtype=float)
+        else:
+            X = np.asarray(exog, dtype=float)
+        off = np.zeros(X.shape[0]) if offset is None else np.asarray(offset, dtype=float)
+        if exposure is not None:
+            off = off + np.log(np.asarray(exposure, dtype=float))
+        return X, self._re_design(X), off
+
+    def predict_marginal(self, exog=None, offset=None, exposure=None, se=True, level=0.95,
+                         nagq=15):
+        """Population-averaged means E_b[g^{-1}(x'beta + z'b)] by quadrature, with
+        delta-method standard errors and a Wald interval (DataFrame)."""
+        from scipy import stats
+        from .marginal import marginal_predict
+        X, Z, off = self._design(exog, offset, exposure)
+        mu, sd = marginal_predict(self, X, Z, off, nagq=nagq, se=se)
+        out = pd.DataFrame({"mean": mu})
+        if se:
+            crit = stats.norm.ppf(0.5 + level / 2)
+            out["se"] = sd
+            out["lower"] = mu - crit * sd
+            out["upper"] = mu + crit * sd
+        return out
+
+    def simulate(self, n=1, seed=None, conditional=True):
+        """New responses from the fitted model (see :func:`mlglm.marginal.simulate`)."""
+        from .marginal import simulate
+        return simulate(self, n=n, seed=seed, conditional=conditional)
 
     def _re_design(self, X):
         model = self.model
