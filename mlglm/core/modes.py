@@ -98,16 +98,31 @@ WARM_MAXITER = 12
 
 def _newton(fl, data, beta, Lambda, u, tol, maxiter):
     G, q = data.n_groups, data.q
-    y, m = data.y, data.m
+    y, m, Z, ZZ = data.y, data.m, data.Z, data.ZZ
     eta_fixed = data.offset + data.X @ beta
     A = data.Z @ Lambda
+    n_pairs = ZZ.shape[1]
+    # One work buffer and one segment sum per evaluation point: rows are the
+    # kernel, z_k d1 (k < q) and the unique z_r z_c d2; reusing the buffer
+    # avoids fresh (page-faulting) temporaries on long vectors.
+    W = np.empty((1 + q + n_pairs, data.n))
+
+    def group_sums(ker, d1, d2):
+        np.copyto(W[0], ker)
+        for k in range(q):
+            np.multiply(Z[:, k], d1, out=W[1 + k])
+        for k in range(n_pairs):
+            np.multiply(ZZ[:, k], d2, out=W[1 + q + k])
+        S = np.add.reduceat(W, data.starts, axis=1)
+        return S[0], S[1:1 + q].T, sym_from_pairs(S[1 + q:].T, q)
+
     eta = _eta(data, eta_fixed, A, u)
     ker, d1, d2 = fl.kernel_derivatives(eta, y, m)
-    f = data.gsum(ker) - _penalty(u)
+    h, Zd1, M = group_sums(ker, d1, d2)
+    f = h - _penalty(u)
     eye = np.eye(q)
     for it in range(1, maxiter + 1):
-        grad = data.gsum(A * d1[:, None]) - u
-        M = sym_from_pairs(data.gsum(d2[:, None] * data.ZZ), q)
+        grad = Zd1 @ Lambda - u                  # sum_i a_i d1_i - u, a_i = Lambda'z_i
         H = (Lambda.T @ M @ Lambda) + eye
         step = spd_solve(H, grad)
         t = np.ones(G)
@@ -115,12 +130,13 @@ def _newton(fl, data, beta, Lambda, u, tol, maxiter):
             u_try = u + t[:, None] * step
             eta_try = _eta(data, eta_fixed, A, u_try)
             ker, d1_try, d2_try = fl.kernel_derivatives(eta_try, y, m)
-            f_try = data.gsum(ker) - _penalty(u_try)
+            h, Zd1_try, M_try = group_sums(ker, d1_try, d2_try)
+            f_try = h - _penalty(u_try)
             worse = ~(f_try >= f - 1e-12 * (1.0 + np.abs(f)))
             if not worse.any():
                 break
             t[worse] *= 0.5
-        u, eta, f, d1, d2 = u_try, eta_try, f_try, d1_try, d2_try
+        u, eta, f, d1, d2, Zd1, M = u_try, eta_try, f_try, d1_try, d2_try, Zd1_try, M_try
         # Full Newton steps converge quadratically: after a full step of size
         # s the error is O(s^2), so a full step below sqrt(tol) leaves the modes
         # within ~tol and certifying it with one more step would only repeat it.
@@ -131,6 +147,5 @@ def _newton(fl, data, beta, Lambda, u, tol, maxiter):
         raise ModeFailure(f"conditional modes did not converge in {maxiter} Newton steps "
                           f"(largest step {np.max(np.abs(step)):.3g})")
     d3 = fl.third(eta, y, m, d1, d2)
-    M = sym_from_pairs(data.gsum(d2[:, None] * data.ZZ), q)
     H = (Lambda.T @ M @ Lambda) + eye
     return ModeState(u, eta, eta_fixed, A, d1, d2, d3, M, H, f, it)
