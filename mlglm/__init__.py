@@ -13,7 +13,7 @@ from .diagnostics import QuadratureCheck, check_quadrature
 from .formula import FormulaError
 from .icc import ICCResult, VarianceExplained, icc, variance_explained
 from .lme4style import glmer, lmer
-from .model import (BinomialMixedGLM, MixedGLM, PoissonMixedGLM, SeparationWarning,
+from .model import (BinomialMixedGLM, FitError, MixedGLM, PoissonMixedGLM, SeparationWarning,
                     SingularFitWarning)
 from .plotting import caterpillar, effect_plot
 from .pooling import PoolingComparison, compare_pooling, compare_pooling_from_results
@@ -26,5 +26,5 @@ __all__ = ["MixedGLM", "BinomialMixedGLM", "PoissonMixedGLM", "MixedGLMResults",
            "icc", "ICCResult", "variance_explained", "VarianceExplained", "compare_pooling",
            "compare_pooling_from_results", "PoolingComparison", "random_effects_frame",
            "caterpillar", "effect_plot", "datasets", "FormulaError", "MixedGLMInputError",
-           "DataWarning", "SingularFitWarning", "SeparationWarning", "anova", "compare_lr_test", "LRTest", "check_quadrature", "QuadratureCheck",
+           "DataWarning", "SingularFitWarning", "SeparationWarning", "FitError", "anova", "compare_lr_test", "LRTest", "check_quadrature", "QuadratureCheck",
            "__version__"]

@@ -23,6 +23,7 @@ from .core.covariance import n_theta, theta_index, theta_to_Lambda, theta_from_S
 from .core.families import get_family_link
 from .core.grouping import make_grouped_data
 from .core.lmm import lmm_fit
+from .core.modes import ModeFailure
 from .core.objective import MarginalLoglik
 from .core.optimize import fit_glmm
 from .core.quadrature import MAX_GRID_POINTS
@@ -298,7 +299,15 @@ class MixedGLM(MixedLM):
             Sigma[np.tril_indices(self.q)] = sp[self.k_fe:]
             Sigma = Sigma + np.tril(Sigma, -1).T
             x0 = np.concatenate([sp[:self.k_fe], theta_from_Sigma(Sigma, self.diagonal)])
-        state = fit_glmm(obj, x0=x0, maxiter=maxiter, hessian=hessian)
+        try:
+            state = fit_glmm(obj, x0=x0, maxiter=maxiter, hessian=hessian)
+        except (ModeFailure, np.linalg.LinAlgError) as exc:
+            sd = np.asarray(self.exog, float).std(axis=0)
+            wide = [str(n) for n, v in zip(self.exog_names, sd) if v > 100 or 0 < v < 1e-2]
+            hint = (f"; covariates on extreme scales ({', '.join(wide)}): standardise them"
+                    if wide else "")
+            raise FitError(f"the fit broke down numerically ({exc}){hint}; try a simpler "
+                           "random-effects structure or start_params=") from exc
         res = build_results(self, state, method=method if nagq > 1 else "laplace", nagq=nagq,
                             objective=obj)
         _warn_fit_problems(res)
@@ -362,6 +371,10 @@ class PoissonMixedGLM(MixedGLM):
 
 
 # ---------------------------------------------------------------------- helpers
+class FitError(RuntimeError):
+    """The optimisation broke down numerically; the message says what to try."""
+
+
 class SingularFitWarning(UserWarning):
     """A random-effect SD is estimated at zero (the fit is on the boundary)."""
 

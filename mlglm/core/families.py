@@ -179,7 +179,11 @@ class BinomialCloglog(BinomialLogit):
 
     def kernel(self, eta, y, m):
         s = np.exp(np.minimum(eta, _ETA_MAX))
-        return y * np.log(-np.expm1(-s)) - (m - y) * s
+        # log mu = log(1 - e^{-s}); for s -> 0 it is log s - s/2 = eta - s/2, which
+        # stays finite where s underflows (eta < -745) and log(-expm1(-s)) would be -inf
+        with np.errstate(divide="ignore"):
+            log_mu = np.where(eta < -30.0, eta - s / 2, np.log(-np.expm1(-s)))
+        return y * log_mu - (m - y) * s
 
     def derivatives(self, eta, y, m, third=False):
         s = np.exp(np.minimum(eta, _ETA_MAX))

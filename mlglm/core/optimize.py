@@ -22,6 +22,7 @@ import numpy as np
 from scipy import optimize
 
 from .covariance import theta_is_diagonal_entry, theta_to_Lambda
+from .modes import ModeFailure
 from .objective import MarginalLoglik
 from .smallmat import spd_inv
 
@@ -297,7 +298,16 @@ def _quasi_newton(obj, x0, maxiter, T=None):
         T = _preconditioner(obj, x0)
 
     def f(z):
-        v, g = obj.value_and_gradient(x0 + T @ z)
+        # A trial point where the inner problem breaks down (exp overflow for
+        # a wildly scaled covariate) is rejected, not fatal: an infinite value
+        # makes the line search step back.
+        try:
+            with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+                v, g = obj.value_and_gradient(x0 + T @ z)
+        except (ModeFailure, np.linalg.LinAlgError, FloatingPointError):
+            return np.inf, np.zeros_like(z)
+        if not (np.isfinite(v) and np.all(np.isfinite(g))):
+            return np.inf, np.zeros_like(z)
         return -v, -(T.T @ g)
     res = optimize.minimize(f, np.zeros_like(x0), jac=True, method="BFGS",
                             options={"maxiter": maxiter, "gtol": BFGS_GTOL, "xrtol": 1e-12})
