@@ -32,6 +32,13 @@ def _fmt(x, d=3):
     return "nan" if x is None or not np.isfinite(x) else f"{x:.{d}f}"
 
 
+def _convergence_detail(res):
+    rec = res.optim
+    if hasattr(rec, "hessian_pd"):
+        return f"{rec.grad_norm:.1e} / {'yes' if rec.hessian_pd else 'NO'}"
+    return f"{getattr(rec, 'grad_norm', float('nan')):.1e} / exact (profiled)"
+
+
 def _header(res):
     model = res.model
     sizes = np.bincount(model.group_codes)
@@ -50,6 +57,7 @@ def _header(res):
         "BIC:": _fmt(res.bic, 4),
         "Deviance (-2 llf):": _fmt(res.deviance, 4),
         "Converged:": "yes" if res.converged else "NO",
+        "Max |gradient| / Hessian PD:": _convergence_detail(res),
         "Singular fit:": "YES" if np.any(res.singular) else "no",
     }
     if model.family_name == "gaussian":
