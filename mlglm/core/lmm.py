@@ -71,7 +71,7 @@ import numpy as np
 import scipy.optimize
 import scipy.sparse
 
-from mlglm.core.covariance import (n_theta, theta_index, theta_is_diagonal_entry,
+from .covariance import (n_theta, theta_index, theta_is_diagonal_entry,
                                    theta_lower_bounds, theta_to_Lambda)
 
 __all__ = ["LMMStats", "lmm_stats", "profiled_deviance", "profiled_deviance_grad",
