@@ -308,8 +308,7 @@ class MixedGLM(MixedLM):
                     if wide else "")
             raise FitError(f"the fit broke down numerically ({exc}){hint}; try a simpler "
                            "random-effects structure or start_params=") from exc
-        res = build_results(self, state, method=method if nagq > 1 else "laplace", nagq=nagq,
-                            objective=obj)
+        res = build_results(self, state, method=method if nagq > 1 else "laplace", nagq=nagq)
         _warn_fit_problems(res)
         return res
 

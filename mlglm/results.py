@@ -62,7 +62,7 @@ def _vech_jacobian(Lambda, diagonal):
     return J
 
 
-def build_results(model, fitted, method, nagq, objective=None):
+def build_results(model, fitted, method, nagq):
     """Package a core fit (FitState or LMMFit) as MixedGLMResults."""
     q, p = model.q, model.k_fe
     k = q * (q + 1) // 2
@@ -252,36 +252,25 @@ class MixedGLMResults(MixedLMResults):
                 raise ValueError("marginal=True averages means; use which='mean'")
             return self.predict_marginal(exog, offset=offset, exposure=exposure, se=False,
                                          nagq=nagq)["mean"].to_numpy()
-        if exog is None:
-            X, Z, codes, off = model.exog, model.exog_re, model.group_codes, model.offset
-        else:
-            frame = exog if isinstance(exog, pd.DataFrame) else None
-            if frame is not None and transform and getattr(model, "formula", None) is not None:
-                Xdf, _ = self._transform_predict_exog(frame, transform=True)
-                X = np.asarray(Xdf, dtype=float)
-            else:
-                X = np.asarray(exog, dtype=float)
-            Z = self._re_design(X)
-            off = np.zeros(X.shape[0]) if offset is None else np.asarray(offset, dtype=float)
-            if exposure is not None:
-                off = off + np.log(np.asarray(exposure, dtype=float))
-            codes = -np.ones(X.shape[0], dtype=np.intp)
-            if conditional:
-                gname = getattr(model, "group_name", None)
-                if frame is None or gname not in frame.columns:
-                    raise ValueError("conditional predictions on new data need the group column "
-                                     f"{gname!r} in the DataFrame; or pass conditional=False")
-                index = {g: i for i, g in enumerate(model.group_labels)}
-                codes = np.array([index.get(g, -1) for g in frame[gname]], dtype=np.intp)
+        X, Z, off = self._design(exog, offset, exposure, transform)
+        codes = model.group_codes if exog is None else -np.ones(X.shape[0], dtype=np.intp)
+        if exog is not None and conditional:
+            gname = getattr(model, "group_name", None)
+            if not isinstance(exog, pd.DataFrame) or gname not in exog.columns:
+                raise ValueError("conditional predictions on new data need the group column "
+                                 f"{gname!r} in the DataFrame; or pass conditional=False")
+            codes = pd.Index(model.group_labels).get_indexer(exog[gname]).astype(np.intp)
         eta = self._linear_predictor(X, Z, codes, off, conditional)
         return eta if which == "linear" else self._mean(eta)
 
-    def _design(self, exog, offset=None, exposure=None):
+    def _design(self, exog, offset=None, exposure=None, transform=True):
+        """(X, Z, offset) for the fit's rows (exog=None) or new data through the formula."""
         model = self.model
         if exog is None:
             return (np.asarray(model.exog, float), np.asarray(model.exog_re, float),
                     model.offset)
-        if isinstance(exog, pd.DataFrame) and getattr(model, "formula", None) is not None:
+        if (transform and isinstance(exog, pd.DataFrame)
+                and getattr(model, "formula", None) is not None):
             X = np.asarray(self._transform_predict_exog(exog, transform=True)[0], dtype=float)
         else:
             X = np.asarray(exog, dtype=float)

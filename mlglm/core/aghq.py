@@ -87,7 +87,7 @@ def aghq_loglik(fl, data: GroupedData, state: ModeState, Lambda: np.ndarray, nag
 
 
 def _aghq_block(fl, data, state, Lambda, t, lw, theta_rc, gradient):
-    q, K, gidx = data.q, t.shape[0], data.gidx
+    q = data.q
     R = np.linalg.cholesky(state.H)
     S = np.swapaxes(np.linalg.inv(R), 1, 2)                      # R^{-T}, upper
     U = state.u[:, None, :] + np.einsum("gij,kj->gki", S, t)    # (G, K, q)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 __all__ = ["GroupedData", "make_grouped_data", "segment_sum", "vech_pairs",
-           "unvech", "sym_from_pairs"]
+           "sym_from_pairs"]
 
 
 def vech_pairs(q: int) -> tuple[np.ndarray, np.ndarray]:
@@ -33,8 +33,6 @@ def sym_from_pairs(V: np.ndarray, q: int) -> np.ndarray:
     return out
 
 
-unvech = sym_from_pairs
-
 
 def segment_sum(A: np.ndarray, starts: np.ndarray) -> np.ndarray:
     """Sum the rows of A within each contiguous segment beginning at ``starts``."""
@@ -50,7 +48,6 @@ class GroupedData:
     y, m : (n,) response (successes for the binomial) and trials (ones otherwise).
     X : (n, p) fixed-effects design.  Z : (n, q) random-effects design.
     offset : (n,) offset (log exposure included).
-    gidx : (n,) group index 0..G-1 of each row (non-decreasing).
     starts : (G,) first row of each group.  sizes : (G,) rows per group.
     ZZ : (n, q(q+1)/2) unique products z_ir z_ic (r <= c), fixed for the fit.
     order : (n,) the permutation that sorted the caller's rows (sorted = orig[order]).
@@ -61,7 +58,6 @@ class GroupedData:
     X: np.ndarray
     Z: np.ndarray
     offset: np.ndarray
-    gidx: np.ndarray
     starts: np.ndarray
     sizes: np.ndarray
     ZZ: np.ndarray
@@ -88,7 +84,7 @@ class GroupedData:
         return segment_sum(A, self.starts)
 
     def expand(self, a: np.ndarray) -> np.ndarray:
-        """Per-group values repeated onto their rows: a[gidx], done with np.repeat
+        """Per-group values repeated onto their rows: a[group of each row], done with np.repeat
         (rows are sorted by group), which is many times faster than fancy indexing."""
         return np.repeat(a, self.sizes, axis=0)
 
@@ -98,7 +94,7 @@ class GroupedData:
         r1 = self.starts[hi] if hi < self.n_groups else self.n
         sl = slice(r0, r1)
         return GroupedData(self.y[sl], self.m[sl], self.X[sl], self.Z[sl], self.offset[sl],
-                           self.gidx[sl] - lo, self.starts[lo:hi] - r0, self.sizes[lo:hi],
+                           self.starts[lo:hi] - r0, self.sizes[lo:hi],
                            self.ZZ[sl], self.order[sl])
 
 
@@ -126,4 +122,4 @@ def make_grouped_data(y, X, Z, group_codes, offset=None, m=None) -> GroupedData:
     r, c = vech_pairs(Z.shape[1])
     ZZ = Zs[:, r] * Zs[:, c]
     return GroupedData(y[order], m[order], np.ascontiguousarray(X[order]), Zs, offset[order],
-                       gidx, starts, sizes, ZZ, order)
+                       starts, sizes, ZZ, order)

@@ -32,7 +32,9 @@ class MarginalLoglik:
     nagq : points per dimension; 1 is the Laplace approximation.
     diagonal : uncorrelated random effects (theta = diagonal of Lambda).
 
-    ``n_evals`` counts evaluations; ``u`` keeps the latest modes as the warm
+    ``n_evals`` counts evaluations; ``state`` is the mode state of the latest
+    :meth:`value_and_gradient` (the optimiser packages it at the optimum
+    instead of recomputing it); ``u`` keeps the latest modes as the warm
     start of the next evaluation (any start is valid; a close one saves
     Newton steps).
     """
@@ -49,6 +51,7 @@ class MarginalLoglik:
         self.log_const = float(np.sum(fl.log_const(data.y, data.m)))
         self.chunk_elements = chunk_elements
         self.u = None
+        self.state = None
         self.n_evals = 0
 
     def split(self, x):
@@ -83,7 +86,7 @@ class MarginalLoglik:
         beta, theta = self.split(x)
         Lambda = theta_to_Lambda(theta, self.data.q, self.diagonal)
         state = conditional_modes(self.fl, self.data, beta, Lambda, self.u)
-        self.u = state.u
+        self.u, self.state = state.u, state
         if self.nagq == 1:
             value = laplace_loglik(state).sum()
             g_beta, g_Lambda = laplace_gradient(self.data, state, Lambda)
