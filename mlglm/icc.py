@@ -76,12 +76,16 @@ class ICCResult:
     method: str
     components: Mapping[str, float] = field(default_factory=dict, hash=False)
     note: str = ""
+    ci: tuple | None = None
+    ci_method: str | None = None
+    level: float | None = None
 
     def __post_init__(self):
         object.__setattr__(self, "components", MappingProxyType(dict(self.components)))
 
     def __reduce__(self):  # a mappingproxy does not pickle; rebuild from a dict
-        return (type(self), (self.value, self.method, dict(self.components), self.note))
+        return (type(self), (self.value, self.method, dict(self.components), self.note,
+                             self.ci, self.ci_method, self.level))
 
     @property
     def between(self) -> float:
@@ -98,10 +102,15 @@ class ICCResult:
 
     def __repr__(self) -> str:
         comps = ", ".join(f"{k}={v:.6g}" for k, v in self.components.items())
-        return f"ICCResult(value={self.value:.4f}, method={self.method!r}, {comps})"
+        ci = "" if self.ci is None else (f", ci=({self.ci[0]:.4f}, {self.ci[1]:.4f}) "
+                                         f"{self.ci_method}")
+        return f"ICCResult(value={self.value:.4f}, method={self.method!r}, {comps}{ci})"
 
     def __str__(self) -> str:
         lines = [f"ICC = {self.value:.4f}   [{self.method}]"]
+        if self.ci is not None:
+            lines.append(f"  {100 * self.level:g}% CI [{self.ci[0]:.4f}, {self.ci[1]:.4f}] "
+                         f"({self.ci_method})")
         lines += [f"  {k:<22s} {v:12.6g}" for k, v in self.components.items()]
         if self.note:
             lines.append(f"  note: {self.note}")
@@ -262,7 +271,8 @@ def _poisson_lambda(results, between, beta0):
 
 
 # --------------------------------------------------------------- the ICC
-def icc(results, at=None, adjusted=False, method=None, beta0="mean") -> ICCResult:
+def icc(results, at=None, adjusted=False, method=None, beta0="mean", ci=False, level=0.95,
+        ci_method=None, n_boot=200, seed=None, n_jobs=1, progress=None) -> ICCResult:
     r"""Intraclass correlation of a two-level fit.
 
     .. math::  \rho = \sigma^2_b / (\sigma^2_b + \sigma^2_w)
@@ -290,11 +300,81 @@ def icc(results, at=None, adjusted=False, method=None, beta0="mean") -> ICCResul
         \sigma^2_b/2)` -- the mean of the fixed linear predictor over the
         observed rows (default) or the intercept (covariates at 0).
 
+    ci : bool
+        Add a ``level`` confidence interval (mlglm fits only).
+    ci_method : {None, "profile", "bootstrap"}
+        ``"profile"``: when the ICC is a monotone function of one profiled
+        quantity -- tau00 for binomial fits (latent scale), tau00 / sigma^2
+        for Gaussian fits -- the profile-likelihood interval of that quantity,
+        mapped through the formula (exact for the interval, no delta method).
+        ``"bootstrap"``: percentile interval of the ICC over ``n_boot``
+        parametric-bootstrap refits (``seed``, ``n_jobs``, ``progress``; see
+        :func:`mlglm.bootstrap.bootstrap`); works for every case. Default:
+        profile where it applies, else bootstrap (``ci_method`` on the result
+        says which was used).
+
     Returns
     -------
     ICCResult
-        ``value``, ``method`` (the formula), ``components``, ``note``.
+        ``value``, ``method`` (the formula), ``components``, ``note``, and
+        ``ci``, ``ci_method``, ``level`` when ``ci=True``.
     """
+    point = _icc_point(results, at, adjusted, method, beta0)
+    if not ci:
+        return point
+    return _with_interval(point, results, dict(at=at, adjusted=adjusted, method=method,
+                                               beta0=beta0),
+                          level, ci_method, dict(n=n_boot, seed=seed, n_jobs=n_jobs,
+                                                 progress=progress))
+
+
+def _with_interval(point, results, icc_args, level, ci_method, boot_args) -> ICCResult:
+    """``point`` with a profile or bootstrap interval (see :func:`icc`)."""
+    from dataclasses import replace
+    if not hasattr(results, "outcome"):
+        raise TypeError("ICC intervals need an mlglm fit (profile/bootstrap refit the model); "
+                        "refit with mlglm.lmer/glmer or MixedGLM")
+    fam, _ = _family_link(results)
+    k0 = _intercept_index(results)
+    can_profile = ("tau00" in point.components and k0 is not None
+                   and fam in ("binomial", "gaussian"))
+    if ci_method is None:
+        ci_method = "profile" if can_profile else "bootstrap"
+    if ci_method == "profile":
+        if not can_profile:
+            raise ValueError("a profile interval needs an ICC that is a function of tau00 "
+                             "alone (binomial or Gaussian, between variance tau00); use "
+                             "ci_method='bootstrap'")
+        from .profile import profile_direction
+
+        def direction(problem):
+            a = np.zeros(problem.dim)
+            a[problem.n_beta + k0] = 1.0             # log s_0
+            if problem.n_sigma:
+                a[-1] = -1.0                         # - log sigma (Gaussian)
+            return a
+        _, lo, hi = profile_direction(results, direction, level, lower_shift=20.0)
+        within = point.within if fam == "binomial" else 1.0
+
+        def to_icc(c):        # c = log s0 (binomial) or log(s0 / sigma) (Gaussian)
+            v = np.exp(2 * c)
+            return v / (v + within)
+        lo_v = 0.0 if lo is None else float(to_icc(lo))
+        hi_v = 1.0 if not np.isfinite(hi) else float(to_icc(hi))
+        return replace(point, ci=(lo_v, hi_v), ci_method="profile", level=level)
+    if ci_method != "bootstrap":
+        raise ValueError("ci_method must be 'profile' or 'bootstrap'")
+    from .bootstrap import bootstrap
+    boot = bootstrap(results, **boot_args)
+    vals = boot.apply(lambda r: _icc_point(r, **icc_args).value).dropna()
+    a = (1 - level) / 2
+    return replace(point, ci=(float(vals.quantile(a)), float(vals.quantile(1 - a))),
+                   ci_method=f"bootstrap percentile, {len(vals)} of {boot.n} refits",
+                   level=level)
+
+
+def _icc_point(results, at, adjusted, method, beta0) -> ICCResult:
+    """The ICC itself (see :func:`icc`)."""
     fam, link = _family_link(results)
     between, bkey, bdesc = _between_variance(results, at, adjusted)
     b_txt = "tau00" if bkey == "tau00" else "sigma_b^2"

@@ -361,8 +361,49 @@ class MixedGLMResults(MixedLMResults):
         return LikelihoodModelResults.wald_test(self, self._fe_constraint(r_matrix), use_f=use_f,
                                                 scalar=scalar, **kwargs)
 
+    def conf_int(self, alpha=0.05, cols=None, method="wald", level=None, which=None,
+                 n_boot=200, seed=None, n_jobs=1, progress=None, boot=None):
+        """Confidence intervals for fixed effects, random-effect SDs and correlations.
+
+        Parameters
+        ----------
+        alpha : 1 - coverage (statsmodels' argument); ``level`` overrides it.
+        method : ``"wald"`` (SDs on the log scale, correlations on the atanh
+            scale, labelled in the ``interval`` column), ``"profile"``
+            (profile likelihood, lme4's ``confint(method="profile")``) or
+            ``"bootstrap"`` (parametric bootstrap percentiles; ``n_boot``,
+            ``seed``, ``n_jobs``, ``progress``, or a ready ``boot=``).
+        which : optional row labels to keep (profile: to compute).
+
+        Returns
+        -------
+        DataFrame indexed by parameter (fixed effects, ``sd(term)``,
+        ``cor(a, b)``, and ``sigma`` for Gaussian fits) with columns
+        ``estimate``, ``lower``, ``upper``, ``interval``.
+        """
+        from .intervals import conf_int
+        if cols is not None:
+            raise TypeError("cols= is not supported; use which=[names]")
+        level = 1 - alpha if level is None else level
+        return conf_int(self, level=level, method=method, which=which, n_boot=n_boot,
+                        seed=seed, n_jobs=n_jobs, progress=progress, boot=boot)
+
+    def bootstrap(self, n=200, seed=None, progress=None, n_jobs=1):
+        """Parametric bootstrap: simulate with new random effects, refit, n times
+        (see :func:`mlglm.bootstrap.bootstrap`); returns a ``BootstrapResult``."""
+        from .bootstrap import bootstrap
+        return bootstrap(self, n=n, seed=seed, progress=progress, n_jobs=n_jobs)
+
+    def marginal_params(self, nagq=15, level=0.95):
+        """Population-averaged coefficients with SEs, by quadrature
+        (see :func:`mlglm.marginal.marginal_params`)."""
+        from .marginal import marginal_params
+        return marginal_params(self, nagq=nagq, level=level)
+
     def profile_re(self, *args, **kwargs):
-        raise NotImplementedError("profile likelihood for MixedGLM is not available yet")
+        raise NotImplementedError("use results.conf_int(method='profile') for profile "
+                                  "likelihood intervals of the random-effect SDs and "
+                                  "correlations")
 
     def icc(self, **kwargs):
         """Intraclass correlation (see :func:`mlglm.icc`)."""
@@ -395,10 +436,17 @@ class MixedGLMResults(MixedLMResults):
 
 class MixedGLMResultsWrapper(MixedLMResultsWrapper):
     _wrap_attrs = MixedLMResultsWrapper._wrap_attrs
-    _wrap_methods = wrap.union_dicts(MixedLMResultsWrapper._wrap_methods, {})
+    # conf_int returns its own labelled DataFrame
+    _wrap_methods = {k: v for k, v in MixedLMResultsWrapper._wrap_methods.items()
+                     if k != "conf_int"}
 
     def _repr_html_(self):
         return self._results._repr_html_()
+
+    def conf_int(self, *args, **kwargs):
+        return self._results.conf_int(*args, **kwargs)
+
+    conf_int.__doc__ = MixedGLMResults.conf_int.__doc__
 
 
 wrap.populate_wrapper(MixedGLMResultsWrapper, MixedGLMResults)

@@ -115,9 +115,10 @@ def test_labels_and_shapes(fits, family):
     cp = res.cov_params()
     assert isinstance(cp, pd.DataFrame) and cp.shape == (p + 3, p + 3)
     assert list(cp.index) == list(cp.columns) == FE_NAMES + VC_NAMES
-    ci = res.conf_int()
-    assert isinstance(ci, pd.DataFrame) and ci.shape == (p + 3, 2)
-    assert list(ci.index) == FE_NAMES + VC_NAMES
+    ci = res.conf_int()     # natural parameters: fixed effects, 2 SDs, 1 correlation (+ sigma)
+    assert isinstance(ci, pd.DataFrame) and ci.shape == (p + 3 + (res.model.family_name == "gaussian"), 4)
+    assert list(ci.index[:p]) == FE_NAMES
+    assert [n[:3] for n in ci.index[p:p + 3]] == ["sd(", "sd(", "cor"]
     assert res.nobs == len(res.model.endog) and res.n_groups == N_GROUPS
     assert isinstance(res.random_effects, dict) and len(res.random_effects) == N_GROUPS
     assert isinstance(res.random_effects_cov, dict) and len(res.random_effects_cov) == N_GROUPS
@@ -153,7 +154,7 @@ def test_values_are_consistent(fits, family):
     np.testing.assert_allclose(z, np.asarray(res.fe_params) / bse[:p], rtol=1e-12)
     np.testing.assert_allclose(np.asarray(res.pvalues)[:p], 2 * stats.norm.sf(np.abs(z)),
                                rtol=1e-10)
-    ci = np.asarray(res.conf_int())[:p]
+    ci = np.asarray(res.conf_int()[["lower", "upper"]])[:p]
     crit = stats.norm.ppf(0.975)
     np.testing.assert_allclose(ci[:, 0], np.asarray(res.fe_params) - crit * bse[:p], rtol=1e-10)
     np.testing.assert_allclose(ci[:, 1], np.asarray(res.fe_params) + crit * bse[:p], rtol=1e-10)

@@ -1,0 +1,104 @@
+"""Confidence intervals for fixed effects, random-effect SDs and correlations.
+
+``results.conf_int(method=...)`` dispatches here:
+
+* ``"wald"`` -- estimate +- z SE. Fixed effects on their own scale. SDs and
+  correlations are not symmetric quantities, so their Wald intervals are
+  built on the scales where the normal approximation is sensible and
+  transformed back: log s (so the interval stays positive) and Fisher's
+  atanh(rho) (so it stays inside (-1, 1)); the SEs come from ``cov_params()``
+  (on vech Sigma) by the delta method,
+  se(log s_k) = se(Sigma_kk) / (2 Sigma_kk) and
+  d atanh(rho_kl) = [dSigma_kl / (s_k s_l) - rho (dSigma_kk / 2Sigma_kk + dSigma_ll / 2Sigma_ll)] / (1 - rho^2).
+  The ``interval`` column says which. Gaussian fits report no Wald SE for
+  variance components (use the profile).
+* ``"profile"`` -- :mod:`mlglm.profile`.
+* ``"bootstrap"`` -- percentile intervals of :mod:`mlglm.bootstrap`.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from .profile import natural_names, natural_values, profile_conf_int
+
+__all__ = ["wald_conf_int", "conf_int"]
+
+_NA = "no Wald SE (use method='profile')"
+
+
+def _vech_pos(q):
+    """(k, l) -> position in vech (row-major lower triangle)."""
+    rows, cols = np.tril_indices(q)
+    return {(int(r), int(c)): i for i, (r, c) in enumerate(zip(rows, cols))}
+
+
+def wald_conf_int(results, level=0.95) -> pd.DataFrame:
+    """Wald intervals; SDs on the log scale, correlations on the atanh scale."""
+    model = results.model
+    p, q = model.k_fe, model.q
+    z = stats.norm.ppf(0.5 + level / 2.0)
+    est = natural_values(results)
+    fe, sd, cor = natural_names(results)
+    cov = np.asarray(results.cov_params(), dtype=float)
+    params = np.asarray(results.params, dtype=float)
+    pos = _vech_pos(q)
+    rows = []
+    for i, name in enumerate(fe):
+        se = np.sqrt(cov[i, i])
+        rows.append((name, est[name] - z * se, est[name] + z * se, "Wald"))
+    Sigma = np.asarray(results.cov_re, dtype=float)
+    for k, name in enumerate(sd):
+        j = p + pos[(k, k)]
+        var = Sigma[k, k]
+        se_log = np.sqrt(cov[j, j]) / (2 * var) if var > 0 else np.nan
+        c = np.log(est[name]) if var > 0 else np.nan
+        rows.append((name, np.exp(c - z * se_log), np.exp(c + z * se_log),
+                     "Wald, log scale" if np.isfinite(se_log) else _NA))
+    kk, ll = np.tril_indices(q, -1)
+    for (k, l), name in zip(zip(kk, ll), cor):
+        rho = est[name]
+        g = np.zeros(params.size)
+        s2k, s2l = Sigma[k, k], Sigma[l, l]
+        if s2k > 0 and s2l > 0 and abs(rho) < 1:
+            g[p + pos[(k, l)]] = 1.0 / np.sqrt(s2k * s2l)
+            g[p + pos[(k, k)]] = -rho / (2 * s2k)
+            g[p + pos[(l, l)]] = -rho / (2 * s2l)
+            g /= 1 - rho ** 2
+            idx = np.flatnonzero(g)
+            se = np.sqrt(g[idx] @ cov[np.ix_(idx, idx)] @ g[idx])
+            c = np.arctanh(rho)
+            lo, hi = np.tanh(c - z * se), np.tanh(c + z * se)
+        else:
+            lo = hi = np.nan
+        rows.append((name, lo, hi, "Wald, atanh scale" if np.isfinite(lo) else _NA))
+    if model.family_name == "gaussian":
+        rows.append(("sigma", np.nan, np.nan, _NA))
+    out = pd.DataFrame([r[1:] for r in rows], index=[r[0] for r in rows],
+                       columns=["lower", "upper", "interval"])
+    out.insert(0, "estimate", est.reindex(out.index).to_numpy())
+    out.attrs["level"] = level
+    return out
+
+
+def conf_int(results, level=0.95, method="wald", which=None, n_boot=200, seed=None,
+             n_jobs=1, progress=None, boot=None) -> pd.DataFrame:
+    """Intervals for fixed effects, SDs, correlations (and sigma), by ``method``."""
+    if method == "wald":
+        out = wald_conf_int(results, level)
+    elif method == "profile":
+        return profile_conf_int(results, level=level, which=which)
+    elif method == "bootstrap":
+        if boot is None:
+            from .bootstrap import bootstrap
+            boot = bootstrap(results, n=n_boot, seed=seed, progress=progress, n_jobs=n_jobs)
+        out = boot.conf_int(level)
+    else:
+        raise ValueError("method must be 'wald', 'profile' or 'bootstrap'")
+    if which is not None:
+        missing = [w for w in which if w not in out.index]
+        if missing:
+            raise ValueError(f"unknown parameter(s) {missing}; choose from {list(out.index)}")
+        out = out.loc[list(which)]
+    return out

@@ -1,0 +1,423 @@
+"""Profile-likelihood confidence intervals for fixed effects, SDs and correlations.
+
+For a scalar parameter c the profile log-likelihood is the maximum over all
+other parameters with c held fixed, and the signed root
+
+    zeta(c) = sign(c - c_hat) sqrt(2 [l(hat) - l_profile(c)])
+
+is approximately standard normal; the interval is {c : |zeta(c)| <= z_{1-alpha/2}}
+(lme4's ``confint(method = "profile")``). Unlike Wald intervals it follows the
+likelihood: skewed for SDs, bounded for correlations, and an SD whose profile
+never reaches the critical value gets the lower limit 0.
+
+How it is computed
+------------------
+Parameters live in *working coordinates* w = (beta, log s, atanh z[, log sigma])
+(:mod:`mlglm.core.natural`): unconstrained, and each quantity of interest --
+a fixed effect, an SD, the first correlation, the residual SD -- is one
+coordinate, or a fixed linear combination a'w (e.g. log s - log sigma for a
+Gaussian ICC). A correlation other than the first is profiled in a problem
+whose random-effect terms are permuted so its pair comes first.
+
+Each profile point maximises l over the affine subspace a'w = c. Starting
+point: the nearest solved point moved by the quadratic prediction
+H^{-1}a (c - a'w)/(a'H^{-1}a), H the observed information in w at the
+optimum; the search is BFGS with the exact gradient (GLMMs: chain rule
+through w -> theta; Gaussian models: central differences of the cheap exact
+likelihood of :mod:`mlglm.core.lmm_loglik`) in coordinates whitened by H, so
+it takes a handful of iterations. The crossing of |zeta| = z is bracketed by
+stepping out along the predicted (then secant-extrapolated) slope and found by
+Brent's method. Boundaries: an SD's lower limit is 0 when zeta at s ~ 0
+(log s 20 below its estimate) is still inside; a correlation's limit is +-1
+when zeta at +-0.9999 is still inside.
+
+Gaussian fits: SDs, correlations and the residual SD are profiled on the
+fit's criterion (REML or ML, beta at its GLS value); fixed effects on the ML
+likelihood, as REML likelihoods of different fixed effects are not comparable.
+"""
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pandas as pd
+from scipy import optimize, stats
+
+from .core.covariance import Lambda_to_theta
+from .core.families import get_family_link
+from .core.grouping import make_grouped_data
+from .core.lmm import lmm_stats
+from .core.lmm_loglik import gaussian_loglik, permute_stats
+from .core.modes import ModeFailure
+from .core.natural import Lambda_to_natural, correlations, natural_to_Lambda
+from .core.objective import MarginalLoglik
+
+__all__ = ["profile_conf_int", "profile_direction", "LikelihoodProblem", "Profiler", "natural_names",
+           "natural_values"]
+
+#: how far (in log s) below its estimate an SD is taken to be "at zero"
+SD_ZERO_SHIFT = 20.0
+#: correlations are evaluated at +-CORR_LIMIT for the "+-1" boundary test
+CORR_LIMIT = 0.9999
+
+
+def natural_names(results) -> tuple[list[str], list[str], list[str]]:
+    """Row labels: fixed effects, ``sd(term)``, ``cor(term_l, term_k)`` (k > l)."""
+    model = results.model
+    fe = [str(n) for n in model.exog_names]
+    re = [str(n) for n in (getattr(model.data, "exog_re_names", None)
+                           or [f"re{k}" for k in range(model.q)])]
+    gname = getattr(model, "group_name", None)
+    re = ["Intercept" if n in (gname, "Group") else n for n in re]   # statsmodels names it so
+    sd = [f"sd({n})" for n in re]
+    k, l = np.tril_indices(model.q, -1)
+    cor = [] if model.diagonal else [f"cor({re[j]}, {re[i]})" for i, j in zip(k, l)]
+    return fe, sd, cor
+
+
+def natural_values(results) -> pd.Series:
+    """Estimates of the natural parameters: fixed effects, SDs, correlations[, sigma]."""
+    fe, sd, cor = natural_names(results)
+    Sigma = np.asarray(results.cov_re, dtype=float)
+    vals = [np.asarray(results.fe_params, float), np.sqrt(np.clip(np.diag(Sigma), 0, None))]
+    names = fe + sd + cor
+    if cor:
+        vals.append(correlations(Sigma))
+    if results.model.family_name == "gaussian":
+        vals.append([np.sqrt(results.scale)])
+        names = names + ["sigma"]
+    return pd.Series(np.concatenate(vals), index=names)
+
+
+class LikelihoodProblem:
+    """log-likelihood l(w) in working coordinates for one order of the RE terms.
+
+    Parameters
+    ----------
+    results : fitted MixedGLMResults.
+    perm : order of the random-effect terms (first pair = first correlation).
+    criterion : ``"glmm"`` (Laplace/AGHQ as fitted), ``"ml"`` or ``"reml"`` (Gaussian).
+
+    w = (beta [absent for "reml"], log s (permuted order), atanh z [if correlated],
+    log sigma [Gaussian]).
+    """
+
+    def __init__(self, results, perm, criterion):
+        model = results.model
+        self.perm = np.asarray(perm)
+        self.criterion = criterion
+        self.q, self.p = model.q, model.k_fe
+        self.diagonal = model.diagonal or self.q == 1
+        self.n_beta = 0 if criterion == "reml" else self.p
+        self.n_z = 0 if self.diagonal else self.q * (self.q - 1) // 2
+        self.n_sigma = 0 if criterion == "glmm" else 1
+        self.dim = self.n_beta + self.q + self.n_z + self.n_sigma
+        Z = np.asarray(model.exog_re, dtype=float)[:, self.perm]
+        if criterion == "glmm":
+            fl = get_family_link(model.family_name, model.link_name)
+            data = make_grouped_data(model.endog, model.exog, Z, model.group_codes,
+                                     offset=model.offset, m=model.n_trials)
+            self.obj = MarginalLoglik(fl, data, nagq=results.nagq or 1, diagonal=model.diagonal)
+        else:
+            st = lmm_stats(np.asarray(model.endog) - model.offset, model.exog, model.exog_re,
+                           model.group_codes, n_groups=model.n_groups)
+            self.stats = permute_stats(st, self.perm)
+
+    # ----------------------------------------------------------- coordinates
+    def unpack(self, w):
+        w = np.asarray(w, dtype=float)
+        i = self.n_beta
+        beta, log_s = w[:i], w[i:i + self.q]
+        a = w[i + self.q:i + self.q + self.n_z]
+        log_sigma = w[-1] if self.n_sigma else 0.0
+        return beta, log_s, a, log_sigma
+
+    def Lambda(self, w) -> np.ndarray:
+        """Factor of the permuted Sigma (absolute scale)."""
+        _, log_s, a, _ = self.unpack(w)
+        return natural_to_Lambda(log_s, a, self.q, self.diagonal)
+
+    def pack(self, beta, Sigma, sigma2=None, min_sd=1e-5) -> np.ndarray:
+        """w for (beta, Sigma in the original order, sigma^2); SDs floored at ``min_sd``
+        (a zero SD has no log)."""
+        Sp = np.asarray(Sigma, dtype=float)[np.ix_(self.perm, self.perm)]
+        try:
+            L = np.linalg.cholesky(Sp)
+        except np.linalg.LinAlgError:
+            L = np.linalg.cholesky(Sp + 1e-12 * np.eye(self.q))
+        s, z = Lambda_to_natural(L, self.diagonal)
+        parts = [np.asarray(beta, float)[:self.n_beta], np.log(np.maximum(s, min_sd)),
+                 np.arctanh(np.clip(z, -CORR_LIMIT, CORR_LIMIT))]
+        if self.n_sigma:
+            parts.append([0.5 * np.log(sigma2)])
+        return np.concatenate(parts)
+
+    # ------------------------------------------------------------- functions
+    def value(self, w) -> float:
+        beta, log_s, a, log_sigma = self.unpack(w)
+        Lam = natural_to_Lambda(log_s, a, self.q, self.diagonal)
+        if self.criterion == "glmm":
+            x = np.concatenate([beta, Lambda_to_theta(Lam, self.obj.diagonal)])
+            try:
+                return self.obj(x)
+            except (ModeFailure, np.linalg.LinAlgError, FloatingPointError):
+                return -np.inf
+        return gaussian_loglik(beta, Lam, np.exp(2 * log_sigma), self.stats,
+                               reml=self.criterion == "reml")
+
+    def value_and_gradient(self, w):
+        """(l, dl/dw); exact chain rule for GLMMs, central differences for Gaussian."""
+        w = np.asarray(w, dtype=float)
+        if self.criterion != "glmm":
+            f0 = self.value(w)
+            g = np.empty_like(w)
+            for i in range(w.size):
+                h = 1e-5 * max(1.0, abs(w[i]))
+                e = np.zeros_like(w)
+                e[i] = h
+                g[i] = (self.value(w + e) - self.value(w - e)) / (2 * h)
+            return f0, g
+        beta, log_s, a, _ = self.unpack(w)
+        re = w[self.n_beta:]
+        diag = self.obj.diagonal
+
+        def theta_of(r):
+            return Lambda_to_theta(natural_to_Lambda(r[:self.q], r[self.q:], self.q,
+                                                     self.diagonal), diag)
+        x = np.concatenate([beta, theta_of(re)])
+        try:
+            f, gx = self.obj.value_and_gradient(x)
+        except (ModeFailure, np.linalg.LinAlgError, FloatingPointError):
+            return -np.inf, np.zeros_like(w)
+        J = np.empty((x.size - self.p, re.size))
+        for i in range(re.size):       # w -> theta is a cheap closed form: difference it
+            h = 1e-6 * max(1.0, abs(re[i]))
+            e = np.zeros_like(re)
+            e[i] = h
+            J[:, i] = (theta_of(re + e) - theta_of(re - e)) / (2 * h)
+        return f, np.concatenate([gx[:self.p], J.T @ gx[self.p:]])
+
+
+class Profiler:
+    """Maximise l over {w : a'w = c} and find where |zeta| crosses a critical value.
+
+    ``w_hat`` is polished to the exact optimum of this problem first (the
+    reported fit may be converged only to the optimiser's tolerance, and a
+    zeta computed against a slightly low maximum would be biased).
+    """
+
+    def __init__(self, problem: LikelihoodProblem, w_start):
+        self.problem = problem
+        self.H = self._information(np.asarray(w_start, float))
+        w_hat, ll = self._maximise(np.asarray(w_start, float), None, None)
+        self.w_hat, self.ll_hat = w_hat, ll
+        self.H = self._information(w_hat)
+        self.Hinv = np.linalg.inv(self.H)
+        self.n_fits = 0
+
+    def _information(self, w):
+        """-d2 l/dw2 by central differences of the gradient, eigenvalues floored."""
+        k = w.size
+        H = np.empty((k, k))
+        for i in range(k):
+            h = 1e-4 * max(1.0, abs(w[i]))
+            e = np.zeros(k)
+            e[i] = h
+            H[:, i] = -(self.problem.value_and_gradient(w + e)[1]
+                        - self.problem.value_and_gradient(w - e)[1]) / (2 * h)
+        H = 0.5 * (H + H.T)
+        lam, V = np.linalg.eigh(H)
+        floor = 1e-6 * max(lam.max(), 1.0)
+        return (V * np.maximum(lam, floor)) @ V.T
+
+    def _maximise(self, w0, a, c):
+        """argmax l(w) over a'w = c (unconstrained if a is None), BFGS from w0."""
+        k = w0.size
+        if a is None:
+            N = np.eye(k)
+            base = w0
+        else:
+            base = w0 + a * (c - a @ w0) / (a @ a)
+            N = np.linalg.svd(a[None, :])[2][1:].T          # orthonormal basis of a-perp
+        HN = N.T @ self.H @ N
+        lam, V = np.linalg.eigh(0.5 * (HN + HN.T))
+        C = N @ (V / np.sqrt(np.maximum(lam, 1e-12 * max(lam.max(), 1.0))))
+
+        def f(v):
+            val, g = self.problem.value_and_gradient(base + C @ v)
+            if not np.isfinite(val):
+                return 1e300, np.zeros_like(v)
+            return -val, -(C.T @ g)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            r = optimize.minimize(f, np.zeros(C.shape[1]), jac=True, method="BFGS",
+                                  options={"gtol": 1e-6, "maxiter": 500})
+        w = base + C @ r.x
+        return w, -float(r.fun)
+
+    def zeta(self, a, c, cache):
+        """Signed root of the likelihood-ratio statistic at a'w = c (cached per a)."""
+        if c in cache:
+            return cache[c][0]
+        if cache:
+            near = min(cache, key=lambda ci: abs(ci - c))
+            w0 = cache[near][1]
+        else:
+            w0 = self.w_hat
+        Ha = self.Hinv @ a
+        w0 = w0 + Ha * (c - a @ w0) / (a @ Ha)
+        w, ll = self._maximise(w0, a, c)
+        self.n_fits += 1
+        c_hat = a @ self.w_hat
+        z = np.sign(c - c_hat) * np.sqrt(max(0.0, 2.0 * (self.ll_hat - ll)))
+        cache[c] = (z, w)
+        return z
+
+    def bound(self, a, side, z_crit, limit=None, cache=None):
+        """The c on ``side`` (+1/-1) with |zeta(c)| = z_crit, or None if |zeta| stays
+        below z_crit up to ``limit`` (a parameter boundary), or +-inf if unbounded."""
+        cache = {} if cache is None else cache
+        c_hat = float(a @ self.w_hat)
+        se = float(np.sqrt(a @ self.Hinv @ a))
+        prev_c, prev_z = c_hat, 0.0
+        if limit is not None:
+            zl = abs(self.zeta(a, limit, cache))
+            if zl < z_crit:
+                return None
+        c = c_hat + side * z_crit * se
+        for _ in range(40):
+            if limit is not None and side * (c - limit) >= 0:
+                c = limit
+            z = abs(self.zeta(a, c, cache))
+            if z >= z_crit:
+                break
+            if c == limit:
+                return None
+            slope = (z - prev_z) / abs(c - prev_c)
+            step = abs(c - prev_c)
+            step = 2.0 * step if slope <= 0 else min(4 * step, max(1.1 * (z_crit - z) / slope,
+                                                                    0.05 * se))
+            prev_c, prev_z = c, z
+            c = c + side * step
+        else:
+            return side * np.inf
+        lo, hi = sorted((prev_c, c))
+        return optimize.brentq(lambda t: abs(self.zeta(a, t, cache)) - z_crit, lo, hi,
+                               xtol=1e-7 * max(1.0, abs(c_hat)), rtol=1e-9)
+
+
+def _natural_start(problem, results):
+    """w of the fit for this problem (Gaussian REML variance parameters as fitted)."""
+    sigma2 = results.scale if problem.n_sigma else None
+    return problem.pack(results.fe_params, results.cov_re, sigma2)
+
+
+def _interval(profiler, a, z_crit, lower_limit, upper_limit, transform):
+    cache = {}
+    lo = profiler.bound(a, -1, z_crit, lower_limit, cache)
+    hi = profiler.bound(a, +1, z_crit, upper_limit, cache)
+    return transform(lo, "lower"), transform(hi, "upper"), cache
+
+
+def profile_direction(results, direction, level=0.95, lower_shift=None):
+    """Profile interval of a linear combination c = a'w of working coordinates.
+
+    ``direction(problem)`` returns a (the problem has the fit's own criterion
+    and the identity term order); ``lower_shift`` puts a boundary that far
+    below c-hat (returned as None when the profile stays inside to there).
+    Returns (c_hat, lower, upper) on the working scale.
+    """
+    model = results.model
+    gaussian = model.family_name == "gaussian"
+    crit = "glmm" if not gaussian else ("reml" if results.method == "reml" else "ml")
+    prob = LikelihoodProblem(results, np.arange(model.q), crit)
+    prof = Profiler(prob, _natural_start(prob, results))
+    a = np.asarray(direction(prob), dtype=float)
+    c_hat = float(a @ prof.w_hat)
+    z_crit = stats.norm.ppf(0.5 + level / 2.0)
+    cache = {}
+    limit = None if lower_shift is None else c_hat - lower_shift
+    lo = prof.bound(a, -1, z_crit, limit, cache)
+    hi = prof.bound(a, +1, z_crit, None, cache)
+    return c_hat, lo, hi
+
+
+def profile_conf_int(results, level=0.95, which=None) -> pd.DataFrame:
+    """Profile-likelihood intervals (see the module notes) as a DataFrame.
+
+    Parameters
+    ----------
+    results : MixedGLMResults.
+    level : coverage, 0.95 by default.
+    which : optional list of row labels (fixed-effect names, ``sd(term)``,
+        ``cor(a, b)``, ``sigma``) to profile; default all.
+
+    Returns
+    -------
+    DataFrame indexed by parameter with columns ``estimate``, ``lower``,
+    ``upper``, ``interval`` (= ``"profile"``); ``attrs["n_fits"]`` counts the
+    constrained refits.
+    """
+    model = results.model
+    gaussian = model.family_name == "gaussian"
+    q = model.q
+    z_crit = stats.norm.ppf(0.5 + level / 2.0)
+    fe, sd, cor = natural_names(results)
+    pairs = list(zip(*np.tril_indices(q, -1))) if cor else []
+    rows, n_fits = {}, 0
+    wanted = None if which is None else set(which)
+    want = (lambda name: wanted is None or name in wanted)
+    estimates = natural_values(results)
+    var_crit = "glmm" if not gaussian else ("reml" if results.method == "reml" else "ml")
+
+    def run(problem_perm, crit, jobs):
+        nonlocal n_fits
+        if not jobs:
+            return
+        prob = LikelihoodProblem(results, problem_perm, crit)
+        prof = Profiler(prob, _natural_start(prob, results))
+        for name, idx, kind in jobs:
+            a = np.zeros(prob.dim)
+            a[idx] = 1.0
+            c_hat = prof.w_hat[idx]
+            if kind == "beta":
+                lo, hi, _ = _interval(prof, a, z_crit, None, None, lambda c, _s: float(c))
+            elif kind == "sd":
+                lo, hi, _ = _interval(prof, a, z_crit, c_hat - SD_ZERO_SHIFT, None,
+                                      lambda c, s: 0.0 if c is None else float(np.exp(c)))
+            elif kind == "sigma":
+                lo, hi, _ = _interval(prof, a, z_crit, None, None, lambda c, _s: float(np.exp(c)))
+            else:
+                lim = np.arctanh(CORR_LIMIT)
+                lo, hi, _ = _interval(prof, a, z_crit, -lim, lim, lambda c, s: (
+                    (-1.0 if s == "lower" else 1.0) if c is None else float(np.tanh(c))))
+            rows[name] = (float(estimates[name]), lo, hi)
+        n_fits += prof.n_fits
+
+    ident = np.arange(q)
+    prob_dims = (0 if var_crit == "reml" else model.k_fe)
+    jobs = []
+    if not gaussian:
+        jobs += [(n, i, "beta") for i, n in enumerate(fe) if want(n)]
+    jobs += [(n, prob_dims + k, "sd") for k, n in enumerate(sd) if want(n)]
+    if pairs and want(cor[0]):
+        jobs.append((cor[0], prob_dims + q, "cor"))
+    if gaussian and want("sigma"):
+        jobs.append(("sigma", -1, "sigma"))
+    run(ident, var_crit, jobs)
+    for (k, l), name in list(zip(pairs, cor))[1:]:
+        if want(name):
+            perm = np.array([l, k] + [t for t in range(q) if t not in (k, l)])
+            run(perm, var_crit, [(name, prob_dims + q, "cor")])
+    if gaussian:
+        run(ident, "ml", [(n, i, "beta") for i, n in enumerate(fe) if want(n)])
+    order = [n for n in fe + sd + cor + (["sigma"] if gaussian else []) if n in rows]
+    unknown = (wanted or set()) - set(order)
+    if unknown:
+        raise ValueError(f"unknown parameter(s) {sorted(unknown)}; choose from "
+                         f"{fe + sd + cor + (['sigma'] if gaussian else [])}")
+    out = pd.DataFrame([rows[n] for n in order], index=order, columns=["estimate", "lower", "upper"])
+    out["interval"] = "profile"
+    out.attrs["n_fits"] = n_fits
+    out.attrs["level"] = level
+    return out
