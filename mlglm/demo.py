@@ -175,10 +175,24 @@ def run_demo(out="mlglm_demo_out", plots=True, file=None) -> dict:
         "integrates more accurately than the Laplace approximation; here the estimates differ",
         "only in the second or third decimal (districts hold 32 women on average).")
 
+    t = time.perf_counter()
+    ci = g1.conf_int(method="profile")
+    t_prof = time.perf_counter() - t
+    numbers.update(profile_sd_urban=(ci.loc["sd(urban[T.Y])", "lower"],
+                                     ci.loc["sd(urban[T.Y])", "upper"]))
+    say("", f"Profile-likelihood 95% intervals ({t_prof:.1f} s; lme4's confint(method = "
+        "\"profile\")):", ci.to_string(float_format=lambda v: f"{v:.4f}"),
+        "The intervals for the SDs are asymmetric, as the likelihood is; a Wald interval for",
+        "the urban slope variance (estimate +- 1.96 SE) would reach below zero.")
+    mp = g1.marginal_params()
+    say("", "Population-averaged (marginal) coefficients: the effect on the proportion of all",
+        "women, averaging over districts, rather than within one district:",
+        mp[["coef", "se", "conditional"]].to_string(float_format=lambda v: f"{v:.4f}"))
+
     say("", "ICC on the latent scale, random-intercept model glmer(" + _GLMM_RI + "):")
     g0 = mlglm.glmer(_GLMM_RI, con, family="binomial")
-    icl = icc(g0)
-    numbers.update(icc_latent=icl.value)
+    icl = icc(g0, ci=True)
+    numbers.update(icc_latent=icl.value, icc_latent_ci=icl.ci)
     say(str(icl))
 
     say("", "Pooling comparison for y ~ urban by district (random intercept and urban slope):")

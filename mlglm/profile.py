@@ -255,22 +255,35 @@ class Profiler:
         w = base + C @ r.x
         return w, -float(r.fun)
 
-    def zeta(self, a, c, cache):
-        """Signed root of the likelihood-ratio statistic at a'w = c (cached per a)."""
+    def zeta(self, a, c, cache, boundary=False):
+        """Signed root of the likelihood-ratio statistic at a'w = c (cached per a).
+
+        Start: the nearest solved point (unless ``boundary``), else the
+        optimum, moved onto a'w = c along the quadratic prediction when the
+        move is within a few SEs (beyond that the prediction is meaningless and
+        only the constrained coordinate moves). A start where the likelihood
+        cannot be evaluated is skipped for the next candidate.
+        """
         if c in cache:
             return cache[c][0]
-        if cache:
-            near = min(cache, key=lambda ci: abs(ci - c))
-            w0 = cache[near][1]
-        else:
-            w0 = self.w_hat
         Ha = self.Hinv @ a
-        w0 = w0 + Ha * (c - a @ w0) / (a @ Ha)
-        w, ll = self._maximise(w0, a, c)
+        se = np.sqrt(a @ Ha)
+        starts = [self.w_hat]
+        if cache and not boundary:
+            starts.insert(0, cache[min(cache, key=lambda ci: abs(ci - c))][1])
+        w, ll = None, -np.inf
+        for w0 in starts:
+            d = c - a @ w0
+            w0 = w0 + (Ha * d / (a @ Ha) if abs(d) <= 4 * se else a * d / (a @ a))
+            if not np.isfinite(self.problem.value(w0)):
+                continue
+            w, ll = self._maximise(w0, a, c)
+            break
         self.n_fits += 1
         c_hat = a @ self.w_hat
         z = np.sign(c - c_hat) * np.sqrt(max(0.0, 2.0 * (self.ll_hat - ll)))
-        cache[c] = (z, w)
+        if w is not None and not boundary:
+            cache[c] = (z, w)
         return z
 
     def bound(self, a, side, z_crit, limit=None, cache=None):
@@ -281,7 +294,7 @@ class Profiler:
         se = float(np.sqrt(a @ self.Hinv @ a))
         prev_c, prev_z = c_hat, 0.0
         if limit is not None:
-            zl = abs(self.zeta(a, limit, cache))
+            zl = abs(self.zeta(a, limit, {}, boundary=True))
             if zl < z_crit:
                 return None
         c = c_hat + side * z_crit * se

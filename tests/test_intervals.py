@@ -392,3 +392,30 @@ def test_icc_ci_needs_an_mlglm_fit(hsb):
     assert mlglm.icc(r).value > 0
     with pytest.raises(TypeError, match="mlglm"):
         mlglm.icc(r, ci=True)
+
+
+def test_profile_q3_invariant_to_the_order_of_random_effect_terms():
+    """Three correlated random effects: the correlation that is first in one order is
+    profiled directly, the others through a permuted problem. Listing the terms in
+    another order permutes which path each correlation takes; the intervals must not
+    change (to the root-finding tolerance)."""
+    rng = np.random.default_rng(5)
+    G, nj = 60, 20
+    g = np.repeat(np.arange(G), nj)
+    x1, x2 = rng.normal(size=g.size), rng.normal(size=g.size)
+    S = np.array([[1.0, 0.3, -0.2], [0.3, 0.5, 0.1], [-0.2, 0.1, 0.4]])
+    b = rng.multivariate_normal(np.zeros(3), S, size=G)
+    eta = 0.2 + 0.5 * x1 - 0.3 * x2 + b[g, 0] + b[g, 1] * x1 + b[g, 2] * x2
+    d = pd.DataFrame(dict(y=rng.poisson(np.exp(eta)), x1=x1, x2=x2, g=g))
+    out = []
+    for re_formula in ("~x1 + x2", "~x2 + x1"):
+        m = mlglm.MixedGLM.from_formula("y ~ x1 + x2", d, groups="g", re_formula=re_formula,
+                                        family=sm.families.Poisson())
+        ci = m.fit().conf_int(method="profile")
+        ci.index = [n.replace("cor(x2, x1)", "cor(x1, x2)") for n in ci.index]
+        out.append(ci.sort_index())
+    assert list(out[0].index) == list(out[1].index)
+    np.testing.assert_allclose(out[0][["lower", "upper"]], out[1][["lower", "upper"]],
+                               atol=1e-4)
+    assert (out[0]["lower"] < out[0]["estimate"]).all()
+    assert (out[0]["estimate"] < out[0]["upper"]).all()
