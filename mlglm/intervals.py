@@ -83,12 +83,12 @@ def wald_conf_int(results, level=0.95) -> pd.DataFrame:
 
 
 def conf_int(results, level=0.95, method="wald", which=None, n_boot=200, seed=None,
-             n_jobs=1, progress=None, boot=None) -> pd.DataFrame:
+             n_jobs=1, progress=None, boot=None, criterion=None) -> pd.DataFrame:
     """Intervals for fixed effects, SDs, correlations (and sigma), by ``method``."""
     if method == "wald":
         out = wald_conf_int(results, level)
     elif method == "profile":
-        return profile_conf_int(results, level=level, which=which)
+        return profile_conf_int(results, level=level, which=which, criterion=criterion)
     elif method == "bootstrap":
         if boot is None:
             from .bootstrap import bootstrap

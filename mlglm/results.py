@@ -362,7 +362,7 @@ class MixedGLMResults(MixedLMResults):
                                                 scalar=scalar, **kwargs)
 
     def conf_int(self, alpha=0.05, cols=None, method="wald", level=None, which=None,
-                 n_boot=200, seed=None, n_jobs=1, progress=None, boot=None):
+                 n_boot=200, seed=None, n_jobs=1, progress=None, boot=None, criterion=None):
         """Confidence intervals for fixed effects, random-effect SDs and correlations.
 
         Parameters
@@ -374,6 +374,9 @@ class MixedGLMResults(MixedLMResults):
             ``"bootstrap"`` (parametric bootstrap percentiles; ``n_boot``,
             ``seed``, ``n_jobs``, ``progress``, or a ready ``boot=``).
         which : optional row labels to keep (profile: to compute).
+        criterion : profile, Gaussian REML fits: ``"ml"`` profiles on the ML
+            likelihood as lme4's ``confint()`` does (default: the REML criterion
+            for the variance parameters).
 
         Returns
         -------
@@ -386,7 +389,8 @@ class MixedGLMResults(MixedLMResults):
             raise TypeError("cols= is not supported; use which=[names]")
         level = 1 - alpha if level is None else level
         return conf_int(self, level=level, method=method, which=which, n_boot=n_boot,
-                        seed=seed, n_jobs=n_jobs, progress=progress, boot=boot)
+                        seed=seed, n_jobs=n_jobs, progress=progress, boot=boot,
+                        criterion=criterion)
 
     def bootstrap(self, n=200, seed=None, progress=None, n_jobs=1):
         """Parametric bootstrap: simulate with new random effects, refit, n times

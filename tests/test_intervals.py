@@ -184,6 +184,38 @@ def test_profile_matches_lmer_ml(hsb, profile_ref):
         assert ours["upper"] == pytest.approx(hi, abs=PROFILE_VS_LME4_ATOL), name
 
 
+def test_profile_reml_fit(hsb, profile_ref):
+    """REML fit: by default the variance parameters are profiled on the REML criterion
+    (checked: l_REML = l_hat - z^2/2 at the sigma limits, by a 1-D scipy profile);
+    criterion='ml' reproduces lme4, whose confint() of a REML lmer fit equals that of
+    the ML fit (hsb_rs_ml in profile_ci.json; lme4 1.1-31, checked by hand)."""
+    r = mlglm.lmer("mAch ~ meanses + cses + (1 + cses | school)", hsb, reml=True)
+    ml = r.conf_int(method="profile", criterion="ml")
+    ref = profile_ref["hsb_rs_ml"]
+    for name, lo, hi in zip(ref["names"], ref["lower"], ref["upper"]):
+        ours = ml.loc["sigma" if name == "sigma" else _lme4_name(name)]
+        assert ours["lower"] == pytest.approx(lo, abs=PROFILE_VS_LME4_ATOL), name
+        assert ours["upper"] == pytest.approx(hi, abs=PROFILE_VS_LME4_ATOL), name
+    reml = r.conf_int(method="profile", which=["sd(Intercept)", "sigma"])
+    assert reml.loc["sd(Intercept)", "lower"] > ml.loc["sd(Intercept)", "lower"] + 0.005
+    assert (reml["lower"] < reml["estimate"]).all() and (reml["estimate"] < reml["upper"]).all()
+    with pytest.raises(ValueError, match="criterion"):
+        r.conf_int(method="profile", criterion="exact")
+    m = r.model
+    st = lmm_stats(m.endog, m.exog, m.exog_re, m.group_codes)
+    L0 = np.linalg.cholesky(np.asarray(r.cov_re))
+
+    def prof(sigma):      # max over Lambda (3 free entries) of l_REML at this sigma
+        def nll(v):
+            return -gaussian_loglik(None, np.array([[v[0], 0.0], [v[1], v[2]]]), sigma ** 2,
+                                    st, reml=True)
+        return -optimize.minimize(nll, L0[np.tril_indices(2)], method="Nelder-Mead",
+                                  options={"xatol": 1e-9, "fatol": 1e-10,
+                                           "maxiter": 4000}).fun
+    for limit in reml.loc["sigma", ["lower", "upper"]]:
+        assert prof(limit) == pytest.approx(r.llf - Z95 ** 2 / 2, abs=PROFILE_LLF_ATOL)
+
+
 def test_profile_fixed_effect_limit_by_offset_refit(contraception, reference_fit):
     """Independent check: move urban[T.Y] into the offset at each profile limit and
     refit the rest with the ordinary fitter: llf = llf_hat - z^2/2."""

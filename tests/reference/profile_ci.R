@@ -1,9 +1,9 @@
 # Profile-likelihood confidence intervals from lme4 for the Laplace reference cases.
 # Usage: Rscript profile_ci.R DATADIR OUT.json [CASE ...]
-# For each case (default: all): glmer(..., nAGQ = 1) as in references.R but with
-#   control = glmerControl(optimizer = "bobyqa", optCtrl = list(maxfun = 1e5))
+# For each case (default: all): glmer(..., nAGQ = 1) as in references.R -- for contra_rs
+# with control = glmerControl(optimizer = "bobyqa", optCtrl = list(maxfun = 1e5))
 # (with the default optimizer lme4's fit of contra_rs stops short, and profile()
-# then aborts with "profiling detected new, lower deviance"), then
+# then aborts with "profiling detected new, lower deviance") -- then
 #   confint(m, method = "profile", level = 0.95, oldNames = FALSE)
 # and, for the high-school LMM, lmer(..., REML = FALSE) the same way.
 # OUT.json is rewritten after each case; cases already in it are kept.
@@ -29,9 +29,9 @@ for (cs in cases) {
   if (length(only) && !(cs$id %in% only)) next
   d <- prep[[cs$data]](rd(cs$data))
   f <- as.formula(cs$formula)
+  ctrl <- if (cs$id == "contra_rs") glmerControl(optimizer = "bobyqa", optCtrl = list(maxfun = 1e5)) else glmerControl()
   m <- if (cs$family == "gaussian") lmer(f, d, REML = FALSE) else
-    glmer(f, d, get(cs$family), nAGQ = 1,
-          control = glmerControl(optimizer = "bobyqa", optCtrl = list(maxfun = 1e5)))
+    glmer(f, d, get(cs$family), nAGQ = 1, control = ctrl)
   t <- system.time(ci <- confint(m, method = "profile", level = 0.95, oldNames = FALSE))[["elapsed"]]
   res[[cs$id]] <- list(case = cs, seconds = t, loglik = as.numeric(logLik(m)),
                        names = rownames(ci), lower = unname(ci[, 1]), upper = unname(ci[, 2]))
