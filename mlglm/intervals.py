@@ -10,8 +10,9 @@
   (on vech Sigma) by the delta method,
   se(log s_k) = se(Sigma_kk) / (2 Sigma_kk) and
   d atanh(rho_kl) = [dSigma_kl / (s_k s_l) - rho (dSigma_kk / 2Sigma_kk + dSigma_ll / 2Sigma_ll)] / (1 - rho^2).
-  The ``interval`` column says which. Gaussian fits report no Wald SE for
-  variance components (use the profile).
+  The ``interval`` column says which. For Gaussian fits (whose ``cov_params()``
+  has no variance-component block) the SEs on those scales come from the
+  observed information of the REML/ML criterion in (log s, atanh z, log sigma).
 * ``"profile"`` -- :mod:`mlglm.profile`.
 * ``"bootstrap"`` -- percentile intervals of :mod:`mlglm.bootstrap`.
 """
@@ -34,6 +35,38 @@ def _vech_pos(q):
     return {(int(r), int(c)): i for i, (r, c) in enumerate(zip(rows, cols))}
 
 
+def _gaussian_variance_se(results):
+    """SEs of (log s_k, atanh rho_kl, log sigma) for a Gaussian fit, from the observed
+    information of the fit's criterion (REML or ML) in working coordinates
+    (:class:`~mlglm.profile.LikelihoodProblem`), by central differences of the
+    exact likelihood, mapped to every correlation by a numerical Jacobian."""
+    from .core.natural import natural_to_Lambda
+    from .profile import LikelihoodProblem, observed_information
+    q = results.model.q
+    crit = "reml" if results.method == "reml" else "ml"
+    prob = LikelihoodProblem(results, np.arange(q), crit)
+    w = prob.pack(results.fe_params, results.cov_re, results.scale)
+    H = observed_information(prob, w)
+    cov_w = np.linalg.inv(H)
+    kk, ll = np.tril_indices(q, -1)
+    diag = results.model.diagonal or q == 1
+
+    def nat(v):
+        _, log_s, a, log_sigma = prob.unpack(v)
+        Lam = natural_to_Lambda(log_s, a, q, diag)
+        R = Lam @ Lam.T
+        d = np.sqrt(np.diag(R))
+        rho = (R / np.outer(d, d))[kk, ll] if not diag else np.zeros(0)
+        return np.concatenate([log_s, np.arctanh(np.clip(rho, -1 + 1e-15, 1 - 1e-15)),
+                               [log_sigma]])
+    J = np.empty((nat(w).size, w.size))
+    for i in range(w.size):
+        e = np.zeros_like(w)
+        e[i] = 1e-6 * max(1.0, abs(w[i]))
+        J[:, i] = (nat(w + e) - nat(w - e)) / (2 * e[i])
+    return np.sqrt(np.clip(np.diag(J @ cov_w @ J.T), 0, None))
+
+
 def wald_conf_int(results, level=0.95) -> pd.DataFrame:
     """Wald intervals; SDs on the log scale, correlations on the atanh scale."""
     model = results.model
@@ -49,6 +82,15 @@ def wald_conf_int(results, level=0.95) -> pd.DataFrame:
         se = np.sqrt(cov[i, i])
         rows.append((name, est[name] - z * se, est[name] + z * se, "Wald"))
     Sigma = np.asarray(results.cov_re, dtype=float)
+    if model.family_name == "gaussian":
+        se_nat = _gaussian_variance_se(results)
+        labels = ["Wald, log scale"] * q + ["Wald, atanh scale"] * len(cor) + ["Wald, log scale"]
+        centre = np.concatenate([np.log(est[sd].to_numpy()), np.arctanh(est[cor].to_numpy()),
+                                 [np.log(est["sigma"])]])
+        back = [np.exp] * q + [np.tanh] * len(cor) + [np.exp]
+        for name, c, se, f, lab in zip(sd + cor + ["sigma"], centre, se_nat, back, labels):
+            rows.append((name, f(c - z * se), f(c + z * se), lab))
+        return _frame(rows, est, level)
     for k, name in enumerate(sd):
         j = p + pos[(k, k)]
         var = Sigma[k, k]
@@ -73,8 +115,10 @@ def wald_conf_int(results, level=0.95) -> pd.DataFrame:
         else:
             lo = hi = np.nan
         rows.append((name, lo, hi, "Wald, atanh scale" if np.isfinite(lo) else _NA))
-    if model.family_name == "gaussian":
-        rows.append(("sigma", np.nan, np.nan, _NA))
+    return _frame(rows, est, level)
+
+
+def _frame(rows, est, level):
     out = pd.DataFrame([r[1:] for r in rows], index=[r[0] for r in rows],
                        columns=["lower", "upper", "interval"])
     out.insert(0, "estimate", est.reindex(out.index).to_numpy())

@@ -54,7 +54,7 @@ from .core.modes import ModeFailure
 from .core.natural import Lambda_to_natural, correlations, natural_to_Lambda
 from .core.objective import MarginalLoglik
 
-__all__ = ["profile_conf_int", "profile_direction", "LikelihoodProblem", "Profiler", "natural_names",
+__all__ = ["profile_conf_int", "profile_direction", "LikelihoodProblem", "observed_information", "Profiler", "natural_names",
            "natural_values"]
 
 #: how far (in log s) below its estimate an SD is taken to be "at zero"
@@ -200,6 +200,23 @@ class LikelihoodProblem:
         return f, np.concatenate([gx[:self.p], J.T @ gx[self.p:]])
 
 
+def observed_information(problem, w):
+    """-d2 l/dw2 at w by central differences of the gradient, eigenvalues floored
+    (a positive definite matrix for whitening even at a boundary)."""
+    k = w.size
+    H = np.empty((k, k))
+    for i in range(k):
+        h = 1e-4 * max(1.0, abs(w[i]))
+        e = np.zeros(k)
+        e[i] = h
+        H[:, i] = -(problem.value_and_gradient(w + e)[1]
+                    - problem.value_and_gradient(w - e)[1]) / (2 * h)
+    H = 0.5 * (H + H.T)
+    lam, V = np.linalg.eigh(H)
+    floor = 1e-6 * max(lam.max(), 1.0)
+    return (V * np.maximum(lam, floor)) @ V.T
+
+
 class Profiler:
     """Maximise l over {w : a'w = c} and find where |zeta| crosses a critical value.
 
@@ -210,27 +227,12 @@ class Profiler:
 
     def __init__(self, problem: LikelihoodProblem, w_start):
         self.problem = problem
-        self.H = self._information(np.asarray(w_start, float))
+        self.H = observed_information(self.problem, np.asarray(w_start, float))
         w_hat, ll = self._maximise(np.asarray(w_start, float), None, None)
         self.w_hat, self.ll_hat = w_hat, ll
-        self.H = self._information(w_hat)
+        self.H = observed_information(self.problem, w_hat)
         self.Hinv = np.linalg.inv(self.H)
         self.n_fits = 0
-
-    def _information(self, w):
-        """-d2 l/dw2 by central differences of the gradient, eigenvalues floored."""
-        k = w.size
-        H = np.empty((k, k))
-        for i in range(k):
-            h = 1e-4 * max(1.0, abs(w[i]))
-            e = np.zeros(k)
-            e[i] = h
-            H[:, i] = -(self.problem.value_and_gradient(w + e)[1]
-                        - self.problem.value_and_gradient(w - e)[1]) / (2 * h)
-        H = 0.5 * (H + H.T)
-        lam, V = np.linalg.eigh(H)
-        floor = 1e-6 * max(lam.max(), 1.0)
-        return (V * np.maximum(lam, floor)) @ V.T
 
     def _maximise(self, w0, a, c):
         """argmax l(w) over a'w = c (unconstrained if a is None), BFGS from w0."""
