@@ -77,6 +77,12 @@ def test_demo_numbers(tmp_path):
     assert n["tau01"] == pytest.approx(0.0467883769005967, abs=1e-3)
     assert res["figures"] == []
     assert n["llf_aghq"] >= n["llf_laplace"] - 1.0
+    # profile interval of the latent ICC (tests/test_intervals.py checks the machinery
+    # against lme4): it brackets the estimate
+    lo, hi = n["icc_latent_ci"]
+    assert 0 < lo < n["icc_latent"] < hi < 1
+    lo, hi = n["profile_sd_urban"]
+    assert 0 < lo < hi
 
 
 def test_demo_text_only_without_matplotlib(tmp_path, monkeypatch, capsys):
