@@ -62,17 +62,24 @@ def marginal_predict(res, X, Z, offset, nagq=15, se=True, rel_step=1e-6):
     mu = mean_at(params)
     if not se:
         return mu, None
+    J, c = _delta_jacobian(res, mean_at, params, mu.size, rel_step)
+    return mu, np.sqrt(np.einsum("ni,ij,nj->n", J, c, J))
+
+
+def _delta_jacobian(res, fun, params, k, rel_step):
+    """(J, C): the Jacobian of fun at params by central differences and cov_params()
+    with the rows/columns of parameters without a Wald SE (NaN) set to 0, so they
+    contribute nothing to J C J'."""
     cov = np.asarray(res.cov_params(), dtype=float)
     ok = np.isfinite(np.diag(cov))
-    J = np.zeros((mu.size, params.size))
+    J = np.zeros((k, params.size))
     for i in np.flatnonzero(ok):
         h = rel_step * max(abs(params[i]), 1e-2)
         up, dn = params.copy(), params.copy()
         up[i] += h
         dn[i] -= h
-        J[:, i] = (mean_at(up) - mean_at(dn)) / (2 * h)
-    c = np.where(np.outer(ok, ok), cov, 0.0)
-    return mu, np.sqrt(np.einsum("ni,ij,nj->n", J, c, J))
+        J[:, i] = (fun(up) - fun(dn)) / (2 * h)
+    return J, np.where(np.outer(ok, ok), cov, 0.0)
 
 
 def _unvech(par, p, q):
@@ -116,16 +123,7 @@ def marginal_params(res, nagq=15, level=0.95, rel_step=1e-6) -> pd.DataFrame:
         return XtX_inv_Xt @ (link(mu) - off)
 
     bm = coefs(params)
-    cov = np.asarray(res.cov_params(), dtype=float)
-    ok = np.isfinite(np.diag(cov))
-    J = np.zeros((p, params.size))
-    for i in np.flatnonzero(ok):
-        h = rel_step * max(abs(params[i]), 1e-2)
-        up, dn = params.copy(), params.copy()
-        up[i] += h
-        dn[i] -= h
-        J[:, i] = (coefs(up) - coefs(dn)) / (2 * h)
-    c = np.where(np.outer(ok, ok), cov, 0.0)
+    J, c = _delta_jacobian(res, coefs, params, p, rel_step)
     se = np.sqrt(np.diag(J @ c @ J.T))
     crit = stats.norm.ppf(0.5 + level / 2)
     with np.errstate(divide="ignore", invalid="ignore"):
