@@ -307,6 +307,16 @@ class MixedGLM(MixedLM):
         lhs = formula.split("~", 1)[0]
         if "+" in lhs:
             kwargs["_endog_names"] = [s.strip() for s in lhs.split("+")]
+        # patsy sees only the columns the formulas can name: statsmodels copies the
+        # frame it is given and converts every string column to object first
+        # (pandas >= 3), which on a wide frame cost more than the fit of a small LMM.
+        # Any column patsy could look up appears literally in the formula text.
+        text = formula + " " + (re_formula or "")
+        used_cols = [c for c in data.columns if str(c) in text or
+                     (isinstance(group_name, str) and c == group_name)]
+        full_data = data
+        if len(used_cols) < data.shape[1] and not data.columns.has_duplicates:
+            data = data[used_cols]
         try:
             mod = super().from_formula(formula, data, re_formula=re_formula, subset=None,
                                        use_sparse=use_sparse, missing="none", *args, **kwargs)
@@ -319,6 +329,7 @@ class MixedGLM(MixedLM):
                                          f"(re_formula={re_formula!r}): {exc}") from exc
             raise
         mod.group_name = group_name if isinstance(group_name, str) else "Group"
+        mod.data.frame = full_data      # as statsmodels attaches it: every column
         return mod
 
     # ------------------------------------------------------------------ fitting

@@ -11,7 +11,7 @@ from functools import lru_cache
 
 import numpy as np
 
-__all__ = ["spd_inv", "spd_solve", "spd_logdet", "pair_index", "full_index", "pairs_to_full",
+__all__ = ["spd_inv", "spd_solve", "spd_logdet", "chol_and_inverse", "pair_index", "full_index", "pairs_to_full",
            "full_to_pairs", "congruence", "pairs_solve", "pairs_inv", "pairs_logdet",
            "pairs_matvec", "pairs_cross_sum"]
 
@@ -45,6 +45,33 @@ def spd_solve(H: np.ndarray, g: np.ndarray) -> np.ndarray:
         out[:, 1] = (a * g[:, 1] - b * g[:, 0]) / det
         return out
     return np.linalg.solve(H, g[..., None])[..., 0]
+
+
+def chol_and_inverse(H: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Lower Cholesky factors L_j (L_j L_j' = H_j) and their inverses, (G, q, q) each.
+
+    q = 1: sqrt(h) and its reciprocal. q = 2: l11 = sqrt(a), l21 = b / l11,
+    l22 = sqrt(d - l21^2), and the triangular inverse
+    [[1/l11, 0], [-l21/(l11 l22), 1/l22]]. Larger q: numpy.linalg (batched
+    LAPACK, whose per-matrix overhead only matters for these tiny blocks).
+    """
+    q = H.shape[-1]
+    if q == 1:
+        L = np.sqrt(H)
+        return L, 1.0 / L
+    if q == 2:
+        l11 = np.sqrt(H[:, 0, 0])
+        l21 = H[:, 1, 0] / l11
+        l22 = np.sqrt(H[:, 1, 1] - l21 * l21)
+        L = np.zeros_like(H)
+        L[:, 0, 0], L[:, 1, 0], L[:, 1, 1] = l11, l21, l22
+        Linv = np.zeros_like(H)
+        Linv[:, 0, 0] = 1.0 / l11
+        Linv[:, 1, 1] = 1.0 / l22
+        Linv[:, 1, 0] = -l21 / (l11 * l22)
+        return L, Linv
+    L = np.linalg.cholesky(H)
+    return L, np.linalg.inv(L)
 
 
 def spd_logdet(H: np.ndarray) -> np.ndarray:
