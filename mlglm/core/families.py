@@ -104,12 +104,16 @@ class BinomialLogit(FamilyLink):
         # all without overflow and with one exp and one log1p per row. Written
         # in place: on long vectors fresh temporaries (page faults) cost as much
         # as the arithmetic.
+        # A scalar m == 1 (Bernoulli rows, see GroupedData.m_rows) skips the three
+        # multiplications by m.
+        unit = np.ndim(m) == 0 and m == 1.0
         e = np.abs(eta)
         np.negative(e, out=e)
         np.exp(e, out=e)
         kernel = np.log1p(e)
         kernel += np.maximum(eta, 0.0)
-        kernel *= m
+        if not unit:
+            kernel *= m
         np.subtract(y * eta, kernel, out=kernel)
         r = e + 1.0
         np.reciprocal(r, out=r)
@@ -118,8 +122,9 @@ class BinomialLogit(FamilyLink):
         d2 = e
         d2 *= r
         d2 *= r
-        d2 *= m
-        mu *= m
+        if not unit:
+            d2 *= m
+            mu *= m
         np.subtract(y, mu, out=mu)
         return kernel, mu, d2
 

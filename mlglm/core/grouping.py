@@ -10,6 +10,7 @@ z_i z_i', the constant part of the log-likelihood).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -71,6 +72,13 @@ class GroupedData:
     @property
     def ZZ(self) -> np.ndarray:
         return self.ZZT.T
+
+    @cached_property
+    def m_rows(self):
+        """``m`` for the row-wise kernels: the scalar 1.0 when every row has one
+        trial (Bernoulli or non-binomial data), so kernels can skip multiplying
+        by m; else the (n,) array."""
+        return 1.0 if bool(np.all(self.m == 1.0)) else self.m
 
     @property
     def n(self) -> int:

@@ -115,7 +115,7 @@ WARM_MAXITER = 12
 def _newton(fl, data, beta, Lambda, u, tol, maxiter):
     """Newton's method on (q, G) modes ``u``; see the module docstring."""
     q, G = data.q, data.n_groups
-    y, m, sizes, starts = data.y, data.m, data.sizes, data.starts
+    y, m, sizes, starts = data.y, data.m_rows, data.sizes, data.starts
     ZT, ZZT = data.ZT, data.ZZT
     n_pairs = ZZT.shape[0]
     eta_fixed = data.offset + data.X @ beta
