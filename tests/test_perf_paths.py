@@ -127,3 +127,35 @@ def test_many_small_groups_fit_is_a_stationary_point():
     assert np.max(np.abs(grad)) < 1e-3
     assert np.all(np.linalg.eigvalsh(res.cov_params().to_numpy()) > 0)
     assert theta_to_Lambda(x[3:], 2).shape == (2, 2)
+
+
+@pytest.mark.parametrize("reml", [True, False])
+@pytest.mark.parametrize("truth", [0.0, 0.3, 3.0])
+@pytest.mark.parametrize("theta0", [None, [0.01], [40.0]])
+def test_one_parameter_search_matches_bfgs(reml, truth, theta0):
+    """q = 1 fits use the bracket + Brent search on the derivative; they reach the
+    minimum the general BFGS + Newton-polish search reaches (to 1e-9 in theta), from
+    starts on both sides, and a zero variance ends at theta = 0, converged."""
+    from mlglm.core import lmm
+    from mlglm.core.lmm_minimise import _minimise
+    rng = np.random.default_rng(int(10 * truth) + 3)
+    G = 30
+    g = np.repeat(np.arange(G), rng.integers(2, 12, size=G))
+    n = g.size
+    X = np.column_stack([np.ones(n), rng.normal(size=n)])
+    y = 5 + X[:, 1] + truth * rng.normal(size=G)[g] + rng.normal(size=n)
+    stats = lmm.lmm_stats(y, X, np.ones((n, 1)), g)
+    fit = lmm.lmm_fit(None, None, None, None, reml=reml, stats=stats, theta0=theta0)
+    assert fit.converged and "Brent" in fit.message
+
+    def fg(t):
+        return lmm.profiled_deviance_grad(t, stats, reml)
+
+    ref, _ = _minimise(np.array([1.0]), fg, gtol=1e-8)
+    ref = np.abs(ref)
+    if truth == 0.0 and ref[0] < lmm.SINGULAR_TOL:
+        assert fit.singular and fit.theta[0] < lmm.SINGULAR_TOL
+        assert fit.reml_criterion is None or fit.reml_criterion <= fg(ref)[0] + 1e-9
+    else:
+        np.testing.assert_allclose(fit.theta, ref, rtol=1e-9)
+    assert -2 * fit.llf <= fg(ref)[0] + 1e-9 * abs(fg(ref)[0])

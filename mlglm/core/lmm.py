@@ -71,7 +71,7 @@ import numpy as np
 
 from .covariance import (n_theta, theta_index, theta_is_diagonal_entry,
                                    theta_lower_bounds, theta_to_Lambda)
-from .lmm_minimise import _minimise
+from .lmm_minimise import _minimise, _minimise_scalar
 from .smallmat import chol_and_inverse
 
 __all__ = ["LMMStats", "lmm_stats", "profiled_deviance", "profiled_deviance_grad",
@@ -480,7 +480,8 @@ def lmm_fit(y, X, Z, group, reml: bool = True, diagonal: bool = False, theta0=No
         f, g, _ = solve(theta)
         return f, g.copy()
 
-    theta, message = _minimise(theta0, fg, gtol)
+    found = _minimise_scalar(theta0, fg) if theta0.size == 1 else None
+    theta, message = found if found is not None else _minimise(theta0, fg, gtol)
     theta = _rectify(theta, q, diagonal)
     return _package(theta, stats, reml, diagonal, gtol, n_evals=count[0], message=message,
                     pls=solve(theta)[2])

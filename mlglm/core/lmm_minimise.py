@@ -128,3 +128,85 @@ def _minimise(theta0, fg, gtol, max_rounds=6, max_restarts=3):
     if restarts:
         message += f" (after {restarts} restart(s) off a saddle point)"
     return theta, message
+
+
+def _minimise_scalar(theta0, fg, rtol=1e-13):
+    """Minimise over one theta (q = 1): bracket the root of the derivative, then Brent.
+
+    The criterion is even in theta (see :func:`mlglm.core.lmm._rectify`) and
+    stationary at 0, so the search runs over t = |theta| > 0: from t0, step
+    by factors of 4 towards the side the derivative points to until it changes
+    sign (a minimum lies in between), then ``scipy.optimize.brentq`` on the
+    derivative, to a relative precision of ``rtol`` in theta (the gradient at
+    its rounding level). If it stays positive down to t = SCALAR_FLOOR, the
+    criterion increases away from 0 and theta = 0 (a singular fit) is returned.
+    Against BFGS with two difference Hessians and a Newton polish, a bracket
+    of one or two points and a few Brent steps need fewer evaluations and
+    little interpreter overhead (the HSB random-intercept fits: 12 -> 9 evaluations,
+    2.5 -> 0.8 ms).
+
+    Returns (theta, message), or None when something is off (a non-finite
+    derivative, no sign change within 4^40): the caller then uses :func:`_minimise`.
+    """
+    t0 = abs(float(np.ravel(theta0)[0]))
+    if not (t0 > 0.0 and np.isfinite(t0)):
+        return None
+
+    def deriv(t):
+        f, g = fg(np.array([t]))
+        g = float(g[0])
+        if abs(g) <= POLISH_GTOL * (1.0 + abs(f)):
+            raise _Stationary(t)        # at the gradient's rounding level: done
+        return g
+
+    try:
+        return _bracket_and_solve(t0, deriv, rtol)
+    except _Stationary as found:
+        return np.array([found.t]), _SCALAR_MESSAGE
+
+
+class _Stationary(Exception):
+    """Raised by the derivative when it is zero to rounding at t."""
+
+    def __init__(self, t):
+        super().__init__(t)
+        self.t = t
+
+
+def _bracket_and_solve(t0, deriv, rtol):
+    g0 = deriv(t0)
+    if not np.isfinite(g0):
+        return None
+    lo = hi = t0
+    for _ in range(40):
+        if g0 < 0.0:
+            lo, hi = hi, hi * 4.0
+            g = deriv(hi)
+            if g > 0.0:
+                break
+        else:
+            hi, lo = lo, lo / 4.0
+            if lo < SCALAR_FLOOR:
+                return np.array([0.0]), _SCALAR_MESSAGE + " (minimum at theta = 0)"
+            g = deriv(lo)
+            if g < 0.0:
+                break
+        if not np.isfinite(g):
+            return None
+    else:
+        return None
+    # Brent in s = log t: the derivative is far from linear in t over a bracket
+    # spanning a factor of 4 (it falls steeply towards 0), much less so in log t,
+    # so the interpolation steps take over sooner; xtol in s is relative in t.
+    try:
+        s = scipy.optimize.brentq(lambda s: deriv(np.exp(s)), np.log(lo), np.log(hi),
+                                  xtol=rtol, rtol=4 * np.finfo(float).eps, maxiter=200)
+    except (ValueError, RuntimeError):     # a NaN derivative inside the bracket
+        return None
+    return np.array([np.exp(s)]), _SCALAR_MESSAGE
+
+
+#: :func:`_minimise_scalar` treats a derivative still positive below this t as a
+#: minimum at theta = 0.
+SCALAR_FLOOR = 1e-10
+_SCALAR_MESSAGE = "Brent's method on the derivative (one parameter)"
