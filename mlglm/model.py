@@ -13,12 +13,11 @@ from __future__ import annotations
 
 import re
 import warnings
-from functools import cached_property
 
 import numpy as np
 import pandas as pd
 import statsmodels.api as sm
-from statsmodels.regression.mixed_linear_model import MixedLM, VCSpec
+from statsmodels.regression.mixed_linear_model import MixedLM
 
 from .core.covariance import n_theta, theta_index, theta_to_Lambda, theta_from_Sigma
 from .core.families import get_family_link
@@ -30,13 +29,14 @@ from .core.optimize import fit_glmm
 from .core.quadrature import MAX_GRID_POINTS
 from .data_checks import (DataWarning, MixedGLMInputError, binomial_response, family_link_names,
                           poisson_response, report_nonfinite)
+from .mixedlm_setup import MixedLMSetup
 
 __all__ = ["MixedGLM", "BinomialMixedGLM", "PoissonMixedGLM"]
 
 _METHODS = ("laplace", "aghq", "reml", "ml")
 
 
-class MixedGLM(MixedLM):
+class MixedGLM(MixedLMSetup, MixedLM):
     """Generalised linear mixed model with one grouping factor, fitted by ML.
 
     Parameters
@@ -72,8 +72,11 @@ class MixedGLM(MixedLM):
             raise MixedGLMInputError("cov_struct must be 'unstructured' or 'diagonal'")
         endog_names = kwargs.pop("_endog_names", None)
         n_dropped = kwargs.pop("_n_dropped", 0)
+        # from_formula has already checked (or dropped) missing group labels: a
+        # null check of a string column is the slowest of these checks
+        groups_chk = None if kwargs.pop("_groups_checked", False) else groups
         if missing == "drop":
-            mask = report_nonfinite({"endog": _num(endog), "exog": _num(exog), "groups": groups,
+            mask = report_nonfinite({"endog": _num(endog), "exog": _num(exog), "groups": groups_chk,
                                      "exog_re": _num(exog_re), "offset": offset,
                                      "exposure": exposure, "n_trials": n_trials}, "drop")
             if mask is not None:
@@ -82,7 +85,7 @@ class MixedGLM(MixedLM):
                     _take(a, mask) for a in (endog, exog, groups, exog_re, offset, exposure,
                                              n_trials))
         elif missing in ("none", "raise"):
-            report_nonfinite({"endog": _num(endog), "exog": _num(exog), "groups": groups,
+            report_nonfinite({"endog": _num(endog), "exog": _num(exog), "groups": groups_chk,
                               "exog_re": _num(exog_re), "offset": offset, "exposure": exposure,
                               "n_trials": n_trials}, "none")
         else:
@@ -120,115 +123,6 @@ class MixedGLM(MixedLM):
         self.reml = fam == "gaussian"
         self._init_keys.extend(["family", "offset", "exposure", "n_trials", "cov_struct"])
 
-    def _init_mixedlm(self, endog, exog, groups, exog_re, use_sqrt=True, **kwargs):
-        """What ``MixedLM.__init__`` sets up, without its per-row and per-group loops.
-
-        MixedLM's constructor builds ``row_indices`` with a Python loop over
-        the rows, then per-group lists (``endog_li``, ``exog_li``,
-        ``exog_re_li``, ``exog_re2_li``, ``_aex_r``, ``_aex_r2``) with loops
-        over the groups: about 0.1 s at 10^5 rows in 10^4 groups, more than
-        the Laplace fit itself spends in some of its stages, and 7 ms of a 13 ms
-        LMM fit. mlglm's engine needs none of them: it works from one integer
-        code per row. So the statsmodels data handling runs as in MixedLM
-        (``LikelihoodModel.__init__``: ``self.data``, names, ``_init_keys``),
-        the group labels and codes come from one ``pd.factorize`` (sorted
-        labels, as MixedLM's ``sorted(set(groups))``), and the per-group
-        lists are computed only if some statsmodels code path asks for them
-        (lazy attributes below, equal to MixedLM's).
-        """
-        for key in kwargs:
-            if key not in ("missing_idx", "model_spec", "formula"):
-                raise ValueError(f"argument {key} not permitted for MixedLM initialization")
-        self.use_sqrt = use_sqrt
-        self.reml = True
-        self.fe_pen = None
-        self.re_pen = None
-        self.k_vc = 0
-        self.exog_vc = VCSpec([], [], [])
-        if isinstance(exog, np.ndarray) and exog.ndim == 1:
-            exog = exog[:, None]
-        if isinstance(exog_re, np.ndarray) and exog_re.ndim == 1:
-            exog_re = exog_re[:, None]
-        super(MixedLM, self).__init__(endog, exog, groups=groups, exog_re=exog_re,
-                                      missing="none", **kwargs)
-        self._init_keys.extend(["use_sqrt", "exog_vc"])
-        self.k_fe = exog.shape[1]
-        if exog_re is None:
-            self.k_re = self.k_re2 = 1
-            self.exog_re = np.ones((len(self.endog), 1), dtype=np.float64)
-            self.data.exog_re = self.exog_re
-            names = ["Group Var"]
-            self.data.param_names = self.exog_names + names
-            self.data.exog_re_names = names
-            self.data.exog_re_names_full = names
-        else:
-            self.data.exog_re = exog_re
-            self.exog_re = np.asarray(exog_re)
-            if self.exog_re.ndim == 1:
-                self.exog_re = self.exog_re[:, None]
-            self.k_re = self.exog_re.shape[1]
-            self.k_re2 = self.k_re * (self.k_re + 1) // 2
-        if not self.data._param_names:
-            param_names, exog_re_names, exog_re_names_full = self._make_param_names(exog_re)
-            self.data.param_names = param_names
-            self.data.exog_re_names = exog_re_names
-            self.data.exog_re_names_full = exog_re_names_full
-        self.k_params = self.k_fe + self.k_re2
-        self.group_labels, self.group_codes = _factorize_groups(groups)
-        self.n_groups = len(self.group_labels)
-        self.nobs = len(self.endog)
-        self.n_totobs = self.nobs
-
-    # MixedLM's per-group lists, built on first use (statsmodels' own methods
-    # such as MixedLM.loglike read them; mlglm's engine does not).
-    @cached_property
-    def row_indices(self):
-        """{label: list of row numbers}, as MixedLM builds it."""
-        order, starts, ends = self._group_split
-        order = order.tolist()
-        return {g: order[a:b] for g, a, b in zip(self.group_labels, starts, ends)}
-
-    @cached_property
-    def endog_li(self):
-        return self.group_list(self.endog)
-
-    @cached_property
-    def exog_li(self):
-        return self.group_list(self.exog)
-
-    @cached_property
-    def exog_re_li(self):
-        return self.group_list(self.exog_re)
-
-    @cached_property
-    def exog_re2_li(self):
-        return [np.dot(x.T, x) for x in self.exog_re_li]
-
-    @cached_property
-    def _aex_r(self):
-        return list(self.exog_re_li)  # no variance components: _augment_exog is exog_re_li
-
-    @cached_property
-    def _aex_r2(self):
-        return [np.dot(a.T, a) for a in self._aex_r]
-
-    @cached_property
-    def _lin(self):
-        return self._reparam()[0]
-
-    @cached_property
-    def _quad(self):
-        return self._reparam()[1]
-
-    @cached_property
-    def _group_split(self):
-        """(row order sorting the rows by group, segment starts, segment ends)."""
-        codes = self.group_codes
-        order = np.argsort(codes, kind="stable")
-        ends = np.cumsum(np.bincount(codes, minlength=self.n_groups))
-        starts = np.concatenate([[0], ends[:-1]])
-        return order, starts.tolist(), ends.tolist()
-
     @staticmethod
     def _response(fam, endog, n_trials, names):
         if fam == "binomial":
@@ -240,15 +134,6 @@ class MixedGLM(MixedLM):
         else:
             y = np.asarray(endog, dtype=float).reshape(-1)
         return y, np.ones_like(y)
-
-    def group_list(self, array):
-        """Per-group row blocks, as MixedLM's but from one stable argsort and
-        plain slices instead of a Python loop of fancy indexing."""
-        if array is None:
-            return None
-        order, starts, ends = self._group_split
-        sorted_rows = np.asarray(array)[order]
-        return [sorted_rows[a:b] for a, b in zip(starts, ends)]
 
     # ------------------------------------------------------------------ formula
     @classmethod
@@ -304,6 +189,7 @@ class MixedGLM(MixedLM):
         if isinstance(group_name, str):
             kwargs["groups"] = group_name  # MixedLM names the random effects after it
         kwargs["_n_dropped"] = n_dropped
+        kwargs["_groups_checked"] = True
         lhs = formula.split("~", 1)[0]
         if "+" in lhs:
             kwargs["_endog_names"] = [s.strip() for s in lhs.split("+")]
@@ -569,22 +455,6 @@ def _resolve_nagq(method, nagq, q):
             f"group (about {nagq ** q * 8 / 1e6:,.0f} MB per 1,000 rows); the limit is "
             f"{MAX_GRID_POINTS:,}: lower nagq")
     return int(nagq)
-
-
-def _factorize_groups(groups):
-    """Sorted distinct labels (a list, as MixedLM's ``sorted(set(groups))``) and
-    each row's position among them (intp codes 0..G-1), by one hash pass."""
-    g = np.asarray(groups)
-    if g.ndim == 2 and g.shape[1] == 1:
-        g = g[:, 0]
-    try:
-        codes, labels = pd.factorize(g, sort=True)
-    except TypeError:  # labels of mixed types that pandas will not sort together
-        labels = sorted(set(g.tolist()))
-        codes = pd.Index(labels).get_indexer(g)
-    if np.any(codes < 0):
-        raise MixedGLMInputError("groups contain missing values")
-    return list(labels), np.asarray(codes, dtype=np.intp)
 
 
 def _num(a):

@@ -75,6 +75,8 @@ class BinomialLogit(FamilyLink):
     family, link = "binomial", "logit"
 
     def log_const(self, y, m):
+        if np.ndim(m) == 0 and m == 1.0 and np.all((y == 0.0) | (y == 1.0)):
+            return np.zeros_like(y)         # log C(1, y) = 0 for Bernoulli rows
         return special.gammaln(m + 1) - special.gammaln(y + 1) - special.gammaln(m - y + 1)
 
     def kernel(self, eta, y, m):

@@ -51,7 +51,7 @@ class MarginalLoglik:
         self.theta_rc = theta_index(data.q, diagonal)
         self.p = data.p
         self.n_theta = n_theta(data.q, diagonal)
-        self.log_const = float(np.sum(fl.log_const(data.y, data.m)))
+        self.log_const = float(np.sum(fl.log_const(data.y, data.m_rows)))
         self.chunk_elements = chunk_elements
         self.u = None
         self.state = None

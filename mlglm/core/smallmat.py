@@ -4,6 +4,10 @@ Every group contributes one q x q matrix H_j = Lambda'M_j Lambda + I. LAPACK's
 batched routines carry a per-matrix overhead that dominates when there are
 10^4 groups of 2 x 2 matrices, so q = 1 and q = 2 use the closed forms
 (1/h; the adjugate over the determinant) and larger q fall back to numpy.linalg.
+The same goes for the Cholesky factor and its inverse (:func:`chol_and_inverse`,
+the Gaussian LMM's blocks L_j). The ``pairs_*`` functions work on stacks stored
+by their unique entries with the groups along the last axis (the layout of the
+Laplace inner loops, see the comment above :func:`pair_index`).
 """
 from __future__ import annotations
 
@@ -11,9 +15,9 @@ from functools import lru_cache
 
 import numpy as np
 
-__all__ = ["spd_inv", "spd_solve", "spd_logdet", "chol_and_inverse", "pair_index", "full_index", "pairs_to_full",
-           "full_to_pairs", "congruence", "pairs_solve", "pairs_inv", "pairs_logdet",
-           "pairs_matvec", "pairs_cross_sum"]
+__all__ = ["spd_inv", "spd_solve", "spd_logdet", "chol_and_inverse", "pair_index",
+           "full_index", "pairs_to_full", "full_to_pairs", "congruence", "pairs_solve",
+           "pairs_inv", "pairs_logdet", "pairs_matvec", "pairs_cross_sum"]
 
 
 def spd_inv(H: np.ndarray) -> np.ndarray:
