@@ -99,7 +99,7 @@ def glm_start(fl, data, maxiter: int = 100, tol: float = 1e-10) -> np.ndarray:
     ker, d1, d2 = fl.kernel_derivatives(eta, y, m)
     ll = np.sum(ker)
     for _ in range(maxiter):
-        info = X.T @ (X * d2[:, None])
+        info = (X.T * d2) @ X            # X is column-major: X.T's rows are contiguous
         step = _solve_sym(info, X.T @ d1)
         t = 1.0
         for _ in range(50):
