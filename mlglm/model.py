@@ -29,13 +29,14 @@ from .core.optimize import fit_glmm
 from .core.quadrature import MAX_GRID_POINTS
 from .data_checks import (DataWarning, MixedGLMInputError, binomial_response, family_link_names,
                           poisson_response, report_nonfinite)
+from .mixedlm_setup import MixedLMSetup
 
 __all__ = ["MixedGLM", "BinomialMixedGLM", "PoissonMixedGLM"]
 
 _METHODS = ("laplace", "aghq", "reml", "ml")
 
 
-class MixedGLM(MixedLM):
+class MixedGLM(MixedLMSetup, MixedLM):
     """Generalised linear mixed model with one grouping factor, fitted by ML.
 
     Parameters
@@ -71,8 +72,11 @@ class MixedGLM(MixedLM):
             raise MixedGLMInputError("cov_struct must be 'unstructured' or 'diagonal'")
         endog_names = kwargs.pop("_endog_names", None)
         n_dropped = kwargs.pop("_n_dropped", 0)
+        # from_formula has already checked (or dropped) missing group labels: a
+        # null check of a string column is the slowest of these checks
+        groups_chk = None if kwargs.pop("_groups_checked", False) else groups
         if missing == "drop":
-            mask = report_nonfinite({"endog": _num(endog), "exog": _num(exog), "groups": groups,
+            mask = report_nonfinite({"endog": _num(endog), "exog": _num(exog), "groups": groups_chk,
                                      "exog_re": _num(exog_re), "offset": offset,
                                      "exposure": exposure, "n_trials": n_trials}, "drop")
             if mask is not None:
@@ -81,7 +85,7 @@ class MixedGLM(MixedLM):
                     _take(a, mask) for a in (endog, exog, groups, exog_re, offset, exposure,
                                              n_trials))
         elif missing in ("none", "raise"):
-            report_nonfinite({"endog": _num(endog), "exog": _num(exog), "groups": groups,
+            report_nonfinite({"endog": _num(endog), "exog": _num(exog), "groups": groups_chk,
                               "exog_re": _num(exog_re), "offset": offset, "exposure": exposure,
                               "n_trials": n_trials}, "none")
         else:
@@ -104,7 +108,7 @@ class MixedGLM(MixedLM):
             if isinstance(exog, pd.DataFrame) else y
         if isinstance(exog, pd.DataFrame):
             endog_sm.index = exog.index
-        super().__init__(endog_sm, exog, groups, exog_re=exog_re, missing="none", **kwargs)
+        self._init_mixedlm(endog_sm, exog, groups, exog_re, **kwargs)
         _check_rank(np.asarray(self.exog, dtype=float), self.exog_names)
         if self.n_groups < 2:
             raise MixedGLMInputError("a mixed model needs at least two groups; found "
@@ -118,7 +122,6 @@ class MixedGLM(MixedLM):
         self.n_dropped = n_dropped
         self.reml = fam == "gaussian"
         self._init_keys.extend(["family", "offset", "exposure", "n_trials", "cov_struct"])
-        self.group_codes = pd.Index(self.group_labels).get_indexer(self.groups).astype(np.intp)
 
     @staticmethod
     def _response(fam, endog, n_trials, names):
@@ -131,21 +134,6 @@ class MixedGLM(MixedLM):
         else:
             y = np.asarray(endog, dtype=float).reshape(-1)
         return y, np.ones_like(y)
-
-    def group_list(self, array):
-        """Per-group row blocks, as MixedLM's but from one stable argsort and
-        plain slices instead of a Python loop of fancy indexing (MixedLM's
-        constructor calls this three times; with 10^4 groups it dominated)."""
-        if array is None:
-            return None
-        if getattr(self, "_split", None) is None:
-            codes = pd.Index(self.group_labels).get_indexer(self.groups)
-            order = np.argsort(codes, kind="stable")
-            ends = np.cumsum(np.bincount(codes, minlength=len(self.group_labels)))
-            self._split = (order, np.concatenate([[0], ends[:-1]]).tolist(), ends.tolist())
-        order, starts, ends = self._split
-        sorted_rows = np.asarray(array)[order]
-        return [sorted_rows[a:b] for a, b in zip(starts, ends)]
 
     # ------------------------------------------------------------------ formula
     @classmethod
@@ -201,9 +189,20 @@ class MixedGLM(MixedLM):
         if isinstance(group_name, str):
             kwargs["groups"] = group_name  # MixedLM names the random effects after it
         kwargs["_n_dropped"] = n_dropped
+        kwargs["_groups_checked"] = True
         lhs = formula.split("~", 1)[0]
         if "+" in lhs:
             kwargs["_endog_names"] = [s.strip() for s in lhs.split("+")]
+        # patsy sees only the columns the formulas can name: statsmodels copies the
+        # frame it is given and converts every string column to object first
+        # (pandas >= 3), which on a wide frame cost more than the fit of a small LMM.
+        # Any column patsy could look up appears literally in the formula text.
+        text = formula + " " + (re_formula or "")
+        used_cols = [c for c in data.columns if str(c) in text or
+                     (isinstance(group_name, str) and c == group_name)]
+        full_data = data
+        if len(used_cols) < data.shape[1] and not data.columns.has_duplicates:
+            data = data[used_cols]
         try:
             mod = super().from_formula(formula, data, re_formula=re_formula, subset=None,
                                        use_sparse=use_sparse, missing="none", *args, **kwargs)
@@ -216,6 +215,7 @@ class MixedGLM(MixedLM):
                                          f"(re_formula={re_formula!r}): {exc}") from exc
             raise
         mod.group_name = group_name if isinstance(group_name, str) else "Group"
+        mod.data.frame = full_data      # as statsmodels attaches it: every column
         return mod
 
     # ------------------------------------------------------------------ fitting

@@ -60,9 +60,9 @@ def _slice_state(state: ModeState, data: GroupedData, lo: int, hi: int) -> ModeS
     r1 = data.starts[hi] if hi < data.n_groups else data.n
     rs = slice(r0, r1)
     gs = slice(lo, hi)
-    return ModeState(state.u[gs], state.eta[rs], state.eta_fixed[rs], state.A[rs], state.d1[rs],
-                     state.d2[rs], state.d3[rs], state.M[gs], state.H[gs], state.h[gs],
-                     state.iterations)
+    return ModeState(state.u[gs], state.eta[rs], state.eta_fixed[rs], state.AT[:, rs],
+                     state.d1[rs], state.d2[rs], state.d3[rs], state.Zd1[:, gs], state.Mp[:, gs],
+                     state.Hp[:, gs], state.h[gs], state.iterations)
 
 
 def aghq_loglik(fl, data: GroupedData, state: ModeState, Lambda: np.ndarray, nagq: int,

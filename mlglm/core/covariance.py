@@ -13,6 +13,8 @@ off-diagonal elements are free.
 """
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 
 __all__ = ["n_theta", "theta_index", "theta_to_Lambda", "Lambda_to_theta",
@@ -21,16 +23,24 @@ __all__ = ["n_theta", "theta_index", "theta_to_Lambda", "Lambda_to_theta",
 
 
 def theta_index(q: int, diagonal: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """Row and column indices in Lambda of each theta element (column-major lower triangle)."""
+    """Row and column indices in Lambda of each theta element (column-major lower triangle).
+
+    Cached (every objective evaluation maps theta to Lambda); the arrays are read-only.
+    """
+    return _theta_index(int(q), bool(diagonal))
+
+
+@lru_cache(maxsize=None)
+def _theta_index(q: int, diagonal: bool) -> tuple[np.ndarray, np.ndarray]:
     if diagonal:
-        r = np.arange(q)
-        return r, r.copy()
-    rows, cols = [], []
-    for c in range(q):
-        for r in range(c, q):
-            rows.append(r)
-            cols.append(c)
-    return np.array(rows, dtype=np.intp), np.array(cols, dtype=np.intp)
+        rows = cols = list(range(q))
+    else:
+        rows = [r for c in range(q) for r in range(c, q)]
+        cols = [c for c in range(q) for r in range(c, q)]
+    rows, cols = np.array(rows, dtype=np.intp), np.array(cols, dtype=np.intp)
+    rows.setflags(write=False)
+    cols.setflags(write=False)
+    return rows, cols
 
 
 def n_theta(q: int, diagonal: bool = False) -> int:

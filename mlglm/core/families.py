@@ -75,6 +75,8 @@ class BinomialLogit(FamilyLink):
     family, link = "binomial", "logit"
 
     def log_const(self, y, m):
+        if np.ndim(m) == 0 and m == 1.0 and np.all((y == 0.0) | (y == 1.0)):
+            return np.zeros_like(y)         # log C(1, y) = 0 for Bernoulli rows
         return special.gammaln(m + 1) - special.gammaln(y + 1) - special.gammaln(m - y + 1)
 
     def kernel(self, eta, y, m):
@@ -104,12 +106,16 @@ class BinomialLogit(FamilyLink):
         # all without overflow and with one exp and one log1p per row. Written
         # in place: on long vectors fresh temporaries (page faults) cost as much
         # as the arithmetic.
+        # A scalar m == 1 (Bernoulli rows, see GroupedData.m_rows) skips the three
+        # multiplications by m.
+        unit = np.ndim(m) == 0 and m == 1.0
         e = np.abs(eta)
         np.negative(e, out=e)
         np.exp(e, out=e)
         kernel = np.log1p(e)
         kernel += np.maximum(eta, 0.0)
-        kernel *= m
+        if not unit:
+            kernel *= m
         np.subtract(y * eta, kernel, out=kernel)
         r = e + 1.0
         np.reciprocal(r, out=r)
@@ -118,8 +124,9 @@ class BinomialLogit(FamilyLink):
         d2 = e
         d2 *= r
         d2 *= r
-        d2 *= m
-        mu *= m
+        if not unit:
+            d2 *= m
+            mu *= m
         np.subtract(y, mu, out=mu)
         return kernel, mu, d2
 

@@ -10,8 +10,11 @@ z_i z_i', the constant part of the log-likelihood).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
+
+from .smallmat import pair_index
 
 __all__ = ["GroupedData", "make_grouped_data", "segment_sum", "vech_pairs",
            "sym_from_pairs"]
@@ -19,9 +22,8 @@ __all__ = ["GroupedData", "make_grouped_data", "segment_sum", "vech_pairs",
 
 def vech_pairs(q: int) -> tuple[np.ndarray, np.ndarray]:
     """Row/column indices (r <= c ordering by rows of the upper triangle) of the
-    q(q+1)/2 unique entries of a symmetric q x q matrix."""
-    r, c = np.triu_indices(q)
-    return r, c
+    q(q+1)/2 unique entries of a symmetric q x q matrix (cached, read-only)."""
+    return pair_index(q)
 
 
 def sym_from_pairs(V: np.ndarray, q: int) -> np.ndarray:
@@ -46,10 +48,15 @@ class GroupedData:
     Attributes
     ----------
     y, m : (n,) response (successes for the binomial) and trials (ones otherwise).
-    X : (n, p) fixed-effects design.  Z : (n, q) random-effects design.
+    X : (n, p) fixed-effects design, column-major (each column one contiguous
+    vector: X beta and X'r, once per evaluation, run 2-3 times faster than on
+    a row-major copy).  Z : (n, q) random-effects design.
     offset : (n,) offset (log exposure included).
     starts : (G,) first row of each group.  sizes : (G,) rows per group.
-    ZZ : (n, q(q+1)/2) unique products z_ir z_ic (r <= c), fixed for the fit.
+    ZT : (q, n) Z transposed, each column of Z one contiguous vector (the inner
+    loops work column by column; a strided column of Z is slower to stream).
+    ZZT : (q(q+1)/2, n) unique products z_ir z_ic (r <= c), fixed for the fit;
+    ``ZZ`` is its (n, q(q+1)/2) transposed view.
     order : (n,) the permutation that sorted the caller's rows (sorted = orig[order]).
     """
 
@@ -60,8 +67,20 @@ class GroupedData:
     offset: np.ndarray
     starts: np.ndarray
     sizes: np.ndarray
-    ZZ: np.ndarray
+    ZT: np.ndarray
+    ZZT: np.ndarray
     order: np.ndarray
+
+    @property
+    def ZZ(self) -> np.ndarray:
+        return self.ZZT.T
+
+    @cached_property
+    def m_rows(self):
+        """``m`` for the row-wise kernels: the scalar 1.0 when every row has one
+        trial (Bernoulli or non-binomial data), so kernels can skip multiplying
+        by m; else the (n,) array."""
+        return 1.0 if bool(np.all(self.m == 1.0)) else self.m
 
     @property
     def n(self) -> int:
@@ -95,7 +114,7 @@ class GroupedData:
         sl = slice(r0, r1)
         return GroupedData(self.y[sl], self.m[sl], self.X[sl], self.Z[sl], self.offset[sl],
                            self.starts[lo:hi] - r0, self.sizes[lo:hi],
-                           self.ZZ[sl], self.order[sl])
+                           self.ZT[:, sl], self.ZZT[:, sl], self.order[sl])
 
 
 def make_grouped_data(y, X, Z, group_codes, offset=None, m=None) -> GroupedData:
@@ -119,7 +138,8 @@ def make_grouped_data(y, X, Z, group_codes, offset=None, m=None) -> GroupedData:
         raise ValueError("group codes must be 0..G-1 with every group present")
     starts = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.intp)
     Zs = np.ascontiguousarray(Z[order])
+    ZT = np.ascontiguousarray(Zs.T)
     r, c = vech_pairs(Z.shape[1])
-    ZZ = Zs[:, r] * Zs[:, c]
-    return GroupedData(y[order], m[order], np.ascontiguousarray(X[order]), Zs, offset[order],
-                       starts, sizes, ZZ, order)
+    ZZT = ZT[r] * ZT[c]
+    return GroupedData(y[order], m[order], np.asfortranarray(X[order]), Zs, offset[order],
+                       starts, sizes, ZT, ZZT, order)

@@ -23,31 +23,42 @@ w_j = M_j Lambda v_j, summing over rows and groups:
 Every term is a segment sum over rows, so once the modes have converged one
 more pass gives the whole gradient (checked against central differences in
 the tests).
+
+Shape of the computation (groups along the last axis, symmetric per-group
+matrices as their unique entries, see :mod:`mlglm.core.modes`): the leverage
+is s_i = z_i' Q_j z_i with Q_j = Lambda P_j Lambda', so it needs the constant
+products z_r z_c and one np.repeat of Q's unique entries, no per-evaluation
+(n, q) products; sum_i c_i a_i = Lambda' Z'c and a_i'v_j = z_i' (Lambda v_j),
+so one segment sum (Z'c) serves both v and the Lambda gradient, and Z'd1 comes
+from the mode iteration. sum_j P_j Lambda' M_j is a contraction of
+C = sum_j vec(P_j) vec(M_j)', one (q^2 x G) @ (G x q^2) product.
 """
 from __future__ import annotations
 
 import numpy as np
 
-from .grouping import GroupedData, vech_pairs
+from .grouping import GroupedData
 from .modes import ModeState
-from .smallmat import spd_inv, spd_logdet
+from .smallmat import (congruence, pair_index, pairs_cross_sum, pairs_inv, pairs_logdet,
+                       pairs_matvec)
 
 __all__ = ["laplace_loglik", "laplace_gradient"]
 
 
 def laplace_loglik(state: ModeState) -> np.ndarray:
     """Per-group Laplace log-likelihood without the response constants (G,)."""
-    return state.h - 0.5 * spd_logdet(state.H)
+    return state.h - 0.5 * pairs_logdet(state.Hp)
 
 
-def _leverage(data, A, P):
-    """s_i = a_i' P_{j(i)} a_i for every row, one unique pair of P at a time."""
-    q = A.shape[1]
-    s = np.zeros(A.shape[0])
-    for r, c in zip(*vech_pairs(q)):
-        w = 1.0 if r == c else 2.0
-        s += (A[:, r] * A[:, c]) * data.expand(w * P[:, r, c])
-    return s
+def _rows_dot(data, Vp, rowsT):
+    """sum_k rowsT[k]_i Vp[k, j(i)] for every row i: per-group coefficients Vp
+    (k, G) repeated onto the rows (one np.repeat) and contracted with (k, n) rows."""
+    R = np.repeat(Vp, data.sizes, axis=1)
+    R *= rowsT
+    out = R[0].copy()
+    for k in range(1, R.shape[0]):
+        out += R[k]
+    return out
 
 
 def laplace_gradient(data: GroupedData, state: ModeState, Lambda: np.ndarray):
@@ -55,19 +66,27 @@ def laplace_gradient(data: GroupedData, state: ModeState, Lambda: np.ndarray):
 
     The caller picks the theta entries out of the Lambda gradient.
     """
-    A, u = state.A, state.u
-    P = spd_inv(state.H)
-    s = _leverage(data, A, P)
-    c = state.d3 * s
-    v = (P @ data.gsum(A * c[:, None])[:, :, None])[:, :, 0]
-    av = A[:, 0] * data.expand(v[:, 0])
-    for k in range(1, A.shape[1]):
-        av += A[:, k] * data.expand(v[:, k])
-    g_beta = data.X.T @ (state.d1 - 0.5 * (c - state.d2 * av))
-    Zd1 = data.gsum(data.Z * state.d1[:, None])
-    Zc = data.gsum(data.Z * c[:, None])
-    PLM = P @ Lambda.T @ state.M      # P Lambda' M
-    w = (state.M @ (v @ Lambda.T)[:, :, None])[:, :, 0]           # M Lambda v
-    g_Lambda = (Zd1.T @ u - PLM.sum(axis=0).T
-                - 0.5 * (Zc.T @ u + Zd1.T @ v - w.T @ u))
+    uT = state.u.T                                     # (q, G)
+    Pp = pairs_inv(state.Hp)                           # P_j = H_j^{-1}
+    # s_i = a_i'P_j a_i = z_i'Q_j z_i, Q_j = Lambda P_j Lambda'; off-diagonal pairs count twice
+    Qp = congruence(Lambda.T) @ Pp
+    r, c = pair_index(data.q)
+    Qp[r != c] *= 2.0
+    s = _rows_dot(data, Qp, data.ZZT)
+    cvec = state.d3 * s
+    Zc = np.add.reduceat(data.ZT * cvec, data.starts, axis=1)      # (q, G) Z_j'c
+    v = pairs_matvec(Pp, Lambda.T @ Zc)                # v_j = P_j sum_i c_i a_i
+    Lv = Lambda @ v                                     # Lambda v_j
+    av = _rows_dot(data, Lv, data.ZT)                   # a_i'v_j = z_i'Lambda v_j
+    # d1 - (c - d2 (a'v)) / 2, in place
+    av *= state.d2
+    av -= cvec
+    av *= 0.5
+    av += state.d1
+    g_beta = data.X.T @ av
+    Zd1 = state.Zd1
+    S = np.einsum("xaby,ba->xy", pairs_cross_sum(Pp, state.Mp), Lambda)   # sum_j P_j Lambda'M_j
+    w = pairs_matvec(state.Mp, Lv)                      # M_j Lambda v_j
+    u = uT.T
+    g_Lambda = Zd1 @ u - S.T - 0.5 * (Zc @ u + Zd1 @ v.T - w @ u)
     return g_beta, g_Lambda

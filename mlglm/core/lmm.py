@@ -68,11 +68,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import scipy.optimize
-import scipy.sparse
 
 from .covariance import (n_theta, theta_index, theta_is_diagonal_entry,
                                    theta_lower_bounds, theta_to_Lambda)
+from .lmm_minimise import _minimise, _minimise_scalar
+from .smallmat import chol_and_inverse
 
 __all__ = ["LMMStats", "lmm_stats", "profiled_deviance", "profiled_deviance_grad",
            "LMMFit", "lmm_fit", "lmm_evaluate", "SINGULAR_TOL"]
@@ -159,8 +159,9 @@ def lmm_stats(y, X, Z, group, n_groups: int | None = None) -> LMMStats:
 
     Notes
     -----
-    The per-group cross products are one sparse product Z'[Z, X, e] with Z'
-    stored block-wise by group (lme4's ``Zt``); one pass over the data.
+    The per-group cross products are segment sums over the rows sorted by
+    group: one stable argsort, the row products z_i [z_i', x_i', e_i], and one
+    ``np.add.reduceat`` (a pass over the data, no sparse matrix to build).
     """
     y = np.asarray(y, dtype=float).ravel()
     n = y.size
@@ -196,12 +197,21 @@ def lmm_stats(y, X, Z, group, n_groups: int | None = None) -> LMMStats:
     except np.linalg.LinAlgError:
         raise np.linalg.LinAlgError("X'X is singular: X is rank deficient") from None
     e = y - X @ beta_ols
-    # Z' as a sparse (G q) x n matrix: row j q + k holds column k of Z on group j's rows
-    # (lme4's Zt for one grouping factor, rows grouped by level).  One product with
-    # [Z, X, e] gives every per-group cross product, whatever the row order.
-    Zt = scipy.sparse.csr_matrix((Z.ravel(), ((group[:, None] * q + np.arange(q)).ravel(),
-                                              np.repeat(np.arange(n), q))), shape=(G * q, n))
-    W = np.asarray(Zt @ np.concatenate([Z, X, e[:, None]], axis=1)).reshape(G, q, q + p + 1)
+    # Per-group sums of z_i [z_i', x_i', e_i] over the rows sorted by group
+    # (stable, so each group's rows keep their order); groups without rows
+    # (codes below n_groups that never occur) get zeros.
+    order = np.argsort(group, kind="stable")
+    sizes = np.bincount(group, minlength=G)
+    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    Zs = Z[order]
+    rows = Zs[:, :, None] * np.concatenate([Zs, X[order], e[order, None]], axis=1)[:, None, :]
+    present = sizes > 0
+    if present.all():
+        W = np.add.reduceat(rows, starts, axis=0)
+    else:
+        W = np.zeros((G, q, q + p + 1))
+        if n:
+            W[present] = np.add.reduceat(rows, starts[present], axis=0)
     return LMMStats(ZtZ=_readonly(W[:, :, :q].copy()), ZtX=_readonly(W[:, :, q:q + p].copy()),
                     Zty=_readonly(W[:, :, q + p].copy()),
                     XtX=_readonly(XtX), Xty=_readonly(X.T @ e), yty=float(e @ e),
@@ -230,17 +240,20 @@ class _PLS:
 def _pls(theta, stats: LMMStats, diagonal: bool) -> _PLS:
     """Penalised least squares at theta (formulas in the module docstring).
 
-    The triangular factors are inverted explicitly (batched ``inv`` of the
-    q x q L_j, one p x p R_X) rather than used in solves: for blocks this small
-    that is twice as fast as batched ``solve``, and as accurate, because
-    H_j >= I makes every L_j well conditioned (singular values >= 1).
+    The triangular factors are inverted explicitly (the q x q L_j, one p x p
+    R_X) rather than used in solves: for blocks this small that is twice as fast
+    as batched ``solve``, and as accurate, because H_j >= I makes every L_j well
+    conditioned (singular values >= 1). For q <= 2 the factor and its inverse
+    are closed forms (:func:`~mlglm.core.smallmat.chol_and_inverse`): batched
+    LAPACK calls cost more in per-call overhead than the arithmetic here.
     """
     q, p, G = stats.q, stats.p, stats.n_groups
     Lambda = theta_to_Lambda(theta, q, diagonal)
     H = np.matmul(Lambda.T, stats.ZtZ) @ Lambda
     H[:, np.arange(q), np.arange(q)] += 1.0                  # H_j = Lambda' A_j Lambda + I
-    L = np.linalg.cholesky(H)
-    Linv = np.linalg.inv(L)
+    L, Linv = chol_and_inverse(H)
+    if not np.all(np.isfinite(Linv)):
+        raise np.linalg.LinAlgError("H_j = Lambda'Z_j'Z_j Lambda + I is not positive definite")
     LtB = np.matmul(Lambda.T, stats.ZtX)                     # Lambda' B_j
     RZX = (Linv @ LtB).reshape(G * q, p)                      # R_ZX,j stacked over groups
     cu = (Linv @ (stats.Zty @ Lambda)[:, :, None]).reshape(-1)   # c_u,j stacked
@@ -410,112 +423,6 @@ def _rectify(theta, q, diagonal):
     return theta * sign[c]
 
 
-def _hessian(theta, fg) -> np.ndarray:
-    """Symmetrised central differences of the exact gradient (2 n_theta evaluations)."""
-    k = theta.size
-    Hs = np.empty((k, k))
-    for i in range(k):
-        h = 1e-5 * max(1.0, abs(theta[i]))
-        tp, tm = theta.copy(), theta.copy()
-        tp[i] += h
-        tm[i] -= h
-        Hs[:, i] = (fg(tp)[1] - fg(tm)[1]) / (2 * h)
-    return (Hs + Hs.T) / 2
-
-
-def _newton_polish(theta, fg, max_steps=8):
-    """Newton steps with one Hessian (from :func:`_hessian`); returns theta and that Hessian.
-
-    From where BFGS stops, steps theta <- theta - H^{-1} g with H fixed (a
-    chord iteration, contracting by ||I - H^{-1} H(theta)||, tiny near the
-    optimum) take the gradient to its rounding level in two or three
-    evaluations.  A step is kept when it lowers the criterion, or leaves it
-    unchanged to within rounding while shrinking the gradient.  If H is not
-    positive definite nothing is done and the caller examines H.
-    """
-    Hs = _hessian(theta, fg)
-    if not np.all(np.isfinite(Hs)) or np.linalg.eigvalsh(Hs)[0] <= 0:
-        return theta, Hs
-    f, g = fg(theta)
-    for _ in range(max_steps):
-        new = theta - np.linalg.solve(Hs, g)
-        f_new, g_new = fg(new)
-        gn, gn_new = np.max(np.abs(g)), np.max(np.abs(g_new))
-        if not (f_new < f or (f_new <= f + 1e-13 * abs(f) and gn_new < gn)):
-            break
-        theta, f, g = new, f_new, g_new
-        if gn_new > 0.5 * gn:  # no longer contracting: the gradient is at its rounding level
-            break
-    return theta, Hs
-
-
-def _escape_saddle(theta, Hs, fg):
-    """A point below theta along the most negative-curvature direction of Hs, or None.
-
-    theta_kk = 0 is a stationary point in theta_kk when the rest of column k of
-    Lambda is zero (the criterion is even in that column, see :func:`_rectify`),
-    and a line search can land on it exactly (with q = 1, L-BFGS-B's first
-    step from theta = 1 has length 1).  If it is a saddle or maximum, move off.
-    """
-    w, V = np.linalg.eigh(Hs)
-    if not w[0] < -1e-6 * max(1.0, np.abs(w).max()):
-        return None
-    f0 = fg(theta)[0]
-    trials = [theta + sgn * a * V[:, 0] for a in (1.0, 0.3, 0.1, 0.03, 0.01) for sgn in (1, -1)]
-    values = [fg(t)[0] for t in trials]
-    best = int(np.argmin(values))
-    return trials[best] if values[best] < f0 else None
-
-
-def _pd_inverse(Hs) -> np.ndarray:
-    """Inverse of Hs with its eigenvalues made positive and at least 1e-3 of the largest."""
-    w, V = np.linalg.eigh(Hs)
-    w = np.maximum(np.abs(w), 1e-3 * np.abs(w).max() + 1e-8)
-    Hinv = (V / w) @ V.T
-    return (Hinv + Hinv.T) / 2
-
-
-def _minimise(theta0, fg, gtol, max_rounds=6, max_restarts=3):
-    """Minimise over unbounded theta: BFGS, Newton polish, second-order check.
-
-    Returns theta and a message.  The bounds theta_kk >= 0 are not imposed
-    during the search: by :func:`_rectify` the unconstrained problem has the
-    same minima, and a bounded method would face a trap, since the gradient
-    in theta_kk is exactly 0 at theta_kk = 0, so a projected gradient vanishes
-    there even when that point is a maximum.
-
-    A round is BFGS started from the inverse of a difference Hessian (not the
-    identity: 12 iterations instead of 30-50 on the HSB random-slope models),
-    stopped at a gradient of 1e-2, then :func:`_newton_polish`, which usually
-    ends at the gradient's rounding level.  Near a singular optimum the
-    criterion can be very flat (Hessian eigenvalues 1e-5 of the largest), the
-    polish stalls, and BFGS is rerun with a tight tolerance.  (scipy's BFGS is
-    plain numpy; its L-BFGS-B calls scipy's own BLAS, which fought numpy's BLAS
-    threads on a busy 2-core machine: 2 ms per iteration for 3 parameters.)
-    """
-    theta, Hs = theta0, _hessian(theta0, fg)
-    restarts, bfgs_gtol, best_gn = 0, 1e-2, np.inf
-    for _ in range(max_rounds):
-        opt = scipy.optimize.minimize(fg, theta, jac=True, method="BFGS",
-                                      options={"maxiter": 1000, "gtol": bfgs_gtol,
-                                               "hess_inv0": _pd_inverse(Hs)})
-        theta, Hs = _newton_polish(opt.x, fg)
-        escape = _escape_saddle(theta, Hs, fg) if restarts < max_restarts else None
-        if escape is not None:
-            theta, restarts, bfgs_gtol = escape, restarts + 1, 1e-2
-            Hs, best_gn = _hessian(theta, fg), np.inf
-            continue
-        f, g = fg(theta)
-        gn = np.max(np.abs(g))
-        if gn <= gtol * (1.0 + abs(f)) or gn >= best_gn:
-            break
-        best_gn, bfgs_gtol = gn, 1e-3 * gtol * (1.0 + abs(f))
-    message = f"BFGS: {opt.message}"
-    if restarts:
-        message += f" (after {restarts} restart(s) off a saddle point)"
-    return theta, message
-
-
 def lmm_fit(y, X, Z, group, reml: bool = True, diagonal: bool = False, theta0=None,
             stats: LMMStats | None = None, gtol: float = 1e-8) -> LMMFit:
     """Fit y = X beta + Z b + e with one grouping factor by profiled REML or ML.
@@ -551,14 +458,33 @@ def lmm_fit(y, X, Z, group, reml: bool = True, diagonal: bool = False, theta0=No
     theta0 = np.where(on_diag & (theta0 == 0.0), START_OFF_BOUNDARY, theta0)
 
     count = [0]
+    recent = {}    # theta bytes -> (criterion, gradient, PLS solution), the last few points
+
+    def solve(theta):
+        theta = _check_theta(theta, stats, diagonal)
+        key = theta.tobytes()
+        hit = recent.get(key)
+        if hit is None:
+            # The minimiser asks again for points it has seen (the end of BFGS is
+            # where the polish starts; the polished point is checked and then
+            # packaged): those are answered from here, not re-evaluated.
+            count[0] += 1
+            s = _pls(theta, stats, diagonal)
+            hit = (_criterion(s, stats.n, stats.p, reml), _gradient(s, stats, reml, diagonal), s)
+            if len(recent) >= 4:
+                del recent[next(iter(recent))]
+            recent[key] = hit
+        return hit
 
     def fg(theta):
-        count[0] += 1
-        return profiled_deviance_grad(theta, stats, reml, diagonal)
+        f, g, _ = solve(theta)
+        return f, g.copy()
 
-    theta, message = _minimise(theta0, fg, gtol)
-    return _package(_rectify(theta, q, diagonal), stats, reml, diagonal, gtol,
-                    n_evals=count[0], message=message)
+    found = _minimise_scalar(theta0, fg) if theta0.size == 1 else None
+    theta, message = found if found is not None else _minimise(theta0, fg, gtol)
+    theta = _rectify(theta, q, diagonal)
+    return _package(theta, stats, reml, diagonal, gtol, n_evals=count[0], message=message,
+                    pls=solve(theta)[2])
 
 
 def lmm_evaluate(theta, stats: LMMStats, reml: bool = True, diagonal: bool = False,
@@ -574,10 +500,11 @@ def lmm_evaluate(theta, stats: LMMStats, reml: bool = True, diagonal: bool = Fal
                     message="evaluated at the given theta (not optimised)")
 
 
-def _package(theta, stats, reml, diagonal, gtol, n_evals, message) -> LMMFit:
-    """The :class:`LMMFit` at theta: PLS solution, criteria, sigma^2, covariances."""
+def _package(theta, stats, reml, diagonal, gtol, n_evals, message, pls=None) -> LMMFit:
+    """The :class:`LMMFit` at theta: PLS solution (``pls`` if already computed there),
+    criteria, sigma^2, covariances."""
     q, p, n = stats.q, stats.p, stats.n
-    s = _pls(theta, stats, diagonal)
+    s = _pls(theta, stats, diagonal) if pls is None else pls
     crit = _criterion(s, n, p, reml)
     grad_norm = _projected_grad_norm(theta, _gradient(s, stats, reml, diagonal),
                                      theta_lower_bounds(q, diagonal))

@@ -36,7 +36,10 @@ class MarginalLoglik:
     :meth:`value_and_gradient` (the optimiser packages it at the optimum
     instead of recomputing it); ``u`` keeps the latest modes as the warm
     start of the next evaluation (any start is valid; a close one saves
-    Newton steps).
+    Newton steps). :meth:`value_and_gradient` at exactly the point of its
+    previous call returns that result again (the optimiser's stages hand over
+    points: the preconditioner's start is BFGS's first point, BFGS's last is
+    where the Hessian is taken) instead of recomputing it from another warm start.
     """
 
     def __init__(self, fl: FamilyLink, data: GroupedData, nagq: int = 1, diagonal: bool = False,
@@ -48,11 +51,12 @@ class MarginalLoglik:
         self.theta_rc = theta_index(data.q, diagonal)
         self.p = data.p
         self.n_theta = n_theta(data.q, diagonal)
-        self.log_const = float(np.sum(fl.log_const(data.y, data.m)))
+        self.log_const = float(np.sum(fl.log_const(data.y, data.m_rows)))
         self.chunk_elements = chunk_elements
         self.u = None
         self.state = None
         self.n_evals = 0
+        self._last = None   # (x bytes, value, gradient, state) of the latest value_and_gradient
 
     def split(self, x):
         x = np.asarray(x, dtype=float)
@@ -82,6 +86,12 @@ class MarginalLoglik:
 
     def value_and_gradient(self, x):
         """(log L, d log L / dx) with the exact gradient."""
+        x = np.asarray(x, dtype=float)
+        key = x.tobytes()
+        if self._last is not None and self._last[0] == key:
+            _, value, grad, state = self._last
+            self.u, self.state = state.u, state
+            return value, grad.copy()
         self.n_evals += 1
         beta, theta = self.split(x)
         Lambda = theta_to_Lambda(theta, self.data.q, self.diagonal)
@@ -96,4 +106,6 @@ class MarginalLoglik:
             vals, grad = aghq_loglik(self.fl, self.data, state, Lambda, self.nagq,
                                      theta_rc=self.theta_rc, gradient=True, **kw)
             value = vals.sum()
-        return float(value) + self.log_const, grad
+        value = float(value) + self.log_const
+        self._last = (key, value, grad.copy(), state)
+        return value, grad

@@ -83,30 +83,50 @@ def glm_start(fl, data, maxiter: int = 100, tol: float = 1e-10) -> np.ndarray:
     """beta maximising the GLM log-likelihood (random effects set to zero).
 
     Newton's method on a concave function with step halving, started from a
-    least-squares fit to a transformed response (logit or log).
+    least-squares fit to a transformed response (logit or log). As in the mode
+    iteration, the kernel and its two derivatives are computed in one fused
+    call at each trial point, and an accepted trial's derivatives give the
+    next step; the p x p Newton systems are solved directly (X has full rank,
+    the model checks it), with least squares as the fallback.
     """
-    y, m, X, o = data.y, data.m, data.X, data.offset
+    y, m, X, o = data.y, data.m_rows, data.X, data.offset
     if fl.family == "binomial":
         z = np.log((y + 0.5) / (m - y + 0.5))
     else:
         z = np.log(y + 0.5)
-    beta = np.linalg.lstsq(X, z - o, rcond=None)[0]
-    ll = np.sum(fl.kernel(o + X @ beta, y, m))
+    beta = _solve_sym(X.T @ X, X.T @ (z - o), X, z - o)
+    eta = o + X @ beta
+    ker, d1, d2 = fl.kernel_derivatives(eta, y, m)
+    ll = np.sum(ker)
     for _ in range(maxiter):
-        eta = o + X @ beta
-        d1, d2 = fl.derivatives(eta, y, m)
-        step = np.linalg.lstsq(X.T @ (X * d2[:, None]), X.T @ d1, rcond=None)[0]
+        info = (X.T * d2) @ X            # X is column-major: X.T's rows are contiguous
+        step = _solve_sym(info, X.T @ d1)
         t = 1.0
         for _ in range(50):
             new = beta + t * step
-            ll_new = np.sum(fl.kernel(o + X @ new, y, m))
+            ker, d1_new, d2_new = fl.kernel_derivatives(o + X @ new, y, m)
+            ll_new = np.sum(ker)
             if ll_new >= ll - 1e-12 * abs(ll):
                 break
             t *= 0.5
-        beta, ll = new, ll_new
+        beta, ll, d1, d2 = new, ll_new, d1_new, d2_new
         if np.max(np.abs(t * step)) < tol:
             break
     return beta
+
+
+def _solve_sym(A, b, X=None, r=None):
+    """A^{-1} b for a small symmetric positive-definite A; least squares if it is
+    singular (then, with X and r given, the least-squares fit of r on X)."""
+    try:
+        out = np.linalg.solve(A, b)
+        if np.all(np.isfinite(out)):
+            return out
+    except np.linalg.LinAlgError:
+        pass
+    if X is not None:
+        return np.linalg.lstsq(X, r, rcond=None)[0]
+    return np.linalg.lstsq(A, b, rcond=None)[0]
 
 
 def numerical_hessian(fun_grad, x, free, g0, rel_step=1e-5):
@@ -245,7 +265,11 @@ def _preconditioner(obj, x0):
     obj.u = state.u
     XD = data.X * state.d2[:, None]
     info = data.X.T @ XD
-    B = data.gsum(XD[:, :, None] * state.A[:, None, :])            # (G, p, q)
+    # B_j = sum_i d2_i x_i a_i' (p x q), as p q contiguous rows x_ik d2_i a_ir
+    # summed by segment: the (n, p, q) product's layout, transposed for speed
+    XDT = np.ascontiguousarray(XD.T)
+    rows = (XDT[:, None, :] * state.AT[None, :, :]).reshape(p * data.q, data.n)
+    B = np.add.reduceat(rows, data.starts, axis=1).T.reshape(-1, p, data.q)   # (G, p, q)
     info -= (B @ spd_inv(state.H) @ np.swapaxes(B, 1, 2)).sum(axis=0)
     T = np.eye(n_x)
     try:
@@ -254,15 +278,19 @@ def _preconditioner(obj, x0):
     except np.linalg.LinAlgError:
         pass
     gfun = _Gradient(obj, state.u)
-    g0 = gfun(x0)
+    g_plus = {}
     for i in range(p, n_x):
         h = 1e-3 * max(abs(x0[i]), 0.1)
         xp = x0.copy()
         xp[i] += h
-        curv = -(gfun(xp)[i] - g0[i]) / h
+        g_plus[i] = (h, gfun(xp)[i])
+    # x0 last: it is also BFGS's first point, which the objective then answers
+    # from this evaluation
+    g0 = gfun(x0)
+    for i, (h, gi) in g_plus.items():
+        curv = -(gi - g0[i]) / h
         if np.isfinite(curv) and curv > 0:
             T[i, i] = 1.0 / np.sqrt(curv)
-    obj.u = state.u
     return T
 
 
