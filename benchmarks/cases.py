@@ -261,6 +261,11 @@ def _sim_cases():
             id=f"sim{f3}_n1e5_m100_q2_aghq11", dataset=SimSpec(fam, 10**5, 100, 2).name,
             family=fam, lhs="y", fixed="x1 + x2 + x3 + z", re="1 + x1", group="g",
             method="aghq", nagq=11))
+        if fam == "binomial":     # issue #4: AGHQ q = 2, nagq = 11 at 10^6 rows within 2 GB
+            out.append(Case(
+                id="simbin_n1e6_m100_q2_aghq11", dataset=SimSpec(fam, 10**6, 100, 2).name,
+                family=fam, lhs="y", fixed="x1 + x2 + x3 + z", re="1 + x1", group="g",
+                method="aghq", nagq=11, reps=1))
         out.append(Case(
             id=f"sim{f3}_n1e5_m100_q3_aghq7", dataset=SimSpec(fam, 10**5, 100, 3).name,
             family=fam, lhs="y", fixed="x1 + x2 + x3 + z", re="1 + x1 + x2", group="g",
