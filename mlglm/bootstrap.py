@@ -25,13 +25,14 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from .core.covariance import Lambda_to_theta
+from .core.covariance import theta_from_Sigma, theta_to_Lambda
 from .core.families import get_family_link
 from .core.grouping import make_grouped_data
 from .core.lmm import lmm_fit
-from .core.natural import correlations
+from .core.natural import Sigma_from_natural, natural_vector
 from .core.objective import MarginalLoglik
 from .core.optimize import fit_glmm
+from .marginal import draw_response
 
 __all__ = ["BootstrapResult", "bootstrap"]
 
@@ -106,13 +107,9 @@ class _ReplicateView:
         model = results.model
         p, q = model.k_fe, model.q
         v = row.to_numpy(dtype=float)
-        s = v[p:p + q]
-        R = np.eye(q)
-        k, l = np.tril_indices(q, -1)
-        if not model.diagonal and q > 1:
-            R[k, l] = R[l, k] = v[p + q:p + q + k.size]
+        n_rho = 0 if (model.diagonal or q == 1) else q * (q - 1) // 2
         self.fe_params = pd.Series(v[:p], index=list(model.exog_names))
-        self.cov_re = s[:, None] * R * s[None, :]
+        self.cov_re = Sigma_from_natural(v[p:p + q], v[p + q:p + q + n_rho], q)
         self.scale = float(v[-1] ** 2) if model.family_name == "gaussian" else 1.0
 
     def __getattr__(self, name):
@@ -120,57 +117,45 @@ class _ReplicateView:
 
 
 def _spec(results):
-    """Everything a worker needs to simulate and refit (plain arrays; picklable)."""
+    """Everything a worker needs to simulate and refit (plain arrays; picklable),
+    with what is the same for every replicate computed once: the fixed part of
+    eta, the factor L of Sigma (zero columns for a singular Sigma) and the start
+    x0 = (beta, theta) of every refit."""
     model = results.model
-    return dict(family=model.family_name, link=model.link_name,
-                X=np.asarray(model.exog, float), Z=np.asarray(model.exog_re, float),
-                codes=np.asarray(model.group_codes), m=np.asarray(model.n_trials, float),
-                offset=np.asarray(model.offset, float), n_groups=model.n_groups,
-                beta=np.asarray(results.fe_params, float),
-                Sigma=np.asarray(results.cov_re, float), sigma2=float(results.scale),
+    X = np.asarray(model.exog, float)
+    beta = np.asarray(results.fe_params, float)
+    offset = np.asarray(model.offset, float)
+    theta = theta_from_Sigma(np.asarray(results.cov_re, float), model.diagonal)
+    return dict(family=model.family_name, link=model.link_name, X=X,
+                Z=np.asarray(model.exog_re, float), codes=np.asarray(model.group_codes),
+                m=np.asarray(model.n_trials, float), offset=offset, n_groups=model.n_groups,
+                eta_fixed=offset + X @ beta, x0=np.concatenate([beta, theta]),
+                L=theta_to_Lambda(theta, model.q, model.diagonal), sigma2=float(results.scale),
                 method=results.method, nagq=results.nagq or 1, diagonal=model.diagonal)
 
 
 def _draw(spec, rng):
     """One response vector from the fitted model with new random effects."""
-    q = spec["Z"].shape[1]
-    Sigma = spec["Sigma"]
-    w, V = np.linalg.eigh(0.5 * (Sigma + Sigma.T))
-    root = V * np.sqrt(np.clip(w, 0, None))          # works for singular Sigma too
-    b = rng.standard_normal((spec["n_groups"], q)) @ root.T
-    eta = spec["offset"] + spec["X"] @ spec["beta"] + np.einsum("nq,nq->n", spec["Z"],
-                                                                  b[spec["codes"]])
-    if spec["family"] == "gaussian":
-        return eta + rng.normal(scale=np.sqrt(spec["sigma2"]), size=eta.size)
-    mu = get_family_link(spec["family"], spec["link"]).inverse_link(eta)
-    if spec["family"] == "binomial":
-        return rng.binomial(spec["m"].astype(np.int64), mu).astype(float)
-    return rng.poisson(mu).astype(float)
+    b = rng.standard_normal((spec["n_groups"], spec["L"].shape[0])) @ spec["L"].T
+    eta = spec["eta_fixed"] + np.einsum("nq,nq->n", spec["Z"], b[spec["codes"]])
+    return draw_response(spec["family"], spec["link"], eta, spec["m"], spec["sigma2"], rng)
 
 
 def _refit(spec, y):
     """(natural parameters, llf, converged) of the model refitted to y."""
-    q = spec["Z"].shape[1]
-    k, l = np.tril_indices(q, -1)
+    correlated = spec["Z"].shape[1] > 1 and not spec["diagonal"]
     if spec["family"] == "gaussian":
         f = lmm_fit(y - spec["offset"], spec["X"], spec["Z"], spec["codes"],
                     reml=spec["method"] == "reml", diagonal=spec["diagonal"])
-        beta, Sigma, extra = f.beta, f.cov_re, [np.sqrt(f.sigma2)]
-        llf, conv = f.llf, f.converged
-    else:
-        fl = get_family_link(spec["family"], spec["link"])
-        data = make_grouped_data(y, spec["X"], spec["Z"], spec["codes"], offset=spec["offset"],
-                                 m=spec["m"])
-        obj = MarginalLoglik(fl, data, nagq=spec["nagq"], diagonal=spec["diagonal"])
-        S = spec["Sigma"] + 1e-8 * np.eye(q)
-        x0 = np.concatenate([spec["beta"], Lambda_to_theta(np.linalg.cholesky(S),
-                                                           spec["diagonal"])])
-        st = fit_glmm(obj, x0=x0)       # with the Newton polish, as results.fit()
-        beta, Sigma, extra = st.beta, st.Lambda @ st.Lambda.T, []
-        llf, conv = st.llf, st.record.converged
-    cors = correlations(Sigma) if (q > 1 and not spec["diagonal"]) else np.zeros(0)
-    vec = np.concatenate([beta, np.sqrt(np.clip(np.diag(Sigma), 0, None)), cors, extra])
-    return vec, float(llf), bool(conv)
+        vec = natural_vector(f.beta, f.cov_re, correlated, np.sqrt(f.sigma2))
+        return vec, float(f.llf), bool(f.converged)
+    fl = get_family_link(spec["family"], spec["link"])
+    data = make_grouped_data(y, spec["X"], spec["Z"], spec["codes"], offset=spec["offset"],
+                             m=spec["m"])
+    obj = MarginalLoglik(fl, data, nagq=spec["nagq"], diagonal=spec["diagonal"])
+    st = fit_glmm(obj, x0=spec["x0"])       # with the Newton polish, as results.fit()
+    vec = natural_vector(st.beta, st.Lambda @ st.Lambda.T, correlated)
+    return vec, float(st.llf), bool(st.record.converged)
 
 
 def _run_chunk(spec, items):

@@ -40,23 +40,19 @@ def _gaussian_variance_se(results):
     information of the fit's criterion (REML or ML) in working coordinates
     (:class:`~mlglm.profile.LikelihoodProblem`), by central differences of the
     exact likelihood, mapped to every correlation by a numerical Jacobian."""
-    from .core.natural import natural_to_Lambda
-    from .profile import LikelihoodProblem, observed_information
+    from .core.natural import correlations, natural_to_Lambda
+    from .profile import LikelihoodProblem, fit_criterion, observed_information
     q = results.model.q
-    crit = "reml" if results.method == "reml" else "ml"
-    prob = LikelihoodProblem(results, np.arange(q), crit)
+    prob = LikelihoodProblem(results, np.arange(q), fit_criterion(results))
     w = prob.pack(results.fe_params, results.cov_re, results.scale)
     H = observed_information(prob, w)
     cov_w = np.linalg.inv(H)
-    kk, ll = np.tril_indices(q, -1)
     diag = results.model.diagonal or q == 1
 
     def nat(v):
         _, log_s, a, log_sigma = prob.unpack(v)
         Lam = natural_to_Lambda(log_s, a, q, diag)
-        R = Lam @ Lam.T
-        d = np.sqrt(np.diag(R))
-        rho = (R / np.outer(d, d))[kk, ll] if not diag else np.zeros(0)
+        rho = np.zeros(0) if diag else correlations(Lam @ Lam.T)
         return np.concatenate([log_s, np.arctanh(np.clip(rho, -1 + 1e-15, 1 - 1e-15)),
                                [log_sigma]])
     J = np.empty((nat(w).size, w.size))

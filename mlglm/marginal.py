@@ -19,11 +19,11 @@ import numpy as np
 import pandas as pd
 from scipy import special, stats
 
-from .core.covariance import theta_from_Sigma, theta_to_Lambda
+from .core.covariance import Sigma_from_vech, theta_from_Sigma, theta_to_Lambda
 from .core.families import get_family_link
 from .core.quadrature import product_grid
 
-__all__ = ["marginal_mean", "marginal_predict", "marginal_params", "simulate"]
+__all__ = ["marginal_mean", "marginal_predict", "marginal_params", "simulate", "draw_response"]
 
 _LINKS = {
     "logit": special.logit,
@@ -54,10 +54,8 @@ def marginal_predict(res, X, Z, offset, nagq=15, se=True, rel_step=1e-6):
     params = np.asarray(res.params, dtype=float)
 
     def mean_at(par):
-        S = np.zeros((q, q))
-        S[np.tril_indices(q)] = par[p:]
-        S = S + np.tril(S, -1).T
-        return marginal_mean(X, Z, offset, par[:p], S, model.family_name, model.link_name, nagq)
+        return marginal_mean(X, Z, offset, par[:p], Sigma_from_vech(par[p:], q),
+                             model.family_name, model.link_name, nagq)
 
     mu = mean_at(params)
     if not se:
@@ -80,12 +78,6 @@ def _delta_jacobian(res, fun, params, k, rel_step):
         dn[i] -= h
         J[:, i] = (fun(up) - fun(dn)) / (2 * h)
     return J, np.where(np.outer(ok, ok), cov, 0.0)
-
-
-def _unvech(par, p, q):
-    S = np.zeros((q, q))
-    S[np.tril_indices(q)] = par[p:]
-    return S + np.tril(S, -1).T
 
 
 def marginal_params(res, nagq=15, level=0.95, rel_step=1e-6) -> pd.DataFrame:
@@ -116,7 +108,7 @@ def marginal_params(res, nagq=15, level=0.95, rel_step=1e-6) -> pd.DataFrame:
     params = np.asarray(res.params, dtype=float)
 
     def coefs(par):
-        mu = marginal_mean(X, Z, off, par[:p], _unvech(par, p, q), model.family_name,
+        mu = marginal_mean(X, Z, off, par[:p], Sigma_from_vech(par[p:], q), model.family_name,
                            model.link_name, nagq)
         if model.family_name == "binomial":
             mu = np.clip(mu, 1e-15, 1 - 1e-15)
@@ -158,10 +150,16 @@ def simulate(res, n=1, seed=None, conditional=True):
         else:
             b = rng.standard_normal((model.n_groups, model.q)) @ L.T
         eta = eta_fixed + np.einsum("nq,nq->n", Z, b[codes])
-        if model.family_name == "gaussian":
-            out[r] = eta + rng.normal(scale=np.sqrt(res.scale), size=eta.size)
-        else:
-            mu = get_family_link(model.family_name, model.link_name).inverse_link(eta)
-            out[r] = rng.binomial(m.astype(np.int64), mu) if model.family_name == "binomial" \
-                else rng.poisson(mu)
+        out[r] = draw_response(model.family_name, model.link_name, eta, m, res.scale, rng)
     return out
+
+
+def draw_response(family, link, eta, m, sigma2, rng) -> np.ndarray:
+    """y given the linear predictor: Binomial(m, g^{-1}(eta)) successes,
+    Poisson(exp(eta)) counts, or eta + N(0, sigma2) (Gaussian)."""
+    if family == "gaussian":
+        return eta + rng.normal(scale=np.sqrt(sigma2), size=eta.size)
+    mu = get_family_link(family, link).inverse_link(eta)
+    if family == "binomial":
+        return rng.binomial(np.asarray(m).astype(np.int64), mu).astype(float)
+    return rng.poisson(mu).astype(float)

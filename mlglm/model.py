@@ -19,7 +19,7 @@ import pandas as pd
 import statsmodels.api as sm
 from statsmodels.regression.mixed_linear_model import MixedLM
 
-from .core.covariance import n_theta, theta_index, theta_to_Lambda, theta_from_Sigma
+from .core.covariance import Sigma_from_vech, theta_from_Sigma
 from .core.families import get_family_link
 from .core.grouping import make_grouped_data
 from .core.lmm import lmm_fit
@@ -245,11 +245,8 @@ class MixedGLM(MixedLMSetup, MixedLM):
             raise NotImplementedError("use results.llf for Gaussian fits")
         params = np.asarray(params, dtype=float)
         p, q = self.k_fe, self.q
-        Sigma = np.zeros((q, q))
-        Sigma[np.tril_indices(q)] = params[p:]
-        Sigma = Sigma + np.tril(Sigma, -1).T
         nagq = _resolve_nagq(method, nagq, q)
-        theta = theta_from_Sigma(Sigma, self.diagonal)
+        theta = theta_from_Sigma(Sigma_from_vech(params[p:], q), self.diagonal)
         return self.objective(nagq)(np.concatenate([params[:p], theta]))
 
     def fit(self, method=None, nagq=None, reml=None, start_params=None, maxiter=1000,
@@ -295,9 +292,7 @@ class MixedGLM(MixedLMSetup, MixedLM):
         x0 = None
         if start_params is not None:
             sp = np.asarray(start_params, dtype=float)
-            Sigma = np.zeros((self.q, self.q))
-            Sigma[np.tril_indices(self.q)] = sp[self.k_fe:]
-            Sigma = Sigma + np.tril(Sigma, -1).T
+            Sigma = Sigma_from_vech(sp[self.k_fe:], self.q)
             x0 = np.concatenate([sp[:self.k_fe], theta_from_Sigma(Sigma, self.diagonal)])
         try:
             state = fit_glmm(obj, x0=x0, maxiter=maxiter, hessian=hessian)

@@ -51,7 +51,7 @@ from .core.grouping import make_grouped_data
 from .core.lmm import lmm_stats
 from .core.lmm_loglik import gaussian_loglik, permute_stats
 from .core.modes import ModeFailure
-from .core.natural import Lambda_to_natural, correlations, natural_to_Lambda
+from .core.natural import Lambda_to_natural, natural_to_Lambda, natural_vector
 from .core.objective import MarginalLoglik
 
 __all__ = ["profile_conf_int", "profile_direction", "LikelihoodProblem", "observed_information", "Profiler", "natural_names",
@@ -80,15 +80,17 @@ def natural_names(results) -> tuple[list[str], list[str], list[str]]:
 def natural_values(results) -> pd.Series:
     """Estimates of the natural parameters: fixed effects, SDs, correlations[, sigma]."""
     fe, sd, cor = natural_names(results)
-    Sigma = np.asarray(results.cov_re, dtype=float)
-    vals = [np.asarray(results.fe_params, float), np.sqrt(np.clip(np.diag(Sigma), 0, None))]
-    names = fe + sd + cor
-    if cor:
-        vals.append(correlations(Sigma))
-    if results.model.family_name == "gaussian":
-        vals.append([np.sqrt(results.scale)])
-        names = names + ["sigma"]
-    return pd.Series(np.concatenate(vals), index=names)
+    gaussian = results.model.family_name == "gaussian"
+    vec = natural_vector(results.fe_params, results.cov_re, bool(cor),
+                         np.sqrt(results.scale) if gaussian else None)
+    return pd.Series(vec, index=fe + sd + cor + (["sigma"] if gaussian else []))
+
+
+def fit_criterion(results) -> str:
+    """What the fit maximised: "glmm" (Laplace/AGHQ), "reml" or "ml" (Gaussian)."""
+    if results.model.family_name != "gaussian":
+        return "glmm"
+    return "reml" if results.method == "reml" else "ml"
 
 
 class LikelihoodProblem:
@@ -227,11 +229,12 @@ class Profiler:
 
     def __init__(self, problem: LikelihoodProblem, w_start):
         self.problem = problem
+        # the information at the fit's estimates whitens every search and predicts
+        # the profile paths; the polish below moves w by ~the optimiser's tolerance,
+        # far too little to change it
         self.H = observed_information(self.problem, np.asarray(w_start, float))
-        w_hat, ll = self._maximise(np.asarray(w_start, float), None, None)
-        self.w_hat, self.ll_hat = w_hat, ll
-        self.H = observed_information(self.problem, w_hat)
         self.Hinv = np.linalg.inv(self.H)
+        self.w_hat, self.ll_hat = self._maximise(np.asarray(w_start, float), None, None)
         self.n_fits = 0
 
     def _maximise(self, w0, a, c):
@@ -333,7 +336,7 @@ def _interval(profiler, a, z_crit, lower_limit, upper_limit, transform):
     cache = {}
     lo = profiler.bound(a, -1, z_crit, lower_limit, cache)
     hi = profiler.bound(a, +1, z_crit, upper_limit, cache)
-    return transform(lo, "lower"), transform(hi, "upper"), cache
+    return transform(lo, "lower"), transform(hi, "upper")
 
 
 def profile_direction(results, direction, level=0.95, lower_shift=None):
@@ -344,19 +347,13 @@ def profile_direction(results, direction, level=0.95, lower_shift=None):
     below c-hat (returned as None when the profile stays inside to there).
     Returns (c_hat, lower, upper) on the working scale.
     """
-    model = results.model
-    gaussian = model.family_name == "gaussian"
-    crit = "glmm" if not gaussian else ("reml" if results.method == "reml" else "ml")
-    prob = LikelihoodProblem(results, np.arange(model.q), crit)
+    prob = LikelihoodProblem(results, np.arange(results.model.q), fit_criterion(results))
     prof = Profiler(prob, _natural_start(prob, results))
     a = np.asarray(direction(prob), dtype=float)
     c_hat = float(a @ prof.w_hat)
     z_crit = stats.norm.ppf(0.5 + level / 2.0)
-    cache = {}
     limit = None if lower_shift is None else c_hat - lower_shift
-    lo = prof.bound(a, -1, z_crit, limit, cache)
-    hi = prof.bound(a, +1, z_crit, None, cache)
-    return c_hat, lo, hi
+    return (c_hat,) + _interval(prof, a, z_crit, limit, None, lambda c, _s: c)
 
 
 def profile_conf_int(results, level=0.95, which=None, criterion=None) -> pd.DataFrame:
@@ -390,7 +387,7 @@ def profile_conf_int(results, level=0.95, which=None, criterion=None) -> pd.Data
     wanted = None if which is None else set(which)
     want = (lambda name: wanted is None or name in wanted)
     estimates = natural_values(results)
-    var_crit = "glmm" if not gaussian else ("reml" if results.method == "reml" else "ml")
+    var_crit = fit_criterion(results)
     if criterion not in (None, "ml", "reml"):
         raise ValueError("criterion must be None, 'ml' or 'reml'")
     if gaussian and criterion is not None:
@@ -409,15 +406,15 @@ def profile_conf_int(results, level=0.95, which=None, criterion=None) -> pd.Data
             a[idx] = 1.0
             c_hat = prof.w_hat[idx]
             if kind == "beta":
-                lo, hi, _ = _interval(prof, a, z_crit, None, None, lambda c, _s: float(c))
+                lo, hi = _interval(prof, a, z_crit, None, None, lambda c, _s: float(c))
             elif kind == "sd":
-                lo, hi, _ = _interval(prof, a, z_crit, c_hat - SD_ZERO_SHIFT, None,
+                lo, hi = _interval(prof, a, z_crit, c_hat - SD_ZERO_SHIFT, None,
                                       lambda c, s: 0.0 if c is None else float(np.exp(c)))
             elif kind == "sigma":
-                lo, hi, _ = _interval(prof, a, z_crit, None, None, lambda c, _s: float(np.exp(c)))
+                lo, hi = _interval(prof, a, z_crit, None, None, lambda c, _s: float(np.exp(c)))
             else:
                 lim = np.arctanh(CORR_LIMIT)
-                lo, hi, _ = _interval(prof, a, z_crit, -lim, lim, lambda c, s: (
+                lo, hi = _interval(prof, a, z_crit, -lim, lim, lambda c, s: (
                     (-1.0 if s == "lower" else 1.0) if c is None else float(np.tanh(c))))
             rows[name] = (float(estimates[name]), lo, hi)
         n_fits += prof.n_fits

@@ -19,7 +19,7 @@ import numpy as np
 
 __all__ = ["n_theta", "theta_index", "theta_to_Lambda", "Lambda_to_theta",
            "theta_lower_bounds", "theta_is_diagonal_entry", "Sigma_from_Lambda",
-           "theta_from_Sigma"]
+           "theta_from_Sigma", "Sigma_from_vech"]
 
 
 def theta_index(q: int, diagonal: bool = False) -> tuple[np.ndarray, np.ndarray]:
@@ -81,6 +81,14 @@ def Sigma_from_Lambda(Lambda) -> np.ndarray:
     """Sigma = Lambda Lambda'."""
     Lambda = np.asarray(Lambda, dtype=float)
     return Lambda @ Lambda.T
+
+
+def Sigma_from_vech(v, q: int) -> np.ndarray:
+    """The symmetric q x q matrix whose row-major lower triangle is v
+    (the order of ``results.params`` after the fixed effects)."""
+    S = np.zeros((q, q))
+    S[np.tril_indices(q)] = np.asarray(v, dtype=float)
+    return S + np.tril(S, -1).T
 
 
 def theta_from_Sigma(Sigma, diagonal: bool = False) -> np.ndarray:

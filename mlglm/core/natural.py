@@ -26,7 +26,7 @@ import numpy as np
 from .covariance import Lambda_to_theta
 
 __all__ = ["cpc_to_corr_chol", "corr_chol_to_cpc", "natural_to_Lambda", "Lambda_to_natural",
-           "natural_to_theta", "correlations"]
+           "natural_to_theta", "correlations", "natural_vector", "Sigma_from_natural"]
 
 
 def cpc_to_corr_chol(z, q: int) -> np.ndarray:
@@ -93,3 +93,26 @@ def correlations(Sigma) -> np.ndarray:
     k, l = np.tril_indices(Sigma.shape[0], -1)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where((s[k] > 0) & (s[l] > 0), Sigma[k, l] / (s[k] * s[l]), np.nan)
+
+
+def natural_vector(beta, Sigma, correlated: bool, sigma=None) -> np.ndarray:
+    """(beta, s_1..s_q, rho_kl for k > l if ``correlated``[, sigma]): what intervals
+    and the bootstrap report."""
+    Sigma = np.asarray(Sigma, dtype=float)
+    parts = [np.asarray(beta, dtype=float), np.sqrt(np.clip(np.diag(Sigma), 0, None))]
+    if correlated:
+        parts.append(correlations(Sigma))
+    if sigma is not None:
+        parts.append([float(sigma)])
+    return np.concatenate(parts)
+
+
+def Sigma_from_natural(s, rho, q: int) -> np.ndarray:
+    """Sigma = diag(s) R diag(s), R with the correlations rho (k > l, row by row;
+    empty for uncorrelated effects)."""
+    s = np.asarray(s, dtype=float)
+    R = np.eye(q)
+    if len(rho):
+        k, l = np.tril_indices(q, -1)
+        R[k, l] = R[l, k] = rho
+    return s[:, None] * R * s[None, :]
