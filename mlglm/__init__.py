@@ -13,8 +13,8 @@ from .diagnostics import QuadratureCheck, check_quadrature
 from .formula import FormulaError
 from .icc import ICCResult, VarianceExplained, icc, variance_explained
 from .lme4style import glmer, lmer
-from .model import (BinomialMixedGLM, FitError, MixedGLM, PoissonMixedGLM, SeparationWarning,
-                    SingularFitWarning)
+from .model import (BinomialMixedGLM, FitError, MixedGLM, PoissonMixedGLM, QuadratureWarning,
+                    SeparationWarning, SingularFitWarning)
 from .plotting import caterpillar, effect_plot
 from .pooling import PoolingComparison, compare_pooling, compare_pooling_from_results
 from .ranef import random_effects_frame
@@ -27,4 +27,4 @@ __all__ = ["MixedGLM", "BinomialMixedGLM", "PoissonMixedGLM", "MixedGLMResults",
            "compare_pooling_from_results", "PoolingComparison", "random_effects_frame",
            "caterpillar", "effect_plot", "datasets", "FormulaError", "MixedGLMInputError",
            "DataWarning", "SingularFitWarning", "SeparationWarning", "FitError", "anova", "compare_lr_test", "LRTest", "check_quadrature", "QuadratureCheck",
-           "__version__"]
+           "QuadratureWarning", "__version__"]

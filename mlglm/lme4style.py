@@ -67,7 +67,8 @@ def glmer(formula, data, family="binomial", nagq=1, link=None, subset=None, offs
     ----------
     family : "binomial" | "poisson" | a statsmodels family object.
     nagq : 1 for the Laplace approximation (default, as lme4), K > 1 for
-        K-point adaptive Gauss-Hermite quadrature per random-effect dimension.
+        K-point adaptive Gauss-Hermite quadrature per random-effect dimension,
+        "auto" to raise K until the estimates settle (see :meth:`MixedGLM.fit`).
     link : link name for string families ("logit", "probit", "cloglog", "log").
     subset, offset, exposure, n_trials, missing : as MixedGLM.from_formula.
     **fit_kwargs : passed to :meth:`MixedGLM.fit`.
@@ -77,9 +78,9 @@ def glmer(formula, data, family="binomial", nagq=1, link=None, subset=None, offs
     fam = family_from_name(family, link)
     if type(fam).__name__ == "Gaussian":
         raise MixedGLMInputError("use lmer() for Gaussian models")
-    if not isinstance(nagq, int) or nagq < 1:
-        raise MixedGLMInputError("nagq must be an integer >= 1 (nAGQ = 0 is not offered: "
-                                 "mlglm's Laplace fit is already fast)")
+    if nagq != "auto" and (not isinstance(nagq, int) or nagq < 1):
+        raise MixedGLMInputError("nagq must be an integer >= 1 or 'auto' (nAGQ = 0 is not "
+                                 "offered: mlglm's Laplace fit is already fast)")
     model = _model(formula, data, fam, subset=subset, offset=offset, exposure=exposure,
                    n_trials=n_trials, missing=missing)
     if nagq == 1:

@@ -25,6 +25,7 @@ from .core.grouping import make_grouped_data
 from .core.lmm import lmm_fit
 from .core.modes import ModeFailure
 from .core.objective import MarginalLoglik
+from .core.adequacy import auto_schedule, fit_auto
 from .core.optimize import fit_glmm
 from .core.quadrature import MAX_GRID_POINTS
 from .data_checks import (DataWarning, MixedGLMInputError, binomial_response, family_link_names,
@@ -259,7 +260,13 @@ class MixedGLM(MixedLMSetup, MixedLM):
             Gaussian models use ``"reml"`` (default) or ``"ml"``.
         nagq : quadrature points per random-effect dimension for AGHQ (default
             11 for q <= 2, 7 for q >= 3; the product rule has nagq**q points).
-            ``nagq=1`` is the Laplace approximation.
+            ``nagq=1`` is the Laplace approximation. ``nagq="auto"`` raises the
+            points until two consecutive fits agree (llf to 1e-3, every parameter
+            to 0.01 SE; :mod:`mlglm.core.adequacy`); the nagq it settled on is
+            ``results.nagq`` and its path ``results.optim.auto``. Every AGHQ fit
+            checks itself with nagq + 2 points at the estimates and warns
+            (``QuadratureWarning``) if the estimates would move
+            (``results.optim.quadrature_check``, shown in the summary).
         reml : Gaussian only; same as method="reml"/"ml".
         start_params : (fe_params, vech(cov_re)) to start from.
         """
@@ -287,7 +294,8 @@ class MixedGLM(MixedLMSetup, MixedLM):
         method = "laplace" if method is None else method
         if method not in ("laplace", "aghq"):
             raise MixedGLMInputError(f"method must be 'laplace' or 'aghq', got {method!r}")
-        nagq = _resolve_nagq(method, nagq, self.q)
+        auto = method == "aghq" and isinstance(nagq, str) and nagq == "auto"
+        nagq = 1 if auto else _resolve_nagq(method, nagq, self.q)
         obj = self.objective(nagq)
         x0 = None
         if start_params is not None:
@@ -295,7 +303,11 @@ class MixedGLM(MixedLMSetup, MixedLM):
             Sigma = Sigma_from_vech(sp[self.k_fe:], self.q)
             x0 = np.concatenate([sp[:self.k_fe], theta_from_Sigma(Sigma, self.diagonal)])
         try:
-            state = fit_glmm(obj, x0=x0, maxiter=maxiter, hessian=hessian)
+            if auto:
+                state = _fit_auto(obj, x0, maxiter, self.q)
+                nagq = state.nagq
+            else:
+                state = fit_glmm(obj, x0=x0, maxiter=maxiter, hessian=hessian, check=hessian)
         except (ModeFailure, np.linalg.LinAlgError) as exc:
             sd = np.asarray(self.exog, float).std(axis=0)
             wide = [str(n) for n, v in zip(self.exog_names, sd) if v > 100 or 0 < v < 1e-2]
@@ -369,6 +381,26 @@ class FitError(RuntimeError):
     """The optimisation broke down numerically; the message says what to try."""
 
 
+class QuadratureWarning(UserWarning):
+    """The AGHQ estimates move with more quadrature points (advice in the message)."""
+
+
+def _fit_auto(obj, x0, maxiter, q):
+    """nagq="auto" through the objective interface (mlglm.core.adequacy.fit_auto);
+    the last fit also gets the fit-time check, and both records go into its
+    optimisation record."""
+    from dataclasses import replace
+
+    from .core.adequacy import check_at_optimum
+
+    def fit(o, x0=None, information=None):
+        return fit_glmm(o, x0=x0, maxiter=maxiter, information=information)
+
+    state, record = fit_auto(obj, fit, auto_schedule(q, MAX_GRID_POINTS), x0=x0)
+    chk = check_at_optimum(obj.with_nagq(state.nagq), state)
+    return replace(state, record=replace(state.record, auto=record, quadrature_check=chk))
+
+
 class SingularFitWarning(UserWarning):
     """A random-effect SD is estimated at zero (the fit is on the boundary)."""
 
@@ -397,6 +429,13 @@ def _warn_fit_problems(res):
     if sep:
         warnings.warn(f"possible separation: {sep}; remove or merge the offending terms or "
                       "levels", SeparationWarning, stacklevel=3)
+    chk = getattr(res.optim, "quadrature_check", None)
+    if chk is not None and not chk.adequate:
+        warnings.warn(chk.advice(), QuadratureWarning, stacklevel=3)
+    auto = getattr(res.optim, "auto", None)
+    if auto is not None and not auto.settled:
+        warnings.warn(f"{auto.describe()}; the estimates at nagq={auto.nagq} are reported",
+                      QuadratureWarning, stacklevel=3)
 
 
 def _check_re_in_fixed(X, Z, names):
@@ -437,13 +476,13 @@ def _check_rank(X, names):
 
 def _resolve_nagq(method, nagq, q):
     if method == "laplace":
-        if nagq not in (None, 1):
-            raise MixedGLMInputError("nagq > 1 needs method='aghq'")
+        if nagq is not None and not (isinstance(nagq, (int, np.integer)) and nagq == 1):
+            raise MixedGLMInputError("nagq > 1 and nagq='auto' need method='aghq'")
         return 1
     if nagq is None:
         nagq = 11 if q <= 2 else 7
     if not isinstance(nagq, (int, np.integer)) or nagq < 1:
-        raise MixedGLMInputError(f"nagq must be a positive integer, got {nagq!r}")
+        raise MixedGLMInputError(f"nagq must be a positive integer or 'auto', got {nagq!r}")
     if nagq ** q > MAX_GRID_POINTS:
         raise MixedGLMInputError(
             f"nagq={nagq} with {q} random effects is a product grid of {nagq ** q:,} points per "

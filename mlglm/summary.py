@@ -24,7 +24,8 @@ def method_label(res) -> str:
     if res.method == "ml":
         return "ML (exact)"
     if res.method == "aghq" and res.nagq and res.nagq > 1:
-        return f"ML (AGHQ, nAGQ={res.nagq}, {res.nagq ** res.model.q} points/group)"
+        how = " (auto)" if getattr(res.optim, "auto", None) is not None else ""
+        return f"ML (AGHQ, nAGQ={res.nagq}{how}, {res.nagq ** res.model.q} points/group)"
     return "ML (Laplace)"
 
 
@@ -62,6 +63,10 @@ def _header(res):
     }
     if model.family_name == "gaussian":
         info["Residual variance:"] = _fmt(res.scale, 4)
+    # issue 13: the fit-time quadrature check (and the nagq="auto" path)
+    chk = getattr(res.optim, "quadrature_check", None)
+    if chk is not None:
+        info["Quadrature check:"] = chk.verdict()
     if getattr(model, "n_dropped", 0):
         info["Rows dropped (missing):"] = str(model.n_dropped)
     return info
@@ -124,6 +129,13 @@ def _warnings(res):
     sep = getattr(res, "separation", None)
     if sep:
         out.append(f"Possible separation: {sep}")
+    # issue 13: quadrature adequacy, in words
+    chk = getattr(res.optim, "quadrature_check", None)
+    if chk is not None:
+        out.append(chk.describe() + ("." if chk.adequate else f"; {chk.advice()}."))
+    auto = getattr(res.optim, "auto", None)
+    if auto is not None:
+        out.append(auto.describe() + ".")
     if res.model.family_name != "gaussian":
         out.append("Deviance is -2 x log-likelihood (all constants included), not lme4's "
                    "sum of deviance residuals.")

@@ -58,6 +58,16 @@ class MarginalLoglik:
         self.n_evals = 0
         self._last = None   # (x bytes, value, gradient, state) of the latest value_and_gradient
 
+    def with_nagq(self, nagq: int) -> "MarginalLoglik":
+        """The same model and data with ``nagq`` points per dimension (a new objective:
+        its own evaluation count and warm start)."""
+        return MarginalLoglik(self.fl, self.data, nagq, self.diagonal, self.chunk_elements)
+
+    def random_sds(self, x) -> np.ndarray:
+        """Standard deviations of the random effects, sqrt(diag(Lambda Lambda')), at x."""
+        Lambda = theta_to_Lambda(self.split(x)[1], self.data.q, self.diagonal)
+        return np.sqrt(np.einsum("ij,ij->i", Lambda, Lambda))
+
     def split(self, x):
         x = np.asarray(x, dtype=float)
         return x[:self.p], x[self.p:]
