@@ -205,13 +205,38 @@ def _box_integral(prob1, u_hat, S, h_hat, box, panel):
     return mx + np.log(np.sum(np.exp(a - mx)))
 
 
+def _distinct_groups(prob):
+    """(index of one representative per distinct group, map group -> representative).
+
+    Groups with the same rows (response, trials, fixed part of eta, random design)
+    have the same integral; binary data with an intercept SD of 8 are mostly all-0
+    and all-1 groups that share a handful of designs.
+    """
+    G = prob.y.shape[0]
+    key = np.concatenate([prob.y * prob.mask, prob.m * prob.mask, prob.eta0 * prob.mask,
+                          (prob.Z * prob.mask[..., None]).reshape(G, -1), prob.mask], axis=1)
+    _, first, inverse = np.unique(np.round(key, 12), axis=0, return_index=True,
+                                  return_inverse=True)
+    return first, np.asarray(inverse).ravel()
+
+
 def brute_force_loglik(prob, modes=None, panel=1.0, check=True):
     """True log L_j (G,) and an error estimate (G,) (NaN when ``check`` is False).
 
     The estimate is |value(panel) - value(panel / 2)|: the same box with twice the
-    Gauss-Legendre nodes per dimension.
+    Gauss-Legendre nodes per dimension. Each distinct group is integrated once.
     """
     u_hat, H, h_hat = conditional_modes(prob) if modes is None else modes
+    first, inverse = _distinct_groups(prob)
+    if first.size < u_hat.shape[0]:
+        v, e = _brute_force_each(prob.subset(first), (u_hat[first], H[first], h_hat[first]),
+                                 panel, check)
+        return v[inverse], e[inverse]
+    return _brute_force_each(prob, (u_hat, H, h_hat), panel, check)
+
+
+def _brute_force_each(prob, modes, panel, check):
+    u_hat, H, h_hat = modes
     G = u_hat.shape[0]
     out = np.empty(G)
     err = np.full(G, np.nan)
@@ -229,18 +254,7 @@ def brute_force_loglik(prob, modes=None, panel=1.0, check=True):
     return out, err
 
 
-def brute_force_total(prob):
-    """sum_j log L_j by brute force, integrating each distinct group once.
 
-    Groups with the same rows (response, trials, fixed part of eta, random design)
-    have the same integral; binary data with an intercept SD of 8 are mostly all-0
-    and all-1 groups that share a handful of designs, so this is several times
-    faster than :func:`brute_force_loglik` on every group.
-    """
-    G = prob.y.shape[0]
-    key = np.concatenate([prob.y * prob.mask, prob.m * prob.mask, prob.eta0 * prob.mask,
-                          (prob.Z * prob.mask[..., None]).reshape(G, -1), prob.mask], axis=1)
-    _, first, inverse = np.unique(np.round(key, 12), axis=0, return_index=True,
-                                  return_inverse=True)
-    values, _ = brute_force_loglik(prob.subset(first), check=False)
-    return float(values[np.asarray(inverse).ravel()].sum())
+def brute_force_total(prob):
+    """sum_j log L_j by brute force (each distinct group integrated once)."""
+    return float(brute_force_loglik(prob, check=False)[0].sum())

@@ -27,8 +27,8 @@ from numpy.polynomial.hermite_e import hermegauss
 
 from quadrature_oracle import LOG_2PI, log_integrand
 
-__all__ = ["ORIENTATIONS", "orientation", "product_rule", "pruned_rule", "smolyak_rule",
-           "rule_loglik"]
+__all__ = ["ORIENTATIONS", "orientation", "floor_of", "product_rule", "pruned_rule",
+           "smolyak_rule", "rule_loglik", "mean_variance_loglik"]
 
 
 @lru_cache(maxsize=None)
@@ -110,7 +110,7 @@ def _eig_factor(C):
 
 
 ORIENTATIONS = {
-    "u-chol": "u = u_hat + R^{-T} t, H = R R' (mlglm before #13)",
+    "u-chol": "u = u_hat + R^{-T} t, H = R R' (mlglm's rule, before and after issue 13; glmm's)",
     "u-chol-rev": "u-space, coordinates in reverse order (lower Cholesky factor of H^{-1})",
     "u-pivot": "u-space, pivoted: largest conditional variance first (lower factor of H^{-1})",
     "u-eig": "u-space eigenvectors of H, M = V D^{-1/2}",
@@ -120,12 +120,31 @@ ORIENTATIONS = {
     "b-pivot": "b-space, pivoted: largest conditional variance first",
     "b-eig": "b-space eigenvectors of H_b",
     "b-sym": "b-space symmetric square root H_b^{-1/2}",
+    "b-chol-floor": "b-chol with W = Lambda, diagonal sqrt(Lambda_kk^2 + (0.01/rms z_k)^2)",
+    "u-chol@45": "u-chol with the standardised grid turned by 45 degrees (t -> Q t)",
+    "u-chol-rev@45": "u-chol-rev with the grid turned by 45 degrees",
 }
 
+#: the 45-degree turn of a 2-D grid: its diagonals onto the axes
+Q45 = np.array([[1.0, -1.0], [1.0, 1.0]]) / np.sqrt(2.0)
 
-def orientation(kind, H, Lambda):
-    """M (G, q, q) with M M' = H^{-1} for the named orientation."""
+
+def floor_of(prob, b_floor=0.01):
+    """0.01 / rms(z_k) over the rows of a GroupProblem (trials as weights), as mlglm.core.aghq."""
+    w = prob.m * prob.mask
+    rms = np.sqrt(np.einsum("gn,gnq->q", w, prob.Z ** 2) / w.sum())
+    return b_floor / np.where(rms > 0, rms, 1.0)
+
+
+def orientation(kind, H, Lambda, floor=None):
+    """M (G, q, q) with M M' = H^{-1} for the named orientation (``floor``: see floor_of)."""
+    if kind.endswith("@45"):
+        return orientation(kind[:-3], H, Lambda, floor) @ Q45
     C = np.linalg.inv(H)
+    if kind == "b-chol-floor":
+        W = np.array(Lambda, dtype=float)
+        W[np.diag_indices_from(W)] = np.sqrt(np.diag(W) ** 2 + np.asarray(floor) ** 2)
+        return np.linalg.solve(W, _upper_factor(W @ C @ W.T))
     space, how = kind.split("-", 1)
     if space == "b":
         C = Lambda @ C @ Lambda.T            # Laplace covariance of b = Lambda u
@@ -166,3 +185,20 @@ def rule_loglik(prob, modes, M, t, logw=None, w=None, chunk=400):
             s = np.where(tot > 0, np.log(np.where(tot > 0, tot, 1.0)), np.nan)
         out[sl] = logdetM[sl] + mx[:, 0] + s
     return out
+
+
+def mean_variance_loglik(prob, modes, M, K):
+    """Mean-variance AGHQ (Naylor and Smith; Stata's default): the posterior mean mu_j
+    and covariance V_j from the K^q-point mode-curvature rule oriented by M, then the
+    K^q-point rule centred at mu_j with the lower Cholesky factor of V_j. Twice the
+    points of the mode-curvature rule per evaluation."""
+    u_hat = modes[0]
+    t, lw = product_rule(K, prob.q)
+    U = u_hat[:, None, :] + np.einsum("gij,kj->gki", M, t)
+    f = log_integrand(prob, U) + 0.5 * np.einsum("kq,kq->k", t, t) + lw
+    pi = np.exp(f - f.max(axis=1, keepdims=True))
+    pi /= pi.sum(axis=1, keepdims=True)
+    mu = np.einsum("gk,gkq->gq", pi, U)
+    D = U - mu[:, None, :]
+    F = np.linalg.cholesky(np.einsum("gk,gka,gkb->gab", pi, D, D))
+    return rule_loglik(prob, (mu, None, None), F, t, logw=lw)

@@ -2,21 +2,36 @@
 
     python benchmarks/quadrature_study.py [--reps 2] [--out benchmarks/out/quadrature_study]
 
-For every scenario (hard binary with random-intercept SD 2, 4, 8 and a random slope;
-Poisson with small counts; the easy simulated regime; the Contraception data) and every
-data set, the per-group log-likelihood log L_j of each rule at the true parameters (at
-mlglm's AGHQ estimates for Contraception) is compared with the brute-force value of
+Every rule is compared, group by group, with the brute-force log L_j of
 ``quadrature_oracle.py`` (composite Gauss-Legendre over a scanned box, nothing from
-mlglm). Rules (``quadrature_rules.py``): ten orientations of the full product grid, pruned
-product grids and Smolyak sparse grids. Reported per rule and points per group:
+mlglm) at the true parameters (at mlglm's AGHQ estimates for Contraception).
 
-* mean |error| per group (averaged over the groups of all data sets of the scenario);
-* mean over data sets of |sum of errors| (the error of the data set's log-likelihood).
+* Part A, the scenarios of the issue: hard binary data (3-10 visits per subject at
+  time 0, 1, ..., random intercept SD 2, 4 or 8, random slope SD 1 on time, most
+  subjects all-0 or all-1), Poisson with small counts (intercept SD 1 or 2), the easy
+  simulated regime (20 rows per group, the benchmark cases' covariances) and the
+  Contraception data; ``--reps`` data sets each. Rules (``quadrature_rules.py``): eleven
+  orientations of the full product grid, product grids pruned of the nodes whose weight
+  is below eps x the largest, Smolyak sparse grids of Gauss-Hermite rules.
+* Part B, where the orientations part ways: binary data, 300 subjects x 7 visits,
+  intercept SD 2, 4, 8 crossed with slope SDs 0.1 to 2 and correlations -0.2 and 0.5;
+  the smooth orientations, GLMMadaptive's b-space rule with and without a floor, the
+  grid turned by 45 degrees and mean-variance AGHQ at 7, 11 and 15 points per dimension.
+* Part C, the rule at a zero slope variance: b-space orientations depend on the
+  direction from which (Lambda_21, Lambda_22) tends to 0; spread of the value over
+  five directions at slope SDs 1e-3 and 1e-6, GLMMadaptive's rule and the same with
+  a floor on the diagonal of Lambda (b-chol-floor).
+* Part D, a zero variance and the smaller model: with Sigma = diag(s^2, 0) a q = 2
+  rule should give the q = 1 model's value at the same nagq (so likelihood-ratio
+  tests of a variance component compare like with like); |difference| at 11 points
+  per dimension for the aligned grid, b-chol-floor and the grid turned by 45 degrees.
 
-The oracle checks itself: on the first ``--check`` groups of every data set the box
-integral is repeated with twice the nodes per dimension (largest difference reported),
-and a few of the hardest groups are integrated again with scipy's ``dblquad``.
-Writes ``study.md`` (the tables) and ``study.json`` under ``--out``.
+Reported per rule and points per group: the mean |error| of log L_j over the groups
+(and the mean |error| of the data set's log-likelihood, the sum), and in Part B each
+rule's error relative to the best rule of the design. The oracle checks itself: on the
+first ``--check`` groups of every data set of Part A the box integral is repeated with
+twice the nodes per dimension, and the three groups where the old rule errs most are
+integrated again with scipy's ``dblquad``. Writes ``study.md`` and ``study.json``.
 """
 from __future__ import annotations
 
@@ -36,18 +51,25 @@ sys.path.insert(0, str(HERE))
 import quadrature_data as qd  # noqa: E402
 from quadrature_oracle import (GroupProblem, brute_force_loglik, conditional_modes,  # noqa: E402
                                log_integrand)
-from quadrature_rules import (ORIENTATIONS, orientation, product_rule, pruned_rule,  # noqa: E402
-                              rule_loglik, smolyak_rule)
+from quadrature_rules import (ORIENTATIONS, floor_of, mean_variance_loglik,  # noqa: E402
+                              orientation, product_rule, pruned_rule, rule_loglik,
+                              smolyak_rule)
 
 PRODUCT_K = (3, 5, 7, 9, 11, 15, 21)
 PRUNED = ((11, 1e-6), (15, 1e-6), (21, 1e-8), (25, 1e-9), (31, 1e-10))
 SMOLYAK_L = (4, 6, 8, 10, 12)
-PRUNE_ORIENT = ("u-chol", "u-chol-rev", "b-chol")
-SMOLYAK_ORIENT = ("u-chol", "u-chol-rev", "u-eig")
+PRUNE_ORIENT = ("u-chol", "u-chol-rev", "b-chol", "b-chol-floor")
+SMOLYAK_ORIENT = ("u-chol", "u-chol-rev", "u-eig", "b-chol-floor")
+DESIGN_ORIENT = ("u-chol", "u-chol-rev", "u-sym", "b-chol", "b-chol-floor", "u-chol@45",
+                 "u-chol-rev@45")
+DESIGN_K = (7, 11, 15)
+#: Part B: (intercept SD, slope SD, correlation)
+DESIGNS = [(sd0, sd1, corr) for sd0 in (2.0, 4.0, 8.0) for sd1, corr in
+           ((0.1, 0.5), (0.3, -0.2), (1.0, -0.2), (1.0, 0.5), (2.0, -0.2))]
 
 
 def scenarios():
-    """name -> (simulator, kwargs); each returns (df, formula, beta, Sigma)."""
+    """Part A: name -> (simulator, kwargs); each returns (df, formula, beta, Sigma)."""
     return {
         "hard binary, SD0 = 2": (qd.hard_binary, dict(sd0=2.0)),
         "hard binary, SD0 = 4": (qd.hard_binary, dict(sd0=4.0)),
@@ -71,6 +93,12 @@ def design(df, formula):
     return df.y.to_numpy(float), X, Z, df.id.to_numpy()
 
 
+def simulated_problem(sim, kw, seed, family):
+    df, formula, beta, Sigma = sim(seed, **kw)
+    y, X, Z, g = design(df, formula)
+    return GroupProblem.from_rows(y, X, Z, g, beta, np.linalg.cholesky(Sigma), family)
+
+
 def contraception_problem():
     """Contraception, (1 + urban | district), at mlglm's AGHQ (11 x 11) estimates."""
     import mlglm
@@ -87,8 +115,13 @@ def contraception_problem():
                                   m.group_codes, np.asarray(res.fe_params), Lam, "binomial")
 
 
-def all_rules():
-    """(label, orientation, points, kind, K or level, eps) for every rule studied."""
+def orientations(prob, modes, kinds=ORIENTATIONS):
+    fl = floor_of(prob)
+    return {o: orientation(o, modes[1], prob.Lambda, floor=fl) for o in kinds}
+
+
+def part_a_rules():
+    """(label, orientation, points, kind, K or level, eps) for every rule of Part A."""
     out = []
     for o in ORIENTATIONS:
         for K in PRODUCT_K:
@@ -104,17 +137,15 @@ def all_rules():
     return out
 
 
-def evaluate_rules(prob, modes, truth):
-    """Per-group errors of every rule: {(label, points, K/L): errors (G,)}."""
+def evaluate_part_a(prob, modes, truth):
+    """Per-group errors of every rule of Part A: {(label, points, K/L): errors (G,)}."""
     out = {}
-    Ms = {o: orientation(o, modes[1], prob.Lambda) for o in ORIENTATIONS}
-    for label, o, n, kind, K, eps in all_rules():
+    Ms = orientations(prob, modes)
+    for label, o, n, kind, K, eps in part_a_rules():
         if kind == "product":
-            t, lw = product_rule(K, 2)
-            v = rule_loglik(prob, modes, Ms[o], t, logw=lw)
+            v = rule_loglik(prob, modes, Ms[o], *product_rule(K, 2))
         elif kind == "pruned":
-            t, lw = pruned_rule(K, 2, eps)
-            v = rule_loglik(prob, modes, Ms[o], t, logw=lw)
+            v = rule_loglik(prob, modes, Ms[o], *pruned_rule(K, 2, eps))
         else:
             t, w = smolyak_rule(K, 2)
             v = rule_loglik(prob, modes, Ms[o], t, w=w)
@@ -143,9 +174,8 @@ def dblquad_check(prob, modes, truth, groups):
     return float(np.max(diffs))
 
 
-def run(reps, n_check, out_dir):
-    records = {}
-    meta = {}
+def run_part_a(reps, n_check, log):
+    records, meta = {}, {}
     todo = [(name, sim, kw, seed) for name, (sim, kw) in scenarios().items()
             for seed in range(reps)]
     todo.append(("Contraception (1 + urban | district), at the AGHQ estimates", None, None, 0))
@@ -154,16 +184,13 @@ def run(reps, n_check, out_dir):
         if sim is None:
             prob = contraception_problem()
         else:
-            df, formula, beta, Sigma = sim(seed, **kw)
-            y, X, Z, g = design(df, formula)
-            family = "poisson" if "Poisson" in name else "binomial"
-            prob = GroupProblem.from_rows(y, X, Z, g, beta, np.linalg.cholesky(Sigma), family)
+            prob = simulated_problem(sim, kw, seed, "poisson" if "Poisson" in name else
+                                     "binomial")
         modes = conditional_modes(prob)
         truth, _ = brute_force_loglik(prob, modes, check=False)
         chk = np.arange(min(n_check, truth.size))
         _, err = brute_force_loglik(prob.subset(chk), tuple(a[chk] for a in modes))
-        errs = evaluate_rules(prob, modes, truth)
-        # hardest groups for the current rule, cross-checked by dblquad
+        errs = evaluate_part_a(prob, modes, truth)
         cur = np.abs(errs[("product u-chol", 121, 11)])
         dq = dblquad_check(prob, modes, truth, np.argsort(-cur)[:3])
         m = meta.setdefault(name, {"groups": 0, "datasets": 0, "oracle_refine": 0.0,
@@ -178,28 +205,83 @@ def run(reps, n_check, out_dir):
             r = records.setdefault(name, {}).setdefault(key, {"abs": [], "llf": []})
             r["abs"].extend(np.abs(e).tolist())
             r["llf"].append(abs(float(e.sum())))
-        print(f"{name} seed {seed}: {truth.size} groups, {time.time() - t0:.0f} s; oracle "
-              f"refinement {np.nanmax(err):.1e}, dblquad {dq:.1e}", flush=True)
-    write(records, meta, out_dir)
+        log(f"A | {name} seed {seed}: {truth.size} groups, {time.time() - t0:.0f} s; oracle "
+            f"refinement {np.nanmax(err):.1e}, dblquad {dq:.1e}")
+    summ = {name: [(label, n, K, float(np.mean(r["abs"])), float(np.mean(r["llf"])))
+                   for (label, n, K), r in recs.items()] for name, recs in records.items()}
+    return summ, meta
 
 
-def summary(records):
-    """{scenario: [(label, points, K, mean |e| per group, mean |llf error|)]}."""
+def run_part_b(log):
+    """{design label: {rule: [mean |error| at each K of DESIGN_K]}}."""
     out = {}
-    for name, recs in records.items():
-        out[name] = [(label, n, K, float(np.mean(r["abs"])), float(np.mean(r["llf"])))
-                     for (label, n, K), r in recs.items()]
+    for sd0, sd1, corr in DESIGNS:
+        t0 = time.time()
+        prob = simulated_problem(qd.hard_binary, dict(sd0=sd0, sd1=sd1, corr=corr, sizes=7),
+                                 0, "binomial")
+        modes = conditional_modes(prob)
+        truth, _ = brute_force_loglik(prob, modes, check=False)
+        Ms = orientations(prob, modes, DESIGN_ORIENT)
+        row = {o: [float(np.mean(np.abs(rule_loglik(prob, modes, M, *product_rule(K, 2))
+                                        - truth))) for K in DESIGN_K] for o, M in Ms.items()}
+        row["mean-variance (u-chol)"] = [float(np.mean(np.abs(
+            mean_variance_loglik(prob, modes, Ms["u-chol"], K) - truth))) for K in DESIGN_K]
+        label = f"SD0 {sd0:g}, SD1 {sd1:g}, corr {corr:+g}"
+        out[label] = row
+        log(f"B | {label}: {time.time() - t0:.0f} s")
     return out
 
 
-def write(records, meta, out_dir):
+def run_part_c(log):
+    """Spread of the K = 11 value over 7 directions of (Lambda_21, Lambda_22) -> 0, hard
+    binary data (SD0 8, 7 visits), for GLMMadaptive's rule, without and with the floor."""
+    df, formula, beta, Sigma = qd.hard_binary(0, G=300, sizes=7, sd0=8.0)
+    y, X, Z, g = design(df, formula)
+    out = {}
+    for eps in (1e-3, 1e-6):
+        vals = {"b-chol": [], "b-chol-floor": []}
+        for a in np.linspace(0.0, np.pi, 7)[1:-1]:
+            L = np.array([[8.0, 0.0], [eps * np.cos(a), eps * np.sin(a)]])
+            prob = GroupProblem.from_rows(y, X, Z, g, beta, L, "binomial")
+            modes = conditional_modes(prob)
+            Ms = orientations(prob, modes, ("b-chol", "b-chol-floor"))
+            for o in vals:
+                vals[o].append(float(rule_loglik(prob, modes, Ms[o], *product_rule(11, 2)).sum()))
+        out[f"{eps:g}"] = {o: float(np.ptp(v)) for o, v in vals.items()}
+        log(f"C | slope SD {eps:g}: spread {out[f'{eps:g}']}")
+    return out
+
+
+def run_part_d(log):
+    """|AGHQ(q = 2, Sigma = diag(s^2, 0)) - AGHQ(q = 1, s^2)| summed over groups, K = 11."""
+    out = {}
+    for label, sim, kw in (("hard binary (SD0 8, 7 visits)", qd.hard_binary,
+                            dict(sd0=8.0, sizes=7)),
+                           ("easy binomial (200 x 20)", qd.easy_binomial, {})):
+        df, formula, beta, Sigma = sim(0, **kw)
+        y, X, Z, g = design(df, formula)
+        s0 = float(np.sqrt(Sigma[0, 0]))
+        p1 = GroupProblem.from_rows(y, X, Z[:, :1], g, beta, np.array([[s0]]), "binomial")
+        m1 = conditional_modes(p1)
+        v1 = rule_loglik(p1, m1, orientation("u-chol", m1[1], p1.Lambda), *product_rule(11, 1))
+        p2 = GroupProblem.from_rows(y, X, Z, g, beta, np.array([[s0, 0.0], [0.0, 0.0]]),
+                                    "binomial")
+        m2 = conditional_modes(p2)
+        Ms = orientations(p2, m2, ("u-chol", "b-chol-floor", "u-chol@45"))
+        out[label] = {o: float(abs(np.sum(rule_loglik(p2, m2, M, *product_rule(11, 2)) - v1)))
+                      for o, M in Ms.items()}
+        log(f"D | {label}: {out[label]}")
+    return out
+
+
+def write(part_a, meta, part_b, part_c, out_dir, part_d=None):
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    summ = summary(records)
     with open(out_dir / "study.json", "w") as fh:
-        json.dump({"summary": summ, "meta": meta}, fh, indent=1)
-    lines = []
-    for name, rows in summ.items():
+        json.dump({"part_a": part_a, "meta": meta, "part_b": part_b, "part_c": part_c,
+                   "part_d": part_d}, fh, indent=1)
+    lines = ["## Part A: rules by points per group\n"]
+    for name, rows in part_a.items():
         m = meta[name]
         lines.append(f"### {name}\n")
         lines.append(f"{m['datasets']} data set(s), {m['groups']} groups"
@@ -221,20 +303,78 @@ def write(records, meta, out_dir):
         lines.append("\n| rule | points (K or level) | mean abs error per group | "
                      "mean abs llf error |")
         lines.append("|---|---:|---:|---:|")
-        for lab, n, K, a, l in other:
-            lines.append(f"| {lab} | {n} ({K}) | {a:.1e} | {l:.1e} |")
+        for lab, n, K, a, llf in other:
+            lines.append(f"| {lab} | {n} ({K}) | {a:.1e} | {llf:.1e} |")
         lines.append("")
-    (out_dir / "study.md").write_text("\n".join(lines))
+    if part_b:
+        lines += _part_b_lines(part_b)
+    if part_c:
+        lines += _part_c_lines(part_c)
+    if part_d:
+        lines += ["\n## Part D: a zero slope variance against the random-intercept model\n",
+                  "|sum over groups of AGHQ(q = 2, Sigma = diag(s^2, 0)) - AGHQ(q = 1)|, "
+                  "11 points per dimension:\n",
+                  "| data | " + " | ".join(next(iter(part_d.values()))) + " |",
+                  "|---|" + "---:|" * len(next(iter(part_d.values())))]
+        for label, row in part_d.items():
+            lines.append(f"| {label} | " + " | ".join(f"{v:.1e}" for v in row.values()) + " |")
+    (out_dir / "study.md").write_text("\n".join(lines) + "\n")
+
+
+def _part_b_lines(part_b):
+    lines = ["## Part B: orientations by design (binary, 300 x 7 visits)\n"]
+    rules = list(next(iter(part_b.values())))
+    lines.append("Mean |error| of log L_j per group at " + ", ".join(
+        f"{k * k}" for k in DESIGN_K) + " points per group:\n")
+    lines.append("| design | " + " | ".join(rules) + " |")
+    lines.append("|---|" + "---|" * len(rules))
+    for label, row in part_b.items():
+        lines.append(f"| {label} | " + " | ".join(
+            " / ".join(f"{e:.1e}" for e in row[r]) for r in rules) + " |")
+    # error relative to the best rule of each design (121 points), over Part A and B
+    ratios = {r: [] for r in rules}
+    for row in part_b.values():
+        best = min(row[r][1] for r in rules)
+        for r in rules:
+            ratios[r].append(row[r][1] / best)
+    lines.append("\nError at 121 points relative to the best rule of the design (Part B):\n")
+    lines.append("| rule | worst | geometric mean | designs where best |")
+    lines.append("|---|---:|---:|---:|")
+    for r in rules:
+        x = np.array(ratios[r])
+        lines.append(f"| {r} | {x.max():.1f} | {np.exp(np.mean(np.log(x))):.2f} | "
+                     f"{int(np.sum(x == 1.0))} |")
+    return lines
+
+
+def _part_c_lines(part_c):
+    lines = ["\n## Part C: a zero slope variance approached from 5 directions\n"]
+    lines.append("Spread (max - min) of the 11 x 11 log-likelihood, hard binary (SD0 8, 7 "
+                 "visits), slope SD eps in directions 30..150 degrees:\n")
+    lines.append("| slope SD | GLMMadaptive's b-space rule | with the floor (b-chol-floor) |")
+    lines.append("|---:|---:|---:|")
+    for eps, v in part_c.items():
+        lines.append(f"| {eps} | {v['b-chol']:.2e} | {v['b-chol-floor']:.2e} |")
+    return lines
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--reps", type=int, default=2, help="data sets per simulated scenario")
+    ap.add_argument("--reps", type=int, default=2, help="data sets per scenario of Part A")
     ap.add_argument("--check", type=int, default=20,
                     help="groups per data set whose oracle value is refined (convergence)")
+    ap.add_argument("--parts", default="ABCD")
     ap.add_argument("--out", default=str(HERE / "out" / "quadrature_study"))
     args = ap.parse_args(argv)
-    run(args.reps, args.check, args.out)
+
+    def log(msg):
+        print(msg, flush=True)
+
+    part_a, meta = run_part_a(args.reps, args.check, log) if "A" in args.parts else ({}, {})
+    part_b = run_part_b(log) if "B" in args.parts else {}
+    part_c = run_part_c(log) if "C" in args.parts else {}
+    part_d = run_part_d(log) if "D" in args.parts else {}
+    write(part_a, meta, part_b, part_c, args.out, part_d)
 
 
 if __name__ == "__main__":

@@ -43,11 +43,8 @@ Approximations of log L_j, with u_hat the mode of h_j and H = -h_j''(u_hat)
 
   K = 1 gives z = 0, w = sqrt(pi): exactly the Laplace formula.
 
-  For q >= 2 the result at finite K depends on how the grid is oriented.
-  aghq_grid="u" is the R^{-T} rule written above (mlglm before issue 13, and the
-  `glmm` package), aghq_grid="b" GLMMadaptive's (b-space), and the default,
-  aghq_grid="mlglm", mlglm's since issue 13: GLMMadaptive's with a floor on the
-  diagonal of the factor that maps u to b (see group_loglik).
+  For q >= 2 the result at finite K depends on how the grid is oriented;
+  aghq_grid="b" gives GLMMadaptive's orientation instead (see group_loglik).
 
 * Exact: the integral of exp(h_j(u) - h_j(u_hat)) by scipy.integrate in the
   same standardised coordinates t, with h_j(u_hat) added back on the log scale
@@ -413,16 +410,11 @@ def _gh_normal(K):
 
 
 def group_loglik(y, X, Z, beta, L, family="binomial", link=None, m=None, offset=None,
-                 method="laplace", nagq=None, epsabs=None, epsrel=None, aghq_grid="mlglm",
-                 floor=None):
+                 method="laplace", nagq=None, epsabs=None, epsrel=None, aghq_grid="u"):
     """log L_j of one group by "laplace", "aghq" (nagq points per dimension) or "exact".
 
     aghq_grid: orientation of the product grid (matters only for q >= 2 and finite nagq).
-      "mlglm" (default; mlglm since issue 13): as "b" below with L replaced by W, L with
-          its diagonal replaced by sqrt(L_kk^2 + floor_k^2): u = u_hat + W^{-1} U t with
-          U upper triangular, U U' = W H^{-1} W'. ``floor`` (q,) is 0.01 / rms(z_k)
-          over all rows of the data (marginal_loglik passes it).
-      "u" (mlglm before issue 13; lme4's for q = 1): u = u_hat + R^{-T} t, H = R R'.
+      "u" (default; DESIGN.md, and lme4's for q = 1): u = u_hat + R^{-T} t, H = R R'.
       "b" (GLMMadaptive's): b = b_hat + U_b^{-1} t in b = L u, where H_b = U_b' U_b is
           the upper Cholesky factorisation of the negative Hessian in b,
           H_b = L^{-T} H L^{-1}; needs L nonsingular.
@@ -449,15 +441,7 @@ def group_loglik(y, X, Z, beta, L, family="binomial", link=None, m=None, offset=
     if method == "aghq":
         if nagq is None or int(nagq) < 1:
             raise ValueError("method='aghq' needs nagq >= 1")
-        if aghq_grid == "mlglm":
-            W = np.array(np.atleast_2d(np.asarray(L, dtype=float)))
-            fl = np.zeros(q) if floor is None else np.asarray(floor, dtype=float)
-            W[np.diag_indices(q)] = np.sqrt(np.diag(W) ** 2 + fl ** 2)
-            C = W @ np.linalg.inv(H) @ W.T
-            Jr = np.eye(q)[::-1]
-            U = Jr @ np.linalg.cholesky(Jr @ C @ Jr) @ Jr      # upper, U U' = C
-            M = np.linalg.solve(W, U)
-        elif aghq_grid == "u":
+        if aghq_grid == "u":
             M = S
         elif aghq_grid == "b":
             Lm = np.atleast_2d(np.asarray(L, dtype=float))
@@ -465,7 +449,7 @@ def group_loglik(y, X, Z, beta, L, family="binomial", link=None, m=None, offset=
             U_b = np.linalg.cholesky(Linv.T @ H @ Linv).T  # H_b = U_b' U_b, U_b upper
             M = Linv @ np.linalg.inv(U_b)                  # u = L^{-1} b
         else:
-            raise ValueError("aghq_grid must be 'mlglm', 'u' or 'b'")
+            raise ValueError("aghq_grid must be 'u' or 'b'")
         t1, w1 = _gh_normal(int(nagq))
         terms = []
         for idx in itertools.product(range(int(nagq)), repeat=q):
@@ -517,7 +501,7 @@ def _split_groups(groups):
 
 def marginal_loglik(y, X, Z, groups, beta, Sigma, family="binomial", link=None, m=None,
                     offset=None, method="laplace", nagq=None, per_group=False, Lambda=None,
-                    aghq_grid="mlglm"):
+                    aghq_grid="u"):
     """Marginal log-likelihood sum_j log L_j of a two-level GLMM, all constants included.
 
     Parameters are plain numpy arrays: y (n,), X (n, p), Z (n, q) or (n,),
@@ -529,8 +513,8 @@ def marginal_loglik(y, X, Z, groups, beta, Sigma, family="binomial", link=None, 
     not invariant to the choice of factor when Sigma is singular.
 
     method: "laplace", "aghq" (needs nagq, points per dimension, product grid)
-    or "exact" (scipy.integrate, q <= 2). aghq_grid: "mlglm" (default, mlglm's rule),
-    "u" (mlglm before issue 13) or "b" (GLMMadaptive's orientation), see :func:`group_loglik`.
+    or "exact" (scipy.integrate, q <= 2). aghq_grid: "u" (default, DESIGN.md) or
+    "b" (GLMMadaptive's orientation), see :func:`group_loglik`.
     Returns a float, or with per_group=True the array of log L_j in sorted-label order.
     """
     family, link = _check_family(family, link)
@@ -546,16 +530,12 @@ def marginal_loglik(y, X, Z, groups, beta, Sigma, family="binomial", link=None, 
     m = None if m is None else np.broadcast_to(np.asarray(m, dtype=float), (n,))
     offset = None if offset is None else np.broadcast_to(np.asarray(offset, dtype=float), (n,))
     labels, codes = _split_groups(groups)
-    # mlglm's orientation floor: 0.01 / (root mean square of each column of Z, trials as weights)
-    w = np.ones(n) if m is None else m
-    rms = np.sqrt((Z ** 2 * w[:, None]).sum(axis=0) / w.sum())
-    floor = 0.01 / np.where(rms > 0, rms, 1.0)
     out = np.empty(labels.size)
     for j in range(labels.size):
         r = codes == j
         out[j] = group_loglik(y[r], X[r], Z[r], beta, L, family, link,
                               None if m is None else m[r], None if offset is None else offset[r],
-                              method=method, nagq=nagq, aghq_grid=aghq_grid, floor=floor)
+                              method=method, nagq=nagq, aghq_grid=aghq_grid)
     return out if per_group else float(np.sum(out))
 
 

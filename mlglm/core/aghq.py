@@ -1,55 +1,45 @@
 """Adaptive Gauss-Hermite quadrature (any q, product rule) and its exact gradient.
 
-Rule. With H_j the negative Hessian of h_j at the mode u_hat_j and P_j = H_j^{-1}
-(the Laplace covariance of u_j), any M_j with M_j M_j' = P_j gives an AGHQ rule
-u_jk = u_hat_j + M_j t_k (normalised nodes t_k, log-weights lw_k from
-:mod:`mlglm.core.quadrature`):
+With H_j = R_j R_j' (lower Cholesky), S_j = R_j^{-T}, normalised nodes t_k and
+log-weights lw_k (:mod:`mlglm.core.quadrature`), u_jk = u_hat_j + S_j t_k:
 
-    log L_j = log |det M_j| + logsumexp_k f_jk,     log |det M_j| = -(1/2) log det H_j,
+    log L_j = -log det R_j + logsumexp_k f_jk,
     f_jk    = lw_k + sum_i l(y_i | eta_ik) - |u_jk|^2/2 + |t_k|^2/2.
 
-(The change of variables has Jacobian |det M_j|; the normal density of u over that
-of t leaves exp(-|u|^2/2 + |t|^2/2).) K = 1 is the Laplace approximation exactly,
-and so is any rule for a normal posterior.
+(The change of variables u = u_hat + S t has Jacobian det S = 1/det R; the
+normal density of u over that of t leaves exp(-|u|^2/2 + |t|^2/2).) K = 1 is the
+Laplace approximation exactly.
 
-Orientation. A product rule is not rotation invariant, so the choice of M_j matters
-when the posterior is far from normal (binary data, few rows, large SDs). The
-study of issue 13 (benchmarks/QUADRATURE.md: 10 orientations, pruned and sparse
-grids, 15 hard and easy designs, against brute-force integration) chose the
-orientation in b = Lambda u space of GLMMadaptive: with C_j = W P_j W' and U_j its
-UPPER-triangular Cholesky factor (U_j U_j' = C_j),
-
-    M_j = W^{-1} U_j,      W = Lambda with its diagonal replaced by
-                           sqrt(Lambda_kk^2 + (B_FLOOR / rms(z_k))^2),
-
-so b moves along the axes of the conditional of the intercept given the slopes,
-and the last random effect's marginal has an axis of its own. It was the most
-accurate cheap rule in most designs and never more than 2.2 times worse than the
-best one in any; the u-space factor used before (M = R^{-T}, H = R R') was up to
-60 times worse. W = Lambda is the exact b-space rule; the floor (rms(z_k): the
-root mean square of column k of Z, weighted by trials, so that it scales with
-the covariate) keeps W invertible where a random effect's variance is zero, and
-the rule a smooth function of theta there: without it the rule at a zero slope
-variance would depend on the direction from which (Lambda_21, Lambda_22) reached
-0. The floor changes the rule only where a random effect moves the linear
-predictor by less than about B_FLOOR.
+Orientation. Any S with S S' = H^{-1} gives an AGHQ rule, and a product grid is
+not rotation invariant. The study of issue 13 (benchmarks/QUADRATURE.md) compared
+eleven orientations, pruned and sparse grids on fifteen hard designs against
+brute-force integration. GLMMadaptive's b-space factor and the grid turned by 45
+degrees were often several times more accurate, but each breaks a property the
+fits rely on: the b-space factor needs Lambda^{-1} and at a zero slope variance
+its value depends on the direction from which theta got there (by 4.3
+log-likelihood units on the hard design); the turned grid no longer reduces a
+model with a zero variance exactly to the smaller model, so likelihood-ratio tests
+of a variance component would be biased. The orientations that keep both (this
+one, the reverse order, the symmetric square root) were, over the designs, equally
+accurate, this one with the smallest worst case, so it stays. R^{-T} depends on
+Lambda only through H, is smooth in theta, and is aligned with a random effect
+whose variance is zero.
 
 Gradient. With pi_jk = softmax_k f_jk and g_jk = Lambda'(Z'd1_k)_j - u_jk (the
 gradient of h at the node),
 
     d log L_j = -(1/2) tr(P_j dH_j) + sum_k pi_jk [ dl/dpsi|_u(u_jk)
-                + g_jk'(du_hat_j + dM_j t_k) ],
+                + g_jk'(du_hat_j + dS_j t_k) ],
 
 where du_hat = P (dg/dpsi) (implicit function theorem at the mode),
 dH = Lambda'(sum_i d3_i deta_i z_i z_i')Lambda (+ E'M Lambda + Lambda'M E for
 psi = Lambda_rc, E the unit matrix at (r, c)), deta_i = dpsi-derivative of eta
-at the mode including du_hat, and for the orientation, from W M = U,
-dP = -P dH P, dC = dW P W' + W dP W' + W P dW' and the derivative of an upper
-Cholesky factor (dU = U Phi(U^{-1} dC U^{-T}), Phi: upper triangle with halved
-diagonal), dM = W^{-1}(dU - dW M). The node sums reduce to
-Q_j = sum_k pi_jk t_k g_jk', so the cost is a few passes over the rows times the
-K^q nodes. Groups are processed in chunks so that rows x nodes stays below
-``chunk_elements`` whatever the data size.
+at the mode including du_hat, dR = R Phi(R^{-1} dH R^{-T}) (Phi: lower
+triangle, halved diagonal: the derivative of a Cholesky factor), and
+dS = -S dR' S. The node sums reduce to ubar_j-type quantities
+(Q_j = sum_k pi_jk t_k g_jk'), so the cost is a few passes over the rows
+times the K^q nodes. Groups are processed in chunks so that rows x nodes
+stays below ``chunk_elements`` whatever the data size.
 """
 from __future__ import annotations
 
@@ -61,14 +51,9 @@ from .modes import ModeState
 from .quadrature import product_grid
 from .smallmat import spd_inv
 
-__all__ = ["aghq_loglik", "orientation_basis", "DEFAULT_CHUNK_ELEMENTS", "B_FLOOR"]
+__all__ = ["aghq_loglik", "DEFAULT_CHUNK_ELEMENTS"]
 
 DEFAULT_CHUNK_ELEMENTS = 2_000_000
-
-#: A random effect whose SD moves the linear predictor by less than about this
-#: (per root-mean-square unit of its column of Z) gets an axis-aligned grid; see
-#: the module notes ("Orientation").
-B_FLOOR = 0.01
 
 
 def _chunks(data: GroupedData, n_nodes: int, chunk_elements: int):
@@ -104,74 +89,23 @@ def aghq_loglik(fl, data: GroupedData, state: ModeState, Lambda: np.ndarray, nag
     theta_rc = (rows, cols) names the free entries of Lambda.
     """
     t, lw = product_grid(nagq, data.q)
-    W, dW_diag = orientation_basis(data, Lambda)       # from all groups: chunks agree
     out = np.empty(data.n_groups)
     grad = None
     for lo, hi in _chunks(data, t.shape[0], chunk_elements):
         d = data.subset_groups(lo, hi) if (lo, hi) != (0, data.n_groups) else data
         s = _slice_state(state, data, lo, hi) if d is not data else state
-        val, g = _aghq_block(fl, d, s, Lambda, W, dW_diag, t, lw, theta_rc, gradient)
+        val, g = _aghq_block(fl, d, s, Lambda, t, lw, theta_rc, gradient)
         out[lo:hi] = val
         if gradient:
             grad = g if grad is None else grad + g
     return (out, grad) if gradient else out
 
 
-def orientation_basis(data, Lambda):
-    """W (q, q) of the module notes, and dW_kk / dLambda_kk (q,).
-
-    W = Lambda with W_kk = sqrt(Lambda_kk^2 + f_k^2), f_k = B_FLOOR / rms(z_k),
-    rms(z_k) = sqrt(sum_i m_i z_ik^2 / sum_i m_i) (trials as weights, so that
-    Bernoulli rows and their aggregated binomial give the same rule).
-    """
-    m = data.m
-    rms = np.sqrt((data.ZT * data.ZT) @ m / m.sum())
-    floor = B_FLOOR / np.where(rms > 0, rms, 1.0)
-    W = np.array(Lambda, dtype=float)
-    lam = np.diag(Lambda)
-    w = np.sqrt(lam * lam + floor * floor)
-    W[np.diag_indices_from(W)] = w
-    return W, lam / w
-
-
-def _upper_cholesky(C):
-    """Upper-triangular U with U U' = C for a (G, q, q) stack (closed form for q <= 2)."""
-    q = C.shape[-1]
-    if q == 1:
-        return np.sqrt(C)
-    if q == 2:
-        u22 = np.sqrt(C[:, 1, 1])
-        u12 = C[:, 0, 1] / u22
-        U = np.zeros_like(C)
-        U[:, 0, 0] = np.sqrt(C[:, 0, 0] - u12 * u12)
-        U[:, 0, 1] = u12
-        U[:, 1, 1] = u22
-        return U
-    J = np.eye(q)[::-1]
-    return J @ np.linalg.cholesky(J @ C @ J) @ J
-
-
-def _triangular_inverse(U):
-    """U^{-1} for a stack of upper-triangular matrices (closed form for q <= 2)."""
-    q = U.shape[-1]
-    if q == 1:
-        return 1.0 / U
-    if q == 2:
-        out = np.zeros_like(U)
-        out[:, 0, 0] = 1.0 / U[:, 0, 0]
-        out[:, 1, 1] = 1.0 / U[:, 1, 1]
-        out[:, 0, 1] = -U[:, 0, 1] * out[:, 0, 0] * out[:, 1, 1]
-        return out
-    return np.linalg.inv(U)
-
-
-def _aghq_block(fl, data, state, Lambda, W, dW_diag, t, lw, theta_rc, gradient):
+def _aghq_block(fl, data, state, Lambda, t, lw, theta_rc, gradient):
     q = data.q
-    P = spd_inv(state.H)                                          # Laplace covariance of u
-    Winv = np.linalg.inv(W)
-    Uc = _upper_cholesky(W @ P @ W.T)                             # b-space factor
-    L = Winv @ Uc                                                 # M = W^{-1} U, M M' = P
-    U = state.u[:, None, :] + np.einsum("gij,kj->gki", L, t)    # (G, K, q)
+    R = np.linalg.cholesky(state.H)
+    S = np.swapaxes(np.linalg.inv(R), 1, 2)                      # R^{-T}, upper
+    U = state.u[:, None, :] + np.einsum("gij,kj->gki", S, t)    # (G, K, q)
     eta = state.eta_fixed[:, None] + np.einsum("nq,nkq->nk", state.A, data.expand(U))
     if gradient:
         ker, d1k = fl.kernel_d1(eta, data.y[:, None], data.m[:, None])
@@ -179,16 +113,15 @@ def _aghq_block(fl, data, state, Lambda, W, dW_diag, t, lw, theta_rc, gradient):
         ker = fl.kernel(eta, data.y[:, None], data.m[:, None])
     f = (lw[None, :] + data.gsum(ker) - 0.5 * np.einsum("gkq,gkq->gk", U, U)
          + 0.5 * np.einsum("kq,kq->k", t, t)[None, :])
-    # log det M = log det U - log det W (both triangular) = -(1/2) log det H
-    logdetL = (np.log(np.diagonal(Uc, axis1=1, axis2=2)).sum(axis=1)
-               - np.log(np.diag(W)).sum())
+    logdetR = np.log(np.diagonal(R, axis1=1, axis2=2)).sum(axis=1)
     lse = logsumexp(f, axis=1)
-    value = lse + logdetL
+    value = lse - logdetR
     if not gradient:
         return value, None
 
     pi = np.exp(f - lse[:, None])                                 # (G, K)
     X, Z = data.X, data.Z
+    P = spd_inv(state.H)
     # dl/dpsi at fixed u, averaged over nodes with weights pi
     d1bar = np.einsum("nk,nk->n", d1k, data.expand(pi))
     g_beta_u = X.T @ d1bar
@@ -224,23 +157,17 @@ def _aghq_block(fl, data, state, Lambda, W, dW_diag, t, lw, theta_rc, gradient):
         extra = np.zeros((data.n_groups, q, q))
         extra[:, c, :] = ML[:, r, :]
         dH[:, p + l] += extra + np.swapaxes(extra, 1, 2)
-    # orientation: dM = W^{-1}(dU - dW M), dU = U Phi(U^{-1} dC U^{-T}), dP = -P dH P
-    dW = np.zeros((p + nt, q, q))
-    for l, (r, c) in enumerate(zip(rows, cols)):
-        dW[p + l, r, c] = dW_diag[r] if r == c else 1.0
-    dP = -(P[:, None] @ dH @ P[:, None])
-    WP = W @ P                                                    # (G, q, q)
-    dWPW = dW @ np.swapaxes(WP, 1, 2)[:, None]                    # dW P W'
-    dC = dWPW + np.swapaxes(dWPW, 2, 3) + W @ dP @ W.T
-    Ui = _triangular_inverse(Uc)
-    Y = Ui[:, None] @ dC @ np.swapaxes(Ui, 1, 2)[:, None]
-    Phi = np.triu(Y)
+    # dR = R Phi(R^{-1} dH R^{-T});  dS = -S dR' S;  d logdet R = tr(P dH)/2
+    Rinv = np.linalg.inv(R)
+    Y = Rinv[:, None] @ dH @ np.swapaxes(Rinv, 1, 2)[:, None]
+    Phi = np.tril(Y)
     Phi[..., np.arange(q), np.arange(q)] *= 0.5
-    dL = Winv @ (Uc[:, None] @ Phi - dW @ L[:, None])
-    dlogdetL = -0.5 * np.einsum("gij,gpji->gp", P, dH)
+    dR = R[:, None] @ Phi
+    dS = -(S[:, None] @ np.swapaxes(dR, 2, 3) @ S[:, None])
+    dlogdetR = 0.5 * np.einsum("gij,gpji->gp", P, dH)
     g_all = (np.einsum("gi,gip->p", gbar, du)
-             + np.einsum("gpab,gba->p", dL, Q)
-             + dlogdetL.sum(axis=0))
+             + np.einsum("gpab,gba->p", dS, Q)
+             - dlogdetR.sum(axis=0))
     g_all[:p] += g_beta_u
     g_all[p:] += g_L_u[rows, cols]
     return value, g_all
