@@ -44,6 +44,8 @@ SINGULAR_TOL = 1e-4
 SECOND_START_LLF = 1.0
 #: ... or moves a random-effect SD by more than this fraction (see _second_start).
 SECOND_START_SD = 0.2
+#: ... and keeps the second optimum only if it is higher by more than this.
+SECOND_START_GAIN = 1e-6
 
 
 @dataclass(frozen=True)
@@ -302,7 +304,9 @@ def _needs_second_start(obj, res_laplace, res_aghq) -> bool:
 
 def _second_start(obj, res, maxiter, stages):
     """BFGS again from the AGHQ optimum with every random-effect SD halved (Lambda / 2,
-    beta kept); keep the better optimum. Returns (result, starts tried, winner)."""
+    beta kept); keep the better optimum (the second only if it is higher by more than
+    SECOND_START_GAIN: two runs to the same optimum differ by ~1e-9, a tie).
+    Returns (result, starts tried, winner)."""
     p = obj.p
     x_half = res.x.copy()
     x_half[p:] *= 0.5
@@ -310,7 +314,7 @@ def _second_start(obj, res, maxiter, stages):
     stages.append(f"aghq({obj.nagq}) from the Laplace optimum: {res.nfev} evaluations, "
                   f"from SDs halved: {res2.nfev}")
     tried = (("Laplace optimum", float(-res.fun)), ("SDs halved", float(-res2.fun)))
-    if np.isfinite(res2.fun) and res2.fun < res.fun:
+    if np.isfinite(res2.fun) and res2.fun < res.fun - SECOND_START_GAIN:
         res2.nfev += res.nfev
         return res2, tried, "SDs halved"
     res.nfev += res2.nfev
