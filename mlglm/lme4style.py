@@ -53,10 +53,15 @@ def _model(formula, data, family, **kwargs):
         fixed = f"{wrap[0]} + {wrap[1]} ~ {parsed.fixed_rhs}"
     else:
         fixed = parsed.fixed
-    re_formula = parsed.re_formula
-    cov_struct = "diagonal" if parsed.diagonal else "unstructured"
-    return MixedGLM.from_formula(fixed, data, groups=parsed.groups, re_formula=re_formula,
-                                 family=family, cov_struct=cov_struct, **kwargs)
+    first, rest = parsed.random_terms[0], list(parsed.random_terms[1:])
+    if len(first.factors) > 1:
+        # an interaction a:b first: every term goes through mlglm's own design
+        return MixedGLM.from_formula(fixed, data, family=family,
+                                     _random_terms=[first] + rest, **kwargs)
+    cov_struct = "diagonal" if first.diagonal else "unstructured"
+    return MixedGLM.from_formula(fixed, data, groups=first.group, re_formula=first.re_formula,
+                                 family=family, cov_struct=cov_struct, _random_terms=rest,
+                                 **kwargs)
 
 
 def glmer(formula, data, family="binomial", nagq=1, link=None, subset=None, offset=None,

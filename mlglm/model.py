@@ -61,8 +61,16 @@ class MixedGLM(MixedLMSetup, MixedLM):
 
     def __init__(self, endog, exog, groups, exog_re=None, family=None, offset=None,
                  exposure=None, n_trials=None, cov_struct="unstructured", missing="none",
-                 **kwargs):
-        kwargs.pop("exog_vc", None)
+                 exog_vc=None, **kwargs):
+        extra_specs = list(kwargs.pop("_extra_specs", None) or [])
+        no_group_re = kwargs.pop("_no_group_re", False)
+        group_factors = kwargs.pop("_group_factors", None)
+        self._re_formula = kwargs.pop("_re_formula", None)
+        from_formula = kwargs.pop("_from_formula", False)
+        if exog_vc is not None and getattr(exog_vc, "names", None):
+            raise NotImplementedError(
+                "variance components given as exog_vc arrays are not supported; use "
+                "from_formula(..., vc_formula={...}) or lme4 terms in glmer()/lmer()")
         family = sm.families.Gaussian() if family is None else family
         if isinstance(family, type):
             raise MixedGLMInputError("pass a family instance such as sm.families.Binomial(), "
@@ -110,7 +118,7 @@ class MixedGLM(MixedLMSetup, MixedLM):
             endog_sm.index = exog.index
         self._init_mixedlm(endog_sm, exog, groups, exog_re, **kwargs)
         _check_rank(np.asarray(self.exog, dtype=float), self.exog_names)
-        if self.n_groups < 2:
+        if self.n_groups < 2 and not no_group_re:
             raise MixedGLMInputError("a mixed model needs at least two groups; found "
                                      f"{self.n_groups}")
         self.family = family
@@ -122,6 +130,41 @@ class MixedGLM(MixedLMSetup, MixedLM):
         self.n_dropped = n_dropped
         self.reml = fam == "gaussian"
         self._init_keys.extend(["family", "offset", "exposure", "n_trials", "cov_struct"])
+        self._term_args = (extra_specs, no_group_re, group_factors)
+        if not from_formula:
+            self._build_re_terms(*self._term_args)
+
+    def _build_re_terms(self, extra_specs, no_group_re, group_factors):
+        """``self.re_terms``: the grouping factor of ``groups`` with ``exog_re``
+        (unless a ``vc_formula`` replaced it), then the other terms; terms on the
+        same factor merged (:func:`mlglm.design.build_terms`)."""
+        from .design import TermSpec, blocks_for, build_terms
+        specs = []
+        gname = getattr(self, "group_name", None) or "Group"
+        if not no_group_re:
+            names = [("Intercept" if n in (gname, "Group") else str(n))
+                     for n in self.data.exog_re_names]
+            specs.append(TermSpec(gname, self.group_codes,
+                                  pd.Index(self.group_labels, name=gname),
+                                  np.asarray(self.exog_re, dtype=float), names,
+                                  blocks_for(self.exog_re.shape[1], self.cov_struct == "diagonal"),
+                                  tuple(group_factors or (gname,)), "groups",
+                                  self._re_formula or "1"))
+        specs.extend(extra_specs)
+        if not specs:
+            raise MixedGLMInputError("the model has no random effects; use statsmodels' GLM")
+        terms, info = build_terms(specs, self.family_name == "gaussian", self.nobs)
+        self.re_terms = terms
+        self.re_info = info
+        if self.multi:
+            self.data.param_names = list(self.exog_names) + _re_param_names(terms)
+            self.k_params = len(self.data.param_names)
+
+    @property
+    def multi(self) -> bool:
+        """More than one random-effects term, or a term other than ``groups``' own."""
+        return (len(self.re_terms) > 1 or len(self.re_info[0]) > 1
+                or self.re_info[0][0].source != "groups")
 
     @staticmethod
     def _response(fam, endog, n_trials, names):
@@ -147,9 +190,20 @@ class MixedGLM(MixedLMSetup, MixedLM):
         consistently to every array. A two-column response ``s + f ~ ...``
         is (successes, failures) for the binomial.
         """
-        if vc_formula is not None:
-            raise NotImplementedError("variance components (vc_formula) are not supported; "
-                                      "mlglm fits one grouping factor with re_formula")
+        random_terms = list(kwargs.pop("_random_terms", None) or [])
+        eval_env = kwargs.pop("eval_env", None)
+        if eval_env is None:
+            import patsy
+            eval_env = patsy.EvalEnvironment.capture(1)
+        if "family" in kwargs and isinstance(kwargs["family"], str):
+            from .lme4style import family_from_name
+            kwargs["family"] = family_from_name(kwargs["family"])
+        if vc_formula is not None and not isinstance(vc_formula, dict):
+            raise MixedGLMInputError("vc_formula must be a dict {name: formula}, e.g. "
+                                     "{'class': '0 + C(class)'}")
+        if "groups" not in kwargs and random_terms:
+            kwargs["groups"] = np.zeros(len(data), dtype=np.intp)
+            kwargs["_no_group_re"] = True
         if "groups" not in kwargs:
             raise MixedGLMInputError("groups= is required: the column name (or array) of the "
                                      "grouping factor")
@@ -176,7 +230,9 @@ class MixedGLM(MixedLMSetup, MixedLM):
                 np.asarray(subset).dtype == bool) else np.asarray(subset)
             data = data.loc[keep]
             arrays = {k: (v[keep] if v is not None else None) for k, v in arrays.items()}
-        used = _formula_columns(data, formula, re_formula)
+        extra_text = " ".join(list((vc_formula or {}).values())
+                              + [f"{t.re_formula} {' '.join(t.factors)}" for t in random_terms])
+        used = _formula_columns(data, formula, (re_formula or "") + " " + extra_text)
         check = {c: data[c].to_numpy() for c in used}
         check.update({k: v for k, v in arrays.items() if v is not None})
         mask = report_nonfinite(check, missing)
@@ -189,6 +245,8 @@ class MixedGLM(MixedLMSetup, MixedLM):
         if isinstance(group_name, str):
             kwargs["groups"] = group_name  # MixedLM names the random effects after it
         kwargs["_n_dropped"] = n_dropped
+        kwargs["_re_formula"] = re_formula
+        kwargs["_from_formula"] = True
         kwargs["_groups_checked"] = True
         lhs = formula.split("~", 1)[0]
         if "+" in lhs:
@@ -197,10 +255,23 @@ class MixedGLM(MixedLMSetup, MixedLM):
         # frame it is given and converts every string column to object first
         # (pandas >= 3), which on a wide frame cost more than the fit of a small LMM.
         # Any column patsy could look up appears literally in the formula text.
-        text = formula + " " + (re_formula or "")
+        text = formula + " " + (re_formula or "") + " " + extra_text
         used_cols = [c for c in data.columns if str(c) in text or
                      (isinstance(group_name, str) and c == group_name)]
         full_data = data
+        if vc_formula is not None and re_formula is None:
+            kwargs["_no_group_re"] = True        # statsmodels: no group effect besides the vc
+        if vc_formula is not None or random_terms:
+            from .design import bar_term_specs, vc_term_specs
+            from .mixedlm_setup import _factorize_groups
+            specs = bar_term_specs(random_terms, full_data, eval_env)
+            if vc_formula:
+                labels, codes = _factorize_groups(kwargs["groups"] if not isinstance(
+                    kwargs["groups"], str) else full_data[kwargs["groups"]].to_numpy())
+                specs += vc_term_specs(vc_formula, codes, labels,
+                                       group_name if isinstance(group_name, str) else "Group",
+                                       full_data, eval_env)
+            kwargs["_extra_specs"] = specs
         if len(used_cols) < data.shape[1] and not data.columns.has_duplicates:
             data = data[used_cols]
         try:
@@ -216,6 +287,7 @@ class MixedGLM(MixedLMSetup, MixedLM):
             raise
         mod.group_name = group_name if isinstance(group_name, str) else "Group"
         mod.data.frame = full_data      # as statsmodels attaches it: every column
+        mod._build_re_terms(*mod._term_args)
         return mod
 
     # ------------------------------------------------------------------ fitting
@@ -277,6 +349,14 @@ class MixedGLM(MixedLMSetup, MixedLM):
                 warnings.warn("start_params is not used for Gaussian models: the profiled "
                               "(RE)ML criterion is optimised over theta from its own start",
                               UserWarning, stacklevel=2)
+            if self.multi:
+                from .core.lmm_multi import multi_lmm_fit
+                from .results import build_results_multi
+                fitted = multi_lmm_fit(self.endog - self.offset, np.asarray(self.exog, float),
+                                       self.re_terms, reml=reml)
+                res = build_results_multi(self, fitted, method="reml" if reml else "ml")
+                _warn_fit_problems(res)
+                return res
             fitted = lmm_fit(self.endog - self.offset, self.exog, self.exog_re, self.group_codes,
                              reml=reml, diagonal=self.diagonal)
             res = build_results(self, fitted, method="reml" if reml else "ml", nagq=None)
@@ -284,6 +364,9 @@ class MixedGLM(MixedLMSetup, MixedLM):
             return res
         if reml:
             raise MixedGLMInputError("REML is for Gaussian models; GLMMs are fitted by ML")
+        if self.multi:
+            raise NotImplementedError("binomial and Poisson models with several grouping "
+                                      "factors are not available yet")
         method = "laplace" if method is None else method
         if method not in ("laplace", "aghq"):
             raise MixedGLMInputError(f"method must be 'laplace' or 'aghq', got {method!r}")
@@ -389,7 +472,10 @@ def _warn_fit_problems(res):
         warnings.warn("the fit has not converged" + detail + "; try start_params= from a "
                       "simpler model, rescale covariates, or check for separation",
                       ConvergenceWarning, stacklevel=3)
-    if np.any(res.singular):
+    if np.any(res.singular) and getattr(res.model, "multi", False):
+        warnings.warn(f"singular fit: {res.singular_description()}; consider simplifying the "
+                      "random effects", SingularFitWarning, stacklevel=3)
+    elif np.any(res.singular):
         names = [n for n, s in zip(res.model.data.exog_re_names, res.singular) if s]
         warnings.warn(f"singular fit: the SD of {', '.join(map(str, names))} is estimated at 0; "
                       "consider dropping that random effect", SingularFitWarning, stacklevel=3)
@@ -475,6 +561,22 @@ def _endog_name(endog, names):
     if isinstance(endog, pd.DataFrame):
         return str(endog.columns[0])
     return "y"
+
+
+def _re_param_names(terms) -> list[str]:
+    """Names of the per-term vech(Sigma_k) parameters of a model with several factors:
+    ``"{factor} Var"`` for an intercept, ``"{factor} {col} Var"`` for another
+    effect, ``"{factor} {col_r} x {col_c} Cov"`` for a covariance."""
+    out = []
+    for t in terms:
+        cols = list(t.column_names)
+        for r, c in zip(*np.tril_indices(t.q)):
+            if r == c:
+                out.append(f"{t.name} Var" if cols[r] == "Intercept" else
+                           f"{t.name} {cols[r]} Var")
+            else:
+                out.append(f"{t.name} {cols[r]} x {cols[c]} Cov")
+    return out
 
 
 def _formula_columns(data, formula, re_formula):

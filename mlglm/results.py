@@ -46,6 +46,9 @@ class FitOutcome:
     n_params: int                # parameters counted by AIC/BIC
     reml_criterion: float | None = None
     theta: np.ndarray | None = None
+    Sigmas: tuple = ()           # per term (several factors): Sigma_k
+    bs: tuple = ()               # per term: (J_k, q_k) conditional modes
+    b_covs: tuple = ()           # per term: (J_k, q_k, q_k) conditional covariances
 
 
 def _vech_jacobian(Lambda, diagonal):
@@ -99,6 +102,24 @@ def build_results(model, fitted, method, nagq):
     return MixedGLMResultsWrapper(MixedGLMResults(model, out))
 
 
+def build_results_multi(model, fitted, method, nagq=None):
+    """Package a fit with several grouping factors (core ``MultiLMMFit``)."""
+    p = model.k_fe
+    k = sum(t.q * (t.q + 1) // 2 for t in model.re_terms)
+    cov = np.full((p + k, p + k), np.nan)
+    cov[:p, :p] = fitted.cov_beta
+    cov[:p, p:] = cov[p:, :p] = 0.0
+    Sig = tuple(np.asarray(S, float) for S in fitted.cov_re)
+    out = FitOutcome(beta=fitted.beta, Sigma=Sig[0], cov_params=cov, scale=float(fitted.sigma2),
+                     llf=float(fitted.llf), b=fitted.b[0], b_cov=fitted.b_cov[0], method=method,
+                     nagq=nagq, converged=bool(fitted.converged),
+                     singular=np.asarray(fitted.singular), record=fitted,
+                     n_params=fitted.n_params, reml_criterion=fitted.reml_criterion,
+                     theta=fitted.theta, Sigmas=Sig, bs=tuple(fitted.b),
+                     b_covs=tuple(fitted.b_cov))
+    return MixedGLMResultsWrapper(MixedGLMResults(model, out))
+
+
 class MixedGLMResults(MixedLMResults):
     """Results of :meth:`MixedGLM.fit`.
 
@@ -109,7 +130,11 @@ class MixedGLMResults(MixedLMResults):
     """
 
     def __init__(self, model, outcome: FitOutcome):
-        params = np.concatenate([outcome.beta, outcome.Sigma[np.tril_indices(model.q)]])
+        if getattr(model, "multi", False):
+            params = np.concatenate([outcome.beta] + [S[np.tril_indices(S.shape[0])]
+                                                      for S in outcome.Sigmas])
+        else:
+            params = np.concatenate([outcome.beta, outcome.Sigma[np.tril_indices(model.q)]])
         LikelihoodModelResults.__init__(self, model, params,
                                         normalized_cov_params=outcome.cov_params / outcome.scale,
                                         scale=outcome.scale)
@@ -124,8 +149,13 @@ class MixedGLMResults(MixedLMResults):
         self.k_re2 = model.k_re2
         self.k_vc = 0
         self.fe_params = outcome.beta
-        self.cov_re = outcome.Sigma
-        self.cov_re_unscaled = outcome.Sigma / outcome.scale
+        if getattr(model, "multi", False):
+            from .factors import cov_re_dict
+            self.cov_re = cov_re_dict(model.re_terms, outcome.Sigmas)
+            self.cov_re_unscaled = {k: v / outcome.scale for k, v in self.cov_re.items()}
+        else:
+            self.cov_re = outcome.Sigma
+            self.cov_re_unscaled = outcome.Sigma / outcome.scale
         self.vcomp = np.array([])
         self.method = outcome.method
         self.nagq = outcome.nagq
@@ -133,7 +163,8 @@ class MixedGLMResults(MixedLMResults):
         self.converged = outcome.converged
         self.optim = outcome.record
         self.singular = outcome.singular
-        self.n_groups = model.n_groups
+        self.n_groups = ({t.name: t.n_levels for t in model.re_terms}
+                         if getattr(model, "multi", False) else model.n_groups)
         self.family = model.family
         self.reml_criterion = outcome.reml_criterion
         self.cov_pen = None
@@ -177,14 +208,24 @@ class MixedGLMResults(MixedLMResults):
     # ---------------------------------------------------------- random effects
     @cache_readonly
     def random_effects(self):
-        """Conditional modes b_j per group: dict label -> Series (MixedLM's shape)."""
+        """Conditional modes b_j per group: dict label -> Series (MixedLM's shape).
+
+        With several grouping factors: dict factor -> DataFrame (levels x effects).
+        """
+        if self.model.multi:
+            from .factors import random_effects_dict
+            return random_effects_dict(self.model.re_terms, self.outcome.bs)
         names = self.model.data.exog_re_names
         return {g: pd.Series(self.outcome.b[j], index=names)
                 for j, g in enumerate(self.model.group_labels)}
 
     @cache_readonly
     def random_effects_cov(self):
-        """Conditional covariances Lambda H_j^{-1} Lambda' (Laplace) per group."""
+        """Conditional covariances Lambda H_j^{-1} Lambda' (Laplace) per group
+        (several factors: dict factor -> {level: DataFrame})."""
+        if self.model.multi:
+            from .factors import random_effects_cov_dict
+            return random_effects_cov_dict(self.model.re_terms, self.outcome.b_covs)
         names = self.model.data.exog_re_names
         return {g: pd.DataFrame(self.outcome.b_cov[j], index=names, columns=names)
                 for j, g in enumerate(self.model.group_labels)}
@@ -218,8 +259,29 @@ class MixedGLMResults(MixedLMResults):
         return "; ".join(parts) + " (estimates and SEs of those terms are not meaningful)"
 
     # ------------------------------------------------------------- prediction
+    def singular_description(self) -> str:
+        """Which variance parameters sit on the boundary, in words."""
+        model = self.model
+        if not model.multi:
+            names = [str(n) for n, s in zip(model.data.exog_re_names, self.singular) if s]
+            return f"the SD of {', '.join(names)} is estimated at 0"
+        parts, i = [], 0
+        for t in model.re_terms:
+            diag_theta = t.pattern.theta_on_diagonal
+            for j, is_diag in enumerate(diag_theta):
+                if is_diag and self.singular[i + j]:
+                    parts.append(t.name)
+                    break
+            i += t.n_theta
+        return ("the covariance matrix of the random effects of " + ", ".join(parts)
+                + " is estimated as singular (a zero SD or a correlation of +-1)")
+
     def _linear_predictor(self, X, Z, codes, offset, conditional):
         eta = X @ self.outcome.beta + offset
+        if conditional and self.model.multi:
+            from .factors import random_part
+            return eta + (random_part(self.model.re_terms, self.outcome.bs) if Z is None
+                          else random_part(self.model.re_terms, self.outcome.bs, Z, codes))
         if conditional:
             b = np.zeros((Z.shape[0], Z.shape[1]))
             known = codes >= 0
@@ -252,6 +314,14 @@ class MixedGLMResults(MixedLMResults):
                 raise ValueError("marginal=True averages means; use which='mean'")
             return self.predict_marginal(exog, offset=offset, exposure=exposure, se=False,
                                          nagq=nagq)["mean"].to_numpy()
+        if model.multi:
+            X, _, off = self._design(exog, offset, exposure, transform, re=False)
+            Zs = codes = None
+            if exog is not None and conditional:
+                from .factors import new_data_design
+                Zs, codes, unseen = new_data_design(model, exog)
+            eta = self._linear_predictor(X, Zs, codes, off, conditional)
+            return eta if which == "linear" else self._mean(eta)
         X, Z, off = self._design(exog, offset, exposure, transform)
         codes = model.group_codes if exog is None else -np.ones(X.shape[0], dtype=np.intp)
         if exog is not None and conditional:
@@ -263,12 +333,13 @@ class MixedGLMResults(MixedLMResults):
         eta = self._linear_predictor(X, Z, codes, off, conditional)
         return eta if which == "linear" else self._mean(eta)
 
-    def _design(self, exog, offset=None, exposure=None, transform=True):
-        """(X, Z, offset) for the fit's rows (exog=None) or new data through the formula."""
+    def _design(self, exog, offset=None, exposure=None, transform=True, re=True):
+        """(X, Z, offset) for the fit's rows (exog=None) or new data through the formula
+        (Z is None when ``re`` is False)."""
         model = self.model
         if exog is None:
-            return (np.asarray(model.exog, float), np.asarray(model.exog_re, float),
-                    model.offset)
+            return (np.asarray(model.exog, float),
+                    np.asarray(model.exog_re, float) if re else None, model.offset)
         if (transform and isinstance(exog, pd.DataFrame)
                 and getattr(model, "formula", None) is not None):
             X = np.asarray(self._transform_predict_exog(exog, transform=True)[0], dtype=float)
@@ -277,7 +348,7 @@ class MixedGLMResults(MixedLMResults):
         off = np.zeros(X.shape[0]) if offset is None else np.asarray(offset, dtype=float)
         if exposure is not None:
             off = off + np.log(np.asarray(exposure, dtype=float))
-        return X, self._re_design(X), off
+        return X, (self._re_design(X) if re else None), off
 
     def predict_marginal(self, exog=None, offset=None, exposure=None, se=True, level=0.95,
                          nagq=15):
@@ -438,6 +509,9 @@ class MixedGLMResults(MixedLMResults):
         return self.summary().as_html()
 
 
+_MULTI_RAW = frozenset({"cov_re", "cov_re_unscaled", "bse_re"})
+
+
 class MixedGLMResultsWrapper(MixedLMResultsWrapper):
     _wrap_attrs = MixedLMResultsWrapper._wrap_attrs
     # conf_int returns its own labelled DataFrame
@@ -446,6 +520,18 @@ class MixedGLMResultsWrapper(MixedLMResultsWrapper):
 
     def _repr_html_(self):
         return self._results._repr_html_()
+
+    def __getattribute__(self, name):
+        # with several factors cov_re is a dict per factor, and the variance part of
+        # params is labelled by param_names: statsmodels' one-factor labels do not apply
+        if name in _MULTI_RAW:
+            res = object.__getattribute__(self, "_results")
+            if getattr(res.model, "multi", False):
+                val = getattr(res, name)
+                if name == "bse_re":
+                    return pd.Series(val, index=res.model.data.param_names[res.k_fe:])
+                return val
+        return super().__getattribute__(name)
 
     def conf_int(self, *args, **kwargs):
         return self._results.conf_int(*args, **kwargs)

@@ -39,9 +39,17 @@ def _convergence_detail(res):
     return f"{getattr(rec, 'grad_norm', float('nan')):.1e} / exact (profiled)"
 
 
+def _groups_info(model) -> dict:
+    """"No. groups" line(s): one factor with its group sizes, or every factor's levels."""
+    if getattr(model, "multi", False):
+        return {"No. groups:": ", ".join(f"{t.n_levels} ({t.name})" for t in model.re_terms)}
+    sizes = np.bincount(model.group_codes)
+    return {"No. groups:": f"{model.n_groups} ({getattr(model, 'group_name', 'Group')})",
+            "Group size min/mean/max:": f"{sizes.min()} / {sizes.mean():.1f} / {sizes.max()}"}
+
+
 def _header(res):
     model = res.model
-    sizes = np.bincount(model.group_codes)
     fam = type(model.family).__name__
     link = model.link_name
     info = {
@@ -50,8 +58,7 @@ def _header(res):
         "Method:": method_label(res),
         "Dependent variable:": str(model.endog_names),
         "No. observations:": f"{int(res.nobs)}",
-        "No. groups:": f"{model.n_groups} ({getattr(model, 'group_name', 'Group')})",
-        "Group size min/mean/max:": f"{sizes.min()} / {sizes.mean():.1f} / {sizes.max()}",
+        **_groups_info(model),
         "Log-likelihood:": _fmt(res.llf, 4),
         "AIC:": _fmt(res.aic, 4),
         "BIC:": _fmt(res.bic, 4),
@@ -83,6 +90,10 @@ def _fe_table(res, alpha):
 
 
 def _re_table(res):
+    if getattr(res.model, "multi", False):
+        from .factors import varcorr_rows
+        return varcorr_rows(res.model.re_terms, res.outcome.Sigmas,
+                            scale=res.scale if res.model.family_name == "gaussian" else None)
     names = list(res.model.data.exog_re_names)
     S = np.asarray(res.cov_re, dtype=float)
     sd = np.sqrt(np.clip(np.diag(S), 0, None))
@@ -117,7 +128,7 @@ def _warnings(res):
         out.append("Singular fit: a random-effect SD is estimated at 0 (or a correlation at "
                    "+-1); consider dropping that term.")
     if res.model.family_name == "binomial" and res.method == "laplace":
-        sizes = np.bincount(res.model.group_codes)
+        sizes = np.bincount(res.model.re_terms[0].codes)
         if np.all(res.model.n_trials == 1) and np.median(sizes) < 10:
             out.append("Binary data with small groups: the Laplace approximation can be biased; "
                        "compare with method='aghq'.")
