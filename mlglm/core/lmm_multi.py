@@ -33,6 +33,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from .blocked import BlockedFactor, BlockedStructure
+from .crossprod import (Cross, CrossPlan, diag_blocks_M_Lambda_Sigma, lam_D_left, level_sums,
+                        outer_rows, split_by_term)
 from .terms import ReTerms
 
 __all__ = ["MultiLMMStats", "multi_lmm_stats", "MultiLMMEval", "multi_lmm_evaluate",
@@ -47,23 +49,16 @@ class MultiLMMStats:
 
     Attributes
     ----------
-    st : BlockedStructure (order, patterns).
-    A11 : (J1, q1, q1) Z_1'Z_1 per level of the first term.
-    cross : list per dense term of (P_d, q_d, q1) blocks Z_d'Z_1 on the pattern.
-    ADD : (N_D, N_D) Z_D'Z_D (unscaled, dense).
+    terms : ReTerms.   plan : CrossPlan (order, patterns).
+    A : Cross, Z'Z in the blocked layout (:mod:`mlglm.core.crossprod`).
     ZE1 : (J1, q1, p + 1) Z_1'[X e] per level.   ZED : (N_D, p + 1) Z_D'[X e].
-    ADD_nz : non-zeros of ADD: (row, col, value, dense-term index of the row,
-        row within its level block, first row of that block).
     EE : (p + 1, p + 1) [X e]'[X e].   beta_ols : (p,).
     n, p : rows, fixed effects.
     """
 
     terms: ReTerms
-    st: BlockedStructure
-    A11: np.ndarray
-    cross: list
-    ADD: np.ndarray
-    ADD_nz: tuple
+    plan: CrossPlan
+    A: Cross
     ZE1: np.ndarray
     ZED: np.ndarray
     EE: np.ndarray
@@ -71,89 +66,29 @@ class MultiLMMStats:
     n: int
     p: int
 
-
-def _level_sums(codes, J, rows):
-    """Per-level sums of the rows of a (n, k) array (bincount per column)."""
-    out = np.empty((J, rows.shape[1]))
-    for c in range(rows.shape[1]):
-        out[:, c] = np.bincount(codes, weights=rows[:, c], minlength=J)
-    return out
+    @property
+    def st(self) -> BlockedStructure:
+        return self.plan.st
 
 
-def _outer_rows(Za, Zb):
-    """(n, qa * qb) row-wise outer products z_a z_b'."""
-    return (Za[:, :, None] * Zb[:, None, :]).reshape(Za.shape[0], -1)
-
-
-def multi_lmm_stats(y, X, terms: ReTerms, st: BlockedStructure | None = None) -> MultiLMMStats:
+def multi_lmm_stats(y, X, terms: ReTerms, st: BlockedStructure | None = None,
+                    plan: CrossPlan | None = None) -> MultiLMMStats:
     """Cross products for :func:`multi_lmm_evaluate` (one pass over the rows)."""
     y = np.asarray(y, dtype=float)
     X = np.asarray(X, dtype=float)
     n, p = X.shape
-    st = BlockedStructure(terms) if st is None else st
+    plan = CrossPlan(terms, st) if plan is None else plan
+    st = plan.st
     beta_ols = np.linalg.solve(X.T @ X, X.T @ y)
     E = np.column_stack([X, y - X @ beta_ols])
     t1 = terms[st.first]
-    Z1 = t1.Z
-    A11 = _level_sums(t1.codes, st.J1, _outer_rows(Z1, Z1)).reshape(st.J1, st.q1, st.q1)
-    ZE1 = _level_sums(t1.codes, st.J1, _outer_rows(Z1, E)).reshape(st.J1, st.q1, p + 1)
-    cross = []
-    for cp in st.pairs:
-        Zd = terms[cp.term].Z
-        cross.append(_level_sums(cp.row_pair, cp.lev.size, _outer_rows(Zd, Z1))
-                     .reshape(-1, cp.q, st.q1))
-    N = st.N_D
-    ADD = np.zeros((N, N))
-    ZED = np.zeros((N, p + 1))
-    for i, (k, off) in enumerate(zip(st.dense, st.offsets)):
-        tk = terms[k]
-        blk = _level_sums(tk.codes, tk.n_levels, _outer_rows(tk.Z, tk.Z))
-        blk = blk.reshape(tk.n_levels, tk.q, tk.q)
-        base = off + np.arange(tk.n_levels)[:, None] * tk.q + np.arange(tk.q)[None, :]
-        ADD[base[:, :, None], base[:, None, :]] = blk
-        ZED[off:off + tk.size] = _level_sums(tk.codes, tk.n_levels,
-                                             _outer_rows(tk.Z, E)).reshape(tk.size, p + 1)
-        for k2, off2 in zip(st.dense[i + 1:], st.offsets[i + 1:]):
-            t2 = terms[k2]
-            key = tk.codes.astype(np.int64) * t2.n_levels + t2.codes
-            uniq, inv = np.unique(key, return_inverse=True)
-            blk = _level_sums(inv, uniq.size, _outer_rows(tk.Z, t2.Z)).reshape(-1, tk.q, t2.q)
-            ra = off + (uniq // t2.n_levels)[:, None] * tk.q + np.arange(tk.q)[None, :]
-            cb = off2 + (uniq % t2.n_levels)[:, None] * t2.q + np.arange(t2.q)[None, :]
-            ADD[ra[:, :, None], cb[:, None, :]] = blk
-            ADD[cb[:, None, :], ra[:, :, None]] = blk
-    ra, ca = np.nonzero(ADD)
-    term_of = np.zeros(N, dtype=np.intp)
-    r_in = np.zeros(N, dtype=np.intp)
-    bstart = np.zeros(N, dtype=np.intp)
-    for i, (k, off) in enumerate(zip(st.dense, st.offsets)):
-        tk = terms[k]
-        rows = np.arange(tk.size)
-        term_of[off:off + tk.size] = i
-        r_in[off:off + tk.size] = rows % tk.q
-        bstart[off:off + tk.size] = off + (rows // tk.q) * tk.q
-    nz = (ra, ca, ADD[ra, ca], term_of[ra], r_in[ra], bstart[ra])
-    return MultiLMMStats(terms, st, A11, cross, ADD, nz, ZE1, ZED, E.T @ E, beta_ols, n, p)
-
-
-# ------------------------------------------------------------------ Lambda_D helpers
-def _lam_D_left(stats, Lams, M, transpose=True):
-    """Lambda_D' M (transpose=True) or Lambda_D M for an (N_D, k) array."""
-    st, out = stats.st, np.empty_like(M)
+    ZE1 = level_sums(t1.codes, st.J1, outer_rows(t1.Z, E)).reshape(st.J1, st.q1, p + 1)
+    ZED = np.zeros((st.N_D, p + 1))
     for k, off in zip(st.dense, st.offsets):
-        t = stats.terms[k]
-        seg = M[off:off + t.size].reshape(t.n_levels, t.q, -1)
-        L = Lams[k].T if transpose else Lams[k]
-        out[off:off + t.size] = np.einsum("rc,jck->jrk", L, seg).reshape(t.size, -1)
-    return out
-
-
-def _dense_blocks(stats, V):
-    """Split an (N_D, ...) array into per-dense-term (J_d, q_d, ...) views."""
-    st = stats.st
-    for k, off in zip(st.dense, st.offsets):
-        t = stats.terms[k]
-        yield k, V[off:off + t.size].reshape((t.n_levels, t.q) + V.shape[1:])
+        tk = terms[k]
+        ZED[off:off + tk.size] = level_sums(tk.codes, tk.n_levels,
+                                            outer_rows(tk.Z, E)).reshape(tk.size, p + 1)
+    return MultiLMMStats(terms, plan, plan.cross(), ZE1, ZED, E.T @ E, beta_ols, n, p)
 
 
 @dataclass(frozen=True, eq=False)
@@ -179,17 +114,10 @@ def multi_lmm_evaluate(theta, stats: MultiLMMStats, reml: bool = True,
     theta = np.asarray(theta, dtype=float)
     Lams = terms.Lambdas(theta)
     L1 = Lams[st.first]
-    q1 = st.q1
-    H11 = np.einsum("ra,jrs,sb->jab", L1, stats.A11, L1)
-    H11[:, np.arange(q1), np.arange(q1)] += 1.0
-    HD1 = st.scatter_D1([np.einsum("ra,prs,sb->pab", Lams[cp.term], B, L1)
-                         for cp, B in zip(st.pairs, stats.cross)])
     N = st.N_D
-    HDD = _lam_D_left(stats, Lams, _lam_D_left(stats, Lams, stats.ADD).T) if N else \
-        np.zeros((0, 0))
-    HDD[np.arange(N), np.arange(N)] += 1.0
+    H11, HD1, HDD = stats.A.scaled(Lams)
     H1E = np.einsum("ra,jrm->jam", L1, stats.ZE1)
-    HDE = _lam_D_left(stats, Lams, stats.ZED) if N else np.zeros((0, p + 1))
+    HDE = lam_D_left(stats.plan, Lams, stats.ZED) if N else np.zeros((0, p + 1))
     f = BlockedFactor(st, H11, HD1, HDD, H1E, HDE, stats.EE)
     LXX = f.LT[N:N + p, N:N + p]
     cbeta = f.LT[N + p, N:N + p]
@@ -212,37 +140,7 @@ def multi_lmm_evaluate(theta, stats: MultiLMMStats, reml: bool = True,
 
 
 def _split_u(stats, u1, uD):
-    out = [None] * len(stats.terms)
-    out[stats.st.first] = u1
-    for k, blk in _dense_blocks(stats, uD):
-        out[k] = blk
-    return tuple(out)
-
-
-def _A_times(stats, x1, xD):
-    """(A x) for A = Z'Z (unscaled) and x = (x1 (J1, q1[, k]), xD (N_D[, k]))."""
-    st = stats.st
-    multi = x1.ndim == 3
-    if not multi:
-        x1, xD = x1[:, :, None], xD[:, None]
-    y1 = stats.A11 @ x1
-    yD = stats.ADD @ xD
-    for cp, B in zip(st.pairs, stats.cross):
-        t = stats.terms[cp.term]
-        xd = xD[cp.offset:cp.offset + t.size].reshape(t.n_levels, t.q, -1)
-        # y1[j] += B' x_d[l];  y_d[l] += B x1[j]
-        c1 = np.einsum("prs,prk->psk", B, xd[cp.lev])
-        for s in range(st.q1):
-            for kk in range(c1.shape[2]):
-                y1[:, s, kk] += np.bincount(cp.col, weights=c1[:, s, kk], minlength=st.J1)
-        cd = B @ x1[cp.col]
-        ydv = yD[cp.offset:cp.offset + t.size].reshape(t.n_levels, t.q, -1)
-        for r in range(t.q):
-            for kk in range(cd.shape[2]):
-                ydv[:, r, kk] += np.bincount(cp.lev, weights=cd[:, r, kk], minlength=t.n_levels)
-    if not multi:
-        return y1[:, :, 0], yD[:, 0]
-    return y1, yD
+    return tuple(split_by_term(stats.plan, u1, uD))
 
 
 def _gradient(stats, Lams, f, u, u1, uD, beta_e, RXinv, r2, m, reml, H1E, HDE):
@@ -251,31 +149,11 @@ def _gradient(stats, Lams, f, u, u1, uD, beta_e, RXinv, r2, m, reml, H1E, HDE):
     N = st.N_D
     first = st.first
     L1 = Lams[first]
-    S11, Y, SDD = f.selected_inverse()
-    dLam = [np.zeros((t.q, t.q)) for t in terms]
-    # d log|H| : 2 sum_l [A Lambda Sigma]_{ll}
-    dLam[first] += 2.0 * np.einsum("jrs,sa,jab->rb", stats.A11, L1, S11)
-    if N:
-        Yb = st.gather_D1(Y)                      # Sigma_{(d,l),(1,j)} blocks (P_d, q_d, q1)
-        for cp, B, Yd in zip(st.pairs, stats.cross, Yb):
-            Ld = Lams[cp.term]
-            # first term: B' Lambda_d Sigma_{(d,l),(1,j)};  dense term: B Lambda_1 Sigma_{(1,j),(d,l)}
-            dLam[first] += 2.0 * np.einsum("prs,ra,pab->sb", B, Ld, Yd)
-            dLam[cp.term] += 2.0 * np.einsum("prs,sa,pba->rb", B, L1, Yd)
-        # dense x dense: diagonal blocks of A_DD Lambda_D Sigma_DD, from A_DD's
-        # non-zeros (a, c): [A Lambda Sigma]_{a, b} = sum_c A[a, c] (Lambda_D Sigma_DD)[c, b]
-        LS = _lam_D_left(stats, Lams, SDD, transpose=False)          # Lambda_D Sigma_DD
-        ra, ca, val, term_of, r_in, bstart = stats.ADD_nz
-        for i, k in enumerate(st.dense):
-            sel = term_of == i
-            q = terms[k].q
-            G = val[sel, None] * LS[ca[sel, None], bstart[sel, None] + np.arange(q)[None, :]]
-            for c in range(q):
-                dLam[k][:, c] += 2.0 * np.bincount(r_in[sel], weights=G[:, c], minlength=q)
+    dLam = [2.0 * G for G in diag_blocks_M_Lambda_Sigma(stats.A, Lams, f.selected_inverse())]
     # Z'r = Z'e - B beta_e - A Lambda u  (unscaled), then d r2 = -2 sum_l (Z'r)_l u_l'
     Lu1 = u1 @ L1.T
-    LuD = _lam_D_left(stats, Lams, uD[:, None], transpose=False)[:, 0] if N else uD
-    Au1, AuD = _A_times(stats, Lu1, LuD)
+    LuD = lam_D_left(stats.plan, Lams, uD[:, None], transpose=False)[:, 0] if N else uD
+    Au1, AuD = stats.A.matvec(Lu1, LuD)
     Zr1 = stats.ZE1[:, :, p] - stats.ZE1[:, :, :p] @ beta_e - Au1
     ZrD = stats.ZED[:, p] - stats.ZED[:, :p] @ beta_e - AuD
     Zr = _split_u(stats, Zr1, ZrD)
@@ -285,8 +163,8 @@ def _gradient(stats, Lams, f, u, u1, uD, beta_e, RXinv, r2, m, reml, H1E, HDE):
         F1, FD = f.solve(H1E[:, :, :p], HDE[:, :p])                  # Sigma Lambda'Z'X
         C = RXinv @ RXinv.T
         LF1 = np.einsum("rc,jck->jrk", L1, F1)
-        LFD = _lam_D_left(stats, Lams, FD, transpose=False) if N else FD
-        AF1, AFD = _A_times(stats, LF1, LFD)
+        LFD = lam_D_left(stats.plan, Lams, FD, transpose=False) if N else FD
+        AF1, AFD = stats.A.matvec(LF1, LFD)
         D1 = (stats.ZE1[:, :, :p] - AF1) @ C                          # (B - A Lambda F) C
         DD = (stats.ZED[:, :p] - AFD) @ C
         Dk = _split_u(stats, D1, DD)
