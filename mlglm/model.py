@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 import warnings
+from functools import cached_property
 
 import numpy as np
 import pandas as pd
@@ -303,23 +304,46 @@ class MixedGLM(MixedLMSetup, MixedLM):
         return make_grouped_data(self.endog, self.exog, self.exog_re, self.group_codes,
                                  offset=self.offset, m=self.n_trials)
 
-    def objective(self, nagq: int = 1) -> MarginalLoglik:
-        """The marginal log-likelihood as a function of x = (beta, theta)."""
+    @cached_property
+    def _cross_plan(self):
+        """The blocked layout of Z'WZ for several factors (built once per model)."""
+        from .core.crossprod import CrossPlan
+        return CrossPlan(self.re_terms)
+
+    def objective(self, nagq: int = 1):
+        """The marginal log-likelihood as a function of x = (beta, theta)
+        (a :class:`~mlglm.core.objective.Objective`)."""
         fl = get_family_link(self.family_name, self.link_name)
-        return MarginalLoglik(fl, self._grouped(), nagq=nagq, diagonal=self.diagonal)
+        if self.multi:
+            if nagq > 1:
+                _check_aghq_structure(self.re_terms)
+            from .core.laplace_multi import MultiLaplace
+            return MultiLaplace(fl, self.endog, self.n_trials, self.exog, self.offset,
+                                self.re_terms, self._cross_plan)
+        return MarginalLoglik(fl, self._grouped(), nagq=nagq,
+                              pattern=self.re_terms[0].pattern)
+
+    def theta_from_params(self, params) -> np.ndarray:
+        """x = (beta, theta) from params = (fe_params, vech(cov_re) per term)."""
+        params = np.asarray(params, dtype=float)
+        p = self.k_fe
+        thetas, i = [], p
+        for t in self.re_terms:
+            k = t.q * (t.q + 1) // 2
+            thetas.append(t.pattern.theta_from_Sigma(Sigma_from_vech(params[i:i + k], t.q)))
+            i += k
+        return np.concatenate([params[:p]] + thetas)
 
     def loglike(self, params, method="laplace", nagq=None):
-        """Marginal log-likelihood at ``params`` = (fe_params, vech(cov_re)), constants included.
+        """Marginal log-likelihood at ``params`` = (fe_params, vech(cov_re) [per term]),
+        constants included.
 
         ``vech`` is the row-major lower triangle, the order of ``results.params``.
         """
         if self.family_name == "gaussian":
             raise NotImplementedError("use results.llf for Gaussian fits")
-        params = np.asarray(params, dtype=float)
-        p, q = self.k_fe, self.q
-        nagq = _resolve_nagq(method, nagq, q)
-        theta = theta_from_Sigma(Sigma_from_vech(params[p:], q), self.diagonal)
-        return self.objective(nagq)(np.concatenate([params[:p], theta]))
+        nagq = _resolve_nagq(method, nagq, max(t.q for t in self.re_terms))
+        return self.objective(nagq)(self.theta_from_params(params))
 
     def fit(self, method=None, nagq=None, reml=None, start_params=None, maxiter=1000,
             hessian=True, **kwargs):
@@ -364,19 +388,12 @@ class MixedGLM(MixedLMSetup, MixedLM):
             return res
         if reml:
             raise MixedGLMInputError("REML is for Gaussian models; GLMMs are fitted by ML")
-        if self.multi:
-            raise NotImplementedError("binomial and Poisson models with several grouping "
-                                      "factors are not available yet")
         method = "laplace" if method is None else method
         if method not in ("laplace", "aghq"):
             raise MixedGLMInputError(f"method must be 'laplace' or 'aghq', got {method!r}")
-        nagq = _resolve_nagq(method, nagq, self.q)
+        nagq = _resolve_nagq(method, nagq, max(t.q for t in self.re_terms))
         obj = self.objective(nagq)
-        x0 = None
-        if start_params is not None:
-            sp = np.asarray(start_params, dtype=float)
-            Sigma = Sigma_from_vech(sp[self.k_fe:], self.q)
-            x0 = np.concatenate([sp[:self.k_fe], theta_from_Sigma(Sigma, self.diagonal)])
+        x0 = None if start_params is None else self.theta_from_params(start_params)
         try:
             state = fit_glmm(obj, x0=x0, maxiter=maxiter, hessian=hessian)
         except (ModeFailure, np.linalg.LinAlgError) as exc:
@@ -519,6 +536,19 @@ def _check_rank(X, names):
             f"the fixed-effects design is rank deficient: {', '.join(bad)} "
             "is a linear combination of the columns before it; drop it (or a level) "
             "from the formula")
+
+
+def _check_aghq_structure(terms):
+    """nagq > 1 needs factors nested in one another (the integral factorises);
+    crossed factors are refused with the reason (never a silent Laplace)."""
+    if terms.kind == "crossed":
+        raise MixedGLMInputError(
+            f"adaptive quadrature (nagq > 1) needs grouping factors nested in one another; "
+            f"{', '.join(terms.names)} are crossed, so the likelihood does not factorise over "
+            "the groups of any one factor and there is no low-dimensional integral to do by "
+            "quadrature. Use the Laplace approximation (nagq=1)")
+    raise NotImplementedError("adaptive quadrature through nested grouping factors is not "
+                              "available yet; use nagq=1")
 
 
 def _resolve_nagq(method, nagq, q):

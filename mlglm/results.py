@@ -21,7 +21,6 @@ from statsmodels.base.model import LikelihoodModelResults
 from statsmodels.regression.mixed_linear_model import MixedLMResults, MixedLMResultsWrapper
 from statsmodels.tools._decorators import cache_readonly
 
-from .core.covariance import theta_index
 from .core.families import get_family_link
 
 __all__ = ["MixedGLMResults", "MixedGLMResultsWrapper", "FitOutcome", "build_results"]
@@ -51,17 +50,17 @@ class FitOutcome:
     b_covs: tuple = ()           # per term: (J_k, q_k, q_k) conditional covariances
 
 
-def _vech_jacobian(Lambda, diagonal):
-    """d vech(Sigma) / d theta with Sigma = Lambda Lambda' (vech row-major lower)."""
+def _vech_jacobian(Lambda, pattern):
+    """d vech(Sigma) / d theta with Sigma = Lambda Lambda' (vech row-major lower) for a
+    term's covariance pattern (a parameter filling several entries sums them)."""
     q = Lambda.shape[0]
-    rows, cols = theta_index(q, diagonal)
     tr = np.tril_indices(q)
-    J = np.zeros((len(tr[0]), len(rows)))
-    for l, (r, c) in enumerate(zip(rows, cols)):
+    J = np.zeros((len(tr[0]), pattern.n_theta))
+    for r, c, l in zip(pattern.rows, pattern.cols, pattern.idx):
         E = np.zeros((q, q))
         E[r, c] = 1.0
         dS = E @ Lambda.T + Lambda @ E.T
-        J[:, l] = dS[tr]
+        J[:, l] += dS[tr]
     return J
 
 
@@ -79,13 +78,18 @@ def build_results(model, fitted, method, nagq):
                          nagq=None, converged=bool(fitted.converged),
                          singular=np.atleast_1d(np.diag(fitted.Lambda) < 1e-4),
                          record=fitted, n_params=p + len(fitted.theta) + 1,
-                         reml_criterion=fitted.reml_criterion, theta=fitted.theta)
+                         reml_criterion=fitted.reml_criterion, theta=fitted.theta,
+                         Sigmas=(Sigma,), bs=(fitted.b,), b_covs=(fitted.b_cov,))
         return MixedGLMResultsWrapper(MixedGLMResults(model, out))
     st = fitted
-    Lam = st.Lambda
-    J = np.zeros((p + k, st.x.size))
+    blocks = [_vech_jacobian(L, pat) for L, pat in zip(st.Lambdas, st.patterns)]
+    n_vech = sum(B.shape[0] for B in blocks)
+    J = np.zeros((p + n_vech, st.x.size))
     J[:p, :p] = np.eye(p)
-    J[p:, p:] = _vech_jacobian(Lam, st.diagonal)
+    r = c = 0
+    for B in blocks:
+        J[p + r:p + r + B.shape[0], p + c:p + c + B.shape[1]] = B
+        r, c = r + B.shape[0], c + B.shape[1]
     cov = J @ st.cov_x @ J.T
     # parameters held at the boundary have no Wald SE
     bad = ~st.free
@@ -93,12 +97,16 @@ def build_results(model, fitted, method, nagq):
         affected = np.any(np.abs(J[:, bad]) > 0, axis=1)
         cov[affected, :] = np.nan
         cov[:, affected] = np.nan
-    P = np.linalg.inv(st.H)
-    b = st.u @ Lam.T
-    b_cov = np.einsum("ij,gjk,lk->gil", Lam, P, Lam)
-    out = FitOutcome(beta=st.beta, Sigma=Lam @ Lam.T, cov_params=cov, scale=1.0, llf=st.llf,
-                     b=b, b_cov=b_cov, method=method, nagq=nagq, converged=st.record.converged,
-                     singular=st.singular, record=st.record, n_params=st.x.size, theta=st.theta)
+    Sigmas = tuple(L @ L.T for L in st.Lambdas)
+    if getattr(model, "multi", False):
+        singular = st.singular
+    else:       # one flag per random effect (diagonal entry of Lambda), as before
+        singular = np.abs(np.diag(st.Lambdas[0])) < 1e-4
+    out = FitOutcome(beta=st.beta, Sigma=Sigmas[0], cov_params=cov, scale=1.0, llf=st.llf,
+                     b=st.b[0], b_cov=st.b_cov[0], method=method, nagq=nagq,
+                     converged=st.record.converged, singular=singular, record=st.record,
+                     n_params=st.x.size, theta=st.theta, Sigmas=Sigmas, bs=tuple(st.b),
+                     b_covs=tuple(st.b_cov))
     return MixedGLMResultsWrapper(MixedGLMResults(model, out))
 
 

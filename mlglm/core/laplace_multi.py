@@ -35,6 +35,7 @@ from .blocked import BlockedFactor
 from .crossprod import CrossPlan, diag_blocks_M_Lambda_Sigma, lam_D_left, level_sums
 from .families import FamilyLink
 from .modes import ModeFailure
+from .objective import Objective
 from .terms import ReTerms
 
 __all__ = ["MultiModes", "multi_modes", "MultiLaplace"]
@@ -75,6 +76,15 @@ def _from_blocked(plan, u1, uD):
         t = plan.terms[k]
         out[k] = uD[off:off + t.size].reshape(t.n_levels, t.q)
     return tuple(out)
+
+
+def _to_blocked_multi(plan, per_term, k):
+    """Blocked (x1 (J1, q1, k), xD (N_D, k)) from per-term (J_k, q_k, k) arrays."""
+    st = plan.st
+    x1 = per_term[st.first]
+    xD = np.concatenate([per_term[j].reshape(-1, k) for j in st.dense]) if st.dense else \
+        np.zeros((0, k))
+    return x1, xD
 
 
 def _random_part(terms, Lams, u):
@@ -132,7 +142,7 @@ def multi_modes(fl: FamilyLink, plan: CrossPlan, y, m, eta_fixed, Lams, u0=None,
     raise ModeFailure(f"the joint conditional modes did not converge in {maxiter} Newton steps")
 
 
-class MultiLaplace:
+class MultiLaplace(Objective):
     """The Laplace log-likelihood of x = (beta, theta) for several grouping factors.
 
     Parameters
@@ -167,9 +177,42 @@ class MultiLaplace:
         self.n_evals = 0
         self._last = None
 
-    def split(self, x):
-        x = np.asarray(x, dtype=float)
-        return x[:self.p], x[self.p:]
+    def laplace(self) -> "MultiLaplace":
+        return self
+
+    def beta_information(self, x) -> np.ndarray:
+        """X'WX - (Lambda'Z'WX)' H^{-1} (Lambda'Z'WX) at the modes at x."""
+        st = self.modes(x)
+        self.u, self.state = st.u, st
+        beta, theta = self.split(x)
+        Lams = self.terms.Lambdas(theta)
+        XW = self.X * st.d2[:, None]
+        info = self.X.T @ XW
+        B = []
+        for t, L in zip(self.terms, Lams):
+            rows = (t.Z[:, :, None] * XW[:, None, :]).reshape(XW.shape[0], -1)
+            ZWX = level_sums(t.codes, t.n_levels, rows).reshape(t.n_levels, t.q, self.p)
+            B.append(np.einsum("ra,jrp->jap", L, ZWX))            # Lambda_k' Z_k'WX
+        B1, BD = _to_blocked_multi(self.plan, B, self.p)
+        F1, FD = st.factor.solve(B1, BD)
+        info -= np.einsum("jap,jak->pk", B1, F1) + BD.T @ FD
+        return info
+
+    def random_effects(self):
+        """(Lambdas, b, b_cov) per term at the last evaluation (Laplace covariances)."""
+        st = self.state
+        Lams = self.terms.Lambdas(self._last_theta)
+        S11, _, SDD = st.factor.selected_inverse()
+        plan = self.plan
+        Sig = [None] * len(self.terms)
+        Sig[plan.st.first] = S11
+        for k, off in zip(plan.st.dense, plan.st.offsets):
+            t = self.terms[k]
+            idx = off + np.arange(t.n_levels)[:, None] * t.q + np.arange(t.q)[None, :]
+            Sig[k] = SDD[idx[:, :, None], idx[:, None, :]]
+        b = tuple(uk @ L.T for uk, L in zip(st.u, Lams))
+        b_cov = tuple(np.einsum("ra,jab,cb->jrc", L, S, L) for L, S in zip(Lams, Sig))
+        return tuple(Lams), b, b_cov
 
     def modes(self, x, u0=None) -> MultiModes:
         beta, theta = self.split(x)
@@ -181,7 +224,7 @@ class MultiLaplace:
         """The Laplace log-likelihood at x, every constant included."""
         self.n_evals += 1
         st = self.modes(x)
-        self.u, self.state = st.u, st
+        self.u, self.state, self._last_theta = st.u, st, self.split(x)[1]
         return st.h - 0.5 * st.factor.logdet + self.log_const
 
     def value_and_gradient(self, x):
@@ -190,14 +233,14 @@ class MultiLaplace:
         key = x.tobytes()
         if self._last is not None and self._last[0] == key:
             _, value, grad, state = self._last
-            self.u, self.state = state.u, state
+            self.u, self.state, self._last_theta = state.u, state, self.split(x)[1]
             return value, grad.copy()
         self.n_evals += 1
         beta, theta = self.split(x)
         Lams = self.terms.Lambdas(theta)
         st = multi_modes(self.fl, self.plan, self.y, self.m_rows,
                          self.offset + self.X @ beta, Lams, self.u)
-        self.u, self.state = st.u, st
+        self.u, self.state, self._last_theta = st.u, st, theta
         value = st.h - 0.5 * st.factor.logdet + self.log_const
         grad = self._gradient(st, Lams)
         self._last = (key, value, grad.copy(), st)
