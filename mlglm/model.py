@@ -275,6 +275,8 @@ class MixedGLM(MixedLMSetup, MixedLM):
             kwargs["_extra_specs"] = specs
         if len(used_cols) < data.shape[1] and not data.columns.has_duplicates:
             data = data[used_cols]
+        data = _strings_as_categories(data, exclude=group_name if isinstance(group_name, str)
+                                      else None)
         try:
             mod = super().from_formula(formula, data, re_formula=re_formula, subset=None,
                                        use_sparse=use_sparse, missing="none", *args, **kwargs)
@@ -607,6 +609,33 @@ def _re_param_names(terms) -> list[str]:
             else:
                 out.append(f"{t.name} {cols[r]} x {cols[c]} Cov")
     return out
+
+
+def _strings_as_categories(data, exclude=None):
+    """String columns as pandas Categoricals with sorted categories.
+
+    patsy codes a string column as a categorical with its sorted levels; given a
+    pandas Categorical with the same (sorted) categories it produces the same
+    design, but from the integer codes instead of a per-element missing-value
+    check in Python (VerbAgg's four string columns: 0.16 s -> 0.016 s). Columns
+    whose values do not sort, and ``exclude`` (the grouping column), are left alone.
+    """
+    out = None
+    for c in data.columns:
+        if c == exclude:
+            continue
+        col = data[c]
+        if col.dtype == object or pd.api.types.is_string_dtype(col.dtype):
+            if isinstance(col.dtype, pd.CategoricalDtype):
+                continue
+            try:
+                cats = sorted(pd.unique(col.dropna()))
+            except TypeError:
+                continue
+            if out is None:
+                out = data.copy()
+            out[c] = pd.Categorical(col, categories=cats)
+    return data if out is None else out
 
 
 def _formula_columns(data, formula, re_formula):

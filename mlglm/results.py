@@ -158,7 +158,7 @@ class MixedGLMResults(MixedLMResults):
         self.k_vc = 0
         self.fe_params = outcome.beta
         if getattr(model, "multi", False):
-            from .factors import cov_re_dict
+            from .multifactor import cov_re_dict
             self.cov_re = cov_re_dict(model.re_terms, outcome.Sigmas)
             self.cov_re_unscaled = {k: v / outcome.scale for k, v in self.cov_re.items()}
         else:
@@ -221,7 +221,7 @@ class MixedGLMResults(MixedLMResults):
         With several grouping factors: dict factor -> DataFrame (levels x effects).
         """
         if self.model.multi:
-            from .factors import random_effects_dict
+            from .multifactor import random_effects_dict
             return random_effects_dict(self.model.re_terms, self.outcome.bs)
         names = self.model.data.exog_re_names
         return {g: pd.Series(self.outcome.b[j], index=names)
@@ -232,7 +232,7 @@ class MixedGLMResults(MixedLMResults):
         """Conditional covariances Lambda H_j^{-1} Lambda' (Laplace) per group
         (several factors: dict factor -> {level: DataFrame})."""
         if self.model.multi:
-            from .factors import random_effects_cov_dict
+            from .multifactor import random_effects_cov_dict
             return random_effects_cov_dict(self.model.re_terms, self.outcome.b_covs)
         names = self.model.data.exog_re_names
         return {g: pd.DataFrame(self.outcome.b_cov[j], index=names, columns=names)
@@ -287,7 +287,7 @@ class MixedGLMResults(MixedLMResults):
     def _linear_predictor(self, X, Z, codes, offset, conditional):
         eta = X @ self.outcome.beta + offset
         if conditional and self.model.multi:
-            from .factors import random_part
+            from .multifactor import random_part
             return eta + (random_part(self.model.re_terms, self.outcome.bs) if Z is None
                           else random_part(self.model.re_terms, self.outcome.bs, Z, codes))
         if conditional:
@@ -326,7 +326,7 @@ class MixedGLMResults(MixedLMResults):
             X, _, off = self._design(exog, offset, exposure, transform, re=False)
             Zs = codes = None
             if exog is not None and conditional:
-                from .factors import new_data_design
+                from .multifactor import new_data_design
                 Zs, codes, unseen = new_data_design(model, exog)
             eta = self._linear_predictor(X, Zs, codes, off, conditional)
             return eta if which == "linear" else self._mean(eta)

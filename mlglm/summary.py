@@ -91,7 +91,7 @@ def _fe_table(res, alpha):
 
 def _re_table(res):
     if getattr(res.model, "multi", False):
-        from .factors import varcorr_rows
+        from .multifactor import varcorr_rows
         return varcorr_rows(res.model.re_terms, res.outcome.Sigmas,
                             scale=res.scale if res.model.family_name == "gaussian" else None)
     names = list(res.model.data.exog_re_names)

@@ -132,6 +132,12 @@ class BlockedStructure:
             self.pat_a = self.pat_j = np.zeros(0, np.intp)
             self.pat_pair = self.pat_row = self.pat_idx = np.zeros(0, np.intp)
         self.P = self.pat_a.size
+        # scalar entry -> position in the concatenated, flattened per-pair blocks
+        base = np.cumsum([0] + [cp.lev.size * cp.q * self.q1 for cp in self.pairs])
+        qs = np.array([cp.q for cp in self.pairs] or [1])
+        flat = base[self.pat_pair] + (self.pat_idx * qs[self.pat_pair] + self.pat_row) * self.q1
+        self._src = (flat[:, None] + np.arange(self.q1)[None, :]).astype(np.intp)
+        self._block_shapes = [(cp.lev.size, cp.q, self.q1) for cp in self.pairs]
         counts = np.bincount(self.pat_j, minlength=self.J1)
         self.col_counts = counts
         self.col_starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.intp)
@@ -170,20 +176,21 @@ class BlockedStructure:
     # ---------------------------------------------------------------- helpers
     def scatter_D1(self, blocks):
         """Scalar pattern values (P, q1) from per-pair blocks [(P_d, q_d, q1)]."""
-        out = np.empty((self.P, self.q1))
-        for ip, B in enumerate(blocks):
-            sel = self.pat_pair == ip
-            out[sel] = B[self.pat_idx[sel], self.pat_row[sel], :]
-        return out
+        if not blocks:
+            return np.empty((0, self.q1))
+        flat = blocks[0].reshape(-1) if len(blocks) == 1 else \
+            np.concatenate([B.reshape(-1) for B in blocks])
+        return flat[self._src]
 
     def gather_D1(self, V):
         """Per-pair blocks [(P_d, q_d, q1)] from scalar pattern values (P, q1)."""
-        out = []
-        for ip, cp in enumerate(self.pairs):
-            B = np.empty((cp.lev.size, cp.q, self.q1))
-            sel = self.pat_pair == ip
-            B[self.pat_idx[sel], self.pat_row[sel], :] = V[sel]
-            out.append(B)
+        flat = np.empty(self._src.size)
+        flat[self._src] = V
+        out, start = [], 0
+        for shape in self._block_shapes:
+            size = shape[0] * shape[1] * shape[2]
+            out.append(flat[start:start + size].reshape(shape))
+            start += size
         return out
 
     def d1_matvec(self, Lval, x1):
