@@ -217,14 +217,15 @@ def multi_lmm_fit(y, X, terms: ReTerms, reml: bool = True, theta0=None,
                   stats: MultiLMMStats | None = None, gtol: float = 1e-8) -> MultiLMMFit:
     """Fit a Gaussian LMM with several factors by profiled REML or ML.
 
-    The criterion and its exact gradient (:func:`multi_lmm_evaluate`) go to the
-    same minimiser as one factor's (:mod:`mlglm.core.lmm_minimise`:
-    unconstrained BFGS, Newton polish, saddle escape); theta is then mapped to
+    The criterion and its exact gradient (:func:`multi_lmm_evaluate`) go to
+    :func:`~mlglm.core.lmm_minimise._minimise_log` (BFGS in log SDs, then Newton
+    in theta; one factor's minimiser takes over at boundaries and saddles), since
+    an evaluation here costs a dense factorisation; theta is then mapped to
     non-negative diagonals (same criterion) and everything is evaluated there.
     The start is lme4's (Lambda_k = I) unless ``theta0`` is given.
     """
     from .lmm import SINGULAR_TOL, START_OFF_BOUNDARY
-    from .lmm_minimise import _minimise, _minimise_scalar
+    from .lmm_minimise import _minimise_log, _minimise_scalar
     stats = multi_lmm_stats(y, X, terms) if stats is None else stats
     on_diag = terms.theta_on_diagonal()
     if theta0 is None:
@@ -247,7 +248,7 @@ def multi_lmm_fit(y, X, terms: ReTerms, reml: bool = True, theta0=None,
         return hit[0], hit[1].copy()
 
     found = _minimise_scalar(theta0, fg) if theta0.size == 1 else None
-    theta, message = found if found is not None else _minimise(theta0, fg, gtol)
+    theta, message = found if found is not None else _minimise_log(theta0, fg, gtol, on_diag)
     theta = terms.canonical(theta)
     ev = multi_lmm_evaluate(theta, stats, reml)
     return _package(ev, stats, reml, gtol, count[0] + 1, message)
