@@ -22,6 +22,7 @@ predictions on new data (:func:`level_codes`).
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -32,7 +33,7 @@ from .core.terms import ReTerm, ReTerms
 from .data_checks import MixedGLMInputError
 
 __all__ = ["TermSpec", "factor_codes", "level_codes", "bar_term_specs", "vc_term_specs",
-           "build_terms", "blocks_for"]
+           "build_terms", "blocks_for", "quote_keywords"]
 
 
 @dataclass
@@ -154,6 +155,19 @@ def level_codes(levels: pd.Index, values) -> np.ndarray:
     return np.asarray(codes, dtype=np.intp)
 
 
+def quote_keywords(formula: str, columns) -> str:
+    """Write columns named like Python keywords (``class``, ``in``, ``lambda``) as
+    ``Q("class")``: patsy evaluates formula terms as Python, where a bare keyword
+    is a syntax error (so statsmodels' own ``{"class": "0 + C(class)"}`` fails)."""
+    import keyword
+    cols = {str(c) for c in columns}
+
+    def repl(m):
+        name = m.group(0)
+        return f'Q("{name}")' if keyword.iskeyword(name) and name in cols else name
+    return re.sub(r"(?<![\w.\"'])[A-Za-z_][A-Za-z0-9_]*(?![\w\"'(])", repl, formula)
+
+
 def _canon(index) -> list:
     """Labels as strings, with integral floats written as integers (3.0 -> "3")."""
     out = []
@@ -166,7 +180,7 @@ def _canon(index) -> list:
 
 def _effects_matrix(re_formula: str, data: pd.DataFrame, eval_env):
     """(Z, column names) of an effects formula ``"1"``, ``"~x"``, ``"~0 + x"``."""
-    rhs = re_formula.strip().lstrip("~").strip()
+    rhs = quote_keywords(re_formula.strip().lstrip("~").strip(), data.columns)
     if rhs == "1":
         return np.ones((data.shape[0], 1)), ["Intercept"], None
     import patsy
@@ -200,7 +214,7 @@ def vc_term_specs(vc_formula: dict, group_codes, group_labels, group_name, data,
     gl = pd.Index(group_labels)
     for key in sorted(vc_formula):
         text = vc_formula[key]
-        rhs = text.strip().lstrip("~")
+        rhs = quote_keywords(text.strip().lstrip("~"), data.columns)
         try:
             V = patsy.dmatrix(rhs, data, eval_env=eval_env, return_type="dataframe")
         except Exception as exc:

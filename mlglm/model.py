@@ -192,6 +192,12 @@ class MixedGLM(MixedLMSetup, MixedLM):
         is (successes, failures) for the binomial.
         """
         random_terms = list(kwargs.pop("_random_terms", None) or [])
+        if not isinstance(data, pd.DataFrame):
+            data = pd.DataFrame(data)
+        from .design import quote_keywords
+        formula = quote_keywords(formula, data.columns)
+        if re_formula is not None:
+            re_formula = quote_keywords(re_formula, data.columns)
         eval_env = kwargs.pop("eval_env", None)
         if eval_env is None:
             import patsy

@@ -38,7 +38,7 @@ from .crossprod import (Cross, CrossPlan, diag_blocks_M_Lambda_Sigma, lam_D_left
 from .terms import ReTerms
 
 __all__ = ["MultiLMMStats", "multi_lmm_stats", "MultiLMMEval", "multi_lmm_evaluate",
-           "MultiLMMFit", "multi_lmm_fit", "multi_lmm_at"]
+           "MultiLMMFit", "multi_lmm_fit", "multi_lmm_at", "multi_gaussian_loglik"]
 
 LOG_2PI = np.log(2.0 * np.pi)
 
@@ -288,3 +288,50 @@ def _package(ev, stats, reml, gtol, n_evals, message) -> MultiLMMFit:
         converged=bool(grad_norm <= gtol * (1.0 + abs(ev.criterion))), message=message,
         grad_norm=grad_norm, singular=on_diag & (np.abs(ev.theta) < SINGULAR_TOL),
         reml=bool(reml))
+
+
+def multi_gaussian_loglik(beta, Lambdas, sigma2, stats: MultiLMMStats, reml: bool = False) -> float:
+    """l_ML(beta, Sigma_k = Lambda_k Lambda_k', sigma^2), or l_REML(Sigma_k, sigma^2), unprofiled.
+
+    With V = Z Sigma Z' + sigma^2 I = sigma^2 (Z Lambda_r Lambda_r' Z' + I),
+    Lambda_r = Lambda / sigma (``Lambdas`` are on the absolute scale):
+
+        log|V|   = n log sigma^2 + log|H(Lambda_r)|,
+        r'V^{-1}r = (r'r - c'H^{-1}c) / sigma^2,   c = Lambda_r'Z'r,  r = y - X beta,
+        2 l_ML   = -n log 2 pi - log|V| - r'V^{-1}r,
+        2 l_REML = -(n - p) log 2 pi - log|V| - log|X'V^{-1}X| - r'V^{-1}r  at the GLS beta,
+
+    with log|X'V^{-1}X| = log|R_X|^2 - p log sigma^2. One blocked factorisation
+    with the extra columns [r] (ML) or [X e] (REML) gives every piece, as in
+    :func:`multi_lmm_evaluate`. Used by profile intervals and checked against
+    scipy's multivariate normal density in the tests.
+    """
+    terms, st, p, n = stats.terms, stats.st, stats.p, stats.n
+    sigma2 = float(sigma2)
+    if not sigma2 > 0:
+        return -np.inf
+    sigma = np.sqrt(sigma2)
+    Lams = [np.asarray(L, dtype=float) / sigma for L in Lambdas]
+    N = st.N_D
+    H11, HD1, HDD = stats.A.scaled(Lams)
+    L1 = Lams[st.first]
+    if reml:
+        ZE1, ZED, EE = stats.ZE1, stats.ZED, stats.EE
+    else:
+        delta = np.asarray(beta, dtype=float) - stats.beta_ols
+        w = np.concatenate([-delta, [1.0]])                  # r = [X e] w
+        ZE1, ZED, EE = stats.ZE1 @ w, stats.ZED @ w, w @ stats.EE @ w
+        ZE1, ZED, EE = ZE1[:, :, None], ZED[:, None], np.array([[EE]])
+    H1E = np.einsum("ra,jrm->jam", L1, ZE1)
+    HDE = lam_D_left(stats.plan, Lams, ZED) if N else np.zeros((0, ZE1.shape[2]))
+    try:
+        f = BlockedFactor(st, H11, HD1, HDD, H1E, HDE, EE)
+    except np.linalg.LinAlgError:
+        return -np.inf
+    LT = f.LT
+    quad = float(LT[-1, -1] ** 2) / sigma2
+    if reml:
+        ldRX2 = 2.0 * float(np.log(np.diag(LT[N:N + p, N:N + p])).sum())
+        return -0.5 * ((n - p) * LOG_2PI + n * np.log(sigma2) + f.logdet + ldRX2
+                       - p * np.log(sigma2) + quad)
+    return -0.5 * (n * LOG_2PI + n * np.log(sigma2) + f.logdet + quad)
