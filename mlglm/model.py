@@ -27,8 +27,9 @@ from .core.modes import ModeFailure
 from .core.objective import MarginalLoglik
 from .core.optimize import fit_glmm
 from .core.quadrature import MAX_GRID_POINTS
-from .data_checks import (DataWarning, MixedGLMInputError, binomial_response, family_link_names,
-                          poisson_response, report_nonfinite)
+from .data_checks import (DataWarning, MixedGLMInputError, binomial_response,
+                          check_categorical_response, drop_unused_levels, family_from_name,
+                          family_link_names, poisson_response, report_nonfinite, response_label)
 from .mixedlm_setup import MixedLMSetup
 
 __all__ = ["MixedGLM", "BinomialMixedGLM", "PoissonMixedGLM"]
@@ -47,7 +48,8 @@ class MixedGLM(MixedLMSetup, MixedLM):
     groups : group labels (n,).
     exog_re : random-effects design (n, q); default a random intercept.
     family : a statsmodels family: ``Binomial()`` (Logit, Probit, CLogLog links),
-        ``Poisson()`` (Log) or ``Gaussian()`` (exact linear mixed model).
+        ``Poisson()`` (Log) or ``Gaussian()`` (exact linear mixed model), or its
+        name as ``glmer`` takes it (``"binomial"``, ``"poisson"``, ``"gaussian"``).
     offset, exposure : added to the linear predictor (``log(exposure)`` for the
         latter; Poisson).
     n_trials : binomial trials per row when ``endog`` holds proportions.
@@ -58,12 +60,13 @@ class MixedGLM(MixedLMSetup, MixedLM):
     """
 
     _formula_max_endog = 2
+    _default_family_name = "gaussian"
 
     def __init__(self, endog, exog, groups, exog_re=None, family=None, offset=None,
                  exposure=None, n_trials=None, cov_struct="unstructured", missing="none",
                  **kwargs):
         kwargs.pop("exog_vc", None)
-        family = sm.families.Gaussian() if family is None else family
+        family = sm.families.Gaussian() if family is None else family_from_name(family)
         if isinstance(family, type):
             raise MixedGLMInputError("pass a family instance such as sm.families.Binomial(), "
                                      "not the class")
@@ -167,6 +170,8 @@ class MixedGLM(MixedLMSetup, MixedLM):
                 val = data[val].to_numpy()
             elif val is not None:
                 val = np.asarray(val)
+                if val.ndim == 0:             # a scalar (e.g. n_trials=2): every row
+                    val = np.full(data.shape[0], val[()])
                 if val.shape[0] != data.shape[0]:
                     raise MixedGLMInputError(f"{key} has {val.shape[0]} values for "
                                              f"{data.shape[0]} rows of data")
@@ -185,12 +190,17 @@ class MixedGLM(MixedLMSetup, MixedLM):
             n_dropped = int((~mask).sum())
             data = data.loc[mask]
             arrays = {k: (v[mask] if v is not None else None) for k, v in arrays.items()}
+        data, dropped_levels = drop_unused_levels(data, used)
+        lhs = formula.split("~", 1)[0]
+        family_name = type(family_from_name(kwargs.get("family"))).__name__.lower() \
+            if kwargs.get("family") is not None else cls._default_family_name
+        if "+" not in lhs:
+            check_categorical_response(data, lhs, family_name)
         kwargs.update({k: v for k, v in arrays.items() if v is not None})
         if isinstance(group_name, str):
             kwargs["groups"] = group_name  # MixedLM names the random effects after it
         kwargs["_n_dropped"] = n_dropped
         kwargs["_groups_checked"] = True
-        lhs = formula.split("~", 1)[0]
         if "+" in lhs:
             kwargs["_endog_names"] = [s.strip() for s in lhs.split("+")]
         # patsy sees only the columns the formulas can name: statsmodels copies the
@@ -216,6 +226,11 @@ class MixedGLM(MixedLMSetup, MixedLM):
             raise
         mod.group_name = group_name if isinstance(group_name, str) else "Group"
         mod.data.frame = full_data      # as statsmodels attaches it: every column
+        mod.re_formula = re_formula
+        mod.dropped_levels = dropped_levels
+        # the row-aligned arrays (after subset= and missing="drop"), for update()
+        mod.formula_arrays = {k: v for k, v in arrays.items() if k != "groups"}
+        mod.formula_arrays["missing"] = missing
         return mod
 
     # ------------------------------------------------------------------ fitting
@@ -259,18 +274,30 @@ class MixedGLM(MixedLMSetup, MixedLM):
             Gaussian models use ``"reml"`` (default) or ``"ml"``.
         nagq : quadrature points per random-effect dimension for AGHQ (default
             11 for q <= 2, 7 for q >= 3; the product rule has nagq**q points).
-            ``nagq=1`` is the Laplace approximation.
+            ``nagq=1`` is the Laplace approximation; ``nagq > 1`` without
+            ``method`` means AGHQ.
         reml : Gaussian only; same as method="reml"/"ml".
         start_params : (fe_params, vech(cov_re)) to start from.
+        **kwargs : statsmodels' fit keywords: ``disp`` (True prints the outcome),
+            ``full_output``, ``do_cg``, ``niter_sa=0``, ``cov_type="nonrobust"``,
+            ``use_t=False`` are accepted; the others (``free``, ``fe_pen``,
+            ``cov_pen``, ``gtol``, ``callback``, ...) are refused with the reason
+            (:mod:`mlglm.fit_keywords`).
         """
+        from .fit_keywords import check_fit_keywords
         from .results import build_results
-        if kwargs:
-            raise TypeError(f"unexpected fit arguments: {', '.join(kwargs)}")
+        options = check_fit_keywords(kwargs, method, ("method", "nagq", "reml", "start_params",
+                                                      "maxiter", "hessian"))
+        if method is None and nagq not in (None, 1) and self.family_name != "gaussian":
+            method = "aghq"
         _check_re_in_fixed(np.asarray(self.exog, dtype=float), np.asarray(self.exog_re),
                            getattr(self.data, "exog_re_names", None))
         if self.family_name == "gaussian":
             if method not in (None, "reml", "ml"):
                 raise MixedGLMInputError("Gaussian models are fitted exactly by 'reml' or 'ml'")
+            if nagq not in (None, 1):
+                raise MixedGLMInputError("Gaussian models are fitted exactly; nagq= is for "
+                                         "binomial and Poisson models")
             if reml is None:
                 reml = method != "ml"
             if start_params is not None:
@@ -281,6 +308,7 @@ class MixedGLM(MixedLMSetup, MixedLM):
                              reml=reml, diagonal=self.diagonal)
             res = build_results(self, fitted, method="reml" if reml else "ml", nagq=None)
             _warn_fit_problems(res)
+            _report(res, options.get("disp"))
             return res
         if reml:
             raise MixedGLMInputError("REML is for Gaussian models; GLMMs are fitted by ML")
@@ -305,6 +333,7 @@ class MixedGLM(MixedLMSetup, MixedLM):
                            "random-effects structure or start_params=") from exc
         res = build_results(self, state, method=method if nagq > 1 else "laplace", nagq=nagq)
         _warn_fit_problems(res)
+        _report(res, options.get("disp"))
         return res
 
     # -------------------------------------------------- Gaussian-only methods off
@@ -347,8 +376,10 @@ class MixedGLM(MixedLMSetup, MixedLM):
 class BinomialMixedGLM(MixedGLM):
     """MixedGLM with the binomial family (logit link unless ``family=`` says otherwise)."""
 
+    _default_family_name = "binomial"
+
     def __init__(self, endog, exog, groups, exog_re=None, family=None, **kwargs):
-        family = sm.families.Binomial() if family is None else family
+        family = sm.families.Binomial() if family is None else family_from_name(family)
         if type(family).__name__ != "Binomial":
             raise MixedGLMInputError("BinomialMixedGLM takes a Binomial family (any of its links)")
         super().__init__(endog, exog, groups, exog_re=exog_re, family=family, **kwargs)
@@ -357,8 +388,10 @@ class BinomialMixedGLM(MixedGLM):
 class PoissonMixedGLM(MixedGLM):
     """MixedGLM with the Poisson family and log link (``exposure=`` for rates)."""
 
+    _default_family_name = "poisson"
+
     def __init__(self, endog, exog, groups, exog_re=None, family=None, **kwargs):
-        family = sm.families.Poisson() if family is None else family
+        family = sm.families.Poisson() if family is None else family_from_name(family)
         if type(family).__name__ != "Poisson":
             raise MixedGLMInputError("PoissonMixedGLM takes a Poisson family")
         super().__init__(endog, exog, groups, exog_re=exog_re, family=family, **kwargs)
@@ -390,13 +423,25 @@ def _warn_fit_problems(res):
                       "simpler model, rescale covariates, or check for separation",
                       ConvergenceWarning, stacklevel=3)
     if np.any(res.singular):
-        names = [n for n, s in zip(res.model.data.exog_re_names, res.singular) if s]
-        warnings.warn(f"singular fit: the SD of {', '.join(map(str, names))} is estimated at 0; "
-                      "consider dropping that random effect", SingularFitWarning, stacklevel=3)
+        from .singular import describe_singular
+        warnings.warn(f"singular fit: {describe_singular(res)}; consider dropping that "
+                      "random effect (or the correlation, with ||)", SingularFitWarning,
+                      stacklevel=3)
     sep = getattr(res, "separation", None)
     if sep:
         warnings.warn(f"possible separation: {sep}; remove or merge the offending terms or "
                       "levels", SeparationWarning, stacklevel=3)
+
+
+def _report(res, disp):
+    """fit(disp=True): one line on the outcome, as statsmodels' optimisers print."""
+    if not disp:
+        return
+    rec = res.optim
+    status = "converged" if res.converged else "did NOT converge"
+    print(f"mlglm {res.method} fit {status}: log-likelihood {res.llf:.6f}, "
+          f"{getattr(rec, 'n_evals', '?')} evaluations, max |gradient| "
+          f"{getattr(rec, 'grad_norm', float('nan')):.2g}")
 
 
 def _check_re_in_fixed(X, Z, names):
@@ -470,6 +515,9 @@ def _take(a, mask):
 def _endog_name(endog, names):
     if isinstance(endog, pd.Series) and endog.name is not None:
         return endog.name
+    label = response_label(names)     # a two-level categorical: the level modelled
+    if label is not None:
+        return label
     if names:
         return names[0]
     if isinstance(endog, pd.DataFrame):

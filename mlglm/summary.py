@@ -94,7 +94,7 @@ def _re_table(res):
             c = S[i, j] / (sd[i] * sd[j]) if sd[i] > 0 and sd[j] > 0 else np.nan
             row[f"Corr({names[j]})"] = _fmt(c, 3)
         if res.singular[i] if i < len(res.singular) else False:
-            row["Note"] = "at boundary (0)"
+            row["Note"] = "singular (see note)"
         rows.append(row)
     index = names[:]
     if res.model.family_name == "gaussian":
@@ -114,8 +114,12 @@ def _warnings(res):
         out.append(f"The optimiser did not converge (max |gradient| = {g:.2g}); try "
                    "start_params= from a simpler model, or rescale covariates.")
     if np.any(res.singular):
-        out.append("Singular fit: a random-effect SD is estimated at 0 (or a correlation at "
-                   "+-1); consider dropping that term.")
+        from .singular import describe_singular
+        out.append(f"Singular fit: {describe_singular(res)}; consider dropping that term.")
+    dropped = getattr(res.model, "dropped_levels", None)
+    if dropped:
+        text = "; ".join(f"{col}: {', '.join(map(str, levels))}" for col, levels in dropped.items())
+        out.append(f"Unused levels dropped (no rows in the data): {text}.")
     if res.model.family_name == "binomial" and res.method == "laplace":
         sizes = np.bincount(res.model.group_codes)
         if np.all(res.model.n_trials == 1) and np.median(sizes) < 10:
