@@ -108,23 +108,27 @@ class VarCorrResult(dict):
             rows.append(("Residual", None, None, self.sigma ** 2, self.sigma))
         return pd.DataFrame(rows, columns=["grp", "var1", "var2", "vcov", "sdcor"])
 
-    def _lines(self):
-        head = ["Groups", "Name", "Std.Dev.", "Corr"]
-        body = []
+    def _lines(self, digits=5):
+        """lme4's layout: Groups, Name, Std.Dev. (R's ``format(digits = 5)``: the
+        decimals that give the smallest SD 5 significant digits) and the
+        correlations with the effects above (3 decimals), left-aligned."""
+        rows = []
         for grp, S in self.items():
             A = S.to_numpy(dtype=float)
             sd = np.sqrt(np.clip(np.diag(A), 0, None))
             for k, n in enumerate(S.index):
                 cors = [f"{A[k, j] / (sd[k] * sd[j]):.3f}" if sd[k] > 0 and sd[j] > 0
                         else "NaN" for j in range(k)]
-                body.append([grp if k == 0 else "", str(n), f"{sd[k]:.5g}", " ".join(cors)])
+                rows.append([grp if k == 0 else "", str(n), sd[k], " ".join(cors)])
         if self.sigma is not None:
-            body.append(["Residual", "", f"{self.sigma:.5g}", ""])
-        widths = [max(len(r[i]) for r in [head] + body) for i in range(4)]
-        fmt = [lambda s, w: s.ljust(w), lambda s, w: s.ljust(w), lambda s, w: s.rjust(w),
-               lambda s, w: s.ljust(w)]
-        return [" ".join(f(r[i], widths[i]) for i, f in enumerate(fmt)).rstrip()
-                for r in [head] + body]
+            rows.append(["Residual", "", self.sigma, ""])
+        sds = [r[2] for r in rows if r[2] > 0]
+        decimals = max([max(0, digits - 1 - int(np.floor(np.log10(v)))) for v in sds] or [0])
+        for r in rows:
+            r[2] = f"{r[2]:.{decimals}f}"
+        table = [["Groups", "Name", "Std.Dev.", "Corr"]] + rows
+        widths = [max(len(r[i]) for r in table) for i in range(4)]
+        return [" " + " ".join(r[i].ljust(widths[i]) for i in range(4)) for r in table]
 
     def __str__(self):
         return "\n".join(self._lines())

@@ -5,7 +5,8 @@ With y the response (successes out of m trials for binomial rows) and
 
 * ``resid_response``: :math:`y/m - \mu`;
 * ``resid_pearson``: :math:`(y - m\mu) / \sqrt{m V(\mu)}`, V the variance function
-  (:math:`\mu(1-\mu)` binomial, :math:`\mu` Poisson); Gaussian: :math:`(y-\mu)/\hat\sigma`;
+  (:math:`\mu(1-\mu)` binomial, :math:`\mu` Poisson; mu clipped to machine epsilon
+  from 0 and 1 in V, as statsmodels does); Gaussian: :math:`(y-\mu)/\hat\sigma`;
 * ``resid_deviance``: :math:`\mathrm{sign}(y - m\mu)\sqrt{d_i}` with the unit
   deviance :math:`d_i = 2[y\log\frac{y}{m\mu} + (m-y)\log\frac{m-y}{m(1-\mu)}]`
   (binomial), :math:`2[y\log\frac{y}{\mu} - (y-\mu)]` (Poisson), :math:`(y-\mu)^2`
@@ -17,6 +18,11 @@ import numpy as np
 from scipy import special
 
 __all__ = ["response_residuals", "pearson_residuals", "deviance_residuals"]
+
+#: means are kept this far inside (0, 1) (binomial) or above 0 in the variance
+#: function, as statsmodels' families do, so a fitted probability of exactly 0 or 1
+#: gives a large residual rather than 0/0
+_EPS = np.finfo(float).eps
 
 
 def _parts(results):
@@ -38,7 +44,8 @@ def pearson_residuals(results) -> np.ndarray:
     fam, y, m, mu = _parts(results)
     if fam == "gaussian":
         return (y - mu) / np.sqrt(results.scale)
-    var = m * mu * (1 - mu) if fam == "binomial" else mu
+    mu_v = np.clip(mu, _EPS, 1 - _EPS) if fam == "binomial" else np.maximum(mu, _EPS)
+    var = m * mu_v * (1 - mu_v) if fam == "binomial" else mu_v
     return (y - m * mu) / np.sqrt(var)
 
 
