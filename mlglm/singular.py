@@ -47,8 +47,8 @@ def describe_singular(results) -> str:
             j = partners[0]
             rho = Sigma[k, j] / (sd[k] * sd[j])
             parts.append(f"{names[k]} is perfectly correlated with {names[j]} (correlation "
-                         f"{rho:+.2f}; SD {sd[k]:.3g}), so the random effects vary in one "
-                         "direction fewer than terms")
+                         f"{rho:+.2f}; SD {sd[k]:.3g}): the random-effects covariance matrix "
+                         "is singular")
         else:
             others = ", ".join(names[j] for j in partners)
             parts.append(f"{names[k]} (SD {sd[k]:.3g}) is an exact linear combination of "
