@@ -122,8 +122,8 @@ class AnovaTable(pd.DataFrame):
                    "Df": lambda v: "" if pd.isna(v) else f"{int(v)}",
                    "Pr(>Chisq)": lambda v: "" if pd.isna(v) else f"{v:.4g}"}
         table = pd.DataFrame(self.to_numpy(), index=short, columns=self.columns)
-        lines.append(table.to_string(formatters={c: formats.get(c, str) for c in self.columns},
-                                     na_rep="", line_width=PRINT_WIDTH))
+        lines += table.to_string(formatters={c: formats.get(c, str) for c in self.columns},
+                                 na_rep="", line_width=PRINT_WIDTH).splitlines()
         return "\n".join(line.rstrip() for line in lines)
 
     def __repr__(self) -> str:

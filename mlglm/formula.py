@@ -430,10 +430,11 @@ def update_formula(old: str, new: str) -> str:
     corresponding side of ``old``.
 
     ``update_formula("y ~ a + x + (1 | g)", "~ . - x")`` is
-    ``"y ~ (a + x) - x + (1 | g)"`` (patsy removes x from the parenthesised
-    sum, as R does). On the right, ``"."`` stands for the fixed part in
-    parentheses plus the random-effects term; a random-effects term subtracted
-    in ``new`` (``"~ . - (1 | g)"``) removes the matching term of ``old``.
+    ``"y ~ a + x - x + (1 | g)"`` (patsy removes x, as R does). On the right, a
+    ``"."`` term stands for the fixed part plus the random-effects term (a ``"."``
+    inside a term, as in ``". * z"``, for the fixed part in parentheses); a
+    random-effects term subtracted in ``new`` (``"~ . - (1 | g)"``) removes the
+    matching term of ``old``.
     """
     old_parsed = parse_lme4(old, require_re=False)
     if "~" not in new:
@@ -455,13 +456,16 @@ def update_formula(old: str, new: str) -> str:
             raise FormulaError(f"{text} is not the random-effects term of the model "
                                f"({random})", rhs, t.start, t.end - t.start)
         kept.append((t.sign, text))
-    body = ""
+    body, dotted = "", False
     for k, (sign, text) in enumerate(kept):
-        if re.fullmatch(r"\s*\.\s*", text):
-            text = f"({old_parsed.fixed_rhs})" + (f" + {random}" if random else "")
+        if re.fullmatch(r"\s*\.\s*", text):     # a whole term: + and - need no parentheses
+            text, dotted = old_parsed.fixed_rhs, True
         elif re.search(r"(?<![\w.])\.(?![\w.])", text):
             text = re.sub(r"(?<![\w.])\.(?![\w.])", f"({old_parsed.fixed_rhs})", text)
+            dotted = True
         body = (text if sign == "+" else f"-{text}") if k == 0 else f"{body} {sign} {text}"
+    if dotted and random:                   # "." carries the random-effects term along
+        body += f" + {random}"
     return f"{lhs} ~ {body or '1'}"
 
 
