@@ -423,10 +423,9 @@ def _warn_fit_problems(res):
                       "simpler model, rescale covariates, or check for separation",
                       ConvergenceWarning, stacklevel=3)
     if np.any(res.singular):
-        from .singular import describe_singular
-        warnings.warn(f"singular fit: {describe_singular(res)}; consider dropping that "
-                      "random effect (or the correlation, with ||)", SingularFitWarning,
-                      stacklevel=3)
+        from .singular import describe_singular, singular_advice
+        warnings.warn(f"singular fit: {describe_singular(res)}; {singular_advice(res)}",
+                      SingularFitWarning, stacklevel=3)
     sep = getattr(res, "separation", None)
     if sep:
         warnings.warn(f"possible separation: {sep}; remove or merge the offending terms or "

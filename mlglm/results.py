@@ -22,7 +22,6 @@ from statsmodels.regression.mixed_linear_model import MixedLMResults, MixedLMRes
 from statsmodels.tools._decorators import cache_readonly
 
 from .core.covariance import theta_index
-from .core.families import get_family_link
 
 __all__ = ["MixedGLMResults", "MixedGLMResultsWrapper", "FitOutcome", "build_results"]
 
@@ -232,6 +231,11 @@ class MixedGLMResults(MixedLMResults):
             effects at 0, as statsmodels' ``MixedLMResults.predict``; True adds each
             row's group's conditional mode. (lme4's ``predict()`` is conditional by
             default, ``re.form = NULL``: pass ``conditional=True`` for its numbers.)
+            The default is the same for every family, so a prediction does not change
+            meaning with the family; for binomial and Poisson models it is the mean
+            of a group whose random effects are 0 (statsmodels' ``BayesMixedGLM``
+            predicts the same), not the mean over the population of groups, which
+            is ``marginal=True``.
         offset, exposure : for new data (offset terms of an lme4 formula are
             evaluated on a DataFrame automatically).
         marginal : True gives population-averaged means, the random effects

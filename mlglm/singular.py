@@ -20,7 +20,7 @@ import numpy as np
 from .core.covariance import theta_from_Sigma, theta_to_Lambda
 from .factors import re_term_names
 
-__all__ = ["describe_singular"]
+__all__ = ["describe_singular", "singular_advice"]
 
 #: an SD below this (on the scale of Lambda's singularity test: absolute for
 #: binomial/Poisson, relative to sigma for Gaussian fits) counts as 0
@@ -54,3 +54,12 @@ def describe_singular(results) -> str:
             parts.append(f"{names[k]} (SD {sd[k]:.3g}) is an exact linear combination of "
                          f"{others}: the random-effects covariance matrix is rank deficient")
     return "; ".join(parts) or "a random-effect SD is estimated at 0"
+
+
+def singular_advice(results) -> str:
+    """What to do: drop an effect whose SD is 0; for perfectly correlated effects,
+    drop one of them or their correlation (``||``)."""
+    text = describe_singular(results)
+    if "correlated" in text or "combination" in text:
+        return "consider dropping one of those random effects, or their correlation (||)"
+    return "consider dropping that random effect"

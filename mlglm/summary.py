@@ -114,8 +114,8 @@ def _warnings(res):
         out.append(f"The optimiser did not converge (max |gradient| = {g:.2g}); try "
                    "start_params= from a simpler model, or rescale covariates.")
     if np.any(res.singular):
-        from .singular import describe_singular
-        out.append(f"Singular fit: {describe_singular(res)}; consider dropping that term.")
+        from .singular import describe_singular, singular_advice
+        out.append(f"Singular fit: {describe_singular(res)}; {singular_advice(res)}.")
     dropped = getattr(res.model, "dropped_levels", None)
     if dropped:
         text = "; ".join(f"{col}: {', '.join(map(str, levels))}" for col, levels in dropped.items())
