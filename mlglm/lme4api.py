@@ -116,9 +116,11 @@ class VarCorrResult(dict):
         for grp, S in self.items():
             A = S.to_numpy(dtype=float)
             sd = np.sqrt(np.clip(np.diag(A), 0, None))
+            uncorrelated = not np.any(A[np.tril_indices(len(A), -1)])   # (1 + x || g)
             for k, n in enumerate(S.index):
-                cors = [f"{A[k, j] / (sd[k] * sd[j]):.3f}" if sd[k] > 0 and sd[j] > 0
-                        else "NaN" for j in range(k)]
+                cors = [] if uncorrelated else [
+                    f"{A[k, j] / (sd[k] * sd[j]):.3f}" if sd[k] > 0 and sd[j] > 0 else "NaN"
+                    for j in range(k)]
                 rows.append([grp if k == 0 else "", str(n), sd[k], " ".join(cors)])
         if self.sigma is not None:
             rows.append(["Residual", "", self.sigma, ""])
@@ -166,7 +168,8 @@ def lme4_formula(model) -> str:
         if "Intercept" in terms and not inner.startswith(("1", "0", "-1")):
             inner = "1 + " + inner
     bar = "||" if model.diagonal else "|"
-    return f"{lhs.strip()} ~ {rhs.strip()} + ({inner} {bar} {model.group_name})"
+    offsets = "".join(f" + offset({t})" for t in getattr(model, "formula_offsets", ()))
+    return f"{lhs.strip()} ~ {rhs.strip()}{offsets} + ({inner} {bar} {model.group_name})"
 
 
 def update(results, formula=None, data=None, **changes):
@@ -196,6 +199,12 @@ def update(results, formula=None, data=None, **changes):
     if data is None:
         data = model.data.frame
         kwargs = {k: v for k, v in getattr(model, "formula_arrays", {}).items() if v is not None}
+        terms = getattr(model, "formula_offsets", ())
+        if terms and "offset" in kwargs:     # the formula's offset terms are in the formula
+            from .expressions import evaluate
+            rest = kwargs.pop("offset") - sum(evaluate(t, data) for t in terms)
+            if np.any(rest != 0):
+                kwargs["offset"] = rest
     kwargs.update(changes)
     gaussian = model.family_name == "gaussian" and "family" not in changes
     if gaussian:

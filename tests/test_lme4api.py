@@ -159,3 +159,15 @@ def test_is_singular():
     assert abs(res.outcome.theta[2]) < 1e-4          # Lambda_11 (column-major theta)
     S = np.asarray(res.cov_re)
     assert S[1, 0] / np.sqrt(S[0, 0] * S[1, 1]) == pytest.approx(-1, abs=1e-6)
+
+
+def test_varcorr_of_uncorrelated_effects_shows_no_correlation(hsb):
+    """(1 + cses || school): the correlation is 0 by construction, not estimated, so no
+    Corr entry is printed (lme4 prints such terms without one too)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = mlglm.lmer("mAch ~ cses + (1 + cses || school)", hsb)
+    rows = [line.split() for line in str(mlglm.VarCorr(res)).splitlines()]
+    assert rows[1][:2] == ["school", "Intercept"] and rows[2][0] == "cses"
+    assert len(rows[2]) == 2                     # name and SD, no correlation
+    assert float(rows[2][1]) == pytest.approx(np.sqrt(res.cov_re.iloc[1, 1]), abs=1e-5)

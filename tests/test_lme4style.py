@@ -56,6 +56,11 @@ def test_offset_in_the_formula(df):
     two = mlglm.glmer("count ~ x1 + x2 + c + offset(0.5 * log(expo)) + (1 + x1 | g)", df,
                       family="poisson", offset=0.5 * np.log(df["expo"].to_numpy()))
     np.testing.assert_allclose(two.params, ref.params, atol=1e-8)
+    # update() keeps the formula's offset, with the fit's data or new data
+    want = mlglm.glmer("count ~ x1 + c + offset(log(expo)) + (1 + x1 | g)", df, family="poisson")
+    for got in (res.update("~ . - x2"), mlglm.update(res, "~ . - x2", data=df)):
+        np.testing.assert_allclose(got.params, want.params, atol=1e-10)
+    np.testing.assert_allclose(two.update("~ . - x2").params, want.params, atol=1e-8)
     lm = mlglm.lmer("score ~ x1 + offset(2 * x2) + (1 | g)", df)
     direct = mlglm.MixedGLM.from_formula("score ~ x1", df, groups="g", offset=2 * df["x2"],
                                          family=sm.families.Gaussian()).fit()
