@@ -34,7 +34,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 from scipy import stats
-from statsmodels.base._prediction_inference import PredictionResultsMean
+try:                                     # statsmodels >= 0.14
+    from statsmodels.base._prediction_inference import PredictionResultsMean
+except ImportError:  # pragma: no cover - older statsmodels: the same class, GLM's name
+    from statsmodels.genmod._prediction import PredictionResults as PredictionResultsMean
 from statsmodels.genmod.families import links
 from statsmodels.regression._prediction import PredictionResults
 
