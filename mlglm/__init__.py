@@ -19,6 +19,8 @@ from .plotting import caterpillar, effect_plot
 from .pooling import PoolingComparison, compare_pooling, compare_pooling_from_results
 from .ranef import random_effects_frame
 from .results import MixedGLMResults
+# after .ranef: the name mlglm.ranef is lme4's function, not that module
+from .lme4api import VarCorr, coef, fixef, ranef, update  # noqa: E402
 
 __version__ = "0.1.0"
 
@@ -26,5 +28,6 @@ __all__ = ["MixedGLM", "BinomialMixedGLM", "PoissonMixedGLM", "MixedGLMResults",
            "icc", "ICCResult", "variance_explained", "VarianceExplained", "compare_pooling",
            "compare_pooling_from_results", "PoolingComparison", "random_effects_frame",
            "caterpillar", "effect_plot", "datasets", "FormulaError", "MixedGLMInputError",
-           "DataWarning", "SingularFitWarning", "SeparationWarning", "FitError", "anova", "compare_lr_test", "LRTest", "check_quadrature", "QuadratureCheck",
-           "__version__"]
+           "DataWarning", "SingularFitWarning", "SeparationWarning", "FitError", "anova",
+           "compare_lr_test", "LRTest", "check_quadrature", "QuadratureCheck", "fixef", "ranef",
+           "VarCorr", "coef", "update", "__version__"]

@@ -20,7 +20,10 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-__all__ = ["LRTest", "compare_lr_test", "anova"]
+__all__ = ["LRTest", "compare_lr_test", "anova", "AnovaTable"]
+
+#: the width anova() tables print in (a terminal's)
+PRINT_WIDTH = 80
 
 
 def _n_params(res) -> int:
@@ -100,9 +103,39 @@ def compare_lr_test(big, small, boundary=True) -> LRTest:
     return LRTest(float(lr), int(df), float(p), ref, float(small.llf), float(big.llf))
 
 
-def anova(*results, boundary=False) -> pd.DataFrame:
+class AnovaTable(pd.DataFrame):
+    """The DataFrame of :func:`anova` (index: the models' formulas), printed as R
+    prints it: the formulas listed as m1, m2, ... above a table that fits in
+    :data:`PRINT_WIDTH` columns."""
+
+    def to_text(self) -> str:
+        import textwrap
+        short = [f"m{i + 1}" for i in range(len(self))]
+        lines = ["Models:"]
+        for tag, label in zip(short, self.index):
+            lines += textwrap.wrap(f"{tag}: {label}", PRINT_WIDTH, subsequent_indent="    ")
+
+        def num(d):
+            return lambda v: "" if pd.isna(v) else f"{v:.{d}f}"
+        formats = {"npar": lambda v: f"{int(v)}", "AIC": num(2), "BIC": num(2),
+                   "logLik": num(2), "deviance": num(2), "Chisq": num(4),
+                   "Df": lambda v: "" if pd.isna(v) else f"{int(v)}",
+                   "Pr(>Chisq)": lambda v: "" if pd.isna(v) else f"{v:.4g}"}
+        table = pd.DataFrame(self.to_numpy(), index=short, columns=self.columns)
+        lines += table.to_string(formatters={c: formats.get(c, str) for c in self.columns},
+                                 na_rep="", line_width=PRINT_WIDTH).splitlines()
+        return "\n".join(line.rstrip() for line in lines)
+
+    def __repr__(self) -> str:
+        return self.to_text()
+
+    __str__ = __repr__
+
+
+def anova(*results, boundary=False) -> AnovaTable:
     """R-style table for nested fits, ordered by the number of parameters:
-    npar, AIC, BIC, logLik, deviance (-2 logLik), Chisq, Df, Pr(>Chisq).
+    npar, AIC, BIC, logLik, deviance (-2 logLik), Chisq, Df, Pr(>Chisq); indexed by
+    the models' formulas and printed as R prints it (:class:`AnovaTable`).
 
     Each row is tested against the row above it. ``boundary=False`` (the
     default, as lme4) uses plain chi-square p-values; ``True`` the mixture.
@@ -121,4 +154,4 @@ def anova(*results, boundary=False) -> pd.DataFrame:
             t = compare_lr_test(r, fits[i - 1], boundary=boundary)
             row.update({"Chisq": t.statistic, "Df": t.df, "Pr(>Chisq)": t.pvalue})
         rows.append(row)
-    return pd.DataFrame(rows).set_index("model")
+    return AnovaTable(pd.DataFrame(rows).set_index("model"))

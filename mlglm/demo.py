@@ -176,7 +176,7 @@ def run_demo(out="mlglm_demo_out", plots=True, file=None) -> dict:
         "only in the second or third decimal (districts hold 32 women on average).")
 
     t = time.perf_counter()
-    ci = g1.conf_int(method="profile")
+    ci = g1.intervals(method="profile")
     t_prof = time.perf_counter() - t
     numbers.update(profile_sd_urban=(ci.loc["sd(urban[T.Y])", "lower"],
                                      ci.loc["sd(urban[T.Y])", "upper"]))

@@ -439,3 +439,85 @@ def parse_lme4(formula: str, require_re: bool = True) -> ParsedFormula:
 def has_bar_term(formula: str) -> bool:
     """Whether ``formula`` contains an lme4 random-effects term like ``(1 | g)``."""
     return parse_lme4(formula, require_re=False).groups is not None
+
+
+def split_offsets(rhs: str) -> tuple[str, tuple[str, ...]]:
+    """Take lme4's ``offset(expr)`` terms out of a right-hand side.
+
+    Returns the right-hand side without them ("1" if nothing is left) and the
+    expressions, R's ``^`` written as ``**``: ``"x + offset(log(n))"`` gives
+    ``("x", ("log(n)",))``.
+    """
+    scan = _Scan(rhs)
+    kept, offsets = [], []
+    for t in scan.terms(0, len(rhs), 0):
+        text = rhs[t.start:t.end]
+        if text.startswith("offset") and _is_call_of(scan, t, "offset"):
+            if t.sign == "-":
+                raise FormulaError("an offset cannot be subtracted; write offset(-expr)",
+                                   rhs, t.start, t.end - t.start)
+            open_at = scan.strip(t.start + len("offset"), t.end)[0]
+            offsets.append(scan.piece(open_at + 1, t.end - 1))
+        else:
+            kept.append((t.sign, scan.piece(t.start, t.end)))
+    out = ""
+    for k, (sign, text) in enumerate(kept):
+        out = (text if sign == "+" else f"-{text}") if k == 0 else f"{out} {sign} {text}"
+    return out or "1", tuple(offsets)
+
+
+def _is_call_of(scan: _Scan, term: _Term, name: str) -> bool:
+    """Whether ``term`` is exactly one call ``name(...)``."""
+    open_at = scan.strip(term.start + len(name), term.end)[0]
+    return (scan.text[term.start:term.start + len(name)] == name
+            and scan.text[open_at:open_at + 1] == "("
+            and scan.match.get(open_at) == term.end - 1)
+
+
+def update_formula(old: str, new: str) -> str:
+    """lme4's ``update()`` of a formula: ``"."`` in ``new`` stands for the
+    corresponding side of ``old``.
+
+    ``update_formula("y ~ a + x + (1 | g)", "~ . - x")`` is
+    ``"y ~ a + x - x + (1 | g)"`` (patsy removes x, as R does). On the right, a
+    ``"."`` term stands for the fixed part plus the random-effects term (a ``"."``
+    inside a term, as in ``". * z"``, for the fixed part in parentheses); a
+    random-effects term subtracted in ``new`` (``"~ . - (1 | g)"``) removes the
+    matching term of ``old``.
+    """
+    old_parsed = parse_lme4(old, require_re=False)
+    if "~" not in new:
+        raise FormulaError("an update formula has a '~', e.g. '~ . - x' or '. ~ . + z'", new,
+                           0, len(new))
+    lhs, rhs = new.split("~", 1)
+    lhs = lhs.strip()
+    lhs = old_parsed.response if lhs in ("", ".") else re.sub(
+        r"(?<![\w.])\.(?![\w.])", f"({old_parsed.response})", lhs)
+    random = old_parsed.random
+    scan = _Scan(rhs)
+    kept = []
+    for t in scan.terms(0, len(rhs), 0):
+        text = rhs[t.start:t.end]
+        if t.sign == "-" and _bar_term(scan, t) is not None:
+            if random is not None and _same_term(text, random):
+                random = None
+                continue
+            raise FormulaError(f"{text} is not the random-effects term of the model "
+                               f"({random})", rhs, t.start, t.end - t.start)
+        kept.append((t.sign, text))
+    body, dotted = "", False
+    for k, (sign, text) in enumerate(kept):
+        if re.fullmatch(r"\s*\.\s*", text):     # a whole term: + and - need no parentheses
+            text, dotted = old_parsed.fixed_rhs, True
+        elif re.search(r"(?<![\w.])\.(?![\w.])", text):
+            text = re.sub(r"(?<![\w.])\.(?![\w.])", f"({old_parsed.fixed_rhs})", text)
+            dotted = True
+        body = (text if sign == "+" else f"-{text}") if k == 0 else f"{body} {sign} {text}"
+    if dotted and random:                   # "." carries the random-effects term along
+        body += f" + {random}"
+    return f"{lhs} ~ {body or '1'}"
+
+
+def _same_term(a: str, b: str) -> bool:
+    """Random-effects terms equal up to spaces."""
+    return re.sub(r"\s+", "", a) == re.sub(r"\s+", "", b)

@@ -1,6 +1,9 @@
 """Confidence intervals for fixed effects, random-effect SDs and correlations.
 
-``results.conf_int(method=...)`` dispatches here:
+``results.intervals(method=...)`` (the table with SDs, correlations and how each
+interval was made) dispatches to :func:`conf_int`; ``results.conf_int(method=...)``
+(statsmodels' shape: one row per ``params`` entry, columns lower and upper) to
+:func:`params_conf_int`. Methods:
 
 * ``"wald"`` -- estimate +- z SE. Fixed effects on their own scale. SDs and
   correlations are not symmetric quantities, so their Wald intervals are
@@ -24,7 +27,7 @@ from scipy import stats
 
 from .profile import natural_names, natural_values, profile_conf_int
 
-__all__ = ["wald_conf_int", "conf_int"]
+__all__ = ["wald_conf_int", "conf_int", "params_conf_int"]
 
 _NA = "no Wald SE (use method='profile')"
 
@@ -141,4 +144,46 @@ def conf_int(results, level=0.95, method="wald", which=None, n_boot=200, seed=No
         if missing:
             raise ValueError(f"unknown parameter(s) {missing}; choose from {list(out.index)}")
         out = out.loc[list(which)]
+    return out
+
+
+def params_conf_int(results, alpha=0.05, method="wald", **options) -> np.ndarray:
+    """(k, 2) limits for ``params`` = (fixed effects, vech Sigma), by ``method``.
+
+    ``"wald"``: params -/+ z bse (statsmodels' ``conf_int``). ``"profile"``: the
+    fixed effects' profile limits; a variance's limits are its SD's squared (the
+    map is monotone, so they are the variance's profile limits); covariances NaN.
+    ``"bootstrap"``: percentiles of each entry of ``params`` over the replicates.
+    ``options`` go to :func:`conf_int` (``boot``, ``n_boot``, ``seed``, ...).
+    """
+    from statsmodels.base.model import LikelihoodModelResults
+    if method == "wald":
+        if options:
+            raise TypeError(f"conf_int(method='wald') takes only alpha; got {', '.join(options)}")
+        return np.asarray(LikelihoodModelResults.conf_int(results, alpha), dtype=float)
+    model = results.model
+    p, q = model.k_fe, model.q
+    level = 1 - alpha
+    if method == "bootstrap":
+        boot = options.pop("boot", None)
+        if boot is None:
+            from .bootstrap import bootstrap
+            boot = bootstrap(results, n=options.pop("n_boot", 200), **options)
+        elif options:
+            raise TypeError(f"with boot= given, {', '.join(options)} have no effect")
+        reps = boot.replicate_params().dropna()
+        return np.column_stack([reps.quantile(alpha / 2).to_numpy(),
+                                reps.quantile(1 - alpha / 2).to_numpy()])
+    if method != "profile":
+        raise ValueError("method must be 'wald', 'profile' or 'bootstrap'")
+    if "which" in options:
+        raise TypeError("which= selects rows of res.intervals(); conf_int() has every "
+                        "params row")
+    rich = conf_int(results, level=level, method="profile", **options)
+    fe, sd, _ = natural_names(results)
+    out = np.full((p + q * (q + 1) // 2, 2), np.nan)
+    out[:p] = rich.loc[fe, ["lower", "upper"]].to_numpy(dtype=float)
+    pos = _vech_pos(q)
+    for k, name in enumerate(sd):
+        out[p + pos[(k, k)]] = rich.loc[name, ["lower", "upper"]].to_numpy(dtype=float) ** 2
     return out

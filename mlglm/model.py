@@ -11,7 +11,6 @@ objective (:class:`~mlglm.core.objective.MarginalLoglik`) -> optimise
 """
 from __future__ import annotations
 
-import re
 import warnings
 from functools import cached_property
 
@@ -20,16 +19,21 @@ import pandas as pd
 import statsmodels.api as sm
 from statsmodels.regression.mixed_linear_model import MixedLM
 
-from .core.covariance import Sigma_from_vech, theta_from_Sigma
+from .core.covariance import Sigma_from_vech
 from .core.families import get_family_link
 from .core.grouping import make_grouped_data
 from .core.lmm import lmm_fit
 from .core.modes import ModeFailure
 from .core.objective import MarginalLoglik
 from .core.optimize import fit_glmm
-from .core.quadrature import MAX_GRID_POINTS
-from .data_checks import (DataWarning, MixedGLMInputError, binomial_response, family_link_names,
+from .data_checks import (MixedGLMInputError, binomial_response, check_categorical_response,
+                          drop_unused_levels, family_from_name, family_link_names,
                           poisson_response, report_nonfinite)
+from .fit_checks import (FitError, SeparationWarning, SingularFitWarning,  # noqa: F401
+                         _check_aghq_structure, _check_rank, _check_re_in_fixed, _report,
+                         _resolve_nagq, _warn_fit_problems)
+from .formula_data import (_endog_name, _formula_columns, _num, _re_param_names,
+                           _strings_as_categories, _take)
 from .mixedlm_setup import MixedLMSetup
 
 __all__ = ["MixedGLM", "BinomialMixedGLM", "PoissonMixedGLM"]
@@ -48,7 +52,8 @@ class MixedGLM(MixedLMSetup, MixedLM):
     groups : group labels (n,).
     exog_re : random-effects design (n, q); default a random intercept.
     family : a statsmodels family: ``Binomial()`` (Logit, Probit, CLogLog links),
-        ``Poisson()`` (Log) or ``Gaussian()`` (exact linear mixed model).
+        ``Poisson()`` (Log) or ``Gaussian()`` (exact linear mixed model), or its
+        name as ``glmer`` takes it (``"binomial"``, ``"poisson"``, ``"gaussian"``).
     offset, exposure : added to the linear predictor (``log(exposure)`` for the
         latter; Poisson).
     n_trials : binomial trials per row when ``endog`` holds proportions.
@@ -59,6 +64,7 @@ class MixedGLM(MixedLMSetup, MixedLM):
     """
 
     _formula_max_endog = 2
+    _default_family_name = "gaussian"
 
     def __init__(self, endog, exog, groups, exog_re=None, family=None, offset=None,
                  exposure=None, n_trials=None, cov_struct="unstructured", missing="none",
@@ -72,7 +78,7 @@ class MixedGLM(MixedLMSetup, MixedLM):
             raise NotImplementedError(
                 "variance components given as exog_vc arrays are not supported; use "
                 "from_formula(..., vc_formula={...}) or lme4 terms in glmer()/lmer()")
-        family = sm.families.Gaussian() if family is None else family
+        family = sm.families.Gaussian() if family is None else family_from_name(family)
         if isinstance(family, type):
             raise MixedGLMInputError("pass a family instance such as sm.families.Binomial(), "
                                      "not the class")
@@ -202,9 +208,6 @@ class MixedGLM(MixedLMSetup, MixedLM):
         if eval_env is None:
             import patsy
             eval_env = patsy.EvalEnvironment.capture(1)
-        if "family" in kwargs and isinstance(kwargs["family"], str):
-            from .lme4style import family_from_name
-            kwargs["family"] = family_from_name(kwargs["family"])
         if vc_formula is not None and not isinstance(vc_formula, dict):
             raise MixedGLMInputError("vc_formula must be a dict {name: formula}, e.g. "
                                      "{'class': '0 + C(class)'}")
@@ -228,6 +231,8 @@ class MixedGLM(MixedLMSetup, MixedLM):
                 val = data[val].to_numpy()
             elif val is not None:
                 val = np.asarray(val)
+                if val.ndim == 0:             # a scalar (e.g. n_trials=2): every row
+                    val = np.full(data.shape[0], val[()])
                 if val.shape[0] != data.shape[0]:
                     raise MixedGLMInputError(f"{key} has {val.shape[0]} values for "
                                              f"{data.shape[0]} rows of data")
@@ -248,6 +253,12 @@ class MixedGLM(MixedLMSetup, MixedLM):
             n_dropped = int((~mask).sum())
             data = data.loc[mask]
             arrays = {k: (v[mask] if v is not None else None) for k, v in arrays.items()}
+        data, dropped_levels = drop_unused_levels(data, used)
+        lhs = formula.split("~", 1)[0]
+        family_name = type(family_from_name(kwargs.get("family"))).__name__.lower() \
+            if kwargs.get("family") is not None else cls._default_family_name
+        if "+" not in lhs:
+            check_categorical_response(data, lhs, family_name)
         kwargs.update({k: v for k, v in arrays.items() if v is not None})
         if isinstance(group_name, str):
             kwargs["groups"] = group_name  # MixedLM names the random effects after it
@@ -255,7 +266,6 @@ class MixedGLM(MixedLMSetup, MixedLM):
         kwargs["_re_formula"] = re_formula
         kwargs["_from_formula"] = True
         kwargs["_groups_checked"] = True
-        lhs = formula.split("~", 1)[0]
         if "+" in lhs:
             kwargs["_endog_names"] = [s.strip() for s in lhs.split("+")]
         # patsy sees only the columns the formulas can name: statsmodels copies the
@@ -296,6 +306,11 @@ class MixedGLM(MixedLMSetup, MixedLM):
             raise
         mod.group_name = group_name if isinstance(group_name, str) else "Group"
         mod.data.frame = full_data      # as statsmodels attaches it: every column
+        mod.re_formula = re_formula
+        mod.dropped_levels = dropped_levels
+        # the row-aligned arrays (after subset= and missing="drop"), for update()
+        mod.formula_arrays = {k: v for k, v in arrays.items() if k != "groups"}
+        mod.formula_arrays["missing"] = missing
         mod._build_re_terms(*mod._term_args)
         return mod
 
@@ -363,18 +378,30 @@ class MixedGLM(MixedLMSetup, MixedLM):
             Gaussian models use ``"reml"`` (default) or ``"ml"``.
         nagq : quadrature points per random-effect dimension for AGHQ (default
             11 for q <= 2, 7 for q >= 3; the product rule has nagq**q points).
-            ``nagq=1`` is the Laplace approximation.
+            ``nagq=1`` is the Laplace approximation; ``nagq > 1`` without
+            ``method`` means AGHQ.
         reml : Gaussian only; same as method="reml"/"ml".
         start_params : (fe_params, vech(cov_re)) to start from.
+        **kwargs : statsmodels' fit keywords: ``disp`` (True prints the outcome),
+            ``full_output``, ``do_cg``, ``niter_sa=0``, ``cov_type="nonrobust"``,
+            ``use_t=False`` are accepted; the others (``free``, ``fe_pen``,
+            ``cov_pen``, ``gtol``, ``callback``, ...) are refused with the reason
+            (:mod:`mlglm.fit_keywords`).
         """
+        from .fit_keywords import check_fit_keywords
         from .results import build_results
-        if kwargs:
-            raise TypeError(f"unexpected fit arguments: {', '.join(kwargs)}")
+        options = check_fit_keywords(kwargs, method, ("method", "nagq", "reml", "start_params",
+                                                      "maxiter", "hessian"))
+        if method is None and nagq not in (None, 1) and self.family_name != "gaussian":
+            method = "aghq"
         _check_re_in_fixed(np.asarray(self.exog, dtype=float), np.asarray(self.exog_re),
                            getattr(self.data, "exog_re_names", None))
         if self.family_name == "gaussian":
             if method not in (None, "reml", "ml"):
                 raise MixedGLMInputError("Gaussian models are fitted exactly by 'reml' or 'ml'")
+            if nagq not in (None, 1):
+                raise MixedGLMInputError("Gaussian models are fitted exactly; nagq= is for "
+                                         "binomial and Poisson models")
             if reml is None:
                 reml = method != "ml"
             if start_params is not None:
@@ -393,6 +420,7 @@ class MixedGLM(MixedLMSetup, MixedLM):
                              reml=reml, diagonal=self.diagonal)
             res = build_results(self, fitted, method="reml" if reml else "ml", nagq=None)
             _warn_fit_problems(res)
+            _report(res, options.get("disp"))
             return res
         if reml:
             raise MixedGLMInputError("REML is for Gaussian models; GLMMs are fitted by ML")
@@ -413,6 +441,7 @@ class MixedGLM(MixedLMSetup, MixedLM):
                            "random-effects structure or start_params=") from exc
         res = build_results(self, state, method=method if nagq > 1 else "laplace", nagq=nagq)
         _warn_fit_problems(res)
+        _report(res, options.get("disp"))
         return res
 
     # -------------------------------------------------- Gaussian-only methods off
@@ -455,8 +484,10 @@ class MixedGLM(MixedLMSetup, MixedLM):
 class BinomialMixedGLM(MixedGLM):
     """MixedGLM with the binomial family (logit link unless ``family=`` says otherwise)."""
 
+    _default_family_name = "binomial"
+
     def __init__(self, endog, exog, groups, exog_re=None, family=None, **kwargs):
-        family = sm.families.Binomial() if family is None else family
+        family = sm.families.Binomial() if family is None else family_from_name(family)
         if type(family).__name__ != "Binomial":
             raise MixedGLMInputError("BinomialMixedGLM takes a Binomial family (any of its links)")
         super().__init__(endog, exog, groups, exog_re=exog_re, family=family, **kwargs)
@@ -465,187 +496,10 @@ class BinomialMixedGLM(MixedGLM):
 class PoissonMixedGLM(MixedGLM):
     """MixedGLM with the Poisson family and log link (``exposure=`` for rates)."""
 
+    _default_family_name = "poisson"
+
     def __init__(self, endog, exog, groups, exog_re=None, family=None, **kwargs):
-        family = sm.families.Poisson() if family is None else family
+        family = sm.families.Poisson() if family is None else family_from_name(family)
         if type(family).__name__ != "Poisson":
             raise MixedGLMInputError("PoissonMixedGLM takes a Poisson family")
         super().__init__(endog, exog, groups, exog_re=exog_re, family=family, **kwargs)
-
-
-# ---------------------------------------------------------------------- helpers
-class FitError(RuntimeError):
-    """The optimisation broke down numerically; the message says what to try."""
-
-
-class SingularFitWarning(UserWarning):
-    """A random-effect SD is estimated at zero (the fit is on the boundary)."""
-
-
-class SeparationWarning(UserWarning):
-    """Binomial data (quasi-)completely separated by some fixed effect."""
-
-
-def _warn_fit_problems(res):
-    """One warning per problem, with advice; the summary shows the same flags."""
-    from statsmodels.tools.sm_exceptions import ConvergenceWarning
-    if not res.converged:
-        rec = res.optim
-        detail = ""
-        if hasattr(rec, "newton_decrement"):
-            detail = (f" (max |gradient| {rec.grad_norm:.2g}, Newton decrement "
-                      f"{rec.newton_decrement:.2g}, Hessian PD: {rec.hessian_pd})")
-        warnings.warn("the fit has not converged" + detail + "; try start_params= from a "
-                      "simpler model, rescale covariates, or check for separation",
-                      ConvergenceWarning, stacklevel=3)
-    if np.any(res.singular) and getattr(res.model, "multi", False):
-        warnings.warn(f"singular fit: {res.singular_description()}; consider simplifying the "
-                      "random effects", SingularFitWarning, stacklevel=3)
-    elif np.any(res.singular):
-        names = [n for n, s in zip(res.model.data.exog_re_names, res.singular) if s]
-        warnings.warn(f"singular fit: the SD of {', '.join(map(str, names))} is estimated at 0; "
-                      "consider dropping that random effect", SingularFitWarning, stacklevel=3)
-    sep = getattr(res, "separation", None)
-    if sep:
-        warnings.warn(f"possible separation: {sep}; remove or merge the offending terms or "
-                      "levels", SeparationWarning, stacklevel=3)
-
-
-def _check_re_in_fixed(X, Z, names):
-    """Warn when a random-effect column is not in the fixed part: its mean is then
-    forced to zero, which is rarely intended (allowed, as in lme4)."""
-    if Z is None or Z.ndim != 2:
-        return
-    missing = []
-    for k in range(Z.shape[1]):
-        z = Z[:, k]
-        if not any(np.array_equal(z, X[:, j]) for j in range(X.shape[1])):
-            missing.append(str(names[k]) if names is not None else f"column {k}")
-    if missing:
-        warnings.warn(f"random effect(s) {', '.join(missing)} have no matching fixed effect, so "
-                      "their mean is fixed at 0; add them to the fixed part unless that is "
-                      "intended", DataWarning, stacklevel=3)
-
-
-def _check_rank(X, names):
-    """Refuse a rank-deficient fixed-effects design, naming the redundant columns."""
-    if X.shape[1] == 0:
-        return
-    scale = np.sqrt((X * X).sum(axis=0))
-    if np.any(scale == 0):
-        bad = [names[i] for i in np.flatnonzero(scale == 0)]
-        raise MixedGLMInputError(f"fixed-effect column(s) {', '.join(bad)} are all zero; "
-                                 "drop them from the formula")
-    R = np.linalg.qr(X / scale, mode="r")
-    d = np.abs(np.diag(R))
-    tol = d.max() * max(X.shape) * np.finfo(float).eps * 10
-    if np.any(d <= tol):
-        bad = [names[i] for i in np.flatnonzero(d <= tol)]
-        raise MixedGLMInputError(
-            f"the fixed-effects design is rank deficient: {', '.join(bad)} "
-            "is a linear combination of the columns before it; drop it (or a level) "
-            "from the formula")
-
-
-def _check_aghq_structure(terms):
-    """nagq > 1 needs factors nested in one another (the integral factorises);
-    crossed factors are refused with the reason (never a silent Laplace)."""
-    if terms.kind == "crossed":
-        raise MixedGLMInputError(
-            f"adaptive quadrature (nagq > 1) needs grouping factors nested in one another; "
-            f"{', '.join(terms.names)} are crossed, so the likelihood does not factorise over "
-            "the groups of any one factor and there is no low-dimensional integral to do by "
-            "quadrature. Use the Laplace approximation (nagq=1)")
-    raise NotImplementedError("adaptive quadrature through nested grouping factors is not "
-                              "available yet; use nagq=1")
-
-
-def _resolve_nagq(method, nagq, q):
-    if method == "laplace":
-        if nagq not in (None, 1):
-            raise MixedGLMInputError("nagq > 1 needs method='aghq'")
-        return 1
-    if nagq is None:
-        nagq = 11 if q <= 2 else 7
-    if not isinstance(nagq, (int, np.integer)) or nagq < 1:
-        raise MixedGLMInputError(f"nagq must be a positive integer, got {nagq!r}")
-    if nagq ** q > MAX_GRID_POINTS:
-        raise MixedGLMInputError(
-            f"nagq={nagq} with {q} random effects is a product grid of {nagq ** q:,} points per "
-            f"group (about {nagq ** q * 8 / 1e6:,.0f} MB per 1,000 rows); the limit is "
-            f"{MAX_GRID_POINTS:,}: lower nagq")
-    return int(nagq)
-
-
-def _num(a):
-    if a is None:
-        return None
-    a = np.asarray(a)
-    return a.astype(float) if a.dtype.kind in "biuf" else a
-
-
-def _take(a, mask):
-    if a is None:
-        return None
-    if isinstance(a, (pd.Series, pd.DataFrame)):
-        return a.loc[mask]
-    return np.asarray(a)[mask]
-
-
-def _endog_name(endog, names):
-    if isinstance(endog, pd.Series) and endog.name is not None:
-        return endog.name
-    if names:
-        return names[0]
-    if isinstance(endog, pd.DataFrame):
-        return str(endog.columns[0])
-    return "y"
-
-
-def _re_param_names(terms) -> list[str]:
-    """Names of the per-term vech(Sigma_k) parameters of a model with several factors:
-    ``"{factor} Var"`` for an intercept, ``"{factor} {col} Var"`` for another
-    effect, ``"{factor} {col_r} x {col_c} Cov"`` for a covariance."""
-    out = []
-    for t in terms:
-        cols = list(t.column_names)
-        for r, c in zip(*np.tril_indices(t.q)):
-            if r == c:
-                out.append(f"{t.name} Var" if cols[r] == "Intercept" else
-                           f"{t.name} {cols[r]} Var")
-            else:
-                out.append(f"{t.name} {cols[r]} x {cols[c]} Cov")
-    return out
-
-
-def _strings_as_categories(data, exclude=None):
-    """String columns as pandas Categoricals with sorted categories.
-
-    patsy codes a string column as a categorical with its sorted levels; given a
-    pandas Categorical with the same (sorted) categories it produces the same
-    design, but from the integer codes instead of a per-element missing-value
-    check in Python (VerbAgg's four string columns: 0.16 s -> 0.016 s). Columns
-    whose values do not sort, and ``exclude`` (the grouping column), are left alone.
-    """
-    out = None
-    for c in data.columns:
-        if c == exclude:
-            continue
-        col = data[c]
-        if col.dtype == object or pd.api.types.is_string_dtype(col.dtype):
-            if isinstance(col.dtype, pd.CategoricalDtype):
-                continue
-            try:
-                cats = sorted(pd.unique(col.dropna()))
-            except TypeError:
-                continue
-            if out is None:
-                out = data.copy()
-            out[c] = pd.Categorical(col, categories=cats)
-    return data if out is None else out
-
-
-def _formula_columns(data, formula, re_formula):
-    """Columns of data named in the formulas (used for the NaN check)."""
-    text = formula + " " + (re_formula or "")
-    tokens = set(re.findall(r"[A-Za-z_.][A-Za-z0-9_.]*", text))
-    return [c for c in data.columns if str(c) in tokens]

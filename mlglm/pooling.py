@@ -121,6 +121,30 @@ class PoolingComparison:
         return (f"<PoolingComparison {self.formula!r} by {self.group_name}: "
                 f"{self.table['group'].nunique()} groups, {len(self.failed)} failed>")
 
+    def _repr_html_(self) -> str:
+        """In a notebook: the shrinkage table per term, the first groups' three
+        estimates side by side, and the failed no-pooling fits."""
+        import html
+        n_groups = self.table["group"].nunique()
+        fmt = lambda v: f"{v:.4g}"  # noqa: E731
+        parts = [f"<p><b>Pooling comparison</b>: <code>{html.escape(self.formula)}</code>, "
+                 f"groups: {html.escape(str(self.group_name))} ({n_groups}), family: "
+                 f"{html.escape(self.family_name)}<br>mixed model: "
+                 f"{html.escape(_describe(self.mixed))}</p>",
+                 "<p>Shrinkage per term (complete / no / partial pooling):</p>",
+                 self.shrinkage.to_html(float_format=fmt)]
+        wide = self.wide()
+        shown = wide.head(10)
+        parts += [f"<p>Estimates per group ({len(shown)} of {len(wide)} shown; all in "
+                  "<code>.table</code> and <code>.wide()</code>):</p>",
+                  shown.to_html(float_format=fmt)]
+        if len(self.failed):
+            parts += [f"<p>No-pooling fits that failed: {len(self.failed)} of {n_groups} "
+                      "groups</p>", self.failed.head(20).to_html()]
+        else:
+            parts.append(f"<p>No-pooling fits: all {n_groups} groups succeeded.</p>")
+        return "\n".join(parts)
+
     def plot(self, groups=None, kind="lines", ax=None, x=None, term=None, ncols=3):
         """Plot the comparison; returns the matplotlib Figure.
 

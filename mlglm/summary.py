@@ -91,7 +91,7 @@ def _fe_table(res, alpha):
 
 def _re_table(res):
     if getattr(res.model, "multi", False):
-        from .multifactor import varcorr_rows
+        from .factors import varcorr_rows
         return varcorr_rows(res.model.re_terms, res.outcome.Sigmas,
                             scale=res.scale if res.model.family_name == "gaussian" else None)
     names = list(res.model.data.exog_re_names)
@@ -105,7 +105,7 @@ def _re_table(res):
             c = S[i, j] / (sd[i] * sd[j]) if sd[i] > 0 and sd[j] > 0 else np.nan
             row[f"Corr({names[j]})"] = _fmt(c, 3)
         if res.singular[i] if i < len(res.singular) else False:
-            row["Note"] = "at boundary (0)"
+            row["Note"] = "singular (see note)"
         rows.append(row)
     index = names[:]
     if res.model.family_name == "gaussian":
@@ -125,8 +125,12 @@ def _warnings(res):
         out.append(f"The optimiser did not converge (max |gradient| = {g:.2g}); try "
                    "start_params= from a simpler model, or rescale covariates.")
     if np.any(res.singular):
-        out.append("Singular fit: a random-effect SD is estimated at 0 (or a correlation at "
-                   "+-1); consider dropping that term.")
+        from .singular import describe_singular, singular_advice
+        out.append(f"Singular fit: {describe_singular(res)}; {singular_advice(res)}.")
+    dropped = getattr(res.model, "dropped_levels", None)
+    if dropped:
+        text = "; ".join(f"{col}: {', '.join(map(str, levels))}" for col, levels in dropped.items())
+        out.append(f"Unused levels dropped (no rows in the data): {text}.")
     if res.model.family_name == "binomial" and res.method == "laplace":
         sizes = np.bincount(res.model.re_terms[0].codes)
         if np.all(res.model.n_trials == 1) and np.median(sizes) < 10:

@@ -103,3 +103,16 @@ def test_python_dash_m_help():
     out = subprocess.run([sys.executable, "-m", "mlglm", "demo", "--help"], capture_output=True,
                          text=True, cwd=Path(__file__).resolve().parents[1], timeout=60)
     assert out.returncode == 0 and "--out" in out.stdout
+
+
+def test_version(capsys):
+    """``mlglm --version`` prints the package version (issue 10) and exits 0, as
+    argparse's version action does."""
+    import mlglm
+    with pytest.raises(SystemExit) as exc:
+        main(["--version"])
+    assert exc.value.code == 0
+    assert capsys.readouterr().out.strip() == f"mlglm {mlglm.__version__}"
+    out = subprocess.run([sys.executable, "-m", "mlglm", "--version"], capture_output=True,
+                         text=True, check=True)
+    assert out.stdout.strip() == f"mlglm {mlglm.__version__}"

@@ -181,3 +181,53 @@ def test_parse_never_fails_with_anything_but_formula_errors(formula):
         parse_lme4(formula, require_re=False)
     except FormulaError as err:
         assert err.pos is None or 0 <= err.pos <= len(formula)
+
+
+# ------------------------------------------------------ offset() terms and update()
+from mlglm.formula import split_offsets, update_formula  # noqa: E402
+
+#: rhs -> (rhs without offsets, offsets); R's ^ becomes ** as everywhere
+OFFSET_CASES = {
+    "x + offset(log(n)) + z": ("x + z", ("log(n)",)),
+    "offset(log(n^2))": ("1", ("log(n**2)",)),
+    "x + offset(a) + offset(b) - 1": ("x - 1", ("a", "b")),
+    "x + offsets(n)": ("x + offsets(n)", ()),
+    "x + I(offset(n))": ("x + I(offset(n))", ()),
+}
+
+
+@pytest.mark.parametrize("rhs", list(OFFSET_CASES))
+def test_split_offsets(rhs):
+    assert split_offsets(rhs) == OFFSET_CASES[rhs]
+
+
+def test_a_subtracted_offset_is_an_error():
+    with pytest.raises(FormulaError, match="offset"):
+        split_offsets("x - offset(n)")
+
+
+#: update formula -> result for the model "y ~ a + x + (1 + x | g)" (R's update.formula
+#: rules: "." is the old side; a "." term carries the random-effects term along)
+UPDATE_CASES = {
+    "~ . - x": "y ~ a + x - x + (1 + x | g)",
+    ". ~ . + z": "y ~ a + x + z + (1 + x | g)",
+    "~ . * z": "y ~ (a + x) * z + (1 + x | g)",
+    "~ . - (1 + x | g) + (1 | g)": "y ~ a + x + (1 | g)",
+    "~ . - (1+x|g) + (0 + x || g)": "y ~ a + x + (0 + x || g)",
+    "log(.) ~ .": "log((y)) ~ a + x + (1 + x | g)",
+    "~ x + (1 | g)": "y ~ x + (1 | g)",
+}
+
+
+@pytest.mark.parametrize("new", list(UPDATE_CASES))
+def test_update_formula(new):
+    got = update_formula("y ~ a + x + (1 + x | g)", new)
+    assert got == UPDATE_CASES[new]
+    parse_lme4(got)                           # and lme4's parser takes the result
+
+
+def test_update_formula_errors():
+    with pytest.raises(FormulaError, match="'~'"):
+        update_formula("y ~ x + (1 | g)", ". - x")
+    with pytest.raises(FormulaError, match="not the random-effects term"):
+        update_formula("y ~ x + (1 | g)", "~ . - (1 | h)")

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .blocked import BlockedFactor
-from .crossprod import CrossPlan, diag_blocks_M_Lambda_Sigma, lam_D_left, level_sums
+from .crossprod import CrossPlan, diag_blocks_M_Lambda_Sigma, level_sums
 from .families import FamilyLink
 from .modes import ModeFailure
 from .objective import Objective

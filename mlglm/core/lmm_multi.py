@@ -224,7 +224,7 @@ def multi_lmm_fit(y, X, terms: ReTerms, reml: bool = True, theta0=None,
     non-negative diagonals (same criterion) and everything is evaluated there.
     The start is lme4's (Lambda_k = I) unless ``theta0`` is given.
     """
-    from .lmm import SINGULAR_TOL, START_OFF_BOUNDARY
+    from .lmm import START_OFF_BOUNDARY
     from .lmm_minimise import _minimise_log, _minimise_scalar
     stats = multi_lmm_stats(y, X, terms) if stats is None else stats
     on_diag = terms.theta_on_diagonal()
@@ -306,7 +306,7 @@ def multi_gaussian_loglik(beta, Lambdas, sigma2, stats: MultiLMMStats, reml: boo
     :func:`multi_lmm_evaluate`. Used by profile intervals and checked against
     scipy's multivariate normal density in the tests.
     """
-    terms, st, p, n = stats.terms, stats.st, stats.p, stats.n
+    st, p, n = stats.st, stats.p, stats.n
     sigma2 = float(sigma2)
     if not sigma2 > 0:
         return -np.inf
