@@ -48,10 +48,10 @@ class Ranef(dict):
 def ranef(results) -> Ranef:
     """Conditional modes of the random effects per grouping factor, with their
     conditional SDs (see :class:`Ranef`)."""
-    b = np.asarray(results.outcome.b, dtype=float)
-    V = np.asarray(results.outcome.b_cov, dtype=float)
+    out = results.outcome
     modes, sds, covs = {}, {}, {}
-    for f in grouping_factors(results.model):
+    for f, b, V in zip(grouping_factors(results.model), out.bs, out.b_covs):
+        b, V = np.asarray(b, dtype=float), np.asarray(V, dtype=float)
         index = pd.Index(f.labels, name=f.name)
         cv = V[:, f.columns][:, :, f.columns]
         modes[f.name] = pd.DataFrame(b[:, f.columns], index=index, columns=f.terms)
@@ -144,9 +144,9 @@ class VarCorrResult(dict):
 def VarCorr(results) -> VarCorrResult:  # noqa: N802 - lme4's name
     """Estimated covariance matrices of the random effects per grouping factor and
     the residual SD (see :class:`VarCorrResult`)."""
-    Sigma = np.asarray(results.cov_re, dtype=float)
     covs = {}
-    for f in grouping_factors(results.model):
+    for f, Sigma in zip(grouping_factors(results.model), results.outcome.Sigmas):
+        Sigma = np.asarray(Sigma, dtype=float)
         covs[f.name] = pd.DataFrame(Sigma[np.ix_(f.columns, f.columns)], index=f.terms,
                                     columns=f.terms)
     sigma = float(np.sqrt(results.scale)) if results.model.family_name == "gaussian" else None

@@ -469,9 +469,8 @@ class MixedGLMResults(MixedLMResults):
         """Whether the fit is on the boundary, as lme4's ``isSingular``: some diagonal
         element of the (relative, for Gaussian fits) covariance factor Lambda is below
         ``tol`` -- an SD estimated at 0 or a correlation at +-1."""
-        from .core.covariance import theta_is_diagonal_entry
         theta = np.asarray(self.outcome.theta, dtype=float)
-        on_diagonal = theta_is_diagonal_entry(self.model.q, self.model.diagonal)
+        on_diagonal = self.model.re_terms.theta_on_diagonal()
         return bool(np.any(np.abs(theta[on_diagonal]) < tol))
 
     def update(self, formula=None, **changes):
