@@ -48,6 +48,8 @@ __all__ = ["BlockedStructure", "BlockedFactor", "MAX_DENSE", "MAX_PAIRS"]
 MAX_DENSE = 12_000
 #: Largest list of D-row pairs kept for the sparse update (about 24 bytes each).
 MAX_PAIRS = 30_000_000
+#: A dense part with N_D x J1 q1 at most this many entries is updated densely.
+SMALL_DENSE = 200_000
 #: Relative speed of BLAS flops over gathered multiply-adds, for the mode choice.
 _BLAS_ADVANTAGE = 40.0
 
@@ -144,7 +146,11 @@ class BlockedStructure:
         n_pairs = int(np.sum(counts.astype(np.int64) ** 2))
         dense_cost = float(N) * N * self.J1 * self.q1 * 3 / _BLAS_ADVANTAGE
         if mode is None:
-            mode = "sparse" if (n_pairs <= MAX_PAIRS and 2 * n_pairs <= dense_cost) else "dense"
+            # small dense parts are cheapest dense (scipy.sparse's per-call overhead
+            # dominates there); else whichever needs fewer operations
+            small = N * self.J1 * self.q1 <= SMALL_DENSE
+            mode = "sparse" if (not small and n_pairs <= MAX_PAIRS
+                                and 2 * n_pairs <= dense_cost) else "dense"
         self.mode = mode
         self.n_pairs = n_pairs
         if self.mode == "dense" and N * self.J1 * self.q1 > 4e8:
