@@ -200,6 +200,48 @@ def split_by_term(plan, x1, xD):
     return out
 
 
+def diag_blocks_scalar(cx: Cross, Lams, factor):
+    """:func:`diag_blocks_M_Lambda_Sigma` when every term is scalar (q = 1), from
+    Frobenius products with S^{-1} (:meth:`BlockedFactor.pattern_sums`) instead of
+    Sigma_D1 on the pattern. With R_j^2 = H_j, L_p = H_D1,p / R_j and
+    (S^{-1}L)_p = sum_b S^{-1}[a_p, b] L[b, j_p]:
+
+        Sigma_jj   = R_j^{-2} (1 + sum_{p in j} L_p (S^{-1}L)_p),
+        Sigma_D1,p = -(S^{-1}L)_p / R_j,
+
+    so first term:  sum_j A_jj l1 Sigma_jj + sum_p B_p l_d Sigma_D1,p
+                  = sum_j A_jj l1 / R_j^2 + sum_p [A_jj l1 L_p / R_j^2 - B_p l_d / R_j] (S^{-1}L)_p,
+    dense term d:   sum_{p in d} B_p l1 Sigma_D1,p (+ its dense-dense part, from S^{-1}).
+    """
+    plan = cx.plan
+    st, terms = plan.st, plan.terms
+    first = st.first
+    l1 = Lams[first][0, 0]
+    R2 = factor.R[:, 0, 0] ** 2
+    A1 = cx.A11[:, 0, 0]
+    out = [np.zeros((1, 1)) for _ in terms]
+    out[first][0, 0] = np.sum(A1 * l1 / R2)
+    if not st.N_D:
+        return out
+    jp = st.pat_j
+    B = st.scatter_D1(cx.cross)[:, 0]                       # B_p, the unscaled cross blocks
+    lam_row = np.empty(st.N_D)
+    for k, off in zip(st.dense, st.offsets):
+        lam_row[off:off + terms[k].size] = Lams[k][0, 0]
+    Lp = factor.Lval[:, 0]
+    w1 = A1[jp] * l1 * Lp / R2[jp] - B * lam_row[st.pat_a] / np.sqrt(R2[jp])
+    wD = -B * l1 / np.sqrt(R2[jp])
+    r1, rD = factor.pattern_sums([w1, wD])
+    out[first][0, 0] += r1.sum()
+    SDD = factor.inverse_DD()
+    ra, ca, val, term_of, r_in, bstart = cx.nonzeros()
+    dd = np.bincount(ra, weights=val * SDD[ca, ra] * lam_row[ca], minlength=st.N_D)
+    for i, (k, off) in enumerate(zip(st.dense, st.offsets)):
+        seg = slice(off, off + terms[k].size)
+        out[k][0, 0] = rD[seg].sum() + dd[seg].sum()
+    return out
+
+
 def diag_blocks_M_Lambda_Sigma(cx: Cross, Lams, sel):
     """Per term k: sum over its levels l of the diagonal block [M Lambda Sigma]_{(k,l),(k,l)}
     (q_k x q_k), with ``sel`` = (Sigma_jj, Sigma_D1 on the pattern, Sigma_DD) from

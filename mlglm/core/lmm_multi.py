@@ -33,8 +33,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from .blocked import BlockedFactor, BlockedStructure
-from .crossprod import (Cross, CrossPlan, diag_blocks_M_Lambda_Sigma, lam_D_left, level_sums,
-                        outer_rows, split_by_term)
+from .crossprod import (Cross, CrossPlan, diag_blocks_M_Lambda_Sigma, diag_blocks_scalar,
+                        lam_D_left, level_sums, outer_rows, split_by_term)
 from .terms import ReTerms
 
 __all__ = ["MultiLMMStats", "multi_lmm_stats", "MultiLMMEval", "multi_lmm_evaluate",
@@ -149,7 +149,10 @@ def _gradient(stats, Lams, f, u, u1, uD, beta_e, RXinv, r2, m, reml, H1E, HDE):
     N = st.N_D
     first = st.first
     L1 = Lams[first]
-    dLam = [2.0 * G for G in diag_blocks_M_Lambda_Sigma(stats.A, Lams, f.selected_inverse())]
+    if all(t.q == 1 for t in terms):
+        dLam = [2.0 * G for G in diag_blocks_scalar(stats.A, Lams, f)]
+    else:
+        dLam = [2.0 * G for G in diag_blocks_M_Lambda_Sigma(stats.A, Lams, f.selected_inverse())]
     # Z'r = Z'e - B beta_e - A Lambda u  (unscaled), then d r2 = -2 sum_l (Z'r)_l u_l'
     Lu1 = u1 @ L1.T
     LuD = lam_D_left(stats.plan, Lams, uD[:, None], transpose=False)[:, 0] if N else uD
@@ -213,6 +216,35 @@ def _criterion_ml(ev, n):
     return ev.ldH + n * (1.0 + LOG_2PI + np.log(ev.r2 / n))
 
 
+def _moment_start(y, X, terms: ReTerms, on_diag) -> np.ndarray:
+    """A start for theta: lme4's Lambda = I, except that a random intercept (a term whose
+    Z is one column of ones) gets a moment estimate -- its level means of the OLS
+    residual e have variance ~ tau_k + sigma^2 / n_k (n_k the rows-weighted level size),
+    so tau_k ~ var(means) - s^2 / n_k with s^2 = var(e) - sum tau, and theta_k =
+    sqrt(tau_k / s^2). A start near the optimum saves BFGS iterations (InstEval 13 -> 10,
+    Penicillin 12 -> 7 evaluations), and each costs a dense factorisation."""
+    y = np.asarray(y, dtype=float)
+    X = np.asarray(X, dtype=float)
+    e = y - X @ np.linalg.lstsq(X, y, rcond=None)[0]
+    theta0 = on_diag.astype(float)
+    scalar = [k for k, t in enumerate(terms) if t.q == 1 and np.all(t.Z == 1.0)]
+    if not scalar:
+        return theta0
+    total = float(e @ e) / e.size
+    raw, nbar = {}, {}
+    for k in scalar:
+        t = terms[k]
+        cnt = np.bincount(t.codes, minlength=t.n_levels).astype(float)
+        m = np.bincount(t.codes, weights=e, minlength=t.n_levels) / np.maximum(cnt, 1.0)
+        raw[k] = float(np.average(m * m, weights=cnt))
+        nbar[k] = float(np.average(cnt, weights=cnt))
+    s2 = max(total - sum(raw.values()), 0.1 * total)
+    for k in scalar:
+        tau = max(raw[k] - s2 / nbar[k], 1e-4 * total)
+        theta0[terms.theta_slices[k].start] = np.sqrt(tau / s2)
+    return theta0
+
+
 def multi_lmm_fit(y, X, terms: ReTerms, reml: bool = True, theta0=None,
                   stats: MultiLMMStats | None = None, gtol: float = 1e-8) -> MultiLMMFit:
     """Fit a Gaussian LMM with several factors by profiled REML or ML.
@@ -222,14 +254,15 @@ def multi_lmm_fit(y, X, terms: ReTerms, reml: bool = True, theta0=None,
     in theta; one factor's minimiser takes over at boundaries and saddles), since
     an evaluation here costs a dense factorisation; theta is then mapped to
     non-negative diagonals (same criterion) and everything is evaluated there.
-    The start is lme4's (Lambda_k = I) unless ``theta0`` is given.
+    The start is :func:`_moment_start` (lme4's Lambda_k = I, moment estimates for random
+    intercepts) unless ``theta0`` is given.
     """
     from .lmm import START_OFF_BOUNDARY
     from .lmm_minimise import _minimise_log, _minimise_scalar
     stats = multi_lmm_stats(y, X, terms) if stats is None else stats
     on_diag = terms.theta_on_diagonal()
     if theta0 is None:
-        theta0 = on_diag.astype(float)
+        theta0 = _moment_start(y, X, terms, on_diag)
     theta0 = terms.canonical(np.asarray(theta0, dtype=float))
     theta0 = np.where(on_diag & (theta0 == 0.0), START_OFF_BOUNDARY, theta0)
     recent, count = {}, [0]
