@@ -37,7 +37,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy import sparse
-from scipy.linalg import lapack
+from scipy.linalg import blas, lapack
 
 from .smallmat import chol_and_inverse
 from .terms import ReTerms
@@ -51,7 +51,7 @@ MAX_PAIRS = 30_000_000
 #: A dense part with N_D x J1 q1 at most this many entries is updated densely.
 SMALL_DENSE = 200_000
 #: Relative speed of BLAS flops over gathered multiply-adds, for the mode choice.
-_BLAS_ADVANTAGE = 40.0
+_BLAS_ADVANTAGE = 200.0
 
 
 @dataclass(frozen=True, eq=False)
@@ -213,11 +213,23 @@ class BlockedStructure:
         return out
 
     def dense_D1(self, Lval):
-        """L_D1 as a dense (N_D, J1 q1) array (dense mode)."""
-        M = np.zeros((self.N_D, self.J1 * self.q1))
-        cols = self.pat_j[:, None] * self.q1 + np.arange(self.q1)[None, :]
-        M[self.pat_a[:, None], cols] = Lval
-        return M
+        """L_D1 as a dense (N_D, J1 q1) array (dense mode), and its generation number.
+
+        The array is one buffer per structure, reused by every factorisation: the
+        pattern never changes, so only its entries are written (the zeros stay), which
+        saves allocating and clearing N_D x J1 q1 doubles per Newton step. A factor
+        checks the generation before reading it back (:meth:`BlockedFactor.selected_inverse`).
+        """
+        buf = getattr(self, "_dense_buf", None)
+        if buf is None:
+            buf = self._dense_buf = np.zeros((self.N_D, self.J1 * self.q1))
+            self._dense_cols = (self.pat_j[:, None] * self.q1
+                                + np.arange(self.q1)[None, :]).ravel()
+            self._dense_rows = np.repeat(self.pat_a, self.q1)
+            self._generation = 0
+        buf[self._dense_rows, self._dense_cols] = Lval.ravel()
+        self._generation += 1
+        return buf, self._generation
 
 
 class BlockedFactor:
@@ -270,9 +282,11 @@ class BlockedFactor:
                 self._Lsparse = Ls
                 T[:N, :N] -= (Ls @ Ls.T).toarray()
             else:
-                Ld = st.dense_D1(Lval)
-                self._Ldense = Ld
-                T[:N, :N] -= Ld @ Ld.T
+                Ld, self._generation = st.dense_D1(Lval)
+                # lower triangle of L_D1 L_D1' by syrk (half a gemm); dpotrf reads only it
+                # (Ld' is the Fortran-ordered view of the C-ordered buffer: no copy)
+                T[:N, :N] = blas.dsyrk(-1.0, Ld.T, beta=1.0, c=np.asfortranarray(T[:N, :N]),
+                                       trans=1, lower=1)
         if N + m:
             LT, info = lapack.dpotrf(T, lower=1, clean=1, overwrite_a=1)
             if info != 0:
@@ -314,6 +328,13 @@ class BlockedFactor:
         return x1, xD
 
     # --------------------------------------------------- selected inverse
+    def _dense_L(self) -> np.ndarray:
+        """The structure's dense L_D1 buffer, if it still holds this factor's values."""
+        if self.st._generation != self._generation:
+            # a later factorisation reused the buffer: write this factor's values back
+            self._generation = self.st.dense_D1(self.Lval)[1]
+        return self.st._dense_buf
+
     def inverse_DD(self) -> np.ndarray:
         """Sigma_DD = S^{-1} (dense, symmetric; computed once)."""
         SDD = getattr(self, "_SDD", None)
@@ -345,7 +366,7 @@ class BlockedFactor:
             else:
                 Wd = np.zeros((st.N_D, st.J1))
                 Wd[st.pat_a, st.pat_j] = w
-                out.append(np.einsum("ab,ab->a", SDD, Wd @ self._Ldense.T))
+                out.append(np.einsum("ab,ab->a", SDD, Wd @ self._dense_L().T))
         return out
 
     def selected_inverse(self):
@@ -364,7 +385,7 @@ class BlockedFactor:
             for c in range(st.q1):
                 Ymat[:, c] = np.bincount(pa, weights=g * self.Lval[pb, c], minlength=st.P)
         else:
-            M = SDD @ self._Ldense
+            M = SDD @ self._dense_L()
             cols = st.pat_j[:, None] * st.q1 + np.arange(st.q1)[None, :]
             Ymat = M[st.pat_a[:, None], cols]
         Y = -np.einsum("pc,pcd->pd", Ymat, self.Rinv[st.pat_j])    # -(S^{-1}L)[a,j] R_j^{-1}
