@@ -83,6 +83,13 @@ def test_demo_numbers(tmp_path):
     assert 0 < lo < n["icc_latent"] < hi < 1
     lo, hi = n["profile_sd_urban"]
     assert 0 < lo < hi
+    # three levels, Chem97 (multi_open.json chem97_nested, lme4 lmer ML: VarCorr school
+    # 1.1661559699807, lea 0.0135957882691492, residual 5.15407289486462)
+    tau_s, tau_l, sig2 = 1.1661559699807, 0.0135957882691492, 5.15407289486462
+    total = tau_s + tau_l + sig2
+    assert n["chem_tau_school"] == pytest.approx(tau_s, rel=1e-4)
+    assert n["chem_icc_lea"] == pytest.approx(tau_l / total, rel=1e-3)
+    assert n["chem_icc_school"] == pytest.approx((tau_s + tau_l) / total, rel=1e-4)
 
 
 def test_demo_text_only_without_matplotlib(tmp_path, monkeypatch, capsys):
