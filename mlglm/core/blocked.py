@@ -201,11 +201,17 @@ class BlockedStructure:
 
     def d1_matvec(self, Lval, x1):
         """(L_D1 x1)[a] = sum over entries in row a of Lval[p] . x1[j_p]; x1 (J1, q1)."""
-        v = np.einsum("pq,pq->p", Lval, x1[self.pat_j])
+        if self.q1 == 1:
+            v = Lval[:, 0] * x1[self.pat_j, 0]
+        else:
+            v = np.einsum("pq,pq->p", Lval, x1[self.pat_j])
         return np.bincount(self.pat_a, weights=v, minlength=self.N_D)
 
     def d1_rmatvec(self, Lval, xD):
         """(L_D1' xD)[j] = sum over entries in column j of Lval[p] xD[a_p]; (J1, q1)."""
+        if self.q1 == 1:
+            return np.bincount(self.pat_j, weights=Lval[:, 0] * xD[self.pat_a],
+                               minlength=self.J1)[:, None]
         w = Lval * xD[self.pat_a][:, None]
         out = np.empty((self.J1, self.q1))
         for c in range(self.q1):
@@ -258,20 +264,30 @@ class BlockedFactor:
             raise np.linalg.LinAlgError("a diagonal block of H is not positive definite")
         self.R, self.Rinv = R, Rinv
         N = st.N_D
-        Lval = np.einsum("pc,pdc->pd", HD1, Rinv[st.pat_j])      # h R^{-T} = (R^{-1} h')'
+        scalar = st.q1 == 1
+        if scalar:                                                # h R^{-T} = h / r
+            Lval = HD1 * Rinv[st.pat_j, 0, 0][:, None]
+        else:
+            Lval = np.einsum("pc,pdc->pd", HD1, Rinv[st.pat_j])  # h R^{-T} = (R^{-1} h')'
         self.Lval = Lval
         m = 0 if H1E is None else H1E.shape[2]
         self.m = m
         T = np.empty((N + m, N + m))
         T[:N, :N] = HDD
         if m:
-            L1E = np.einsum("jcm,jdc->jmd", H1E, Rinv)            # H_E1[j] R_j^{-T}
+            if scalar:
+                L1E = (H1E[:, 0, :] * Rinv[:, 0, 0][:, None])[:, :, None]
+                EE = L1E[:, :, 0].T @ L1E[:, :, 0]
+            else:
+                L1E = np.einsum("jcm,jdc->jmd", H1E, Rinv)        # H_E1[j] R_j^{-T}
+                EE = np.einsum("jmd,jkd->mk", L1E, L1E)
             self.L1E = L1E
             T[:N, N:] = HDE
             T[N:, :N] = HDE.T
-            T[N:, N:] = HEE - np.einsum("jmd,jkd->mk", L1E, L1E)
+            T[N:, N:] = HEE - EE
             if N:
-                C = np.einsum("pd,pmd->pm", Lval, L1E[st.pat_j])  # L_D1 L_E1' entries
+                C = (Lval[:, 0][:, None] * L1E[st.pat_j, :, 0] if scalar else
+                     np.einsum("pd,pmd->pm", Lval, L1E[st.pat_j]))  # L_D1 L_E1' entries
                 for e in range(m):
                     upd = np.bincount(st.pat_a, weights=C[:, e], minlength=N)
                     T[:N, N + e] -= upd
@@ -294,7 +310,8 @@ class BlockedFactor:
         else:
             LT = np.zeros((0, 0))
         self.LT = LT
-        ld1 = 2.0 * np.log(np.diagonal(R, axis1=1, axis2=2)).sum()
+        ld1 = 2.0 * (np.log(R[:, 0, 0]).sum() if scalar else
+                     np.log(np.diagonal(R, axis1=1, axis2=2)).sum())
         ldD = 2.0 * np.log(np.diag(LT)[:N]).sum() if N else 0.0
         self.logdet = float(ld1 + ldD)
 
@@ -310,7 +327,10 @@ class BlockedFactor:
         if not multi:
             b1, bD = b1[:, :, None], bD[:, None]
         k = b1.shape[2]
-        y1 = self.Rinv @ b1                                       # (J1, q1, k)
+        if st.q1 == 1:
+            y1 = b1 * self.Rinv                                   # (J1, 1, k)
+        else:
+            y1 = self.Rinv @ b1                                   # (J1, q1, k)
         N = st.N_D
         if N:
             rhs = bD.copy()
@@ -322,7 +342,7 @@ class BlockedFactor:
                 y1[:, :, c] -= st.d1_rmatvec(self.Lval, xD[:, c])
         else:
             xD = np.zeros((0, k))
-        x1 = np.swapaxes(self.Rinv, 1, 2) @ y1
+        x1 = y1 * self.Rinv if st.q1 == 1 else np.swapaxes(self.Rinv, 1, 2) @ y1
         if not multi:
             return x1[:, :, 0], xD[:, 0]
         return x1, xD

@@ -81,6 +81,17 @@ class CrossPlan:
             self._dd_index.append(off + np.arange(t.n_levels)[:, None] * t.q
                                   + np.arange(t.q)[None, :])
 
+    def lam_row(self, Lams):
+        """Per D row, the scalar Lambda_k of its term when every dense term is scalar
+        (then Lambda_D is diag(lam_row)); None otherwise."""
+        st = self.st
+        if not all(self.terms[k].q == 1 for k in st.dense):
+            return None
+        out = np.empty(st.N_D)
+        for k, off in zip(st.dense, st.offsets):
+            out[off:off + self.terms[k].size] = Lams[k][0, 0]
+        return out
+
     def cross(self, w=None) -> "Cross":
         """Z'WZ in blocks (w None: unweighted)."""
         st, terms = self.st, self.terms
@@ -121,13 +132,18 @@ class Cross:
         H11 = np.einsum("ra,jrs,sb->jab", L1, self.A11, L1) if q1 > 1 else \
             self.A11 * (L1[0, 0] ** 2)
         H11[:, np.arange(q1), np.arange(q1)] += 1.0
-        HD1 = st.scatter_D1([np.einsum("ra,prs,sb->pab", Lams[cp.term], B, L1)
-                             for cp, B in zip(st.pairs, self.cross)])
         N = st.N_D
-        if N:
-            HDD = lam_D_left(self.plan, Lams, lam_D_left(self.plan, Lams, self.ADD).T)
+        lam = self.plan.lam_row(Lams) if q1 == 1 else None
+        if lam is not None:                   # every term scalar: Lambda is a scaling
+            HD1 = st.scatter_D1(self.cross) * (lam[st.pat_a] * L1[0, 0])[:, None]
+            HDD = self.ADD * np.outer(lam, lam) if N else np.zeros((0, 0))
         else:
-            HDD = np.zeros((0, 0))
+            HD1 = st.scatter_D1([np.einsum("ra,prs,sb->pab", Lams[cp.term], B, L1)
+                                 for cp, B in zip(st.pairs, self.cross)])
+            if N:
+                HDD = lam_D_left(self.plan, Lams, lam_D_left(self.plan, Lams, self.ADD).T)
+            else:
+                HDD = np.zeros((0, 0))
         HDD[np.arange(N), np.arange(N)] += 1.0
         return H11, HD1, HDD
 
