@@ -80,6 +80,20 @@ class CrossPlan:
             t = terms[k]
             self._dd_index.append(off + np.arange(t.n_levels)[:, None] * t.q
                                   + np.arange(t.q)[None, :])
+        # every block family above is a per-level sum of products over the rows; one
+        # bincount over all of them at once (bins: family offset + level * k + column)
+        fams = [(t1.codes, st.J1, self.ZZ1)]
+        fams += [(cp.row_pair, cp.lev.size, Z) for cp, Z in zip(st.pairs, self.ZZc)]
+        fams += [(terms[k].codes, terms[k].n_levels, Z) for k, Z in zip(st.dense, self.ZZd)]
+        fams += [(inv, la.size, Z) for (_, _, inv, la, _), Z in zip(self.dd_pairs, self.ZZdd)]
+        idx, vals, self._bins = [], [], [0]
+        for codes, J, Z in fams:
+            k = Z.shape[1]
+            idx.append(self._bins[-1] + codes[:, None] * k + np.arange(k)[None, :])
+            vals.append(Z)
+            self._bins.append(self._bins[-1] + J * k)
+        self._all_idx = np.concatenate(idx, axis=1).ravel()
+        self._all_zz = np.concatenate(vals, axis=1)
 
     def lam_row(self, Lams):
         """Per D row, the scalar Lambda_k of its term when every dense term is scalar
@@ -93,21 +107,22 @@ class CrossPlan:
         return out
 
     def cross(self, w=None) -> "Cross":
-        """Z'WZ in blocks (w None: unweighted)."""
+        """Z'WZ in blocks (w None: unweighted), from one bincount over every block family."""
         st, terms = self.st, self.terms
-        t1 = terms[st.first]
-        A11 = level_sums(t1.codes, st.J1, self.ZZ1, w).reshape(st.J1, st.q1, st.q1)
-        cross = [level_sums(cp.row_pair, cp.lev.size, Z, w).reshape(-1, cp.q, st.q1)
-                 for cp, Z in zip(st.pairs, self.ZZc)]
+        vals = self._all_zz if w is None else self._all_zz * w[:, None]
+        sums = np.bincount(self._all_idx, weights=vals.ravel(), minlength=self._bins[-1])
+        part = iter(sums[a:b] for a, b in zip(self._bins[:-1], self._bins[1:]))
+        A11 = next(part).reshape(st.J1, st.q1, st.q1)
+        cross = [next(part).reshape(-1, cp.q, st.q1) for cp in st.pairs]
         N = st.N_D
         ADD = np.zeros((N, N))
         for i, (k, idx) in enumerate(zip(st.dense, self._dd_index)):
             t = terms[k]
-            blk = level_sums(t.codes, t.n_levels, self.ZZd[i], w).reshape(t.n_levels, t.q, t.q)
+            blk = next(part).reshape(t.n_levels, t.q, t.q)
             ADD[idx[:, :, None], idx[:, None, :]] = blk
         for (i, i2, inv, la, lb), Z in zip(self.dd_pairs, self.ZZdd):
             ta, tb = terms[st.dense[i]], terms[st.dense[i2]]
-            blk = level_sums(inv, la.size, Z, w).reshape(-1, ta.q, tb.q)
+            blk = next(part).reshape(-1, ta.q, tb.q)
             ra = self._dd_index[i][la]
             cb = self._dd_index[i2][lb]
             ADD[ra[:, :, None], cb[:, None, :]] = blk
