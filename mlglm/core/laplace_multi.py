@@ -91,8 +91,12 @@ def _random_part(terms, Lams, u):
     """sum_k z_ik' Lambda_k u_k[level]: the random part of eta for every row."""
     out = None
     for t, L, uk in zip(terms, Lams, u):
-        b = uk @ L.T                                      # b_k = Lambda_k u_k per level
-        part = (t.Z * b[t.codes]).sum(axis=1) if t.q > 1 else t.Z[:, 0] * b[t.codes, 0]
+        if t.q == 1:                                      # b_k = lambda u_k; z_i b_k[level]
+            part = np.take(uk[:, 0] * L[0, 0], t.codes)
+            if not t.intercept_only:
+                part *= t.Z[:, 0]
+        else:
+            part = (t.Z * (uk @ L.T)[t.codes]).sum(axis=1)
         out = part if out is None else out + part
     return out
 

@@ -23,6 +23,7 @@ q x q blocks). With several factors the structure decides the engine:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 
@@ -78,6 +79,11 @@ class ReTerm:
     def size(self) -> int:
         """J q, this term's share of the random-effects vector."""
         return self.n_levels * self.q
+
+    @cached_property
+    def intercept_only(self) -> bool:
+        """One effect whose Z column is all ones (z_i b = b: no multiplication needed)."""
+        return self.q == 1 and bool(np.all(self.Z == 1.0))
 
 
 def nests_in(inner: ReTerm, outer: ReTerm) -> bool:
