@@ -79,13 +79,13 @@ def _strings_as_categories(data, exclude=None):
         if col.dtype == object or pd.api.types.is_string_dtype(col.dtype):
             if isinstance(col.dtype, pd.CategoricalDtype):
                 continue
-            try:
-                cats = sorted(pd.unique(col.dropna()))
+            try:        # one hash pass: sorted codes (-1 for missing) and their levels
+                codes, cats = pd.factorize(col.to_numpy(), sort=True)
             except TypeError:
                 continue
             if out is None:
                 out = data.copy()
-            out[c] = pd.Categorical(col, categories=cats)
+            out[c] = pd.Categorical.from_codes(codes, categories=cats)
     return data if out is None else out
 
 
