@@ -18,6 +18,10 @@ interval was made) dispatches to :func:`conf_int`; ``results.conf_int(method=...
   observed information of the REML/ML criterion in (log s, atanh z, log sigma).
 * ``"profile"`` -- :mod:`mlglm.profile`.
 * ``"bootstrap"`` -- percentile intervals of :mod:`mlglm.bootstrap`.
+
+Fits with several grouping factors go to :mod:`mlglm.intervals_multi` (Wald)
+and :mod:`mlglm.profile_multi` (profile): the same scales and methods over every
+SD and correlation of every factor.
 """
 from __future__ import annotations
 
