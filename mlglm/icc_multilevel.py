@@ -235,7 +235,7 @@ class MultilevelVarianceExplained:
 def multilevel_variance_explained(reduced, full, at=None, adjusted=False):
     r"""Per-level proportional reduction of the variance components,
 
-    .. math:: R^2_k = (\tau_{k,\mathrm{reduced}} - \tau_{k,\mathrm{full}}) / \tau_{k,\mathrm{reduced}}
+    .. math:: R^2_k = (\tau_{k,\mathrm{red}} - \tau_{k,\mathrm{full}}) / \tau_{k,\mathrm{red}}
 
     for every factor k and for the within variance (module docstring); the
     components are those of :func:`multilevel_icc` (``at``, ``adjusted``).

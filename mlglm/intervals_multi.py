@@ -8,7 +8,8 @@ back. The SEs:
   (beta, vech Sigma_k per term)) by the delta method, per term k,
   se(log s_i) = se(Sigma_k,ii) / (2 Sigma_k,ii) (a tied block: any of its equal
   variances) and
-  d atanh(rho_il) = [dSigma_il / (s_i s_l) - rho (dSigma_ii / 2Sigma_ii + dSigma_ll / 2Sigma_ll)] / (1 - rho^2);
+  d atanh(rho_il) = [dSigma_il / (s_i s_l)
+                     - rho (dSigma_ii / 2Sigma_ii + dSigma_ll / 2Sigma_ll)] / (1 - rho^2);
 * Gaussian (``cov_params()`` has no variance block): the observed information of
   the fit's criterion (REML or ML) in the working coordinates
   (:class:`~mlglm.profile_multi.MultiLikelihoodProblem`), mapped to

@@ -172,19 +172,6 @@ def _start(problem, results):
     return problem.pack(results.fe_params, term_Sigmas(results), sigma2)
 
 
-def multi_profile_direction(results, direction, level=0.95, lower_shift=None):
-    """Profile interval of c = a'w (``direction(problem)`` gives a) on the fit's own
-    criterion and the identity layout: (c_hat, lower, upper) on the working scale,
-    lower None when the profile stays inside down to c_hat - ``lower_shift``."""
-    prob = MultiLikelihoodProblem(results, multi_layout(results.model), fit_criterion(results))
-    prof = Profiler(prob, _start(prob, results))
-    a = np.asarray(direction(prob), dtype=float)
-    c_hat = float(a @ prof.w_hat)
-    z_crit = stats.norm.ppf(0.5 + level / 2.0)
-    limit = None if lower_shift is None else c_hat - lower_shift
-    return (c_hat,) + _interval(prof, a, z_crit, limit, None, lambda c, _s: c)
-
-
 def multi_profile_conf_int(results, level=0.95, which=None, criterion=None) -> pd.DataFrame:
     """Profile-likelihood intervals for a fit with several grouping factors: the
     arguments and the returned table are those of :func:`mlglm.profile.profile_conf_int`
@@ -257,7 +244,8 @@ def multi_profile_conf_int(results, level=0.95, which=None, criterion=None) -> p
     if gaussian:
         run(ident, "ml", [(n, i, "beta") for i, n in enumerate(fe) if want(n)])
     order = [n for n in labels if n in rows]
-    out = pd.DataFrame([rows[n] for n in order], index=order, columns=["estimate", "lower", "upper"])
+    out = pd.DataFrame([rows[n] for n in order], index=order,
+                       columns=["estimate", "lower", "upper"])
     out["interval"] = "profile"
     out.attrs["n_fits"] = n_fits
     out.attrs["level"] = level

@@ -38,8 +38,8 @@ def pastes(pastes_data):
 
 @pytest.fixture(scope="module")
 def grouse():
-    return _quiet(mlglm.glmer, "TICKS ~ YEAR + cHEIGHT + (1 | BROOD) + (1 | INDEX) + (1 | LOCATION)",
-                  mlglm.datasets.load_grouseticks(), family="poisson")
+    return _quiet(mlglm.glmer, "TICKS ~ YEAR + cHEIGHT + (1 | BROOD) + (1 | INDEX) + "
+                  "(1 | LOCATION)", mlglm.datasets.load_grouseticks(), family="poisson")
 
 
 @pytest.fixture(scope="module")

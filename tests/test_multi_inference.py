@@ -67,8 +67,8 @@ def sim_profile(sim):
 
 @pytest.fixture(scope="module")
 def grouse():
-    return _quiet(mlglm.glmer, "TICKS ~ YEAR + cHEIGHT + (1 | BROOD) + (1 | INDEX) + (1 | LOCATION)",
-                  mlglm.datasets.load_grouseticks(), family="poisson")
+    return _quiet(mlglm.glmer, "TICKS ~ YEAR + cHEIGHT + (1 | BROOD) + (1 | INDEX) + "
+                  "(1 | LOCATION)", mlglm.datasets.load_grouseticks(), family="poisson")
 
 
 # -------------------------------------------------------------------------- layout
