@@ -199,3 +199,30 @@ def test_pooling_crossed_uses_the_factor_with_most_levels():
     assert np.allclose(pc.table.set_index("group").loc[list(b.index), "partial_pooling"], want)
     ols = sm.OLS(d["diameter"][d["plate"] == "a"].to_numpy(), np.ones(6)).fit()
     assert pc.table.set_index("group").loc["a", "no_pooling"] == pytest.approx(ols.params[0])
+
+
+def test_caterpillar_has_a_panel_per_factor(chem):
+    matplotlib = pytest.importorskip("matplotlib")
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig = mlglm.caterpillar(chem[1])
+    assert [a.get_title() for a in fig.axes] == ["Intercept | lea", "Intercept | school"]
+    plt.close(fig)
+
+
+def test_update_keeps_every_factor(verbagg):
+    """update() rewrites the model in lme4's syntax with all its terms ("." carries every
+    random-effects term; one can be removed by name); it used to keep the first only."""
+    from mlglm.lme4api import lme4_formula
+    big = verbagg[1]
+    assert lme4_formula(big.model).endswith("+ (1 | id) + (1 | item)")
+    u = _quiet(big.update, "~ . - Anger")
+    direct = _quiet(mlglm.glmer, "r2 ~ Gender + btype + situ + (1 | id) + (1 | item)",
+                    mlglm.datasets.load_verbagg(), family="binomial")
+    assert u.llf == pytest.approx(direct.llf, abs=1e-6)
+    assert set(u.n_groups) == {"id", "item"}
+    d = mlglm.datasets.load_pastes()
+    r = _quiet(mlglm.lmer, "strength ~ 1 + (1 | batch/cask)", d)
+    one = _quiet(r.update, "~ . - (1 | batch)")    # written (1 | batch) + (1 | batch:cask)
+    assert one.llf == pytest.approx(_quiet(mlglm.lmer, "strength ~ 1 + (1 | batch:cask)",
+                                           d).llf, abs=1e-8)
