@@ -284,7 +284,8 @@ def icc(results, at=None, adjusted=False, method=None, beta0="mean", ci=False, l
     Parameters
     ----------
     results : MixedGLMResults or statsmodels MixedLMResults
-        A fitted random-intercept or random-slope model (one grouping factor).
+        A fitted random-intercept or random-slope model (one grouping factor; for
+        several, one ICC per factor: see Returns).
     at : dict, optional
         Random-effect column name -> value (e.g. ``{"cses": 1.0}``). The
         between-group variance is :math:`z'\Sigma z` with z = (1, at...);
