@@ -405,3 +405,70 @@ def test_conf_int_profile_rows_are_squared_sd_limits(pastes):
         (rich.loc["sd(Intercept | batch:cask)", ["lower", "upper"]] ** 2).tolist())
     wald = pastes.conf_int()
     assert np.isnan(wald.loc["batch Var"]).all()          # Gaussian: no Wald SE for variances
+
+
+# ------------------------------------------- a GLMM with a correlated block, crossed
+@pytest.fixture(scope="module")
+def logit_slopes():
+    """Binary data, a correlated random intercept and slope on g crossed with an
+    intercept on h (simulated here)."""
+    rng = np.random.default_rng(4)
+    n, G, H = 600, 30, 8
+    g, h = rng.integers(0, G, n), rng.integers(0, H, n)
+    x = rng.normal(size=n)
+    b = rng.multivariate_normal([0, 0], [[1.0, 0.3], [0.3, 0.5]], G)
+    c = rng.normal(0, 0.6, H)
+    eta = -0.3 + 0.8 * x + b[g, 0] + b[g, 1] * x + c[h]
+    y = rng.binomial(1, 1 / (1 + np.exp(-eta)))
+    d = pd.DataFrame({"y": y, "x": x, "g": g, "h": h})
+    return _quiet(mlglm.glmer, "y ~ x + (1 + x | g) + (1 | h)", d, family="binomial")
+
+
+def test_glmm_wald_correlation_by_hand(logit_slopes):
+    """atanh(rho) +- z se, se by the delta method from cov_params() on (Var, Cov, Var)."""
+    r = logit_slopes
+    ci = r.intervals()
+    names = list(r.model.data.param_names)
+    S = r.cov_re["g"].to_numpy()
+    cov = np.asarray(r.cov_params())
+    rho = S[1, 0] / np.sqrt(S[0, 0] * S[1, 1])
+    idx = [names.index(n) for n in ("g Var", "g x x Intercept Cov", "g x Var")]
+    grad = np.array([-rho / (2 * S[0, 0]), 1 / np.sqrt(S[0, 0] * S[1, 1]),
+                     -rho / (2 * S[1, 1])]) / (1 - rho ** 2)
+    se = np.sqrt(grad @ cov[np.ix_(idx, idx)] @ grad)
+    row = ci.loc["cor(Intercept, x | g)"]
+    assert row["estimate"] == pytest.approx(rho)
+    assert row["lower"] == pytest.approx(np.tanh(np.arctanh(rho) - Z95 * se), rel=1e-10)
+    assert row["upper"] == pytest.approx(np.tanh(np.arctanh(rho) + Z95 * se), rel=1e-10)
+
+
+def test_glmm_correlation_profile_by_constrained_laplace_fit(logit_slopes):
+    """Profile of cor(Intercept, x | g) through the Laplace objective's exact gradient
+    chained through the working coordinates; each limit checked by SLSQP on the same
+    objective in (beta, theta) with the correlation as an equality constraint."""
+    r = logit_slopes
+    name = "cor(Intercept, x | g)"
+    ci = r.intervals(method="profile", which=[name])
+    obj = r.model.objective(1)
+    p = r.k_fe
+    x_hat = np.concatenate([r.fe_params, r.outcome.theta])
+
+    def f(x):
+        try:
+            v, g = obj.value_and_gradient(x)
+        except np.linalg.LinAlgError:
+            return 1e10, np.zeros_like(x)
+        return -v, -g
+
+    def cor(x):
+        L = r.model.re_terms.Lambdas(x[p:])[0]
+        S = L @ L.T
+        return S[1, 0] / np.sqrt(S[0, 0] * S[1, 1])
+    for lim in ci.loc[name, ["lower", "upper"]]:
+        if abs(lim) == 1.0:
+            continue
+        res = optimize.minimize(f, x_hat, jac=True, method="SLSQP",
+                                constraints=[{"type": "eq", "fun": lambda x: cor(x) - lim}],
+                                options={"ftol": 1e-12, "maxiter": 500})
+        assert abs(cor(res.x) - lim) < 1e-7
+        assert 2 * (r.llf + res.fun) == pytest.approx(Z95 ** 2, abs=PROFILE_LLF_ATOL)
