@@ -62,7 +62,10 @@ def marginal_mean(X, Z, offset, beta, Sigma, family, link, nagq=15):
 def marginal_mean_multi(X, Zs, offset, beta, Sigmas, family, link, nagq=15):
     """E over b_k ~ N(0, Sigma_k), independent, of g^{-1}(offset + X beta + sum_k Z_k b_k),
     row by row: sum_j w_j g^{-1}(eta0_i + sqrt(v_i) t_j) with
-    v_i = sum_k z_ik' Sigma_k z_ik and the normalised 1-D Gauss-Hermite rule (t_j, w_j)."""
+    v_i = sum_k z_ik' Sigma_k z_ik and the normalised 1-D Gauss-Hermite rule (t_j, w_j).
+
+    The error shrinks fast with ``nagq`` but grows with v_i: for the logit link, 15
+    points are within 4e-7 at v = 2 (VerbAgg's two factors), 30 within 5e-10."""
     eta0 = offset + X @ beta
     if family == "gaussian":
         return eta0
