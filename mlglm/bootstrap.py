@@ -15,6 +15,9 @@ refit's estimates, standard errors, random effects and log-likelihood -- and
 ``bootMer(fit, FUN)``) without fitting again. The replicate's response is drawn
 again from its seed when needed (the draw is deterministic).
 
+Several grouping factors: new random effects for every factor, the refit by
+the same method (:mod:`mlglm.bootstrap_multi`).
+
 Reproducibility: replicate r uses its own generator,
 ``np.random.default_rng(SeedSequence(seed).spawn(n)[r])``, so the replicates
 are the same for a seed whatever ``n_jobs`` is and in whichever order the
@@ -108,6 +111,9 @@ class BootstrapResult:
         if self.fits[r] is None:
             raise ValueError(f"bootstrap refit {r} failed; it has no results")
         res = self.results
+        if getattr(res.model, "multi", False):
+            from .bootstrap_multi import replicate_results
+            return replicate_results(res, self.response(r), self.fits[r])
         model = _model_with_response(res.model, self.response(r))
         return build_results(model, self.fits[r], method=res.method, nagq=res.nagq)
 
@@ -138,8 +144,12 @@ class BootstrapResult:
 
     def replicate_params(self) -> pd.DataFrame:
         """The replicates in the layout of ``results.params``: fixed effects and
-        vech(Sigma) (variances and covariances), one row per replicate."""
+        vech(Sigma) (variances and covariances; per factor with several), one row per
+        replicate."""
         model = self.results.model
+        if getattr(model, "multi", False):
+            from .bootstrap_multi import multi_replicate_params
+            return multi_replicate_params(self)
         p, q = model.k_fe, model.q
         n_rho = 0 if (model.diagonal or q == 1) else q * (q - 1) // 2
         tril = np.tril_indices(q)
@@ -170,6 +180,9 @@ def _spec(results):
     eta, the factor L of Sigma (zero columns for a singular Sigma) and the start
     x0 = (beta, theta) of every refit."""
     model = results.model
+    if getattr(model, "multi", False):
+        from .bootstrap_multi import multi_spec
+        return multi_spec(results)
     X = np.asarray(model.exog, float)
     beta = np.asarray(results.fe_params, float)
     offset = np.asarray(model.offset, float)
@@ -184,6 +197,9 @@ def _spec(results):
 
 def _draw(spec, rng):
     """One response vector from the fitted model with new random effects."""
+    if spec.get("multi"):
+        from .bootstrap_multi import multi_draw
+        return multi_draw(spec, rng)
     b = rng.standard_normal((spec["n_groups"], spec["L"].shape[0])) @ spec["L"].T
     eta = spec["eta_fixed"] + np.einsum("nq,nq->n", spec["Z"], b[spec["codes"]])
     return draw_response(spec["family"], spec["link"], eta, spec["m"], spec["sigma2"], rng)
@@ -191,6 +207,9 @@ def _draw(spec, rng):
 
 def _refit(spec, y):
     """(natural parameters, llf, converged, fit state) of the model refitted to y."""
+    if spec.get("multi"):
+        from .bootstrap_multi import multi_refit
+        return multi_refit(spec, y)
     correlated = spec["Z"].shape[1] > 1 and not spec["diagonal"]
     if spec["family"] == "gaussian":
         f = lmm_fit(y - spec["offset"], spec["X"], spec["Z"], spec["codes"],
@@ -258,7 +277,10 @@ def bootstrap(results, n=200, seed=None, progress=None, n_jobs=1) -> BootstrapRe
         run has taken 2 s).
     n_jobs : worker processes (-1: one per CPU).
     """
-    from .profile import natural_values
+    if getattr(results.model, "multi", False):
+        from .profile_multi import multi_natural_values as natural_values
+    else:
+        from .profile import natural_values
     if n < 1:
         raise ValueError("n must be a positive number of replicates")
     t0 = time.perf_counter()

@@ -11,6 +11,14 @@ conservative. For adding one random effect to q existing ones with an
 unstructured covariance (df = q + 1 extra parameters) the null distribution
 is the 50:50 mixture of chi^2_q and chi^2_{q+1} (Self & Liang 1987; Stram &
 Lee 1994), which is what ``boundary=True`` (the default) uses and says.
+
+The same holds between random-effects structures with several grouping
+factors: what is counted is the number of variance components (one SD per
+effect of every factor; one per tied block). Adding one -- ``(1 | school)``
+against ``(1 | school/class)``, one factor against two crossed ones, a
+random slope on one factor -- tests that variance at 0 with the 50:50
+mixture of chi^2_{df-1} and chi^2_df (chi^2_0 being a point mass at 0, so
+for df = 1 the p-value is half the chi^2_1 one).
 """
 from __future__ import annotations
 
@@ -38,7 +46,12 @@ def _n_params(res) -> int:
 
 
 def _n_re(res) -> int:
+    """The number of variance components (random-effect SDs) of a fit."""
     model = getattr(res, "model", None)
+    terms = getattr(model, "re_terms", None)
+    if terms is not None and getattr(model, "multi", False):
+        return sum(b.size if b.kind == "unstructured" else 1
+                   for t in terms for b in t.pattern.blocks)
     if model is None or not hasattr(model, "exog_re"):
         return 0
     return int(np.asarray(model.exog_re).shape[1])
@@ -46,6 +59,9 @@ def _n_re(res) -> int:
 
 def _label(res) -> str:
     model = res.model
+    if getattr(model, "multi", False) and getattr(model, "formula", None):
+        from .factors import random_terms_text
+        return f"{model.formula} + {random_terms_text(model)}"
     text = getattr(model, "formula", None) or type(model).__name__
     if hasattr(model, "exog_re") and hasattr(model, "group_name"):
         names = [("1" if n == model.group_name else n) for n in model.data.exog_re_names]
@@ -82,9 +98,10 @@ class LRTest:
 def compare_lr_test(big, small, boundary=True) -> LRTest:
     """LR test of ``small`` nested in ``big`` (either order is accepted).
 
-    ``boundary=True`` uses the 50:50 chi-square mixture when ``big`` has more
-    random-effect terms than ``small`` (see the module docstring); set it to
-    False for the plain chi-square of lme4's ``anova()``.
+    ``boundary=True`` uses the 50:50 chi-square mixture when ``big`` has one
+    variance component more than ``small`` (one more random effect, of any
+    grouping factor; see the module docstring); set it to False for the plain
+    chi-square of lme4's ``anova()``.
     """
     if _n_params(big) < _n_params(small):
         big, small = small, big

@@ -28,7 +28,7 @@ import pandas as pd
 
 __all__ = ["GroupingFactor", "grouping_factors", "match_levels", "re_term_names",
            "term_labels", "cov_re_dict", "random_effects_dict", "random_effects_cov_dict",
-           "random_part", "varcorr_rows", "new_data_design"]
+           "random_part", "varcorr_rows", "new_data_design", "random_terms_text"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -206,6 +206,19 @@ def new_data_design(model, data: pd.DataFrame) -> list:
     """Every term's Z for new data, built with the fit's coding."""
     return [np.column_stack([s.effects_for(data, model) for s in specs])
             for specs in model.re_info]
+
+
+def random_terms_text(model) -> str:
+    """The random part in lme4's syntax, one ``(effects | factor)`` per term
+    (``||`` for independent effects), e.g. ``(1 | batch) + (1 | batch:cask)``."""
+    parts = []
+    for t in model.re_terms:
+        names = ["1" if n == "Intercept" else str(n) for n in t.column_names]
+        if "1" not in names:
+            names = ["0"] + names
+        bar = "||" if t.q > 1 and t.pattern.is_diagonal else "|"
+        parts.append(f"({' + '.join(names)} {bar} {t.name})")
+    return " + ".join(parts)
 
 
 def varcorr_rows(terms, Sigmas, scale=None) -> pd.DataFrame:

@@ -483,7 +483,8 @@ def update_formula(old: str, new: str) -> str:
     ``"."`` term stands for the fixed part plus the random-effects term (a ``"."``
     inside a term, as in ``". * z"``, for the fixed part in parentheses); a
     random-effects term subtracted in ``new`` (``"~ . - (1 | g)"``) removes the
-    matching term of ``old``.
+    matching term of ``old``. With several random-effects terms ``"."`` carries all
+    of them (as written: ``(1 | a/b)`` stays one term).
     """
     old_parsed = parse_lme4(old, require_re=False)
     if "~" not in new:
@@ -493,17 +494,20 @@ def update_formula(old: str, new: str) -> str:
     lhs = lhs.strip()
     lhs = old_parsed.response if lhs in ("", ".") else re.sub(
         r"(?<![\w.])\.(?![\w.])", f"({old_parsed.response})", lhs)
-    random = old_parsed.random
+    randoms = list(dict.fromkeys(t.text for t in old_parsed.random_terms))
     scan = _Scan(rhs)
     kept = []
     for t in scan.terms(0, len(rhs), 0):
         text = rhs[t.start:t.end]
         if t.sign == "-" and _bar_term(scan, t) is not None:
-            if random is not None and _same_term(text, random):
-                random = None
+            match = [r for r in randoms if _same_term(text, r)]
+            if match:
+                randoms.remove(match[0])
                 continue
-            raise FormulaError(f"{text} is not the random-effects term of the model "
-                               f"({random})", rhs, t.start, t.end - t.start)
+            which = "the random-effects term" if len(randoms) < 2 else "a random-effects term"
+            raise FormulaError(f"{text} is not {which} of the model "
+                               f"({' + '.join(randoms) or None})", rhs, t.start,
+                               t.end - t.start)
         kept.append((t.sign, text))
     body, dotted = "", False
     for k, (sign, text) in enumerate(kept):
@@ -513,8 +517,8 @@ def update_formula(old: str, new: str) -> str:
             text = re.sub(r"(?<![\w.])\.(?![\w.])", f"({old_parsed.fixed_rhs})", text)
             dotted = True
         body = (text if sign == "+" else f"-{text}") if k == 0 else f"{body} {sign} {text}"
-    if dotted and random:                   # "." carries the random-effects term along
-        body += f" + {random}"
+    if dotted and randoms:                  # "." carries the random-effects terms along
+        body += " + " + " + ".join(randoms)
     return f"{lhs} ~ {body or '1'}"
 
 

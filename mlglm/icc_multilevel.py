@@ -20,6 +20,11 @@ and two observations sharing both a subject and an item correlate
 Variance explained per level compares each component of two nested fits,
 (tau_k,reduced - tau_k,full) / tau_k,reduced (Raudenbush & Bryk 2002,
 eq. 4.12; Snijders & Bosker 2012, sec. 7.2 for the three-level case).
+
+Intervals (``ci=True``) are percentile intervals over a parametric bootstrap
+(:func:`mlglm.bootstrap.bootstrap`: new random effects for every factor, the
+model refitted by the same method), the ICCs of every replicate computed by the
+same rule.
 """
 from __future__ import annotations
 
@@ -127,14 +132,60 @@ def _within(results, between_total, method, beta0):
     raise NotImplementedError(f"no ICC for family {fam!r}")
 
 
-def multilevel_icc(results, at=None, adjusted=False, method=None, beta0="mean") -> MultilevelICC:
-    """ICC of every grouping factor (module docstring); ``at``/``adjusted``/``method``/
-    ``beta0`` as in :func:`mlglm.icc`."""
+def multilevel_icc(results, at=None, adjusted=False, method=None, beta0="mean", ci=False,
+                   level=0.95, ci_method=None, n_boot=200, seed=None, n_jobs=1,
+                   progress=None) -> MultilevelICC:
+    r"""ICC of every grouping factor of a fit with several factors (module docstring).
+
+    .. math:: \rho_k = \sum_{j \in \{k\} \cup \mathrm{outer}(k)} \tau_j
+              / (\sum_j \tau_j + \sigma^2_w)
+
+    Parameters
+    ----------
+    results : a fit with several grouping factors (``model.re_terms``).
+    at, adjusted, method, beta0 : as in :func:`mlglm.icc`, applied to every factor:
+        tau_k = z'Sigma_k z with z the intercept (and the ``at`` values of the
+        factor's columns), or averaged over the observed rows (``adjusted``).
+    ci : add percentile intervals from ``n_boot`` parametric-bootstrap refits
+        (``seed``, ``n_jobs``, ``progress``); ``ci_method`` may be None or
+        ``"bootstrap"`` (profile intervals need a one-factor fit).
+
+    Returns
+    -------
+    MultilevelICC
+    """
+    point = _icc_point(results, at, adjusted, method, beta0)
+    if not ci:
+        return point
+    if ci_method not in (None, "bootstrap"):
+        raise ValueError("ICC intervals with several grouping factors are bootstrap "
+                         "percentile intervals (ci_method='bootstrap')")
+    from dataclasses import replace
+
+    from .bootstrap import bootstrap
+    boot = bootstrap(results, n=n_boot, seed=seed, progress=progress, n_jobs=n_jobs)
+    vals = boot.apply(lambda r: pd.Series(_icc_point(r, at, adjusted, method, beta0).values))
+    vals = vals.dropna()
+    a = (1 - level) / 2
+    out = {k: (float(vals[k].quantile(a)), float(vals[k].quantile(1 - a))) for k in vals.columns}
+    return replace(point, ci=out, level=level,
+                   ci_method=f"bootstrap percentile, {len(vals)} of {boot.n} refits")
+
+
+def _icc_point(results, at, adjusted, method, beta0) -> MultilevelICC:
+    """The ICCs themselves (see :func:`multilevel_icc`)."""
     model = results.model
     terms = model.re_terms
-    cov = results.cov_re
-    tau = {t.name: _between(t, np.asarray(cov[t.name], dtype=float), at, adjusted)
-           for t in terms}
+    if adjusted and at is not None:
+        raise ValueError("give either at= (variance at chosen covariate values) or "
+                         "adjusted=True (variance averaged over the observed rows), not both")
+    known = {n for t in terms for n in t.column_names}
+    unknown = [k for k in (at or {}) if k not in known]
+    if unknown:
+        raise ValueError(f"at= names {unknown} are not random-effect columns; use some of "
+                         f"{sorted(known)}")
+    tau = {t.name: _between(t, np.asarray(S, dtype=float), at, adjusted)
+           for t, S in zip(terms, results.outcome.Sigmas)}
     total_between = sum(tau.values())
     within, wdesc = _within(results, total_between, method, beta0)
     outer = _outer_factors(terms)
@@ -160,11 +211,15 @@ class MultilevelVarianceExplained:
     """Proportional reduction of every variance component between two nested fits.
 
     ``table`` is indexed by component (each factor, then ``within``) with columns
-    ``reduced``, ``full`` and ``explained`` = (reduced - full) / reduced.
+    ``reduced``, ``full`` and ``explained`` = (reduced - full) / reduced (NaN for a
+    factor only one of the fits has). ``icc_reduced`` and ``icc_full`` are the two
+    fits' :class:`MultilevelICC`.
     """
 
     table: pd.DataFrame
     note: str = ""
+    icc_reduced: MultilevelICC | None = field(default=None, repr=False)
+    icc_full: MultilevelICC | None = field(default=None, repr=False)
 
     def __getitem__(self, component) -> float:
         return float(self.table.loc[component, "explained"])
@@ -178,18 +233,36 @@ class MultilevelVarianceExplained:
 
 
 def multilevel_variance_explained(reduced, full, at=None, adjusted=False):
-    """Per-level proportional reduction of the variance components (module docstring)."""
-    a = multilevel_icc(reduced, at=at, adjusted=adjusted)
-    b = multilevel_icc(full, at=at, adjusted=adjusted)
+    r"""Per-level proportional reduction of the variance components,
+
+    .. math:: R^2_k = (\tau_{k,\mathrm{red}} - \tau_{k,\mathrm{full}}) / \tau_{k,\mathrm{red}}
+
+    for every factor k and for the within variance (module docstring); the
+    components are those of :func:`multilevel_icc` (``at``, ``adjusted``).
+    """
+    fams = {getattr(r.model, "family_name", "gaussian") for r in (reduced, full)}
+    if len(fams) > 1:
+        raise ValueError(f"the two fits have different families ({', '.join(sorted(fams))})")
     if reduced.model.nobs != full.model.nobs:
         raise ValueError("the fits use different numbers of rows; variance components are "
                          "only comparable on the same data")
-    keys = [k for k in a.components if k in b.components]
-    rows = {k: {"reduced": a.components[k], "full": b.components[k]} for k in keys}
+    a = multilevel_icc(reduced, at=at, adjusted=adjusted)
+    b = multilevel_icc(full, at=at, adjusted=adjusted)
+    keys = list(dict.fromkeys([k for k in a.components if k != "within"]
+                              + [k for k in b.components if k != "within"] + ["within"]))
+    rows = {k: {"reduced": a.components.get(k, np.nan), "full": b.components.get(k, np.nan)}
+            for k in keys}
     table = pd.DataFrame.from_dict(rows, orient="index")
     with np.errstate(divide="ignore", invalid="ignore"):
         table["explained"] = (table["reduced"] - table["full"]) / table["reduced"]
-    fam = getattr(reduced.model, "family_name", "gaussian")
-    note = "" if fam == "gaussian" else ("on the latent/distribution scale the within variance "
-                                         "is fixed by the family (Hox 2010, sec. 6.5)")
-    return MultilevelVarianceExplained(table, note)
+    notes = []
+    if fams != {"gaussian"}:
+        notes.append("on the latent/distribution scale the within variance is fixed by the "
+                     "family (Hox 2010, sec. 6.5)")
+    only = [k for k in keys if k not in a.components or k not in b.components]
+    if only:
+        notes.append(f"{', '.join(only)} in one fit only (explained: NaN)")
+    methods = {getattr(reduced, "method", None), getattr(full, "method", None)}
+    if "reml" in methods and len(methods) > 1:
+        notes.append("the fits mix REML and ML estimates")
+    return MultilevelVarianceExplained(table, "; ".join(notes), a, b)

@@ -18,6 +18,10 @@ interval was made) dispatches to :func:`conf_int`; ``results.conf_int(method=...
   observed information of the REML/ML criterion in (log s, atanh z, log sigma).
 * ``"profile"`` -- :mod:`mlglm.profile`.
 * ``"bootstrap"`` -- percentile intervals of :mod:`mlglm.bootstrap`.
+
+Fits with several grouping factors go to :mod:`mlglm.intervals_multi` (Wald)
+and :mod:`mlglm.profile_multi` (profile): the same scales and methods over every
+SD and correlation of every factor.
 """
 from __future__ import annotations
 
@@ -128,9 +132,17 @@ def _frame(rows, est, level):
 def conf_int(results, level=0.95, method="wald", which=None, n_boot=200, seed=None,
              n_jobs=1, progress=None, boot=None, criterion=None) -> pd.DataFrame:
     """Intervals for fixed effects, SDs, correlations (and sigma), by ``method``."""
+    multi = getattr(results.model, "multi", False)
     if method == "wald":
-        out = wald_conf_int(results, level)
+        if multi:
+            from .intervals_multi import multi_wald_conf_int
+            out = multi_wald_conf_int(results, level)
+        else:
+            out = wald_conf_int(results, level)
     elif method == "profile":
+        if multi:
+            from .profile_multi import multi_profile_conf_int
+            return multi_profile_conf_int(results, level=level, which=which, criterion=criterion)
         return profile_conf_int(results, level=level, which=which, criterion=criterion)
     elif method == "bootstrap":
         if boot is None:
@@ -162,7 +174,6 @@ def params_conf_int(results, alpha=0.05, method="wald", **options) -> np.ndarray
             raise TypeError(f"conf_int(method='wald') takes only alpha; got {', '.join(options)}")
         return np.asarray(LikelihoodModelResults.conf_int(results, alpha), dtype=float)
     model = results.model
-    p, q = model.k_fe, model.q
     level = 1 - alpha
     if method == "bootstrap":
         boot = options.pop("boot", None)
@@ -180,7 +191,11 @@ def params_conf_int(results, alpha=0.05, method="wald", **options) -> np.ndarray
         raise TypeError("which= selects rows of res.intervals(); conf_int() has every "
                         "params row")
     rich = conf_int(results, level=level, method="profile", **options)
+    if getattr(model, "multi", False):
+        from .intervals_multi import multi_params_rows
+        return multi_params_rows(results, rich)
     fe, sd, _ = natural_names(results)
+    p, q = model.k_fe, model.q
     out = np.full((p + q * (q + 1) // 2, 2), np.nan)
     out[:p] = rich.loc[fe, ["lower", "upper"]].to_numpy(dtype=float)
     pos = _vech_pos(q)

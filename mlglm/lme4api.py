@@ -159,6 +159,9 @@ def lme4_formula(model) -> str:
         raise ValueError("update() needs a model built from a formula (from_formula, glmer "
                          "or lmer)")
     lhs, rhs = model.formula.split("~", 1)
+    offsets = "".join(f" + offset({t})" for t in getattr(model, "formula_offsets", ()))
+    if getattr(model, "multi", False):
+        return f"{lhs.strip()} ~ {rhs.strip()}{offsets} + {_bar_terms(model)}"
     terms = re_term_names(model)
     re_formula = getattr(model, "re_formula", None)
     if re_formula is None or str(re_formula).strip() in ("1", "~1", "~ 1"):
@@ -168,8 +171,23 @@ def lme4_formula(model) -> str:
         if "Intercept" in terms and not inner.startswith(("1", "0", "-1")):
             inner = "1 + " + inner
     bar = "||" if model.diagonal else "|"
-    offsets = "".join(f" + offset({t})" for t in getattr(model, "formula_offsets", ()))
     return f"{lhs.strip()} ~ {rhs.strip()}{offsets} + ({inner} {bar} {model.group_name})"
+
+
+def _bar_terms(model) -> str:
+    """Every random-effects term of a model with several factors as an lme4 bar term,
+    from the effects formula and grouping columns each was built from."""
+    out = []
+    for spec in (s for specs in model.re_info for s in specs):
+        if spec.source == "vc":
+            raise ValueError("update() rewrites the model in lme4's syntax, which has no "
+                             "vc_formula terms; build the new model with from_formula")
+        inner = str(spec.formula or "1").strip().lstrip("~").strip() or "1"
+        if not inner.startswith(("1", "0", "-1")):
+            inner = "1 + " + inner
+        diagonal = len(spec.blocks) > 1 and all(b.size == 1 for b in spec.blocks)
+        out.append(f"({inner} {'||' if diagonal else '|'} {':'.join(spec.factors)})")
+    return " + ".join(out)
 
 
 def update(results, formula=None, data=None, **changes):

@@ -87,7 +87,9 @@ def caterpillar(results, term=None, level=0.95, ax=None):
     ----------
     results : MixedGLMResults or statsmodels MixedLMResults
     term : random-effect column (e.g. the group name for the intercept, or
-        ``"cses"``); default: one panel per random-effect term.
+        ``"cses"``); default: one panel per random-effect term. With several
+        grouping factors the panels are per effect and factor,
+        ``"Intercept | school"``.
     level : coverage of the intervals ``b_j -/+ z sqrt(Var(b_j | y))``.
     ax : Axes, or a sequence of Axes (one per term).
 
@@ -96,6 +98,8 @@ def caterpillar(results, term=None, level=0.95, ax=None):
     matplotlib.figure.Figure
     """
     frame = random_effects_frame(results, level=level)
+    if "factor" in frame.columns:        # several grouping factors: a panel per factor
+        frame = frame.assign(term=frame["term"] + " | " + frame["factor"])
     terms = list(dict.fromkeys(frame["term"])) if term is None else [term]
     if term is not None and term not in set(frame["term"]):
         raise ValueError(f"term {term!r} is not a random-effect term; use one of "

@@ -457,8 +457,10 @@ class MixedGLMResults(MixedLMResults):
         Returns
         -------
         DataFrame indexed by parameter (fixed effects, ``sd(term)``,
-        ``cor(a, b)``, and ``sigma`` for Gaussian fits) with columns
-        ``estimate``, ``lower``, ``upper``, ``interval``.
+        ``cor(a, b)``, and ``sigma`` for Gaussian fits; with several grouping
+        factors ``sd(term | factor)`` and ``cor(a, b | factor)`` for every
+        factor, one ``sd`` per tied block) with columns ``estimate``, ``lower``,
+        ``upper``, ``interval``.
         """
         from .intervals import conf_int
         return conf_int(self, level=level, method=method, which=which, n_boot=n_boot,
@@ -486,8 +488,9 @@ class MixedGLMResults(MixedLMResults):
         LikelihoodModelResults.remove_data(self)
 
     def bootstrap(self, n=200, seed=None, progress=None, n_jobs=1):
-        """Parametric bootstrap: simulate with new random effects, refit, n times
-        (see :func:`mlglm.bootstrap.bootstrap`); returns a ``BootstrapResult``."""
+        """Parametric bootstrap: simulate with new random effects (for every grouping
+        factor), refit, n times (see :func:`mlglm.bootstrap.bootstrap`); returns a
+        ``BootstrapResult``."""
         from .bootstrap import bootstrap
         return bootstrap(self, n=n, seed=seed, progress=progress, n_jobs=n_jobs)
 
