@@ -21,10 +21,8 @@ from statsmodels.regression.mixed_linear_model import MixedLM
 
 from .core.covariance import Sigma_from_vech
 from .core.families import get_family_link
-from .core.grouping import make_grouped_data
-from .core.lmm import lmm_fit
 from .core.modes import ModeFailure
-from .core.objective import MarginalLoglik
+from .core.problem import Problem
 from .core.optimize import fit_glmm
 from .data_checks import (MixedGLMInputError, binomial_response, check_categorical_response,
                           drop_unused_levels, family_from_name, family_link_names,
@@ -323,28 +321,24 @@ class MixedGLM(MixedLMSetup, MixedLM):
     def diagonal(self) -> bool:
         return self.cov_struct == "diagonal"
 
-    def _grouped(self):
-        return make_grouped_data(self.endog, self.exog, self.exog_re, self.group_codes,
-                                 offset=self.offset, m=self.n_trials)
-
     @cached_property
-    def _cross_plan(self):
-        """The blocked layout of Z'WZ for several factors (built once per model)."""
-        from .core.crossprod import CrossPlan
-        return CrossPlan(self.re_terms)
+    def problem(self) -> Problem:
+        """The model as the core sees it (:class:`~mlglm.core.problem.Problem`), built once
+        and shared by fitting, profiles, the bootstrap and simulation."""
+        fam = None if self.family_name == "gaussian" else get_family_link(self.family_name,
+                                                                          self.link_name)
+        return Problem(y=np.asarray(self.endog, dtype=float),
+                       m=np.asarray(self.n_trials, dtype=float),
+                       X=np.asarray(self.exog, dtype=float),
+                       offset=np.asarray(self.offset, dtype=float), terms=self.re_terms,
+                       family=fam, one_factor=not self.multi)
 
     def objective(self, nagq: int = 1):
         """The marginal log-likelihood as a function of x = (beta, theta)
         (a :class:`~mlglm.core.objective.Objective`)."""
-        fl = get_family_link(self.family_name, self.link_name)
-        if self.multi:
-            if nagq > 1:
-                _check_aghq_structure(self.re_terms)
-            from .core.laplace_multi import MultiLaplace
-            return MultiLaplace(fl, self.endog, self.n_trials, self.exog, self.offset,
-                                self.re_terms, self._cross_plan)
-        return MarginalLoglik(fl, self._grouped(), nagq=nagq,
-                              pattern=self.re_terms[0].pattern)
+        if self.multi and nagq > 1:
+            _check_aghq_structure(self.re_terms)
+        return self.problem.objective(nagq)
 
     def theta_from_params(self, params) -> np.ndarray:
         """x = (beta, theta) from params = (fe_params, vech(cov_re) per term)."""
@@ -408,16 +402,12 @@ class MixedGLM(MixedLMSetup, MixedLM):
                 warnings.warn("start_params is not used for Gaussian models: the profiled "
                               "(RE)ML criterion is optimised over theta from its own start",
                               UserWarning, stacklevel=2)
+            fitted = self.problem.fit_lmm(reml=reml)
             if self.multi:
-                from .core.lmm_multi import multi_lmm_fit
                 from .results import build_results_multi
-                fitted = multi_lmm_fit(self.endog - self.offset, np.asarray(self.exog, float),
-                                       self.re_terms, reml=reml)
                 res = build_results_multi(self, fitted, method="reml" if reml else "ml")
                 _warn_fit_problems(res)
                 return res
-            fitted = lmm_fit(self.endog - self.offset, self.exog, self.exog_re, self.group_codes,
-                             reml=reml, diagonal=self.diagonal)
             res = build_results(self, fitted, method="reml" if reml else "ml", nagq=None)
             _warn_fit_problems(res)
             _report(res, options.get("disp"))

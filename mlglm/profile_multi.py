@@ -117,7 +117,7 @@ class MultiLikelihoodProblem:
         else:
             self.stats = multi_lmm_stats(np.asarray(model.endog, float) - model.offset,
                                          np.asarray(model.exog, float), model.re_terms,
-                                         plan=model._cross_plan)
+                                         plan=model.problem.plan)
 
     def unpack(self, w):
         w = np.asarray(w, dtype=float)
