@@ -43,7 +43,8 @@ def _groups_info(model) -> dict:
     """"No. groups" line(s): one factor with its group sizes, or every factor's levels."""
     if getattr(model, "multi", False):
         return {"No. groups:": ", ".join(f"{t.n_levels} ({t.name})" for t in model.re_terms)}
-    sizes = np.bincount(model.group_codes)
+    sizes = getattr(model, "group_sizes", None)     # a sharded model holds no rows
+    sizes = np.bincount(model.group_codes) if sizes is None else np.asarray(sizes)
     return {"No. groups:": f"{model.n_groups} ({getattr(model, 'group_name', 'Group')})",
             "Group size min/mean/max:": f"{sizes.min()} / {sizes.mean():.1f} / {sizes.max()}"}
 

@@ -1,0 +1,123 @@
+"""The shards on the cluster: building them, calling them, surviving lost workers.
+
+:class:`ShardSet` owns one Dask future per shard. The futures are the
+*pinned* state of the fit: a shard is computed once on some worker and stays
+in that worker's memory; each call (:meth:`ShardSet.map`) submits one small
+task per shard that takes the shard future as its argument, so the scheduler
+runs it where the shard lives (the shard reports its size, which keeps the
+scheduler from moving it) and only the task's small result travels.
+
+Fault tolerance comes in two layers.
+
+* Lineage (Dask's own): a shard future remembers the graph it came from --
+  the shuffle of the source partitions (a Parquet read, or the partitions of
+  a frame the client holds). When the worker holding it dies, the scheduler
+  recomputes the shard from the source on a live worker and runs the waiting
+  evaluation there; the driver sees nothing but a slower evaluation.
+* Retry (here): if a call still fails for a reason that is about workers and
+  not about the model -- a task that repeatedly killed its worker
+  (``KilledWorker``), a cancelled future, a broken connection -- the shards
+  are rebuilt under fresh keys from the source and the call is repeated, up
+  to ``retries`` times. Errors of the model (bad data, a numerical failure)
+  are raised at once.
+
+A rebuilt shard has lost its warm starts, so its modes restart from zero:
+the same optimum (the inner problem is solved to 1e-10), a few more Newton
+steps.
+"""
+from __future__ import annotations
+
+import logging
+import time
+
+__all__ = ["ShardSet", "WORKER_ERRORS"]
+
+log = logging.getLogger("mlglm.distributed")
+
+
+def _worker_errors() -> tuple:
+    from distributed import KilledWorker
+    from distributed.comm.core import CommClosedError
+    errors = [KilledWorker, CommClosedError, OSError, TimeoutError]
+    try:
+        from distributed.client import FutureCancelledError
+        errors.append(FutureCancelledError)
+    except ImportError:     # older distributed
+        pass
+    from concurrent.futures import CancelledError
+    errors.append(CancelledError)
+    import asyncio
+    errors.append(asyncio.CancelledError)
+    return tuple(errors)
+
+
+WORKER_ERRORS = None
+
+
+class ShardSet:
+    """One future per shard of the shuffled data (module docstring).
+
+    Parameters
+    ----------
+    client : distributed.Client.
+    parts : the shuffled frame's partitions as ``dask.delayed`` objects.
+    spec : the DesignSpec the shards are built with.
+    gaussian : build LMM shards (sufficient statistics) instead of objectives.
+    retries : how many times a call is repeated after worker failures.
+    """
+
+    def __init__(self, client, parts, spec, gaussian: bool, retries: int = 3):
+        global WORKER_ERRORS
+        if WORKER_ERRORS is None:
+            WORKER_ERRORS = _worker_errors()
+        self.client = client
+        self.parts = list(parts)
+        self.spec = spec
+        self.gaussian = gaussian
+        self.retries = int(retries)
+        self.rebuilds = 0
+        self.futures = self._build()
+
+    def __len__(self):
+        return len(self.futures)
+
+    def _build(self):
+        import dask
+
+        from .shard import build_shard
+        spec = dask.delayed(self.spec, traverse=False)
+        shards = [dask.delayed(build_shard, pure=False)(p, spec, self.gaussian)
+                  for p in self.parts]
+        return self.client.compute(shards)
+
+    def rebuild(self):
+        """Rebuild every shard under fresh keys from the source partitions."""
+        self.rebuilds += 1
+        old = self.futures
+        self.futures = self._build()
+        self.client.cancel(old)
+
+    def map(self, method: str, *args, what: str = ""):
+        """``[shard.method(*args) for shard]``, computed where each shard lives."""
+        from .shard import call
+        last = None
+        for attempt in range(self.retries + 1):
+            futs = [self.client.submit(call, f, method, *args, pure=False)
+                    for f in self.futures]
+            try:
+                return self.client.gather(futs)
+            except WORKER_ERRORS as exc:
+                last = exc
+                log.warning("mlglm: %s failed on the cluster (%s: %s); rebuilding the shards "
+                            "from the source and retrying (%d of %d)", what or method,
+                            type(exc).__name__, exc, attempt + 1, self.retries)
+                self.client.cancel(futs)
+                time.sleep(0.5 * (attempt + 1))
+                self.rebuild()
+        raise RuntimeError(f"{what or method} failed {self.retries + 1} times on the cluster; "
+                           "the last error was shown above") from last
+
+    def release(self):
+        """Drop the shards from the workers' memory."""
+        self.client.cancel(self.futures)
+        self.futures = []
