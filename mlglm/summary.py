@@ -129,8 +129,9 @@ def _warnings(res):
         out.append("Singular fit: a random-effect SD is estimated at 0 (or a correlation at "
                    "+-1); consider dropping that term.")
     if res.model.family_name == "binomial" and res.method == "laplace":
-        sizes = np.bincount(res.model.re_terms[0].codes)
-        if np.all(res.model.n_trials == 1) and np.median(sizes) < 10:
+        sizes = getattr(res.model, "group_sizes", None)     # a sharded model holds no rows
+        sizes = np.bincount(res.model.re_terms[0].codes) if sizes is None else sizes
+        if np.all(res.model.n_trials == 1) and len(sizes) and np.median(sizes) < 10:
             out.append("Binary data with small groups: the Laplace approximation can be biased; "
                        "compare with method='aghq'.")
     sep = getattr(res, "separation", None)

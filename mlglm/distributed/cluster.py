@@ -77,6 +77,7 @@ class ShardSet:
         self.retries = int(retries)
         self.rebuilds = 0
         self.futures = self._build()
+        self._holders = None
 
     def __len__(self):
         return len(self.futures)
@@ -95,17 +96,56 @@ class ShardSet:
         self.rebuilds += 1
         old = self.futures
         self.futures = self._build()
+        self._holders = None
         self.client.cancel(old)
 
+    def holders(self) -> list:
+        """The worker holding each shard (asked once per set of shards)."""
+        if self._holders is None:
+            from distributed import wait
+            wait(self.futures)
+            who = self.client.who_has(self.futures)
+            self._holders = [(list(who.get(f.key, ())) or [None])[0] for f in self.futures]
+        return self._holders
+
+    def _batches(self):
+        """Shards grouped into one task per worker thread: [(worker, [shard indices])].
+
+        An evaluation is then a handful of tasks whatever the number of shards
+        (the scheduler's cost is per task, a few milliseconds each).
+        """
+        holders = self.holders()
+        threads = {w: max(int(i.get("nthreads", 1)), 1) for w, i in
+                   self.client.scheduler_info().get("workers", {}).items()}
+        by_worker = {}
+        for i, w in enumerate(holders):
+            by_worker.setdefault(w, []).append(i)
+        out = []
+        for w, idx in by_worker.items():
+            k = min(threads.get(w, 1), len(idx))
+            out.extend((w, idx[j::k]) for j in range(k))
+        return out
+
     def map(self, method: str, *args, what: str = ""):
-        """``[shard.method(*args) for shard]``, computed where each shard lives."""
-        from .shard import call
+        """``[shard.method(*args) for shard]``, computed where each shard lives.
+
+        One task per worker thread takes that worker's shards as arguments
+        (:meth:`_batches`); it is restricted, loosely, to the worker holding
+        them, so a shard is never copied to another worker (where a second copy
+        would double its memory and its warm starts would diverge). If that
+        worker is gone the restriction lapses and the scheduler rebuilds the
+        shards from their lineage wherever it likes.
+        """
+        from .shard import call_many
         last = None
         for attempt in range(self.retries + 1):
-            futs = [self.client.submit(call, f, method, *args, pure=False)
-                    for f in self.futures]
+            batches = self._batches()
+            futs = [self.client.submit(call_many, [self.futures[i] for i in idx], method, *args,
+                                       pure=False, workers=None if w is None else [w],
+                                       allow_other_workers=True)
+                    for w, idx in batches]
             try:
-                return self.client.gather(futs)
+                res = self.client.gather(futs)
             except WORKER_ERRORS as exc:
                 last = exc
                 log.warning("mlglm: %s failed on the cluster (%s: %s); rebuilding the shards "
@@ -114,6 +154,15 @@ class ShardSet:
                 self.client.cancel(futs)
                 time.sleep(0.5 * (attempt + 1))
                 self.rebuild()
+                continue
+            alive = self.client.scheduler_info().get("workers", {})
+            if any(w not in alive for w, _ in batches):
+                self._holders = None          # shards were rebuilt elsewhere: ask again
+            out = [None] * len(self.futures)
+            for (_, idx), values in zip(batches, res):
+                for i, v in zip(idx, values):
+                    out[i] = v
+            return out
         raise RuntimeError(f"{what or method} failed {self.retries + 1} times on the cluster; "
                            "the last error was shown above") from last
 

@@ -10,9 +10,12 @@ shards wait for the first fit.
 """
 from __future__ import annotations
 
+import warnings
+
 import statsmodels.api as sm
 
-from ..data_checks import MixedGLMInputError
+from ..data_checks import DataWarning, MixedGLMInputError
+from ..model import _check_re_in_fixed
 from .model import ShardedMixedGLM
 from .spec import learn_spec
 
@@ -49,6 +52,9 @@ def sharded_model(cls, formula, data, re_formula=None, vc_formula=None, subset=N
     if family is not None:
         kwargs["family"] = family
     spec, facts = learn_spec(formula, data, re_formula, vc_formula, missing, kwargs, client)
-    model = spec.local_model(facts["template"], cls=ShardedMixedGLM)
+    with warnings.catch_warnings():     # rows dropped are counted on the shards, once
+        warnings.simplefilter("ignore", DataWarning)
+        model = spec.local_model(facts["template"], cls=ShardedMixedGLM)
+    _check_re_in_fixed(model.exog, model.exog_re, getattr(model.data, "exog_re_names", None))
     model._attach(spec, facts, data, client, npartitions, retries)
     return model

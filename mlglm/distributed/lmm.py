@@ -66,6 +66,9 @@ class LMMShard(Shard):
     def __sizeof__(self) -> int:
         return sum(v.nbytes for v in vars(self).values() if isinstance(v, np.ndarray))
 
+    def summary(self):
+        return self.info
+
     def ols_pieces(self):
         """(X'X, X'y) for the global OLS shift."""
         if self.empty:
@@ -73,8 +76,13 @@ class LMMShard(Shard):
         return self._X.T @ self._X, self._X.T @ self._y
 
     def prepare(self, beta_ols):
-        """Per-group statistics of e = y - X beta_ols (then the rows are dropped);
-        returns this shard's (X'e, e'e)."""
+        """Per-group statistics of e = y - X beta_ols; returns this shard's (X'e, e'e).
+
+        Every later call passes beta_ols again and the statistics are formed
+        here if this copy of the shard lacks them (a shard rebuilt from the
+        source after a lost worker), so no call depends on an earlier one
+        having run on the same copy.
+        """
         if self.empty:
             return None
         X, Z, codes = self._X, self._Z, self._codes
@@ -87,11 +95,13 @@ class LMMShard(Shard):
         W = np.add.reduceat(rows, starts, axis=0)
         q, p = Z.shape[1], X.shape[1]
         self.A, self.B, self.Ze = W[:, :, :q].copy(), W[:, :, q:q + p].copy(), W[:, :, q + p].copy()
-        out = X.T @ e, float(e @ e)
-        del self._y, self._X, self._Z, self._codes
-        return out
+        self._beta_ols = np.array(beta_ols, dtype=float)
+        return X.T @ e, float(e @ e)
 
-    def _pls(self, theta, diagonal):
+    def _pls(self, theta, diagonal, beta_ols):
+        if getattr(self, "_beta_ols", None) is None or not np.array_equal(self._beta_ols,
+                                                                          beta_ols):
+            self.prepare(beta_ols)
         q = self.A.shape[1]
         Lam = theta_to_Lambda(theta, q, diagonal)
         H = np.matmul(Lam.T, self.A) @ Lam
@@ -104,11 +114,11 @@ class LMMShard(Shard):
         D = LinvT @ RZX
         return Lam, L, Linv, RZX, cu, a, D
 
-    def pieces(self, theta, diagonal):
+    def pieces(self, theta, diagonal, beta_ols):
         """The sums of the module docstring at theta (None for an empty shard)."""
         if self.empty:
             return None
-        Lam, L, Linv, RZX, cu, a, D = self._pls(theta, diagonal)
+        Lam, L, Linv, RZX, cu, a, D = self._pls(theta, diagonal, beta_ols)
         P = np.swapaxes(Linv, 1, 2) @ Linv
         ALam = self.A @ Lam
         c = self.Ze - (ALam @ a[:, :, None])[:, :, 0]
@@ -120,11 +130,11 @@ class LMMShard(Shard):
                 "T2": np.einsum("gr,gsk->rsk", c, D), "T3": np.einsum("grk,gs->rks", E, a),
                 "T4": np.einsum("grk,gsl->rksl", E, D)}
 
-    def effects(self, theta, diagonal, beta_e, sigma2):
+    def effects(self, theta, diagonal, beta_ols, beta_e, sigma2):
         """(b_j, b_cov_j) of this shard's groups at theta and beta."""
         if self.empty:
             return None
-        Lam, L, Linv, RZX, cu, a, D = self._pls(theta, diagonal)
+        Lam, L, Linv, RZX, cu, a, D = self._pls(theta, diagonal, beta_ols)
         u = a - D @ beta_e
         LL = Lam @ np.swapaxes(Linv, 1, 2)
         return u @ Lam.T, sigma2 * LL @ np.swapaxes(LL, 1, 2)
@@ -154,7 +164,7 @@ def sharded_lmm_fit(shards, placement, n, p, q, reml=True, diagonal=False, gtol=
         if key in recent:
             return recent[key]
         count[0] += 1
-        parts = [o for o in shards.map("pieces", theta, diagonal, what="REML criterion")
+        parts = [o for o in shards.map("pieces", theta, diagonal, beta_ols, what="REML criterion")
                  if o is not None]
         RXt = np.linalg.cholesky(XtX - _sum(parts, "S1"))
         RXinv = np.linalg.inv(RXt).T
@@ -194,7 +204,7 @@ def sharded_lmm_fit(shards, placement, n, p, q, reml=True, diagonal=False, gtol=
     sigma2 = r2 / (n - p if reml else n)
     Lam = theta_to_Lambda(theta, q, diagonal)
     b, b_cov = np.zeros((placement.n_levels(0), q)), np.zeros((placement.n_levels(0), q, q))
-    for s, o in enumerate(shards.map("effects", theta, diagonal, beta_e, sigma2,
+    for s, o in enumerate(shards.map("effects", theta, diagonal, beta_ols, beta_e, sigma2,
                                      what="random effects")):
         if o is not None:
             idx = placement.index[s][0]

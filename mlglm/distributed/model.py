@@ -12,7 +12,8 @@ code. What depends on all rows is then replaced by whole-data facts:
 * ``exog``, ``exog_re``, ``endog``, ``offset``: a stand-in with the data's
   first and second moments (:mod:`mlglm.distributed.standin`), on which the
   rank of X, column SDs, the mean linear predictor and the adjusted ICC are
-  exact.
+  exact (constant columns, such as the intercept or Bernoulli trials, exactly
+  constant).
 
 The cluster side -- the shuffle, the shards and the layout of their levels --
 is built on first use (:meth:`ShardedMixedGLM.fit`, :meth:`objective`) with
@@ -43,6 +44,8 @@ class ShardedMixedGLM(MixedGLM):
     """
 
     _cluster_state = None
+    #: the arrays exog, endog, ... are a stand-in, not the rows (row-based code refuses)
+    rows_on_driver = False
 
     def __getstate__(self):
         state = dict(self.__dict__)
@@ -91,18 +94,24 @@ class ShardedMixedGLM(MixedGLM):
             raise MixedGLMInputError("no rows left to fit (after dropping missing values)")
         self.nobs = self.n_totobs = n
         self.n_dropped = sum(i.n_dropped for i in infos)
+        if self.n_dropped:
+            import warnings
+
+            from ..data_checks import DataWarning
+            warnings.warn(f"dropped {self.n_dropped} rows with NaN or inf", DataWarning,
+                          stacklevel=4)
         total = sum(i.moments[0] for i in infos if i.n)
         cross = sum(i.moments[1] for i in infos if i.n)
         p, q = self.exog.shape[1], self.exog_re.shape[1]
         W = standin_rows(total, cross, n)
         self.endog = W[:, 0]
-        self.exog = np.asfortranarray(W[:, 1:1 + p])
-        self.exog_re = W[:, 1 + p:1 + p + q]
+        self.n_trials = W[:, 1]
+        self.exog = np.asfortranarray(W[:, 2:2 + p])
+        self.exog_re = W[:, 2 + p:2 + p + q]
         self.offset = W[:, -1]
-        self.n_trials = np.ones(W.shape[0])
         self.group_codes = np.zeros(W.shape[0], dtype=np.intp)
-        XtX = cross[1:1 + p, 1:1 + p]
-        self._X_moments = (total[1:1 + p] / n, XtX / n)
+        XtX = cross[2:2 + p, 2:2 + p]
+        self._X_moments = (total[2:2 + p] / n, XtX / n)
         self._rank_X = _gram_rank(XtX, self.exog_names)
         terms = []
         for k, t in enumerate(self.re_terms):

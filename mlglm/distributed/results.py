@@ -117,8 +117,29 @@ class ShardedMixedGLMResults(MixedGLMResults):
         intervals refit the model many times and are not offered for sharded fits."""
         if method != "wald":
             _needs_rows(f"conf_int(method={method!r})")
-        return MixedGLMResults.conf_int(self, alpha=alpha, cols=cols, method="wald",
-                                        level=level, which=which)
+        if self.model.family_name != "gaussian":
+            return MixedGLMResults.conf_int(self, alpha=alpha, cols=cols, method="wald",
+                                            level=level, which=which)
+        return self._gaussian_wald(1 - alpha if level is None else level, which)
+
+    def _gaussian_wald(self, level, which):
+        """Fixed-effect Wald rows; the variance parameters' Wald SEs come from the
+        information of the REML criterion re-evaluated from rows (profile
+        machinery), which a sharded fit does not hold: reported as not available."""
+        from scipy import stats
+
+        from ..intervals import _frame
+        from ..profile import natural_names, natural_values
+        est = natural_values(self)
+        fe, sd, cor = natural_names(self)
+        z = stats.norm.ppf(0.5 + level / 2.0)
+        cov = np.asarray(self.cov_params(), dtype=float)
+        rows = [(name, est[name] - z * np.sqrt(cov[i, i]), est[name] + z * np.sqrt(cov[i, i]),
+                 "Wald") for i, name in enumerate(fe)]
+        rows += [(name, np.nan, np.nan, "not available (sharded fit)")
+                 for name in sd + cor + ["sigma"]]
+        out = _frame(rows, est, level)
+        return out if which is None else out.loc[list(which)]
 
     def simulate(self, *args, **kwargs):
         _needs_rows("simulate")

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-__all__ = ["Shard", "ShardInfo", "build_shard", "call"]
+__all__ = ["Shard", "ShardInfo", "build_shard", "call_many"]
 
 #: warm starts kept per shard (the driver restores at most the last few)
 MAX_STARTS = 8
@@ -45,7 +45,7 @@ class ShardInfo:
     n : rows fitted.  n_dropped : rows dropped for missing values.
     levels : per random-effects term, the labels of its levels in this shard
     (as the local model orders them).  moments : (sum v, sum v v') of the row
-    vectors v = (y, x, z, offset) (see :mod:`mlglm.distributed.standin`).
+    vectors v = (y, m, x, z, offset) (see :mod:`mlglm.distributed.standin`).
     nbytes : memory the shard holds (for the scheduler's placement).
     """
 
@@ -57,8 +57,9 @@ class ShardInfo:
 
 
 def _moments(model) -> tuple:
-    """(sum v, sum v v') with v = (y, x, z, offset) per row (float64)."""
-    V = np.column_stack([np.asarray(model.endog, float), np.asarray(model.exog, float),
+    """(sum v, sum v v') with v = (y, m, x, z, offset) per row (float64)."""
+    V = np.column_stack([np.asarray(model.endog, float), np.asarray(model.n_trials, float),
+                         np.asarray(model.exog, float),
                          np.asarray(model.exog_re, float), np.asarray(model.offset, float)])
     return V.sum(axis=0), V.T @ V
 
@@ -215,6 +216,6 @@ def build_shard(part: pd.DataFrame, spec, gaussian: bool = False):
     return Shard(part, spec)
 
 
-def call(shard, method: str, *args):
-    """Run ``shard.method(*args)`` on the worker holding the shard (a Dask task)."""
-    return getattr(shard, method)(*args)
+def call_many(shards, method: str, *args):
+    """``[shard.method(*args) for shard in shards]`` on the worker holding them (a Dask task)."""
+    return [getattr(shard, method)(*args) for shard in shards]

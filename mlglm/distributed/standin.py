@@ -10,7 +10,7 @@ adjusted ICC). All of them are functions of the first and second moments of
 the rows.
 
 :func:`standin_rows` builds k = d + 1 rows W (d = number of columns of
-v = (y, x, z, offset)) with exactly the data's mean mu and covariance S:
+v = (y, m, x, z, offset)) with exactly the data's mean mu and covariance S:
 W = 1 mu' + sqrt(k) Q S^{1/2}, with Q (k x d) orthonormal and orthogonal to
 1, so that 1'W / k = mu' and (W - 1 mu')'(W - 1 mu') / k = S. Any statistic
 of the rows that depends on them only through mu and S is therefore exact
@@ -39,4 +39,9 @@ def standin_rows(total: np.ndarray, cross: np.ndarray, n: int) -> np.ndarray:
     k = d + 1
     basis = np.column_stack([np.ones(k), np.eye(k)[:, :k - 1]])
     Q = np.linalg.qr(basis)[0][:, 1:]                 # orthonormal, orthogonal to 1
-    return mu[None, :] + np.sqrt(k) * Q @ root
+    W = mu[None, :] + np.sqrt(k) * Q @ root
+    # columns constant in the data (an intercept, Bernoulli trials, no offset) are
+    # exactly constant here too: code tests them with ==
+    const = np.diag(S) <= 1e-14 * np.maximum(1.0, mu * mu)
+    W[:, const] = mu[const]
+    return W
