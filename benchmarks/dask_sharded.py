@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import threading
 import time
 from pathlib import Path
@@ -53,10 +54,11 @@ def generate(args):
 
 
 class PeakMemory:
-    """Polls every worker's resident memory (psutil) and keeps the maximum per worker."""
+    """Polls every worker's resident memory and CPU seconds (psutil): the maximum RSS and
+    the last CPU total per worker (CPU time does not depend on the machine's load)."""
 
     def __init__(self, client, every=0.25):
-        self.client, self.every, self.peak, self._stop = client, every, {}, False
+        self.client, self.every, self.peak, self.cpu, self._stop = client, every, {}, {}, False
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
 
@@ -64,9 +66,13 @@ class PeakMemory:
         import psutil
         while not self._stop:
             try:
-                rss = self.client.run(lambda: psutil.Process().memory_info().rss)
-                for w, v in rss.items():
-                    self.peak[w] = max(self.peak.get(w, 0), v)
+                def probe():
+                    proc = psutil.Process()
+                    t = proc.cpu_times()
+                    return proc.memory_info().rss, t.user + t.system
+                for w, (rss, cpu) in self.client.run(probe).items():
+                    self.peak[w] = max(self.peak.get(w, 0), rss)
+                    self.cpu[w] = cpu
             except Exception:       # a worker restarting
                 pass
             time.sleep(self.every)
@@ -92,7 +98,11 @@ def fit(args):
     model = mlglm.MixedGLM.from_formula("y ~ x", ddf, groups="g", re_formula="~x",
                                         family="binomial", npartitions=args.npartitions)
     t_spec = time.perf_counter() - t0
-    res = model.fit(progress=lambda r: evals.append(r))
+    def progress(rec):
+        evals.append(rec)
+        print(f"evaluation {rec['evaluation']} ({rec['what']}) at {rec['seconds']:.1f} s",
+              file=sys.stderr, flush=True)
+    res = model.fit(progress=progress)
     total = time.perf_counter() - t0
     peak = mem.stop()
     first = next(r["seconds"] for r in evals)
@@ -104,6 +114,7 @@ def fit(args):
         "evaluations": len(evals), "llf": float(res.llf),
         "params": [float(v) for v in res.params], "converged": bool(res.converged),
         "peak_rss_gb": {w: v / 1e9 for w, v in peak.items()},
+        "worker_cpu_s": dict(mem.cpu),
         "evaluation_seconds": [r["seconds"] for r in evals],
         "load_average": os.getloadavg()}))
     client.close()
@@ -114,12 +125,13 @@ def memory(args):
     import mlglm
     df = pd.concat([simulate(min(ROWS_PER_FILE, args.rows - k), GROUPS, 15, part=i)
                     for i, k in enumerate(range(0, args.rows, ROWS_PER_FILE))])
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     res = mlglm.MixedGLM.from_formula("y ~ x", df, groups="g", re_formula="~x",
                                       family="binomial").fit()
+    cpu = time.process_time() - c0
     import resource
     print(json.dumps({"what": "in-memory", "rows": len(df), "seconds": time.perf_counter() - t0,
-                      "evaluations": res.optim.n_evals, "llf": float(res.llf),
+                      "cpu_seconds": cpu, "evaluations": res.optim.n_evals, "llf": float(res.llf),
                       "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6,
                       "load_average": os.getloadavg()}))
 

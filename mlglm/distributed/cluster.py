@@ -16,9 +16,10 @@ Fault tolerance comes in two layers.
   evaluation there; the driver sees nothing but a slower evaluation.
 * Retry (here): if a call still fails for a reason that is about workers and
   not about the model -- a task that repeatedly killed its worker
-  (``KilledWorker``), a cancelled future, a broken connection -- the shards
-  are rebuilt under fresh keys from the source and the call is repeated, up
-  to ``retries`` times. Errors of the model (bad data, a numerical failure)
+  (``KilledWorker``), a cancelled future, a broken connection, a shard not in
+  the process that ran the task (``ShardLost``) -- the shards are rebuilt
+  under fresh keys from the source and the call is repeated, up to
+  ``retries`` times. Errors of the model (bad data, a numerical failure)
   are raised at once.
 
 A rebuilt shard has lost its warm starts, so its modes restart from zero:
@@ -95,9 +96,20 @@ class ShardSet:
         """Rebuild every shard under fresh keys from the source partitions."""
         self.rebuilds += 1
         old = self.futures
+        self._drop(old)
         self.futures = self._build()
         self._holders = None
-        self.client.cancel(old)
+
+    def _drop(self, futures):
+        """Free the shards behind ``futures`` in the workers' registries, cancel them."""
+        from .shard import drop_shards
+        done = [f for f in futures if f.status == "finished"]
+        try:
+            ids = [h.id for h in self.client.gather(done, errors="skip")]
+            self.client.run(drop_shards, ids)
+        except Exception:       # workers gone: nothing to free there
+            pass
+        self.client.cancel(futures)
 
     def holders(self) -> list:
         """The worker holding each shard (asked once per set of shards)."""
@@ -136,7 +148,7 @@ class ShardSet:
         worker is gone the restriction lapses and the scheduler rebuilds the
         shards from their lineage wherever it likes.
         """
-        from .shard import call_many
+        from .shard import ShardLost, call_many
         last = None
         for attempt in range(self.retries + 1):
             batches = self._batches()
@@ -146,7 +158,7 @@ class ShardSet:
                     for w, idx in batches]
             try:
                 res = self.client.gather(futs)
-            except WORKER_ERRORS as exc:
+            except WORKER_ERRORS + (ShardLost,) as exc:
                 last = exc
                 log.warning("mlglm: %s failed on the cluster (%s: %s); rebuilding the shards "
                             "from the source and retrying (%d of %d)", what or method,
@@ -168,5 +180,5 @@ class ShardSet:
 
     def release(self):
         """Drop the shards from the workers' memory."""
-        self.client.cancel(self.futures)
+        self._drop(self.futures)
         self.futures = []

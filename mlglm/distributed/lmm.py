@@ -63,11 +63,7 @@ class LMMShard(Shard):
         self._codes = np.asarray(model.group_codes, np.intp)
         self.G = int(model.n_groups)
 
-    def __sizeof__(self) -> int:
-        return sum(v.nbytes for v in vars(self).values() if isinstance(v, np.ndarray))
 
-    def summary(self):
-        return self.info
 
     def ols_pieces(self):
         """(X'X, X'y) for the global OLS shift."""

@@ -30,7 +30,7 @@ from ..core.families import get_family_link
 from ..core.optimize import fit_glmm
 from ..core.terms import ReTerm, ReTerms
 from ..data_checks import MixedGLMInputError
-from ..model import MixedGLM, _check_aghq_structure, _resolve_nagq, _warn_fit_problems
+from ..model import MixedGLM, _resolve_nagq, _warn_fit_problems
 from .standin import standin_rows
 
 __all__ = ["ShardedMixedGLM"]
@@ -141,9 +141,11 @@ class ShardedMixedGLM(MixedGLM):
         if self.family_name == "gaussian":
             raise NotImplementedError("Gaussian models are fitted by profiled (RE)ML; "
                                       "use fit()")
-        if self.multi and nagq > 1:
-            _check_aghq_structure(self.re_terms)
+        # nagq > 1 with nested factors: each shard's model.objective(nagq) decides (and
+        # says so if its engine is not there); crossed factors never reach this point
         state = self._cluster(client)
+        if nagq > 1:      # built first, the AGHQ objective shares its data with its Laplace twin
+            state["shards"].map("build_objective", nagq, what="objective")
         fl = get_family_link(self.family_name, self.link_name)
         return ShardedObjective(state["shards"], fl, self.re_terms, self.k_fe, nagq,
                                 state["placement"], progress)

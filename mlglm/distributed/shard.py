@@ -1,9 +1,20 @@
 """One partition's share of a model, kept in a worker's memory between evaluations.
 
 A :class:`Shard` is built on a worker from one partition of the shuffled data
-(every top-level group whole in it) and stays there as the value of a Dask
-future; every evaluation is a small task that receives the shard by
-reference, works on it and returns a few numbers. It holds
+(every top-level group whole in it) and stays there; every evaluation is a
+small task that finds the shard, works on it and returns a few numbers.
+
+Where it stays: in a registry of the worker process, not in Dask's own
+store. The Dask future of a shard holds a :class:`ShardHandle` (an id of a
+few bytes). Dask spills the values of futures to disk when a worker's memory
+passes 60-70 % of its limit; a spilled shard would be written out and read
+back at every evaluation, and its warm starts mutated on a copy. Held in the
+registry it is ordinary process memory that Dask leaves alone, while the
+handle keeps the future's lineage: if the worker dies the handle is
+recomputed, which rebuilds the shard from the source. A handle whose shard
+is not in the process that runs the task (a worker restarted under it)
+raises :class:`ShardLost`, and the driver rebuilds the shards
+(:mod:`mlglm.distributed.cluster`). A shard holds
 
 * the pinned rows (the model's columns only), from which the local model is
   rebuilt whenever an objective of another kind is asked for;
@@ -26,16 +37,56 @@ The Gaussian model keeps per-group sufficient statistics instead
 """
 from __future__ import annotations
 
+import os
+import uuid
 from collections import OrderedDict
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
-__all__ = ["Shard", "ShardInfo", "build_shard", "call_many"]
+__all__ = ["Shard", "ShardInfo", "ShardHandle", "ShardLost", "build_shard", "call_many",
+           "drop_shards"]
 
 #: warm starts kept per shard (the driver restores at most the last few)
 MAX_STARTS = 8
+
+#: this process's shards by handle id (see the module docstring)
+_REGISTRY: dict = {}
+
+
+class ShardLost(RuntimeError):
+    """The shard of a handle is not in this worker process (rebuild the shards)."""
+
+
+class ShardHandle:
+    """What a shard's Dask future holds: the id of the shard in its worker's registry."""
+
+    __slots__ = ("id",)
+
+    def __init__(self, shard):
+        self.id = uuid.uuid4().hex
+        _REGISTRY[self.id] = shard
+
+    def __getstate__(self):
+        return self.id
+
+    def __setstate__(self, state):
+        self.id = state
+
+    def __sizeof__(self) -> int:
+        return 64
+
+    def get(self):
+        shard = _REGISTRY.get(self.id)
+        if shard is None:
+            raise ShardLost(f"shard {self.id} is not in worker process {os.getpid()}")
+        return shard
+
+
+def drop_shards(ids) -> int:
+    """Remove shards from this process's registry (run on every worker); returns how many."""
+    return sum(_REGISTRY.pop(i, None) is not None for i in ids)
 
 
 @dataclass(frozen=True, eq=False)
@@ -46,14 +97,12 @@ class ShardInfo:
     levels : per random-effects term, the labels of its levels in this shard
     (as the local model orders them).  moments : (sum v, sum v v') of the row
     vectors v = (y, m, x, z, offset) (see :mod:`mlglm.distributed.standin`).
-    nbytes : memory the shard holds (for the scheduler's placement).
     """
 
     n: int
     n_dropped: int
     levels: tuple
     moments: tuple
-    nbytes: int
 
 
 def _moments(model) -> tuple:
@@ -71,16 +120,6 @@ def _levels(model) -> tuple:
     return (pd.Index(model.group_labels),)
 
 
-def _nbytes(obj) -> int:
-    total = 0
-    for v in vars(obj).values():
-        if isinstance(v, np.ndarray):
-            total += v.nbytes
-        elif hasattr(v, "__dict__") and not isinstance(v, type):
-            total += sum(a.nbytes for a in vars(v).values() if isinstance(a, np.ndarray))
-    return total
-
-
 class Shard:
     """A partition's rows, its per-shard objectives and its warm starts (module docstring)."""
 
@@ -91,12 +130,12 @@ class Shard:
         self._starts = OrderedDict()
         self._model = None
         if self.rows.shape[0] == 0:
-            self.info = ShardInfo(0, 0, (), (None, None), 0)
+            self.info = ShardInfo(0, 0, (), (None, None))
             return
         model = spec.local_model(self.rows)
         self._model = model
         self.info = ShardInfo(int(model.nobs), int(getattr(model, "n_dropped", 0)),
-                              _levels(model), _moments(model), 0)
+                              _levels(model), _moments(model))
 
     def summary(self) -> ShardInfo:
         return self.info
@@ -104,13 +143,6 @@ class Shard:
     @property
     def empty(self) -> bool:
         return self.info.n == 0
-
-    def __sizeof__(self) -> int:
-        # what Dask's scheduler weighs when it decides whether to move the shard
-        total = int(self.rows.memory_usage(deep=False).sum()) if self.rows is not None else 0
-        for obj in self._objectives.values():
-            total += _nbytes(obj) + (_nbytes(obj.data) if hasattr(obj, "data") else 0)
-        return total
 
     # ------------------------------------------------------------- objectives
     def objective(self, nagq: int):
@@ -128,6 +160,11 @@ class Shard:
         self._model = None               # the objective holds what it needs
         self._objectives[nagq] = obj
         return obj
+
+    def build_objective(self, nagq: int) -> None:
+        """Build the objective for ``nagq`` now (errors of its engine surface here)."""
+        if not self.empty:
+            self.objective(nagq)
 
     def _restore(self, obj, token):
         start = self._starts.get(token) if token is not None else None
@@ -208,14 +245,15 @@ class Shard:
         return float(np.sum(ker)), X.T @ d1, (X.T * d2) @ X
 
 
-def build_shard(part: pd.DataFrame, spec, gaussian: bool = False):
-    """A :class:`Shard` (or, for a Gaussian model, an ``LMMShard``) of ``part``."""
+def build_shard(part: pd.DataFrame, spec, gaussian: bool = False) -> ShardHandle:
+    """A :class:`Shard` (or, for a Gaussian model, an ``LMMShard``) of ``part``, registered
+    in this worker process; returns its handle."""
     if gaussian:
         from .lmm import LMMShard
-        return LMMShard(part, spec)
-    return Shard(part, spec)
+        return ShardHandle(LMMShard(part, spec))
+    return ShardHandle(Shard(part, spec))
 
 
-def call_many(shards, method: str, *args):
-    """``[shard.method(*args) for shard in shards]`` on the worker holding them (a Dask task)."""
-    return [getattr(shard, method)(*args) for shard in shards]
+def call_many(handles, method: str, *args):
+    """``[shard.method(*args) for each shard]`` on the worker holding them (a Dask task)."""
+    return [getattr(h.get(), method)(*args) for h in handles]
