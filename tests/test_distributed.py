@@ -199,3 +199,18 @@ def test_worker_killed_mid_fit_the_fit_completes(client, contraception):
     assert killed
     _same(r0, r1)
     client.wait_for_workers(2, timeout=60)
+
+
+def test_standin_rows_have_the_data_moments():
+    """mlglm.distributed.standin: d + 1 rows with the data's mean and covariance exactly
+    (the oracle is numpy's mean/cov of the data rows), constant columns exactly constant."""
+    from mlglm.distributed.standin import standin_rows
+    rng = np.random.default_rng(15)
+    V = np.column_stack([np.ones(500), rng.standard_normal((500, 3)) @ rng.standard_normal((3, 3)),
+                         np.zeros(500)])
+    W = standin_rows(V.sum(axis=0), V.T @ V, V.shape[0])
+    assert W.shape == (V.shape[1] + 1, V.shape[1])
+    np.testing.assert_allclose(W.mean(axis=0), V.mean(axis=0), atol=1e-12)
+    np.testing.assert_allclose(np.cov(W.T, bias=True), np.cov(V.T, bias=True), atol=1e-12)
+    assert np.all(W[:, 0] == 1.0) and np.all(W[:, -1] == 0.0)
+    assert np.linalg.matrix_rank(W[:, :4]) == np.linalg.matrix_rank(V[:, :4])

@@ -180,6 +180,7 @@ class ShardedObjective(Objective):
         def at(beta):
             parts = [o for o in self.shards.map("glm_at", self.nagq, beta, what="GLM start")
                      if o is not None]
+            self._report("GLM start", None)
             return (sum(o[0] for o in parts), np.sum([o[1] for o in parts], axis=0),
                     np.sum([o[2] for o in parts], axis=0))
         parts = [o for o in self.shards.map("glm_initial", self.nagq, what="GLM start")
