@@ -29,7 +29,7 @@ from .core.objective import MarginalLoglik
 from .core.optimize import fit_glmm
 from .core.quadrature import MAX_GRID_POINTS
 from .data_checks import (DataWarning, MixedGLMInputError, binomial_response, family_link_names,
-                          poisson_response, report_nonfinite)
+                          is_dask_frame, poisson_response, report_nonfinite, sharded)
 from .mixedlm_setup import MixedLMSetup
 
 __all__ = ["MixedGLM", "BinomialMixedGLM", "PoissonMixedGLM"]
@@ -64,9 +64,7 @@ class MixedGLM(MixedLMSetup, MixedLM):
                  exposure=None, n_trials=None, cov_struct="unstructured", missing="none",
                  exog_vc=None, **kwargs):
         extra_specs = list(kwargs.pop("_extra_specs", None) or [])
-        # False for one shard of a sharded fit (mlglm.distributed): rank, group and
-        # identifiability checks concern the whole data and are made there
-        self._global_checks = kwargs.pop("_global_checks", True)
+        self._checks = kwargs.pop("_global_checks", True)  # False: a shard (mlglm.distributed)
         no_group_re = kwargs.pop("_no_group_re", False)
         group_factors = kwargs.pop("_group_factors", None)
         self._re_formula = kwargs.pop("_re_formula", None)
@@ -121,11 +119,11 @@ class MixedGLM(MixedLMSetup, MixedLM):
         if isinstance(exog, pd.DataFrame):
             endog_sm.index = exog.index
         self._init_mixedlm(endog_sm, exog, groups, exog_re, **kwargs)
-        if self._global_checks:
+        if self._checks:
             _check_rank(np.asarray(self.exog, dtype=float), self.exog_names)
-        if self.n_groups < 2 and not no_group_re and self._global_checks:
-            raise MixedGLMInputError("a mixed model needs at least two groups; found "
-                                     f"{self.n_groups}")
+            if self.n_groups < 2 and not no_group_re:
+                raise MixedGLMInputError("a mixed model needs at least two groups; found "
+                                         f"{self.n_groups}")
         self.family = family
         self.family_name, self.link_name = fam, link
         self.n_trials = m
@@ -158,8 +156,7 @@ class MixedGLM(MixedLMSetup, MixedLM):
         specs.extend(extra_specs)
         if not specs:
             raise MixedGLMInputError("the model has no random effects; use statsmodels' GLM")
-        terms, info = build_terms(specs, self.family_name == "gaussian", self.nobs,
-                                  checks=self._global_checks)
+        terms, info = build_terms(specs, self.family_name == "gaussian", self.nobs, self._checks)
         self.re_terms = terms
         self.re_info = info
         if self.multi:
@@ -196,10 +193,8 @@ class MixedGLM(MixedLMSetup, MixedLM):
         consistently to every array. A two-column response ``s + f ~ ...``
         is (successes, failures) for the binomial.
         """
-        if _is_dask_frame(data):        # sharded across a Dask cluster: mlglm.distributed
-            from .distributed.frontend import sharded_model
-            return sharded_model(cls, formula, data, re_formula=re_formula,
-                                 vc_formula=vc_formula, subset=subset, missing=missing, **kwargs)
+        if is_dask_frame(data):        # sharded across a Dask cluster: mlglm.distributed
+            return sharded(cls, formula, data, re_formula, vc_formula, subset, missing, **kwargs)
         random_terms = list(kwargs.pop("_random_terms", None) or [])
         eval_env = kwargs.pop("eval_env", None)
         if eval_env is None:
@@ -575,12 +570,6 @@ def _resolve_nagq(method, nagq, q):
             f"group (about {nagq ** q * 8 / 1e6:,.0f} MB per 1,000 rows); the limit is "
             f"{MAX_GRID_POINTS:,}: lower nagq")
     return int(nagq)
-
-
-def _is_dask_frame(data) -> bool:
-    """A dask DataFrame, recognised without importing dask (an optional extra)."""
-    return type(data).__module__.split(".")[0] in ("dask", "dask_expr") and hasattr(
-        data, "npartitions")
 
 
 def _num(a):

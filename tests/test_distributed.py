@@ -53,7 +53,8 @@ def _same(r0, r1, bse=True):
 
 # ---------------------------------------------------------------- packaging
 def test_import_mlglm_does_not_import_dask():
-    code = "import sys, mlglm; print(sorted(m for m in ('dask', 'distributed') if m in sys.modules))"
+    code = ("import sys, mlglm; "
+            "print(sorted(m for m in ('dask', 'distributed') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
 

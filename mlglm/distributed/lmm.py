@@ -90,7 +90,8 @@ class LMMShard(Shard):
         rows = Zs[:, :, None] * np.concatenate([Zs, X[order], e[order, None]], axis=1)[:, None, :]
         W = np.add.reduceat(rows, starts, axis=0)
         q, p = Z.shape[1], X.shape[1]
-        self.A, self.B, self.Ze = W[:, :, :q].copy(), W[:, :, q:q + p].copy(), W[:, :, q + p].copy()
+        self.A, self.B = W[:, :, :q].copy(), W[:, :, q:q + p].copy()
+        self.Ze = W[:, :, q + p].copy()
         self._beta_ols = np.array(beta_ols, dtype=float)
         return X.T @ e, float(e @ e)
 

@@ -24,7 +24,7 @@ import pandas as pd
 from statsmodels.base import wrapper as wrap
 from statsmodels.tools._decorators import cache_readonly
 
-from ..model import _is_dask_frame
+from ..data_checks import is_dask_frame
 from ..results import MixedGLMResults, MixedGLMResultsWrapper, build_results
 
 __all__ = ["ShardedMixedGLMResults", "sharded_results"]
@@ -71,7 +71,7 @@ class ShardedMixedGLMResults(MixedGLMResults):
                                  "unpickled); pass exog")
         kw = dict(which=which, conditional=conditional, transform=transform,
                   marginal=marginal, nagq=nagq, **kwargs)
-        if _is_dask_frame(exog):
+        if is_dask_frame(exog):
             if offset is not None or exposure is not None:
                 raise ValueError("with a Dask DataFrame, put offset/exposure in a column and "
                                  "name it in the model formula's data")
@@ -151,7 +151,7 @@ class ShardedMixedGLMResults(MixedGLMResults):
         _needs_rows("marginal_params")
 
     def predict_marginal(self, exog=None, *args, **kwargs):
-        if exog is None or _is_dask_frame(exog):
+        if exog is None or is_dask_frame(exog):
             _needs_rows("predict_marginal on the data of the fit")
         return MixedGLMResults.predict_marginal(self, exog, *args, **kwargs)
 
