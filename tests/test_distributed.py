@@ -215,3 +215,23 @@ def test_standin_rows_have_the_data_moments():
     np.testing.assert_allclose(np.cov(W.T, bias=True), np.cov(V.T, bias=True), atol=1e-12)
     assert np.all(W[:, 0] == 1.0) and np.all(W[:, -1] == 0.0)
     assert np.linalg.matrix_rank(W[:, :4]) == np.linalg.matrix_rank(V[:, :4])
+
+
+def test_released_shards_are_freed_on_the_workers(client, contraception):
+    """Shards live outside Dask's store; the worker plugin frees them with their futures."""
+    import time
+
+    from mlglm.distributed import shard
+
+    def held():
+        return sum(client.run(lambda: len(shard._REGISTRY)).values())
+    before = held()
+    model = mlglm.MixedGLM.from_formula("y ~ age", dd.from_pandas(contraception, 3),
+                                        groups="district", family="binomial")
+    model.fit()
+    assert held() == before + 3
+    model.release()
+    deadline = time.time() + 30
+    while held() != before and time.time() < deadline:
+        time.sleep(0.2)
+    assert held() == before

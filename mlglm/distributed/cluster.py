@@ -77,6 +77,8 @@ class ShardSet:
         self.gaussian = gaussian
         self.retries = int(retries)
         self.rebuilds = 0
+        from .shard import ShardJanitor
+        client.register_plugin(ShardJanitor())      # frees shards with their futures
         self.futures = self._build()
         self._holders = None
 
@@ -96,20 +98,9 @@ class ShardSet:
         """Rebuild every shard under fresh keys from the source partitions."""
         self.rebuilds += 1
         old = self.futures
-        self._drop(old)
         self.futures = self._build()
         self._holders = None
-
-    def _drop(self, futures):
-        """Free the shards behind ``futures`` in the workers' registries, cancel them."""
-        from .shard import drop_shards
-        done = [f for f in futures if f.status == "finished"]
-        try:
-            ids = [h.id for h in self.client.gather(done, errors="skip")]
-            self.client.run(drop_shards, ids)
-        except Exception:       # workers gone: nothing to free there
-            pass
-        self.client.cancel(futures)
+        self.client.cancel(old)        # the workers' ShardJanitor frees the old shards
 
     def holders(self) -> list:
         """The worker holding each shard (asked once per set of shards)."""
@@ -180,5 +171,5 @@ class ShardSet:
 
     def release(self):
         """Drop the shards from the workers' memory."""
-        self._drop(self.futures)
+        self.client.cancel(self.futures)
         self.futures = []

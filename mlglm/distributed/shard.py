@@ -6,7 +6,8 @@ small task that finds the shard, works on it and returns a few numbers.
 
 Where it stays: in a registry of the worker process, not in Dask's own
 store. The Dask future of a shard holds a :class:`ShardHandle` (an id of a
-few bytes). Dask spills the values of futures to disk when a worker's memory
+few bytes, freed with the future by :class:`ShardJanitor`). Dask spills the
+values of futures to disk when a worker's memory
 passes 60-70 % of its limit; a spilled shard would be written out and read
 back at every evaluation, and its warm starts mutated on a copy. Held in the
 registry it is ordinary process memory that Dask leaves alone, while the
@@ -44,14 +45,15 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from distributed.diagnostics.plugin import WorkerPlugin
 
-__all__ = ["Shard", "ShardInfo", "ShardHandle", "ShardLost", "build_shard", "call_many",
-           "drop_shards"]
+__all__ = ["Shard", "ShardInfo", "ShardHandle", "ShardLost", "ShardJanitor", "build_shard",
+           "call_many"]
 
 #: warm starts kept per shard (the driver restores at most the last few)
 MAX_STARTS = 8
 
-#: this process's shards by handle id (see the module docstring)
+#: this process's shards by (worker address, key of the task that built them)
 _REGISTRY: dict = {}
 
 
@@ -60,12 +62,20 @@ class ShardLost(RuntimeError):
 
 
 class ShardHandle:
-    """What a shard's Dask future holds: the id of the shard in its worker's registry."""
+    """What a shard's Dask future holds: where the shard is in its worker's registry.
+
+    The shard is registered under the building task's key, so the worker plugin
+    :class:`ShardJanitor` frees it when Dask releases that key (the client
+    dropped the future, or a rebuild cancelled it): the shard's lifetime is
+    the future's, although Dask never sees its memory.
+    """
 
     __slots__ = ("id",)
 
     def __init__(self, shard):
-        self.id = uuid.uuid4().hex
+        from distributed import get_worker
+        worker = get_worker()
+        self.id = (worker.address, worker.get_current_task())
         _REGISTRY[self.id] = shard
 
     def __getstate__(self):
@@ -84,9 +94,17 @@ class ShardHandle:
         return shard
 
 
-def drop_shards(ids) -> int:
-    """Remove shards from this process's registry (run on every worker); returns how many."""
-    return sum(_REGISTRY.pop(i, None) is not None for i in ids)
+class ShardJanitor(WorkerPlugin):
+    """Frees a registered shard when its worker releases the key of its handle."""
+
+    name = "mlglm-shard-janitor"
+
+    def setup(self, worker):
+        self.address = worker.address
+
+    def transition(self, key, start, finish, **kwargs):
+        if start == "memory" and finish != "memory":
+            _REGISTRY.pop((self.address, key), None)
 
 
 @dataclass(frozen=True, eq=False)
