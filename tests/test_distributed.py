@@ -90,6 +90,28 @@ def test_nested_factors_equal_in_memory(client, grouseticks):
         np.testing.assert_allclose(e1.loc[e0.index].to_numpy(), e0.to_numpy(), atol=EST_TOL)
 
 
+def test_interaction_factor_levels_equal_in_memory(client):
+    """(1 | school/class) with class labels reused across schools: the inner factor
+    school:class has (school, class) pairs as levels, nested in school (while class
+    alone would be crossed with it)."""
+    rng = np.random.default_rng(15)
+    school = np.repeat(np.arange(40), 30)
+    klass = np.tile(np.repeat(np.arange(3), 10), 40)
+    b = rng.normal(0, 0.7, 40)[school] + rng.normal(0, 0.5, 120)[school * 3 + klass]
+    x = rng.standard_normal(school.size)
+    y = (rng.random(school.size) < 1 / (1 + np.exp(-(0.3 + 0.8 * x + b)))).astype(int)
+    df = pd.DataFrame({"y": y, "x": x, "school": school, "class": klass})
+    f = "y ~ x + (1 | school/class)"
+    r0 = mlglm.glmer(f, df)
+    r1 = mlglm.glmer(f, dd.from_pandas(df, npartitions=3))
+    _same(r0, r1)
+    e0, e1 = r0.random_effects["school:class"], r1.random_effects["school:class"]
+    assert len(e1) == 120
+    np.testing.assert_allclose(e1.loc[e0.index].to_numpy(), e0.to_numpy(), atol=EST_TOL)
+    with pytest.raises(MixedGLMInputError, match="crossed"):
+        mlglm.glmer("y ~ x + (1 | school) + (1 | class)", dd.from_pandas(df, npartitions=3))
+
+
 @pytest.mark.parametrize("reml", [True, False])
 def test_gaussian_equals_in_memory(client, hsb, reml):
     r0 = mlglm.lmer(HSB, hsb, reml=reml)

@@ -28,15 +28,18 @@ steps.
 """
 from __future__ import annotations
 
+import functools
 import logging
 import time
 
-__all__ = ["ShardSet", "WORKER_ERRORS"]
+__all__ = ["ShardSet", "worker_errors"]
 
 log = logging.getLogger("mlglm.distributed")
 
 
-def _worker_errors() -> tuple:
+@functools.lru_cache(maxsize=1)
+def worker_errors() -> tuple:
+    """Exceptions that are about workers, not about the model (imported on first use)."""
     from distributed import KilledWorker
     from distributed.comm.core import CommClosedError
     errors = [KilledWorker, CommClosedError, OSError, TimeoutError]
@@ -52,9 +55,6 @@ def _worker_errors() -> tuple:
     return tuple(errors)
 
 
-WORKER_ERRORS = None
-
-
 class ShardSet:
     """One future per shard of the shuffled data (module docstring).
 
@@ -68,9 +68,6 @@ class ShardSet:
     """
 
     def __init__(self, client, parts, spec, gaussian: bool, retries: int = 3):
-        global WORKER_ERRORS
-        if WORKER_ERRORS is None:
-            WORKER_ERRORS = _worker_errors()
         self.client = client
         self.parts = list(parts)
         self.spec = spec
@@ -115,11 +112,14 @@ class ShardSet:
         """Shards grouped into one task per worker thread: [(worker, [shard indices])].
 
         An evaluation is then a handful of tasks whatever the number of shards
-        (the scheduler's cost is per task, a few milliseconds each).
+        (the scheduler's cost is per task, a few milliseconds each). Holders no
+        longer in the cluster are asked again (their shards were rebuilt elsewhere).
         """
+        workers = self.client.scheduler_info().get("workers", {})
+        if self._holders is not None and any(w not in workers for w in self._holders):
+            self._holders = None
         holders = self.holders()
-        threads = {w: max(int(i.get("nthreads", 1)), 1) for w, i in
-                   self.client.scheduler_info().get("workers", {}).items()}
+        threads = {w: max(int(i.get("nthreads", 1)), 1) for w, i in workers.items()}
         by_worker = {}
         for i, w in enumerate(holders):
             by_worker.setdefault(w, []).append(i)
@@ -149,7 +149,7 @@ class ShardSet:
                     for w, idx in batches]
             try:
                 res = self.client.gather(futs)
-            except WORKER_ERRORS + (ShardLost,) as exc:
+            except worker_errors() + (ShardLost,) as exc:
                 last = exc
                 log.warning("mlglm: %s failed on the cluster (%s: %s); rebuilding the shards "
                             "from the source and retrying (%d of %d)", what or method,
@@ -158,9 +158,6 @@ class ShardSet:
                 time.sleep(0.5 * (attempt + 1))
                 self.rebuild()
                 continue
-            alive = self.client.scheduler_info().get("workers", {})
-            if any(w not in alive for w, _ in batches):
-                self._holders = None          # shards were rebuilt elsewhere: ask again
             out = [None] * len(self.futures)
             for (_, idx), values in zip(batches, res):
                 for i, v in zip(idx, values):

@@ -67,17 +67,19 @@ class ShardedMixedGLM(MixedGLM):
             self.group_sizes = np.asarray(sizes, dtype=np.int64)
         self.nobs = self.n_totobs = int(np.sum(np.asarray(sizes)))
 
-    def _cluster(self, client=None, npartitions=None, retries=None, progress=None):
-        """The shards on the cluster, built on first use."""
+    def _cluster(self, client=None, retries=None):
+        """The shards on the cluster, built on first use (again for another client)."""
         state = self._cluster_state
         if state is not None and (client is None or client is state["shards"].client):
             return state
+        if state is not None:
+            self.release()
         from .cluster import ShardSet
         from .objective import Placement
         client = client or self._client or _default_client()
-        npart = npartitions or self._npartitions
         spec = self._spec
-        shuffled = self._source[spec.columns].shuffle(on=list(spec.top), npartitions=npart)
+        shuffled = self._source[spec.columns].shuffle(on=list(spec.top),
+                                                      npartitions=self._npartitions)
         parts = shuffled.to_delayed()
         shards = ShardSet(client, parts, spec, gaussian=self.family_name == "gaussian",
                           retries=self._retries if retries is None else retries)
@@ -120,6 +122,11 @@ class ShardedMixedGLM(MixedGLM):
                 raise MixedGLMInputError(
                     f"the grouping factor {t.name} has a single level: its random effects "
                     "cannot be told apart from the fixed intercept; drop the term")
+            if self.family_name == "gaussian" and len(levels) * t.q >= n:
+                raise MixedGLMInputError(
+                    f"the grouping factor {t.name} has {len(levels)} levels x {t.q} effects for "
+                    f"{n} observations: its random effects and the residual variance are "
+                    "unidentifiable (as lme4 says); drop the term or use a GLMM")
             terms.append(ReTerm(t.name, np.zeros(0, np.intp), len(levels), np.zeros((0, t.q)),
                                 t.pattern, t.column_names, levels))
         self.re_terms = ReTerms(tuple(terms))
@@ -128,6 +135,7 @@ class ShardedMixedGLM(MixedGLM):
                 s.levels = placement.levels[k]
         if not self.multi:
             self.group_labels = list(placement.levels[0])
+            self.group_sizes = placement.sizes(0)
             self.n_groups = len(self.group_labels)
             if self.n_groups < 2:
                 raise MixedGLMInputError("a mixed model needs at least two groups; found "

@@ -6,9 +6,9 @@ top-level groups, hence over shards. :class:`ShardedObjective` is the
 :class:`~mlglm.core.objective.Objective` the unchanged driver
 (:func:`~mlglm.core.optimize.fit_glmm`) optimises: every call sends x to the
 shards (:class:`~mlglm.distributed.cluster.ShardSet`) and adds up what comes
-back -- a value and a vector of length p + n_theta per shard -- so the
-optimiser, its preconditioner, Newton polish and observed information are
-exactly those of an in-memory fit.
+back -- a value and a vector of length p + n_theta per shard, in one message
+per worker thread -- so the optimiser, its preconditioner, Newton polish and
+observed information are exactly those of an in-memory fit.
 
 Warm starts. The driver controls the modes' warm start through ``obj.u``
 (it saves it, and restores a reference point before each finite difference).
@@ -63,9 +63,18 @@ class Placement:
             self.levels.append(allv.sort_values())
         self.index = [[self.levels[k].get_indexer(info.levels[k]) for k in range(self.n_terms)]
                       if info.n else None for info in infos]
+        self._sizes = [info.sizes for info in infos]
 
     def n_levels(self, k) -> int:
         return len(self.levels[k])
+
+    def sizes(self, k) -> np.ndarray:
+        """Rows per level of term k (in the global order)."""
+        out = np.zeros(self.n_levels(k), dtype=np.int64)
+        for idx, sz in zip(self.index, self._sizes):
+            if idx is not None:
+                out[idx[k]] = sz[k]
+        return out
 
 
 class ShardedObjective(Objective):

@@ -31,7 +31,7 @@ raises :class:`ShardLost`, and the driver rebuilds the shards
   shard does not have (evicted, or the shard was rebuilt after a worker was
   lost) means a cold start: the same modes, found with more Newton steps;
 * its summary (:class:`ShardInfo`): rows, level labels per term, and the
-  moments of [y, X, Z, offset] the driver's stand-in design is built from.
+  moments of [y, m, X, Z, offset] the driver's stand-in design is built from.
 
 The Gaussian model keeps per-group sufficient statistics instead
 (:class:`mlglm.distributed.lmm.LMMShard`).
@@ -39,7 +39,6 @@ The Gaussian model keeps per-group sufficient statistics instead
 from __future__ import annotations
 
 import os
-import uuid
 from collections import OrderedDict
 from dataclasses import dataclass
 
@@ -113,13 +112,14 @@ class ShardInfo:
 
     n : rows fitted.  n_dropped : rows dropped for missing values.
     levels : per random-effects term, the labels of its levels in this shard
-    (as the local model orders them).  moments : (sum v, sum v v') of the row
+    (as the local model orders them).  sizes : per term, rows per level.  moments : (sum v, sum v v') of the row
     vectors v = (y, m, x, z, offset) (see :mod:`mlglm.distributed.standin`).
     """
 
     n: int
     n_dropped: int
     levels: tuple
+    sizes: tuple
     moments: tuple
 
 
@@ -129,6 +129,12 @@ def _moments(model) -> tuple:
                          np.asarray(model.exog, float),
                          np.asarray(model.exog_re, float), np.asarray(model.offset, float)])
     return V.sum(axis=0), V.T @ V
+
+
+def _sizes(model) -> tuple:
+    if model.multi:
+        return tuple(np.bincount(t.codes, minlength=t.n_levels) for t in model.re_terms)
+    return (np.bincount(model.group_codes, minlength=model.n_groups),)
 
 
 def _levels(model) -> tuple:
@@ -148,12 +154,12 @@ class Shard:
         self._starts = OrderedDict()
         self._model = None
         if self.rows.shape[0] == 0:
-            self.info = ShardInfo(0, 0, (), (None, None))
+            self.info = ShardInfo(0, 0, (), (), (None, None))
             return
         model = spec.local_model(self.rows)
         self._model = model
         self.info = ShardInfo(int(model.nobs), int(getattr(model, "n_dropped", 0)),
-                              _levels(model), _moments(model))
+                              _levels(model), _sizes(model), _moments(model))
 
     def summary(self) -> ShardInfo:
         return self.info

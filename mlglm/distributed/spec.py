@@ -20,7 +20,9 @@ grouping factor every other factor nests in (checked here, on distinct
 level combinations; crossed factors are refused with the reason, since they
 couple the shards). Stateful transforms (``center``, ``standardize``,
 ``scale``) learn from the rows they see and are refused: computed per
-partition they would differ between shards.
+partition they would differ between shards. Formulas are evaluated on the
+workers with numpy as their only namespace (``np.log(x)``); a function of the
+caller's would have to be shipped to every worker, and is not.
 """
 from __future__ import annotations
 
