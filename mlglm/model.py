@@ -26,7 +26,7 @@ from .core.problem import Problem
 from .core.optimize import fit_glmm
 from .data_checks import (MixedGLMInputError, binomial_response, check_categorical_response,
                           drop_unused_levels, family_from_name, family_link_names,
-                          poisson_response, report_nonfinite)
+                          is_dask_frame, poisson_response, report_nonfinite, sharded)
 from .fit_checks import (FitError, SeparationWarning, SingularFitWarning,  # noqa: F401
                          _check_aghq_structure, _check_rank, _check_re_in_fixed, _report,
                          _resolve_nagq, _warn_fit_problems)
@@ -68,6 +68,7 @@ class MixedGLM(MixedLMSetup, MixedLM):
                  exposure=None, n_trials=None, cov_struct="unstructured", missing="none",
                  exog_vc=None, **kwargs):
         extra_specs = list(kwargs.pop("_extra_specs", None) or [])
+        self._checks = kwargs.pop("_global_checks", True)  # False: a shard (mlglm.distributed)
         no_group_re = kwargs.pop("_no_group_re", False)
         group_factors = kwargs.pop("_group_factors", None)
         self._re_formula = kwargs.pop("_re_formula", None)
@@ -122,10 +123,11 @@ class MixedGLM(MixedLMSetup, MixedLM):
         if isinstance(exog, pd.DataFrame):
             endog_sm.index = exog.index
         self._init_mixedlm(endog_sm, exog, groups, exog_re, **kwargs)
-        _check_rank(np.asarray(self.exog, dtype=float), self.exog_names)
-        if self.n_groups < 2 and not no_group_re:
-            raise MixedGLMInputError("a mixed model needs at least two groups; found "
-                                     f"{self.n_groups}")
+        if self._checks:
+            _check_rank(np.asarray(self.exog, dtype=float), self.exog_names)
+            if self.n_groups < 2 and not no_group_re:
+                raise MixedGLMInputError("a mixed model needs at least two groups; found "
+                                         f"{self.n_groups}")
         self.family = family
         self.family_name, self.link_name = fam, link
         self.n_trials = m
@@ -158,7 +160,7 @@ class MixedGLM(MixedLMSetup, MixedLM):
         specs.extend(extra_specs)
         if not specs:
             raise MixedGLMInputError("the model has no random effects; use statsmodels' GLM")
-        terms, info = build_terms(specs, self.family_name == "gaussian", self.nobs)
+        terms, info = build_terms(specs, self.family_name == "gaussian", self.nobs, self._checks)
         self.re_terms = terms
         self.re_info = info
         if self.multi:
@@ -195,6 +197,8 @@ class MixedGLM(MixedLMSetup, MixedLM):
         consistently to every array. A two-column response ``s + f ~ ...``
         is (successes, failures) for the binomial.
         """
+        if is_dask_frame(data):        # sharded across a Dask cluster: mlglm.distributed
+            return sharded(cls, formula, data, re_formula, vc_formula, subset, missing, **kwargs)
         random_terms = list(kwargs.pop("_random_terms", None) or [])
         if not isinstance(data, pd.DataFrame):
             data = pd.DataFrame(data)
@@ -251,7 +255,10 @@ class MixedGLM(MixedLMSetup, MixedLM):
             n_dropped = int((~mask).sum())
             data = data.loc[mask]
             arrays = {k: (v[mask] if v is not None else None) for k, v in arrays.items()}
-        data, dropped_levels = drop_unused_levels(data, used)
+        if kwargs.get("_global_checks", True):
+            data, dropped_levels = drop_unused_levels(data, used)
+        else:           # a shard: the coding was fixed on the whole data (mlglm.distributed)
+            dropped_levels = {}
         lhs = formula.split("~", 1)[0]
         family_name = type(family_from_name(kwargs.get("family"))).__name__.lower() \
             if kwargs.get("family") is not None else cls._default_family_name
