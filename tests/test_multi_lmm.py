@@ -227,3 +227,16 @@ def test_statsmodels_pastes_vcomp_case():
     assert fit_ml.cov_re["batch"].iloc[0, 0] == pytest.approx(1.199, rel=1e-3)
     assert fit_ml.aic == pytest.approx(255.9944, rel=1e-3)
     assert fit_ml.bic == pytest.approx(264.3718, rel=1e-3)
+
+
+def test_singular_multi_fit_is_described_per_factor():
+    """Chem97 with a correlated slope per LEA reaches the boundary: lmer (lme4 1.1-31)
+    gives corr -1.000 for lea and logLik -70811.7081832, stopping just inside it with a
+    convergence warning (max|grad| 0.0054); mlglm lands on it. The singular-fit
+    warning and summary() name the factor."""
+    df = mlglm.datasets.load_chem97()
+    with pytest.warns(mlglm.SingularFitWarning, match="lea: gcsecnt is perfectly correlated"):
+        r = mlglm.lmer("score ~ gcsecnt + (1 + gcsecnt | lea) + (1 | school)", df)
+    text = str(r.summary())
+    assert "Singular fit: lea: gcsecnt is perfectly correlated with Intercept" in text
+    assert "lea:" in r.singular_description()
