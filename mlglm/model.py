@@ -25,6 +25,7 @@ from .core.families import get_family_link
 from .core.grouping import make_grouped_data
 from .core.lmm import lmm_fit
 from .core.modes import ModeFailure
+from .core.nested import NestedObjective, quadrature_dimension
 from .core.objective import MarginalLoglik
 from .core.optimize import fit_glmm
 from .core.quadrature import MAX_GRID_POINTS
@@ -317,6 +318,9 @@ class MixedGLM(MixedLMSetup, MixedLM):
         if self.multi:
             if nagq > 1:
                 _check_aghq_structure(self.re_terms)
+            if self.re_terms.kind == "nested":       # nested: Laplace and AGHQ by levels
+                return NestedObjective(fl, self.endog, self.n_trials, self.exog, self.offset,
+                                       self.re_terms, nagq)
             from .core.laplace_multi import MultiLaplace
             return MultiLaplace(fl, self.endog, self.n_trials, self.exog, self.offset,
                                 self.re_terms, self._cross_plan)
@@ -342,7 +346,7 @@ class MixedGLM(MixedLMSetup, MixedLM):
         """
         if self.family_name == "gaussian":
             raise NotImplementedError("use results.llf for Gaussian fits")
-        nagq = _resolve_nagq(method, nagq, max(t.q for t in self.re_terms))
+        nagq = _resolve_nagq(method, nagq, quadrature_dimension(self.re_terms))
         return self.objective(nagq)(self.theta_from_params(params))
 
     def fit(self, method=None, nagq=None, reml=None, start_params=None, maxiter=1000,
@@ -391,7 +395,7 @@ class MixedGLM(MixedLMSetup, MixedLM):
         method = "laplace" if method is None else method
         if method not in ("laplace", "aghq"):
             raise MixedGLMInputError(f"method must be 'laplace' or 'aghq', got {method!r}")
-        nagq = _resolve_nagq(method, nagq, max(t.q for t in self.re_terms))
+        nagq = _resolve_nagq(method, nagq, quadrature_dimension(self.re_terms))
         obj = self.objective(nagq)
         x0 = None if start_params is None else self.theta_from_params(start_params)
         try:
@@ -539,16 +543,15 @@ def _check_rank(X, names):
 
 
 def _check_aghq_structure(terms):
-    """nagq > 1 needs factors nested in one another (the integral factorises);
-    crossed factors are refused with the reason (never a silent Laplace)."""
+    """nagq > 1 needs factors nested in one another (the integral factorises by
+    top-level group); crossed factors are refused with the reason (never a silent
+    Laplace)."""
     if terms.kind == "crossed":
         raise MixedGLMInputError(
             f"adaptive quadrature (nagq > 1) needs grouping factors nested in one another; "
             f"{', '.join(terms.names)} are crossed, so the likelihood does not factorise over "
             "the groups of any one factor and there is no low-dimensional integral to do by "
             "quadrature. Use the Laplace approximation (nagq=1)")
-    raise NotImplementedError("adaptive quadrature through nested grouping factors is not "
-                              "available yet; use nagq=1")
 
 
 def _resolve_nagq(method, nagq, q):
