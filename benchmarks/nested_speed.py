@@ -58,8 +58,9 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--reps", type=int, default=3)
     args = ap.parse_args(argv)
-    print(f"load average at start: {os.getloadavg()}; threads: "
-          f"OPENBLAS={os.environ.get('OPENBLAS_NUM_THREADS')} OMP={os.environ.get('OMP_NUM_THREADS')}")
+    env = os.environ
+    print(f"load average at start: {os.getloadavg()}; threads: OPENBLAS="
+          f"{env.get('OPENBLAS_NUM_THREADS')} OMP={env.get('OMP_NUM_THREADS')}")
     warnings.simplefilter("ignore")
     d = simulate(1000, 5)
     formula = "y ~ x + (1 | community/family)"

@@ -36,7 +36,6 @@ import pandas as pd
 from scipy import optimize, stats
 
 import mlglm
-from mlglm.core.optimize import fit_glmm
 
 BETA = np.array([-0.5, 1.0])
 SDS = np.array([2.0, 1.0])               # community, family

@@ -3,7 +3,8 @@
 Deliberately naive and independent of ``mlglm`` (numpy and scipy only, no mode,
 no Hessian, no adaptive centring): for every top-level group the likelihood
 
-    L_j = int phi(u_top) prod_c [ int phi(u_c) prod_d [ ... prod_i p(y_i | eta_i) ... ] du_c ] du_top
+    L_j = int phi(u_top) prod_c [ int phi(u_c) prod_d [ ... prod_i p(y_i | eta_i) ... ] du_c ]
+          du_top
 
 is computed level by level on a fixed tensor grid of composite Gauss-Legendre
 rules over the box [-half_width, half_width]^q of each level's spherical

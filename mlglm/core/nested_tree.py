@@ -57,7 +57,7 @@ class Block:
     row_starts, row_sizes : per level, (J_l,) first row (relative to ``rows``)
     and number of rows of each node.  child_starts, child_counts : per level
     l < T-1, (J_{l+1},) first child (relative) and number of children of each
-    node of level l + 1.  node_starts[l][m] : for l < m, (J_m,) first level-l
+    node of level l + 1.  node_starts[(l, m)] : for l < m, (J_m,) first level-l
     node below each level-m node; node_counts likewise.
     """
 
@@ -108,15 +108,13 @@ def reduce(blk: Block, x, lo: int, hi: int, axis: int = 0):
     """Sums of per-node values of level ``lo`` (``-1``: per-row values) over the
     nodes of level ``hi`` above them.
 
-    Along axis 0 this is a product with the sparse 0/1 aggregation matrix:
-    ``np.add.reduceat`` along the first axis of an (n, K) array with segments of a
-    few rows is several times slower (it reduces one short segment at a time).
-    Along axis 1 ((k, n) arrays, contiguous rows) ``reduceat`` is fast.
+    This is a product with the sparse 0/1 aggregation matrix: ``np.add.reduceat``
+    with segments of a few rows or nodes (families of two children) reduces one
+    short segment at a time and was 2-15 times slower, along either axis.
+    ``axis=1`` takes a (k, n) array and returns (k, J).
     """
     if axis == 1:
-        starts = blk.row_starts[hi] if lo < 0 else (
-            blk.child_starts[lo] if hi == lo + 1 else blk.node_starts[(lo, hi)])
-        return np.add.reduceat(x, starts, axis=1)
+        return (blk.aggregator(lo, hi) @ x.T).T
     out = blk.aggregator(lo, hi) @ x.reshape(x.shape[0], -1)
     return out.reshape((out.shape[0],) + x.shape[1:])
 
@@ -340,7 +338,7 @@ def tree_dfactor(blk: Block, q: tuple, fac: TreeFactor, dF0: np.ndarray):
             break
         C = fac.C[l]
         dE = dF[:, :ql, ql:]
-        J, P = dE.shape[0], dE.shape[-1]
+        J = dE.shape[0]
         rhs = dE - np.einsum("jabp,jbc->jacp", dAl, C)
         dCl = _solve(fac.A[l], rhs.reshape(J, ql, -1)).reshape(rhs.shape)
         dC.append(dCl)
