@@ -36,6 +36,14 @@ REAL_DATA = {
     "contraception": {"categorical": ["woman", "district", "use", "livch", "urban"]},
     "cbpp": {"categorical": ["herd", "period"]},
     "grouseticks": {"categorical": ["INDEX", "BROOD", "YEAR", "LOCATION"]},
+    # several grouping factors (bundled with mlglm; exported by references_multi.R)
+    "verbagg": {"categorical": ["Gender", "item", "resp", "id", "btype", "situ", "mode", "r2"],
+                "bundled": True},
+    "penicillin": {"categorical": ["plate", "sample"], "bundled": True},
+    "pastes": {"categorical": ["batch", "cask", "sample"], "bundled": True},
+    "sleepstudy": {"categorical": ["Subject"], "bundled": True},
+    "chem97": {"categorical": ["school", "lea"], "bundled": True},
+    "insteval": {"categorical": ["service", "s", "d", "dept"], "bundled": True},
 }
 
 
@@ -59,7 +67,7 @@ def load_real(name: str):
     import pandas as pd
 
     spec = REAL_DATA[name]
-    df = pd.read_csv(real_data_dir() / f"{name}.csv", dtype={c: str for c in spec["categorical"]})
+    df = pd.read_csv(real_csv(name), dtype={c: str for c in spec["categorical"]})
     if name == "contraception":
         df["y"] = (df["use"] == "Y").astype(float)
         df["livch"] = pd.Categorical(df["livch"], categories=["0", "1", "2", "3+"])
@@ -69,7 +77,16 @@ def load_real(name: str):
         df["period"] = pd.Categorical(df["period"], categories=["1", "2", "3", "4"])
     elif name == "grouseticks":
         df["YEAR"] = pd.Categorical(df["YEAR"], categories=["95", "96", "97"])
+    elif name == "verbagg":
+        df["y"] = (df["r2"] == "Y").astype(float)
     return df
+
+
+def real_csv(name: str) -> Path:
+    """The CSV of a real dataset (the bundled copy for the several-factor ones)."""
+    if REAL_DATA[name].get("bundled"):
+        return REPO / "mlglm" / "datasets" / f"{name}.csv"
+    return real_data_dir() / f"{name}.csv"
 
 
 # ----------------------------------------------------------------------------------------------
@@ -141,6 +158,69 @@ SIM_DATASETS = {s.name: s for s in (
 )}
 
 
+@dataclasses.dataclass(frozen=True)
+class MultiSimSpec:
+    """Several grouping factors: ``crossed`` (factors a and b assigned independently at
+    random) or ``nested`` (families of ``per_family`` rows in communities of
+    ``families`` families). Gaussian, or Bernoulli rows."""
+
+    family: str
+    structure: str          # "crossed" | "nested"
+    n: int
+    levels: tuple           # crossed: (J_a, J_b); nested: (communities, families per community)
+    per_family: int = 2
+
+    @property
+    def name(self) -> str:
+        return (f"sim_{self.family[:3]}_{self.structure}_n{_fmt_n(self.n)}_"
+                f"{'x'.join(map(str, self.levels))}")
+
+    @property
+    def seed(self) -> int:
+        return zlib.crc32(self.name.encode())
+
+    @property
+    def factors(self) -> list:
+        return ["a", "b"] if self.structure == "crossed" else ["community", "family"]
+
+
+def simulate_multi(spec: MultiSimSpec):
+    """Rows y, x (N(0,1)) and the factor columns (as strings): crossed -- eta = b0 + 0.5 x
+    + a_j (SD 0.6 Gaussian / 1.0 binomial) + b_k (SD 0.4 / 0.5); nested -- communities
+    with SD 2, families with SD 1 (issue 12's hard three-level binary case)."""
+    import pandas as pd
+
+    rng = np.random.default_rng(spec.seed)
+    n = spec.n
+    x = rng.standard_normal(n)
+    if spec.structure == "crossed":
+        Ja, Jb = spec.levels
+        a, b = rng.integers(0, Ja, n), rng.integers(0, Jb, n)
+        sa, sb = (0.6, 0.4) if spec.family == "gaussian" else (1.0, 0.5)
+        eta = 0.2 + 0.5 * x + sa * rng.standard_normal(Ja)[a] + sb * rng.standard_normal(Jb)[b]
+        cols = {"a": [f"a{v}" for v in a], "b": [f"b{v}" for v in b]}
+    else:
+        C, F = spec.levels
+        fam = np.arange(n) // spec.per_family
+        com = fam // F
+        eta = -0.5 + 0.5 * x + 2.0 * rng.standard_normal(C)[com] \
+            + 1.0 * rng.standard_normal(C * F)[fam]
+        cols = {"community": [f"c{v}" for v in com], "family": [f"f{v % F}" for v in fam]}
+    if spec.family == "gaussian":
+        y = eta + rng.standard_normal(n)
+    else:
+        y = (rng.random(n) < 1.0 / (1.0 + np.exp(-eta))).astype(np.int64)
+    return pd.DataFrame({"y": y, "x": x, **cols})
+
+
+MULTI_SIM = {s.name: s for s in (
+    MultiSimSpec("gaussian", "crossed", 10**6, (10**4, 10**3)),
+    MultiSimSpec("binomial", "crossed", 10**5, (5000, 200)),
+    MultiSimSpec("binomial", "crossed", 10**6, (5000, 200)),
+    MultiSimSpec("binomial", "nested", 10**4, (1000, 5)),
+)}
+
+
 def sim_csv_path(name: str, cache: Path | None = None) -> Path:
     return Path(cache or DEFAULT_DATA_CACHE) / f"{name}.csv"
 
@@ -151,7 +231,7 @@ def ensure_sim_csv(name: str, cache: Path | None = None) -> Path:
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(f".tmp{os.getpid()}")
-        simulate(SIM_DATASETS[name]).to_csv(tmp, index=False, float_format="%.17g")
+        load_dataset(name).to_csv(tmp, index=False, float_format="%.17g")
         tmp.replace(path)
     return path
 
@@ -160,13 +240,15 @@ def load_dataset(name: str):
     """Data for the Python engines (not timed)."""
     if name in REAL_DATA:
         return load_real(name)
+    if name in MULTI_SIM:
+        return simulate_multi(MULTI_SIM[name])
     return simulate(SIM_DATASETS[name])
 
 
 def dataset_csv(name: str, cache: Path | None = None) -> Path:
     """CSV the R engines read."""
     if name in REAL_DATA:
-        return real_data_dir() / f"{name}.csv"
+        return real_csv(name)
     return sim_csv_path(name, cache)
 
 
@@ -197,6 +279,8 @@ class Case:
     quick: bool = False
     scaling: str | None = None     # cases sharing a label form a scaling table (time vs rows)
     lhs_by_engine: tuple = ()      # ((engine, lhs), ...) for engines needing another spelling
+    random: str | None = None      # several factors: the lme4 random terms, "(1 | a) + (1 | b)"
+    vc: tuple = ()                 # statsmodels' spelling: (groups, re_formula, ((name, vc), ...))
 
     # ---- derived ------------------------------------------------------------------------------
     @property
@@ -212,25 +296,41 @@ class Case:
         return len([t for t in self.re.split("+") if t.strip()])
 
     @property
+    def multi(self) -> bool:
+        return self.random is not None
+
+    @property
+    def factors(self) -> list:
+        """Grouping columns named in the random terms."""
+        if not self.multi:
+            return [self.group]
+        names = re.findall(r"\|\s*([\w:/ ]+)\)", self.random)
+        return list(dict.fromkeys(f.strip() for n in names for f in re.split("[:/]", n)))
+
+    @property
     def response(self) -> str:
         m = re.match(r"\s*cbind\(\s*(\w+)", self.lhs)
         return m.group(1) if m else self.lhs.strip()
 
     @property
     def nrows(self) -> int | None:
-        s = SIM_DATASETS.get(self.dataset)
+        s = SIM_DATASETS.get(self.dataset) or MULTI_SIM.get(self.dataset)
         return s.n if s else None
 
     def lhs_for(self, engine: str) -> str:
         return dict(self.lhs_by_engine).get(engine, self.lhs)
 
     def lme4_formula(self, engine: str = "lme4") -> str:
+        if self.multi:
+            return f"{self.lhs_for(engine)} ~ {self.fixed} + {self.random}"
         return f"{self.lhs_for(engine)} ~ {self.fixed} + ({self.re} | {self.group})"
 
     def patsy_formula(self, engine: str = "mlglm", with_re: bool = True) -> str:
         """The same model in patsy spelling (``**`` for powers inside I())."""
         fixed = _patsy(self.fixed)
         lhs = _patsy(self.lhs_for(engine))
+        if with_re and self.multi:
+            return f"{lhs} ~ {fixed} + {_patsy(self.random)}"
         if with_re:
             return f"{lhs} ~ {fixed} + ({_patsy(self.re)} | {self.group})"
         return f"{lhs} ~ {fixed}"
@@ -299,7 +399,57 @@ def _build_cases():
     cases.append(Case(id="grouse_ri_laplace", dataset="grouseticks", family="poisson",
                       lhs="TICKS", fixed="YEAR + cHEIGHT", re="1", group="BROOD"))
     cases += _sim_cases()
+    cases += _multi_cases()
     return {c.id: c for c in cases}
+
+
+def _multi_cases():
+    """Several grouping factors (issues 11 and 12), with statsmodels' vc_formula spelling
+    where its MixedLM can take the model (one constant group for crossed factors)."""
+    out = [
+        Case(id="penicillin_reml", dataset="penicillin", family="gaussian", lhs="diameter",
+             fixed="1", re="", group="", method="reml", random="(1 | plate) + (1 | sample)",
+             vc=("ONE", "0", (("plate", "0 + C(plate)"), ("sample", "0 + C(sample)"))),
+             quick=True),
+        Case(id="pastes_reml", dataset="pastes", family="gaussian", lhs="strength", fixed="1",
+             re="", group="", method="reml", random="(1 | batch/cask)",
+             vc=("batch", "1", (("cask", "0 + C(cask)"),))),
+        Case(id="sleepstudy_reml", dataset="sleepstudy", family="gaussian", lhs="Reaction",
+             fixed="Days", re="1 + Days", group="Subject", method="reml"),
+        Case(id="chem97_ml", dataset="chem97", family="gaussian", lhs="score", fixed="gcsecnt",
+             re="", group="", method="ml", random="(1 | school) + (1 | lea)",
+             vc=("lea", "1", (("school", "0 + C(school)"),))),
+        Case(id="insteval_ml", dataset="insteval", family="gaussian", lhs="y", fixed="service",
+             re="", group="", method="ml", random="(1 | s) + (1 | d) + (1 | dept)",
+             quick=True),
+        Case(id="simgau_crossed_n1e6_ml", dataset=MultiSimSpec("gaussian", "crossed", 10**6,
+                                                               (10**4, 10**3)).name,
+             family="gaussian", lhs="y", fixed="x", re="", group="", method="ml",
+             random="(1 | a) + (1 | b)", reps=2),
+        Case(id="verbagg_laplace", dataset="verbagg", family="binomial", lhs="y",
+             fixed="Anger + Gender + btype + situ", re="", group="",
+             random="(1 | id) + (1 | item)", quick=True),
+        Case(id="grouse3_laplace", dataset="grouseticks", family="poisson", lhs="TICKS",
+             fixed="YEAR + cHEIGHT", re="", group="",
+             random="(1 | BROOD) + (1 | INDEX) + (1 | LOCATION)", quick=True),
+        Case(id="simbin_crossed_n1e5_laplace",
+             dataset=MultiSimSpec("binomial", "crossed", 10**5, (5000, 200)).name,
+             family="binomial", lhs="y", fixed="x", re="", group="",
+             random="(1 | a) + (1 | b)"),
+        Case(id="simbin_crossed_n1e6_laplace",
+             dataset=MultiSimSpec("binomial", "crossed", 10**6, (5000, 200)).name,
+             family="binomial", lhs="y", fixed="x", re="", group="",
+             random="(1 | a) + (1 | b)", reps=2),
+        Case(id="simbin_nested_n1e4_laplace",
+             dataset=MultiSimSpec("binomial", "nested", 10**4, (1000, 5)).name,
+             family="binomial", lhs="y", fixed="x", re="", group="",
+             random="(1 | community/family)"),
+        Case(id="simbin_nested_n1e4_aghq11",
+             dataset=MultiSimSpec("binomial", "nested", 10**4, (1000, 5)).name,
+             family="binomial", lhs="y", fixed="x", re="", group="", method="aghq", nagq=11,
+             random="(1 | community/family)"),
+    ]
+    return out
 
 
 CASES: dict[str, Case] = _build_cases()

@@ -1,4 +1,5 @@
-"""Command line: ``python -m mlglm demo [--out DIR] [--no-plots]`` (also the ``mlglm`` script)."""
+"""Command line: ``python -m mlglm demo [--out DIR] [--no-plots]`` and
+``python -m mlglm --version`` (also the ``mlglm`` script)."""
 from __future__ import annotations
 
 import argparse
@@ -10,6 +11,8 @@ __all__ = ["main"]
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="mlglm", description="mlglm: multilevel GLMs by maximum "
                                 "likelihood (Laplace / adaptive Gauss-Hermite quadrature).")
+    from . import __version__
+    p.add_argument("--version", action="version", version=f"mlglm {__version__}")
     sub = p.add_subparsers(dest="command")
     d = sub.add_parser("demo", help="walk through the multilevel-models lecture (HSB data, "
                        "then a logistic GLMM) with printed explanations and figures")

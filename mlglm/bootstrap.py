@@ -6,7 +6,17 @@ eta = offset + X beta-hat + Z b (Gaussian: plus N(0, sigma-hat^2) noise), then
 refits the same model by the same method, starting from the original
 estimates (lme4's ``bootMer(use.u = FALSE, type = "parametric")``). What is
 kept per replicate is the natural parameter vector -- fixed effects, SDs,
-correlations (and sigma) -- with its log-likelihood and convergence flag.
+correlations (and sigma) -- with its log-likelihood and convergence flag, and
+the refit itself (the frozen state the results are built from: O(groups x q^2)
+numbers), so that :meth:`BootstrapResult.replicate` gives a real results object
+of the refit -- a copy of the model holding the replicate's response, with the
+refit's estimates, standard errors, random effects and log-likelihood -- and
+:meth:`BootstrapResult.apply` evaluates any statistic on it (lme4's
+``bootMer(fit, FUN)``) without fitting again. The replicate's response is drawn
+again from its seed when needed (the draw is deterministic).
+
+Several grouping factors: new random effects for every factor, the refit by
+the same method (:mod:`mlglm.bootstrap_multi`).
 
 Reproducibility: replicate r uses its own generator,
 ``np.random.default_rng(SeedSequence(seed).spawn(n)[r])``, so the replicates
@@ -17,6 +27,7 @@ rows, counted, and warned about -- never dropped silently.
 """
 from __future__ import annotations
 
+import copy
 import sys
 import time
 import warnings
@@ -26,11 +37,7 @@ import numpy as np
 import pandas as pd
 
 from .core.covariance import theta_from_Sigma, theta_to_Lambda
-from .core.families import get_family_link
-from .core.grouping import make_grouped_data
-from .core.lmm import lmm_fit
 from .core.natural import Sigma_from_natural, natural_vector
-from .core.objective import MarginalLoglik
 from .core.optimize import fit_glmm
 from .marginal import draw_response
 
@@ -48,6 +55,9 @@ class BootstrapResult:
         for failed refits.
     llf, converged : per-replicate log-likelihood and convergence flag.
     seed, n_failed, seconds : as named.
+    results : the original fit.
+    fits : per replicate, the refit's frozen state (None for failed refits).
+    seeds : per replicate, the ``SeedSequence`` its response was drawn with.
     """
 
     estimates: pd.Series
@@ -57,6 +67,8 @@ class BootstrapResult:
     seed: object
     seconds: float
     results: object = field(repr=False, default=None)
+    fits: list = field(repr=False, default=None)
+    seeds: list = field(repr=False, default=None)
 
     @property
     def n(self) -> int:
@@ -82,38 +94,80 @@ class BootstrapResult:
         return pd.DataFrame({"estimate": self.estimates, "mean": ok.mean(),
                              "bias": ok.mean() - self.estimates, "std": ok.std(ddof=1)})
 
-    def apply(self, statistic) -> pd.Series:
-        """``statistic(view)`` for each replicate, ``view`` a copy of the original
-        results with ``fe_params``, ``cov_re`` and ``scale`` replaced by the
-        replicate's (e.g. ``lambda r: mlglm.icc(r).value``); NaN for failed rows."""
-        vals = []
-        for _, row in self.replicates.iterrows():
-            if row.isna().any():
-                vals.append(np.nan)
-            else:
-                vals.append(float(statistic(_ReplicateView(self.results, row))))
-        return pd.Series(vals, name=getattr(statistic, "__name__", "statistic"))
+    def response(self, r) -> np.ndarray:
+        """The simulated response of replicate ``r`` (drawn again from its seed)."""
+        return _draw(_spec(self.results), np.random.default_rng(self.seeds[r]))
+
+    def replicate(self, r):
+        """Replicate ``r`` as a results object of its refit (``ValueError`` if that
+        refit failed): its model is a copy of the original model whose response is
+        :meth:`response`, so every statistic -- ``llf``, ``params``, ``bse``,
+        ``predict``, ``random_effects``, ``summary()`` -- is the refit's."""
+        from .results import build_results
+        if self.fits[r] is None:
+            raise ValueError(f"bootstrap refit {r} failed; it has no results")
+        res = self.results
+        if getattr(res.model, "multi", False):
+            from .bootstrap_multi import replicate_results
+            return replicate_results(res, self.response(r), self.fits[r])
+        model = _model_with_response(res.model, self.response(r))
+        return build_results(model, self.fits[r], method=res.method, nagq=res.nagq)
+
+    def apply(self, statistic):
+        """``statistic(replicate)`` for every replicate (:meth:`replicate`: a results
+        object of the refit), as lme4's ``bootMer(fit, FUN)``; NaN for failed refits.
+
+        Returns a Series when the statistic is a number, a DataFrame (one row per
+        replicate) when it is a vector or a Series (e.g. ``lambda r: r.params``).
+        """
+        values = []
+        for r in range(self.n):
+            if self.fits[r] is None:
+                values.append(np.nan)
+                continue
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                values.append(statistic(self.replicate(r)))
+        name = getattr(statistic, "__name__", "statistic")
+        if all(np.ndim(v) == 0 for v in values):
+            return pd.Series(np.asarray(values, dtype=float), name=name)
+        template = next(v for v in values if np.ndim(v) > 0)
+        columns = template.index if isinstance(template, pd.Series) else None
+        width = np.size(template)
+        rows = [np.full(width, np.nan) if np.ndim(v) == 0 else np.asarray(v, dtype=float)
+                for v in values]
+        return pd.DataFrame(rows, columns=columns)
+
+    def replicate_params(self) -> pd.DataFrame:
+        """The replicates in the layout of ``results.params``: fixed effects and
+        vech(Sigma) (variances and covariances; per factor with several), one row per
+        replicate."""
+        model = self.results.model
+        if getattr(model, "multi", False):
+            from .bootstrap_multi import multi_replicate_params
+            return multi_replicate_params(self)
+        p, q = model.k_fe, model.q
+        n_rho = 0 if (model.diagonal or q == 1) else q * (q - 1) // 2
+        tril = np.tril_indices(q)
+        rows = [np.concatenate([v[:p], Sigma_from_natural(v[p:p + q],
+                                                          v[p + q:p + q + n_rho], q)[tril]])
+                for v in self.replicates.to_numpy(dtype=float)]
+        return pd.DataFrame(rows, columns=list(model.data.param_names))
 
     def __repr__(self) -> str:
         return (f"BootstrapResult(n={self.n}, failed={self.n_failed}, seed={self.seed!r}, "
                 f"{self.seconds:.1f} s)")
 
 
-class _ReplicateView:
-    """The original results with one replicate's parameters swapped in."""
-
-    def __init__(self, results, row):
-        self._results = results
-        model = results.model
-        p, q = model.k_fe, model.q
-        v = row.to_numpy(dtype=float)
-        n_rho = 0 if (model.diagonal or q == 1) else q * (q - 1) // 2
-        self.fe_params = pd.Series(v[:p], index=list(model.exog_names))
-        self.cov_re = Sigma_from_natural(v[p:p + q], v[p + q:p + q + n_rho], q)
-        self.scale = float(v[-1] ** 2) if model.family_name == "gaussian" else 1.0
-
-    def __getattr__(self, name):
-        return getattr(self._results, name)
+def _model_with_response(model, y):
+    """A shallow copy of ``model`` whose response is ``y`` (same design, groups,
+    offsets and trials; the formula is not parsed again)."""
+    clone = copy.copy(model)
+    clone.__dict__.pop("endog_li", None)          # per-group lists of the old response
+    clone.endog = np.asarray(y, dtype=float)
+    clone.data = copy.copy(model.data)
+    clone.data.endog = clone.endog
+    return clone
 
 
 def _spec(results):
@@ -122,11 +176,14 @@ def _spec(results):
     eta, the factor L of Sigma (zero columns for a singular Sigma) and the start
     x0 = (beta, theta) of every refit."""
     model = results.model
+    if getattr(model, "multi", False):
+        from .bootstrap_multi import multi_spec
+        return multi_spec(results)
     X = np.asarray(model.exog, float)
     beta = np.asarray(results.fe_params, float)
     offset = np.asarray(model.offset, float)
     theta = theta_from_Sigma(np.asarray(results.cov_re, float), model.diagonal)
-    return dict(family=model.family_name, link=model.link_name, X=X,
+    return dict(problem=model.problem, family=model.family_name, link=model.link_name, X=X,
                 Z=np.asarray(model.exog_re, float), codes=np.asarray(model.group_codes),
                 m=np.asarray(model.n_trials, float), offset=offset, n_groups=model.n_groups,
                 eta_fixed=offset + X @ beta, x0=np.concatenate([beta, theta]),
@@ -136,30 +193,33 @@ def _spec(results):
 
 def _draw(spec, rng):
     """One response vector from the fitted model with new random effects."""
+    if spec.get("multi"):
+        from .bootstrap_multi import multi_draw
+        return multi_draw(spec, rng)
     b = rng.standard_normal((spec["n_groups"], spec["L"].shape[0])) @ spec["L"].T
     eta = spec["eta_fixed"] + np.einsum("nq,nq->n", spec["Z"], b[spec["codes"]])
     return draw_response(spec["family"], spec["link"], eta, spec["m"], spec["sigma2"], rng)
 
 
 def _refit(spec, y):
-    """(natural parameters, llf, converged) of the model refitted to y."""
+    """(natural parameters, llf, converged, fit state) of the model refitted to y."""
+    if spec.get("multi"):
+        from .bootstrap_multi import multi_refit
+        return multi_refit(spec, y)
     correlated = spec["Z"].shape[1] > 1 and not spec["diagonal"]
-    if spec["family"] == "gaussian":
-        f = lmm_fit(y - spec["offset"], spec["X"], spec["Z"], spec["codes"],
-                    reml=spec["method"] == "reml", diagonal=spec["diagonal"])
+    problem = spec["problem"].with_response(y)
+    if problem.gaussian:
+        f = problem.fit_lmm(reml=spec["method"] == "reml")
         vec = natural_vector(f.beta, f.cov_re, correlated, np.sqrt(f.sigma2))
-        return vec, float(f.llf), bool(f.converged)
-    fl = get_family_link(spec["family"], spec["link"])
-    data = make_grouped_data(y, spec["X"], spec["Z"], spec["codes"], offset=spec["offset"],
-                             m=spec["m"])
-    obj = MarginalLoglik(fl, data, nagq=spec["nagq"], diagonal=spec["diagonal"])
+        return vec, float(f.llf), bool(f.converged), f
+    obj = problem.objective(spec["nagq"])
     st = fit_glmm(obj, x0=spec["x0"])       # with the Newton polish, as results.fit()
     vec = natural_vector(st.beta, st.Lambda @ st.Lambda.T, correlated)
-    return vec, float(st.llf), bool(st.record.converged)
+    return vec, float(st.llf), bool(st.record.converged), st
 
 
 def _run_chunk(spec, items):
-    """Worker: [(r, SeedSequence)] -> [(r, vector | None, llf, converged)]."""
+    """Worker: [(r, SeedSequence)] -> [(r, vector | None, llf, converged, state | None)]."""
     out = []
     for r, ss in items:
         rng = np.random.default_rng(ss)
@@ -167,10 +227,10 @@ def _run_chunk(spec, items):
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                vec, llf, conv = _refit(spec, y)
-            out.append((r, vec, llf, conv))
+                vec, llf, conv, state = _refit(spec, y)
+            out.append((r, vec, llf, conv, state))
         except Exception:  # noqa: BLE001 - a failed refit is a recorded outcome
-            out.append((r, None, np.nan, False))
+            out.append((r, None, np.nan, False, None))
     return out
 
 
@@ -210,7 +270,10 @@ def bootstrap(results, n=200, seed=None, progress=None, n_jobs=1) -> BootstrapRe
         run has taken 2 s).
     n_jobs : worker processes (-1: one per CPU).
     """
-    from .profile import natural_values
+    if getattr(results.model, "multi", False):
+        from .profile_multi import multi_natural_values as natural_values
+    else:
+        from .profile import natural_values
     if n < 1:
         raise ValueError("n must be a positive number of replicates")
     t0 = time.perf_counter()
@@ -221,14 +284,15 @@ def bootstrap(results, n=200, seed=None, progress=None, n_jobs=1) -> BootstrapRe
     rows = np.full((n, estimates.size), np.nan)
     llf = np.full(n, np.nan)
     conv = np.zeros(n, dtype=bool)
+    fits = [None] * n
     bar = _Progress(n, progress)
     done = 0
 
     def collect(chunk_out):
         nonlocal done
-        for r, vec, ll, c in chunk_out:
+        for r, vec, ll, c, state in chunk_out:
             if vec is not None:
-                rows[r], llf[r], conv[r] = vec, ll, c
+                rows[r], llf[r], conv[r], fits[r] = vec, ll, c, state
             done += 1
         bar.update(done)
 
@@ -248,7 +312,8 @@ def bootstrap(results, n=200, seed=None, progress=None, n_jobs=1) -> BootstrapRe
                 collect(fut.result())
     reps = pd.DataFrame(rows, columns=estimates.index)
     out = BootstrapResult(estimates=estimates, replicates=reps, llf=llf, converged=conv,
-                          seed=seed, seconds=time.perf_counter() - t0, results=results)
+                          seed=seed, seconds=time.perf_counter() - t0, results=results,
+                          fits=fits, seeds=[s for _, s in items])
     if out.n_failed:
         warnings.warn(f"{out.n_failed} of {n} bootstrap refits failed (NaN rows); intervals "
                       "use the others", RuntimeWarning, stacklevel=2)

@@ -11,6 +11,14 @@ conservative. For adding one random effect to q existing ones with an
 unstructured covariance (df = q + 1 extra parameters) the null distribution
 is the 50:50 mixture of chi^2_q and chi^2_{q+1} (Self & Liang 1987; Stram &
 Lee 1994), which is what ``boundary=True`` (the default) uses and says.
+
+The same holds between random-effects structures with several grouping
+factors: what is counted is the number of variance components (one SD per
+effect of every factor; one per tied block). Adding one -- ``(1 | school)``
+against ``(1 | school/class)``, one factor against two crossed ones, a
+random slope on one factor -- tests that variance at 0 with the 50:50
+mixture of chi^2_{df-1} and chi^2_df (chi^2_0 being a point mass at 0, so
+for df = 1 the p-value is half the chi^2_1 one).
 """
 from __future__ import annotations
 
@@ -20,7 +28,10 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-__all__ = ["LRTest", "compare_lr_test", "anova"]
+__all__ = ["LRTest", "compare_lr_test", "anova", "AnovaTable"]
+
+#: the width anova() tables print in (a terminal's)
+PRINT_WIDTH = 80
 
 
 def _n_params(res) -> int:
@@ -35,7 +46,12 @@ def _n_params(res) -> int:
 
 
 def _n_re(res) -> int:
+    """The number of variance components (random-effect SDs) of a fit."""
     model = getattr(res, "model", None)
+    terms = getattr(model, "re_terms", None)
+    if terms is not None and getattr(model, "multi", False):
+        return sum(b.size if b.kind == "unstructured" else 1
+                   for t in terms for b in t.pattern.blocks)
     if model is None or not hasattr(model, "exog_re"):
         return 0
     return int(np.asarray(model.exog_re).shape[1])
@@ -43,6 +59,9 @@ def _n_re(res) -> int:
 
 def _label(res) -> str:
     model = res.model
+    if getattr(model, "multi", False) and getattr(model, "formula", None):
+        from .factors import random_terms_text
+        return f"{model.formula} + {random_terms_text(model)}"
     text = getattr(model, "formula", None) or type(model).__name__
     if hasattr(model, "exog_re") and hasattr(model, "group_name"):
         names = [("1" if n == model.group_name else n) for n in model.data.exog_re_names]
@@ -79,9 +98,10 @@ class LRTest:
 def compare_lr_test(big, small, boundary=True) -> LRTest:
     """LR test of ``small`` nested in ``big`` (either order is accepted).
 
-    ``boundary=True`` uses the 50:50 chi-square mixture when ``big`` has more
-    random-effect terms than ``small`` (see the module docstring); set it to
-    False for the plain chi-square of lme4's ``anova()``.
+    ``boundary=True`` uses the 50:50 chi-square mixture when ``big`` has one
+    variance component more than ``small`` (one more random effect, of any
+    grouping factor; see the module docstring); set it to False for the plain
+    chi-square of lme4's ``anova()``.
     """
     if _n_params(big) < _n_params(small):
         big, small = small, big
@@ -100,9 +120,39 @@ def compare_lr_test(big, small, boundary=True) -> LRTest:
     return LRTest(float(lr), int(df), float(p), ref, float(small.llf), float(big.llf))
 
 
-def anova(*results, boundary=False) -> pd.DataFrame:
+class AnovaTable(pd.DataFrame):
+    """The DataFrame of :func:`anova` (index: the models' formulas), printed as R
+    prints it: the formulas listed as m1, m2, ... above a table that fits in
+    :data:`PRINT_WIDTH` columns."""
+
+    def to_text(self) -> str:
+        import textwrap
+        short = [f"m{i + 1}" for i in range(len(self))]
+        lines = ["Models:"]
+        for tag, label in zip(short, self.index):
+            lines += textwrap.wrap(f"{tag}: {label}", PRINT_WIDTH, subsequent_indent="    ")
+
+        def num(d):
+            return lambda v: "" if pd.isna(v) else f"{v:.{d}f}"
+        formats = {"npar": lambda v: f"{int(v)}", "AIC": num(2), "BIC": num(2),
+                   "logLik": num(2), "deviance": num(2), "Chisq": num(4),
+                   "Df": lambda v: "" if pd.isna(v) else f"{int(v)}",
+                   "Pr(>Chisq)": lambda v: "" if pd.isna(v) else f"{v:.4g}"}
+        table = pd.DataFrame(self.to_numpy(), index=short, columns=self.columns)
+        lines += table.to_string(formatters={c: formats.get(c, str) for c in self.columns},
+                                 na_rep="", line_width=PRINT_WIDTH).splitlines()
+        return "\n".join(line.rstrip() for line in lines)
+
+    def __repr__(self) -> str:
+        return self.to_text()
+
+    __str__ = __repr__
+
+
+def anova(*results, boundary=False) -> AnovaTable:
     """R-style table for nested fits, ordered by the number of parameters:
-    npar, AIC, BIC, logLik, deviance (-2 logLik), Chisq, Df, Pr(>Chisq).
+    npar, AIC, BIC, logLik, deviance (-2 logLik), Chisq, Df, Pr(>Chisq); indexed by
+    the models' formulas and printed as R prints it (:class:`AnovaTable`).
 
     Each row is tested against the row above it. ``boundary=False`` (the
     default, as lme4) uses plain chi-square p-values; ``True`` the mixture.
@@ -121,4 +171,4 @@ def anova(*results, boundary=False) -> pd.DataFrame:
             t = compare_lr_test(r, fits[i - 1], boundary=boundary)
             row.update({"Chisq": t.statistic, "Df": t.df, "Pr(>Chisq)": t.pvalue})
         rows.append(row)
-    return pd.DataFrame(rows).set_index("model")
+    return AnovaTable(pd.DataFrame(rows).set_index("model"))

@@ -7,13 +7,16 @@ and the group column.
 """
 from __future__ import annotations
 
+import difflib
+import re
 import warnings
 
 import numpy as np
 import pandas as pd
 
-__all__ = ["MixedGLMInputError", "family_link_names", "binomial_response", "poisson_response",
-           "finite_mask", "DataWarning"]
+__all__ = ["MixedGLMInputError", "family_link_names", "family_from_name", "binomial_response",
+           "poisson_response", "finite_mask", "DataWarning", "did_you_mean",
+           "drop_unused_levels", "check_categorical_response", "response_label"]
 
 
 class MixedGLMInputError(ValueError):
@@ -40,6 +43,103 @@ def family_link_names(family) -> tuple[str, str]:
             f"family {type(family).__name__} with link {type(family.link).__name__} is not "
             "supported; use Binomial (Logit, Probit, CLogLog), Poisson (Log) or Gaussian (Identity)")
     return fam, link
+
+
+def family_from_name(family, link=None):
+    """A statsmodels family from ``"binomial"``, ``"poisson"``, ``"gaussian"`` (also
+    ``"binomial(link='probit')"`` or ``link="probit"``); family objects pass through."""
+    import statsmodels.api as sm
+    families = {"binomial": sm.families.Binomial, "poisson": sm.families.Poisson,
+                "gaussian": sm.families.Gaussian}
+    link_classes = {"logit": sm.families.links.Logit, "probit": sm.families.links.Probit,
+                    "cloglog": sm.families.links.CLogLog, "log": sm.families.links.Log,
+                    "identity": sm.families.links.Identity}
+    if not isinstance(family, str):
+        return family
+    name = family.strip().lower()
+    m = re.fullmatch(r"(\w+)\s*\(\s*(?:link\s*=\s*)?['\"]?(\w+)['\"]?\s*\)", name)
+    if m:
+        name, link = m.group(1), m.group(2)
+    if name not in families:
+        raise MixedGLMInputError(f"unknown family {family!r}; use 'binomial', 'poisson' or "
+                                 "'gaussian' (or a statsmodels family object)"
+                                 + did_you_mean(name, families))
+    if link is None:
+        return families[name]()
+    if link not in link_classes:
+        raise MixedGLMInputError(f"unknown link {link!r}; use one of {', '.join(link_classes)}")
+    return families[name](link=link_classes[link]())
+
+
+def did_you_mean(name, candidates) -> str:
+    """``"; did you mean 'x'?"`` for the closest of ``candidates``, or ``""``."""
+    close = difflib.get_close_matches(str(name), [str(c) for c in candidates], n=1, cutoff=0.6)
+    if not close:
+        low = {str(c).lower(): str(c) for c in candidates}
+        close = [low[str(name).lower()]] if str(name).lower() in low else []
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def unexpected_keywords(function: str, given, valid) -> None:
+    """``TypeError`` for the first of ``given`` not in ``valid``, with a did-you-mean."""
+    for name in given:
+        if name not in valid:
+            raise TypeError(f"{function}() got an unexpected keyword argument {name!r}"
+                            + did_you_mean(name, valid))
+
+
+def drop_unused_levels(data: pd.DataFrame, columns) -> tuple[pd.DataFrame, dict]:
+    """``data`` with the categories no row uses removed from the categorical
+    ``columns`` (left over after filtering; patsy would make all-zero dummy columns
+    of them), and {column: [dropped levels]}."""
+    dropped = {}
+    for c in columns:
+        col = data[c]
+        if isinstance(col.dtype, pd.CategoricalDtype):
+            unused = [lev for lev in col.cat.categories if lev not in set(col.dropna().unique())]
+            if unused:
+                dropped[c] = unused
+    if dropped:
+        data = data.assign(**{c: data[c].cat.remove_unused_categories() for c in dropped})
+    return data, dropped
+
+
+def check_categorical_response(data: pd.DataFrame, lhs: str, family_name: str) -> None:
+    """mlglm's message for a non-numeric response column that cannot be modelled:
+    a binomial response needs exactly two levels; other families need numbers."""
+    name = lhs.strip()
+    if name not in data.columns:
+        return
+    col = data[name]
+    numeric = (pd.api.types.is_numeric_dtype(col) or pd.api.types.is_bool_dtype(col)) and \
+        not isinstance(col.dtype, pd.CategoricalDtype)
+    if numeric:
+        return
+    levels = list(pd.unique(col.dropna()))
+    if isinstance(col.dtype, pd.CategoricalDtype):
+        levels = [lev for lev in col.cat.categories if lev in set(levels)]
+    shown = ", ".join(map(repr, levels[:6])) + (" ..." if len(levels) > 6 else "")
+    if family_name == "binomial" and len(levels) > 2:
+        last = levels[-1]
+        raise MixedGLMInputError(
+            f"the response {name!r} has {len(levels)} levels ({shown}); a binomial model "
+            f"needs two: model one level against the others, e.g. "
+            f"data[{name + '_' + str(last)!r}] = data[{name!r}] == {last!r}, or merge levels")
+    if family_name != "binomial":
+        raise MixedGLMInputError(f"the response {name!r} is not numeric ({shown}); a "
+                                 f"{family_name} model needs numbers")
+
+
+def response_label(names):
+    """The name of what a binomial model of a two-level categorical response models:
+    patsy codes ``use`` as the columns ``use[N]``, ``use[Y]``; the second level is the
+    "success", so the label is ``use[Y]``. None when ``names`` is not such a pair."""
+    if names is None or len(names) != 2:
+        return None
+    parts = [re.fullmatch(r"(.+)\[(.+)\]", str(n)) for n in names]
+    if all(parts) and parts[0].group(1) == parts[1].group(1):
+        return str(names[1])
+    return None
 
 
 def binomial_response(endog, n_trials=None, names=None):
@@ -69,6 +169,8 @@ def binomial_response(endog, n_trials=None, names=None):
         return s.copy(), s + f
     if n_trials is not None:
         m = np.asarray(n_trials, dtype=float).reshape(-1)
+        if m.size == 1:                   # a scalar: the same trials for every row
+            m = np.full(y.shape, m[0])
         if m.shape != y.shape:
             raise MixedGLMInputError(f"n_trials has {m.size} values for {y.size} observations")
         if np.any(m <= 0) or np.any(m != np.round(m)):
@@ -135,3 +237,16 @@ def report_nonfinite(arrays: dict, missing: str):
     warnings.warn(f"dropped {nbad} rows with NaN or inf (in {', '.join(bad)})", DataWarning,
                   stacklevel=4)
     return mask
+
+
+def is_dask_frame(data) -> bool:
+    """A dask DataFrame, recognised without importing dask (an optional extra)."""
+    return type(data).__module__.split(".")[0] in ("dask", "dask_expr") and hasattr(
+        data, "npartitions")
+
+
+def sharded(*args, **kwargs):
+    """The model of :mod:`mlglm.distributed` for a Dask DataFrame (imported on first use:
+    dask is an optional extra)."""
+    from .distributed.frontend import sharded_model as build
+    return build(*args, **kwargs)

@@ -1,11 +1,14 @@
-"""lme4 bar syntax, ``y ~ x + (1 + x | g)``, translated to statsmodels' terms.
+"""lme4 bar syntax, ``y ~ x + (1 + x | g) + (1 | h)``, translated to statsmodels' terms.
 
 :func:`parse_lme4` works on the formula string only (no patsy, no data): it
-finds the one random-effects term ``( ... | g)`` or ``( ... || g)``, removes
-it from the right-hand side, and returns the fixed-effects formula, the name
-of the grouping column and a statsmodels ``re_formula``, as
+finds the random-effects terms ``( ... | g)`` or ``( ... || g)``, removes them
+from the right-hand side, and returns the fixed-effects formula and, per
+term, the grouping factor (one column, or an interaction ``a:b`` of columns)
+and a statsmodels-style effects formula (``"1"``, ``"~x"``, ``"~0 + x"``).
+Nested grouping ``(1 | a/b)`` expands, as in lme4, to ``(1 | a) + (1 | a:b)``.
+With one term the result is exactly what
 ``MixedLM.from_formula(fixed, data, groups=groups, re_formula=re_formula)``
-expects them. It plays the part of lme4's ``findbars``/``nobars``.
+expects. It plays the part of lme4's ``findbars``/``nobars``.
 
 R spellings are translated where Python's differ: ``^`` becomes ``**``
 (``I(age^2)`` is ``I(age**2)``; ``(a + b)^2`` is the same interaction
@@ -20,7 +23,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-__all__ = ["FormulaError", "ParsedFormula", "parse_lme4", "has_bar_term"]
+__all__ = ["FormulaError", "ParsedFormula", "RandomTerm", "parse_lme4", "has_bar_term"]
 
 _OPEN = {"(": ")", "[": "]", "{": "}"}
 _CLOSE = {v: k for k, v in _OPEN.items()}
@@ -55,6 +58,29 @@ class FormulaError(ValueError):
 
 
 @dataclass(frozen=True)
+class RandomTerm:
+    """One random-effects term after expansion of ``a/b``.
+
+    Attributes
+    ----------
+    text : the term as written (for ``a/b`` the written term, shared by its parts).
+    re_formula : effects, statsmodels style: ``"1"``, ``"~x"``, ``"~0 + x"``.
+    factors : the grouping columns; two or more for an interaction ``a:b``.
+    diagonal : ``||`` (uncorrelated effects).
+    """
+
+    text: str
+    re_formula: str
+    factors: tuple[str, ...]
+    diagonal: bool
+
+    @property
+    def group(self) -> str:
+        """The grouping factor's name, ``"a"`` or ``"a:b"``."""
+        return ":".join(self.factors)
+
+
+@dataclass(frozen=True)
 class ParsedFormula:
     """An lme4-style formula split into the pieces statsmodels wants.
 
@@ -72,14 +98,17 @@ class ParsedFormula:
     fixed_rhs : str
         Right-hand side without the random-effects term ("1" if nothing is left).
     groups : str or None
-        Name of the grouping column; None when there is no random-effects term.
+        Grouping factor of the first random-effects term (``"a:b"`` for an
+        interaction); None when there is none.
     re_formula : str or None
-        statsmodels random-effects formula: ``"1"`` (intercept only),
-        ``"~x"`` (intercept and slope) or ``"~0 + x"`` (slope only).
+        statsmodels random-effects formula of the first term: ``"1"``
+        (intercept only), ``"~x"`` (intercept and slope) or ``"~0 + x"``.
     diagonal : bool
-        True for ``||`` (uncorrelated random effects).
+        True for ``||`` in the first term (uncorrelated random effects).
     random : str or None
-        The random-effects term as written, e.g. ``"(1 + x | g)"``.
+        The first random-effects term as written, e.g. ``"(1 + x | g)"``.
+    random_terms : tuple of RandomTerm
+        Every random-effects term, ``a/b`` expanded, in the order written.
     """
 
     formula: str
@@ -91,6 +120,7 @@ class ParsedFormula:
     re_formula: str | None
     diagonal: bool
     random: str | None
+    random_terms: tuple = ()
 
 
 @dataclass(frozen=True)
@@ -199,27 +229,46 @@ def _bar_term(scan: _Scan, term: _Term) -> list[int] | None:
     return bars or None
 
 
-def _group_name(scan: _Scan, start: int, end: int, bar_at: int) -> str:
-    """The grouping column named in [start, end), after the bar at ``bar_at``."""
+def _grouping(scan: _Scan, start: int, end: int, bar_at: int) -> list[tuple[str, ...]]:
+    """Grouping factors named in [start, end) after the bar at ``bar_at``.
+
+    ``g`` gives [("g",)]; an interaction ``a:b`` gives [("a", "b")]; nesting
+    ``a/b`` gives lme4's expansion [("a",), ("a", "b")] (and ``a/b/c`` three).
+    """
     text = scan.text
     a, b = scan.strip(start, end)
     if a == b:
         raise FormulaError("random-effects term has no grouping factor after '|'",
                            text, bar_at)
-    name = text[a:b]
     level = scan.depth[bar_at]
-    for op in scan.find("/:", a, b, level):
-        left, right = text[a:op].strip(), text[op + 1:b].strip()
-        combined = f"{left}_{right}"
-        if text[op] == "/":
-            what = (f"nested grouping {name!r} means ({left}) and ({left}:{right}), "
-                    "two grouping factors, and ")
-        else:
-            what = f"interaction grouping {name!r} is not supported: "
-        raise FormulaError(
-            f"{what}mlglm fits one grouping factor; create a combined column, e.g. "
-            f"df[{combined!r}] = df[{left!r}].astype(str) + ':' + df[{right!r}].astype(str), "
-            f"and write (... | {combined})", text, op)
+    slashes = scan.find("/", a, b, level)
+    bounds = [a - 1] + slashes + [b]
+    nested = []
+    for k in range(len(bounds) - 1):
+        pa, pb = scan.strip(bounds[k] + 1, bounds[k + 1])
+        if pa == pb:
+            raise FormulaError("empty grouping factor around '/'", text,
+                               bounds[k + 1] if bounds[k + 1] < b else bounds[k])
+        colons = scan.find(":", pa, pb, level)
+        cb = [pa - 1] + colons + [pb]
+        parts = []
+        for i in range(len(cb) - 1):
+            xa, xb = scan.strip(cb[i] + 1, cb[i + 1])
+            parts.append(_column_name(scan, xa, xb))
+        nested.append(tuple(parts))
+    out, prefix = [], ()
+    for parts in nested:
+        prefix = prefix + parts
+        out.append(prefix)
+    return out
+
+
+def _column_name(scan: _Scan, a: int, b: int) -> str:
+    """A column name in [a, b): plain, `backquoted` or Q("quoted")."""
+    text = scan.text
+    name = text[a:b]
+    if not name:
+        raise FormulaError("empty grouping factor", text, a)
     if _NAME.fullmatch(name):
         return name
     quoted = _QUOTED_NAME.fullmatch(name)
@@ -296,11 +345,13 @@ def parse_lme4(formula: str, require_re: bool = True) -> ParsedFormula:
     Parameters
     ----------
     formula : str
-        An lme4-style formula with one random-effects term anywhere on the
-        right-hand side, e.g. ``"y ~ x + I(x^2) + (1 + x | g)"``.
+        An lme4-style formula with random-effects terms anywhere on the
+        right-hand side, e.g. ``"y ~ x + I(x^2) + (1 + x | g) + (1 | h)"``.
         ``(1 | g)`` is a random intercept, ``(x | g)`` and ``(1 + x | g)`` a
         random intercept and slope, ``(0 + x | g)`` and ``(x - 1 | g)`` a
-        slope only, and ``(1 + x || g)`` uncorrelated effects.
+        slope only, ``(1 + x || g)`` uncorrelated effects, ``(1 | a:b)`` an
+        intercept per combination of a and b, ``(1 | a/b)`` the nested pair
+        ``(1 | a) + (1 | a:b)``.
     require_re : bool, default True
         Raise if there is no random-effects term (as ``glmer``/``lmer`` do).
         With False such a formula parses with ``groups=None``.
@@ -312,10 +363,9 @@ def parse_lme4(formula: str, require_re: bool = True) -> ParsedFormula:
     Raises
     ------
     FormulaError
-        For no ``~``, unbalanced parentheses, more than one random-effects
-        term, a nested or interaction grouping factor (``a/b``, ``a:b``), an
-        empty random-effects term, or no random-effects term when
-        ``require_re``. The message points at the offending text.
+        For no ``~``, unbalanced parentheses, a term written twice, an
+        empty random-effects term or grouping factor, or no random-effects
+        term when ``require_re``. The message points at the offending text.
 
     Examples
     --------
@@ -345,8 +395,8 @@ def parse_lme4(formula: str, require_re: bool = True) -> ParsedFormula:
 
     groups = re_formula = random_text = None
     diagonal = False
+    random_terms = []
     if random:
-        parsed = []
         for term, bar in random:
             if term.sign == "-":
                 raise FormulaError("a random-effects term cannot be subtracted",
@@ -354,21 +404,19 @@ def parse_lme4(formula: str, require_re: bool = True) -> ParsedFormula:
             if len(bar) > 2 or (len(bar) == 2 and bar[1] != bar[0] + 1):
                 raise FormulaError("a random-effects term has one '|' (or '||')",
                                    formula, bar[1])
-            parsed.append((term, bar, _group_name(scan, bar[-1] + 1, term.end - 1, bar[0])))
-        if len(parsed) > 1:
-            (t0, _, g0), (t1, _, g1) = parsed[0], parsed[1]
-            first, second = formula[t0.start:t0.end], formula[t1.start:t1.end]
-            if g0 != g1:
-                msg = f"mlglm fits one grouping factor for now; found {first} and {second}"
-            else:
-                msg = (f"mlglm fits one random-effects term per model; found {first} and "
-                       f"{second}; combine them into one term such as (1 + x | {g0}), "
-                       f"or (1 + x || {g0}) for uncorrelated effects")
-            raise FormulaError(msg, formula, t1.start, t1.end - t1.start)
-        term, bar, groups = parsed[0]
-        re_formula = _re_formula(scan, term, term.start + 1, bar[0], bar[0])
-        diagonal = len(bar) == 2
-        random_text = formula[term.start:term.end]
+            effects = _re_formula(scan, term, term.start + 1, bar[0], bar[0])
+            text = formula[term.start:term.end]
+            for factors in _grouping(scan, bar[-1] + 1, term.end - 1, bar[0]):
+                rt = RandomTerm(text, effects, factors, len(bar) == 2)
+                if any(r.factors == rt.factors and r.re_formula == rt.re_formula
+                       for r in random_terms):
+                    raise FormulaError(f"the random-effects term ({effects.lstrip('~')} | "
+                                       f"{rt.group}) appears twice", formula, term.start,
+                                       term.end - term.start)
+                random_terms.append(rt)
+        first = random_terms[0]
+        groups, re_formula, diagonal, random_text = (first.group, first.re_formula,
+                                                     first.diagonal, first.text)
     elif require_re:
         a, b = scan.strip(tilde + 1, len(formula))
         raise FormulaError(_NO_RE_TERM, formula, a, b - a)
@@ -384,9 +432,96 @@ def parse_lme4(formula: str, require_re: bool = True) -> ParsedFormula:
     rhs = rhs or "1"
     return ParsedFormula(formula=formula, response=response, response_terms=response_terms,
                          fixed=f"{response} ~ {rhs}", fixed_rhs=rhs, groups=groups,
-                         re_formula=re_formula, diagonal=diagonal, random=random_text)
+                         re_formula=re_formula, diagonal=diagonal, random=random_text,
+                         random_terms=tuple(random_terms))
 
 
 def has_bar_term(formula: str) -> bool:
     """Whether ``formula`` contains an lme4 random-effects term like ``(1 | g)``."""
     return parse_lme4(formula, require_re=False).groups is not None
+
+
+def split_offsets(rhs: str) -> tuple[str, tuple[str, ...]]:
+    """Take lme4's ``offset(expr)`` terms out of a right-hand side.
+
+    Returns the right-hand side without them ("1" if nothing is left) and the
+    expressions, R's ``^`` written as ``**``: ``"x + offset(log(n))"`` gives
+    ``("x", ("log(n)",))``.
+    """
+    scan = _Scan(rhs)
+    kept, offsets = [], []
+    for t in scan.terms(0, len(rhs), 0):
+        text = rhs[t.start:t.end]
+        if text.startswith("offset") and _is_call_of(scan, t, "offset"):
+            if t.sign == "-":
+                raise FormulaError("an offset cannot be subtracted; write offset(-expr)",
+                                   rhs, t.start, t.end - t.start)
+            open_at = scan.strip(t.start + len("offset"), t.end)[0]
+            offsets.append(scan.piece(open_at + 1, t.end - 1))
+        else:
+            kept.append((t.sign, scan.piece(t.start, t.end)))
+    out = ""
+    for k, (sign, text) in enumerate(kept):
+        out = (text if sign == "+" else f"-{text}") if k == 0 else f"{out} {sign} {text}"
+    return out or "1", tuple(offsets)
+
+
+def _is_call_of(scan: _Scan, term: _Term, name: str) -> bool:
+    """Whether ``term`` is exactly one call ``name(...)``."""
+    open_at = scan.strip(term.start + len(name), term.end)[0]
+    return (scan.text[term.start:term.start + len(name)] == name
+            and scan.text[open_at:open_at + 1] == "("
+            and scan.match.get(open_at) == term.end - 1)
+
+
+def update_formula(old: str, new: str) -> str:
+    """lme4's ``update()`` of a formula: ``"."`` in ``new`` stands for the
+    corresponding side of ``old``.
+
+    ``update_formula("y ~ a + x + (1 | g)", "~ . - x")`` is
+    ``"y ~ a + x - x + (1 | g)"`` (patsy removes x, as R does). On the right, a
+    ``"."`` term stands for the fixed part plus the random-effects term (a ``"."``
+    inside a term, as in ``". * z"``, for the fixed part in parentheses); a
+    random-effects term subtracted in ``new`` (``"~ . - (1 | g)"``) removes the
+    matching term of ``old``. With several random-effects terms ``"."`` carries all
+    of them (as written: ``(1 | a/b)`` stays one term).
+    """
+    old_parsed = parse_lme4(old, require_re=False)
+    if "~" not in new:
+        raise FormulaError("an update formula has a '~', e.g. '~ . - x' or '. ~ . + z'", new,
+                           0, len(new))
+    lhs, rhs = new.split("~", 1)
+    lhs = lhs.strip()
+    lhs = old_parsed.response if lhs in ("", ".") else re.sub(
+        r"(?<![\w.])\.(?![\w.])", f"({old_parsed.response})", lhs)
+    randoms = list(dict.fromkeys(t.text for t in old_parsed.random_terms))
+    scan = _Scan(rhs)
+    kept = []
+    for t in scan.terms(0, len(rhs), 0):
+        text = rhs[t.start:t.end]
+        if t.sign == "-" and _bar_term(scan, t) is not None:
+            match = [r for r in randoms if _same_term(text, r)]
+            if match:
+                randoms.remove(match[0])
+                continue
+            which = "the random-effects term" if len(randoms) < 2 else "a random-effects term"
+            raise FormulaError(f"{text} is not {which} of the model "
+                               f"({' + '.join(randoms) or None})", rhs, t.start,
+                               t.end - t.start)
+        kept.append((t.sign, text))
+    body, dotted = "", False
+    for k, (sign, text) in enumerate(kept):
+        if re.fullmatch(r"\s*\.\s*", text):     # a whole term: + and - need no parentheses
+            text, dotted = old_parsed.fixed_rhs, True
+        elif re.search(r"(?<![\w.])\.(?![\w.])", text):
+            text = re.sub(r"(?<![\w.])\.(?![\w.])", f"({old_parsed.fixed_rhs})", text)
+            dotted = True
+        body = (text if sign == "+" else f"-{text}") if k == 0 else f"{body} {sign} {text}"
+    if dotted and randoms:                  # "." carries the random-effects terms along
+        body += " + " + " + ".join(randoms)
+    return f"{lhs} ~ {body or '1'}"
+
+
+def _same_term(a: str, b: str) -> bool:
+    """Random-effects terms equal up to spaces."""
+    return re.sub(r"\s+", "", a) == re.sub(r"\s+", "", b)

@@ -30,6 +30,10 @@ al.'s adjusted ICC.
 :func:`variance_explained` gives the proportional reduction of each variance
 component between two nested fits (Raudenbush & Bryk 2002, ch. 4), e.g.
 (8.61 - 2.64) / 8.61 = .69 for adding school mean SES to the HSB null model.
+
+Fits with several grouping factors (nested or crossed) get one ICC per factor
+and the variance explained per level: :mod:`mlglm.icc_multilevel`, which
+:func:`icc` and :func:`variance_explained` hand them to.
 """
 from __future__ import annotations
 
@@ -280,7 +284,8 @@ def icc(results, at=None, adjusted=False, method=None, beta0="mean", ci=False, l
     Parameters
     ----------
     results : MixedGLMResults or statsmodels MixedLMResults
-        A fitted random-intercept or random-slope model (one grouping factor).
+        A fitted random-intercept or random-slope model (one grouping factor; for
+        several, one ICC per factor: see Returns).
     at : dict, optional
         Random-effect column name -> value (e.g. ``{"cses": 1.0}``). The
         between-group variance is :math:`z'\Sigma z` with z = (1, at...);
@@ -318,7 +323,17 @@ def icc(results, at=None, adjusted=False, method=None, beta0="mean", ci=False, l
     ICCResult
         ``value``, ``method`` (the formula), ``components``, ``note``, and
         ``ci``, ``ci_method``, ``level`` when ``ci=True``.
+
+        With several grouping factors a
+        :class:`~mlglm.icc_multilevel.MultilevelICC`: one ICC per factor (same
+        school, same class: the factor's variance plus that of every factor it
+        is nested in, over the total), intervals by the bootstrap.
     """
+    if getattr(results.model, "multi", False):
+        from .icc_multilevel import multilevel_icc
+        return multilevel_icc(results, at=at, adjusted=adjusted, method=method, beta0=beta0,
+                              ci=ci, level=level, ci_method=ci_method, n_boot=n_boot,
+                              seed=seed, n_jobs=n_jobs, progress=progress)
     point = _icc_point(results, at, adjusted, method, beta0)
     if not ci:
         return point
@@ -433,6 +448,9 @@ def describe_model(results) -> str:
     """The model of a fit as an lme4-style formula, e.g. ``mAch ~ cses + (1 + cses | school)``."""
     model = results.model
     fixed = getattr(model, "formula", None) or "<arrays>"
+    if getattr(model, "multi", False):
+        from .factors import random_terms_text
+        return f"{fixed} + {random_terms_text(model)}"
     names = _re_names(results)
     k0 = _intercept_index(results)
     group = getattr(model, "group_name", None) or (names[k0] if k0 is not None else "group")
@@ -463,8 +481,13 @@ def variance_explained(reduced, full, at=None, adjusted=False) -> VarianceExplai
     -------
     VarianceExplained
         The components of both fits, the proportions explained, both ICCs,
-        and the compared models' formulas.
+        and the compared models' formulas. With several grouping factors a
+        :class:`~mlglm.icc_multilevel.MultilevelVarianceExplained`: the
+        reduction of every factor's variance and of the within variance.
     """
+    if any(getattr(r.model, "multi", False) for r in (reduced, full)):
+        from .icc_multilevel import multilevel_variance_explained
+        return multilevel_variance_explained(reduced, full, at=at, adjusted=adjusted)
     fr, _ = _family_link(reduced)
     ff, _ = _family_link(full)
     if fr != ff:

@@ -1,6 +1,9 @@
 """Confidence intervals for fixed effects, random-effect SDs and correlations.
 
-``results.conf_int(method=...)`` dispatches here:
+``results.intervals(method=...)`` (the table with SDs, correlations and how each
+interval was made) dispatches to :func:`conf_int`; ``results.conf_int(method=...)``
+(statsmodels' shape: one row per ``params`` entry, columns lower and upper) to
+:func:`params_conf_int`. Methods:
 
 * ``"wald"`` -- estimate +- z SE. Fixed effects on their own scale. SDs and
   correlations are not symmetric quantities, so their Wald intervals are
@@ -15,6 +18,10 @@
   observed information of the REML/ML criterion in (log s, atanh z, log sigma).
 * ``"profile"`` -- :mod:`mlglm.profile`.
 * ``"bootstrap"`` -- percentile intervals of :mod:`mlglm.bootstrap`.
+
+Fits with several grouping factors go to :mod:`mlglm.intervals_multi` (Wald)
+and :mod:`mlglm.profile_multi` (profile): the same scales and methods over every
+SD and correlation of every factor.
 """
 from __future__ import annotations
 
@@ -24,7 +31,7 @@ from scipy import stats
 
 from .profile import natural_names, natural_values, profile_conf_int
 
-__all__ = ["wald_conf_int", "conf_int"]
+__all__ = ["wald_conf_int", "conf_int", "params_conf_int"]
 
 _NA = "no Wald SE (use method='profile')"
 
@@ -55,6 +62,12 @@ def _gaussian_variance_se(results):
         rho = np.zeros(0) if diag else correlations(Lam @ Lam.T)
         return np.concatenate([log_s, np.arctanh(np.clip(rho, -1 + 1e-15, 1 - 1e-15)),
                                [log_sigma]])
+    return delta_method_se(nat, w, cov_w)
+
+
+def delta_method_se(nat, w, cov_w) -> np.ndarray:
+    """Delta-method SEs of nat(w): sqrt(diag(J cov_w J')) with the Jacobian J of ``nat``
+    by central differences (steps 1e-6 relative; nat is a cheap closed form)."""
     J = np.empty((nat(w).size, w.size))
     for i in range(w.size):
         e = np.zeros_like(w)
@@ -125,9 +138,17 @@ def _frame(rows, est, level):
 def conf_int(results, level=0.95, method="wald", which=None, n_boot=200, seed=None,
              n_jobs=1, progress=None, boot=None, criterion=None) -> pd.DataFrame:
     """Intervals for fixed effects, SDs, correlations (and sigma), by ``method``."""
+    multi = getattr(results.model, "multi", False)
     if method == "wald":
-        out = wald_conf_int(results, level)
+        if multi:
+            from .intervals_multi import multi_wald_conf_int
+            out = multi_wald_conf_int(results, level)
+        else:
+            out = wald_conf_int(results, level)
     elif method == "profile":
+        if multi:
+            from .profile_multi import multi_profile_conf_int
+            return multi_profile_conf_int(results, level=level, which=which, criterion=criterion)
         return profile_conf_int(results, level=level, which=which, criterion=criterion)
     elif method == "bootstrap":
         if boot is None:
@@ -141,4 +162,49 @@ def conf_int(results, level=0.95, method="wald", which=None, n_boot=200, seed=No
         if missing:
             raise ValueError(f"unknown parameter(s) {missing}; choose from {list(out.index)}")
         out = out.loc[list(which)]
+    return out
+
+
+def params_conf_int(results, alpha=0.05, method="wald", **options) -> np.ndarray:
+    """(k, 2) limits for ``params`` = (fixed effects, vech Sigma), by ``method``.
+
+    ``"wald"``: params -/+ z bse (statsmodels' ``conf_int``). ``"profile"``: the
+    fixed effects' profile limits; a variance's limits are its SD's squared (the
+    map is monotone, so they are the variance's profile limits); covariances NaN.
+    ``"bootstrap"``: percentiles of each entry of ``params`` over the replicates.
+    ``options`` go to :func:`conf_int` (``boot``, ``n_boot``, ``seed``, ...).
+    """
+    from statsmodels.base.model import LikelihoodModelResults
+    if method == "wald":
+        if options:
+            raise TypeError(f"conf_int(method='wald') takes only alpha; got {', '.join(options)}")
+        return np.asarray(LikelihoodModelResults.conf_int(results, alpha), dtype=float)
+    model = results.model
+    level = 1 - alpha
+    if method == "bootstrap":
+        boot = options.pop("boot", None)
+        if boot is None:
+            from .bootstrap import bootstrap
+            boot = bootstrap(results, n=options.pop("n_boot", 200), **options)
+        elif options:
+            raise TypeError(f"with boot= given, {', '.join(options)} have no effect")
+        reps = boot.replicate_params().dropna()
+        return np.column_stack([reps.quantile(alpha / 2).to_numpy(),
+                                reps.quantile(1 - alpha / 2).to_numpy()])
+    if method != "profile":
+        raise ValueError("method must be 'wald', 'profile' or 'bootstrap'")
+    if "which" in options:
+        raise TypeError("which= selects rows of res.intervals(); conf_int() has every "
+                        "params row")
+    rich = conf_int(results, level=level, method="profile", **options)
+    if getattr(model, "multi", False):
+        from .intervals_multi import multi_params_rows
+        return multi_params_rows(results, rich)
+    fe, sd, _ = natural_names(results)
+    p, q = model.k_fe, model.q
+    out = np.full((p + q * (q + 1) // 2, 2), np.nan)
+    out[:p] = rich.loc[fe, ["lower", "upper"]].to_numpy(dtype=float)
+    pos = _vech_pos(q)
+    for k, name in enumerate(sd):
+        out[p + pos[(k, k)]] = rich.loc[name, ["lower", "upper"]].to_numpy(dtype=float) ** 2
     return out

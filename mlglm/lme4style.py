@@ -4,77 +4,138 @@
 bar term (:mod:`mlglm.formula`), builds the same :class:`~mlglm.model.MixedGLM`
 a statsmodels user would build with ``groups=`` and ``re_formula=``, and fits
 it. ``nagq`` follows lme4: 1 is Laplace, K > 1 is K-point AGHQ per dimension
-(here also for random slopes).
+(here also for random slopes); lme4's spellings ``nAGQ=`` and ``REML=`` are
+accepted too.
+
+Columns an lme4 formula computes inline are evaluated on the data by
+:func:`mlglm.expressions.evaluate`, whatever other columns the data hold: the
+failures of ``cbind(s, n - s)`` become a column of their own (named so as not
+to clash with any column of the data), and ``offset(expr)`` terms are summed
+into the offset (with ``offset=`` if given too).
 """
 from __future__ import annotations
 
+import inspect
 import re
 
 import statsmodels.api as sm
 
-from .data_checks import MixedGLMInputError
-from .formula import parse_lme4
+from .data_checks import MixedGLMInputError, family_from_name, unexpected_keywords
+from .expressions import evaluate
+from .formula import parse_lme4, split_offsets
 from .model import MixedGLM
 
 __all__ = ["glmer", "lmer", "family_from_name"]
 
-_FAMILIES = {"binomial": sm.families.Binomial, "poisson": sm.families.Poisson,
-             "gaussian": sm.families.Gaussian}
-_LINKS = {"logit": sm.families.links.Logit, "probit": sm.families.links.Probit,
-          "cloglog": sm.families.links.CLogLog, "log": sm.families.links.Log,
-          "identity": sm.families.links.Identity}
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*")
 
 
-def family_from_name(family, link=None):
-    """A statsmodels family from ``"binomial"``, ``"poisson"``, ``"gaussian"`` (or
-    ``"binomial(link='probit')"``-free spelling ``link="probit"``); family objects
-    pass through."""
-    if not isinstance(family, str):
-        return family
-    name = family.strip().lower()
-    m = re.fullmatch(r"(\w+)\s*\(\s*(?:link\s*=\s*)?['\"]?(\w+)['\"]?\s*\)", name)
-    if m:
-        name, link = m.group(1), m.group(2)
-    if name not in _FAMILIES:
-        raise MixedGLMInputError(f"unknown family {family!r}; use 'binomial', 'poisson' or "
-                                 "'gaussian' (or a statsmodels family object)")
-    if link is None:
-        return _FAMILIES[name]()
-    if link not in _LINKS:
-        raise MixedGLMInputError(f"unknown link {link!r}; use one of {', '.join(_LINKS)}")
-    return _FAMILIES[name](link=_LINKS[link]())
+def _fresh_name(data, stem):
+    """A column name not in ``data``."""
+    name = stem
+    while name in data.columns:
+        name += "_"
+    return name
 
 
-def _model(formula, data, family, **kwargs):
+def _model(formula, data, family, offset=None, **kwargs):
+    """The MixedGLM of an lme4 formula (computed response columns and offset terms
+    evaluated on ``data``)."""
+    import numpy as np
+    import pandas as pd
+    from .data_checks import is_dask_frame
+    dask = is_dask_frame(data)
+    if not dask and not isinstance(data, pd.DataFrame):
+        data = pd.DataFrame(data)
     parsed = parse_lme4(formula)
+    fixed_rhs, offset_terms = split_offsets(parsed.fixed_rhs)
     terms = parsed.response_terms
+    added = {}
+    if dask and (offset_terms or (len(terms) == 2 and not all(
+            _NAME.fullmatch(t) and t in data.columns for t in terms))):
+        raise NotImplementedError(
+            "on a Dask DataFrame, cbind() arguments and offset() terms must be column names: "
+            "add the computed columns to the frame first (ddf.assign(...))")
     if len(terms) == 2:
-        wrap = [t if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.]*", t) else f"I({t})" for t in terms]
-        fixed = f"{wrap[0]} + {wrap[1]} ~ {parsed.fixed_rhs}"
+        cols = []
+        for k, t in enumerate(terms):
+            if _NAME.fullmatch(t) and t in data.columns:
+                cols.append(t)
+            else:
+                name = _fresh_name(data, f"cbind_{'failures' if k else 'successes'}")
+                added[name] = evaluate(t, data)
+                cols.append(name)
+        lhs = f"{cols[0]} + {cols[1]}"
     else:
-        fixed = parsed.fixed
-    re_formula = parsed.re_formula
-    cov_struct = "diagonal" if parsed.diagonal else "unstructured"
-    return MixedGLM.from_formula(fixed, data, groups=parsed.groups, re_formula=re_formula,
-                                 family=family, cov_struct=cov_struct, **kwargs)
+        lhs = parsed.response
+    if offset_terms:
+        if isinstance(offset, str):
+            offset = data[offset].to_numpy(dtype=float)
+        total = np.zeros(len(data)) if offset is None else np.asarray(offset, dtype=float)
+        offset = total + sum(evaluate(t, data) for t in offset_terms)
+    if added:
+        data = data.assign(**added)
+    first, rest = parsed.random_terms[0], list(parsed.random_terms[1:])
+    if len(first.factors) > 1:
+        # an interaction a:b first: every term goes through mlglm's own design
+        model = MixedGLM.from_formula(f"{lhs} ~ {fixed_rhs}", data, family=family,
+                                      offset=offset, _random_terms=[first] + rest, **kwargs)
+    else:
+        cov_struct = "diagonal" if first.diagonal else "unstructured"
+        model = MixedGLM.from_formula(f"{lhs} ~ {fixed_rhs}", data, groups=first.group,
+                                      re_formula=first.re_formula, family=family,
+                                      cov_struct=cov_struct, offset=offset, _random_terms=rest,
+                                      **kwargs)
+    model.formula_offsets = offset_terms
+    return model
+
+
+#: Keywords of a fit on a Dask DataFrame (:mod:`mlglm.distributed`).
+_SHARDED_KEYWORDS = ("client", "progress", "npartitions", "retries")
+
+
+def _fit_keywords(function, fit_kwargs, data=None):
+    """Refuse misspelt keywords with a did-you-mean over the function's own
+    arguments and those of :meth:`MixedGLM.fit` (statsmodels' own are checked there);
+    a Dask DataFrame adds the sharded fit's keywords."""
+    from .data_checks import is_dask_frame
+    from .fit_keywords import ACCEPTED, REFUSED
+    own = [p for p in inspect.signature(function).parameters if p != "fit_kwargs"]
+    fit = [p for p in inspect.signature(MixedGLM.fit).parameters if p not in ("self", "kwargs")]
+    valid = own + fit + list(ACCEPTED) + list(REFUSED)
+    if is_dask_frame(data):
+        valid += list(_SHARDED_KEYWORDS)
+    unexpected_keywords(function.__name__, fit_kwargs, valid)
 
 
 def glmer(formula, data, family="binomial", nagq=1, link=None, subset=None, offset=None,
-          exposure=None, n_trials=None, missing="none", **fit_kwargs):
+          exposure=None, n_trials=None, missing="none", nAGQ=None, REML=None, **fit_kwargs):
     """Fit a GLMM written in lme4's syntax, e.g. ``"y ~ x + (1 + x | g)"``.
 
     Parameters
     ----------
     family : "binomial" | "poisson" | a statsmodels family object.
-    nagq : 1 for the Laplace approximation (default, as lme4), K > 1 for
+    nagq, nAGQ : 1 for the Laplace approximation (default, as lme4), K > 1 for
         K-point adaptive Gauss-Hermite quadrature per random-effect dimension,
-        "auto" to raise K until the estimates settle (see :meth:`MixedGLM.fit`).
+        "auto" to raise K until the estimates settle (see :meth:`MixedGLM.fit`)
+        (``nAGQ`` is lme4's spelling of the same argument).
     link : link name for string families ("logit", "probit", "cloglog", "log").
     subset, offset, exposure, n_trials, missing : as MixedGLM.from_formula.
-    **fit_kwargs : passed to :meth:`MixedGLM.fit`.
+    REML : accepted as False only: GLMMs are fitted by maximum likelihood.
+    **fit_kwargs : passed to :meth:`MixedGLM.fit`; a misspelt keyword is an
+        error with a did-you-mean.
 
-    A ``cbind(successes, failures)`` response is accepted as in R.
+    A ``cbind(successes, failures)`` response and ``offset(expr)`` terms are
+    accepted as in R.
     """
+    _fit_keywords(glmer, fit_kwargs, data)
+    if REML:
+        raise MixedGLMInputError("REML is for linear mixed models (use lmer); GLMMs are "
+                                 "fitted by maximum likelihood")
+    if nAGQ is not None:
+        if nagq not in (1, nAGQ):
+            raise MixedGLMInputError(f"nagq={nagq} and nAGQ={nAGQ} disagree; give one")
+        nagq = nAGQ
     fam = family_from_name(family, link)
     if type(fam).__name__ == "Gaussian":
         raise MixedGLMInputError("use lmer() for Gaussian models")
@@ -88,8 +149,16 @@ def glmer(formula, data, family="binomial", nagq=1, link=None, subset=None, offs
     return model.fit(method="aghq", nagq=nagq, **fit_kwargs)
 
 
-def lmer(formula, data, reml=True, subset=None, offset=None, missing="none", **fit_kwargs):
-    """Fit a linear mixed model written in lme4's syntax by REML (default) or ML."""
+def lmer(formula, data, reml=True, subset=None, offset=None, missing="none", REML=None,
+         **fit_kwargs):
+    """Fit a linear mixed model written in lme4's syntax by REML (default) or ML.
+
+    ``REML=`` is lme4's spelling of ``reml=``; ``offset(expr)`` terms are accepted
+    as in R; a misspelt keyword is an error with a did-you-mean.
+    """
+    _fit_keywords(lmer, fit_kwargs, data)
+    if REML is not None:
+        reml = bool(REML)
     model = _model(formula, data, sm.families.Gaussian(), subset=subset, offset=offset,
                    missing=missing)
     return model.fit(reml=reml, **fit_kwargs)

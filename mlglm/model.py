@@ -11,25 +11,30 @@ objective (:class:`~mlglm.core.objective.MarginalLoglik`) -> optimise
 """
 from __future__ import annotations
 
-import re
 import warnings
+from functools import cached_property
 
 import numpy as np
 import pandas as pd
 import statsmodels.api as sm
 from statsmodels.regression.mixed_linear_model import MixedLM
 
-from .core.covariance import Sigma_from_vech, theta_from_Sigma
+from .core.covariance import Sigma_from_vech
 from .core.families import get_family_link
-from .core.grouping import make_grouped_data
-from .core.lmm import lmm_fit
 from .core.modes import ModeFailure
-from .core.objective import MarginalLoglik
-from .core.adequacy import auto_schedule, fit_auto
-from .core.optimize import fit_glmm
+from .core.nested import quadrature_dimension
+from .core.problem import Problem
+from .core.adequacy import auto_schedule
+from .core.optimize import fit_glmm, fit_glmm_auto
 from .core.quadrature import MAX_GRID_POINTS
-from .data_checks import (DataWarning, MixedGLMInputError, binomial_response, family_link_names,
-                          poisson_response, report_nonfinite)
+from .data_checks import (MixedGLMInputError, binomial_response, check_categorical_response,
+                          drop_unused_levels, family_from_name, family_link_names,
+                          is_dask_frame, poisson_response, report_nonfinite, sharded)
+from .fit_checks import (FitError, SeparationWarning, SingularFitWarning,  # noqa: F401
+                         _check_aghq_structure, _check_rank,
+                         _check_re_in_fixed, _report, _resolve_nagq, _warn_fit_problems)
+from .formula_data import (_endog_name, _formula_columns, _num, _re_param_names,
+                           _strings_as_categories, _take)
 from .mixedlm_setup import MixedLMSetup
 
 __all__ = ["MixedGLM", "BinomialMixedGLM", "PoissonMixedGLM"]
@@ -48,7 +53,8 @@ class MixedGLM(MixedLMSetup, MixedLM):
     groups : group labels (n,).
     exog_re : random-effects design (n, q); default a random intercept.
     family : a statsmodels family: ``Binomial()`` (Logit, Probit, CLogLog links),
-        ``Poisson()`` (Log) or ``Gaussian()`` (exact linear mixed model).
+        ``Poisson()`` (Log) or ``Gaussian()`` (exact linear mixed model), or its
+        name as ``glmer`` takes it (``"binomial"``, ``"poisson"``, ``"gaussian"``).
     offset, exposure : added to the linear predictor (``log(exposure)`` for the
         latter; Poisson).
     n_trials : binomial trials per row when ``endog`` holds proportions.
@@ -59,12 +65,22 @@ class MixedGLM(MixedLMSetup, MixedLM):
     """
 
     _formula_max_endog = 2
+    _default_family_name = "gaussian"
 
     def __init__(self, endog, exog, groups, exog_re=None, family=None, offset=None,
                  exposure=None, n_trials=None, cov_struct="unstructured", missing="none",
-                 **kwargs):
-        kwargs.pop("exog_vc", None)
-        family = sm.families.Gaussian() if family is None else family
+                 exog_vc=None, **kwargs):
+        extra_specs = list(kwargs.pop("_extra_specs", None) or [])
+        self._checks = kwargs.pop("_global_checks", True)  # False: a shard (mlglm.distributed)
+        no_group_re = kwargs.pop("_no_group_re", False)
+        group_factors = kwargs.pop("_group_factors", None)
+        self._re_formula = kwargs.pop("_re_formula", None)
+        from_formula = kwargs.pop("_from_formula", False)
+        if exog_vc is not None and getattr(exog_vc, "names", None):
+            raise NotImplementedError(
+                "variance components given as exog_vc arrays are not supported; use "
+                "from_formula(..., vc_formula={...}) or lme4 terms in glmer()/lmer()")
+        family = sm.families.Gaussian() if family is None else family_from_name(family)
         if isinstance(family, type):
             raise MixedGLMInputError("pass a family instance such as sm.families.Binomial(), "
                                      "not the class")
@@ -110,10 +126,11 @@ class MixedGLM(MixedLMSetup, MixedLM):
         if isinstance(exog, pd.DataFrame):
             endog_sm.index = exog.index
         self._init_mixedlm(endog_sm, exog, groups, exog_re, **kwargs)
-        _check_rank(np.asarray(self.exog, dtype=float), self.exog_names)
-        if self.n_groups < 2:
-            raise MixedGLMInputError("a mixed model needs at least two groups; found "
-                                     f"{self.n_groups}")
+        if self._checks:
+            _check_rank(np.asarray(self.exog, dtype=float), self.exog_names)
+            if self.n_groups < 2 and not no_group_re:
+                raise MixedGLMInputError("a mixed model needs at least two groups; found "
+                                         f"{self.n_groups}")
         self.family = family
         self.family_name, self.link_name = fam, link
         self.n_trials = m
@@ -123,6 +140,41 @@ class MixedGLM(MixedLMSetup, MixedLM):
         self.n_dropped = n_dropped
         self.reml = fam == "gaussian"
         self._init_keys.extend(["family", "offset", "exposure", "n_trials", "cov_struct"])
+        self._term_args = (extra_specs, no_group_re, group_factors)
+        if not from_formula:
+            self._build_re_terms(*self._term_args)
+
+    def _build_re_terms(self, extra_specs, no_group_re, group_factors):
+        """``self.re_terms``: the grouping factor of ``groups`` with ``exog_re``
+        (unless a ``vc_formula`` replaced it), then the other terms; terms on the
+        same factor merged (:func:`mlglm.design.build_terms`)."""
+        from .design import TermSpec, blocks_for, build_terms
+        specs = []
+        gname = getattr(self, "group_name", None) or "Group"
+        if not no_group_re:
+            names = [("Intercept" if n in (gname, "Group") else str(n))
+                     for n in self.data.exog_re_names]
+            specs.append(TermSpec(gname, self.group_codes,
+                                  pd.Index(self.group_labels, name=gname),
+                                  np.asarray(self.exog_re, dtype=float), names,
+                                  blocks_for(self.exog_re.shape[1], self.cov_struct == "diagonal"),
+                                  tuple(group_factors or (gname,)), "groups",
+                                  self._re_formula or "1"))
+        specs.extend(extra_specs)
+        if not specs:
+            raise MixedGLMInputError("the model has no random effects; use statsmodels' GLM")
+        terms, info = build_terms(specs, self.family_name == "gaussian", self.nobs, self._checks)
+        self.re_terms = terms
+        self.re_info = info
+        if self.multi:
+            self.data.param_names = list(self.exog_names) + _re_param_names(terms)
+            self.k_params = len(self.data.param_names)
+
+    @property
+    def multi(self) -> bool:
+        """More than one random-effects term, or a term other than ``groups``' own."""
+        return (len(self.re_terms) > 1 or len(self.re_info[0]) > 1
+                or self.re_info[0][0].source != "groups")
 
     @staticmethod
     def _response(fam, endog, n_trials, names):
@@ -148,9 +200,25 @@ class MixedGLM(MixedLMSetup, MixedLM):
         consistently to every array. A two-column response ``s + f ~ ...``
         is (successes, failures) for the binomial.
         """
-        if vc_formula is not None:
-            raise NotImplementedError("variance components (vc_formula) are not supported; "
-                                      "mlglm fits one grouping factor with re_formula")
+        if is_dask_frame(data):        # sharded across a Dask cluster: mlglm.distributed
+            return sharded(cls, formula, data, re_formula, vc_formula, subset, missing, **kwargs)
+        random_terms = list(kwargs.pop("_random_terms", None) or [])
+        if not isinstance(data, pd.DataFrame):
+            data = pd.DataFrame(data)
+        from .design import quote_keywords
+        formula = quote_keywords(formula, data.columns)
+        if re_formula is not None:
+            re_formula = quote_keywords(re_formula, data.columns)
+        eval_env = kwargs.pop("eval_env", None)
+        if eval_env is None:
+            import patsy
+            eval_env = patsy.EvalEnvironment.capture(1)
+        if vc_formula is not None and not isinstance(vc_formula, dict):
+            raise MixedGLMInputError("vc_formula must be a dict {name: formula}, e.g. "
+                                     "{'class': '0 + C(class)'}")
+        if "groups" not in kwargs and random_terms:
+            kwargs["groups"] = np.zeros(len(data), dtype=np.intp)
+            kwargs["_no_group_re"] = True
         if "groups" not in kwargs:
             raise MixedGLMInputError("groups= is required: the column name (or array) of the "
                                      "grouping factor")
@@ -168,6 +236,8 @@ class MixedGLM(MixedLMSetup, MixedLM):
                 val = data[val].to_numpy()
             elif val is not None:
                 val = np.asarray(val)
+                if val.ndim == 0:             # a scalar (e.g. n_trials=2): every row
+                    val = np.full(data.shape[0], val[()])
                 if val.shape[0] != data.shape[0]:
                     raise MixedGLMInputError(f"{key} has {val.shape[0]} values for "
                                              f"{data.shape[0]} rows of data")
@@ -177,7 +247,9 @@ class MixedGLM(MixedLMSetup, MixedLM):
                 np.asarray(subset).dtype == bool) else np.asarray(subset)
             data = data.loc[keep]
             arrays = {k: (v[keep] if v is not None else None) for k, v in arrays.items()}
-        used = _formula_columns(data, formula, re_formula)
+        extra_text = " ".join(list((vc_formula or {}).values())
+                              + [f"{t.re_formula} {' '.join(t.factors)}" for t in random_terms])
+        used = _formula_columns(data, formula, (re_formula or "") + " " + extra_text)
         check = {c: data[c].to_numpy() for c in used}
         check.update({k: v for k, v in arrays.items() if v is not None})
         mask = report_nonfinite(check, missing)
@@ -186,24 +258,49 @@ class MixedGLM(MixedLMSetup, MixedLM):
             n_dropped = int((~mask).sum())
             data = data.loc[mask]
             arrays = {k: (v[mask] if v is not None else None) for k, v in arrays.items()}
+        if kwargs.get("_global_checks", True):
+            data, dropped_levels = drop_unused_levels(data, used)
+        else:           # a shard: the coding was fixed on the whole data (mlglm.distributed)
+            dropped_levels = {}
+        lhs = formula.split("~", 1)[0]
+        family_name = type(family_from_name(kwargs.get("family"))).__name__.lower() \
+            if kwargs.get("family") is not None else cls._default_family_name
+        if "+" not in lhs:
+            check_categorical_response(data, lhs, family_name)
         kwargs.update({k: v for k, v in arrays.items() if v is not None})
         if isinstance(group_name, str):
             kwargs["groups"] = group_name  # MixedLM names the random effects after it
         kwargs["_n_dropped"] = n_dropped
+        kwargs["_re_formula"] = re_formula
+        kwargs["_from_formula"] = True
         kwargs["_groups_checked"] = True
-        lhs = formula.split("~", 1)[0]
         if "+" in lhs:
             kwargs["_endog_names"] = [s.strip() for s in lhs.split("+")]
         # patsy sees only the columns the formulas can name: statsmodels copies the
         # frame it is given and converts every string column to object first
         # (pandas >= 3), which on a wide frame cost more than the fit of a small LMM.
         # Any column patsy could look up appears literally in the formula text.
-        text = formula + " " + (re_formula or "")
+        text = formula + " " + (re_formula or "") + " " + extra_text
         used_cols = [c for c in data.columns if str(c) in text or
                      (isinstance(group_name, str) and c == group_name)]
         full_data = data
+        if vc_formula is not None and re_formula is None:
+            kwargs["_no_group_re"] = True        # statsmodels: no group effect besides the vc
+        if vc_formula is not None or random_terms:
+            from .design import bar_term_specs, vc_term_specs
+            from .mixedlm_setup import _factorize_groups
+            specs = bar_term_specs(random_terms, full_data, eval_env)
+            if vc_formula:
+                labels, codes = _factorize_groups(kwargs["groups"] if not isinstance(
+                    kwargs["groups"], str) else full_data[kwargs["groups"]].to_numpy())
+                specs += vc_term_specs(vc_formula, codes, labels,
+                                       group_name if isinstance(group_name, str) else "Group",
+                                       full_data, eval_env)
+            kwargs["_extra_specs"] = specs
         if len(used_cols) < data.shape[1] and not data.columns.has_duplicates:
             data = data[used_cols]
+        data = _strings_as_categories(data, exclude=group_name if isinstance(group_name, str)
+                                      else None)
         try:
             mod = super().from_formula(formula, data, re_formula=re_formula, subset=None,
                                        use_sparse=use_sparse, missing="none", *args, **kwargs)
@@ -217,6 +314,12 @@ class MixedGLM(MixedLMSetup, MixedLM):
             raise
         mod.group_name = group_name if isinstance(group_name, str) else "Group"
         mod.data.frame = full_data      # as statsmodels attaches it: every column
+        mod.re_formula = re_formula
+        mod.dropped_levels = dropped_levels
+        # the row-aligned arrays (after subset= and missing="drop"), for update()
+        mod.formula_arrays = {k: v for k, v in arrays.items() if k != "groups"}
+        mod.formula_arrays["missing"] = missing
+        mod._build_re_terms(*mod._term_args)
         return mod
 
     # ------------------------------------------------------------------ fitting
@@ -228,27 +331,46 @@ class MixedGLM(MixedLMSetup, MixedLM):
     def diagonal(self) -> bool:
         return self.cov_struct == "diagonal"
 
-    def _grouped(self):
-        return make_grouped_data(self.endog, self.exog, self.exog_re, self.group_codes,
-                                 offset=self.offset, m=self.n_trials)
+    @cached_property
+    def problem(self) -> Problem:
+        """The model as the core sees it (:class:`~mlglm.core.problem.Problem`), built once
+        and shared by fitting, profiles, the bootstrap and simulation."""
+        fam = None if self.family_name == "gaussian" else get_family_link(self.family_name,
+                                                                          self.link_name)
+        return Problem(y=np.asarray(self.endog, dtype=float),
+                       m=np.asarray(self.n_trials, dtype=float),
+                       X=np.asarray(self.exog, dtype=float),
+                       offset=np.asarray(self.offset, dtype=float), terms=self.re_terms,
+                       family=fam, one_factor=not self.multi)
 
-    def objective(self, nagq: int = 1) -> MarginalLoglik:
-        """The marginal log-likelihood as a function of x = (beta, theta)."""
-        fl = get_family_link(self.family_name, self.link_name)
-        return MarginalLoglik(fl, self._grouped(), nagq=nagq, diagonal=self.diagonal)
+    def objective(self, nagq: int = 1):
+        """The marginal log-likelihood as a function of x = (beta, theta)
+        (a :class:`~mlglm.core.objective.Objective`)."""
+        if self.multi and nagq > 1:
+            _check_aghq_structure(self.re_terms)
+        return self.problem.objective(nagq)
+
+    def theta_from_params(self, params) -> np.ndarray:
+        """x = (beta, theta) from params = (fe_params, vech(cov_re) per term)."""
+        params = np.asarray(params, dtype=float)
+        p = self.k_fe
+        thetas, i = [], p
+        for t in self.re_terms:
+            k = t.q * (t.q + 1) // 2
+            thetas.append(t.pattern.theta_from_Sigma(Sigma_from_vech(params[i:i + k], t.q)))
+            i += k
+        return np.concatenate([params[:p]] + thetas)
 
     def loglike(self, params, method="laplace", nagq=None):
-        """Marginal log-likelihood at ``params`` = (fe_params, vech(cov_re)), constants included.
+        """Marginal log-likelihood at ``params`` = (fe_params, vech(cov_re) [per term]),
+        constants included.
 
         ``vech`` is the row-major lower triangle, the order of ``results.params``.
         """
         if self.family_name == "gaussian":
             raise NotImplementedError("use results.llf for Gaussian fits")
-        params = np.asarray(params, dtype=float)
-        p, q = self.k_fe, self.q
-        nagq = _resolve_nagq(method, nagq, q)
-        theta = theta_from_Sigma(Sigma_from_vech(params[p:], q), self.diagonal)
-        return self.objective(nagq)(np.concatenate([params[:p], theta]))
+        nagq = _resolve_nagq(method, nagq, quadrature_dimension(self.re_terms))
+        return self.objective(nagq)(self.theta_from_params(params))
 
     def fit(self, method=None, nagq=None, reml=None, start_params=None, maxiter=1000,
             hessian=True, **kwargs):
@@ -260,34 +382,51 @@ class MixedGLM(MixedLMSetup, MixedLM):
             Gaussian models use ``"reml"`` (default) or ``"ml"``.
         nagq : quadrature points per random-effect dimension for AGHQ (default
             11 for q <= 2, 7 for q >= 3; the product rule has nagq**q points).
-            ``nagq=1`` is the Laplace approximation. ``nagq="auto"`` raises the
-            points until two consecutive fits agree (llf to 1e-3, every parameter
-            to 0.01 SE; :mod:`mlglm.core.adequacy`); the nagq it settled on is
-            ``results.nagq`` and its path ``results.optim.auto``. Every AGHQ fit
-            checks itself with nagq + 2 points at the estimates and warns
-            (``QuadratureWarning``) if the estimates would move
+            ``nagq=1`` is the Laplace approximation; ``nagq > 1`` without
+            ``method`` means AGHQ. ``nagq="auto"`` raises the points until two
+            consecutive fits agree (llf to 1e-3, every parameter to 0.01 SE;
+            :mod:`mlglm.core.adequacy`); the nagq it settled on is ``results.nagq``
+            and its path ``results.optim.auto``. Every AGHQ fit (one factor or
+            nested factors) checks itself with nagq + 2 points at the estimates and
+            warns (``QuadratureWarning``) if the estimates would move
             (``results.optim.quadrature_check``, shown in the summary).
         reml : Gaussian only; same as method="reml"/"ml".
         start_params : (fe_params, vech(cov_re)) to start from.
+        **kwargs : statsmodels' fit keywords: ``disp`` (True prints the outcome),
+            ``full_output``, ``do_cg``, ``niter_sa=0``, ``cov_type="nonrobust"``,
+            ``use_t=False`` are accepted; the others (``free``, ``fe_pen``,
+            ``cov_pen``, ``gtol``, ``callback``, ...) are refused with the reason
+            (:mod:`mlglm.fit_keywords`).
         """
+        from .fit_keywords import check_fit_keywords
         from .results import build_results
-        if kwargs:
-            raise TypeError(f"unexpected fit arguments: {', '.join(kwargs)}")
+        options = check_fit_keywords(kwargs, method, ("method", "nagq", "reml", "start_params",
+                                                      "maxiter", "hessian"))
+        if method is None and nagq not in (None, 1) and self.family_name != "gaussian":
+            method = "aghq"
         _check_re_in_fixed(np.asarray(self.exog, dtype=float), np.asarray(self.exog_re),
                            getattr(self.data, "exog_re_names", None))
         if self.family_name == "gaussian":
             if method not in (None, "reml", "ml"):
                 raise MixedGLMInputError("Gaussian models are fitted exactly by 'reml' or 'ml'")
+            if nagq not in (None, 1):
+                raise MixedGLMInputError("Gaussian models are fitted exactly; nagq= is for "
+                                         "binomial and Poisson models")
             if reml is None:
                 reml = method != "ml"
             if start_params is not None:
                 warnings.warn("start_params is not used for Gaussian models: the profiled "
                               "(RE)ML criterion is optimised over theta from its own start",
                               UserWarning, stacklevel=2)
-            fitted = lmm_fit(self.endog - self.offset, self.exog, self.exog_re, self.group_codes,
-                             reml=reml, diagonal=self.diagonal)
+            fitted = self.problem.fit_lmm(reml=reml)
+            if self.multi:
+                from .results import build_results_multi
+                res = build_results_multi(self, fitted, method="reml" if reml else "ml")
+                _warn_fit_problems(res)
+                return res
             res = build_results(self, fitted, method="reml" if reml else "ml", nagq=None)
             _warn_fit_problems(res)
+            _report(res, options.get("disp"))
             return res
         if reml:
             raise MixedGLMInputError("REML is for Gaussian models; GLMMs are fitted by ML")
@@ -295,16 +434,16 @@ class MixedGLM(MixedLMSetup, MixedLM):
         if method not in ("laplace", "aghq"):
             raise MixedGLMInputError(f"method must be 'laplace' or 'aghq', got {method!r}")
         auto = method == "aghq" and isinstance(nagq, str) and nagq == "auto"
-        nagq = 1 if auto else _resolve_nagq(method, nagq, self.q)
+        q_dim = quadrature_dimension(self.re_terms)
+        nagq = 1 if auto else _resolve_nagq(method, nagq, q_dim)
+        if auto and self.multi:
+            _check_aghq_structure(self.re_terms)     # crossed factors: no quadrature
         obj = self.objective(nagq)
-        x0 = None
-        if start_params is not None:
-            sp = np.asarray(start_params, dtype=float)
-            Sigma = Sigma_from_vech(sp[self.k_fe:], self.q)
-            x0 = np.concatenate([sp[:self.k_fe], theta_from_Sigma(Sigma, self.diagonal)])
+        x0 = None if start_params is None else self.theta_from_params(start_params)
         try:
             if auto:
-                state = _fit_auto(obj, x0, maxiter, self.q)
+                state = fit_glmm_auto(obj, auto_schedule(q_dim, MAX_GRID_POINTS), x0=x0,
+                                      maxiter=maxiter)
                 nagq = state.nagq
             else:
                 state = fit_glmm(obj, x0=x0, maxiter=maxiter, hessian=hessian, check=hessian)
@@ -317,6 +456,7 @@ class MixedGLM(MixedLMSetup, MixedLM):
                            "random-effects structure or start_params=") from exc
         res = build_results(self, state, method=method if nagq > 1 else "laplace", nagq=nagq)
         _warn_fit_problems(res)
+        _report(res, options.get("disp"))
         return res
 
     # -------------------------------------------------- Gaussian-only methods off
@@ -359,8 +499,10 @@ class MixedGLM(MixedLMSetup, MixedLM):
 class BinomialMixedGLM(MixedGLM):
     """MixedGLM with the binomial family (logit link unless ``family=`` says otherwise)."""
 
+    _default_family_name = "binomial"
+
     def __init__(self, endog, exog, groups, exog_re=None, family=None, **kwargs):
-        family = sm.families.Binomial() if family is None else family
+        family = sm.families.Binomial() if family is None else family_from_name(family)
         if type(family).__name__ != "Binomial":
             raise MixedGLMInputError("BinomialMixedGLM takes a Binomial family (any of its links)")
         super().__init__(endog, exog, groups, exog_re=exog_re, family=family, **kwargs)
@@ -369,155 +511,10 @@ class BinomialMixedGLM(MixedGLM):
 class PoissonMixedGLM(MixedGLM):
     """MixedGLM with the Poisson family and log link (``exposure=`` for rates)."""
 
+    _default_family_name = "poisson"
+
     def __init__(self, endog, exog, groups, exog_re=None, family=None, **kwargs):
-        family = sm.families.Poisson() if family is None else family
+        family = sm.families.Poisson() if family is None else family_from_name(family)
         if type(family).__name__ != "Poisson":
             raise MixedGLMInputError("PoissonMixedGLM takes a Poisson family")
         super().__init__(endog, exog, groups, exog_re=exog_re, family=family, **kwargs)
-
-
-# ---------------------------------------------------------------------- helpers
-class FitError(RuntimeError):
-    """The optimisation broke down numerically; the message says what to try."""
-
-
-class QuadratureWarning(UserWarning):
-    """The AGHQ estimates move with more quadrature points (advice in the message)."""
-
-
-def _fit_auto(obj, x0, maxiter, q):
-    """nagq="auto" through the objective interface (mlglm.core.adequacy.fit_auto);
-    the last fit also gets the fit-time check, and both records go into its
-    optimisation record."""
-    from dataclasses import replace
-
-    from .core.adequacy import check_at_optimum
-
-    def fit(o, x0=None, information=None):
-        return fit_glmm(o, x0=x0, maxiter=maxiter, information=information)
-
-    state, record = fit_auto(obj, fit, auto_schedule(q, MAX_GRID_POINTS), x0=x0)
-    chk = check_at_optimum(obj.with_nagq(state.nagq), state)
-    return replace(state, record=replace(state.record, auto=record, quadrature_check=chk))
-
-
-class SingularFitWarning(UserWarning):
-    """A random-effect SD is estimated at zero (the fit is on the boundary)."""
-
-
-class SeparationWarning(UserWarning):
-    """Binomial data (quasi-)completely separated by some fixed effect."""
-
-
-def _warn_fit_problems(res):
-    """One warning per problem, with advice; the summary shows the same flags."""
-    from statsmodels.tools.sm_exceptions import ConvergenceWarning
-    if not res.converged:
-        rec = res.optim
-        detail = ""
-        if hasattr(rec, "newton_decrement"):
-            detail = (f" (max |gradient| {rec.grad_norm:.2g}, Newton decrement "
-                      f"{rec.newton_decrement:.2g}, Hessian PD: {rec.hessian_pd})")
-        warnings.warn("the fit has not converged" + detail + "; try start_params= from a "
-                      "simpler model, rescale covariates, or check for separation",
-                      ConvergenceWarning, stacklevel=3)
-    if np.any(res.singular):
-        names = [n for n, s in zip(res.model.data.exog_re_names, res.singular) if s]
-        warnings.warn(f"singular fit: the SD of {', '.join(map(str, names))} is estimated at 0; "
-                      "consider dropping that random effect", SingularFitWarning, stacklevel=3)
-    sep = getattr(res, "separation", None)
-    if sep:
-        warnings.warn(f"possible separation: {sep}; remove or merge the offending terms or "
-                      "levels", SeparationWarning, stacklevel=3)
-    chk = getattr(res.optim, "quadrature_check", None)
-    if chk is not None and not chk.adequate:
-        warnings.warn(chk.advice(), QuadratureWarning, stacklevel=3)
-    auto = getattr(res.optim, "auto", None)
-    if auto is not None and not auto.settled:
-        warnings.warn(f"{auto.describe()}; the estimates at nagq={auto.nagq} are reported",
-                      QuadratureWarning, stacklevel=3)
-
-
-def _check_re_in_fixed(X, Z, names):
-    """Warn when a random-effect column is not in the fixed part: its mean is then
-    forced to zero, which is rarely intended (allowed, as in lme4)."""
-    if Z is None or Z.ndim != 2:
-        return
-    missing = []
-    for k in range(Z.shape[1]):
-        z = Z[:, k]
-        if not any(np.array_equal(z, X[:, j]) for j in range(X.shape[1])):
-            missing.append(str(names[k]) if names is not None else f"column {k}")
-    if missing:
-        warnings.warn(f"random effect(s) {', '.join(missing)} have no matching fixed effect, so "
-                      "their mean is fixed at 0; add them to the fixed part unless that is "
-                      "intended", DataWarning, stacklevel=3)
-
-
-def _check_rank(X, names):
-    """Refuse a rank-deficient fixed-effects design, naming the redundant columns."""
-    if X.shape[1] == 0:
-        return
-    scale = np.sqrt((X * X).sum(axis=0))
-    if np.any(scale == 0):
-        bad = [names[i] for i in np.flatnonzero(scale == 0)]
-        raise MixedGLMInputError(f"fixed-effect column(s) {', '.join(bad)} are all zero; "
-                                 "drop them from the formula")
-    R = np.linalg.qr(X / scale, mode="r")
-    d = np.abs(np.diag(R))
-    tol = d.max() * max(X.shape) * np.finfo(float).eps * 10
-    if np.any(d <= tol):
-        bad = [names[i] for i in np.flatnonzero(d <= tol)]
-        raise MixedGLMInputError(
-            f"the fixed-effects design is rank deficient: {', '.join(bad)} "
-            "is a linear combination of the columns before it; drop it (or a level) "
-            "from the formula")
-
-
-def _resolve_nagq(method, nagq, q):
-    if method == "laplace":
-        if nagq is not None and not (isinstance(nagq, (int, np.integer)) and nagq == 1):
-            raise MixedGLMInputError("nagq > 1 and nagq='auto' need method='aghq'")
-        return 1
-    if nagq is None:
-        nagq = 11 if q <= 2 else 7
-    if not isinstance(nagq, (int, np.integer)) or nagq < 1:
-        raise MixedGLMInputError(f"nagq must be a positive integer or 'auto', got {nagq!r}")
-    if nagq ** q > MAX_GRID_POINTS:
-        raise MixedGLMInputError(
-            f"nagq={nagq} with {q} random effects is a product grid of {nagq ** q:,} points per "
-            f"group (about {nagq ** q * 8 / 1e6:,.0f} MB per 1,000 rows); the limit is "
-            f"{MAX_GRID_POINTS:,}: lower nagq")
-    return int(nagq)
-
-
-def _num(a):
-    if a is None:
-        return None
-    a = np.asarray(a)
-    return a.astype(float) if a.dtype.kind in "biuf" else a
-
-
-def _take(a, mask):
-    if a is None:
-        return None
-    if isinstance(a, (pd.Series, pd.DataFrame)):
-        return a.loc[mask]
-    return np.asarray(a)[mask]
-
-
-def _endog_name(endog, names):
-    if isinstance(endog, pd.Series) and endog.name is not None:
-        return endog.name
-    if names:
-        return names[0]
-    if isinstance(endog, pd.DataFrame):
-        return str(endog.columns[0])
-    return "y"
-
-
-def _formula_columns(data, formula, re_formula):
-    """Columns of data named in the formulas (used for the NaN check)."""
-    text = formula + " " + (re_formula or "")
-    tokens = set(re.findall(r"[A-Za-z_.][A-Za-z0-9_.]*", text))
-    return [c for c in data.columns if str(c) in tokens]

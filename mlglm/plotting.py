@@ -56,6 +56,20 @@ def _axes_list(ax, k, ncols, panel_size, sharey=False):
     return axs[0].figure, axs[:k]
 
 
+def _figure_legend(fig, handles, labels, max_cols):
+    """A legend below the panels with as many columns as fit the figure's width
+    (fewer, wrapping onto more rows, when the entries are too wide), so that
+    neither the screen nor a saved file cuts it off."""
+    for ncols in range(max(1, max_cols), 0, -1):
+        leg = fig.legend(handles, labels, loc="outside lower center", ncols=ncols, fontsize=8,
+                         frameon=False)
+        box = leg.get_window_extent()
+        if ncols == 1 or (box.x0 >= fig.bbox.x0 and box.x1 <= fig.bbox.x1):
+            return leg
+        leg.remove()
+    return leg
+
+
 def _term_label(results, term):
     gname = getattr(results.model, "group_name", None)
     Z = getattr(results.model, "exog_re", None)
@@ -73,7 +87,9 @@ def caterpillar(results, term=None, level=0.95, ax=None):
     ----------
     results : MixedGLMResults or statsmodels MixedLMResults
     term : random-effect column (e.g. the group name for the intercept, or
-        ``"cses"``); default: one panel per random-effect term.
+        ``"cses"``); default: one panel per random-effect term. With several
+        grouping factors the panels are per effect and factor,
+        ``"Intercept | school"``.
     level : coverage of the intervals ``b_j -/+ z sqrt(Var(b_j | y))``.
     ax : Axes, or a sequence of Axes (one per term).
 
@@ -82,6 +98,8 @@ def caterpillar(results, term=None, level=0.95, ax=None):
     matplotlib.figure.Figure
     """
     frame = random_effects_frame(results, level=level)
+    if "factor" in frame.columns:        # several grouping factors: a panel per factor
+        frame = frame.assign(term=frame["term"] + " | " + frame["factor"])
     terms = list(dict.fromkeys(frame["term"])) if term is None else [term]
     if term is not None and term not in set(frame["term"]):
         raise ValueError(f"term {term!r} is not a random-effect term; use one of "
@@ -326,7 +344,7 @@ def pooling_lines(pc, groups=None, x=None, ax=None, ncols=3):
     axs[0].set_ylabel(yname, fontsize=8)
     handles, lab = axs[0].get_legend_handles_labels()
     if handles and ax is None:
-        fig.legend(handles, lab, loc="outside lower center", ncols=3, fontsize=8, frameon=False)
+        _figure_legend(fig, handles, lab, 3)
     elif handles:
         axs[0].legend(fontsize=7, frameon=False)
     return fig
@@ -381,8 +399,7 @@ def pooling_shrinkage(pc, term=None, ax=None):
         a.grid(color="0.93")
     handles, labels = axs[0].get_legend_handles_labels()
     if ax is None:
-        fig.legend(handles, labels, loc="outside lower center", ncols=len(labels), fontsize=8,
-                   frameon=False)
+        _figure_legend(fig, handles, labels, len(labels))
     else:
         axs[0].legend(fontsize=7, frameon=False, loc="best")
     return fig

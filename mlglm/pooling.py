@@ -17,6 +17,11 @@ The shrinkage factor of group j for a coefficient is
 :math:`s_j = 1 - (\hat\beta^{p}_j - \hat\gamma) / (\hat\beta^{n}_j - \hat\gamma)`:
 0 when the partial-pooling estimate equals the group's own estimate, 1 when
 it equals the population value :math:`\hat\gamma`.
+
+For a fit with several grouping factors the comparison is made for the lowest
+(innermost) level, with the partial-pooling coefficients of a level summing
+the random effects of that level and of every factor it is nested in
+(:mod:`mlglm.pooling_multi`).
 """
 from __future__ import annotations
 
@@ -121,6 +126,30 @@ class PoolingComparison:
         return (f"<PoolingComparison {self.formula!r} by {self.group_name}: "
                 f"{self.table['group'].nunique()} groups, {len(self.failed)} failed>")
 
+    def _repr_html_(self) -> str:
+        """In a notebook: the shrinkage table per term, the first groups' three
+        estimates side by side, and the failed no-pooling fits."""
+        import html
+        n_groups = self.table["group"].nunique()
+        fmt = lambda v: f"{v:.4g}"  # noqa: E731
+        parts = [f"<p><b>Pooling comparison</b>: <code>{html.escape(self.formula)}</code>, "
+                 f"groups: {html.escape(str(self.group_name))} ({n_groups}), family: "
+                 f"{html.escape(self.family_name)}<br>mixed model: "
+                 f"{html.escape(_describe(self.mixed))}</p>",
+                 "<p>Shrinkage per term (complete / no / partial pooling):</p>",
+                 self.shrinkage.to_html(float_format=fmt)]
+        wide = self.wide()
+        shown = wide.head(10)
+        parts += [f"<p>Estimates per group ({len(shown)} of {len(wide)} shown; all in "
+                  "<code>.table</code> and <code>.wide()</code>):</p>",
+                  shown.to_html(float_format=fmt)]
+        if len(self.failed):
+            parts += [f"<p>No-pooling fits that failed: {len(self.failed)} of {n_groups} "
+                      "groups</p>", self.failed.head(20).to_html()]
+        else:
+            parts.append(f"<p>No-pooling fits: all {n_groups} groups succeeded.</p>")
+        return "\n".join(parts)
+
     def plot(self, groups=None, kind="lines", ax=None, x=None, term=None, ncols=3):
         """Plot the comparison; returns the matplotlib Figure.
 
@@ -214,14 +243,27 @@ def compare_pooling(formula, data, groups, family=None, re_formula=None, nagq=1)
 def compare_pooling_from_results(results) -> PoolingComparison:
     """The pooling comparison for an existing mixed-model fit (mlglm or statsmodels
     ``MixedLMResults``): its fixed formula, data, groups and family, with the
-    fit itself as the partial-pooling estimates."""
+    fit itself as the partial-pooling estimates.
+
+    With several grouping factors the groups are the levels of the innermost
+    factor (class in ``(1 | school/class)``; the factor with the most levels
+    when they are crossed): no pooling fits one GLM per level, partial pooling is
+    the fixed effects plus the conditional modes of the level and of every factor
+    it is nested in -- the coefficients the mixed model uses for that level's rows
+    (crossed factors, which vary within a level, at 0) -- and shrinkage is measured
+    towards the fixed effects (see :mod:`mlglm.pooling_multi`)."""
     model = results.model
     formula = getattr(model, "formula", None)
     if not isinstance(formula, str):
         raise ValueError("the pooling comparison needs a model built from a formula")
     fam = _family(getattr(model, "family", None))
     frame = model.data.frame.reset_index(drop=True)
-    groups = np.asarray(model.groups)
+    multi = getattr(model, "multi", False)
+    if multi:
+        from .pooling_multi import multi_partial
+        groups = np.asarray(model.re_terms[0].codes)           # row count; replaced below
+    else:
+        groups = np.asarray(model.groups)
     group_name = getattr(model, "group_name", None) or "group"
     y, X = patsy.dmatrices(formula, frame, return_type="dataframe", NA_action="raise")
     if len(X) != len(groups):
@@ -238,7 +280,10 @@ def compare_pooling_from_results(results) -> PoolingComparison:
         raise RuntimeError(f"the complete-pooling fit failed: {complete}")
     beta_c = np.asarray(complete.params)
 
-    gamma, partial, re_terms = _partial(results, names)
+    if multi:
+        gamma, partial, re_terms, groups, group_name = multi_partial(results, names)
+    else:
+        gamma, partial, re_terms = _partial(results, names)
     labels = list(partial)
     codes = pd.Series(groups).astype(str)
     rows_of = {}

@@ -8,6 +8,10 @@ Laplace approximation, exact for Gaussian models). The interval is
 :math:`\hat b_{jk} \pm z_{1-\alpha/2}\, \mathrm{se}_{jk}`, lme4's
 ``condVar`` intervals (they ignore the uncertainty in the fixed effects and
 the variance parameters).
+
+With several grouping factors every factor's levels are listed, one block per
+factor in term order, and a ``factor`` column says which factor a row's group
+belongs to.
 """
 from __future__ import annotations
 
@@ -33,10 +37,14 @@ def random_effects_frame(results, level=0.95) -> pd.DataFrame:
         One row per (group, term): ``group``, ``term``, ``estimate``
         (:math:`\\hat b_{jk}`), ``se``, ``lower``, ``upper``
         (``estimate -/+ z se`` with z the normal ``(1 + level) / 2`` quantile).
+        With several grouping factors a first column ``factor`` (one row per
+        (factor, level, term)).
     """
     if not 0 < level < 1:
         raise ValueError(f"level must be in (0, 1), got {level!r}")
     z = stats.norm.ppf(0.5 + level / 2.0)
+    if getattr(getattr(results, "model", None), "multi", False):
+        return _multi_frame(results, z)
     re = results.random_effects
     cov = results.random_effects_cov
     rows = []
@@ -53,3 +61,21 @@ def random_effects_frame(results, level=0.95) -> pd.DataFrame:
             rows.append((g, term, est, se[k], est - z * se[k], est + z * se[k]))
     return pd.DataFrame.from_records(rows, columns=["group", "term", "estimate", "se", "lower",
                                                     "upper"])
+
+
+def _multi_frame(results, z) -> pd.DataFrame:
+    """:func:`random_effects_frame` for several factors, from the per-term conditional
+    modes (J_k x q_k) and covariances (J_k x q_k x q_k)."""
+    from .factors import term_labels
+    frames = []
+    for t, b, C in zip(results.model.re_terms, results.outcome.bs, results.outcome.b_covs):
+        b = np.asarray(b, dtype=float)
+        se = np.sqrt(np.clip(np.diagonal(np.asarray(C, dtype=float), axis1=1, axis2=2), 0.0,
+                             None))
+        J, q = b.shape
+        est, s = b.reshape(-1), se.reshape(-1)
+        frames.append(pd.DataFrame({
+            "factor": t.name, "group": np.repeat(np.asarray(term_labels(t), dtype=object), q),
+            "term": np.tile(np.asarray(t.column_names, dtype=object), J), "estimate": est,
+            "se": s, "lower": est - z * s, "upper": est + z * s}))
+    return pd.concat(frames, ignore_index=True)

@@ -21,8 +21,6 @@ from statsmodels.base.model import LikelihoodModelResults
 from statsmodels.regression.mixed_linear_model import MixedLMResults, MixedLMResultsWrapper
 from statsmodels.tools._decorators import cache_readonly
 
-from .core.covariance import theta_index
-from .core.families import get_family_link
 
 __all__ = ["MixedGLMResults", "MixedGLMResultsWrapper", "FitOutcome", "build_results"]
 
@@ -46,19 +44,22 @@ class FitOutcome:
     n_params: int                # parameters counted by AIC/BIC
     reml_criterion: float | None = None
     theta: np.ndarray | None = None
+    Sigmas: tuple = ()           # per term (several factors): Sigma_k
+    bs: tuple = ()               # per term: (J_k, q_k) conditional modes
+    b_covs: tuple = ()           # per term: (J_k, q_k, q_k) conditional covariances
 
 
-def _vech_jacobian(Lambda, diagonal):
-    """d vech(Sigma) / d theta with Sigma = Lambda Lambda' (vech row-major lower)."""
+def _vech_jacobian(Lambda, pattern):
+    """d vech(Sigma) / d theta with Sigma = Lambda Lambda' (vech row-major lower) for a
+    term's covariance pattern (a parameter filling several entries sums them)."""
     q = Lambda.shape[0]
-    rows, cols = theta_index(q, diagonal)
     tr = np.tril_indices(q)
-    J = np.zeros((len(tr[0]), len(rows)))
-    for l, (r, c) in enumerate(zip(rows, cols)):
+    J = np.zeros((len(tr[0]), pattern.n_theta))
+    for r, c, l in zip(pattern.rows, pattern.cols, pattern.idx):
         E = np.zeros((q, q))
         E[r, c] = 1.0
         dS = E @ Lambda.T + Lambda @ E.T
-        J[:, l] = dS[tr]
+        J[:, l] += dS[tr]
     return J
 
 
@@ -76,13 +77,18 @@ def build_results(model, fitted, method, nagq):
                          nagq=None, converged=bool(fitted.converged),
                          singular=np.atleast_1d(np.diag(fitted.Lambda) < 1e-4),
                          record=fitted, n_params=p + len(fitted.theta) + 1,
-                         reml_criterion=fitted.reml_criterion, theta=fitted.theta)
+                         reml_criterion=fitted.reml_criterion, theta=fitted.theta,
+                         Sigmas=(Sigma,), bs=(fitted.b,), b_covs=(fitted.b_cov,))
         return MixedGLMResultsWrapper(MixedGLMResults(model, out))
     st = fitted
-    Lam = st.Lambda
-    J = np.zeros((p + k, st.x.size))
+    blocks = [_vech_jacobian(L, pat) for L, pat in zip(st.Lambdas, st.patterns)]
+    n_vech = sum(B.shape[0] for B in blocks)
+    J = np.zeros((p + n_vech, st.x.size))
     J[:p, :p] = np.eye(p)
-    J[p:, p:] = _vech_jacobian(Lam, st.diagonal)
+    r = c = 0
+    for B in blocks:
+        J[p + r:p + r + B.shape[0], p + c:p + c + B.shape[1]] = B
+        r, c = r + B.shape[0], c + B.shape[1]
     cov = J @ st.cov_x @ J.T
     # parameters held at the boundary have no Wald SE
     bad = ~st.free
@@ -90,12 +96,34 @@ def build_results(model, fitted, method, nagq):
         affected = np.any(np.abs(J[:, bad]) > 0, axis=1)
         cov[affected, :] = np.nan
         cov[:, affected] = np.nan
-    P = np.linalg.inv(st.H)
-    b = st.u @ Lam.T
-    b_cov = np.einsum("ij,gjk,lk->gil", Lam, P, Lam)
-    out = FitOutcome(beta=st.beta, Sigma=Lam @ Lam.T, cov_params=cov, scale=1.0, llf=st.llf,
-                     b=b, b_cov=b_cov, method=method, nagq=nagq, converged=st.record.converged,
-                     singular=st.singular, record=st.record, n_params=st.x.size, theta=st.theta)
+    Sigmas = tuple(L @ L.T for L in st.Lambdas)
+    if getattr(model, "multi", False):
+        singular = st.singular
+    else:       # one flag per random effect (diagonal entry of Lambda), as before
+        singular = np.abs(np.diag(st.Lambdas[0])) < 1e-4
+    out = FitOutcome(beta=st.beta, Sigma=Sigmas[0], cov_params=cov, scale=1.0, llf=st.llf,
+                     b=st.b[0], b_cov=st.b_cov[0], method=method, nagq=nagq,
+                     converged=st.record.converged, singular=singular, record=st.record,
+                     n_params=st.x.size, theta=st.theta, Sigmas=Sigmas, bs=tuple(st.b),
+                     b_covs=tuple(st.b_cov))
+    return MixedGLMResultsWrapper(MixedGLMResults(model, out))
+
+
+def build_results_multi(model, fitted, method, nagq=None):
+    """Package a fit with several grouping factors (core ``MultiLMMFit``)."""
+    p = model.k_fe
+    k = sum(t.q * (t.q + 1) // 2 for t in model.re_terms)
+    cov = np.full((p + k, p + k), np.nan)
+    cov[:p, :p] = fitted.cov_beta
+    cov[:p, p:] = cov[p:, :p] = 0.0
+    Sig = tuple(np.asarray(S, float) for S in fitted.cov_re)
+    out = FitOutcome(beta=fitted.beta, Sigma=Sig[0], cov_params=cov, scale=float(fitted.sigma2),
+                     llf=float(fitted.llf), b=fitted.b[0], b_cov=fitted.b_cov[0], method=method,
+                     nagq=nagq, converged=bool(fitted.converged),
+                     singular=np.asarray(fitted.singular), record=fitted,
+                     n_params=fitted.n_params, reml_criterion=fitted.reml_criterion,
+                     theta=fitted.theta, Sigmas=Sig, bs=tuple(fitted.b),
+                     b_covs=tuple(fitted.b_cov))
     return MixedGLMResultsWrapper(MixedGLMResults(model, out))
 
 
@@ -109,7 +137,11 @@ class MixedGLMResults(MixedLMResults):
     """
 
     def __init__(self, model, outcome: FitOutcome):
-        params = np.concatenate([outcome.beta, outcome.Sigma[np.tril_indices(model.q)]])
+        if getattr(model, "multi", False):
+            params = np.concatenate([outcome.beta] + [S[np.tril_indices(S.shape[0])]
+                                                      for S in outcome.Sigmas])
+        else:
+            params = np.concatenate([outcome.beta, outcome.Sigma[np.tril_indices(model.q)]])
         LikelihoodModelResults.__init__(self, model, params,
                                         normalized_cov_params=outcome.cov_params / outcome.scale,
                                         scale=outcome.scale)
@@ -124,8 +156,13 @@ class MixedGLMResults(MixedLMResults):
         self.k_re2 = model.k_re2
         self.k_vc = 0
         self.fe_params = outcome.beta
-        self.cov_re = outcome.Sigma
-        self.cov_re_unscaled = outcome.Sigma / outcome.scale
+        if getattr(model, "multi", False):
+            from .factors import cov_re_dict
+            self.cov_re = cov_re_dict(model.re_terms, outcome.Sigmas)
+            self.cov_re_unscaled = {k: v / outcome.scale for k, v in self.cov_re.items()}
+        else:
+            self.cov_re = outcome.Sigma
+            self.cov_re_unscaled = outcome.Sigma / outcome.scale
         self.vcomp = np.array([])
         self.method = outcome.method
         self.nagq = outcome.nagq
@@ -133,7 +170,8 @@ class MixedGLMResults(MixedLMResults):
         self.converged = outcome.converged
         self.optim = outcome.record
         self.singular = outcome.singular
-        self.n_groups = model.n_groups
+        self.n_groups = ({t.name: t.n_levels for t in model.re_terms}
+                         if getattr(model, "multi", False) else model.n_groups)
         self.family = model.family
         self.reml_criterion = outcome.reml_criterion
         self.cov_pen = None
@@ -177,14 +215,24 @@ class MixedGLMResults(MixedLMResults):
     # ---------------------------------------------------------- random effects
     @cache_readonly
     def random_effects(self):
-        """Conditional modes b_j per group: dict label -> Series (MixedLM's shape)."""
+        """Conditional modes b_j per group: dict label -> Series (MixedLM's shape).
+
+        With several grouping factors: dict factor -> DataFrame (levels x effects).
+        """
+        if self.model.multi:
+            from .factors import random_effects_dict
+            return random_effects_dict(self.model.re_terms, self.outcome.bs)
         names = self.model.data.exog_re_names
         return {g: pd.Series(self.outcome.b[j], index=names)
                 for j, g in enumerate(self.model.group_labels)}
 
     @cache_readonly
     def random_effects_cov(self):
-        """Conditional covariances Lambda H_j^{-1} Lambda' (Laplace) per group."""
+        """Conditional covariances Lambda H_j^{-1} Lambda' (Laplace) per group
+        (several factors: dict factor -> {level: DataFrame})."""
+        if self.model.multi:
+            from .factors import random_effects_cov_dict
+            return random_effects_cov_dict(self.model.re_terms, self.outcome.b_covs)
         names = self.model.data.exog_re_names
         return {g: pd.DataFrame(self.outcome.b_cov[j], index=names, columns=names)
                 for j, g in enumerate(self.model.group_labels)}
@@ -218,101 +266,83 @@ class MixedGLMResults(MixedLMResults):
         return "; ".join(parts) + " (estimates and SEs of those terms are not meaningful)"
 
     # ------------------------------------------------------------- prediction
-    def _linear_predictor(self, X, Z, codes, offset, conditional):
-        eta = X @ self.outcome.beta + offset
-        if conditional:
-            b = np.zeros((Z.shape[0], Z.shape[1]))
-            known = codes >= 0
-            b[known] = self.outcome.b[codes[known]]
-            eta = eta + np.einsum("nq,nq->n", Z, b)
-        return eta
+    def singular_description(self) -> str:
+        """Which variance parameters sit on the boundary, in words (per factor)."""
+        from .singular import describe_singular
+        return describe_singular(self)
 
-    def _mean(self, eta):
-        if self.model.family_name == "gaussian":
-            return eta
-        return get_family_link(self.model.family_name, self.model.link_name).inverse_link(eta)
-
-    def predict(self, exog=None, which="mean", conditional=True, offset=None, exposure=None,
-                transform=True, marginal=False, nagq=15, **kwargs):
+    def predict(self, exog=None, which="mean", conditional=False, offset=None, exposure=None,
+                transform=True, marginal=False, nagq=15, allow_new_levels=False):
         """Predicted means (``which="mean"``) or linear predictors (``"linear"``).
 
-        ``conditional=True`` uses each group's conditional mode (groups not seen
-        in the fit get b = 0); ``conditional=False`` is the population level at
-        b = 0; ``marginal=True`` is the population-averaged mean, the random
-        effects integrated out by quadrature with ``nagq`` points per dimension
-        (see :meth:`predict_marginal` for standard errors). ``exog`` may be a
-        DataFrame (through the formula, same coding) holding the group column;
-        binomial means are probabilities per trial.
-        """
-        model = self.model
-        if which not in ("mean", "linear"):
-            raise ValueError("which must be 'mean' or 'linear'")
-        if marginal:
-            if which != "mean":
-                raise ValueError("marginal=True averages means; use which='mean'")
-            return self.predict_marginal(exog, offset=offset, exposure=exposure, se=False,
-                                         nagq=nagq)["mean"].to_numpy()
-        X, Z, off = self._design(exog, offset, exposure, transform)
-        codes = model.group_codes if exog is None else -np.ones(X.shape[0], dtype=np.intp)
-        if exog is not None and conditional:
-            gname = getattr(model, "group_name", None)
-            if not isinstance(exog, pd.DataFrame) or gname not in exog.columns:
-                raise ValueError("conditional predictions on new data need the group column "
-                                 f"{gname!r} in the DataFrame; or pass conditional=False")
-            codes = pd.Index(model.group_labels).get_indexer(exog[gname]).astype(np.intp)
-        eta = self._linear_predictor(X, Z, codes, off, conditional)
-        return eta if which == "linear" else self._mean(eta)
+        Parameters
+        ----------
+        exog : None (the fit's rows), a DataFrame (through the formula, same coding
+            as the fit; for conditional predictions it must hold the group column)
+            or an array of fixed-effects rows.
+        which : ``"mean"`` (per trial for binomial models) or ``"linear"``.
+        conditional : False (default) predicts at the population level, the random
+            effects at 0, as statsmodels' ``MixedLMResults.predict``; True adds each
+            row's group's conditional mode. (lme4's ``predict()`` is conditional by
+            default, ``re.form = NULL``: pass ``conditional=True`` for its numbers.)
+            The default is the same for every family, so a prediction does not change
+            meaning with the family; for binomial and Poisson models it is the mean
+            of a group whose random effects are 0 (statsmodels' ``BayesMixedGLM``
+            predicts the same), not the mean over the population of groups, which
+            is ``marginal=True``.
+        offset, exposure : for new data (offset terms of an lme4 formula are
+            evaluated on a DataFrame automatically).
+        marginal : True gives population-averaged means, the random effects
+            integrated out by quadrature with ``nagq`` points per dimension
+            (:meth:`predict_marginal` adds standard errors).
+        allow_new_levels : conditional predictions for a group the fit never saw
+            raise ``ValueError`` naming it unless this is True; then those rows are
+            predicted at the population level (random effects 0), as lme4's
+            ``allow.new.levels = TRUE``. Labels are matched by value across dtypes
+            (1 and "1" are the same group).
 
-    def _design(self, exog, offset=None, exposure=None, transform=True):
-        """(X, Z, offset) for the fit's rows (exog=None) or new data through the formula."""
-        model = self.model
-        if exog is None:
-            return (np.asarray(model.exog, float), np.asarray(model.exog_re, float),
-                    model.offset)
-        if (transform and isinstance(exog, pd.DataFrame)
-                and getattr(model, "formula", None) is not None):
-            X = np.asarray(self._transform_predict_exog(exog, transform=True)[0], dtype=float)
-        else:
-            X = np.asarray(exog, dtype=float)
-        off = np.zeros(X.shape[0]) if offset is None else np.asarray(offset, dtype=float)
-        if exposure is not None:
-            off = off + np.log(np.asarray(exposure, dtype=float))
-        return X, self._re_design(X), off
+        Returns
+        -------
+        A Series with the DataFrame's index for DataFrame input, else an ndarray.
+        """
+        from .prediction import predict
+        return predict(self, exog, which=which, conditional=conditional, offset=offset,
+                       exposure=exposure, transform=transform, marginal=marginal, nagq=nagq,
+                       allow_new_levels=allow_new_levels)
+
+    def get_prediction(self, exog=None, which="mean", conditional=False, offset=None,
+                       exposure=None, transform=True, allow_new_levels=False):
+        """Predictions with standard errors and confidence intervals.
+
+        Arguments as :meth:`predict`. The standard errors are by the delta method
+        with the fixed-effects covariance and, for ``conditional=True``, the
+        conditional covariance of the group's random effects and the movement of
+        its mode with the fixed effects (see :mod:`mlglm.prediction`).
+
+        Returns
+        -------
+        statsmodels ``PredictionResultsMean``: ``predicted_mean``, ``se_mean``,
+        ``conf_int(alpha=0.05)`` and ``summary_frame(alpha=0.05)`` with columns
+        ``mean``, ``mean_se``, ``mean_ci_lower``, ``mean_ci_upper``.
+        """
+        from .prediction import get_prediction
+        return get_prediction(self, exog, which=which, conditional=conditional, offset=offset,
+                              exposure=exposure, transform=transform,
+                              allow_new_levels=allow_new_levels)
 
     def predict_marginal(self, exog=None, offset=None, exposure=None, se=True, level=0.95,
                          nagq=15):
         """Population-averaged means E_b[g^{-1}(x'beta + z'b)] by quadrature, with
-        delta-method standard errors and a Wald interval (DataFrame)."""
-        from scipy import stats
-        from .marginal import marginal_predict
-        X, Z, off = self._design(exog, offset, exposure)
-        mu, sd = marginal_predict(self, X, Z, off, nagq=nagq, se=se)
-        out = pd.DataFrame({"mean": mu})
-        if se:
-            crit = stats.norm.ppf(0.5 + level / 2)
-            out["se"] = sd
-            out["lower"] = mu - crit * sd
-            out["upper"] = mu + crit * sd
-        return out
+        delta-method standard errors and a Wald interval (DataFrame with columns
+        ``mean``, ``se``, ``lower``, ``upper``)."""
+        from .prediction import predict_marginal
+        return predict_marginal(self, exog, offset=offset, exposure=exposure, se=se,
+                                level=level, nagq=nagq)
 
     def simulate(self, n=1, seed=None, conditional=True):
         """New responses from the fitted model (see :func:`mlglm.marginal.simulate`)."""
         from .marginal import simulate
         return simulate(self, n=n, seed=seed, conditional=conditional)
-
-    def _re_design(self, X):
-        model = self.model
-        names = list(model.exog_names)
-        cols = []
-        gname = getattr(model, "group_name", "Group")
-        for nm in model.data.exog_re_names:
-            key = "Intercept" if nm in (gname, "Group") else nm
-            if key not in names:
-                raise NotImplementedError(
-                    f"random-effect column {nm!r} is not a fixed-effect column, so it cannot be "
-                    "built for new data; include it in the fixed part")
-            cols.append(names.index(key))
-        return X[:, cols]
 
     @cache_readonly
     def fittedvalues(self):
@@ -320,59 +350,93 @@ class MixedGLMResults(MixedLMResults):
         return self.predict(conditional=True)
 
     @cache_readonly
-    def resid(self):
+    def resid_response(self):
         """Response residuals y/m - fitted mean (per trial for binomial)."""
-        return self.model.endog / self.model.n_trials - self.fittedvalues
+        from .residuals import response_residuals
+        return response_residuals(self)
+
+    @cache_readonly
+    def resid(self):
+        """Response residuals y/m - fitted mean (``resid_response``)."""
+        return self.resid_response
 
     @cache_readonly
     def resid_pearson(self):
-        """(y - m mu) / sqrt(m V(mu)) with the family's variance function."""
-        mu = self.fittedvalues
-        m = self.model.n_trials
-        fam = self.model.family_name
-        if fam == "gaussian":
-            return (self.model.endog - mu) / np.sqrt(self.scale)
-        var = m * mu * (1 - mu) if fam == "binomial" else mu
-        return (self.model.endog - m * mu) / np.sqrt(var)
+        """(y - m mu) / sqrt(m V(mu)) with the family's variance function
+        (Gaussian: (y - mu) / sigma)."""
+        from .residuals import pearson_residuals
+        return pearson_residuals(self)
+
+    @cache_readonly
+    def resid_deviance(self):
+        """sign(y - m mu) sqrt(unit deviance) (see :mod:`mlglm.residuals`)."""
+        from .residuals import deviance_residuals
+        return deviance_residuals(self)
 
     # ------------------------------------------------------------- inference
-    def _fe_constraint(self, r_matrix):
-        if isinstance(r_matrix, str) or (isinstance(r_matrix, (list, tuple))
-                                        and r_matrix and isinstance(r_matrix[0], str)):
-            from patsy import DesignInfo
-            lc = DesignInfo(list(self.model.exog_names)).linear_constraint(r_matrix)
-            R, qv = lc.coefs, lc.constants
-        elif isinstance(r_matrix, tuple):
-            R, qv = np.atleast_2d(r_matrix[0]), np.asarray(r_matrix[1])
-        else:
-            R, qv = np.atleast_2d(np.asarray(r_matrix, dtype=float)), None
-        if R.shape[1] == self.k_fe:
-            R = np.hstack([R, np.zeros((R.shape[0], len(self.params) - self.k_fe))])
-        return R if qv is None else (R, qv)
+    @cache_readonly
+    def df_model(self):
+        """Estimated parameters (fixed effects, covariance parameters and, for Gaussian
+        fits, the residual variance) minus the intercept: statsmodels' convention
+        ``df_model + k_constant = df_modelwc``, the parameter count of aic/bic."""
+        return self.outcome.n_params - int(getattr(self.model, "k_constant", 0))
 
-    def t_test(self, r_matrix, use_t=None, **kwargs):
-        """Wald z-tests of linear hypotheses on the fixed effects (strings accepted,
-        e.g. ``"urban[T.Y] = 0"``)."""
-        return LikelihoodModelResults.t_test(self, self._fe_constraint(r_matrix), use_t=False,
-                                             **kwargs)
+    def t_test(self, r_matrix, cov_p=None, use_t=None):
+        """Wald z-tests of linear hypotheses (strings such as ``"urban[T.Y] = 0"``,
+        arrays over the fixed effects or over ``params``) -- see :mod:`mlglm.wald`."""
+        from .wald import constraint, covariance_for
+        R = constraint(self, r_matrix)
+        cov = covariance_for(self, R, cov_p)
+        return LikelihoodModelResults.t_test(self, R, cov_p=cov, use_t=False)
 
-    def wald_test(self, r_matrix, use_f=False, scalar=True, **kwargs):
-        """Joint Wald chi-square test on the fixed effects (strings accepted)."""
-        return LikelihoodModelResults.wald_test(self, self._fe_constraint(r_matrix), use_f=use_f,
-                                                scalar=scalar, **kwargs)
+    def wald_test(self, r_matrix, cov_p=None, invcov=None, use_f=None, df_constraints=None,
+                  scalar=True):
+        """Joint Wald test of linear hypotheses (chi-square; F with ``use_f=True``, as
+        ``f_test`` does); ``wald_test_terms`` tests every formula term with it."""
+        from .wald import constraint, covariance_for
+        R = constraint(self, r_matrix)
+        cov = covariance_for(self, R, cov_p) if invcov is None else cov_p
+        return LikelihoodModelResults.wald_test(self, R, cov_p=cov, invcov=invcov,
+                                                use_f=bool(use_f), scalar=scalar,
+                                                df_constraints=df_constraints)
 
-    def conf_int(self, alpha=0.05, cols=None, method="wald", level=None, which=None,
-                 n_boot=200, seed=None, n_jobs=1, progress=None, boot=None, criterion=None):
+    def conf_int(self, alpha=0.05, method="wald", **kwargs):
+        """Confidence intervals for ``params``, in statsmodels' shape.
+
+        Parameters
+        ----------
+        alpha : 1 - coverage.
+        method : ``"wald"`` (default; params -/+ z bse, as statsmodels),
+            ``"profile"`` or ``"bootstrap"``.
+        **kwargs : for ``"profile"``/``"bootstrap"``, as :meth:`intervals`.
+
+        Returns
+        -------
+        (k, 2) array of lower and upper limits, one row per ``params`` entry; through
+        the results wrapper a DataFrame with columns 0 and 1 indexed like ``params``
+        (so ``np.exp(res.conf_int())`` gives odds-ratio limits on a logit fit).
+        Rows for variances (``"g Var"``) and covariances (``"g x x Cov"``): Wald limits
+        from the delta-method SEs (NaN where there is none: Gaussian fits, parameters
+        at the boundary); profile: the variance limits are the squared SD limits and
+        covariances are NaN (only SDs and correlations are profiled); bootstrap:
+        percentiles of the replicates' variances and covariances. The table with
+        SDs, correlations and how each interval was made is :meth:`intervals`.
+        """
+        from .intervals import params_conf_int
+        return params_conf_int(self, alpha=alpha, method=method, **kwargs)
+
+    def intervals(self, method="wald", level=0.95, which=None, n_boot=200, seed=None,
+                  n_jobs=1, progress=None, boot=None, criterion=None):
         """Confidence intervals for fixed effects, random-effect SDs and correlations.
 
         Parameters
         ----------
-        alpha : 1 - coverage (statsmodels' argument); ``level`` overrides it.
         method : ``"wald"`` (SDs on the log scale, correlations on the atanh
             scale, labelled in the ``interval`` column), ``"profile"``
             (profile likelihood, lme4's ``confint(method="profile")``) or
             ``"bootstrap"`` (parametric bootstrap percentiles; ``n_boot``,
             ``seed``, ``n_jobs``, ``progress``, or a ready ``boot=``).
+        level : coverage.
         which : optional row labels to keep (profile: to compute).
         criterion : profile, Gaussian REML fits: ``"ml"`` profiles on the ML
             likelihood as lme4's ``confint()`` does (default: the REML criterion
@@ -381,20 +445,40 @@ class MixedGLMResults(MixedLMResults):
         Returns
         -------
         DataFrame indexed by parameter (fixed effects, ``sd(term)``,
-        ``cor(a, b)``, and ``sigma`` for Gaussian fits) with columns
-        ``estimate``, ``lower``, ``upper``, ``interval``.
+        ``cor(a, b)``, and ``sigma`` for Gaussian fits; with several grouping
+        factors ``sd(term | factor)`` and ``cor(a, b | factor)`` for every
+        factor, one ``sd`` per tied block) with columns ``estimate``, ``lower``,
+        ``upper``, ``interval``.
         """
         from .intervals import conf_int
-        if cols is not None:
-            raise TypeError("cols= is not supported; use which=[names]")
-        level = 1 - alpha if level is None else level
         return conf_int(self, level=level, method=method, which=which, n_boot=n_boot,
                         seed=seed, n_jobs=n_jobs, progress=progress, boot=boot,
                         criterion=criterion)
 
+    def is_singular(self, tol=1e-4):
+        """Whether the fit is on the boundary, as lme4's ``isSingular``: some diagonal
+        element of the (relative, for Gaussian fits) covariance factor Lambda is below
+        ``tol`` -- an SD estimated at 0 or a correlation at +-1."""
+        theta = np.asarray(self.outcome.theta, dtype=float)
+        on_diagonal = self.model.re_terms.theta_on_diagonal()
+        return bool(np.any(np.abs(theta[on_diagonal]) < tol))
+
+    def update(self, formula=None, **changes):
+        """Refit with a changed formula or settings, as lme4's ``update``
+        (see :func:`mlglm.update`), e.g. ``res.update("~ . - x")``."""
+        from .lme4api import update
+        return update(self, formula, **changes)
+
+    def remove_data(self):
+        """statsmodels' ``remove_data``, after computing what ``conf_int()`` and
+        ``summary()`` need from the data (they then work without it)."""
+        self.bse, self.separation          # noqa: B018 - computed and cached
+        LikelihoodModelResults.remove_data(self)
+
     def bootstrap(self, n=200, seed=None, progress=None, n_jobs=1):
-        """Parametric bootstrap: simulate with new random effects, refit, n times
-        (see :func:`mlglm.bootstrap.bootstrap`); returns a ``BootstrapResult``."""
+        """Parametric bootstrap: simulate with new random effects (for every grouping
+        factor), refit, n times (see :func:`mlglm.bootstrap.bootstrap`); returns a
+        ``BootstrapResult``."""
         from .bootstrap import bootstrap
         return bootstrap(self, n=n, seed=seed, progress=progress, n_jobs=n_jobs)
 
@@ -405,7 +489,7 @@ class MixedGLMResults(MixedLMResults):
         return marginal_params(self, nagq=nagq, level=level)
 
     def profile_re(self, *args, **kwargs):
-        raise NotImplementedError("use results.conf_int(method='profile') for profile "
+        raise NotImplementedError("use results.intervals(method='profile') for profile "
                                   "likelihood intervals of the random-effect SDs and "
                                   "correlations")
 
@@ -438,19 +522,29 @@ class MixedGLMResults(MixedLMResults):
         return self.summary().as_html()
 
 
+_MULTI_RAW = frozenset({"cov_re", "cov_re_unscaled", "bse_re"})
+
+
 class MixedGLMResultsWrapper(MixedLMResultsWrapper):
-    _wrap_attrs = MixedLMResultsWrapper._wrap_attrs
-    # conf_int returns its own labelled DataFrame
-    _wrap_methods = {k: v for k, v in MixedLMResultsWrapper._wrap_methods.items()
-                     if k != "conf_int"}
+    _wrap_attrs = wrap.union_dicts(MixedLMResultsWrapper._wrap_attrs,
+                                   {"resid_response": "rows", "resid_pearson": "rows",
+                                    "resid_deviance": "rows"})
+    _wrap_methods = MixedLMResultsWrapper._wrap_methods     # conf_int: "columns"
 
     def _repr_html_(self):
         return self._results._repr_html_()
 
-    def conf_int(self, *args, **kwargs):
-        return self._results.conf_int(*args, **kwargs)
-
-    conf_int.__doc__ = MixedGLMResults.conf_int.__doc__
+    def __getattribute__(self, name):
+        # with several factors cov_re is a dict per factor, and the variance part of
+        # params is labelled by param_names: statsmodels' one-factor labels do not apply
+        if name in _MULTI_RAW:
+            res = object.__getattribute__(self, "_results")
+            if getattr(res.model, "multi", False):
+                val = getattr(res, name)
+                if name == "bse_re":
+                    return pd.Series(val, index=res.model.data.param_names[res.k_fe:])
+                return val
+        return super().__getattribute__(name)
 
 
 wrap.populate_wrapper(MixedGLMResultsWrapper, MixedGLMResults)

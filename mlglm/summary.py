@@ -25,6 +25,10 @@ def method_label(res) -> str:
         return "ML (exact)"
     if res.method == "aghq" and res.nagq and res.nagq > 1:
         how = " (auto)" if getattr(res.optim, "auto", None) is not None else ""
+        terms = getattr(res.model, "re_terms", None)
+        if terms is not None and terms.kind == "nested":
+            return (f"ML (AGHQ, nAGQ={res.nagq}{how} at each of {len(terms)} nested "
+                    "levels)")
         return f"ML (AGHQ, nAGQ={res.nagq}{how}, {res.nagq ** res.model.q} points/group)"
     return "ML (Laplace)"
 
@@ -40,9 +44,18 @@ def _convergence_detail(res):
     return f"{getattr(rec, 'grad_norm', float('nan')):.1e} / exact (profiled)"
 
 
+def _groups_info(model) -> dict:
+    """"No. groups" line(s): one factor with its group sizes, or every factor's levels."""
+    if getattr(model, "multi", False):
+        return {"No. groups:": ", ".join(f"{t.n_levels} ({t.name})" for t in model.re_terms)}
+    sizes = getattr(model, "group_sizes", None)     # a sharded model holds no rows
+    sizes = np.bincount(model.group_codes) if sizes is None else np.asarray(sizes)
+    return {"No. groups:": f"{model.n_groups} ({getattr(model, 'group_name', 'Group')})",
+            "Group size min/mean/max:": f"{sizes.min()} / {sizes.mean():.1f} / {sizes.max()}"}
+
+
 def _header(res):
     model = res.model
-    sizes = np.bincount(model.group_codes)
     fam = type(model.family).__name__
     link = model.link_name
     info = {
@@ -51,8 +64,7 @@ def _header(res):
         "Method:": method_label(res),
         "Dependent variable:": str(model.endog_names),
         "No. observations:": f"{int(res.nobs)}",
-        "No. groups:": f"{model.n_groups} ({getattr(model, 'group_name', 'Group')})",
-        "Group size min/mean/max:": f"{sizes.min()} / {sizes.mean():.1f} / {sizes.max()}",
+        **_groups_info(model),
         "Log-likelihood:": _fmt(res.llf, 4),
         "AIC:": _fmt(res.aic, 4),
         "BIC:": _fmt(res.bic, 4),
@@ -88,6 +100,10 @@ def _fe_table(res, alpha):
 
 
 def _re_table(res):
+    if getattr(res.model, "multi", False):
+        from .factors import varcorr_rows
+        return varcorr_rows(res.model.re_terms, res.outcome.Sigmas,
+                            scale=res.scale if res.model.family_name == "gaussian" else None)
     names = list(res.model.data.exog_re_names)
     S = np.asarray(res.cov_re, dtype=float)
     sd = np.sqrt(np.clip(np.diag(S), 0, None))
@@ -99,7 +115,7 @@ def _re_table(res):
             c = S[i, j] / (sd[i] * sd[j]) if sd[i] > 0 and sd[j] > 0 else np.nan
             row[f"Corr({names[j]})"] = _fmt(c, 3)
         if res.singular[i] if i < len(res.singular) else False:
-            row["Note"] = "at boundary (0)"
+            row["Note"] = "singular (see note)"
         rows.append(row)
     index = names[:]
     if res.model.family_name == "gaussian":
@@ -119,11 +135,16 @@ def _warnings(res):
         out.append(f"The optimiser did not converge (max |gradient| = {g:.2g}); try "
                    "start_params= from a simpler model, or rescale covariates.")
     if np.any(res.singular):
-        out.append("Singular fit: a random-effect SD is estimated at 0 (or a correlation at "
-                   "+-1); consider dropping that term.")
+        from .singular import describe_singular, singular_advice
+        out.append(f"Singular fit: {describe_singular(res)}; {singular_advice(res)}.")
+    dropped = getattr(res.model, "dropped_levels", None)
+    if dropped:
+        text = "; ".join(f"{col}: {', '.join(map(str, levels))}" for col, levels in dropped.items())
+        out.append(f"Unused levels dropped (no rows in the data): {text}.")
     if res.model.family_name == "binomial" and res.method == "laplace":
-        sizes = np.bincount(res.model.group_codes)
-        if np.all(res.model.n_trials == 1) and np.median(sizes) < 10:
+        sizes = getattr(res.model, "group_sizes", None)     # a sharded model holds no rows
+        sizes = np.bincount(res.model.re_terms[0].codes) if sizes is None else sizes
+        if np.all(res.model.n_trials == 1) and len(sizes) and np.median(sizes) < 10:
             out.append("Binary data with small groups: the Laplace approximation can be biased; "
                        "compare with method='aghq'.")
     sep = getattr(res, "separation", None)

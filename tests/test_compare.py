@@ -71,3 +71,24 @@ def test_reml_fits_are_refused():
     b = mlglm.lmer("mAch ~ meanses + (1 | school)", h)
     with pytest.raises(ValueError, match="REML"):
         mlglm.compare_lr_test(a, b)
+
+
+def test_anova_prints_whole_in_80_columns(fits):
+    """Issue 10: the table's formula index made pandas split it into column blocks and
+    truncate it. It prints as R does: the formulas as m1, m2 above one table, every
+    line within 80 characters, every number in it."""
+    m1, m2, _ = fits
+    tab = mlglm.anova(m2, m1)
+    text = repr(tab)
+    lines = text.splitlines()
+    assert max(len(line) for line in lines) <= 80
+    assert lines[0] == "Models:"
+    assert lines[1].startswith("m1: y ~ age") and "(1 | district)" in lines[1]
+    header = next(line for line in lines if line.split()[:1] == ["npar"])
+    assert header.split() == ["npar", "AIC", "BIC", "logLik", "deviance", "Chisq", "Df",
+                              "Pr(>Chisq)"]
+    row = lines[-1].split()
+    assert row[0] == "m2" and int(row[1]) == 10
+    assert float(row[2]) == pytest.approx(tab["AIC"].iloc[1], abs=0.005)
+    assert float(row[6]) == pytest.approx(tab["Chisq"].iloc[1], abs=5e-5)
+    assert "..." not in text and str(tab) == text

@@ -119,7 +119,8 @@ def test_csvs_are_package_resources():
 
 def test_list_and_describe():
     table = list_datasets()
-    assert list(table.index) == ["hsb", "contraception", "cbpp", "grouseticks"]
+    assert list(table.index) == ["hsb", "contraception", "cbpp", "grouseticks", "verbagg",
+                                 "penicillin", "pastes", "sleepstudy", "chem97", "insteval"]
     assert {"description", "groups", "rows", "n_groups"} <= set(table.columns)
     for name, loader, groups, rows, n_groups in SHAPES:
         assert table.loc[name, "groups"] == groups
@@ -128,8 +129,13 @@ def test_list_and_describe():
         text = describe(name)
         for column in loader().columns:
             assert column in text
+    for name in ["verbagg", "penicillin", "pastes", "sleepstudy", "chem97", "insteval"]:
+        d = load(name)
+        assert len(d) == table.loc[name, "rows"]
+        text = describe(name)
+        assert all(str(c) in text for c in d.columns)
     with pytest.raises(ValueError, match="unknown data set"):
-        describe("verbagg")
+        describe("contra")
     with pytest.raises(ValueError, match="available"):
         load("nope")
 

@@ -83,6 +83,13 @@ def test_demo_numbers(tmp_path):
     assert 0 < lo < n["icc_latent"] < hi < 1
     lo, hi = n["profile_sd_urban"]
     assert 0 < lo < hi
+    # three levels, Chem97 (multi_open.json chem97_nested, lme4 lmer ML: VarCorr school
+    # 1.1661559699807, lea 0.0135957882691492, residual 5.15407289486462)
+    tau_s, tau_l, sig2 = 1.1661559699807, 0.0135957882691492, 5.15407289486462
+    total = tau_s + tau_l + sig2
+    assert n["chem_tau_school"] == pytest.approx(tau_s, rel=1e-4)
+    assert n["chem_icc_lea"] == pytest.approx(tau_l / total, rel=1e-3)
+    assert n["chem_icc_school"] == pytest.approx((tau_s + tau_l) / total, rel=1e-4)
 
 
 def test_demo_text_only_without_matplotlib(tmp_path, monkeypatch, capsys):
@@ -103,3 +110,16 @@ def test_python_dash_m_help():
     out = subprocess.run([sys.executable, "-m", "mlglm", "demo", "--help"], capture_output=True,
                          text=True, cwd=Path(__file__).resolve().parents[1], timeout=60)
     assert out.returncode == 0 and "--out" in out.stdout
+
+
+def test_version(capsys):
+    """``mlglm --version`` prints the package version (issue 10) and exits 0, as
+    argparse's version action does."""
+    import mlglm
+    with pytest.raises(SystemExit) as exc:
+        main(["--version"])
+    assert exc.value.code == 0
+    assert capsys.readouterr().out.strip() == f"mlglm {mlglm.__version__}"
+    out = subprocess.run([sys.executable, "-m", "mlglm", "--version"], capture_output=True,
+                         text=True, check=True)
+    assert out.stdout.strip() == f"mlglm {mlglm.__version__}"

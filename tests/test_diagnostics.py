@@ -69,3 +69,32 @@ def test_random_effect_without_fixed_effect_is_warned():
                         cov_re=0.5, seed=2)
     with pytest.warns(mlglm.DataWarning, match="x1"):
         mlglm.glmer("y ~ 1 + (1 + x1 | g)", sim.data)
+
+
+def test_singular_warning_names_the_direction_that_collapsed():
+    """Issue 10: the warning said "the SD of x is estimated at 0" while the table showed
+    an SD of 0.5. Here the true random intercept and slope are exactly collinear
+    (b1 = -0.5 b0); the fit (seed 0) has the slope's SD near 0.5 and correlation -1:
+    the warning and the summary must say that, not that an SD is 0."""
+    import pandas as pd
+    rng = np.random.default_rng(0)
+    g = np.repeat(np.arange(30), 20)
+    x = rng.normal(size=g.size)
+    b0 = rng.normal(size=30)
+    y = 1 + x + b0[g] - 0.5 * b0[g] * x + rng.normal(size=g.size)
+    with pytest.warns(mlglm.SingularFitWarning) as rec:
+        res = mlglm.lmer("y ~ x + (1 + x | g)", pd.DataFrame({"y": y, "x": x, "g": g}))
+    sd = np.sqrt(np.diag(np.asarray(res.cov_re)))
+    assert sd[1] > 0.3                                       # clearly not 0
+    msg = str(rec[0].message)
+    assert "x is perfectly correlated with Intercept (correlation -1.00" in msg
+    assert f"SD {sd[1]:.3g}" in msg and "SD of x is" not in msg
+    text = str(res.summary())
+    assert "perfectly correlated" in text and "at boundary (0)" not in text
+    # a random effect with no variance at all (simulated with cov_re = 0; seed 1 gives
+    # an estimate at the boundary) is still called an SD of 0
+    sim = simulate_glmm("binomial", n_groups=40, group_size=20, fe_params=[0.0, 1.0],
+                        cov_re=0.0, seed=1)
+    with pytest.warns(mlglm.SingularFitWarning, match="SD of Intercept is .*essentially 0"):
+        res = mlglm.glmer("y ~ x1 + (1 | g)", sim.data)
+    assert np.sqrt(np.asarray(res.cov_re)[0, 0]) < 1e-3

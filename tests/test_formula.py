@@ -86,11 +86,10 @@ ERRORS = {
     "y ~ I(log(x) + (1 | g)": ("'(' is never closed", "(log"),
     "y ~ x + (1 | g]": ("']' does not close '('", "]"),
     "y ~ Q('x) + (1 | g)": ("unterminated string", "'x)"),
-    "y ~ x + (1 | a) + (1 | b)": ("mlglm fits one grouping factor for now; "
-                                   "found (1 | a) and (1 | b)", "(1 | b)"),
-    "y ~ x + (1 | g) + (0 + x | g)": ("one random-effects term per model", "(0 + x | g)"),
-    "y ~ x + (1 | a/b)": ("nested grouping", "/b"),
-    "y ~ x + (1 | a:b)": ("combined column", ":b"),
+    "y ~ x + (1 | a) + (1 | a)": ("(1 | a) appears twice", "(1 | a)"),
+    "y ~ x + (1 | a/b) + (1 | a:b)": ("(1 | a:b) appears twice", "(1 | a:b)"),
+    "y ~ x + (1 | a//b)": ("empty grouping factor around '/'", "/b"),
+    "y ~ x + (1 | a:)": ("empty grouping factor", ")"),
     "y ~ x + ( | g)": ("empty random-effects term", "| g"),
     "y ~ x + (1 | )": ("no grouping factor", "| )"),
     "y ~ x + (0 | g)": ("no effects", "(0 | g)"),
@@ -104,6 +103,31 @@ ERRORS = {
     "cbind(s) ~ x + (1 | g)": ("two arguments", "cbind(s)"),
     "y ~ x": ("no random-effects term like (1 | group); use statsmodels' GLM/OLS", "x"),
 }
+
+
+# Several terms (lme4's findbars): nesting a/b expands to a and a:b, an interaction
+# a:b names one factor of the combined levels, || marks uncorrelated effects.
+MULTI = {
+    "y ~ x + (1 | school/class)": [("1", ("school",), False), ("1", ("school", "class"), False)],
+    "y ~ x + (1 | school) + (1 | school:class)": [("1", ("school",), False),
+                                                  ("1", ("school", "class"), False)],
+    "y ~ (1 | subject) + (1 | item)": [("1", ("subject",), False), ("1", ("item",), False)],
+    "y ~ days + (1 + days | subject) + (1 | item)": [("~days", ("subject",), False),
+                                                     ("1", ("item",), False)],
+    "y ~ x + (1 + x || g) + (1 | h)": [("~x", ("g",), True), ("1", ("h",), False)],
+    "y ~ x + (1 | a/b/c)": [("1", ("a",), False), ("1", ("a", "b"), False),
+                            ("1", ("a", "b", "c"), False)],
+    "y ~ x + (x | g) + (0 + z | g)": [("~x", ("g",), False), ("~0 + z", ("g",), False)],
+}
+
+
+@pytest.mark.parametrize("formula", list(MULTI))
+def test_several_random_terms(formula):
+    p = parse_lme4(formula)
+    got = [(t.re_formula, t.factors, t.diagonal) for t in p.random_terms]
+    assert got == MULTI[formula]
+    assert p.groups == p.random_terms[0].group
+    assert "|" not in p.fixed
 
 
 def _caret_column(message: str) -> int:
@@ -157,3 +181,53 @@ def test_parse_never_fails_with_anything_but_formula_errors(formula):
         parse_lme4(formula, require_re=False)
     except FormulaError as err:
         assert err.pos is None or 0 <= err.pos <= len(formula)
+
+
+# ------------------------------------------------------ offset() terms and update()
+from mlglm.formula import split_offsets, update_formula  # noqa: E402
+
+#: rhs -> (rhs without offsets, offsets); R's ^ becomes ** as everywhere
+OFFSET_CASES = {
+    "x + offset(log(n)) + z": ("x + z", ("log(n)",)),
+    "offset(log(n^2))": ("1", ("log(n**2)",)),
+    "x + offset(a) + offset(b) - 1": ("x - 1", ("a", "b")),
+    "x + offsets(n)": ("x + offsets(n)", ()),
+    "x + I(offset(n))": ("x + I(offset(n))", ()),
+}
+
+
+@pytest.mark.parametrize("rhs", list(OFFSET_CASES))
+def test_split_offsets(rhs):
+    assert split_offsets(rhs) == OFFSET_CASES[rhs]
+
+
+def test_a_subtracted_offset_is_an_error():
+    with pytest.raises(FormulaError, match="offset"):
+        split_offsets("x - offset(n)")
+
+
+#: update formula -> result for the model "y ~ a + x + (1 + x | g)" (R's update.formula
+#: rules: "." is the old side; a "." term carries the random-effects term along)
+UPDATE_CASES = {
+    "~ . - x": "y ~ a + x - x + (1 + x | g)",
+    ". ~ . + z": "y ~ a + x + z + (1 + x | g)",
+    "~ . * z": "y ~ (a + x) * z + (1 + x | g)",
+    "~ . - (1 + x | g) + (1 | g)": "y ~ a + x + (1 | g)",
+    "~ . - (1+x|g) + (0 + x || g)": "y ~ a + x + (0 + x || g)",
+    "log(.) ~ .": "log((y)) ~ a + x + (1 + x | g)",
+    "~ x + (1 | g)": "y ~ x + (1 | g)",
+}
+
+
+@pytest.mark.parametrize("new", list(UPDATE_CASES))
+def test_update_formula(new):
+    got = update_formula("y ~ a + x + (1 + x | g)", new)
+    assert got == UPDATE_CASES[new]
+    parse_lme4(got)                           # and lme4's parser takes the result
+
+
+def test_update_formula_errors():
+    with pytest.raises(FormulaError, match="'~'"):
+        update_formula("y ~ x + (1 | g)", ". - x")
+    with pytest.raises(FormulaError, match="not the random-effects term"):
+        update_formula("y ~ x + (1 | g)", "~ . - (1 | h)")

@@ -110,7 +110,7 @@ def test_gaussian_loglik_equals_lmer_llf_at_the_fit(hsb, reml):
 # --------------------------------------------------------------------------- Wald
 def test_wald_intervals_transformed_scales(reference_fit):
     r = reference_fit("contra_rs")
-    ci = r.conf_int()
+    ci = r.intervals()
     assert list(ci.columns) == ["estimate", "lower", "upper", "interval"]
     p = r.k_fe
     fe = ci.iloc[:p]
@@ -124,8 +124,8 @@ def test_wald_intervals_transformed_scales(reference_fit):
     cor = ci.loc["cor(Intercept, urban[T.Y])"]
     assert -1 < cor["lower"] < cor["estimate"] < cor["upper"] < 1
     assert cor["interval"] == "Wald, atanh scale"
-    assert r.conf_int(alpha=0.1).loc["age", "upper"] < ci.loc["age", "upper"]
-    assert list(r.conf_int(which=["age"]).index) == ["age"]
+    assert r.intervals(level=0.9).loc["age", "upper"] < ci.loc["age", "upper"]
+    assert list(r.intervals(which=["age"]).index) == ["age"]
 
 
 def test_wald_gaussian_variance_components_from_the_reml_information(hsb):
@@ -134,8 +134,8 @@ def test_wald_gaussian_variance_components_from_the_reml_information(hsb):
     is close to quadratic in (log s, log sigma), so they must be close to the profile
     limits (computed by root finding, not from a Hessian)."""
     r = mlglm.lmer("mAch ~ cses + (1 | school)", hsb)
-    wald = r.conf_int()
-    prof = r.conf_int(method="profile")
+    wald = r.intervals()
+    prof = r.intervals(method="profile")
     for name, rtol in (("sigma", 1e-3), ("sd(Intercept)", 1e-2)):
         assert wald.loc[name, "interval"] == "Wald, log scale"
         np.testing.assert_allclose(wald.loc[name, ["lower", "upper"]].astype(float),
@@ -145,9 +145,9 @@ def test_wald_gaussian_variance_components_from_the_reml_information(hsb):
 def test_conf_int_rejects_unknown_method_and_names(reference_fit):
     r = reference_fit("cbpp_ri")
     with pytest.raises(ValueError, match="wald"):
-        r.conf_int(method="exact")
+        r.intervals(method="exact")
     with pytest.raises(ValueError, match="unknown parameter"):
-        r.conf_int(method="profile", which=["nope"])
+        r.intervals(method="profile", which=["nope"])
 
 
 # ------------------------------------------------------------------------ profile
@@ -173,7 +173,7 @@ def _lme4_name(name):
 @pytest.mark.parametrize("case", ["contra_ri", "contra_rs", "cbpp_ri", "grouse_ri"])
 def test_profile_matches_lme4(case, reference_fit, profile_ref):
     ref = profile_ref[case]
-    ci = reference_fit(case).conf_int(method="profile")
+    ci = reference_fit(case).intervals(method="profile")
     for name, lo, hi in zip(ref["names"], ref["lower"], ref["upper"]):
         ours = ci.loc[_lme4_name(name)]
         assert ours["lower"] == pytest.approx(lo, abs=PROFILE_VS_LME4_ATOL), name
@@ -184,7 +184,7 @@ def test_profile_matches_lme4(case, reference_fit, profile_ref):
 def test_profile_matches_lmer_ml(hsb, profile_ref):
     ref = profile_ref["hsb_rs_ml"]
     r = mlglm.lmer("mAch ~ meanses + cses + (1 + cses | school)", hsb, reml=False)
-    ci = r.conf_int(method="profile")
+    ci = r.intervals(method="profile")
     for name, lo, hi in zip(ref["names"], ref["lower"], ref["upper"]):
         ours = ci.loc["sigma" if name == "sigma" else _lme4_name(name)]
         assert ours["lower"] == pytest.approx(lo, abs=PROFILE_VS_LME4_ATOL), name
@@ -197,17 +197,17 @@ def test_profile_reml_fit(hsb, profile_ref):
     criterion='ml' reproduces lme4, whose confint() of a REML lmer fit equals that of
     the ML fit (hsb_rs_ml in profile_ci.json; lme4 1.1-31, checked by hand)."""
     r = mlglm.lmer("mAch ~ meanses + cses + (1 + cses | school)", hsb, reml=True)
-    ml = r.conf_int(method="profile", criterion="ml")
+    ml = r.intervals(method="profile", criterion="ml")
     ref = profile_ref["hsb_rs_ml"]
     for name, lo, hi in zip(ref["names"], ref["lower"], ref["upper"]):
         ours = ml.loc["sigma" if name == "sigma" else _lme4_name(name)]
         assert ours["lower"] == pytest.approx(lo, abs=PROFILE_VS_LME4_ATOL), name
         assert ours["upper"] == pytest.approx(hi, abs=PROFILE_VS_LME4_ATOL), name
-    reml = r.conf_int(method="profile", which=["sd(Intercept)", "sigma"])
+    reml = r.intervals(method="profile", which=["sd(Intercept)", "sigma"])
     assert reml.loc["sd(Intercept)", "lower"] > ml.loc["sd(Intercept)", "lower"] + 0.005
     assert (reml["lower"] < reml["estimate"]).all() and (reml["estimate"] < reml["upper"]).all()
     with pytest.raises(ValueError, match="criterion"):
-        r.conf_int(method="profile", criterion="exact")
+        r.intervals(method="profile", criterion="exact")
     m = r.model
     st = lmm_stats(m.endog, m.exog, m.exog_re, m.group_codes)
     L0 = np.linalg.cholesky(np.asarray(r.cov_re))
@@ -227,7 +227,7 @@ def test_profile_fixed_effect_limit_by_offset_refit(contraception, reference_fit
     """Independent check: move urban[T.Y] into the offset at each profile limit and
     refit the rest with the ordinary fitter: llf = llf_hat - z^2/2."""
     r = reference_fit("contra_ri")
-    ci = r.conf_int(method="profile", which=["urban[T.Y]"])
+    ci = r.intervals(method="profile", which=["urban[T.Y]"])
     d = contraception.assign(urbanY=(contraception["urban"] == "Y").astype(float))
     for limit in (ci.loc["urban[T.Y]", "lower"], ci.loc["urban[T.Y]", "upper"]):
         m = mlglm.MixedGLM.from_formula("y ~ age + I(age**2) + livch", d, groups="district",
@@ -251,7 +251,7 @@ def test_profile_sd_lower_limit_zero_when_flat():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         r = mlglm.glmer("y ~ x + (1 | g)", d)
-    ci = r.conf_int(method="profile")
+    ci = r.intervals(method="profile")
     assert ci.loc["sd(Intercept)", "lower"] == 0.0
     assert ci.loc["sd(Intercept)", "upper"] > 0.1
 
@@ -261,7 +261,7 @@ def test_profile_gaussian_sigma_by_one_dimensional_oracle(hsb):
     for fixed sigma, maximise l_ML over (beta, s) with scipy -- must cross at our
     limits."""
     r = mlglm.lmer("mAch ~ cses + (1 | school)", hsb, reml=False)
-    ci = r.conf_int(method="profile", which=["sigma"])
+    ci = r.intervals(method="profile", which=["sigma"])
     m = r.model
     st = lmm_stats(m.endog, m.exog, m.exog_re, m.group_codes)
 
@@ -287,7 +287,7 @@ def test_bootstrap_reproducible_for_a_seed_and_any_n_jobs(reference_fit):
     pd.testing.assert_frame_equal(b1.replicates, b3.replicates)
     assert not np.allclose(b1.replicates, b4.replicates)
     assert b1.n == 12 and b1.n_failed == 0 and b1.converged.all()
-    assert list(b1.replicates.columns) == list(r.conf_int().index)
+    assert list(b1.replicates.columns) == list(r.intervals().index)
     ci = b1.conf_int()
     assert (ci["interval"] == "bootstrap percentile").all()
     assert (ci["lower"] <= ci["upper"]).all()
@@ -334,11 +334,11 @@ def test_bootstrap_progress_and_failures(reference_fit, capsys, monkeypatch):
 
 def test_bootstrap_conf_int_method(reference_fit):
     r = reference_fit("grouse_ri")
-    ci = r.conf_int(method="bootstrap", n_boot=10, seed=2, progress=False)
+    ci = r.intervals(method="bootstrap", n_boot=10, seed=2, progress=False)
     assert ci.attrs["n"] == 10
     assert (ci["interval"] == "bootstrap percentile").all()
     b = r.bootstrap(10, seed=2, progress=False)
-    pd.testing.assert_frame_equal(r.conf_int(method="bootstrap", boot=b), ci)
+    pd.testing.assert_frame_equal(r.intervals(method="bootstrap", boot=b), ci)
 
 
 def test_bootstrap_gaussian(hsb):
@@ -385,7 +385,7 @@ def test_marginal_params_gaussian_identity(hsb):
 def test_icc_profile_binomial_is_the_sd_profile_mapped(reference_fit):
     r = reference_fit("contra_ri")
     out = mlglm.icc(r, ci=True)
-    sd = r.conf_int(method="profile", which=["sd(Intercept)"]).loc["sd(Intercept)"]
+    sd = r.intervals(method="profile", which=["sd(Intercept)"]).loc["sd(Intercept)"]
     c = np.pi ** 2 / 3
     assert out.ci_method == "profile"
     assert out.ci[0] == pytest.approx(sd["lower"] ** 2 / (sd["lower"] ** 2 + c), rel=1e-5)
@@ -450,7 +450,7 @@ def test_profile_q3_invariant_to_the_order_of_random_effect_terms():
     for re_formula in ("~x1 + x2", "~x2 + x1"):
         m = mlglm.MixedGLM.from_formula("y ~ x1 + x2", d, groups="g", re_formula=re_formula,
                                         family=sm.families.Poisson())
-        ci = m.fit().conf_int(method="profile")
+        ci = m.fit().intervals(method="profile")
         ci.index = [n.replace("cor(x2, x1)", "cor(x1, x2)") for n in ci.index]
         out.append(ci.sort_index())
     assert list(out[0].index) == list(out[1].index)

@@ -221,3 +221,19 @@ def test_plots_accept_statsmodels_mixedlm(hsb, tmp_path):
     np.testing.assert_allclose(y, res.fe_params["Intercept"] + res.fe_params["cses"] * x)
     assert fig.axes[0].get_ylabel() == "mean mAch"
     _save(fig, tmp_path, "effect_statsmodels.png")
+
+
+@pytest.mark.parametrize("kind", ["shrinkage", "lines"])
+def test_saved_figures_keep_the_legend_inside(pc_hsb, kind):
+    """Issue 10: a saved shrinkage plot cut its legend off (four entries in one row,
+    wider than the 5-inch figure). After saving, the legend's box lies within the
+    figure's, for a one-panel shrinkage plot and a one-group lines plot."""
+    import io
+    kw = {"term": "cses"} if kind == "shrinkage" else {"groups": ["1224"]}
+    fig = pc_hsb.plot(kind=kind, **kw)
+    fig.savefig(io.BytesIO(), format="png")
+    box, frame = fig.legends[0].get_window_extent(), fig.bbox
+    assert frame.x0 <= box.x0 and box.x1 <= frame.x1, (box, frame)
+    assert frame.y0 <= box.y0 and box.y1 <= frame.y1, (box, frame)
+    assert len(fig.legends[0].get_texts()) == (4 if kind == "shrinkage" else 3)
+    plt.close(fig)

@@ -205,3 +205,21 @@ def test_no_stray_warnings(hsb):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         compare_pooling("mAch ~ cses", hsb, groups="school", re_formula="~cses")
+
+
+def test_notebook_shows_the_tables(pc_hsb, pc_con):
+    """In a notebook the comparison renders as its tables (issue 10), not the one-line
+    repr: the shrinkage table per term and the per-group estimates, as HTML tables
+    whose numbers are those of .shrinkage and .wide()."""
+    html = pc_hsb._repr_html_()
+    assert html.count("<table") == 2
+    sh = pc_hsb.shrinkage
+    for term in ("Intercept", "cses"):
+        assert f"{sh.loc[term, 'sd_no_pooling']:.4g}" in html
+        assert f"{sh.loc[term, 'mean_shrinkage']:.4g}" in html
+    first = pc_hsb.wide().iloc[0]
+    assert f"{first[('cses', 'partial_pooling')]:.4g}" in html
+    assert "all 160 groups succeeded" in html
+    # failures are listed with their reasons
+    html = pc_con._repr_html_()
+    assert html.count("<table") == 3 and pc_con.failed["reason"].iloc[0][:20] in html

@@ -19,7 +19,6 @@ import warnings
 
 import numpy as np
 import pytest
-import statsmodels.api as sm
 
 import mlglm
 from mlglm import QuadratureWarning
@@ -195,6 +194,9 @@ class _DoubleWell:
         a = 0.5 * np.exp(-(t - 1) ** 2)
         da = -2 * (t - 1) * a
         return -(b - 1) ** 2 - w + a, np.array([-2 * (b - 1), -dw + da])
+
+    def canonical(self, x):
+        return np.asarray(x, dtype=float)
 
 
 def test_second_start_keeps_the_better_optimum():

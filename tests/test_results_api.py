@@ -115,7 +115,10 @@ def test_labels_and_shapes(fits, family):
     cp = res.cov_params()
     assert isinstance(cp, pd.DataFrame) and cp.shape == (p + 3, p + 3)
     assert list(cp.index) == list(cp.columns) == FE_NAMES + VC_NAMES
-    ci = res.conf_int()     # natural parameters: fixed effects, 2 SDs, 1 correlation (+ sigma)
+    ci = res.conf_int()     # statsmodels' shape: one row per params entry, columns 0 and 1
+    assert isinstance(ci, pd.DataFrame) and ci.shape == (p + 3, 2)
+    assert list(ci.index) == FE_NAMES + VC_NAMES and list(ci.columns) == [0, 1]
+    ci = res.intervals()    # natural parameters: fixed effects, 2 SDs, 1 correlation (+ sigma)
     assert isinstance(ci, pd.DataFrame) and ci.shape == (p + 3 + (res.model.family_name == "gaussian"), 4)
     assert list(ci.index[:p]) == FE_NAMES
     assert [n[:3] for n in ci.index[p:p + 3]] == ["sd(", "sd(", "cor"]
@@ -154,7 +157,8 @@ def test_values_are_consistent(fits, family):
     np.testing.assert_allclose(z, np.asarray(res.fe_params) / bse[:p], rtol=1e-12)
     np.testing.assert_allclose(np.asarray(res.pvalues)[:p], 2 * stats.norm.sf(np.abs(z)),
                                rtol=1e-10)
-    ci = np.asarray(res.conf_int()[["lower", "upper"]])[:p]
+    ci = np.asarray(res.intervals()[["lower", "upper"]])[:p]
+    np.testing.assert_allclose(np.asarray(res.conf_int())[:p], ci, rtol=1e-12)
     crit = stats.norm.ppf(0.975)
     np.testing.assert_allclose(ci[:, 0], np.asarray(res.fe_params) - crit * bse[:p], rtol=1e-10)
     np.testing.assert_allclose(ci[:, 1], np.asarray(res.fe_params) + crit * bse[:p], rtol=1e-10)
@@ -200,7 +204,10 @@ def test_random_effects(fits, family):
 def test_predict(df, fits, family):
     res = fits[family]
     model = res.model
-    # in-sample: mean = inverse link(linear); conditional uses the group modes
+    # in-sample: mean = inverse link(linear); conditional uses the group modes; the
+    # default is the population level, as statsmodels' MixedLMResults.predict
+    np.testing.assert_allclose(np.asarray(res.predict(which="linear")),
+                               np.asarray(res.predict(which="linear", conditional=False)))
     lin_c = np.asarray(res.predict(which="linear", conditional=True))
     lin_m = np.asarray(res.predict(which="linear", conditional=False))
     assert lin_c.shape == lin_m.shape == (res.nobs,)
@@ -222,7 +229,8 @@ def test_predict(df, fits, family):
     new = df.iloc[[0, 1, 2]].copy()
     new["g"] = [df["g"].iloc[0], "never-seen", df["g"].iloc[2]]
     kw = {"exposure": new["expo"].to_numpy()} if family == "poisson" else {}
-    lc = np.asarray(res.predict(new, which="linear", conditional=True, **kw))
+    lc = np.asarray(res.predict(new, which="linear", conditional=True, allow_new_levels=True,
+                                **kw))
     lm = np.asarray(res.predict(new, which="linear", conditional=False, **kw))
     np.testing.assert_allclose(lm, lin_m[:3], rtol=1e-12)
     assert lc[1] == pytest.approx(lm[1], rel=1e-14)          # unseen group: b = 0

@@ -28,6 +28,11 @@ LMM_LLF_RTOL = 1e-6      # (RE)ML log-likelihood, relative
 LMM_SE_RTOL = 1e-4       # bse_fe, relative
 LMM_AIC_RTOL = 1e-6      # AIC, relative
 
+# Several grouping factors, Gaussian, vs lmer (multi_open.json; issue 11's table)
+MULTI_LLF_RTOL = 1e-6    # log-likelihood / REML criterion, relative
+MULTI_FE_RTOL = 1e-5     # fixed effects, relative
+MULTI_VC_RTOL = 1e-4     # variance components and the residual variance, relative
+
 # --------------------------------------------------------------------------------------
 # Internal consistency
 # --------------------------------------------------------------------------------------

@@ -31,7 +31,7 @@ def extract(case, res):
         "llf": float(res.llf),
         "fe_params": {str(k): float(v) for k, v in fe.items()} if hasattr(fe, "items") else
         (None if fe is None else [float(v) for v in np.ravel(fe)]),
-        "cov_re": None if getattr(res, "cov_re", None) is None else np.asarray(res.cov_re, float).tolist(),
+        "cov_re": _cov(getattr(res, "cov_re", None)),
         "converged": None if getattr(res, "converged", None) is None else bool(res.converged),
         "method": str(getattr(res, "method", "")),
         "nagq": getattr(res, "nagq", None),
@@ -39,3 +39,12 @@ def extract(case, res):
     if out["nagq"] is not None:
         out["nagq"] = int(out["nagq"])
     return out
+
+
+def _cov(cov_re):
+    """Covariance of the random effects: one matrix, or {factor: matrix} for several factors."""
+    if cov_re is None:
+        return None
+    if isinstance(cov_re, dict):
+        return {str(k): np.asarray(v, float).tolist() for k, v in cov_re.items()}
+    return np.asarray(cov_re, float).tolist()

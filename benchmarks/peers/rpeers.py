@@ -55,7 +55,7 @@ def available(engine, probe_result):
 
 
 def applicable(engine, case, slow_peers=False):
-    if engine == "lme4" and case.nagq > 1 and case.q > 1:
+    if engine == "lme4" and case.nagq > 1 and (case.q > 1 or case.multi):
         return "lme4: nAGQ > 1 only for a single scalar random effect (lme4#123)"
     if engine == "glmmTMB" and case.nagq > 1:
         return "glmmTMB: Laplace only, no AGHQ"
@@ -80,6 +80,7 @@ def write_spec(case, csv_path, spec_dir):
         "nagq": case.nagq,
         "response": case.response,
         "trials": case.lhs.startswith("cbind"),
+        "factors": case.factors if case.multi else [],
     }
     spec_dir = Path(spec_dir)
     spec_dir.mkdir(parents=True, exist_ok=True)

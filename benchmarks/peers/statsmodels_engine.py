@@ -24,6 +24,13 @@ SLOW_ROWS = 10**6
 
 
 def applicable(case, slow_peers=False):
+    if case.multi:
+        if case.kind != "lmm":
+            return "statsmodels has no ML GLMM with several grouping factors"
+        if not case.vc:
+            return ("statsmodels MixedLM: crossed factors need one group holding every row, "
+                    "with dense per-group matrices (infeasible at this size)")
+        return None
     if case.kind == "lmm":
         return None
     if case.nrows is not None and case.nrows >= SLOW_ROWS and not slow_peers:
@@ -44,6 +51,14 @@ def prepare(case):
 
 
 def fit(case, df):
+    if case.multi:
+        import numpy as np
+        from statsmodels.regression.mixed_linear_model import MixedLM
+        groups, re_formula, vcs = case.vc
+        g = np.ones(len(df)) if groups == "ONE" else groups
+        model = MixedLM.from_formula(case.patsy_formula("statsmodels", with_re=False), data=df,
+                                     groups=g, re_formula=re_formula, vc_formula=dict(vcs))
+        return model.fit(reml=case.reml)
     if case.kind == "lmm":
         from statsmodels.regression.mixed_linear_model import MixedLM
 

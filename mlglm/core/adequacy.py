@@ -2,10 +2,14 @@
 
 Both talk to the objective only through its interface (:class:`~mlglm.core.objective.
 MarginalLoglik` is one): ``nagq``, ``p``, ``with_nagq(K)`` (the same model with K points
-per dimension), ``__call__(x)``, ``value_and_gradient(x)`` and ``random_sds(x)``, and to
-a fit through :class:`~mlglm.core.optimize.FitState` (``x``, ``llf``, ``hessian``,
-``cov_x``, ``free``). Nothing here knows how the integral is laid out, so the same code
-serves any objective with that interface (a nested-AGHQ objective included).
+per dimension), ``__call__(x)``, ``value_and_gradient(x)``, ``random_sds(x)`` and ``u``
+(the modes of its last evaluation, handed to the objective with more points as its warm
+start), and to a fit through :class:`~mlglm.core.optimize.FitState` (``x``, ``llf``,
+``hessian``, ``cov_x``, ``free``). Nothing here knows how the integral is laid out, so
+the same code serves every objective with that interface: one grouping factor
+(:class:`~mlglm.core.objective.MarginalLoglik`) and nested factors
+(:class:`~mlglm.core.nested.NestedObjective`, where K points per dimension are taken at
+every level).
 
 **The check at the optimum** (:func:`check_at_optimum`). With x_hat the estimates at K
 points per dimension, one more evaluation at K' = K + 2 gives the log-likelihood shift
@@ -36,7 +40,7 @@ standard error. The last fit is returned; its K is the nagq reported.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -157,7 +161,8 @@ def check_at_optimum(obj, state) -> AdequacyCheck:
     K = int(obj.nagq)
     Kc = check_points(K)
     finer = obj.with_nagq(Kc)
-    finer.u = state.u
+    u_fit = obj.u             # the modes at the estimates (the same class: the same layout)
+    finer.u = u_fit
     x = state.x
     llf_c = finer(x)
     shift = llf_c - state.llf
@@ -170,7 +175,7 @@ def check_at_optimum(obj, state) -> AdequacyCheck:
         # check_quadrature(refit=False) does
         adequate = bool(abs(shift) < LLF_TOL)
     elif abs(shift) >= GRADIENT_TRIGGER:
-        finer.u = state.u
+        finer.u = u_fit
         _, g = finer.value_and_gradient(x)
         dx = np.zeros_like(x)
         try:
@@ -190,24 +195,33 @@ def check_at_optimum(obj, state) -> AdequacyCheck:
 
 
 def fit_auto(obj, fit, schedule, x0=None):
-    """nagq="auto": (FitState of the last fit, AutoRecord); see the module notes.
+    """nagq="auto": the FitState of the last fit (see the module notes), its record
+    carrying the path (``auto``, an :class:`AutoRecord`) and the fit-time check at
+    its nagq (``quadrature_check``).
 
     ``schedule`` : the points per dimension to try, in order (:func:`auto_schedule`).
     ``fit(obj, x0=None, information=None)`` fits one objective: the first call
     from the caller's start, the later ones warm-started with the previous
-    estimates and whitened by the previous fit (its observed information).
+    estimates (and modes) and whitened by the previous fit (its observed information).
     """
     ks = [int(k) for k in schedule]
-    prev = fit(obj.with_nagq(ks[0]), x0=x0)
+    cur_obj = obj.with_nagq(ks[0])
+    prev = fit(cur_obj, x0=x0)
     path = [(ks[0], prev.llf, np.nan, np.nan)]
+    settled = len(ks) == 1
     for K in ks[1:]:
-        cur = fit(obj.with_nagq(K), x0=prev.x, information=prev)
+        nxt = obj.with_nagq(K)
+        nxt.u = cur_obj.u
+        cur = fit(nxt, x0=prev.x, information=prev)
         d_llf = abs(cur.llf - prev.llf)
         se = _standard_errors(prev)
         moved = np.abs(cur.x - prev.x) / se
         d_x = float(np.nanmax(moved)) if np.any(np.isfinite(moved)) else 0.0
         path.append((K, cur.llf, d_llf, d_x))
-        prev = cur
+        prev, cur_obj = cur, nxt
         if d_llf < AUTO_LLF_TOL and d_x < AUTO_SE_FRACTION:
-            return cur, AutoRecord(tuple(path), True)
-    return prev, AutoRecord(tuple(path), len(ks) == 1)
+            settled = True
+            break
+    chk = check_at_optimum(cur_obj, prev)
+    record = replace(prev.record, auto=AutoRecord(tuple(path), settled), quadrature_check=chk)
+    return replace(prev, record=record)

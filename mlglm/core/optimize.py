@@ -3,7 +3,7 @@
 Stages (as lme4 separates them): a GLM fit for beta (Newton on the concave
 GLM log-likelihood) gives the start; BFGS maximises the Laplace or AGHQ
 log-likelihood over x = (beta, theta) with the exact gradient, in coordinates
-whitened by an approximate information (:func:`_preconditioner`) and
+whitened by an approximate information (``obj.preconditioner``) and
 unconstrained (the sign of a column of Lambda does not matter, see
 :func:`_quasi_newton`); AGHQ fits start from the Laplace optimum, and on hard
 data also from a start with smaller variances (:func:`_second_start`). The
@@ -22,13 +22,12 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 from scipy import optimize
 
-from .adequacy import check_at_optimum
-from .covariance import theta_is_diagonal_entry, theta_to_Lambda
+from .adequacy import check_at_optimum, fit_auto
 from .modes import ModeFailure
-from .objective import MarginalLoglik
-from .smallmat import spd_inv
+from .objective import Objective
 
-__all__ = ["OptimizationRecord", "FitState", "glm_start", "fit_glmm", "numerical_hessian",
+__all__ = ["OptimizationRecord", "FitState", "glm_start", "fit_glmm", "fit_glmm_auto",
+           "numerical_hessian",
            "GRAD_TOL", "DECREMENT_TOL", "SINGULAR_TOL", "SECOND_START_LLF", "SECOND_START_SD"]
 
 #: Converged needs max |projected gradient| of log L below this ...
@@ -77,26 +76,36 @@ class FitState:
 
     hessian : observed information -d2 log L/dx2 (NaN rows/cols for
     parameters held at the boundary). cov_x : its inverse over the free
-    parameters (zeros for boundary ones).
+    parameters (zeros for boundary ones). Per term k (tuples in term order):
+    ``Lambdas`` (covariance factors), ``b`` ((J_k, q_k) conditional modes)
+    and ``b_cov`` ((J_k, q_k, q_k) conditional covariances); ``patterns``
+    their covariance patterns. ``singular`` flags the theta on a diagonal
+    estimated at ~0.
     """
 
     x: np.ndarray
     beta: np.ndarray
     theta: np.ndarray
-    Lambda: np.ndarray
     llf: float
-    u: np.ndarray
-    H: np.ndarray              # (G, q, q) Lambda'M Lambda + I at the modes
     hessian: np.ndarray
     cov_x: np.ndarray
     free: np.ndarray           # bool mask over x: not held at a bound
-    singular: np.ndarray       # bool per theta diagonal entry at ~0
+    singular: np.ndarray       # bool per theta: a diagonal entry at ~0
     nagq: int
-    diagonal: bool
+    Lambdas: tuple
+    b: tuple
+    b_cov: tuple
+    patterns: tuple
     record: OptimizationRecord = field(repr=False)
+
+    @property
+    def Lambda(self) -> np.ndarray:
+        """Lambda of the first (for one grouping factor: the only) term."""
+        return self.Lambdas[0]
 
 
 def glm_start(fl, data, maxiter: int = 100, tol: float = 1e-10) -> np.ndarray:
+    # ``data``: anything with y, m_rows, X (column-major) and offset (GroupedData, an Objective)
     """beta maximising the GLM log-likelihood (random effects set to zero).
 
     Newton's method on a concave function with step halving, started from a
@@ -171,7 +180,7 @@ class _Gradient:
     """Exact gradient at x, restarting the modes from a fixed point each time
     (so finite differences are not polluted by a wandering warm start)."""
 
-    def __init__(self, obj: MarginalLoglik, u_ref):
+    def __init__(self, obj: Objective, u_ref):
         self.obj, self.u_ref = obj, u_ref
 
     def __call__(self, x):
@@ -179,30 +188,28 @@ class _Gradient:
         return self.obj.value_and_gradient(x)[1]
 
 
-def fit_glmm(obj: MarginalLoglik, x0=None, maxiter: int = 1000, laplace_first: bool = True,
+def fit_glmm(obj: Objective, x0=None, maxiter: int = 1000, laplace_first: bool = True,
              hessian: bool = True, information=None, second_start: bool = True,
              check: bool = False) -> FitState:
     """Maximise obj over x = (beta, theta) and package a :class:`FitState`.
 
     Parameters
     ----------
-    x0 : start; default beta from :func:`glm_start`, theta = 0.5 on the
-        diagonal (0 off it).
+    obj : any :class:`~mlglm.core.objective.Objective` (one factor, several,
+        Laplace or AGHQ).
+    x0 : start; default ``obj.start()`` (GLM beta, theta = 0.5 on the diagonals).
     laplace_first : for AGHQ objectives, optimise the Laplace approximation
         first and start AGHQ there (cheap, and close).
     information : a previous :class:`FitState` of the same model (e.g. with
         fewer quadrature points) whose observed information whitens the
-        problem instead of :func:`_preconditioner`; no Laplace stage then.
+        problem instead of ``obj.preconditioner``; no Laplace stage then.
     second_start : on hard data also start AGHQ from smaller variances
         (:func:`_second_start`) and keep the better optimum.
     check : run the fit-time quadrature check (:func:`mlglm.core.adequacy.
         check_at_optimum`) and keep it in ``record.quadrature_check``.
     """
-    p, q = obj.p, obj.data.q
-    if x0 is None:
-        diag = theta_is_diagonal_entry(q, obj.diagonal)
-        x0 = np.concatenate([glm_start(obj.fl, obj.data), np.where(diag, 0.5, 0.0)])
-    x0 = np.asarray(x0, dtype=float)
+    p = obj.p
+    x0 = obj.start() if x0 is None else np.asarray(x0, dtype=float)
     start = tuple(x0)
     stages = []
     starts_tried, start_won = (), ""
@@ -211,7 +218,7 @@ def fit_glmm(obj: MarginalLoglik, x0=None, maxiter: int = 1000, laplace_first: b
     if T0 is not None:
         res = _quasi_newton(obj, x0, maxiter, T=T0)
     elif laplace_first and obj.nagq > 1:
-        lap = MarginalLoglik(obj.fl, obj.data, 1, obj.diagonal)
+        lap = obj.laplace()
         res0 = _quasi_newton(lap, x0, maxiter)
         x0 = res0.x
         obj.u = lap.u
@@ -226,12 +233,12 @@ def fit_glmm(obj: MarginalLoglik, x0=None, maxiter: int = 1000, laplace_first: b
                       f"{res.nfev} evaluations")
     x = res.x
     llf, grad = obj.value_and_gradient(x)
-    state = obj.state
     # a diagonal element of Lambda at ~0 is a singular fit: held at the boundary
-    is_diag = np.concatenate([np.zeros(p, bool), theta_is_diagonal_entry(q, obj.diagonal)])
+    is_diag = np.concatenate([np.zeros(p, bool), obj.theta_on_diagonal])
     at_bound = is_diag & (np.abs(x) < SINGULAR_TOL)
     free = ~at_bound
     u_ref = obj.u
+    re_state = obj.random_effects()
     Hm = np.full((x.size, x.size), np.nan)
     cov_x = np.zeros((x.size, x.size))
     decrement, hess_pd = np.nan, False
@@ -249,12 +256,13 @@ def fit_glmm(obj: MarginalLoglik, x0=None, maxiter: int = 1000, laplace_first: b
             while decrement > 1e-12 and n_polish < 3:
                 x_new = x.copy()
                 x_new[idx] += np.linalg.solve(Hf, grad[idx])
-                x_new = _canonical_signs(obj, x_new)
+                x_new = obj.canonical(x_new)
                 obj.u = u_ref
                 llf_new, grad_new = obj.value_and_gradient(x_new)
                 if not llf_new >= llf:
                     break
-                x, llf, grad, u_ref, state = x_new, llf_new, grad_new, obj.u, obj.state
+                x, llf, grad, u_ref = x_new, llf_new, grad_new, obj.u
+                re_state = obj.random_effects()
                 decrement = float(grad[idx] @ np.linalg.solve(Hf, grad[idx]))
                 n_polish += 1
             if n_polish:
@@ -265,21 +273,33 @@ def fit_glmm(obj: MarginalLoglik, x0=None, maxiter: int = 1000, laplace_first: b
     converged = bool(grad_norm < GRAD_TOL and hessian and hess_pd
                      and decrement < DECREMENT_TOL) if hessian else bool(grad_norm < GRAD_TOL)
     obj.u = u_ref
-    beta, theta = obj.split(x)
-    Lambda = theta_to_Lambda(theta, q, obj.diagonal)
-    singular = np.abs(np.diag(Lambda)) < SINGULAR_TOL
+    beta, theta = x[:p], x[p:]
+    Lambdas, b, b_cov = re_state
+    singular = obj.theta_on_diagonal & (np.abs(theta) < SINGULAR_TOL)
     record = OptimizationRecord(
         optimizer="BFGS (exact gradient)", n_evals=obj.n_evals - n_evals0,
         n_iter=int(res.nit), message=str(res.message), grad_norm=grad_norm,
         newton_decrement=float(decrement), hessian_pd=hess_pd, converged=converged,
         start=start, stages=tuple(stages), starts_tried=starts_tried, start_won=start_won)
-    fitted = FitState(x=x, beta=beta, theta=theta, Lambda=Lambda, llf=llf, u=state.u, H=state.H,
-                      hessian=Hm, cov_x=cov_x, free=free, singular=singular, nagq=obj.nagq,
-                      diagonal=obj.diagonal, record=record)
+    fitted = FitState(x=x, beta=beta.copy(), theta=theta.copy(), llf=llf, hessian=Hm,
+                      cov_x=cov_x, free=free, singular=singular, nagq=obj.nagq,
+                      Lambdas=tuple(Lambdas), b=tuple(b), b_cov=tuple(b_cov),
+                      patterns=tuple(t.pattern for t in obj.terms), record=record)
     if check and obj.nagq > 1 and hessian:
         chk = check_at_optimum(obj, fitted)
         fitted = replace(fitted, record=replace(record, quadrature_check=chk))
     return fitted
+
+
+def fit_glmm_auto(obj: Objective, schedule, x0=None, maxiter: int = 1000) -> FitState:
+    """nagq="auto": :func:`fit_glmm` with each number of points of ``schedule`` in turn
+    (:func:`mlglm.core.adequacy.fit_auto`, through ``obj.with_nagq``) until two
+    consecutive fits agree; the last fit, with the path in ``record.auto`` and its
+    fit-time check in ``record.quadrature_check``. Needs the observed information
+    (always computed here)."""
+    def fit(o, x0=None, information=None):
+        return fit_glmm(o, x0=x0, maxiter=maxiter, information=information)
+    return fit_auto(obj, fit, schedule, x0=x0)
 
 
 def _needs_second_start(obj, res_laplace, res_aghq) -> bool:
@@ -337,55 +357,6 @@ def _information_whitening(previous):
     return T
 
 
-def _preconditioner(obj, x0):
-    """T with x = x0 + T z, so that the curvature in z is close to the identity.
-
-    beta block: the Laplace ("RX") information at x0 with theta fixed,
-    X'D2X - sum_j X_j'D2 Z_j Lambda H_j^{-1} Lambda'Z_j'D2 X_j (the GLM
-    information minus what the random effects absorb), from the modes at x0.
-    theta block: forward differences of the exact gradient along each theta
-    direction (1 + n_theta gradients). Cross terms are left to BFGS.
-    Covariates on wildly different scales (age and age^2) and group-level
-    covariates (whose information the random intercept absorbs) make the raw
-    problem ill-conditioned; in z the quasi-Newton iteration needs a fraction
-    of the evaluations.
-    """
-    p, n_x = obj.p, x0.size
-    data = obj.data
-    obj.u = None
-    state = obj.modes(x0)
-    obj.u = state.u
-    XD = data.X * state.d2[:, None]
-    info = data.X.T @ XD
-    # B_j = sum_i d2_i x_i a_i' (p x q), as p q contiguous rows x_ik d2_i a_ir
-    # summed by segment: the (n, p, q) product's layout, transposed for speed
-    XDT = np.ascontiguousarray(XD.T)
-    rows = (XDT[:, None, :] * state.AT[None, :, :]).reshape(p * data.q, data.n)
-    B = np.add.reduceat(rows, data.starts, axis=1).T.reshape(-1, p, data.q)   # (G, p, q)
-    info -= (B @ spd_inv(state.H) @ np.swapaxes(B, 1, 2)).sum(axis=0)
-    T = np.eye(n_x)
-    try:
-        Lc = np.linalg.cholesky(info + 1e-10 * np.trace(info) / p * np.eye(p))
-        T[:p, :p] = np.linalg.inv(Lc).T
-    except np.linalg.LinAlgError:
-        pass
-    gfun = _Gradient(obj, state.u)
-    g_plus = {}
-    for i in range(p, n_x):
-        h = 1e-3 * max(abs(x0[i]), 0.1)
-        xp = x0.copy()
-        xp[i] += h
-        g_plus[i] = (h, gfun(xp)[i])
-    # x0 last: it is also BFGS's first point, which the objective then answers
-    # from this evaluation
-    g0 = gfun(x0)
-    for i, (h, gi) in g_plus.items():
-        curv = -(gi - g0[i]) / h
-        if np.isfinite(curv) and curv > 0:
-            T[i, i] = 1.0 / np.sqrt(curv)
-    return T
-
-
 #: BFGS stops at this gradient norm in the whitened coordinates; the Newton
 #: polish with the observed information (computed for the SEs anyway) then
 #: takes the optimum to rounding level in one or two steps.
@@ -399,12 +370,12 @@ def _quasi_newton(obj, x0, maxiter, T=None):
     Sigma = Lambda Lambda', which is unchanged when a column of Lambda flips
     sign, so a negative diagonal element is as good as its absolute value and
     0 (a singular fit) is an interior point of the search space. The caller
-    flips the signs back (:func:`_canonical_signs`). Avoiding L-BFGS-B also
+    flips the signs back (``obj.canonical``). Avoiding L-BFGS-B also
     avoids its many tiny BLAS calls, which a multi-threaded OpenBLAS turns
     into milliseconds each.
     """
     if T is None:
-        T = _preconditioner(obj, x0)
+        T = obj.preconditioner(x0)
 
     def f(z):
         # A trial point where the inner problem breaks down (exp overflow for
@@ -420,17 +391,6 @@ def _quasi_newton(obj, x0, maxiter, T=None):
         return -v, -(T.T @ g)
     res = optimize.minimize(f, np.zeros_like(x0), jac=True, method="BFGS",
                             options={"maxiter": maxiter, "gtol": BFGS_GTOL, "xrtol": 1e-12})
-    res.x = _canonical_signs(obj, x0 + T @ res.x)
+    res.x = obj.canonical(x0 + T @ res.x)
     res.T = T
     return res
-
-
-def _canonical_signs(obj, x):
-    """Flip columns of Lambda so its diagonal is >= 0 (same Sigma, same likelihood)."""
-    p, q = obj.p, obj.data.q
-    Lambda = theta_to_Lambda(x[p:], q, obj.diagonal)
-    flip = np.where(np.diag(Lambda) < 0, -1.0, 1.0)
-    rows, cols = obj.theta_rc
-    x = x.copy()
-    x[p:] = (Lambda * flip[None, :])[rows, cols]
-    return x

@@ -19,7 +19,8 @@ from typing import Callable
 import pandas as pd
 
 __all__ = ["load_hsb", "load_contraception", "load_cbpp", "load_grouseticks",
-           "load", "describe", "list_datasets"]
+           "load_verbagg", "load_penicillin", "load_pastes", "load_sleepstudy", "load_chem97",
+           "load_insteval", "load", "describe", "list_datasets"]
 
 
 def _read_csv(filename: str, *, id_columns: tuple[str, ...] = ()) -> pd.DataFrame:
@@ -180,6 +181,117 @@ def load_grouseticks() -> pd.DataFrame:
     return d
 
 
+def load_verbagg() -> pd.DataFrame:
+    """Verbal aggression: 316 people x 24 items, binary responses (crossed factors).
+
+    From De Boeck & Wilson (eds., 2004), *Explanatory Item Response Models*,
+    Springer, as distributed in the R package lme4 (``VerbAgg``). Every
+    respondent (``id``) answered every item (``item``): the classic crossed
+    random-effects GLMM ``r2 ~ Anger + Gender + btype + situ + (1 | id) + (1 | item)``.
+
+    Returns
+    -------
+    pandas.DataFrame
+        7584 rows with columns ``Anger`` (int, trait anger score), ``Gender``
+        (Categorical F/M), ``item`` (str, 24 items), ``resp`` (Categorical
+        no/perhaps/yes), ``id`` (str, 316 people), ``btype`` (Categorical
+        curse/scold/shout), ``situ`` (Categorical other/self), ``mode``
+        (Categorical want/do), ``r2`` (Categorical N/Y, the binary response:
+        ``Y`` is "perhaps" or "yes").
+    """
+    d = _read_csv("verbagg.csv", id_columns=("id", "item"))
+    d["Gender"] = _categorical(d["Gender"], ["F", "M"])
+    d["resp"] = _categorical(d["resp"], ["no", "perhaps", "yes"])
+    d["btype"] = _categorical(d["btype"], ["curse", "scold", "shout"])
+    d["situ"] = _categorical(d["situ"], ["other", "self"])
+    d["mode"] = _categorical(d["mode"], ["want", "do"])
+    d["r2"] = _categorical(d["r2"], ["N", "Y"])
+    return d
+
+
+def load_penicillin() -> pd.DataFrame:
+    """Penicillin potency: 24 plates x 6 samples, fully crossed (lme4::Penicillin).
+
+    Davies & Goldsmith (eds., 1972), *Statistical Methods in Research and
+    Production*, 4th ed., Oliver and Boyd, table 6.6. The diameter of the zone
+    of growth inhibition, one measurement per plate and sample:
+    ``diameter ~ 1 + (1 | plate) + (1 | sample)``.
+
+    Returns
+    -------
+    pandas.DataFrame
+        144 rows: ``diameter`` (int, mm), ``plate`` (str, 24), ``sample`` (str, 6).
+    """
+    return _read_csv("penicillin.csv", id_columns=("plate", "sample"))
+
+
+def load_pastes() -> pd.DataFrame:
+    """Strength of a chemical paste: casks nested in delivery batches (lme4::Pastes).
+
+    Davies & Goldsmith (eds., 1972), *Statistical Methods in Research and
+    Production*, 4th ed., Oliver and Boyd, table 6.5. Two assays of each of
+    three casks from each of ten batches: ``strength ~ 1 + (1 | batch/cask)``.
+
+    Returns
+    -------
+    pandas.DataFrame
+        60 rows: ``strength`` (float), ``batch`` (str, 10), ``cask`` (str, a-c,
+        labels repeated across batches), ``sample`` (str, ``batch:cask``, 30).
+    """
+    return _read_csv("pastes.csv", id_columns=("batch", "cask", "sample"))
+
+
+def load_sleepstudy() -> pd.DataFrame:
+    """Reaction times of 18 subjects over 10 days of sleep deprivation (lme4::sleepstudy).
+
+    Belenky et al. (2003), Patterns of performance degradation and restoration
+    during sleep restriction and subsequent recovery, *J. Sleep Res.* 12, 1-12.
+    The textbook random-slope model is ``Reaction ~ Days + (Days | Subject)``.
+
+    Returns
+    -------
+    pandas.DataFrame
+        180 rows: ``Reaction`` (float, ms), ``Days`` (int, 0-9), ``Subject`` (str, 18).
+    """
+    return _read_csv("sleepstudy.csv", id_columns=("Subject",))
+
+
+def load_chem97() -> pd.DataFrame:
+    """A-level chemistry scores of 31,022 pupils in 2,410 schools in 131 LEAs (mlmRev::Chem97).
+
+    Yang & Woodhouse (2001), Progress from GCSE to A and AS level: institutional
+    and gender differences, and trends over time, *British Educational Research
+    Journal* 27, 245-267. Pupils in schools in local education authorities: a
+    three-level nested structure, ``score ~ gcsecnt + (1 | school) + (1 | lea)``.
+
+    Returns
+    -------
+    pandas.DataFrame
+        31,022 rows: ``score`` (int, A-level points), ``gcsecnt`` (float, centred
+        average GCSE score), ``school`` (str, 2,410; unique across LEAs), ``lea``
+        (str, 131).
+    """
+    return _read_csv("chem97.csv", id_columns=("school", "lea"))
+
+
+def load_insteval() -> pd.DataFrame:
+    """Lecture evaluations at ETH Zurich: students x lecturers, crossed (lme4::InstEval).
+
+    Course evaluations 1996-2001 (lme4's ``InstEval``): ratings ``y`` (1-5) by
+    2,972 students (``s``) of 1,128 lecturers (``d``) in 14 departments
+    (``dept``): ``y ~ service + (1 | s) + (1 | d) + (1 | dept)``.
+
+    Returns
+    -------
+    pandas.DataFrame
+        73,421 rows: ``y`` (int), ``service`` (Categorical "0"/"1": the lecture
+        was a service course for another department), ``s``, ``d``, ``dept`` (str).
+    """
+    d = _read_csv("insteval.csv", id_columns=("s", "d", "dept", "service"))
+    d["service"] = _categorical(d["service"], ["0", "1"])
+    return d
+
+
 @dataclass(frozen=True)
 class _Dataset:
     """Registry entry: loader, one-line title, grouping column, shape facts."""
@@ -201,6 +313,18 @@ _REGISTRY: dict[str, _Dataset] = {
                      "Ethiopian herds (lme4::cbpp)", "herd", 56, 15),
     "grouseticks": _Dataset(load_grouseticks, "Ticks on red grouse chicks in "
                             "broods (lme4::grouseticks)", "BROOD", 403, 118),
+    "verbagg": _Dataset(load_verbagg, "Verbal aggression items, people x items crossed "
+                        "(lme4::VerbAgg)", "id, item", 7584, 316),
+    "penicillin": _Dataset(load_penicillin, "Penicillin potency, plates x samples crossed "
+                           "(lme4::Penicillin)", "plate, sample", 144, 24),
+    "pastes": _Dataset(load_pastes, "Paste strength, casks nested in batches "
+                       "(lme4::Pastes)", "batch, batch:cask", 60, 10),
+    "sleepstudy": _Dataset(load_sleepstudy, "Reaction times under sleep deprivation "
+                           "(lme4::sleepstudy)", "Subject", 180, 18),
+    "chem97": _Dataset(load_chem97, "A-level chemistry, pupils in schools in LEAs "
+                       "(mlmRev::Chem97)", "school, lea", 31022, 2410),
+    "insteval": _Dataset(load_insteval, "Lecture ratings, students x lecturers crossed "
+                         "(lme4::InstEval)", "s, d, dept", 73421, 2972),
 }
 
 

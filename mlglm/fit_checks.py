@@ -1,0 +1,147 @@
+"""Checks around a fit: the design and quadrature settings before it, the warnings after.
+
+Before fitting: a rank-deficient fixed-effects design is refused naming the
+redundant column (:func:`_check_rank`), a random effect without a fixed effect
+is warned about (:func:`_check_re_in_fixed`), ``nagq`` is validated against
+the size of the product grid (:func:`_resolve_nagq`) and against the random-
+effects structure (:func:`_check_aghq_structure`: quadrature needs nested
+factors). After fitting, :func:`_warn_fit_problems` raises one warning per
+problem -- non-convergence, a singular fit, separation, an AGHQ fit whose
+estimates would move with more points (the fit-time check of
+:mod:`mlglm.core.adequacy`), a ``nagq="auto"`` that did not settle -- each
+with advice; the summary shows the same flags.
+"""
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+
+from .core.quadrature import MAX_GRID_POINTS
+from .data_checks import DataWarning, MixedGLMInputError
+
+__all__ = ["FitError", "SingularFitWarning", "SeparationWarning", "QuadratureWarning"]
+
+
+class FitError(RuntimeError):
+    """The optimisation broke down numerically; the message says what to try."""
+
+
+class SingularFitWarning(UserWarning):
+    """A random-effect SD is estimated at zero (the fit is on the boundary)."""
+
+
+class SeparationWarning(UserWarning):
+    """Binomial data (quasi-)completely separated by some fixed effect."""
+
+
+class QuadratureWarning(UserWarning):
+    """The AGHQ estimates move with more quadrature points (advice in the message)."""
+
+
+def _warn_fit_problems(res):
+    """One warning per problem, with advice; the summary shows the same flags."""
+    from statsmodels.tools.sm_exceptions import ConvergenceWarning
+    if not res.converged:
+        rec = res.optim
+        detail = ""
+        if hasattr(rec, "newton_decrement"):
+            detail = (f" (max |gradient| {rec.grad_norm:.2g}, Newton decrement "
+                      f"{rec.newton_decrement:.2g}, Hessian PD: {rec.hessian_pd})")
+        warnings.warn("the fit has not converged" + detail + "; try start_params= from a "
+                      "simpler model, rescale covariates, or check for separation",
+                      ConvergenceWarning, stacklevel=3)
+    if np.any(res.singular):
+        from .singular import describe_singular, singular_advice
+        warnings.warn(f"singular fit: {describe_singular(res)}; {singular_advice(res)}",
+                      SingularFitWarning, stacklevel=3)
+    sep = getattr(res, "separation", None)
+    if sep:
+        warnings.warn(f"possible separation: {sep}; remove or merge the offending terms or "
+                      "levels", SeparationWarning, stacklevel=3)
+    chk = getattr(res.optim, "quadrature_check", None)
+    if chk is not None and not chk.adequate:
+        warnings.warn(chk.advice(), QuadratureWarning, stacklevel=3)
+    auto = getattr(res.optim, "auto", None)
+    if auto is not None and not auto.settled:
+        warnings.warn(f"{auto.describe()}; the estimates at nagq={auto.nagq} are reported",
+                      QuadratureWarning, stacklevel=3)
+
+
+def _report(res, disp):
+    """fit(disp=True): one line on the outcome, as statsmodels' optimisers print."""
+    if not disp:
+        return
+    rec = res.optim
+    status = "converged" if res.converged else "did NOT converge"
+    print(f"mlglm {res.method} fit {status}: log-likelihood {res.llf:.6f}, "
+          f"{getattr(rec, 'n_evals', '?')} evaluations, max |gradient| "
+          f"{getattr(rec, 'grad_norm', float('nan')):.2g}")
+
+
+def _check_re_in_fixed(X, Z, names):
+    """Warn when a random-effect column is not in the fixed part: its mean is then
+    forced to zero, which is rarely intended (allowed, as in lme4)."""
+    if Z is None or Z.ndim != 2:
+        return
+    missing = []
+    for k in range(Z.shape[1]):
+        z = Z[:, k]
+        if not any(np.array_equal(z, X[:, j]) for j in range(X.shape[1])):
+            missing.append(str(names[k]) if names is not None else f"column {k}")
+    if missing:
+        warnings.warn(f"random effect(s) {', '.join(missing)} have no matching fixed effect, so "
+                      "their mean is fixed at 0; add them to the fixed part unless that is "
+                      "intended", DataWarning, stacklevel=3)
+
+
+def _check_rank(X, names):
+    """Refuse a rank-deficient fixed-effects design, naming the redundant columns."""
+    if X.shape[1] == 0:
+        return
+    scale = np.sqrt((X * X).sum(axis=0))
+    if np.any(scale == 0):
+        bad = [names[i] for i in np.flatnonzero(scale == 0)]
+        raise MixedGLMInputError(f"fixed-effect column(s) {', '.join(bad)} are all zero; "
+                                 "drop them from the formula")
+    R = np.linalg.qr(X / scale, mode="r")
+    d = np.abs(np.diag(R))
+    tol = d.max() * max(X.shape) * np.finfo(float).eps * 10
+    if np.any(d <= tol):
+        bad = [names[i] for i in np.flatnonzero(d <= tol)]
+        raise MixedGLMInputError(
+            f"the fixed-effects design is rank deficient: {', '.join(bad)} "
+            "is a linear combination of the columns before it; drop it (or a level) "
+            "from the formula")
+
+
+def _check_aghq_structure(terms):
+    """nagq > 1 needs factors nested in one another (the integral factorises by
+    top-level group); crossed factors are refused with the reason (never a silent
+    Laplace)."""
+    if terms.kind == "crossed":
+        raise MixedGLMInputError(
+            f"adaptive quadrature (nagq > 1) needs grouping factors nested in one another; "
+            f"{', '.join(terms.names)} are crossed, so the likelihood does not factorise over "
+            "the groups of any one factor and there is no low-dimensional integral to do by "
+            "quadrature. Use the Laplace approximation (nagq=1)")
+
+
+def _resolve_nagq(method, nagq, q):
+    if method == "laplace":
+        if nagq not in (None, 1):
+            raise MixedGLMInputError("nagq > 1 and nagq='auto' need method='aghq'")
+        return 1
+    if nagq is None:
+        nagq = 11 if q <= 2 else 7
+    if isinstance(nagq, str) and nagq == "auto":
+        raise MixedGLMInputError("nagq='auto' is offered by fit() and glmer() on in-memory "
+                                 "data; give a positive integer here")
+    if not isinstance(nagq, (int, np.integer)) or nagq < 1:
+        raise MixedGLMInputError(f"nagq must be a positive integer or 'auto', got {nagq!r}")
+    if nagq ** q > MAX_GRID_POINTS:
+        raise MixedGLMInputError(
+            f"nagq={nagq} with {q} random effects is a product grid of {nagq ** q:,} points per "
+            f"group (about {nagq ** q * 8 / 1e6:,.0f} MB per 1,000 rows); the limit is "
+            f"{MAX_GRID_POINTS:,}: lower nagq")
+    return int(nagq)

@@ -1,0 +1,246 @@
+r"""Predictions from a fit: means or linear predictors, at the population level or
+conditional on the groups' random effects, with standard errors.
+
+For a row with fixed-effects design x, random-effects design z and offset o:
+
+* population level (``conditional=False``, the default, as statsmodels'
+  ``MixedLMResults.predict``): :math:`\eta = o + x'\hat\beta`, the random effects
+  at 0;
+* conditional (``conditional=True``, lme4's default ``re.form = NULL``):
+  :math:`\eta = o + x'\hat\beta + z'\hat b_j` with :math:`\hat b_j` the
+  conditional mode of the row's group j. Groups are matched by label
+  (:func:`mlglm.factors.match_levels`); a group the fit never saw is an error
+  unless ``allow_new_levels=True``, which predicts it at the population level;
+* the mean is :math:`g^{-1}(\eta)` (per trial for binomial models).
+
+Standard errors (:func:`get_prediction`) are by the delta method. At the population
+level :math:`\mathrm{Var}(\hat\eta) = x' V_\beta x` with :math:`V_\beta` the
+fixed-effects block of ``cov_params()``. Conditionally, the prediction error
+:math:`x'(\hat\beta - \beta) + z'(\hat b_j - b_j)` has variance
+
+.. math:: (x + D_j'z)' V_\beta (x + D_j'z) + z' P_j z,
+
+with :math:`P_j = \mathrm{Var}(b_j \mid y, \beta)` (``random_effects_cov``) and
+:math:`D_j = \partial \hat b_j / \partial\beta = -P_j Z_j' W_j X_j` the movement of
+the group's mode with the fixed effects (W the per-row curvature -d2l/deta2 at the
+conditional modes; 1/sigma^2 for Gaussian models). For a linear mixed model this
+is exactly Henderson's prediction error variance from the inverse of the
+mixed-model equations; for GLMMs it is its Laplace (mode and curvature)
+counterpart. Intervals for the mean are the linear predictor's interval mapped
+through the inverse link (statsmodels' ``PredictionResultsMean``).
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+try:                                     # statsmodels >= 0.14
+    from statsmodels.base._prediction_inference import PredictionResultsMean
+except ImportError:  # pragma: no cover - older statsmodels: the same class, GLM's name
+    from statsmodels.genmod._prediction import PredictionResults as PredictionResultsMean
+from statsmodels.genmod.families import links
+from statsmodels.regression._prediction import PredictionResults
+
+from .core.families import get_family_link
+from .factors import grouping_factors, match_levels
+
+__all__ = ["predict", "get_prediction", "predict_marginal", "design"]
+
+
+def design(results, exog=None, offset=None, exposure=None, transform=True):
+    """(X, Z, offset, index) for the fit's rows (``exog=None``) or for new data.
+
+    A DataFrame goes through the model's formula (same coding as the fit) when
+    ``transform`` is true; ``index`` is its index (None for arrays and in-sample).
+    Offset terms written in an lme4 formula (``offset(log(n))``) are evaluated
+    on new data unless ``offset=`` is given.
+    """
+    model = results.model
+    multi = getattr(model, "multi", False)
+    if exog is None:
+        Z = [t.Z for t in model.re_terms] if multi else np.asarray(model.exog_re, float)
+        return np.asarray(model.exog, float), Z, np.asarray(model.offset, float), None
+    index = exog.index if isinstance(exog, (pd.DataFrame, pd.Series)) else None
+    if (transform and isinstance(exog, pd.DataFrame)
+            and getattr(model, "formula", None) is not None):
+        X, index = results._transform_predict_exog(exog, transform=True)
+        X = np.asarray(X, dtype=float)
+    else:
+        X = np.atleast_2d(np.asarray(exog, dtype=float))
+    n = X.shape[0]
+    if offset is None:
+        off = np.zeros(n)
+        terms = getattr(model, "formula_offsets", ())
+        if terms and isinstance(exog, pd.DataFrame):
+            from .expressions import evaluate
+            off = sum((evaluate(t, exog) for t in terms), off)
+    else:
+        off = np.broadcast_to(np.asarray(offset, dtype=float), (n,)).copy()
+    if exposure is not None:
+        off = off + np.log(np.asarray(exposure, dtype=float))
+    if multi:
+        from .factors import new_data_design
+        Z = new_data_design(model, exog) if isinstance(exog, pd.DataFrame) else None
+        return X, Z, off, index
+    return X, _re_design(model, X), off, index
+
+
+def _re_design(model, X):
+    """Random-effects columns for new rows, taken from the fixed-effects design."""
+    names = list(model.exog_names)
+    from .factors import re_term_names
+    cols = []
+    for nm, term in zip(model.data.exog_re_names, re_term_names(model)):
+        if term not in names:
+            raise NotImplementedError(
+                f"random-effect column {nm!r} is not a fixed-effect column, so it cannot be "
+                "built for new data; include it in the fixed part")
+        cols.append(names.index(term))
+    return X[:, cols]
+
+
+def group_codes(results, exog, allow_new_levels):
+    """Per grouping factor, each row's level among the fit's (-1: new level)."""
+    model = results.model
+    factors = grouping_factors(model)
+    if exog is None:
+        return [f.codes for f in factors]
+    if getattr(model, "multi", False):
+        from .factors import match_factor
+        if not isinstance(exog, pd.DataFrame):
+            raise ValueError("conditional predictions on new data need a DataFrame with the "
+                             "grouping columns; or pass conditional=False")
+        return [match_factor(f, exog, model, allow_new_levels) for f in factors]
+    out = []
+    for f in factors:
+        if not isinstance(exog, pd.DataFrame) or f.name not in exog.columns:
+            raise ValueError(f"conditional predictions on new data need the group column "
+                             f"{f.name!r} in the DataFrame; or pass conditional=False")
+        out.append(match_levels(f.labels, exog[f.name], f.name, allow_new_levels))
+    return out
+
+
+def _conditional_part(results, Z, codes_by_factor):
+    """z'b for every row (0 for new levels), summed over grouping factors."""
+    if getattr(results.model, "multi", False):
+        from .factors import random_part
+        return random_part(results.model.re_terms, results.outcome.bs, Z, codes_by_factor)
+    b = np.asarray(results.outcome.b)
+    total = np.zeros(Z.shape[0])
+    for f, codes in zip(grouping_factors(results.model), codes_by_factor):
+        known = codes >= 0
+        cols = f.columns
+        total[known] += np.einsum("nq,nq->n", Z[known][:, cols], b[codes[known]][:, cols])
+    return total
+
+
+def inverse_link(results, eta):
+    """The family's mean function g^{-1}(eta) (identity for Gaussian models)."""
+    model = results.model
+    if model.family_name == "gaussian":
+        return eta
+    return get_family_link(model.family_name, model.link_name).inverse_link(eta)
+
+
+def predict(results, exog=None, which="mean", conditional=False, offset=None, exposure=None,
+            transform=True, marginal=False, nagq=15, allow_new_levels=False):
+    """Predicted means or linear predictors (see :meth:`MixedGLMResults.predict`)."""
+    if which not in ("mean", "linear"):
+        raise ValueError("which must be 'mean' or 'linear'")
+    if marginal:
+        if which != "mean" or conditional:
+            raise ValueError("marginal=True averages means over the random effects; use "
+                             "which='mean' and conditional=False")
+        frame = predict_marginal(results, exog, offset=offset, exposure=exposure, se=False,
+                                 nagq=nagq)
+        return frame["mean"] if isinstance(exog, pd.DataFrame) else frame["mean"].to_numpy()
+    X, Z, off, index = design(results, exog, offset, exposure, transform)
+    eta = off + X @ np.asarray(results.outcome.beta)
+    if conditional:
+        eta = eta + _conditional_part(results, Z, group_codes(results, exog, allow_new_levels))
+    out = eta if which == "linear" else inverse_link(results, eta)
+    return out if index is None else pd.Series(out, index=index)
+
+
+def mode_sensitivity(results) -> np.ndarray:
+    """D_j = d b_j / d beta = -P_j Z_j' W_j X_j for every group, (G, q, p)."""
+    model = results.model
+    X = np.asarray(model.exog, float)
+    Z = np.asarray(model.exog_re, float)
+    codes = np.asarray(model.group_codes)
+    G, q, p = model.n_groups, Z.shape[1], X.shape[1]
+    if model.family_name == "gaussian":
+        w = np.full(X.shape[0], 1.0 / results.scale)
+    else:
+        eta = predict(results, which="linear", conditional=True)
+        fl = get_family_link(model.family_name, model.link_name)
+        w = fl.derivatives(eta, np.asarray(model.endog, float),
+                           np.asarray(model.n_trials, float))[1]
+    ZWX = np.empty((G, q, p))
+    for k in range(q):
+        zw = Z[:, k] * w
+        for l in range(p):
+            ZWX[:, k, l] = np.bincount(codes, weights=zw * X[:, l], minlength=G)
+    return -np.einsum("gqr,grp->gqp", np.asarray(results.outcome.b_cov), ZWX)
+
+
+def get_prediction(results, exog=None, which="mean", conditional=False, offset=None,
+                   exposure=None, transform=True, allow_new_levels=False):
+    """Predictions with delta-method standard errors (see the module notes), as
+    statsmodels' ``PredictionResultsMean``: ``predicted_mean``, ``se_mean``,
+    ``conf_int(alpha=)``, ``summary_frame(alpha=)`` (columns ``mean``, ``mean_se``,
+    ``mean_ci_lower``, ``mean_ci_upper``)."""
+    if which not in ("mean", "linear"):
+        raise ValueError("which must be 'mean' or 'linear'")
+    model = results.model
+    p = model.k_fe
+    V = np.asarray(results.cov_params(), dtype=float)[:p, :p]
+    X, Z, off, index = design(results, exog, offset, exposure, transform)
+    eta = off + X @ np.asarray(results.outcome.beta)
+    grad = X.copy()
+    var_re = np.zeros(X.shape[0])
+    if conditional and getattr(model, "multi", False):
+        raise NotImplementedError(
+            "standard errors of conditional predictions with several grouping factors need "
+            "the joint conditional covariance of every factor's random effects, which mlglm "
+            "does not assemble; use predict(conditional=True) for the predictions and "
+            "get_prediction(conditional=False) or bootstrap() for uncertainty")
+    if conditional:
+        eta = eta + _conditional_part(results, Z, group_codes(results, exog, allow_new_levels))
+        D = mode_sensitivity(results)
+        P = np.asarray(results.outcome.b_cov)
+        for f, codes in zip(grouping_factors(model),
+                            group_codes(results, exog, allow_new_levels)):
+            known = codes >= 0
+            z = Z[known][:, f.columns]
+            c = codes[known]
+            grad[known] += np.einsum("nq,nqp->np", z, D[c][:, f.columns, :])
+            var_re[known] += np.einsum("nq,nqr,nr->n", z, P[c][:, f.columns][:, :, f.columns], z)
+    var_eta = np.einsum("np,pr,nr->n", grad, V, grad) + var_re
+    gaussian = model.family_name == "gaussian"
+    linpred = PredictionResults(eta, var_eta, var_resid=results.scale if gaussian else np.nan,
+                                dist="norm", row_labels=index)
+    if which == "linear" or gaussian:
+        return PredictionResultsMean(eta, var_eta, dist="norm", row_labels=index,
+                                     linpred=linpred, link=links.Identity())
+    link = model.family.link
+    mu = inverse_link(results, eta)
+    dmu = np.asarray(link.inverse_deriv(eta), dtype=float)
+    return PredictionResultsMean(mu, dmu ** 2 * var_eta, dist="norm", row_labels=index,
+                                 linpred=linpred, link=link)
+
+
+def predict_marginal(results, exog=None, offset=None, exposure=None, se=True, level=0.95,
+                     nagq=15) -> pd.DataFrame:
+    """Population-averaged means E_b[g^{-1}(x'beta + z'b)] by quadrature, with
+    delta-method standard errors and a Wald interval (see :mod:`mlglm.marginal`)."""
+    from .marginal import marginal_predict
+    X, Z, off, index = design(results, exog, offset, exposure)
+    mu, sd = marginal_predict(results, X, Z, off, nagq=nagq, se=se)
+    out = pd.DataFrame({"mean": mu}, index=index)
+    if se:
+        crit = stats.norm.ppf(0.5 + level / 2)
+        out["se"] = sd
+        out["lower"] = mu - crit * sd
+        out["upper"] = mu + crit * sd
+    return out

@@ -1,0 +1,146 @@
+"""Bootstrap replicates as results objects (issue 10, item 1).
+
+``BootstrapResult.apply(f)`` used to hand ``f`` a view of the original fit with only
+``fe_params``, ``cov_re`` and ``scale`` swapped: ``llf``, ``bse``, predictions and random
+effects were the original fit's in every replicate (zero-width bootstrap intervals) and
+``params`` was a bare array. Each replicate is now the results object of its refit.
+
+The checks: a statistic of every kind varies across the replicates and equals the
+same statistic of a refit done here, directly, on that replicate's response through
+the public formula API, started where the bootstrap starts its refits (the original
+estimates, lme4's ``bootMer`` default). The refit here is the same computation, so the
+agreement is to the refit tolerances of tests/tolerances.py.
+"""
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+import statsmodels.api as sm
+
+import mlglm
+from mlglm.profile import natural_values
+from tolerances import REFIT_LLF_ATOL, REFIT_PARAM_ATOL
+
+N_BOOT = 4
+
+
+def _statistics(new, label):
+    """Every kind of statistic a user reaches for, by name or label."""
+    return {
+        "llf": lambda r: r.llf,
+        "params by name": lambda r: r.params[r.model.exog_names[1]],
+        "bse by name": lambda r: r.bse[r.model.exog_names[1]],
+        "predict (conditional)": lambda r: r.predict(new, conditional=True).iloc[0],
+        "predict (population)": lambda r: r.predict(new).iloc[1],
+        "predict_marginal": lambda r: r.predict_marginal(new, se=False)["mean"].iloc[2],
+        "random_effects": lambda r: r.random_effects[label].iloc[-1],
+        "cov_re by label": lambda r: r.cov_re.iloc[-1, -1],
+        "resid": lambda r: np.asarray(r.resid)[0],
+    }
+
+
+CASES = {
+    # contraception, Laplace, correlated random intercept and slope (conftest "contra_rs")
+    "binomial": dict(formula="y ~ age + I(age**2) + urban + livch", groups="district",
+                     re_formula="~urban", family=sm.families.Binomial, response="y",
+                     label="1"),
+    # High School and Beyond, REML, random intercept and slope
+    "gaussian": dict(formula="mAch ~ cses + meanses", groups="school", re_formula="~cses",
+                     family=sm.families.Gaussian, response="mAch", label="1224"),
+}
+
+
+def _data(case, contraception, hsb):
+    return contraception if case == "binomial" else hsb
+
+
+def _fit(spec, data, **kw):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return mlglm.MixedGLM.from_formula(spec["formula"], data, groups=spec["groups"],
+                                           re_formula=spec["re_formula"],
+                                           family=spec["family"]()).fit(**kw)
+
+
+@pytest.fixture(scope="module")
+def boots(contraception, hsb):
+    out = {}
+    for case, spec in CASES.items():
+        res = _fit(spec, _data(case, contraception, hsb))
+        out[case] = (res, res.bootstrap(N_BOOT, seed=11, progress=False))
+    return out
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_every_statistic_varies_and_equals_a_direct_refit(boots, case, contraception, hsb):
+    spec = CASES[case]
+    data = _data(case, contraception, hsb)
+    res, boot = boots[case]
+    assert boot.n_failed == 0
+    new = data.head(3)
+    stats = _statistics(new, spec["label"])
+    applied = {name: boot.apply(f) for name, f in stats.items()}
+    for name, values in applied.items():
+        assert isinstance(values, pd.Series) and len(values) == N_BOOT, name
+        assert values.nunique() == N_BOOT, f"{name} does not vary across replicates"
+    for r in (0, N_BOOT - 1):
+        y = boot.response(r)
+        direct = _fit(spec, data.assign(**{spec["response"]: y}),
+                      **({} if case == "gaussian" else {"start_params": np.asarray(res.params)}))
+        # the replicate's response is the one the bootstrap refitted: its estimates
+        assert np.allclose(natural_values(direct), boot.replicates.iloc[r],
+                           atol=REFIT_PARAM_ATOL)
+        for name, f in stats.items():
+            want = f(direct)
+            tol = REFIT_LLF_ATOL if name == "llf" else REFIT_PARAM_ATOL
+            assert applied[name].iloc[r] == pytest.approx(want, abs=tol, rel=tol), name
+
+
+def test_replicate_is_a_results_object(boots):
+    res, boot = boots["binomial"]
+    rep = boot.replicate(1)
+    assert type(rep) is type(res)
+    assert isinstance(rep.params, pd.Series) and list(rep.params.index) == list(res.params.index)
+    assert rep.params["urban[T.Y]"] == pytest.approx(boot.replicates["urban[T.Y]"].iloc[1],
+                                                     abs=1e-12)
+    assert rep.llf == pytest.approx(boot.llf[1], abs=1e-12)
+    np.testing.assert_array_equal(rep.model.endog, boot.response(1))
+    assert not np.array_equal(rep.model.endog, res.model.endog)
+    assert "Log-likelihood" in str(rep.summary())
+    # a vector statistic gives one row per replicate
+    table = boot.apply(lambda r: r.params)
+    assert table.shape == (N_BOOT, len(res.params))
+    assert list(table.columns) == list(res.params.index)
+    np.testing.assert_allclose(table["age"], boot.replicates["age"], atol=1e-12)
+
+
+def test_apply_is_reproducible_for_any_n_jobs(hsb):
+    res = mlglm.lmer("mAch ~ cses + (1 | school)", hsb)
+    a = res.bootstrap(3, seed=5, progress=False)
+    b = res.bootstrap(3, seed=5, progress=False, n_jobs=2)
+    pd.testing.assert_frame_equal(a.replicates, b.replicates)
+    f = lambda r: r.random_effects["1224"].iloc[0] + r.llf  # noqa: E731
+    pd.testing.assert_series_equal(a.apply(f), b.apply(f))
+
+
+def test_failed_refits_are_nan_and_have_no_replicate(boots, monkeypatch):
+    import mlglm.bootstrap as mb
+    res, _ = boots["gaussian"]
+    real = mb._refit
+    calls = {"n": 0}
+
+    def flaky(spec, y):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise np.linalg.LinAlgError("boom")
+        return real(spec, y)
+    monkeypatch.setattr(mb, "_refit", flaky)
+    with pytest.warns(RuntimeWarning, match="1 of 3"):
+        boot = res.bootstrap(3, seed=1, progress=False)
+    values = boot.apply(lambda r: r.llf)
+    assert np.isnan(values.iloc[1]) and np.isfinite(values.iloc[[0, 2]]).all()
+    with pytest.raises(ValueError, match="refit 1 failed"):
+        boot.replicate(1)

@@ -1,0 +1,109 @@
+"""The several-factor Laplace objective (core/laplace_multi.py): value against a naive
+dense oracle (scipy's trust-region Newton for the joint mode, a dense log-determinant),
+exact gradient against central differences, and one factor as a special case."""
+import numpy as np
+import pytest
+from scipy import optimize
+
+from mlglm.core.blocked import BlockedStructure
+from mlglm.core.covpattern import diagonal, unstructured
+from mlglm.core.crossprod import CrossPlan
+from mlglm.core.families import get_family_link
+from mlglm.core.grouping import make_grouped_data
+from mlglm.core.laplace_multi import MultiLaplace
+from mlglm.core.objective import MarginalLoglik
+from mlglm.core.terms import ReTerm, ReTerms
+from tolerances import GRAD_ATOL, GRAD_RTOL, ORACLE_RTOL, SAME_NUMBER_RTOL
+
+
+def _dense_laplace(fl, y, m, X, off, terms, x):
+    """log L by the book: the joint mode of h(u) by scipy (trust-exact, dense Hessian)
+    and -1/2 log|Lambda'Z'WZ Lambda + I| from a dense slogdet."""
+    p = X.shape[1]
+    beta, Lams = x[:p], terms.Lambdas(x[p:])
+    n = len(y)
+    cols = []
+    for t, L in zip(terms, Lams):
+        Zf = np.zeros((n, t.n_levels * t.q))
+        for r in range(t.q):
+            Zf[np.arange(n), t.codes * t.q + r] = t.Z[:, r]
+        cols.append(Zf @ np.kron(np.eye(t.n_levels), L))
+    ZL = np.hstack(cols)
+    eta0 = off + X @ beta
+
+    def negh(u):
+        return -(fl.loglik(eta0 + ZL @ u, y, m).sum() - u @ u / 2)
+
+    def grad(u):
+        return -(ZL.T @ fl.derivatives(eta0 + ZL @ u, y, m)[0] - u)
+
+    def hess(u):
+        d2 = fl.derivatives(eta0 + ZL @ u, y, m)[1]
+        return ZL.T @ (d2[:, None] * ZL) + np.eye(u.size)
+    r = optimize.minimize(negh, np.zeros(ZL.shape[1]), jac=grad, hess=hess, method="trust-exact",
+                          options={"gtol": 1e-13})
+    return -r.fun - 0.5 * np.linalg.slogdet(hess(r.x))[1]
+
+
+def _problem(family, link, seed=3, n=300):
+    rng = np.random.default_rng(seed)
+    a, b = rng.integers(0, 30, n), rng.integers(0, 8, n)
+    c = a // 6
+    x1, z = rng.normal(size=n), rng.normal(size=n)
+    X = np.column_stack([np.ones(n), x1])
+    eta = 0.2 + 0.5 * x1 + rng.normal(size=30)[a] + 0.7 * rng.normal(size=8)[b] \
+        + 0.5 * rng.normal(size=5)[c]
+    if family == "binomial":
+        m = np.full(n, 3.0)
+        y = rng.binomial(3, 1 / (1 + np.exp(-eta))).astype(float)
+    else:
+        m = np.ones(n)
+        y = rng.poisson(np.exp(eta)).astype(float)
+    one = np.ones((n, 1))
+    structures = {
+        "crossed": [ReTerm("a", a, 30, one, unstructured(1)), ReTerm("b", b, 8, one, unstructured(1))],
+        "three terms": [ReTerm("a", a, 30, np.column_stack([one[:, 0], z]), unstructured(2)),
+                        ReTerm("b", b, 8, np.column_stack([one[:, 0], x1]), diagonal(2)),
+                        ReTerm("c", c, 5, one, unstructured(1))],
+        "nested": [ReTerm("a", a, 30, one, unstructured(1)),
+                   ReTerm("c", c, 5, np.column_stack([one[:, 0], z]), unstructured(2))],
+    }
+    return get_family_link(family, link), y, m, X, np.zeros(n), structures, rng
+
+
+FAMILIES = [("binomial", "logit"), ("binomial", "probit"), ("binomial", "cloglog"),
+            ("poisson", "log")]
+
+
+@pytest.mark.parametrize("family, link", FAMILIES)
+@pytest.mark.parametrize("structure", ["crossed", "three terms", "nested"])
+@pytest.mark.parametrize("mode", ["sparse", "dense"])
+def test_value_equals_dense_oracle_and_gradient_is_exact(family, link, structure, mode):
+    fl, y, m, X, off, structures, rng = _problem(family, link)
+    terms = ReTerms(structures[structure])
+    obj = MultiLaplace(fl, y, m, X, off, terms, CrossPlan(terms, BlockedStructure(terms, mode=mode)))
+    x = np.concatenate([[0.1, 0.4], rng.uniform(0.3, 1.0, terms.n_theta)])
+    value, grad = obj.value_and_gradient(x)
+    assert value == pytest.approx(_dense_laplace(fl, y, m, X, off, terms, x), rel=ORACLE_RTOL)
+    h = 1e-5
+    fd = []
+    for e in np.eye(x.size):
+        obj.u = None
+        up = obj(x + h * e)
+        obj.u = None
+        fd.append((up - obj(x - h * e)) / (2 * h))
+    fd = np.array(fd)
+    assert np.all(np.abs(grad - fd) <= 10 * (GRAD_ATOL + GRAD_RTOL * np.abs(fd)))
+
+
+def test_one_factor_is_the_one_factor_engine():
+    fl, y, m, X, off, structures, rng = _problem("binomial", "logit")
+    t = structures["three terms"][0]
+    multi = MultiLaplace(fl, y, m, X, off, ReTerms((t,)))
+    one = MarginalLoglik(fl, make_grouped_data(y, X, t.Z, t.codes, offset=off, m=m), 1,
+                         pattern=t.pattern)
+    x = np.concatenate([[0.1, 0.4], [0.8, 0.2, 0.5]])
+    v1, g1 = multi.value_and_gradient(x)
+    v2, g2 = one.value_and_gradient(x)
+    assert v1 == pytest.approx(v2, rel=SAME_NUMBER_RTOL * 100)
+    assert np.allclose(g1, g2, rtol=1e-8, atol=1e-8)
