@@ -216,3 +216,55 @@ def test_second_start_keeps_the_first_when_it_is_better():
     res, tried, won = _second_start(obj, first, 200, [])
     assert won == "Laplace optimum"
     np.testing.assert_allclose(res.x, first.x)
+
+
+# ------------------------------------------------------------------ nested factors
+def _community_data(n_comm=40, n_fam=6, seed=14):
+    """Binary outcomes of 1-3 children per family, families in communities (SDs 2, 1)."""
+    import pandas as pd
+    rng = np.random.default_rng(seed)
+    sizes = rng.integers(1, 4, size=n_comm * n_fam)
+    fam = np.repeat(np.arange(n_comm * n_fam), sizes)
+    comm = fam // n_fam
+    x = rng.normal(size=fam.size)
+    eta = -0.5 + 0.7 * x + 2.0 * rng.normal(size=n_comm)[comm] + rng.normal(size=fam.max() + 1)[fam]
+    y = (rng.random(fam.size) < 1 / (1 + np.exp(-eta))).astype(float)
+    return pd.DataFrame({"y": y, "x": x, "community": comm, "family": fam % n_fam})
+
+
+NESTED = "y ~ x + (1 | community/family)"
+
+
+def test_nested_aghq_fit_checks_itself():
+    """The check goes through the objective interface (with_nagq), so a nested AGHQ fit
+    (NestedObjective) makes it too: nagq + 2 points at every level."""
+    d = _community_data()
+    res = fit_quietly(mlglm.glmer, NESTED, d, family="binomial", nagq=3)
+    chk = res.optim.quadrature_check
+    assert chk is not None and chk.nagq == 3 and chk.nagq_check == 5
+    assert chk.llf_check == pytest.approx(
+        res.model.loglike(np.asarray(res.params), method="aghq", nagq=5), abs=1e-8)
+    assert "Quadrature check:" in res.summary().as_text()
+
+
+def test_nested_auto_settles_and_matches_a_plain_fit():
+    d = _community_data()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        res = mlglm.glmer(NESTED, d, family="binomial", nagq="auto")
+    auto = res.optim.auto
+    assert auto.settled and res.nagq == auto.nagq > 1
+    assert [r[0] for r in auto.path] == auto_schedule(2, 10 ** 9)[:len(auto.path)]
+    assert res.optim.quadrature_check.adequate
+    plain = fit_quietly(res.model.fit, method="aghq", nagq=res.nagq)
+    assert res.llf == pytest.approx(plain.llf, abs=1e-6)
+    assert f"nAGQ={res.nagq} (auto) at each of 2 nested levels" in res.summary().as_text()
+
+
+def test_auto_refuses_crossed_factors_with_the_reason():
+    import pandas as pd
+    rng = np.random.default_rng(15)
+    d = pd.DataFrame({"y": rng.integers(0, 2, 200).astype(float), "x": rng.normal(size=200),
+                      "a": rng.integers(0, 10, 200), "b": rng.integers(0, 8, 200)})
+    with pytest.raises(mlglm.MixedGLMInputError, match="crossed"):
+        mlglm.glmer("y ~ x + (1 | a) + (1 | b)", d, nagq="auto")
