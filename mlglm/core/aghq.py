@@ -67,7 +67,7 @@ def _slice_state(state: ModeState, data: GroupedData, lo: int, hi: int) -> ModeS
 
 def aghq_loglik(fl, data: GroupedData, state: ModeState, Lambda: np.ndarray, nagq: int,
                 theta_rc=None, gradient: bool = False,
-                chunk_elements: int = DEFAULT_CHUNK_ELEMENTS):
+                chunk_elements: int = DEFAULT_CHUNK_ELEMENTS, dispersion: bool = False):
     """Per-group AGHQ log-likelihood (G,) without response constants.
 
     With ``gradient=True`` also returns the gradient in (beta, theta) where
