@@ -20,15 +20,15 @@ import statsmodels.api as sm
 from statsmodels.regression.mixed_linear_model import MixedLM
 
 from .core.covariance import Sigma_from_vech
-from .core.families import get_family_link
 from .core.grouping import make_grouped_data
 from .core.lmm import lmm_fit
 from .core.modes import ModeFailure
 from .core.objective import MarginalLoglik
 from .core.optimize import fit_glmm
 from .data_checks import (MixedGLMInputError, binomial_response, check_categorical_response,
-                          drop_unused_levels, family_from_name, family_link_names,
-                          poisson_response, report_nonfinite)
+                          count_response, drop_unused_levels, family_from_name,
+                          family_link_names, family_spec, positive_response, prior_weights,
+                          report_nonfinite)
 from .fit_checks import (FitError, SeparationWarning, SingularFitWarning,  # noqa: F401
                          _check_aghq_structure, _check_rank, _check_re_in_fixed, _report,
                          _resolve_nagq, _warn_fit_problems)
@@ -52,10 +52,21 @@ class MixedGLM(MixedLMSetup, MixedLM):
     groups : group labels (n,).
     exog_re : random-effects design (n, q); default a random intercept.
     family : a statsmodels family: ``Binomial()`` (Logit, Probit, CLogLog links),
-        ``Poisson()`` (Log) or ``Gaussian()`` (exact linear mixed model), or its
-        name as ``glmer`` takes it (``"binomial"``, ``"poisson"``, ``"gaussian"``).
+        ``Poisson()`` (Log), ``NegativeBinomial(alpha=a)`` (Log; NB2 with theta = 1/a
+        held fixed, as ``sm.GLM`` holds alpha), ``Gamma()`` (InversePower, Log; the
+        dispersion estimated by ML) or ``Gaussian()`` (exact linear mixed model), or
+        its name as ``glmer`` takes it (``"binomial"``, ``"poisson"``,
+        ``"negative_binomial"`` -- theta estimated by ML jointly with everything
+        else --, ``"gamma"``, ``"gaussian"``).
     offset, exposure : added to the linear predictor (``log(exposure)`` for the
-        latter; Poisson).
+        latter; log-link families).
+    freq_weights, var_weights : prior weights as ``sm.GLM`` defines them: a row
+        with frequency weight f counts f times (the fit equals the fit on the
+        expanded rows); a variance weight v divides the row's dispersion by v
+        (Gaussian: Var e_i = sigma^2 / v_i, lmer's ``weights=``; Gamma: shape
+        v_i / phi) and, for the families without a dispersion in that sense
+        (binomial, Poisson, negative binomial), multiplies the row's
+        log-likelihood, as ``sm.GLM`` does. Finite and non-negative.
     n_trials : binomial trials per row when ``endog`` holds proportions.
     cov_struct : ``"unstructured"`` (correlated random effects, the default) or
         ``"diagonal"`` (independent, lme4's ``||``).
@@ -68,7 +79,7 @@ class MixedGLM(MixedLMSetup, MixedLM):
 
     def __init__(self, endog, exog, groups, exog_re=None, family=None, offset=None,
                  exposure=None, n_trials=None, cov_struct="unstructured", missing="none",
-                 exog_vc=None, **kwargs):
+                 exog_vc=None, freq_weights=None, var_weights=None, **kwargs):
         extra_specs = list(kwargs.pop("_extra_specs", None) or [])
         no_group_re = kwargs.pop("_no_group_re", False)
         group_factors = kwargs.pop("_group_factors", None)
@@ -83,6 +94,7 @@ class MixedGLM(MixedLMSetup, MixedLM):
             raise MixedGLMInputError("pass a family instance such as sm.families.Binomial(), "
                                      "not the class")
         fam, link = family_link_names(family)
+        spec = family_spec(family)
         if cov_struct not in ("unstructured", "diagonal"):
             raise MixedGLMInputError("cov_struct must be 'unstructured' or 'diagonal'")
         endog_names = kwargs.pop("_endog_names", None)
@@ -93,16 +105,20 @@ class MixedGLM(MixedLMSetup, MixedLM):
         if missing == "drop":
             mask = report_nonfinite({"endog": _num(endog), "exog": _num(exog), "groups": groups_chk,
                                      "exog_re": _num(exog_re), "offset": offset,
-                                     "exposure": exposure, "n_trials": n_trials}, "drop")
+                                     "exposure": exposure, "n_trials": n_trials,
+                                     "freq_weights": freq_weights,
+                                     "var_weights": var_weights}, "drop")
             if mask is not None:
                 n_dropped += int((~mask).sum())
-                endog, exog, groups, exog_re, offset, exposure, n_trials = (
-                    _take(a, mask) for a in (endog, exog, groups, exog_re, offset, exposure,
-                                             n_trials))
+                (endog, exog, groups, exog_re, offset, exposure, n_trials, freq_weights,
+                 var_weights) = (_take(a, mask) for a in (
+                     endog, exog, groups, exog_re, offset, exposure, n_trials, freq_weights,
+                     var_weights))
         elif missing in ("none", "raise"):
             report_nonfinite({"endog": _num(endog), "exog": _num(exog), "groups": groups_chk,
                               "exog_re": _num(exog_re), "offset": offset, "exposure": exposure,
-                              "n_trials": n_trials}, "none")
+                              "n_trials": n_trials, "freq_weights": freq_weights,
+                              "var_weights": var_weights}, "none")
         else:
             raise MixedGLMInputError("missing must be 'none' or 'drop'")
         if endog_names is None and isinstance(endog, pd.DataFrame):
@@ -111,8 +127,9 @@ class MixedGLM(MixedLMSetup, MixedLM):
         n = y.shape[0]
         off = np.zeros(n) if offset is None else np.asarray(offset, dtype=float).reshape(-1)
         if exposure is not None:
-            if fam != "poisson":
-                raise MixedGLMInputError("exposure= is for Poisson models; use offset= otherwise")
+            if link != "log":
+                raise MixedGLMInputError("exposure= is for log-link models (Poisson, negative "
+                                         "binomial, Gamma with log link); use offset= otherwise")
             ex = np.asarray(exposure, dtype=float).reshape(-1)
             if np.any(ex <= 0):
                 raise MixedGLMInputError("exposure must be positive (it enters as log(exposure))")
@@ -129,14 +146,18 @@ class MixedGLM(MixedLMSetup, MixedLM):
             raise MixedGLMInputError("a mixed model needs at least two groups; found "
                                      f"{self.n_groups}")
         self.family = family
+        self.fam = spec           # what every layer asks of the family (mlglm.core.family)
         self.family_name, self.link_name = fam, link
+        self.freq_weights = prior_weights(freq_weights, n, "freq_weights")
+        self.var_weights = prior_weights(var_weights, n, "var_weights")
         self.n_trials = m
         self.offset = off
         self.exposure = exposure
         self.cov_struct = cov_struct
         self.n_dropped = n_dropped
-        self.reml = fam == "gaussian"
-        self._init_keys.extend(["family", "offset", "exposure", "n_trials", "cov_struct"])
+        self.reml = spec.is_gaussian
+        self._init_keys.extend(["family", "offset", "exposure", "n_trials", "cov_struct",
+                                "freq_weights", "var_weights"])
         self._term_args = (extra_specs, no_group_re, group_factors)
         if not from_formula:
             self._build_re_terms(*self._term_args)
@@ -160,11 +181,14 @@ class MixedGLM(MixedLMSetup, MixedLM):
         specs.extend(extra_specs)
         if not specs:
             raise MixedGLMInputError("the model has no random effects; use statsmodels' GLM")
-        terms, info = build_terms(specs, self.family_name == "gaussian", self.nobs)
+        terms, info = build_terms(specs, self.fam.is_gaussian, self.nobs)
         self.re_terms = terms
         self.re_info = info
         if self.multi:
             self.data.param_names = list(self.exog_names) + _re_param_names(terms)
+            self.k_params = len(self.data.param_names)
+        if self.fam.estimates_dispersion:          # the dispersion is the last parameter
+            self.data.param_names = list(self.data.param_names) + [self.fam.dispersion_name]
             self.k_params = len(self.data.param_names)
 
     @property
@@ -179,8 +203,10 @@ class MixedGLM(MixedLMSetup, MixedLM):
             return binomial_response(endog, n_trials, names)
         if n_trials is not None:
             raise MixedGLMInputError("n_trials= is for binomial models")
-        if fam == "poisson":
-            y = poisson_response(endog)
+        if fam in ("poisson", "negative_binomial"):
+            y = count_response(endog, "Poisson" if fam == "poisson" else "negative binomial")
+        elif fam == "gamma":
+            y = positive_response(endog)
         else:
             y = np.asarray(endog, dtype=float).reshape(-1)
         return y, np.ones_like(y)
@@ -221,7 +247,7 @@ class MixedGLM(MixedLMSetup, MixedLM):
             data = pd.DataFrame(data)
         arrays = {}
         group_name = kwargs.get("groups")
-        for key in ("groups", "offset", "exposure", "n_trials"):
+        for key in ("groups", "offset", "exposure", "n_trials", "freq_weights", "var_weights"):
             val = kwargs.pop(key, None)
             if isinstance(val, str):
                 if val not in data.columns:
@@ -325,7 +351,8 @@ class MixedGLM(MixedLMSetup, MixedLM):
 
     def _grouped(self):
         return make_grouped_data(self.endog, self.exog, self.exog_re, self.group_codes,
-                                 offset=self.offset, m=self.n_trials)
+                                 offset=self.offset, m=self.n_trials, freq=self.freq_weights,
+                                 var=self.var_weights)
 
     @cached_property
     def _cross_plan(self):
@@ -336,18 +363,21 @@ class MixedGLM(MixedLMSetup, MixedLM):
     def objective(self, nagq: int = 1):
         """The marginal log-likelihood as a function of x = (beta, theta)
         (a :class:`~mlglm.core.objective.Objective`)."""
-        fl = get_family_link(self.family_name, self.link_name)
+        fl = self.fam.kernel()
+        free = self.fam.estimates_dispersion
         if self.multi:
             if nagq > 1:
                 _check_aghq_structure(self.re_terms)
             from .core.laplace_multi import MultiLaplace
             return MultiLaplace(fl, self.endog, self.n_trials, self.exog, self.offset,
-                                self.re_terms, self._cross_plan)
+                                self.re_terms, self._cross_plan, freq=self.freq_weights,
+                                var=self.var_weights, estimate_dispersion=free)
         return MarginalLoglik(fl, self._grouped(), nagq=nagq,
-                              pattern=self.re_terms[0].pattern)
+                              pattern=self.re_terms[0].pattern, estimate_dispersion=free)
 
     def theta_from_params(self, params) -> np.ndarray:
-        """x = (beta, theta) from params = (fe_params, vech(cov_re) per term)."""
+        """x = (beta, theta[, t]) from params = (fe_params, vech(cov_re) per term[,
+        dispersion]), t = log(dispersion)."""
         params = np.asarray(params, dtype=float)
         p = self.k_fe
         thetas, i = [], p
@@ -355,6 +385,8 @@ class MixedGLM(MixedLMSetup, MixedLM):
             k = t.q * (t.q + 1) // 2
             thetas.append(t.pattern.theta_from_Sigma(Sigma_from_vech(params[i:i + k], t.q)))
             i += k
+        if self.fam.estimates_dispersion:
+            thetas.append([self.fam.log_dispersion(params[i])])
         return np.concatenate([params[:p]] + thetas)
 
     def loglike(self, params, method="laplace", nagq=None):
@@ -363,7 +395,7 @@ class MixedGLM(MixedLMSetup, MixedLM):
 
         ``vech`` is the row-major lower triangle, the order of ``results.params``.
         """
-        if self.family_name == "gaussian":
+        if self.fam.is_gaussian:
             raise NotImplementedError("use results.llf for Gaussian fits")
         nagq = _resolve_nagq(method, nagq, max(t.q for t in self.re_terms))
         return self.objective(nagq)(self.theta_from_params(params))
@@ -392,11 +424,11 @@ class MixedGLM(MixedLMSetup, MixedLM):
         from .results import build_results
         options = check_fit_keywords(kwargs, method, ("method", "nagq", "reml", "start_params",
                                                       "maxiter", "hessian"))
-        if method is None and nagq not in (None, 1) and self.family_name != "gaussian":
+        if method is None and nagq not in (None, 1) and not self.fam.is_gaussian:
             method = "aghq"
         _check_re_in_fixed(np.asarray(self.exog, dtype=float), np.asarray(self.exog_re),
                            getattr(self.data, "exog_re_names", None))
-        if self.family_name == "gaussian":
+        if self.fam.is_gaussian:
             if method not in (None, "reml", "ml"):
                 raise MixedGLMInputError("Gaussian models are fitted exactly by 'reml' or 'ml'")
             if nagq not in (None, 1):
@@ -412,12 +444,14 @@ class MixedGLM(MixedLMSetup, MixedLM):
                 from .core.lmm_multi import multi_lmm_fit
                 from .results import build_results_multi
                 fitted = multi_lmm_fit(self.endog - self.offset, np.asarray(self.exog, float),
-                                       self.re_terms, reml=reml)
+                                       self.re_terms, reml=reml, freq=self.freq_weights,
+                                       var=self.var_weights)
                 res = build_results_multi(self, fitted, method="reml" if reml else "ml")
                 _warn_fit_problems(res)
                 return res
             fitted = lmm_fit(self.endog - self.offset, self.exog, self.exog_re, self.group_codes,
-                             reml=reml, diagonal=self.diagonal)
+                             reml=reml, diagonal=self.diagonal, freq=self.freq_weights,
+                             var=self.var_weights)
             res = build_results(self, fitted, method="reml" if reml else "ml", nagq=None)
             _warn_fit_problems(res)
             _report(res, options.get("disp"))
@@ -476,9 +510,7 @@ class MixedGLM(MixedLMSetup, MixedLM):
         eta = exog @ beta + off
         if which == "linear":
             return eta
-        if self.family_name == "gaussian":
-            return eta
-        return get_family_link(self.family_name, self.link_name).inverse_link(eta)
+        return self.fam.inverse_link(eta)
 
 
 class BinomialMixedGLM(MixedGLM):
