@@ -33,7 +33,7 @@ def describe_singular(results) -> str:
     model = results.model
     names = re_term_names(model)
     Sigma = np.asarray(results.cov_re, dtype=float)
-    unit = np.sqrt(results.scale) if model.family_name == "gaussian" else 1.0
+    unit = np.sqrt(results.scale) if model.fam.is_gaussian else 1.0
     Lam = theta_to_Lambda(theta_from_Sigma(Sigma, model.diagonal), model.q, model.diagonal)
     sd = np.sqrt(np.clip(np.diag(Sigma), 0, None))
     parts = []
