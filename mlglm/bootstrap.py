@@ -38,10 +38,7 @@ import numpy as np
 import pandas as pd
 
 from .core.covariance import theta_from_Sigma, theta_to_Lambda
-from .core.grouping import make_grouped_data
-from .core.lmm import lmm_fit
 from .core.natural import Sigma_from_natural, natural_vector
-from .core.objective import MarginalLoglik
 from .core.optimize import fit_glmm
 from .marginal import draw_response, fit_dispersion
 
@@ -191,7 +188,7 @@ def _spec(results):
     theta = theta_from_Sigma(np.asarray(results.cov_re, float), model.diagonal)
     x0 = np.concatenate([beta, theta] + (
         [[np.log(results.dispersion)]] if model.fam.estimates_dispersion else []))
-    return dict(fam=model.fam, X=X,
+    return dict(problem=model.problem, fam=model.fam, X=X,
                 Z=np.asarray(model.exog_re, float), codes=np.asarray(model.group_codes),
                 m=np.asarray(model.n_trials, float), offset=offset, n_groups=model.n_groups,
                 eta_fixed=offset + X @ beta, x0=x0,
@@ -217,17 +214,12 @@ def _refit(spec, y):
         from .bootstrap_multi import multi_refit
         return multi_refit(spec, y)
     correlated = spec["Z"].shape[1] > 1 and not spec["diagonal"]
-    fam = spec["fam"]
-    if fam.is_gaussian:
-        f = lmm_fit(y - spec["offset"], spec["X"], spec["Z"], spec["codes"],
-                    reml=spec["method"] == "reml", diagonal=spec["diagonal"],
-                    freq=spec["freq"], var=spec["var"])
+    problem = spec["problem"].with_response(y)
+    if problem.gaussian:
+        f = problem.fit_lmm(reml=spec["method"] == "reml")
         vec = natural_vector(f.beta, f.cov_re, correlated, np.sqrt(f.sigma2))
         return vec, float(f.llf), bool(f.converged), f
-    data = make_grouped_data(y, spec["X"], spec["Z"], spec["codes"], offset=spec["offset"],
-                             m=spec["m"], freq=spec["freq"], var=spec["var"])
-    obj = MarginalLoglik(fam.kernel(), data, nagq=spec["nagq"], diagonal=spec["diagonal"],
-                         estimate_dispersion=fam.estimates_dispersion)
+    obj = problem.objective(spec["nagq"])
     st = fit_glmm(obj, x0=spec["x0"])       # with the Newton polish, as results.fit()
     vec = natural_vector(st.beta, st.Lambda @ st.Lambda.T, correlated)
     if st.log_dispersion is not None:

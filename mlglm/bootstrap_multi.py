@@ -24,7 +24,6 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .core.lmm_multi import multi_lmm_fit, multi_lmm_stats
 from .core.optimize import fit_glmm
 from .marginal import draw_random_effects, draw_response, fit_dispersion, term_factors
 from .profile_multi import multi_layout, term_Sigmas
@@ -47,10 +46,11 @@ def multi_spec(results) -> dict:
                 dispersion=fit_dispersion(results), freq=model.freq_weights,
                 var=model.var_weights, method=results.method, nagq=results.nagq or 1,
                 layout=multi_layout(model), gaussian=gaussian)
+    spec.update(problem=model.problem)
     if gaussian:
-        spec.update(plan=model._cross_plan, theta0=np.asarray(results.outcome.theta, float))
+        spec.update(theta0=np.asarray(results.outcome.theta, float))
     else:
-        spec.update(model=model, x0=model.theta_from_params(np.asarray(results.params)))
+        spec.update(x0=model.theta_from_params(np.asarray(results.params)))
     return spec
 
 
@@ -65,16 +65,12 @@ def multi_draw(spec, rng) -> np.ndarray:
 def multi_refit(spec, y):
     """(natural parameters, llf, converged, fit state) of the model refitted to y."""
     layout = spec["layout"]
+    problem = spec["problem"].with_response(y)
     if spec["gaussian"]:
-        r = y - spec["offset"]
-        stats = multi_lmm_stats(r, spec["X"], spec["terms"], plan=spec["plan"],
-                                freq=spec["freq"], var=spec["var"])
-        f = multi_lmm_fit(r, spec["X"], spec["terms"], reml=spec["method"] == "reml",
-                          theta0=spec["theta0"], stats=stats)
+        f = problem.fit_lmm(reml=spec["method"] == "reml", theta0=spec["theta0"])
         vec = np.concatenate([f.beta, layout.natural(f.cov_re), [np.sqrt(f.sigma2)]])
         return vec, float(f.llf), bool(f.converged), f
-    from .bootstrap import _model_with_response
-    obj = _model_with_response(spec["model"], y).objective(spec["nagq"])
+    obj = problem.objective(spec["nagq"])
     st = fit_glmm(obj, x0=spec["x0"])
     vec = np.concatenate([st.beta, layout.natural([L @ L.T for L in st.Lambdas])]
                          + ([] if st.log_dispersion is None else [[np.exp(st.log_dispersion)]]))

@@ -267,10 +267,13 @@ def _same_partition(a: np.ndarray, b: np.ndarray) -> bool:
     return (pd.factorize(a)[0] == pd.factorize(b)[0]).all()
 
 
-def build_terms(specs: list[TermSpec], gaussian: bool, n: int) -> tuple[ReTerms, list]:
+def build_terms(specs: list[TermSpec], gaussian: bool, n: int,
+                checks: bool = True) -> tuple[ReTerms, list]:
     """Merge specs on the same partition into one term each; check identifiability.
 
     Returns the ReTerms and, per term, its (levels, factors, specs merged).
+    ``checks=False`` (one shard of a sharded fit) skips the identifiability
+    checks, which concern the whole data and are made on it.
     """
     merged: list[list[TermSpec]] = []
     for s in specs:
@@ -289,18 +292,18 @@ def build_terms(specs: list[TermSpec], gaussian: bool, n: int) -> tuple[ReTerms,
             names = _unique_names(group)
         blocks = tuple(b for s in group for b in s.blocks)
         J = len(head.levels)
-        if J < 2:
+        if J < 2 and checks:
             raise MixedGLMInputError(
                 f"the grouping factor {head.name} has a single level: its random effects "
                 "cannot be told apart from the fixed intercept; drop the term")
-        rank = np.linalg.matrix_rank(Z) if Z.shape[1] > 1 else 1
+        rank = np.linalg.matrix_rank(Z) if Z.shape[1] > 1 and checks else Z.shape[1]
         if rank < Z.shape[1]:
             raise MixedGLMInputError(
                 f"the random effects on {head.name} ({', '.join(names)}) are linearly dependent"
                 + (" (two terms give the same grouping: "
                    f"{' and '.join(s.name for s in group)})" if len(group) > 1 else "")
                 + "; they cannot be identified: drop one")
-        if gaussian and J * Z.shape[1] >= n:
+        if gaussian and J * Z.shape[1] >= n and checks:
             raise MixedGLMInputError(
                 f"the grouping factor {head.name} has {J} levels x {Z.shape[1]} effects for "
                 f"{n} observations: its random effects and the residual variance are "

@@ -43,12 +43,19 @@ def _model(formula, data, family, offset=None, **kwargs):
     evaluated on ``data``)."""
     import numpy as np
     import pandas as pd
-    if not isinstance(data, pd.DataFrame):
+    from .data_checks import is_dask_frame
+    dask = is_dask_frame(data)
+    if not dask and not isinstance(data, pd.DataFrame):
         data = pd.DataFrame(data)
     parsed = parse_lme4(formula)
     fixed_rhs, offset_terms = split_offsets(parsed.fixed_rhs)
     terms = parsed.response_terms
     added = {}
+    if dask and (offset_terms or (len(terms) == 2 and not all(
+            _NAME.fullmatch(t) and t in data.columns for t in terms))):
+        raise NotImplementedError(
+            "on a Dask DataFrame, cbind() arguments and offset() terms must be column names: "
+            "add the computed columns to the frame first (ddf.assign(...))")
     if len(terms) == 2:
         cols = []
         for k, t in enumerate(terms):
@@ -88,13 +95,21 @@ def _weights(**given):
     return {k: v for k, v in given.items() if v is not None}
 
 
-def _fit_keywords(function, fit_kwargs):
+#: Keywords of a fit on a Dask DataFrame (:mod:`mlglm.distributed`).
+_SHARDED_KEYWORDS = ("client", "progress", "npartitions", "retries")
+
+
+def _fit_keywords(function, fit_kwargs, data=None):
     """Refuse misspelt keywords with a did-you-mean over the function's own
-    arguments and those of :meth:`MixedGLM.fit` (statsmodels' own are checked there)."""
+    arguments and those of :meth:`MixedGLM.fit` (statsmodels' own are checked there);
+    a Dask DataFrame adds the sharded fit's keywords."""
+    from .data_checks import is_dask_frame
     from .fit_keywords import ACCEPTED, REFUSED
     own = [p for p in inspect.signature(function).parameters if p != "fit_kwargs"]
     fit = [p for p in inspect.signature(MixedGLM.fit).parameters if p not in ("self", "kwargs")]
     valid = own + fit + list(ACCEPTED) + list(REFUSED)
+    if is_dask_frame(data):
+        valid += list(_SHARDED_KEYWORDS)
     unexpected_keywords(function.__name__, fit_kwargs, valid)
 
 
@@ -128,7 +143,7 @@ def glmer(formula, data, family="binomial", nagq=1, link=None, subset=None, offs
     A ``cbind(successes, failures)`` response and ``offset(expr)`` terms are
     accepted as in R.
     """
-    _fit_keywords(glmer, fit_kwargs)
+    _fit_keywords(glmer, fit_kwargs, data)
     if REML:
         raise MixedGLMInputError("REML is for linear mixed models (use lmer); GLMMs are "
                                  "fitted by maximum likelihood")
@@ -170,7 +185,7 @@ def lmer(formula, data, reml=True, subset=None, offset=None, missing="none", REM
     lme4's (Var e_i = sigma^2 / w_i): ``var_weights=``; ``freq_weights=`` counts a
     row f times (column names or arrays).
     """
-    _fit_keywords(lmer, fit_kwargs)
+    _fit_keywords(lmer, fit_kwargs, data)
     if REML is not None:
         reml = bool(REML)
     if weights is not None:

@@ -20,15 +20,13 @@ import statsmodels.api as sm
 from statsmodels.regression.mixed_linear_model import MixedLM
 
 from .core.covariance import Sigma_from_vech
-from .core.grouping import make_grouped_data
-from .core.lmm import lmm_fit
 from .core.modes import ModeFailure
-from .core.objective import MarginalLoglik
+from .core.problem import Problem
 from .core.optimize import fit_glmm
 from .data_checks import (MixedGLMInputError, binomial_response, check_categorical_response,
                           count_response, drop_unused_levels, family_from_name,
-                          family_link_names, family_spec, positive_response, prior_weights,
-                          report_nonfinite)
+                          family_link_names, family_spec, is_dask_frame, positive_response,
+                          prior_weights, report_nonfinite, sharded)
 from .fit_checks import (FitError, SeparationWarning, SingularFitWarning,  # noqa: F401
                          _check_aghq_structure, _check_rank, _check_re_in_fixed, _report,
                          _resolve_nagq, _warn_fit_problems)
@@ -81,6 +79,7 @@ class MixedGLM(MixedLMSetup, MixedLM):
                  exposure=None, n_trials=None, cov_struct="unstructured", missing="none",
                  exog_vc=None, freq_weights=None, var_weights=None, **kwargs):
         extra_specs = list(kwargs.pop("_extra_specs", None) or [])
+        self._checks = kwargs.pop("_global_checks", True)  # False: a shard (mlglm.distributed)
         no_group_re = kwargs.pop("_no_group_re", False)
         group_factors = kwargs.pop("_group_factors", None)
         self._re_formula = kwargs.pop("_re_formula", None)
@@ -141,10 +140,11 @@ class MixedGLM(MixedLMSetup, MixedLM):
         if isinstance(exog, pd.DataFrame):
             endog_sm.index = exog.index
         self._init_mixedlm(endog_sm, exog, groups, exog_re, **kwargs)
-        _check_rank(np.asarray(self.exog, dtype=float), self.exog_names)
-        if self.n_groups < 2 and not no_group_re:
-            raise MixedGLMInputError("a mixed model needs at least two groups; found "
-                                     f"{self.n_groups}")
+        if self._checks:
+            _check_rank(np.asarray(self.exog, dtype=float), self.exog_names)
+            if self.n_groups < 2 and not no_group_re:
+                raise MixedGLMInputError("a mixed model needs at least two groups; found "
+                                         f"{self.n_groups}")
         self.family = family
         self.fam = spec           # what every layer asks of the family (mlglm.core.family)
         self.family_name, self.link_name = fam, link
@@ -181,7 +181,7 @@ class MixedGLM(MixedLMSetup, MixedLM):
         specs.extend(extra_specs)
         if not specs:
             raise MixedGLMInputError("the model has no random effects; use statsmodels' GLM")
-        terms, info = build_terms(specs, self.fam.is_gaussian, self.nobs)
+        terms, info = build_terms(specs, self.fam.is_gaussian, self.nobs, self._checks)
         self.re_terms = terms
         self.re_info = info
         if self.multi:
@@ -223,6 +223,8 @@ class MixedGLM(MixedLMSetup, MixedLM):
         consistently to every array. A two-column response ``s + f ~ ...``
         is (successes, failures) for the binomial.
         """
+        if is_dask_frame(data):        # sharded across a Dask cluster: mlglm.distributed
+            return sharded(cls, formula, data, re_formula, vc_formula, subset, missing, **kwargs)
         random_terms = list(kwargs.pop("_random_terms", None) or [])
         if not isinstance(data, pd.DataFrame):
             data = pd.DataFrame(data)
@@ -279,7 +281,10 @@ class MixedGLM(MixedLMSetup, MixedLM):
             n_dropped = int((~mask).sum())
             data = data.loc[mask]
             arrays = {k: (v[mask] if v is not None else None) for k, v in arrays.items()}
-        data, dropped_levels = drop_unused_levels(data, used)
+        if kwargs.get("_global_checks", True):
+            data, dropped_levels = drop_unused_levels(data, used)
+        else:           # a shard: the coding was fixed on the whole data (mlglm.distributed)
+            dropped_levels = {}
         lhs = formula.split("~", 1)[0]
         family_name = type(family_from_name(kwargs.get("family"))).__name__.lower() \
             if kwargs.get("family") is not None else cls._default_family_name
@@ -349,31 +354,24 @@ class MixedGLM(MixedLMSetup, MixedLM):
     def diagonal(self) -> bool:
         return self.cov_struct == "diagonal"
 
-    def _grouped(self):
-        return make_grouped_data(self.endog, self.exog, self.exog_re, self.group_codes,
-                                 offset=self.offset, m=self.n_trials, freq=self.freq_weights,
-                                 var=self.var_weights)
-
     @cached_property
-    def _cross_plan(self):
-        """The blocked layout of Z'WZ for several factors (built once per model)."""
-        from .core.crossprod import CrossPlan
-        return CrossPlan(self.re_terms)
+    def problem(self) -> Problem:
+        """The model as the core sees it (:class:`~mlglm.core.problem.Problem`), built once
+        and shared by fitting, profiles, the bootstrap and simulation."""
+        fam = None if self.fam.is_gaussian else self.fam.kernel()
+        return Problem(y=np.asarray(self.endog, dtype=float),
+                       m=np.asarray(self.n_trials, dtype=float),
+                       X=np.asarray(self.exog, dtype=float),
+                       offset=np.asarray(self.offset, dtype=float), terms=self.re_terms,
+                       family=fam, one_factor=not self.multi, freq=self.freq_weights,
+                       var=self.var_weights, estimate_dispersion=self.fam.estimates_dispersion)
 
     def objective(self, nagq: int = 1):
         """The marginal log-likelihood as a function of x = (beta, theta)
         (a :class:`~mlglm.core.objective.Objective`)."""
-        fl = self.fam.kernel()
-        free = self.fam.estimates_dispersion
-        if self.multi:
-            if nagq > 1:
-                _check_aghq_structure(self.re_terms)
-            from .core.laplace_multi import MultiLaplace
-            return MultiLaplace(fl, self.endog, self.n_trials, self.exog, self.offset,
-                                self.re_terms, self._cross_plan, freq=self.freq_weights,
-                                var=self.var_weights, estimate_dispersion=free)
-        return MarginalLoglik(fl, self._grouped(), nagq=nagq,
-                              pattern=self.re_terms[0].pattern, estimate_dispersion=free)
+        if self.multi and nagq > 1:
+            _check_aghq_structure(self.re_terms)
+        return self.problem.objective(nagq)
 
     def theta_from_params(self, params) -> np.ndarray:
         """x = (beta, theta[, t]) from params = (fe_params, vech(cov_re) per term[,
@@ -440,18 +438,12 @@ class MixedGLM(MixedLMSetup, MixedLM):
                 warnings.warn("start_params is not used for Gaussian models: the profiled "
                               "(RE)ML criterion is optimised over theta from its own start",
                               UserWarning, stacklevel=2)
+            fitted = self.problem.fit_lmm(reml=reml)
             if self.multi:
-                from .core.lmm_multi import multi_lmm_fit
                 from .results import build_results_multi
-                fitted = multi_lmm_fit(self.endog - self.offset, np.asarray(self.exog, float),
-                                       self.re_terms, reml=reml, freq=self.freq_weights,
-                                       var=self.var_weights)
                 res = build_results_multi(self, fitted, method="reml" if reml else "ml")
                 _warn_fit_problems(res)
                 return res
-            fitted = lmm_fit(self.endog - self.offset, self.exog, self.exog_re, self.group_codes,
-                             reml=reml, diagonal=self.diagonal, freq=self.freq_weights,
-                             var=self.var_weights)
             res = build_results(self, fitted, method="reml" if reml else "ml", nagq=None)
             _warn_fit_problems(res)
             _report(res, options.get("disp"))

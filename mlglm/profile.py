@@ -119,6 +119,10 @@ class LikelihoodProblem:
 
     def __init__(self, results, perm, criterion):
         model = results.model
+        if not getattr(model, "rows_on_driver", True):      # a sharded fit (mlglm.distributed)
+            raise NotImplementedError("profile likelihoods re-evaluate the likelihood from the "
+                                      "rows, which this fit keeps on a Dask cluster; fit the "
+                                      "data in memory for profile intervals")
         self.perm = np.asarray(perm)
         self.criterion = criterion
         self.q, self.p = model.q, model.k_fe

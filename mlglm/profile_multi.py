@@ -119,7 +119,7 @@ class MultiLikelihoodProblem:
         else:
             self.stats = multi_lmm_stats(np.asarray(model.endog, float) - model.offset,
                                          np.asarray(model.exog, float), model.re_terms,
-                                         plan=model._cross_plan, freq=model.freq_weights,
+                                         plan=model.problem.plan, freq=model.freq_weights,
                                          var=model.var_weights)
 
     def unpack(self, w):

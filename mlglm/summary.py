@@ -45,7 +45,8 @@ def _groups_info(model) -> dict:
     """"No. groups" line(s): one factor with its group sizes, or every factor's levels."""
     if getattr(model, "multi", False):
         return {"No. groups:": ", ".join(f"{t.n_levels} ({t.name})" for t in model.re_terms)}
-    sizes = np.bincount(model.group_codes)
+    sizes = getattr(model, "group_sizes", None)     # a sharded model holds no rows
+    sizes = np.bincount(model.group_codes) if sizes is None else np.asarray(sizes)
     return {"No. groups:": f"{model.n_groups} ({getattr(model, 'group_name', 'Group')})",
             "Group size min/mean/max:": f"{sizes.min()} / {sizes.mean():.1f} / {sizes.max()}"}
 
@@ -162,8 +163,9 @@ def _warnings(res):
         text = "; ".join(f"{col}: {', '.join(map(str, levels))}" for col, levels in dropped.items())
         out.append(f"Unused levels dropped (no rows in the data): {text}.")
     if res.model.fam.is_binomial and res.method == "laplace":
-        sizes = np.bincount(res.model.re_terms[0].codes)
-        if np.all(res.model.n_trials == 1) and np.median(sizes) < 10:
+        sizes = getattr(res.model, "group_sizes", None)     # a sharded model holds no rows
+        sizes = np.bincount(res.model.re_terms[0].codes) if sizes is None else sizes
+        if np.all(res.model.n_trials == 1) and len(sizes) and np.median(sizes) < 10:
             out.append("Binary data with small groups: the Laplace approximation can be biased; "
                        "compare with method='aghq'.")
     sep = getattr(res, "separation", None)

@@ -1,0 +1,125 @@
+"""The problem specification: everything an engine needs of a model, built once.
+
+A model (``MixedGLM``) turns formulas and data into arrays once; a
+:class:`Problem` holds them -- response y, trials m, fixed-effects design X,
+offset, the random-effects terms, the family kernel (None for the exact
+Gaussian model), the prior weights, whether the fit estimates the kernel's
+dispersion -- and hands out the engines: the marginal log-likelihood as an
+:class:`~mlglm.core.objective.Objective` for any nagq, or the exact LMM fit.
+Fitting, profiling, the bootstrap (:meth:`Problem.with_response`: same design,
+new y), marginal predictions and simulation all start from it, so the
+model-to-core conversion is written once.
+
+``one_factor`` selects the one-factor engines (per-group blocks, any nagq) for
+a model with statsmodels' single ``groups`` term; otherwise the several-factor
+engines (the blocked factorisation; nested adaptive quadrature) are used.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from .terms import ReTerms
+
+__all__ = ["Problem"]
+
+
+@dataclass(frozen=True, eq=False)
+class Problem:
+    """Arrays and structure of one model (see the module docstring).
+
+    Attributes
+    ----------
+    y, m : (n,) response (successes for the binomial) and trials.
+    X : (n, p) fixed-effects design.   offset : (n,) offset (log exposure included).
+    terms : ReTerms.   family : FamilyLink kernel, or None for the Gaussian LMM.
+    one_factor : use the one-factor engines (a single ``groups`` term).
+    freq, var : (n,) prior weights (frequency, variance) or None.
+    estimate_dispersion : the objective carries the kernel's log dispersion as a
+        parameter (negative binomial, Gamma); False holds the kernel's own value.
+    """
+
+    y: np.ndarray
+    m: np.ndarray
+    X: np.ndarray
+    offset: np.ndarray
+    terms: ReTerms
+    family: object = None
+    one_factor: bool = True
+    freq: np.ndarray | None = None
+    var: np.ndarray | None = None
+    estimate_dispersion: bool = True
+    _cache: dict = field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def n(self) -> int:
+        return self.y.shape[0]
+
+    @property
+    def p(self) -> int:
+        return self.X.shape[1]
+
+    @property
+    def gaussian(self) -> bool:
+        return self.family is None
+
+    def with_response(self, y) -> "Problem":
+        """The same problem with another response (bootstrap refits, simulation);
+        structure-only work (the grouping, the blocked layout) is shared."""
+        out = replace(self, y=np.asarray(y, dtype=float), _cache={})
+        for key in ("plan",):
+            if key in self._cache:
+                out._cache[key] = self._cache[key]
+        return out
+
+    # ------------------------------------------------------------- pieces
+    @property
+    def plan(self):
+        """The blocked layout of Z'WZ (several factors), built on first use."""
+        if "plan" not in self._cache:
+            from .crossprod import CrossPlan
+            self._cache["plan"] = CrossPlan(self.terms)
+        return self._cache["plan"]
+
+    def grouped(self, columns=None):
+        """Rows sorted by the one factor's groups (one-factor engines); ``columns``
+        reorders the random-effect columns (profiles of a later correlation)."""
+        key = ("grouped", None if columns is None else tuple(columns))
+        if key not in self._cache:
+            from .grouping import make_grouped_data
+            t = self.terms[0]
+            Z = t.Z if columns is None else t.Z[:, list(columns)]
+            self._cache[key] = make_grouped_data(self.y, self.X, Z, t.codes,
+                                                 offset=self.offset, m=self.m, freq=self.freq,
+                                                 var=self.var)
+        return self._cache[key]
+
+    # ------------------------------------------------------------- engines
+    def objective(self, nagq: int = 1, columns=None):
+        """The marginal log-likelihood as an Objective (Laplace for nagq = 1)."""
+        if self.gaussian:
+            raise ValueError("the Gaussian model is fitted exactly (Problem.fit_lmm)")
+        if self.one_factor:
+            from .objective import MarginalLoglik
+            pattern = self.terms[0].pattern
+            return MarginalLoglik(self.family, self.grouped(columns), nagq=nagq, pattern=pattern,
+                                  estimate_dispersion=self.estimate_dispersion)
+        from .laplace_multi import MultiLaplace
+        return MultiLaplace(self.family, self.y, self.m, self.X, self.offset, self.terms,
+                            self.plan, freq=self.freq, var=self.var,
+                            estimate_dispersion=self.estimate_dispersion)
+
+    def fit_lmm(self, reml: bool = True, theta0=None):
+        """The exact Gaussian fit (``LMMFit`` for one factor, ``MultiLMMFit`` otherwise)."""
+        r = self.y - self.offset
+        if self.one_factor:
+            from .lmm import lmm_fit
+            t = self.terms[0]
+            return lmm_fit(r, self.X, t.Z, t.codes, reml=reml,
+                           diagonal=t.pattern.is_diagonal and not t.pattern.is_unstructured,
+                           theta0=theta0, freq=self.freq, var=self.var)
+        from .lmm_multi import multi_lmm_fit, multi_lmm_stats
+        stats = multi_lmm_stats(r, self.X, self.terms, plan=self.plan, freq=self.freq,
+                                var=self.var)
+        return multi_lmm_fit(r, self.X, self.terms, reml=reml, theta0=theta0, stats=stats)

@@ -1,0 +1,271 @@
+"""The driver's model object of a sharded fit: :class:`ShardedMixedGLM`.
+
+It is an ordinary :class:`~mlglm.model.MixedGLM` built by ``from_formula`` on
+a *template* -- the first rows of the data, with the whole data's categorical
+levels pinned (:mod:`mlglm.distributed.spec`) -- so names, formula, patsy
+design information and the random-effects terms are exactly those of the
+in-memory model, and predictions on new pandas data go through the usual
+code. What depends on all rows is then replaced by whole-data facts:
+
+* ``nobs``, the group labels and sizes, each term's levels (gathered from
+  the shards: labels and counts, never rows);
+* ``exog``, ``exog_re``, ``endog``, ``offset``: a stand-in with the data's
+  first and second moments (:mod:`mlglm.distributed.standin`), on which the
+  rank of X, column SDs, the mean linear predictor and the adjusted ICC are
+  exact (constant columns, such as the intercept or Bernoulli trials, exactly
+  constant).
+
+The cluster side -- the shuffle, the shards and the layout of their levels --
+is built on first use (:meth:`ShardedMixedGLM.fit`, :meth:`objective`) with
+the client given there, the one given to ``from_formula``, or the active
+one, and kept for later fits of the same model. It is not pickled: a
+results object shipped to workers for predictions carries the model without
+it.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..core.families import get_family_link
+from ..core.optimize import fit_glmm
+from ..core.terms import ReTerm, ReTerms
+from ..data_checks import MixedGLMInputError
+from ..model import MixedGLM, _resolve_nagq, _warn_fit_problems
+from .standin import standin_rows
+
+__all__ = ["ShardedMixedGLM"]
+
+
+class ShardedMixedGLM(MixedGLM):
+    """A MixedGLM whose rows live in the partitions of a Dask DataFrame (module docstring).
+
+    Built by ``MixedGLM.from_formula(..., data=ddf)``, ``glmer(..., ddf)`` or
+    ``lmer(..., ddf)``; not constructed directly.
+    """
+
+    _cluster_state = None
+    #: the arrays exog, endog, ... are a stand-in, not the rows (row-based code refuses)
+    rows_on_driver = False
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        for key in ("_cluster_state", "_source", "_client"):
+            state.pop(key, None)
+        return state
+
+    # -------------------------------------------------------------- set-up
+    def _attach(self, spec, facts, source, client, npartitions, retries):
+        self._spec = spec
+        self._source = source
+        self._client = client
+        self._npartitions = npartitions
+        self._retries = retries
+        sizes = facts["top_sizes"]
+        if not self.multi:
+            self.group_labels = list(sizes.index)
+            self.n_groups = len(self.group_labels)
+            self.group_sizes = np.asarray(sizes, dtype=np.int64)
+        self.nobs = self.n_totobs = int(np.sum(np.asarray(sizes)))
+
+    def _cluster(self, client=None, retries=None):
+        """The shards on the cluster, built on first use (again for another client)."""
+        state = self._cluster_state
+        if state is not None and (client is None or client is state["shards"].client):
+            return state
+        if state is not None:
+            self.release()
+        from .cluster import ShardSet
+        from .objective import Placement
+        client = client or self._client or _default_client()
+        spec = self._spec
+        shuffled = self._source[spec.columns].shuffle(on=list(spec.top),
+                                                      npartitions=self._npartitions)
+        parts = shuffled.to_delayed()
+        shards = ShardSet(client, parts, spec, gaussian=self.family_name == "gaussian",
+                          retries=self._retries if retries is None else retries)
+        infos = shards.map("summary", what="shard summaries")
+        placement = Placement(infos, [t.name for t in self.re_terms])
+        self._cluster_state = {"shards": shards, "placement": placement, "infos": infos}
+        self._apply_global_facts(infos, placement)
+        return self._cluster_state
+
+    def _apply_global_facts(self, infos, placement):
+        """Whole-data rows, levels and the stand-in design (module docstring)."""
+        n = sum(i.n for i in infos)
+        if n == 0:
+            raise MixedGLMInputError("no rows left to fit (after dropping missing values)")
+        self.nobs = self.n_totobs = n
+        self.n_dropped = sum(i.n_dropped for i in infos)
+        if self.n_dropped:
+            import warnings
+
+            from ..data_checks import DataWarning
+            warnings.warn(f"dropped {self.n_dropped} rows with NaN or inf", DataWarning,
+                          stacklevel=4)
+        total = sum(i.moments[0] for i in infos if i.n)
+        cross = sum(i.moments[1] for i in infos if i.n)
+        p, q = self.exog.shape[1], self.exog_re.shape[1]
+        W = standin_rows(total, cross, n)
+        self.endog = W[:, 0]
+        self.n_trials = W[:, 1]
+        self.exog = np.asfortranarray(W[:, 2:2 + p])
+        self.exog_re = W[:, 2 + p:2 + p + q]
+        self.offset = W[:, -1]
+        self.group_codes = np.zeros(W.shape[0], dtype=np.intp)
+        XtX = cross[2:2 + p, 2:2 + p]
+        self._X_moments = (total[2:2 + p] / n, XtX / n)
+        self._rank_X = _gram_rank(XtX, self.exog_names)
+        terms = []
+        for k, t in enumerate(self.re_terms):
+            levels = placement.levels[k]
+            if len(levels) < 2:
+                raise MixedGLMInputError(
+                    f"the grouping factor {t.name} has a single level: its random effects "
+                    "cannot be told apart from the fixed intercept; drop the term")
+            if self.family_name == "gaussian" and len(levels) * t.q >= n:
+                raise MixedGLMInputError(
+                    f"the grouping factor {t.name} has {len(levels)} levels x {t.q} effects for "
+                    f"{n} observations: its random effects and the residual variance are "
+                    "unidentifiable (as lme4 says); drop the term or use a GLMM")
+            terms.append(ReTerm(t.name, np.zeros(0, np.intp), len(levels), np.zeros((0, t.q)),
+                                t.pattern, t.column_names, levels))
+        self.re_terms = ReTerms(tuple(terms))
+        for k, specs in enumerate(getattr(self, "re_info", []) or []):
+            for s in specs:
+                s.levels = placement.levels[k]
+        if not self.multi:
+            self.group_labels = list(placement.levels[0])
+            self.group_sizes = placement.sizes(0)
+            self.n_groups = len(self.group_labels)
+            if self.n_groups < 2:
+                raise MixedGLMInputError("a mixed model needs at least two groups; found "
+                                         f"{self.n_groups}")
+
+    # ----------------------------------------------------------------- fit
+    def objective(self, nagq: int = 1, client=None, progress=None):
+        """The sharded log-likelihood as an Objective (see
+        :class:`~mlglm.distributed.objective.ShardedObjective`)."""
+        from .objective import ShardedObjective
+        if self.family_name == "gaussian":
+            raise NotImplementedError("Gaussian models are fitted by profiled (RE)ML; "
+                                      "use fit()")
+        # nagq > 1 with nested factors: each shard's model.objective(nagq) decides (and
+        # says so if its engine is not there); crossed factors never reach this point
+        state = self._cluster(client)
+        if nagq > 1:      # built first, the AGHQ objective shares its data with its Laplace twin
+            state["shards"].map("build_objective", nagq, what="objective")
+        fl = get_family_link(self.family_name, self.link_name)
+        return ShardedObjective(state["shards"], fl, self.re_terms, self.k_fe, nagq,
+                                state["placement"], progress)
+
+    def fit(self, method=None, nagq=None, reml=None, start_params=None, maxiter=1000,
+            hessian=True, client=None, progress=None, npartitions=None, retries=None):
+        """Fit on the cluster; the same arguments as :meth:`MixedGLM.fit`, plus
+
+        client : the ``distributed.Client`` (default: the one given to
+            ``from_formula``, else the active one).
+        progress : ``True`` prints one line per evaluation; a callable receives a
+            dict per evaluation (evaluation, what, nagq, loglik, seconds, rebuilds).
+        npartitions : shards to cut the data into (default: the Dask DataFrame's
+            partitions); used when the shards are first built.
+        retries : repeats of an evaluation after worker failures (default 3).
+        """
+        from .results import sharded_results
+        if npartitions is not None:
+            self._npartitions = npartitions
+        state = self._cluster(client, retries=retries)
+        if self.family_name == "gaussian":
+            from .lmm import sharded_lmm_fit
+            if method not in (None, "reml", "ml"):
+                raise MixedGLMInputError("Gaussian models are fitted exactly by 'reml' or 'ml'")
+            reml = (method != "ml") if reml is None else reml
+            report = _lmm_reporter(progress)
+            fitted = sharded_lmm_fit(state["shards"], state["placement"], self.nobs, self.k_fe,
+                                     self.q, reml=reml, diagonal=self.diagonal, progress=report)
+            res = sharded_results(self, fitted, "reml" if reml else "ml", None)
+            _warn_fit_problems(res)
+            return res
+        if reml:
+            raise MixedGLMInputError("REML is for Gaussian models; GLMMs are fitted by ML")
+        method = "laplace" if method is None else method
+        if method not in ("laplace", "aghq"):
+            raise MixedGLMInputError(f"method must be 'laplace' or 'aghq', got {method!r}")
+        nagq = _resolve_nagq(method, nagq, max(t.q for t in self.re_terms))
+        obj = self.objective(nagq, client, progress)
+        x0 = None if start_params is None else self.theta_from_params(start_params)
+        fitstate = fit_glmm(obj, x0=x0, maxiter=maxiter, hessian=hessian)
+        extreme = obj.extreme_rows() if self.family_name == "binomial" else 0
+        res = sharded_results(self, fitstate, method if nagq > 1 else "laplace", nagq,
+                              extreme_rows=extreme)
+        _warn_fit_problems(res)
+        return res
+
+    def loglike(self, params, method="laplace", nagq=None):
+        """Marginal log-likelihood at params, summed over the shards."""
+        if self.family_name == "gaussian":
+            raise NotImplementedError("use results.llf for Gaussian fits")
+        nagq = _resolve_nagq(method, nagq, max(t.q for t in self.re_terms))
+        return self.objective(nagq)(self.theta_from_params(params))
+
+    def release(self):
+        """Free the shards on the workers (a later fit rebuilds them)."""
+        if self._cluster_state is not None:
+            self._cluster_state["shards"].release()
+            self._cluster_state = None
+
+
+def _default_client():
+    try:
+        from distributed import default_client
+        return default_client()
+    except ValueError:
+        raise MixedGLMInputError(
+            "a Dask DataFrame is fitted on a distributed cluster: start one "
+            "(from distributed import Client; client = Client() or Client('tcp://scheduler:8786'))"
+            " or pass client=") from None
+
+
+def _lmm_reporter(progress):
+    if not progress:
+        return None
+    import sys
+    import time
+    t0, n = time.perf_counter(), [0]
+
+    def report(what, value):
+        n[0] += 1
+        rec = {"evaluation": n[0], "what": what, "nagq": None, "loglik": value,
+               "seconds": time.perf_counter() - t0, "rebuilds": None}
+        if callable(progress):
+            progress(rec)
+        else:
+            print(f"mlglm: evaluation {n[0]} ({what}) log L {value:.6f} at "
+                  f"{rec['seconds']:.1f} s", file=sys.stderr)
+    return report
+
+
+def _gram_rank(XtX, names) -> int:
+    """Refuse a rank-deficient X from X'X (sequential Cholesky on the scaled Gram
+    matrix: a column whose residual is below 1e-10 of its length is redundant)."""
+    d = np.sqrt(np.diag(XtX))
+    if np.any(d == 0):
+        bad = [str(names[i]) for i in np.flatnonzero(d == 0)]
+        raise MixedGLMInputError(f"fixed-effect column(s) {', '.join(bad)} are all zero; "
+                                 "drop them from the formula")
+    C = XtX / np.outer(d, d)
+    p = C.shape[0]
+    bad = []
+    L = np.zeros_like(C)
+    for j in range(p):
+        v = C[j, j] - L[j, :j] @ L[j, :j]
+        if v <= 1e-10:
+            bad.append(names[j])
+            continue
+        L[j, j] = np.sqrt(v)
+        L[j + 1:, j] = (C[j + 1:, j] - L[j + 1:, :j] @ L[j, :j]) / L[j, j]
+    if bad:
+        raise MixedGLMInputError(
+            f"the fixed-effects design is rank deficient: {', '.join(map(str, bad))} is a "
+            "linear combination of the columns before it; drop it (or a level) from the formula")
+    return p
+

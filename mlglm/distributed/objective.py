@@ -1,0 +1,216 @@
+"""The sharded marginal log-likelihood: an Objective whose pieces live on the cluster.
+
+With one grouping factor, or factors nested in a top-level one, log L, its
+gradient, the beta information and the GLM start's sums are sums over
+top-level groups, hence over shards. :class:`ShardedObjective` is the
+:class:`~mlglm.core.objective.Objective` the unchanged driver
+(:func:`~mlglm.core.optimize.fit_glmm`) optimises: every call sends x to the
+shards (:class:`~mlglm.distributed.cluster.ShardSet`) and adds up what comes
+back -- a value and a vector of length p + n_theta per shard, in one message
+per worker thread -- so the optimiser, its preconditioner, Newton polish and
+observed information are exactly those of an in-memory fit.
+
+Warm starts. The driver controls the modes' warm start through ``obj.u``
+(it saves it, and restores a reference point before each finite difference).
+Here ``u`` is a *token*: every evaluation saves each shard's modes under a
+new integer and ``u`` becomes that integer; restoring ``u`` makes the next
+evaluation start every shard from the modes it saved under it
+(:class:`~mlglm.distributed.shard.Shard`). ``None`` is a cold start, as in
+memory.
+
+Progress. ``progress`` is called after every evaluation with a dict
+(evaluation number, what was evaluated, log L, seconds, shards rebuilt so
+far); ``progress=True`` prints one line per evaluation.
+"""
+from __future__ import annotations
+
+import itertools
+import sys
+import time
+
+import numpy as np
+
+from ..core.objective import Objective
+from ..core.optimize import _solve_sym
+
+__all__ = ["ShardedObjective", "Placement"]
+
+_tokens = itertools.count(1)
+
+
+class Placement:
+    """Where each shard's levels go in the global level order, per term.
+
+    Built once from the shards' level labels: the global levels of term k are
+    the sorted union (for the top-level factor: the labels of all groups);
+    ``index[s][k]`` gives the global positions of shard s's levels. A level in
+    two shards means the factor is not nested in the top-level one.
+    """
+
+    def __init__(self, infos, term_names):
+        self.n_terms = len(term_names)
+        self.levels = []
+        for k in range(self.n_terms):
+            parts = [info.levels[k] for info in infos if info.n]
+            allv = parts[0].append(parts[1:]) if len(parts) > 1 else parts[0]
+            if allv.has_duplicates:
+                from ..data_checks import MixedGLMInputError
+                raise MixedGLMInputError(
+                    f"levels of {term_names[k]} occur in several shards: the factor is not "
+                    "nested in the top-level grouping factor, so the likelihood does not split "
+                    "by shard; fit crossed models in memory")
+            self.levels.append(allv.sort_values())
+        self.index = [[self.levels[k].get_indexer(info.levels[k]) for k in range(self.n_terms)]
+                      if info.n else None for info in infos]
+        self._sizes = [info.sizes for info in infos]
+
+    def n_levels(self, k) -> int:
+        return len(self.levels[k])
+
+    def sizes(self, k) -> np.ndarray:
+        """Rows per level of term k (in the global order)."""
+        out = np.zeros(self.n_levels(k), dtype=np.int64)
+        for idx, sz in zip(self.index, self._sizes):
+            if idx is not None:
+                out[idx[k]] = sz[k]
+        return out
+
+
+class ShardedObjective(Objective):
+    """log L(beta, theta) summed over the shards (module docstring).
+
+    Parameters
+    ----------
+    shards : ShardSet.   fl : FamilyLink.   terms : ReTerms of the driver's
+    model (patterns and theta layout).   p : fixed effects.   nagq : points per
+    dimension (1 = Laplace).   placement : Placement of the levels.
+    progress : None, True or a callable(dict).
+    """
+
+    def __init__(self, shards, fl, terms, p, nagq, placement, progress=None, counter=None):
+        self.shards = shards
+        self.fl = fl
+        self.terms = terms
+        self.p = int(p)
+        self.n_theta = terms.n_theta
+        self.nagq = int(nagq)
+        self.placement = placement
+        self.progress = progress
+        self.u = None
+        self.n_evals = 0
+        self._counter = counter if counter is not None else {"n": 0, "t0": time.perf_counter()}
+        self._last_x = None
+
+    # ----------------------------------------------------------------- seam
+    def _report(self, what, value):
+        self._counter["n"] += 1
+        if self.progress is None:
+            return
+        rec = {"evaluation": self._counter["n"], "what": what, "nagq": self.nagq,
+               "loglik": value, "seconds": time.perf_counter() - self._counter["t0"],
+               "rebuilds": self.shards.rebuilds}
+        if callable(self.progress):
+            self.progress(rec)
+        elif self.progress:
+            ll = "" if value is None else f" log L {value:.6f}"
+            print(f"mlglm: evaluation {rec['evaluation']} ({what}, nagq={self.nagq}){ll} "
+                  f"at {rec['seconds']:.1f} s", file=sys.stderr)
+
+    def _count(self, x):
+        key = np.asarray(x, float).tobytes()
+        if key != self._last_x:
+            self.n_evals += 1
+            self._last_x = key
+
+    def value_and_gradient(self, x):
+        x = np.asarray(x, dtype=float)
+        self._count(x)
+        tok = next(_tokens)
+        out = self.shards.map("value_and_gradient", self.nagq, x, self.u, tok, x.size,
+                              what="log-likelihood and gradient")
+        self.u = tok
+        value = float(sum(v for v, _ in out))
+        grad = np.sum([g for _, g in out], axis=0)
+        self._report("value+gradient", value)
+        return value, grad
+
+    def __call__(self, x) -> float:
+        x = np.asarray(x, dtype=float)
+        self.n_evals += 1
+        tok = next(_tokens)
+        out = self.shards.map("value", self.nagq, x, self.u, tok, x.size, what="log-likelihood")
+        self.u = tok
+        value = float(sum(out))
+        self._report("value", value)
+        return value
+
+    def beta_information(self, x) -> np.ndarray:
+        tok = next(_tokens)
+        out = self.shards.map("beta_information", self.nagq, np.asarray(x, float), self.u, tok,
+                              self.p, what="beta information")
+        self.u = tok
+        self._report("beta information", None)
+        return np.sum(out, axis=0)
+
+    def laplace(self) -> "ShardedObjective":
+        if self.nagq == 1:
+            return self
+        return ShardedObjective(self.shards, self.fl, self.terms, self.p, 1, self.placement,
+                                self.progress, self._counter)
+
+    def random_effects(self):
+        """(Lambdas, b, b_cov) per term in the global level order, from every shard's
+        last evaluation."""
+        out = self.shards.map("random_effects", self.nagq, what="random effects")
+        Lambdas = next(o[0] for o in out if o is not None)
+        b, b_cov = [], []
+        for k, t in enumerate(self.terms):
+            J, q = self.placement.n_levels(k), t.q
+            bk, ck = np.zeros((J, q)), np.zeros((J, q, q))
+            for s, o in enumerate(out):
+                if o is None:
+                    continue
+                idx = self.placement.index[s][k]
+                bk[idx] = o[1][k]
+                ck[idx] = o[2][k]
+            b.append(bk)
+            b_cov.append(ck)
+        return tuple(Lambdas), tuple(b), tuple(b_cov)
+
+    # ---------------------------------------------------------------- start
+    def start(self) -> np.ndarray:
+        """The GLM start of :func:`~mlglm.core.optimize.glm_start`, from per-shard sums."""
+        return np.concatenate([self.glm_start(), np.where(self.theta_on_diagonal, 0.5, 0.0)])
+
+    def glm_start(self, maxiter: int = 100, tol: float = 1e-10) -> np.ndarray:
+        """beta maximising the GLM log-likelihood: the same Newton iteration with step
+        halving as in memory, each trial point one round of (kernel sum, X'd1, X'D2X)."""
+        def at(beta):
+            parts = [o for o in self.shards.map("glm_at", self.nagq, beta, what="GLM start")
+                     if o is not None]
+            self._report("GLM start", None)
+            return (sum(o[0] for o in parts), np.sum([o[1] for o in parts], axis=0),
+                    np.sum([o[2] for o in parts], axis=0))
+        parts = [o for o in self.shards.map("glm_initial", self.nagq, what="GLM start")
+                 if o is not None]
+        XtX = np.sum([o[0] for o in parts], axis=0)
+        Xtz = np.sum([o[1] for o in parts], axis=0)
+        beta = _solve_sym(XtX, Xtz)
+        ll, score, info = at(beta)
+        for _ in range(maxiter):
+            step = _solve_sym(info, score)
+            t = 1.0
+            for _ in range(50):
+                new = beta + t * step
+                ll_new, score_new, info_new = at(new)
+                if ll_new >= ll - 1e-12 * abs(ll):
+                    break
+                t *= 0.5
+            beta, ll, score, info = new, ll_new, score_new, info_new
+            if np.max(np.abs(t * step)) < tol:
+                break
+        return beta
+
+    def extreme_rows(self) -> int:
+        return int(sum(self.shards.map("extreme_rows", self.nagq, what="separation check")))
+

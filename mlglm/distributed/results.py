@@ -1,0 +1,178 @@
+"""Results of a sharded fit: the ordinary results, with per-row outputs computed on the cluster.
+
+Everything that is a function of the estimates, their covariance and the
+whole-data facts of the model (:mod:`mlglm.distributed.model`) is inherited
+unchanged: ``params``, ``bse``, ``cov_params``, ``summary()``, Wald
+``conf_int()``, ``random_effects``, ``icc()``, tests, and ``predict`` on a
+pandas DataFrame. What is per row is computed where the rows are:
+
+* ``predict(ddf)`` on a Dask DataFrame maps the pandas prediction over its
+  partitions and returns a Dask Series (lazy, with the frame's index);
+  ``predict()`` and ``fittedvalues`` do so on the data of the fit;
+* the separation check counts rows fitted at probability 0 or 1 on the shards
+  at the optimum (the column SDs come from the data's moments).
+
+What needs all rows on one machine or refits on simulated data -- residuals,
+simulation, bootstrap and profile intervals, population-averaged
+coefficients -- is refused with the reason rather than answered from the
+driver's few stand-in rows.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from statsmodels.base import wrapper as wrap
+from statsmodels.tools._decorators import cache_readonly
+
+from ..data_checks import is_dask_frame
+from ..results import MixedGLMResults, MixedGLMResultsWrapper, build_results
+
+__all__ = ["ShardedMixedGLMResults", "sharded_results"]
+
+
+def sharded_results(model, fitted, method, nagq, extreme_rows: int = 0):
+    """Package a sharded fit (FitState or LMMFit) as :class:`ShardedMixedGLMResults`."""
+    outcome = build_results(model, fitted, method, nagq)._results.outcome
+    return ShardedMixedGLMResultsWrapper(ShardedMixedGLMResults(model, outcome, extreme_rows))
+
+
+def _needs_rows(what: str):
+    raise NotImplementedError(
+        f"{what} needs every row of the data on one machine (or refits on simulated data), "
+        "and this fit's rows live on a Dask cluster; compute it from an in-memory fit "
+        "(df = ddf.compute()) or, for per-row quantities, from predict(ddf)")
+
+
+def _predict_partition(df, results, kwargs):
+    out = MixedGLMResults.predict(results, df, **kwargs)
+    return pd.Series(np.asarray(out, dtype=float), index=df.index)
+
+
+class ShardedMixedGLMResults(MixedGLMResults):
+    """MixedGLMResults of a fit on a Dask DataFrame (module docstring)."""
+
+    def __init__(self, model, outcome, extreme_rows: int = 0):
+        super().__init__(model, outcome)
+        self.df_resid = self.nobs - model._rank_X
+        self.extreme_rows = int(extreme_rows)
+
+    def __getstate__(self):
+        return dict(self.__dict__)
+
+    # ----------------------------------------------------------- prediction
+    def predict(self, exog=None, which="mean", conditional=False, offset=None, exposure=None,
+                transform=True, marginal=False, nagq=15, **kwargs):
+        """As :meth:`MixedGLMResults.predict`; a Dask DataFrame (or ``exog=None``: the
+        data of the fit) gives a Dask Series computed partition by partition."""
+        if exog is None:
+            exog = getattr(self.model, "_source", None)
+            if exog is None:
+                raise ValueError("this results object has no data attached (it was "
+                                 "unpickled); pass exog")
+        kw = dict(which=which, conditional=conditional, transform=transform,
+                  marginal=marginal, nagq=nagq, **kwargs)
+        if is_dask_frame(exog):
+            if offset is not None or exposure is not None:
+                raise ValueError("with a Dask DataFrame, put offset/exposure in a column and "
+                                 "name it in the model formula's data")
+            return exog.map_partitions(_predict_partition, self, kw, meta=(None, "f8"))
+        return MixedGLMResults.predict(self, exog, offset=offset, exposure=exposure, **kw)
+
+    @cache_readonly
+    def fittedvalues(self):
+        """Conditional means for the data of the fit (a Dask Series)."""
+        return self.predict(conditional=True)
+
+    @cache_readonly
+    def resid(self):
+        _needs_rows("resid")
+
+    @cache_readonly
+    def resid_pearson(self):
+        _needs_rows("resid_pearson")
+
+    @cache_readonly
+    def separation(self):
+        """As :attr:`MixedGLMResults.separation`, from the data's column SDs (moments)
+        and the rows counted on the shards."""
+        model = self.model
+        if model.family_name != "binomial":
+            return None
+        mean, second = model._X_moments
+        sd = np.sqrt(np.clip(np.diag(second) - mean ** 2, 0.0, None))
+        beta = np.asarray(self.outcome.beta)
+        big = [str(n) for n, b, s in zip(model.exog_names, beta, sd) if s > 0 and abs(b) * s > 10]
+        if not big and self.extreme_rows == 0:
+            return None
+        parts = []
+        if big:
+            parts.append(f"huge coefficients for {', '.join(big)}")
+        if self.extreme_rows:
+            parts.append(f"{self.extreme_rows} rows fitted at probability 0 or 1")
+        return "; ".join(parts) + " (estimates and SEs of those terms are not meaningful)"
+
+    # ------------------------------------------------------------- refused
+    def conf_int(self, alpha=0.05, method="wald", **kwargs):
+        """Wald intervals in statsmodels' shape (see :meth:`MixedGLMResults.conf_int`);
+        profile and bootstrap intervals refit the model many times and are not offered
+        for sharded fits."""
+        if method != "wald":
+            _needs_rows(f"conf_int(method={method!r})")
+        return MixedGLMResults.conf_int(self, alpha=alpha, method="wald", **kwargs)
+
+    def intervals(self, method="wald", level=0.95, which=None, **kwargs):
+        """Intervals for fixed effects, SDs and correlations (see
+        :meth:`MixedGLMResults.intervals`): Wald only for a sharded fit."""
+        if method != "wald":
+            _needs_rows(f"intervals(method={method!r})")
+        if self.model.family_name != "gaussian":
+            return MixedGLMResults.intervals(self, method="wald", level=level, which=which)
+        return self._gaussian_wald(level, which)
+
+    def _gaussian_wald(self, level, which):
+        """Fixed-effect Wald rows; the variance parameters' Wald SEs come from the
+        information of the REML criterion re-evaluated from rows (profile
+        machinery), which a sharded fit does not hold: reported as not available."""
+        from scipy import stats
+
+        from ..intervals import _frame
+        from ..profile import natural_names, natural_values
+        est = natural_values(self)
+        fe, sd, cor = natural_names(self)
+        z = stats.norm.ppf(0.5 + level / 2.0)
+        cov = np.asarray(self.cov_params(), dtype=float)
+        rows = [(name, est[name] - z * np.sqrt(cov[i, i]), est[name] + z * np.sqrt(cov[i, i]),
+                 "Wald") for i, name in enumerate(fe)]
+        rows += [(name, np.nan, np.nan, "not available (sharded fit)")
+                 for name in sd + cor + ["sigma"]]
+        out = _frame(rows, est, level)
+        return out if which is None else out.loc[list(which)]
+
+    def simulate(self, *args, **kwargs):
+        _needs_rows("simulate")
+
+    def bootstrap(self, *args, **kwargs):
+        _needs_rows("bootstrap")
+
+    def marginal_params(self, *args, **kwargs):
+        _needs_rows("marginal_params")
+
+    def predict_marginal(self, exog=None, *args, **kwargs):
+        if exog is None or is_dask_frame(exog):
+            _needs_rows("predict_marginal on the data of the fit")
+        return MixedGLMResults.predict_marginal(self, exog, *args, **kwargs)
+
+    def compare_pooling(self):
+        _needs_rows("compare_pooling")
+
+    def check_quadrature(self, *args, **kwargs):
+        _needs_rows("check_quadrature (refit it with model.fit(nagq=...))")
+
+
+class ShardedMixedGLMResultsWrapper(MixedGLMResultsWrapper):
+    # fitted values are Dask Series: not relabelled with the (absent) row labels
+    _wrap_attrs = {k: v for k, v in MixedGLMResultsWrapper._wrap_attrs.items()
+                   if k not in ("fittedvalues", "resid")}
+
+
+wrap.populate_wrapper(ShardedMixedGLMResultsWrapper, ShardedMixedGLMResults)

@@ -1,0 +1,283 @@
+"""One partition's share of a model, kept in a worker's memory between evaluations.
+
+A :class:`Shard` is built on a worker from one partition of the shuffled data
+(every top-level group whole in it) and stays there; every evaluation is a
+small task that finds the shard, works on it and returns a few numbers.
+
+Where it stays: in a registry of the worker process, not in Dask's own
+store. The Dask future of a shard holds a :class:`ShardHandle` (an id of a
+few bytes, freed with the future by :class:`ShardJanitor`). Dask spills the
+values of futures to disk when a worker's memory
+passes 60-70 % of its limit; a spilled shard would be written out and read
+back at every evaluation, and its warm starts mutated on a copy. Held in the
+registry it is ordinary process memory that Dask leaves alone, while the
+handle keeps the future's lineage: if the worker dies the handle is
+recomputed, which rebuilds the shard from the source. A handle whose shard
+is not in the process that runs the task (a worker restarted under it)
+raises :class:`ShardLost`, and the driver rebuilds the shards
+(:mod:`mlglm.distributed.cluster`). A shard holds
+
+* the pinned rows (the model's columns only), from which the local model is
+  rebuilt whenever an objective of another kind is asked for;
+* the per-shard objective: whatever ``model.objective(nagq)`` of the local
+  model is -- the one-factor :class:`~mlglm.core.objective.MarginalLoglik`
+  (Laplace or AGHQ), the several-factor
+  :class:`~mlglm.core.laplace_multi.MultiLaplace`, or any later engine behind
+  that seam; nothing here depends on which;
+* the warm starts of its conditional modes under *tokens*: the driver's
+  objective stands for the modes of all shards by one token (see
+  :mod:`mlglm.distributed.objective`); an evaluation restores the modes saved
+  under its start token and saves the new ones under its own. A token the
+  shard does not have (evicted, or the shard was rebuilt after a worker was
+  lost) means a cold start: the same modes, found with more Newton steps;
+* its summary (:class:`ShardInfo`): rows, level labels per term, and the
+  moments of [y, m, X, Z, offset] the driver's stand-in design is built from.
+
+The Gaussian model keeps per-group sufficient statistics instead
+(:class:`mlglm.distributed.lmm.LMMShard`).
+"""
+from __future__ import annotations
+
+import os
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from distributed.diagnostics.plugin import WorkerPlugin
+
+__all__ = ["Shard", "ShardInfo", "ShardHandle", "ShardLost", "ShardJanitor", "build_shard",
+           "call_many"]
+
+#: warm starts kept per shard (the driver restores at most the last few)
+MAX_STARTS = 8
+
+#: this process's shards by (worker address, key of the task that built them)
+_REGISTRY: dict = {}
+
+
+class ShardLost(RuntimeError):
+    """The shard of a handle is not in this worker process (rebuild the shards)."""
+
+
+class ShardHandle:
+    """What a shard's Dask future holds: where the shard is in its worker's registry.
+
+    The shard is registered under the building task's key, so the worker plugin
+    :class:`ShardJanitor` frees it when Dask releases that key (the client
+    dropped the future, or a rebuild cancelled it): the shard's lifetime is
+    the future's, although Dask never sees its memory.
+    """
+
+    __slots__ = ("id",)
+
+    def __init__(self, shard):
+        from distributed import get_worker
+        worker = get_worker()
+        self.id = (worker.address, worker.get_current_task())
+        _REGISTRY[self.id] = shard
+
+    def __getstate__(self):
+        return self.id
+
+    def __setstate__(self, state):
+        self.id = state
+
+    def __sizeof__(self) -> int:
+        return 64
+
+    def get(self):
+        shard = _REGISTRY.get(self.id)
+        if shard is None:
+            raise ShardLost(f"shard {self.id} is not in worker process {os.getpid()}")
+        return shard
+
+
+class ShardJanitor(WorkerPlugin):
+    """Frees a registered shard when its worker releases the key of its handle."""
+
+    name = "mlglm-shard-janitor"
+
+    def setup(self, worker):
+        self.address = worker.address
+
+    def transition(self, key, start, finish, **kwargs):
+        if start == "memory" and finish != "memory":
+            _REGISTRY.pop((self.address, key), None)
+
+
+@dataclass(frozen=True, eq=False)
+class ShardInfo:
+    """What the driver learns about a shard once.
+
+    n : rows fitted.  n_dropped : rows dropped for missing values.
+    levels : per random-effects term, the labels of its levels in this shard
+    (as the local model orders them).  sizes : per term, rows per level.  moments : (sum v, sum v v') of the row
+    vectors v = (y, m, x, z, offset) (see :mod:`mlglm.distributed.standin`).
+    """
+
+    n: int
+    n_dropped: int
+    levels: tuple
+    sizes: tuple
+    moments: tuple
+
+
+def _moments(model) -> tuple:
+    """(sum v, sum v v') with v = (y, m, x, z, offset) per row (float64)."""
+    V = np.column_stack([np.asarray(model.endog, float), np.asarray(model.n_trials, float),
+                         np.asarray(model.exog, float),
+                         np.asarray(model.exog_re, float), np.asarray(model.offset, float)])
+    return V.sum(axis=0), V.T @ V
+
+
+def _sizes(model) -> tuple:
+    if model.multi:
+        return tuple(np.bincount(t.codes, minlength=t.n_levels) for t in model.re_terms)
+    return (np.bincount(model.group_codes, minlength=model.n_groups),)
+
+
+def _levels(model) -> tuple:
+    if model.multi:
+        return tuple(t.levels if t.levels is not None else pd.RangeIndex(t.n_levels)
+                     for t in model.re_terms)
+    return (pd.Index(model.group_labels),)
+
+
+class Shard:
+    """A partition's rows, its per-shard objectives and its warm starts (module docstring)."""
+
+    def __init__(self, part: pd.DataFrame, spec):
+        self.spec = spec
+        self.rows = spec.pin(part)
+        self._objectives = {}
+        self._starts = OrderedDict()
+        self._model = None
+        if self.rows.shape[0] == 0:
+            self.info = ShardInfo(0, 0, (), (), (None, None))
+            return
+        model = spec.local_model(self.rows)
+        self._model = model
+        self.info = ShardInfo(int(model.nobs), int(getattr(model, "n_dropped", 0)),
+                              _levels(model), _sizes(model), _moments(model))
+
+    def summary(self) -> ShardInfo:
+        return self.info
+
+    @property
+    def empty(self) -> bool:
+        return self.info.n == 0
+
+    # ------------------------------------------------------------- objectives
+    def objective(self, nagq: int):
+        """The local model's objective for ``nagq`` (built on first use)."""
+        obj = self._objectives.get(nagq)
+        if obj is not None:
+            return obj
+        if nagq == 1:
+            for other in self._objectives.values():     # an AGHQ objective's Laplace twin
+                obj = other.laplace()                  # shares its data
+                break
+        if obj is None:
+            model = self._model if self._model is not None else self.spec.local_model(self.rows)
+            obj = model.objective(nagq)
+        self._model = None               # the objective holds what it needs
+        self._objectives[nagq] = obj
+        return obj
+
+    def build_objective(self, nagq: int) -> None:
+        """Build the objective for ``nagq`` now (errors of its engine surface here)."""
+        if not self.empty:
+            self.objective(nagq)
+
+    def _restore(self, obj, token):
+        start = self._starts.get(token) if token is not None else None
+        if token is not None and start is not None:
+            self._starts.move_to_end(token)
+        obj.u = start
+
+    def _save(self, obj, token):
+        self._starts[token] = obj.u
+        self._starts.move_to_end(token)
+        while len(self._starts) > MAX_STARTS:
+            self._starts.popitem(last=False)
+
+    # ------------------------------------------------------------ evaluations
+    def value_and_gradient(self, nagq, x, token_in, token_out, n_x):
+        if self.empty:
+            return 0.0, np.zeros(n_x)
+        obj = self.objective(nagq)
+        self._restore(obj, token_in)
+        value, grad = obj.value_and_gradient(np.asarray(x, float))
+        self._save(obj, token_out)
+        return float(value), grad
+
+    def value(self, nagq, x, token_in, token_out, n_x):
+        if self.empty:
+            return 0.0
+        obj = self.objective(nagq)
+        self._restore(obj, token_in)
+        value = obj(np.asarray(x, float))
+        self._save(obj, token_out)
+        return float(value)
+
+    def beta_information(self, nagq, x, token_in, token_out, p):
+        if self.empty:
+            return np.zeros((p, p))
+        obj = self.objective(nagq)
+        self._restore(obj, token_in)
+        info = obj.beta_information(np.asarray(x, float))
+        self._save(obj, token_out)
+        return info
+
+    def random_effects(self, nagq):
+        """(Lambdas, b, b_cov) of the local objective's last evaluation."""
+        if self.empty:
+            return None
+        return self.objective(nagq).random_effects()
+
+    def extreme_rows(self, nagq) -> int:
+        """Rows fitted at probability 0 or 1 (|eta| > 15 at the modes) agreeing with
+        their response: the row part of the separation check."""
+        if self.empty:
+            return 0
+        obj = self.objective(nagq)
+        eta = obj.state.eta
+        y, m = obj.y, obj.m_rows
+        return int(np.sum(((eta > 15) & (y == m)) | ((eta < -15) & (y == 0))))
+
+    # ------------------------------------------------------- GLM start pieces
+    def glm_initial(self, nagq):
+        """(X'X, X'(z - offset)) with z the transformed response of :func:`glm_start`."""
+        obj = self.objective(nagq) if not self.empty else None
+        if obj is None:
+            return None
+        y, m, X, o = obj.y, obj.m_rows, obj.X, obj.offset
+        if obj.fl.family == "binomial":
+            z = np.log((y + 0.5) / (m - y + 0.5))
+        else:
+            z = np.log(y + 0.5)
+        return X.T @ X, X.T @ (z - o)
+
+    def glm_at(self, nagq, beta):
+        """(sum of GLM log-likelihood kernels, X'd1, X'D2X) at beta (random effects 0)."""
+        if self.empty:
+            return None
+        obj = self.objective(nagq)
+        X = obj.X
+        ker, d1, d2 = obj.fl.kernel_derivatives(obj.offset + X @ beta, obj.y, obj.m_rows)
+        return float(np.sum(ker)), X.T @ d1, (X.T * d2) @ X
+
+
+def build_shard(part: pd.DataFrame, spec, gaussian: bool = False) -> ShardHandle:
+    """A :class:`Shard` (or, for a Gaussian model, an ``LMMShard``) of ``part``, registered
+    in this worker process; returns its handle."""
+    if gaussian:
+        from .lmm import LMMShard
+        return ShardHandle(LMMShard(part, spec))
+    return ShardHandle(Shard(part, spec))
+
+
+def call_many(handles, method: str, *args):
+    """``[shard.method(*args) for each shard]`` on the worker holding them (a Dask task)."""
+    return [getattr(h.get(), method)(*args) for h in handles]

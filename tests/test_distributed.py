@@ -1,0 +1,266 @@
+"""Sharded fits on a distributed.LocalCluster (2 worker processes) equal in-memory fits.
+
+The oracle throughout is mlglm's own in-memory fit of the same formula on the
+same pandas data (``df``); the Dask DataFrame is ``dd.from_pandas(df, ...)``.
+Tolerances are issue #15's: log-likelihood to 1e-8 relative, estimates to
+1e-6. Standard errors come from forward differences of the exact gradient
+(truncation error about 1e-5 relative, ``mlglm.core.optimize.numerical_hessian``),
+so they are compared to 1e-5 relative.
+"""
+import os
+import signal
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import mlglm
+from mlglm import MixedGLMInputError
+
+dd = pytest.importorskip("dask.dataframe")
+distributed = pytest.importorskip("distributed")
+
+LLF_RTOL = 1e-8          # issue #15
+EST_TOL = 1e-6           # issue #15, absolute on params of order 1
+BSE_RTOL = 1e-5          # forward-difference Hessian (see the module docstring)
+
+CONTRA = "y ~ age + urban + livch + (1 + urban | district)"
+GROUSE_NESTED = "TICKS ~ YEAR + cHEIGHT + (1 | BROOD) + (1 | INDEX) + (1 | LOCATION)"
+GROUSE_ONE = "TICKS ~ YEAR + cHEIGHT + (1 | BROOD)"
+HSB = "mAch ~ cses + (1 + cses | school)"
+
+
+@pytest.fixture(scope="module")
+def client():
+    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                       dashboard_address=":0")
+    c = distributed.Client(cluster)
+    yield c
+    c.close()
+    cluster.close()
+
+
+def _same(r0, r1, bse=True):
+    assert abs(r1.llf - r0.llf) <= LLF_RTOL * abs(r0.llf)
+    np.testing.assert_allclose(np.asarray(r1.params), np.asarray(r0.params), rtol=0,
+                               atol=EST_TOL)
+    if bse:
+        np.testing.assert_allclose(np.asarray(r1.bse), np.asarray(r0.bse), rtol=BSE_RTOL)
+    assert r1.nobs == r0.nobs
+
+
+# ---------------------------------------------------------------- packaging
+def test_import_mlglm_does_not_import_dask():
+    code = ("import sys, mlglm; "
+            "print(sorted(m for m in ('dask', 'distributed') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+# ---------------------------------------------------------------- equality
+@pytest.mark.parametrize("nagq", [1, 7])
+def test_binomial_random_slope_equals_in_memory(client, contraception, nagq):
+    r0 = mlglm.glmer(CONTRA, contraception, nagq=nagq)
+    r1 = mlglm.glmer(CONTRA, dd.from_pandas(contraception, npartitions=3), nagq=nagq)
+    _same(r0, r1)
+    assert r1.method == r0.method and r1.nagq == r0.nagq
+    b0 = pd.DataFrame(r0.random_effects).T
+    b1 = pd.DataFrame(r1.random_effects).T
+    np.testing.assert_allclose(b1.loc[b0.index].to_numpy(), b0.to_numpy(), atol=EST_TOL)
+
+
+@pytest.mark.parametrize("nagq", [1, 9])
+def test_poisson_equals_in_memory(client, grouseticks, nagq):
+    r0 = mlglm.glmer(GROUSE_ONE, grouseticks, family="poisson", nagq=nagq)
+    r1 = mlglm.glmer(GROUSE_ONE, dd.from_pandas(grouseticks, npartitions=4), family="poisson",
+                     nagq=nagq)
+    _same(r0, r1)
+
+
+def test_nested_factors_equal_in_memory(client, grouseticks):
+    """Three nested factors: each shard runs the several-factor Laplace engine."""
+    r0 = mlglm.glmer(GROUSE_NESTED, grouseticks, family="poisson")
+    r1 = mlglm.glmer(GROUSE_NESTED, dd.from_pandas(grouseticks, npartitions=3),
+                     family="poisson")
+    _same(r0, r1)
+    for name in ("BROOD", "INDEX", "LOCATION"):
+        e0, e1 = r0.random_effects[name], r1.random_effects[name]
+        np.testing.assert_allclose(e1.loc[e0.index].to_numpy(), e0.to_numpy(), atol=EST_TOL)
+
+
+def test_interaction_factor_levels_equal_in_memory(client):
+    """(1 | school/class) with class labels reused across schools: the inner factor
+    school:class has (school, class) pairs as levels, nested in school (while class
+    alone would be crossed with it)."""
+    rng = np.random.default_rng(15)
+    school = np.repeat(np.arange(40), 30)
+    klass = np.tile(np.repeat(np.arange(3), 10), 40)
+    b = rng.normal(0, 0.7, 40)[school] + rng.normal(0, 0.5, 120)[school * 3 + klass]
+    x = rng.standard_normal(school.size)
+    y = (rng.random(school.size) < 1 / (1 + np.exp(-(0.3 + 0.8 * x + b)))).astype(int)
+    df = pd.DataFrame({"y": y, "x": x, "school": school, "class": klass})
+    f = "y ~ x + (1 | school/class)"
+    r0 = mlglm.glmer(f, df)
+    r1 = mlglm.glmer(f, dd.from_pandas(df, npartitions=3))
+    _same(r0, r1)
+    e0, e1 = r0.random_effects["school:class"], r1.random_effects["school:class"]
+    assert len(e1) == 120
+    np.testing.assert_allclose(e1.loc[e0.index].to_numpy(), e0.to_numpy(), atol=EST_TOL)
+    with pytest.raises(MixedGLMInputError, match="crossed"):
+        mlglm.glmer("y ~ x + (1 | school) + (1 | class)", dd.from_pandas(df, npartitions=3))
+
+
+@pytest.mark.parametrize("reml", [True, False])
+def test_gaussian_equals_in_memory(client, hsb, reml):
+    r0 = mlglm.lmer(HSB, hsb, reml=reml)
+    r1 = mlglm.lmer(HSB, dd.from_pandas(hsb, npartitions=4), reml=reml)
+    assert abs(r1.llf - r0.llf) <= LLF_RTOL * abs(r0.llf)
+    np.testing.assert_allclose(np.asarray(r1.params), np.asarray(r0.params), atol=EST_TOL)
+    np.testing.assert_allclose(r1.bse_fe, r0.bse_fe, rtol=1e-8)
+    assert r1.scale == pytest.approx(r0.scale, rel=1e-8)
+
+
+def test_statsmodels_spelling_and_missing_rows(client, contraception):
+    df = contraception.copy()
+    df.loc[df.index[::97], "age"] = np.nan
+    kw = dict(groups="district", re_formula="~urban", family=mlglm.model.sm.families.Binomial(),
+              missing="drop")
+    r0 = mlglm.MixedGLM.from_formula("y ~ age + urban", df, **kw).fit()
+    r1 = mlglm.MixedGLM.from_formula("y ~ age + urban", dd.from_pandas(df, npartitions=2),
+                                     **kw).fit()
+    _same(r0, r1)
+    assert r1.model.n_dropped == r0.model.n_dropped > 0
+
+
+# ---------------------------------------------------------------- results
+def test_results_summary_intervals_and_predictions(client, contraception):
+    ddf = dd.from_pandas(contraception, npartitions=3)
+    r0 = mlglm.glmer(CONTRA, contraception)
+    r1 = mlglm.glmer(CONTRA, ddf)
+    text = r1.summary().as_text()
+    assert "No. observations:          1934" in text and "60 (district)" in text
+    pd.testing.assert_frame_equal(r1.conf_int(), r0.conf_int(), atol=1e-5)
+    # the stand-in rows reproduce the moments: residual df as in memory
+    assert r1.df_resid == r0.df_resid
+    new = contraception.iloc[::50]
+    np.testing.assert_allclose(r1.predict(new), r0.predict(new), atol=1e-8)
+    np.testing.assert_allclose(r1.predict(new, conditional=True),
+                               r0.predict(new, conditional=True), atol=1e-8)
+    lazy = r1.predict(ddf)
+    assert isinstance(lazy, dd.Series)
+    got = lazy.compute()
+    pd.testing.assert_index_equal(got.index, contraception.index)
+    np.testing.assert_allclose(got.to_numpy(), r0.predict(contraception), atol=1e-8)
+    cond = r1.predict(ddf, conditional=True).compute()
+    np.testing.assert_allclose(cond.to_numpy(), r0.predict(contraception, conditional=True),
+                               atol=1e-8)
+    np.testing.assert_allclose(r1.fittedvalues.compute().to_numpy(), r0.fittedvalues,
+                               atol=1e-8)
+    with pytest.raises(NotImplementedError, match="Dask cluster"):
+        r1.conf_int(method="profile")
+    with pytest.raises(NotImplementedError, match="Dask cluster"):
+        r1.resid
+
+
+def test_gaussian_intervals_and_icc(client, hsb):
+    r0 = mlglm.lmer("mAch ~ cses + (1 | school)", hsb)
+    r1 = mlglm.lmer("mAch ~ cses + (1 | school)", dd.from_pandas(hsb, npartitions=2))
+    ci0, ci1 = r0.intervals(), r1.intervals()
+    np.testing.assert_allclose(ci1.loc[["Intercept", "cses"], ["lower", "upper"]],
+                               ci0.loc[["Intercept", "cses"], ["lower", "upper"]], atol=1e-8)
+    assert ci1.loc["sigma", "interval"] == "not available (sharded fit)"
+    pd.testing.assert_frame_equal(r1.conf_int(), r0.conf_int(), atol=1e-8)
+    assert float(mlglm.icc(r1)) == pytest.approx(float(mlglm.icc(r0)), rel=1e-8)
+
+
+# ---------------------------------------------------------------- refusals
+def test_crossed_factors_are_refused_before_the_shuffle(client):
+    rng = np.random.default_rng(15)
+    n = 400
+    df = pd.DataFrame({"s": rng.integers(0, 20, n), "i": rng.integers(0, 15, n),
+                       "y": rng.integers(0, 2, n)})
+    with pytest.raises(MixedGLMInputError, match="crossed"):
+        mlglm.glmer("y ~ 1 + (1 | s) + (1 | i)", dd.from_pandas(df, npartitions=2))
+
+
+def test_row_arrays_and_stateful_transforms_are_refused(client, contraception):
+    ddf = dd.from_pandas(contraception, npartitions=2)
+    with pytest.raises(MixedGLMInputError, match="name a column"):
+        mlglm.MixedGLM.from_formula("y ~ age", ddf, groups="district",
+                                    offset=np.zeros(len(contraception)), family="binomial")
+    with pytest.raises(MixedGLMInputError, match="stateful"):
+        mlglm.glmer("y ~ center(age) + (1 | district)", ddf)
+
+
+# ---------------------------------------------------------------- faults
+def test_shards_rebuilt_mid_fit_give_the_same_answer(client, contraception):
+    """The retry path: every shard rebuilt from the source (cold modes) mid-fit."""
+    model = mlglm.MixedGLM.from_formula("y ~ age + urban", dd.from_pandas(contraception, 3),
+                                        groups="district", re_formula="~urban",
+                                        family="binomial")
+
+    def rebuild_once(rec):
+        if rec["evaluation"] == 6 and rec["rebuilds"] == 0:
+            model._cluster_state["shards"].rebuild()
+    r1 = model.fit(progress=rebuild_once)
+    r0 = mlglm.MixedGLM.from_formula("y ~ age + urban", contraception, groups="district",
+                                     re_formula="~urban", family="binomial").fit()
+    assert model._cluster_state["shards"].rebuilds == 1
+    _same(r0, r1)
+
+
+def test_worker_killed_mid_fit_the_fit_completes(client, contraception):
+    """A worker process is SIGKILLed during the fit: its shards are recomputed from the
+    source on the surviving (or restarted) worker and the evaluations go on."""
+    ddf = dd.from_pandas(contraception, npartitions=4)
+    r0 = mlglm.glmer(CONTRA, contraception, nagq=5)
+    killed = []
+
+    def kill_one(rec):
+        if rec["evaluation"] == 10 and not killed:
+            pids = client.run(os.getpid)
+            victim = sorted(pids)[0]
+            killed.append(victim)
+            os.kill(pids[victim], signal.SIGKILL)
+    r1 = mlglm.glmer(CONTRA, ddf, nagq=5, progress=kill_one)
+    assert killed
+    _same(r0, r1)
+    client.wait_for_workers(2, timeout=60)
+
+
+def test_standin_rows_have_the_data_moments():
+    """mlglm.distributed.standin: d + 1 rows with the data's mean and covariance exactly
+    (the oracle is numpy's mean/cov of the data rows), constant columns exactly constant."""
+    from mlglm.distributed.standin import standin_rows
+    rng = np.random.default_rng(15)
+    V = np.column_stack([np.ones(500), rng.standard_normal((500, 3)) @ rng.standard_normal((3, 3)),
+                         np.zeros(500)])
+    W = standin_rows(V.sum(axis=0), V.T @ V, V.shape[0])
+    assert W.shape == (V.shape[1] + 1, V.shape[1])
+    np.testing.assert_allclose(W.mean(axis=0), V.mean(axis=0), atol=1e-12)
+    np.testing.assert_allclose(np.cov(W.T, bias=True), np.cov(V.T, bias=True), atol=1e-12)
+    assert np.all(W[:, 0] == 1.0) and np.all(W[:, -1] == 0.0)
+    assert np.linalg.matrix_rank(W[:, :4]) == np.linalg.matrix_rank(V[:, :4])
+
+
+def test_released_shards_are_freed_on_the_workers(client, contraception):
+    """Shards live outside Dask's store; the worker plugin frees them with their futures."""
+    import time
+
+    from mlglm.distributed import shard
+
+    model = mlglm.MixedGLM.from_formula("y ~ age", dd.from_pandas(contraception, 3),
+                                        groups="district", family="binomial")
+    model.fit()
+    ids = [h.id for h in client.gather(model._cluster_state["shards"].futures)]
+
+    def held():
+        return sum(client.run(lambda: sum(i in shard._REGISTRY for i in ids)).values())
+    assert held() == 3
+    model.release()
+    deadline = time.time() + 30
+    while held() and time.time() < deadline:
+        time.sleep(0.2)
+    assert held() == 0
