@@ -228,6 +228,11 @@ class GammaInverse(_GammaBase):
     def third(self, eta, y, m, d1, d2):
         return -2.0 * d2 / np.where(eta > 0, eta, 1.0)
 
+    def kernel_ddisp(self, eta, y, m):
+        # where eta <= 0 there is no density (K = -inf, a quadrature weight of 0): dK/dt 0
+        K, d1, _ = self.kernel_derivatives(eta, y, m)
+        return K, d1, np.where(np.isneginf(K), 0.0, -K)
+
     def inverse_link(self, eta):
         return 1.0 / eta
 

@@ -81,6 +81,11 @@ fm <- Reaction ~ Days + (Days | Subject)
 a <- timed(lmer(fm, ss, weights = w3)); b <- timed(lmer(fm, ss, weights = w3, REML = FALSE))
 add("sleep_lmer_weights_reml", ss, fm, "gaussian", list(lme4_info(a$v, a$t)), "sleepstudy", "c(0.5, 1, 2) var")
 add("sleep_lmer_weights_ml", ss, fm, "gaussian", list(lme4_info(b$v, b$t)), "sleepstudy", "c(0.5, 1, 2) var")
+pen <- Penicillin
+wp <- c(0.5, 1, 2)[(seq_len(nrow(pen)) - 1) %% 3 + 1]
+fm <- diameter ~ 1 + (1 | plate) + (1 | sample)
+a <- timed(lmer(fm, pen, weights = wp))
+add("penicillin_lmer_weights_reml", pen, fm, "gaussian", list(lme4_info(a$v, a$t)), "penicillin", "c(0.5, 1, 2) var")
 cases[["_about"]] <- list(made_by = paste0("tests/reference/references_families.R (glmmTMB ",
   as.character(packageVersion("glmmTMB")), ", lme4 ", as.character(packageVersion("lme4")), ", ",
   R.version.string, "); seconds are single runs on a shared 2-core machine"))
