@@ -45,10 +45,7 @@ def _warn_fit_problems(res):
         warnings.warn("the fit has not converged" + detail + "; try start_params= from a "
                       "simpler model, rescale covariates, or check for separation",
                       ConvergenceWarning, stacklevel=3)
-    if np.any(res.singular) and getattr(res.model, "multi", False):
-        warnings.warn(f"singular fit: {res.singular_description()}; consider simplifying the "
-                      "random effects", SingularFitWarning, stacklevel=3)
-    elif np.any(res.singular):
+    if np.any(res.singular):
         from .singular import describe_singular, singular_advice
         warnings.warn(f"singular fit: {describe_singular(res)}; {singular_advice(res)}",
                       SingularFitWarning, stacklevel=3)

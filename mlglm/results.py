@@ -290,21 +290,9 @@ class MixedGLMResults(MixedLMResults):
 
     # ------------------------------------------------------------- prediction
     def singular_description(self) -> str:
-        """Which variance parameters sit on the boundary, in words."""
-        model = self.model
-        if not model.multi:
-            names = [str(n) for n, s in zip(model.data.exog_re_names, self.singular) if s]
-            return f"the SD of {', '.join(names)} is estimated at 0"
-        parts, i = [], 0
-        for t in model.re_terms:
-            diag_theta = t.pattern.theta_on_diagonal
-            for j, is_diag in enumerate(diag_theta):
-                if is_diag and self.singular[i + j]:
-                    parts.append(t.name)
-                    break
-            i += t.n_theta
-        return ("the covariance matrix of the random effects of " + ", ".join(parts)
-                + " is estimated as singular (a zero SD or a correlation of +-1)")
+        """Which variance parameters sit on the boundary, in words (per factor)."""
+        from .singular import describe_singular
+        return describe_singular(self)
 
     def predict(self, exog=None, which="mean", conditional=False, offset=None, exposure=None,
                 transform=True, marginal=False, nagq=15, allow_new_levels=False):

@@ -27,32 +27,50 @@ __all__ = ["describe_singular", "singular_advice"]
 SD_ZERO = 1e-3
 
 
+def _terms(results):
+    """(prefix, names, Sigma, Lambda, flags) per random-effects term: flags mark the
+    effects whose diagonal entry of Lambda is ~0 (the singularity test)."""
+    model = results.model
+    if not getattr(model, "multi", False):
+        Sigma = np.asarray(results.cov_re, dtype=float)
+        Lam = theta_to_Lambda(theta_from_Sigma(Sigma, model.diagonal), model.q, model.diagonal)
+        yield "", re_term_names(model), Sigma, Lam, np.asarray(results.singular, dtype=bool)
+        return
+    from .core.lmm import SINGULAR_TOL
+    Lams = model.re_terms.Lambdas(np.asarray(results.outcome.theta, dtype=float))
+    for t, Sigma, Lam in zip(model.re_terms, results.outcome.Sigmas, Lams):
+        names = [str(n) for n in t.column_names] or [f"re{k}" for k in range(t.q)]
+        yield (f"{t.name}: ", names, np.asarray(Sigma, dtype=float), Lam,
+               np.abs(np.diag(Lam)) < SINGULAR_TOL)
+
+
 def describe_singular(results) -> str:
     """One clause per collapsed direction, e.g. ``"the SD of x is 0"`` or
-    ``"x is perfectly correlated with Intercept (correlation -1.00)"``."""
+    ``"x is perfectly correlated with Intercept (correlation -1.00)"``; with several
+    grouping factors each clause names its factor (``"school: the SD of ..."``)."""
     model = results.model
-    names = re_term_names(model)
-    Sigma = np.asarray(results.cov_re, dtype=float)
     unit = np.sqrt(results.scale) if model.fam.is_gaussian else 1.0
-    Lam = theta_to_Lambda(theta_from_Sigma(Sigma, model.diagonal), model.q, model.diagonal)
-    sd = np.sqrt(np.clip(np.diag(Sigma), 0, None))
     parts = []
-    for k in np.flatnonzero(np.asarray(results.singular, dtype=bool)):
-        if sd[k] < SD_ZERO * unit:
-            parts.append(f"the SD of {names[k]} is {sd[k]:.2g}, essentially 0")
-            continue
-        row = np.abs(Lam[k, :k])
-        partners = [j for j in range(k) if row[j] > 1e-6 * max(row.max(), 1e-300)]
-        if len(partners) == 1:
-            j = partners[0]
-            rho = Sigma[k, j] / (sd[k] * sd[j])
-            parts.append(f"{names[k]} is perfectly correlated with {names[j]} (correlation "
-                         f"{rho:+.2f}; SD {sd[k]:.3g}): the random-effects covariance matrix "
-                         "is singular")
-        else:
-            others = ", ".join(names[j] for j in partners)
-            parts.append(f"{names[k]} (SD {sd[k]:.3g}) is an exact linear combination of "
-                         f"{others}: the random-effects covariance matrix is rank deficient")
+    for prefix, names, Sigma, Lam, flags in _terms(results):
+        sd = np.sqrt(np.clip(np.diag(Sigma), 0, None))
+        for k in np.flatnonzero(flags):
+            if sd[k] < SD_ZERO * unit:
+                parts.append(f"{prefix}the SD of {names[k]} is {sd[k]:.2g}, essentially 0")
+                continue
+            row = np.abs(Lam[k, :k])
+            partners = [j for j in range(k) if row[j] > 1e-6 * max(row.max(initial=0.0),
+                                                                     1e-300)]
+            if len(partners) == 1:
+                j = partners[0]
+                rho = Sigma[k, j] / (sd[k] * sd[j])
+                parts.append(f"{prefix}{names[k]} is perfectly correlated with {names[j]} "
+                             f"(correlation {rho:+.2f}; SD {sd[k]:.3g}): the random-effects "
+                             "covariance matrix is singular")
+            else:
+                others = ", ".join(names[j] for j in partners)
+                parts.append(f"{prefix}{names[k]} (SD {sd[k]:.3g}) is an exact linear "
+                             f"combination of {others}: the random-effects covariance matrix "
+                             "is rank deficient")
     return "; ".join(parts) or "a random-effect SD is estimated at 0"
 
 

@@ -122,6 +122,34 @@ def test_gaussian_equals_in_memory(client, hsb, reml):
     assert r1.scale == pytest.approx(r0.scale, rel=1e-8)
 
 
+@pytest.mark.parametrize("reml", [True, False])
+def test_gaussian_nested_equals_in_memory(client, reml):
+    """Schools nested in LEAs (Chem97), a random slope at the top level: each shard
+    returns the per-block sums of the profiled criterion (core.lmm_sums)."""
+    df = mlglm.datasets.load_chem97()
+    f = "score ~ gcsecnt + (1 + gcsecnt | lea) + (1 | school)"
+    r0 = mlglm.lmer(f, df, reml=reml)
+    r1 = mlglm.lmer(f, dd.from_pandas(df, npartitions=3), reml=reml)
+    assert abs(r1.llf - r0.llf) <= LLF_RTOL * abs(r0.llf)
+    np.testing.assert_allclose(np.asarray(r1.params), np.asarray(r0.params), atol=EST_TOL)
+    np.testing.assert_allclose(r1.bse_fe, r0.bse_fe, rtol=1e-6)
+    assert r1.scale == pytest.approx(r0.scale, rel=1e-6)
+    for name in ("lea", "school"):
+        e0, e1 = r0.random_effects[name], r1.random_effects[name]
+        assert len(e1) == len(e0)
+        np.testing.assert_allclose(e1.loc[e0.index].to_numpy(), e0.to_numpy(), atol=1e-5)
+    assert "school" in str(r1.summary())
+
+
+def test_gaussian_nested_pastes_equals_in_memory(client):
+    """(1 | batch/cask): the inner factor's levels are (batch, cask) pairs."""
+    df = mlglm.datasets.load_pastes()
+    r0 = mlglm.lmer("strength ~ 1 + (1 | batch/cask)", df)
+    r1 = mlglm.lmer("strength ~ 1 + (1 | batch/cask)", dd.from_pandas(df, npartitions=2))
+    assert abs(r1.llf - r0.llf) <= LLF_RTOL * abs(r0.llf)
+    np.testing.assert_allclose(np.asarray(r1.params), np.asarray(r0.params), atol=EST_TOL)
+
+
 def test_statsmodels_spelling_and_missing_rows(client, contraception):
     df = contraception.copy()
     df.loc[df.index[::97], "age"] = np.nan

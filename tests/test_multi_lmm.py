@@ -227,3 +227,57 @@ def test_statsmodels_pastes_vcomp_case():
     assert fit_ml.cov_re["batch"].iloc[0, 0] == pytest.approx(1.199, rel=1e-3)
     assert fit_ml.aic == pytest.approx(255.9944, rel=1e-3)
     assert fit_ml.bic == pytest.approx(264.3718, rel=1e-3)
+
+
+def test_singular_multi_fit_is_described_per_factor():
+    """Chem97 with a correlated slope per LEA reaches the boundary: lmer (lme4 1.1-31)
+    gives corr -1.000 for lea and logLik -70811.7081832, stopping just inside it with a
+    convergence warning (max|grad| 0.0054); mlglm lands on it. The singular-fit
+    warning and summary() name the factor."""
+    df = mlglm.datasets.load_chem97()
+    with pytest.warns(mlglm.SingularFitWarning, match="lea: gcsecnt is perfectly correlated"):
+        r = mlglm.lmer("score ~ gcsecnt + (1 + gcsecnt | lea) + (1 | school)", df)
+    text = str(r.summary())
+    assert "Singular fit: lea: gcsecnt is perfectly correlated with Intercept" in text
+    assert "lea:" in r.singular_description()
+
+
+@pytest.mark.parametrize("reml", [True, False])
+def test_block_sums_equal_the_whole_data_criterion(reml):
+    """core.lmm_sums: the criterion, gradient and beta from blocks of whole top-level
+    groups equal multi_lmm_evaluate on all rows at a fixed theta (exact algebra, so to
+    rounding), for a random slope on the top factor and an intercept on the nested one."""
+    from mlglm.core.lmm_sums import block_effects, block_sums, combine
+    from mlglm.core.terms import ReTerm, ReTerms
+    rng = np.random.default_rng(11)
+    d = np.repeat(np.arange(12), 40)
+    s = d * 4 + rng.integers(0, 4, d.size)
+    x = rng.standard_normal(d.size)
+    y = 1 + 0.5 * x + rng.normal(0, 0.6, 12)[d] + rng.normal(0, 0.4, 48)[s] + rng.normal(size=d.size)
+    df = pd.DataFrame({"y": y, "x": x, "d": d, "s": s})
+    prob = mlglm.lmer("y ~ x + (1 + x | d) + (1 | s)", df).model.problem
+    yy, X, terms = prob.y - prob.offset, prob.X, prob.terms
+    stats = multi_lmm_stats(yy, X, terms)
+    theta = np.array([0.6, 0.1, 0.3, 0.4])
+    ev = multi_lmm_evaluate(theta, stats, reml)
+    top = terms[[t.name for t in terms].index("d")].codes
+    parts, EE, blocks = [], 0.0, []
+    for blk in np.array_split(np.arange(12), 3):
+        rows = np.isin(top, blk)
+        sub = []
+        for t in terms:
+            levels, codes = np.unique(t.codes[rows], return_inverse=True)
+            sub.append(ReTerm(t.name, codes, len(levels), t.Z[rows], t.pattern, t.column_names))
+        st = multi_lmm_stats(yy[rows], X[rows], ReTerms(tuple(sub)), beta_ols=stats.beta_ols)
+        parts.append(block_sums(theta, st))
+        EE = EE + st.EE
+        blocks.append((st, [np.unique(t.codes[rows]) for t in terms]))
+    c = combine(parts, EE, terms, yy.size, reml)
+    assert c.criterion == pytest.approx(ev.criterion, rel=1e-12)
+    np.testing.assert_allclose(c.gradient, ev.gradient, rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(stats.beta_ols + c.beta_e, ev.beta, rtol=1e-10)
+    Lams = terms.Lambdas(theta)
+    for st, levels in blocks:       # u of each block's levels = the whole data's
+        b, _ = block_effects(theta, st, c.beta_e, 1.0)
+        for k, L in enumerate(Lams):
+            np.testing.assert_allclose(b[k], (ev.u[k] @ L.T)[levels[k]], atol=1e-10)

@@ -38,7 +38,9 @@ from .crossprod import (Cross, CrossPlan, diag_blocks_M_Lambda_Sigma, diag_block
 from .terms import ReTerms
 
 __all__ = ["MultiLMMStats", "multi_lmm_stats", "MultiLMMEval", "multi_lmm_evaluate",
-           "MultiLMMFit", "multi_lmm_fit", "multi_lmm_at", "multi_gaussian_loglik"]
+           "MultiLMMFit", "multi_lmm_fit", "multi_lmm_at", "multi_gaussian_loglik",
+           "moment_sums", "moment_theta", "conditional_effects", "package_fit",
+           "minimise_theta"]
 
 LOG_2PI = np.log(2.0 * np.pi)
 
@@ -75,10 +77,16 @@ class MultiLMMStats:
 
 
 def multi_lmm_stats(y, X, terms: ReTerms, st: BlockedStructure | None = None,
-                    plan: CrossPlan | None = None, freq=None, var=None) -> MultiLMMStats:
-    """Cross products for :func:`multi_lmm_evaluate` (one pass over the rows); with
-    prior weights ``freq``, ``var`` those of the rows scaled by sqrt(f v) (``plan``
-    is then built for the scaled terms)."""
+                    plan: CrossPlan | None = None, beta_ols=None, freq=None,
+                    var=None) -> MultiLMMStats:
+    """Cross products for :func:`multi_lmm_evaluate` (one pass over the rows).
+
+    ``beta_ols`` (default: the OLS fit of these rows) fixes the shift e = y - X beta_ols;
+    a block of rows of a larger data set passes the whole data's (see
+    :mod:`mlglm.core.lmm_sums`). With prior weights ``freq``, ``var`` the statistics
+    are those of the rows scaled by sqrt(f v) (``plan`` is then built for the scaled
+    terms; :mod:`mlglm.core.lmm`, "Prior weights").
+    """
     y = np.asarray(y, dtype=float)
     X = np.asarray(X, dtype=float)
     n, p = X.shape
@@ -91,7 +99,9 @@ def multi_lmm_stats(y, X, terms: ReTerms, st: BlockedStructure | None = None,
         plan = None
     plan = CrossPlan(terms, st) if plan is None else plan
     st = plan.st
-    beta_ols = np.linalg.solve(X.T @ X, X.T @ y)
+    if beta_ols is None:
+        beta_ols = np.linalg.solve(X.T @ X, X.T @ y)
+    beta_ols = np.asarray(beta_ols, dtype=float)
     E = np.column_stack([X, y - X @ beta_ols])
     t1 = terms[st.first]
     ZE1 = level_sums(t1.codes, st.J1, outer_rows(t1.Z, E)).reshape(st.J1, st.q1, p + 1)
@@ -238,18 +248,37 @@ def _moment_start(y, X, terms: ReTerms, on_diag) -> np.ndarray:
     y = np.asarray(y, dtype=float)
     X = np.asarray(X, dtype=float)
     e = y - X @ np.linalg.lstsq(X, y, rcond=None)[0]
-    theta0 = on_diag.astype(float)
-    scalar = [k for k, t in enumerate(terms) if t.q == 1 and np.all(t.Z == 1.0)]
-    if not scalar:
-        return theta0
-    total = float(e @ e) / e.size
-    raw, nbar = {}, {}
-    for k in scalar:
+    return moment_theta(terms, on_diag, moment_sums(e, terms))
+
+
+def _scalar_intercepts(terms: ReTerms) -> list:
+    return [k for k, t in enumerate(terms) if t.q == 1 and np.all(t.Z == 1.0)]
+
+
+def moment_sums(e, terms: ReTerms) -> dict:
+    """The additive sums behind :func:`_moment_start`: e'e, n and, per random-intercept
+    term k, (sum_l S_l^2 / n_l, sum_l n_l^2) with S_l the level sums of e. Sums over
+    blocks of rows holding whole levels add up to the whole data's."""
+    e = np.asarray(e, dtype=float)
+    out = {"ee": float(e @ e), "n": int(e.size)}
+    for k in _scalar_intercepts(terms):
         t = terms[k]
         cnt = np.bincount(t.codes, minlength=t.n_levels).astype(float)
-        m = np.bincount(t.codes, weights=e, minlength=t.n_levels) / np.maximum(cnt, 1.0)
-        raw[k] = float(np.average(m * m, weights=cnt))
-        nbar[k] = float(np.average(cnt, weights=cnt))
+        S = np.bincount(t.codes, weights=e, minlength=t.n_levels)
+        out[k] = (float(np.sum(S * S / np.maximum(cnt, 1.0))), float(cnt @ cnt))
+    return out
+
+
+def moment_theta(terms: ReTerms, on_diag, sums: dict) -> np.ndarray:
+    """theta from :func:`moment_sums` (see :func:`_moment_start`)."""
+    theta0 = on_diag.astype(float)
+    scalar = [k for k in sums if not isinstance(k, str)]
+    if not scalar:
+        return theta0
+    n = sums["n"]
+    total = sums["ee"] / n
+    raw = {k: sums[k][0] / n for k in scalar}
+    nbar = {k: sums[k][1] / n for k in scalar}
     s2 = max(total - sum(raw.values()), 0.1 * total)
     for k in scalar:
         tau = max(raw[k] - s2 / nbar[k], 1e-4 * total)
@@ -271,11 +300,27 @@ def multi_lmm_fit(y, X, terms: ReTerms, reml: bool = True, theta0=None,
     intercepts) unless ``theta0`` is given.
     """
     from .lmm import START_OFF_BOUNDARY
-    from .lmm_minimise import _minimise_log, _minimise_scalar
     stats = multi_lmm_stats(y, X, terms, freq=freq, var=var) if stats is None else stats
-    on_diag = terms.theta_on_diagonal()
     if theta0 is None:
-        theta0 = _moment_start(y, X, terms, on_diag)
+        theta0 = _moment_start(y, X, terms, terms.theta_on_diagonal())
+
+    def criterion(theta):
+        ev = multi_lmm_evaluate(theta, stats, reml)
+        return ev.criterion, ev.gradient
+
+    theta, message, n_evals = minimise_theta(terms, theta0, criterion, gtol)
+    ev = multi_lmm_evaluate(theta, stats, reml)
+    return _package(ev, stats, reml, gtol, n_evals + 1, message)
+
+
+def minimise_theta(terms: ReTerms, theta0, criterion, gtol: float = 1e-8):
+    """Minimise ``criterion(theta) -> (value, gradient)`` from theta0; returns (theta in
+    canonical form, message, evaluations). Brent's method for one theta, else
+    :func:`~mlglm.core.lmm_minimise._minimise_log`; a zero diagonal start is moved off
+    the boundary (log SDs need it). The last few evaluations are cached."""
+    from .lmm import START_OFF_BOUNDARY
+    from .lmm_minimise import _minimise_log, _minimise_scalar
+    on_diag = terms.theta_on_diagonal()
     theta0 = terms.canonical(np.asarray(theta0, dtype=float))
     theta0 = np.where(on_diag & (theta0 == 0.0), START_OFF_BOUNDARY, theta0)
     recent, count = {}, [0]
@@ -286,8 +331,7 @@ def multi_lmm_fit(y, X, terms: ReTerms, reml: bool = True, theta0=None,
         hit = recent.get(key)
         if hit is None:
             count[0] += 1
-            ev = multi_lmm_evaluate(theta, stats, reml)
-            hit = (ev.criterion, ev.gradient)
+            hit = criterion(theta)
             if len(recent) >= 4:
                 del recent[next(iter(recent))]
             recent[key] = hit
@@ -295,9 +339,7 @@ def multi_lmm_fit(y, X, terms: ReTerms, reml: bool = True, theta0=None,
 
     found = _minimise_scalar(theta0, fg) if theta0.size == 1 else None
     theta, message = found if found is not None else _minimise_log(theta0, fg, gtol, on_diag)
-    theta = terms.canonical(theta)
-    ev = multi_lmm_evaluate(theta, stats, reml)
-    return _package(ev, stats, reml, gtol, count[0] + 1, message)
+    return terms.canonical(theta), message, count[0]
 
 
 def multi_lmm_at(theta, stats: MultiLMMStats, reml: bool = True) -> MultiLMMFit:
@@ -308,32 +350,47 @@ def multi_lmm_at(theta, stats: MultiLMMStats, reml: bool = True) -> MultiLMMFit:
 
 
 def _package(ev, stats, reml, gtol, n_evals, message) -> MultiLMMFit:
-    from .lmm import SINGULAR_TOL
-    terms, st, n, p = stats.terms, stats.st, stats.n, stats.p
-    sigma2 = ev.r2 / (n - p if reml else n)
+    terms, st, n = stats.terms, stats.st, stats.n
+    sigma2 = ev.r2 / (n - stats.p if reml else n)
     Lams = tuple(terms.Lambdas(ev.theta))
-    S11, _, SDD = ev.factor.selected_inverse()
+    b, b_cov = conditional_effects(terms, st, Lams, ev.u, ev.factor, sigma2)
+    return package_fit(terms, ev.theta, ev.criterion, ev.gradient, ev.beta, sigma2, ev.RXinv,
+                       _criterion_ml(ev, n, stats.ldW), b, b_cov, reml, gtol, n_evals, message)
+
+
+def package_fit(terms: ReTerms, theta, criterion, gradient, beta, sigma2, RXinv, deviance_ml,
+                b, b_cov, reml, gtol, n_evals, message) -> MultiLMMFit:
+    """A :class:`MultiLMMFit` from the criterion at the optimum and the random effects."""
+    from .lmm import SINGULAR_TOL
+    Lams = tuple(terms.Lambdas(theta))
+    on_diag = terms.theta_on_diagonal()
+    # a gradient pushing a zero diagonal entry below 0 is not a failure (boundary optimum)
+    at_zero = on_diag & (np.abs(theta) < SINGULAR_TOL)
+    grad_norm = float(np.max(np.abs(np.where(at_zero, 0.0, gradient)), initial=0.0))
+    return MultiLMMFit(
+        theta=np.array(theta, dtype=float), Lambdas=Lams, beta=beta, sigma2=float(sigma2),
+        cov_re=tuple(sigma2 * L @ L.T for L in Lams),
+        cov_beta=sigma2 * RXinv @ RXinv.T, llf=-criterion / 2.0,
+        reml_criterion=criterion if reml else None,
+        deviance_ml=float(deviance_ml), b=b, b_cov=b_cov, n_evals=n_evals,
+        converged=bool(grad_norm <= gtol * (1.0 + abs(criterion))), message=message,
+        grad_norm=grad_norm, singular=at_zero, reml=bool(reml))
+
+
+def conditional_effects(terms: ReTerms, st: BlockedStructure, Lams, u, factor: BlockedFactor,
+                        sigma2: float):
+    """Per term: b_k = u_k Lambda_k' and b_cov_k = sigma2 Lambda_k Sigma_(k,l),(k,l) Lambda_k'
+    (Sigma = H^{-1} from the selected inverse of ``factor``)."""
+    S11, _, SDD = factor.selected_inverse()
     Sig = [None] * len(terms)
     Sig[st.first] = S11
     for k, off in zip(st.dense, st.offsets):
         t = terms[k]
         idx = off + np.arange(t.n_levels)[:, None] * t.q + np.arange(t.q)[None, :]
         Sig[k] = SDD[idx[:, :, None], idx[:, None, :]]
-    b = tuple(u @ L.T for u, L in zip(ev.u, Lams))
+    b = tuple(uk @ L.T for uk, L in zip(u, Lams))
     b_cov = tuple(sigma2 * np.einsum("ra,jab,cb->jrc", L, S, L) for L, S in zip(Lams, Sig))
-    on_diag = terms.theta_on_diagonal()
-    # a gradient pushing a zero diagonal entry below 0 is not a failure (boundary optimum)
-    at_zero = on_diag & (np.abs(ev.theta) < SINGULAR_TOL)
-    grad_norm = float(np.max(np.abs(np.where(at_zero, 0.0, ev.gradient)), initial=0.0))
-    return MultiLMMFit(
-        theta=ev.theta.copy(), Lambdas=Lams, beta=ev.beta, sigma2=float(sigma2),
-        cov_re=tuple(sigma2 * L @ L.T for L in Lams),
-        cov_beta=sigma2 * ev.RXinv @ ev.RXinv.T, llf=-ev.criterion / 2.0,
-        reml_criterion=ev.criterion if reml else None,
-        deviance_ml=_criterion_ml(ev, n, stats.ldW), b=b, b_cov=b_cov, n_evals=n_evals,
-        converged=bool(grad_norm <= gtol * (1.0 + abs(ev.criterion))), message=message,
-        grad_norm=grad_norm, singular=on_diag & (np.abs(ev.theta) < SINGULAR_TOL),
-        reml=bool(reml))
+    return b, b_cov
 
 
 def multi_gaussian_loglik(beta, Lambdas, sigma2, stats: MultiLMMStats, reml: bool = False) -> float:

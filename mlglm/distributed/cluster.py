@@ -63,15 +63,16 @@ class ShardSet:
     client : distributed.Client.
     parts : the shuffled frame's partitions as ``dask.delayed`` objects.
     spec : the DesignSpec the shards are built with.
-    gaussian : build LMM shards (sufficient statistics) instead of objectives.
+    kind : "glmm" (shards with objectives), "lmm" or "lmm_nested" (Gaussian shards with
+        cross products; see :func:`~mlglm.distributed.shard.build_shard`).
     retries : how many times a call is repeated after worker failures.
     """
 
-    def __init__(self, client, parts, spec, gaussian: bool, retries: int = 3):
+    def __init__(self, client, parts, spec, kind: str = "glmm", retries: int = 3):
         self.client = client
         self.parts = list(parts)
         self.spec = spec
-        self.gaussian = gaussian
+        self.kind = kind
         self.retries = int(retries)
         self.rebuilds = 0
         from .shard import ShardJanitor
@@ -87,7 +88,7 @@ class ShardSet:
 
         from .shard import build_shard
         spec = dask.delayed(self.spec, traverse=False)
-        shards = [dask.delayed(build_shard, pure=False)(p, spec, self.gaussian)
+        shards = [dask.delayed(build_shard, pure=False)(p, spec, self.kind)
                   for p in self.parts]
         return self.client.compute(shards)
 

@@ -1,5 +1,7 @@
 """The exact Gaussian LMM (one grouping factor) on sharded data: profiled (RE)ML from sums.
 
+(Several nested factors: :mod:`mlglm.distributed.lmm_nested`.)
+
 :mod:`mlglm.core.lmm` evaluates the profiled criterion from per-group
 sufficient statistics (A_j = Z_j'Z_j, B_j = Z_j'X_j, Z_j'e_j) and the global
 X'X, X'e, e'e, with e = y - X beta_ols. Here each shard keeps the statistics
@@ -51,12 +53,6 @@ class LMMShard(Shard):
         self.rows = None
         if self.empty:
             return
-        if model.multi:
-            from ..data_checks import MixedGLMInputError
-            raise MixedGLMInputError(
-                "sharded Gaussian fits take one grouping factor; the profiled criterion of "
-                "nested factors from per-shard pieces is not available yet (fit in memory, or "
-                "use a GLMM family)")
         self._y = np.asarray(model.endog, float) - np.asarray(model.offset, float)
         self._X = np.asarray(model.exog, float)
         self._Z = np.asarray(model.exog_re, float)

@@ -81,7 +81,10 @@ class ShardedMixedGLM(MixedGLM):
         shuffled = self._source[spec.columns].shuffle(on=list(spec.top),
                                                       npartitions=self._npartitions)
         parts = shuffled.to_delayed()
-        shards = ShardSet(client, parts, spec, gaussian=self.family_name == "gaussian",
+        kind = "glmm"
+        if self.family_name == "gaussian":
+            kind = "lmm_nested" if self.multi else "lmm"
+        shards = ShardSet(client, parts, spec, kind=kind,
                           retries=self._retries if retries is None else retries)
         infos = shards.map("summary", what="shard summaries")
         placement = Placement(infos, [t.name for t in self.re_terms])
@@ -180,8 +183,15 @@ class ShardedMixedGLM(MixedGLM):
                 raise MixedGLMInputError("Gaussian models are fitted exactly by 'reml' or 'ml'")
             reml = (method != "ml") if reml is None else reml
             report = _lmm_reporter(progress)
-            fitted = sharded_lmm_fit(state["shards"], state["placement"], self.nobs, self.k_fe,
-                                     self.q, reml=reml, diagonal=self.diagonal, progress=report)
+            if self.multi:
+                from .lmm_nested import sharded_nested_lmm_fit
+                fitted = sharded_nested_lmm_fit(state["shards"], state["placement"],
+                                                self.re_terms, self.nobs, self.k_fe, reml=reml,
+                                                progress=report)
+            else:
+                fitted = sharded_lmm_fit(state["shards"], state["placement"], self.nobs,
+                                         self.k_fe, self.q, reml=reml, diagonal=self.diagonal,
+                                         progress=report)
             res = sharded_results(self, fitted, "reml" if reml else "ml", None)
             _warn_fit_problems(res)
             return res

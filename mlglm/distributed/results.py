@@ -25,14 +25,16 @@ from statsmodels.base import wrapper as wrap
 from statsmodels.tools._decorators import cache_readonly
 
 from ..data_checks import is_dask_frame
-from ..results import MixedGLMResults, MixedGLMResultsWrapper, build_results
+from ..core.lmm_multi import MultiLMMFit
+from ..results import MixedGLMResults, MixedGLMResultsWrapper, build_results, build_results_multi
 
 __all__ = ["ShardedMixedGLMResults", "sharded_results"]
 
 
 def sharded_results(model, fitted, method, nagq, extreme_rows: int = 0):
     """Package a sharded fit (FitState or LMMFit) as :class:`ShardedMixedGLMResults`."""
-    outcome = build_results(model, fitted, method, nagq)._results.outcome
+    build = build_results_multi if isinstance(fitted, MultiLMMFit) else build_results
+    outcome = build(model, fitted, method, nagq)._results.outcome
     return ShardedMixedGLMResultsWrapper(ShardedMixedGLMResults(model, outcome, extreme_rows))
 
 

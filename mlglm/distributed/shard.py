@@ -33,8 +33,9 @@ raises :class:`ShardLost`, and the driver rebuilds the shards
 * its summary (:class:`ShardInfo`): rows, level labels per term, and the
   moments of [y, m, X, Z, offset] the driver's stand-in design is built from.
 
-The Gaussian model keeps per-group sufficient statistics instead
-(:class:`mlglm.distributed.lmm.LMMShard`).
+The Gaussian model keeps cross products instead
+(:class:`mlglm.distributed.lmm.LMMShard` for one factor,
+:class:`mlglm.distributed.lmm_nested.NestedLMMShard` for nested factors).
 """
 from __future__ import annotations
 
@@ -269,12 +270,19 @@ class Shard:
         return float(np.sum(ker)), X.T @ d1, (X.T * d2) @ X
 
 
-def build_shard(part: pd.DataFrame, spec, gaussian: bool = False) -> ShardHandle:
-    """A :class:`Shard` (or, for a Gaussian model, an ``LMMShard``) of ``part``, registered
-    in this worker process; returns its handle."""
-    if gaussian:
+def build_shard(part: pd.DataFrame, spec, kind: str = "glmm") -> ShardHandle:
+    """A shard of ``part`` registered in this worker process; returns its handle.
+
+    kind : "glmm" (:class:`Shard`), "lmm" (one-factor Gaussian,
+    ``lmm.LMMShard``) or "lmm_nested" (several nested factors,
+    ``lmm_nested.NestedLMMShard``).
+    """
+    if kind == "lmm":
         from .lmm import LMMShard
         return ShardHandle(LMMShard(part, spec))
+    if kind == "lmm_nested":
+        from .lmm_nested import NestedLMMShard
+        return ShardHandle(NestedLMMShard(part, spec))
     return ShardHandle(Shard(part, spec))
 
 
