@@ -128,7 +128,9 @@ def compare_lr_test(big, small, boundary=True) -> LRTest:
     extra_re = _n_re(big) - _n_re(small) + _nb_over_poisson(big, small)
     if boundary and extra_re == 1:
         p = 0.5 * stats.chi2.sf(lr, df) + (0.5 * stats.chi2.sf(lr, df - 1) if df > 1 else 0.0)
-        ref = f"50:50 mixture of chi2({df - 1}) and chi2({df}): a variance on the boundary"
+        what = ("1/theta = 0 (the Poisson) on the boundary" if _nb_over_poisson(big, small)
+                else "a variance on the boundary")
+        ref = f"50:50 mixture of chi2({df - 1}) and chi2({df}): {what}"
     else:
         p = stats.chi2.sf(lr, df)
         ref = f"chi2({df})"

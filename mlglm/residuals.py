@@ -8,7 +8,8 @@ With y the response (successes out of m trials for binomial rows) and
   family's variance (:meth:`mlglm.core.family.Family.variance`: :math:`m\mu(1-\mu)`
   binomial, :math:`\mu` Poisson, :math:`\mu + \mu^2/\theta` negative binomial,
   :math:`\phi\mu^2` Gamma, :math:`\sigma^2` Gaussian) at the fitted dispersion,
-  divided by the row's variance weight; mu clipped to machine epsilon from 0 and 1
+  divided by the row's variance weight (so they have variance ~1; statsmodels' Gamma
+  and Gaussian GLMs leave the scale out); mu clipped to machine epsilon from 0 and 1
   in V, as statsmodels does;
 * ``resid_deviance``: :math:`\mathrm{sign}(y - m\mu)\sqrt{d_i}` with the unit
   deviance (:meth:`~mlglm.core.family.Family.unit_deviance`, e.g.
