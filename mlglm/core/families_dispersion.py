@@ -112,9 +112,19 @@ class NegativeBinomialLog(_Dispersed):
         return dK, d2 - tm * p, tm * p * (1.0 - p) - d3
 
     def kernel_ddisp(self, eta, y, m):
-        """(K, d1, dK/dt) at many points (the quadrature nodes)."""
-        K, d1, _ = self.kernel_derivatives(eta, y, m)
-        return K, d1, -d1 - self.theta * m * np.logaddexp(0.0, eta - self.log_dispersion)
+        """(K, d1, dK/dt) at many points (the quadrature nodes): with a = e^-|e|,
+        log(1 + e^e) = max(e, 0) + log1p(a) and p = 1/(1 + a) (e >= 0) or a/(1 + a),
+        one exp and one log1p per point for all three."""
+        e = eta - self.log_dispersion
+        a = np.exp(-np.abs(e))
+        L = np.log1p(a)
+        L += np.maximum(e, 0.0)
+        r = 1.0 / (1.0 + a)
+        p = np.where(e >= 0, r, a * r)
+        tm = self.theta * m
+        M = y + tm
+        d1 = y - M * p
+        return y * e - M * L, d1, -d1 - tm * L
 
     def row_constants(self, y, m, freq=None, var=None) -> RowConstants:
         return _NBConstants(y, _product(freq, var))
