@@ -7,6 +7,7 @@ current estimates with more points (cheap) and, by default, refits with
 them, and reports how much the log-likelihood, the fixed effects (in units of
 their standard errors) and the random-effect SDs move. No peer offers this;
 lme4 users compare nAGQ values by hand (and only for scalar random effects).
+With nested grouping factors the check integrates every level (nested AGHQ).
 """
 from __future__ import annotations
 
@@ -45,11 +46,19 @@ class QuadratureCheck:
 
 
 def _default_points(res):
-    q = res.model.q
+    from .core.nested import quadrature_dimension
+    q = quadrature_dimension(res.model.re_terms)      # every nested level is integrated
     k = res.nagq or 1
     if q >= 3:
         return [max(k + 2, 3), max(k + 4, 5)]
     return sorted({max(k * 2 + 1, 5), max(k * 2 + 1, 5) + 6})
+
+
+def _sds(res) -> np.ndarray:
+    """Random-effect SDs of every term (``cov_re`` is a dict of frames with several)."""
+    cov = res.cov_re
+    mats = cov.values() if isinstance(cov, dict) else [cov]
+    return np.concatenate([np.sqrt(np.diag(np.asarray(S, dtype=float))) for S in mats])
 
 
 def check_quadrature(res, nagq=None, refit=True) -> QuadratureCheck:
@@ -71,7 +80,7 @@ def check_quadrature(res, nagq=None, refit=True) -> QuadratureCheck:
     points = list(nagq) if nagq is not None else _default_points(res)
     k0 = res.nagq or 1
     se = np.asarray(res.bse_fe)
-    sd0 = np.sqrt(np.diag(np.asarray(res.cov_re)))
+    sd0 = _sds(res)
     rows = [{"nagq": k0, "llf at estimates": res.llf, "llf refit": res.llf,
              "max |d fe| / SE": 0.0, "max rel d SD": 0.0}]
     ok = True
@@ -83,7 +92,7 @@ def check_quadrature(res, nagq=None, refit=True) -> QuadratureCheck:
             ok &= abs(llf_at - res.llf) < LLF_TOL
         else:
             other = model.fit(method="aghq", nagq=k, start_params=np.asarray(res.params))
-            sd = np.sqrt(np.diag(np.asarray(other.cov_re)))
+            sd = _sds(other)
             dfe = np.max(np.abs(np.asarray(other.fe_params) - np.asarray(res.fe_params)) / se)
             dsd = np.max(np.abs(sd - sd0) / np.maximum(sd0, 1e-8))
             if model.fam.estimates_dispersion:   # NB theta / Gamma scale: as an SD would move

@@ -103,16 +103,15 @@ def _check_rank(X, names):
 
 
 def _check_aghq_structure(terms):
-    """nagq > 1 needs factors nested in one another (the integral factorises);
-    crossed factors are refused with the reason (never a silent Laplace)."""
+    """nagq > 1 needs factors nested in one another (the integral factorises by
+    top-level group); crossed factors are refused with the reason (never a silent
+    Laplace)."""
     if terms.kind == "crossed":
         raise MixedGLMInputError(
             f"adaptive quadrature (nagq > 1) needs grouping factors nested in one another; "
             f"{', '.join(terms.names)} are crossed, so the likelihood does not factorise over "
             "the groups of any one factor and there is no low-dimensional integral to do by "
             "quadrature. Use the Laplace approximation (nagq=1)")
-    raise NotImplementedError("adaptive quadrature through nested grouping factors is not "
-                              "available yet; use nagq=1")
 
 
 def _resolve_nagq(method, nagq, q):

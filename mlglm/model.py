@@ -21,6 +21,7 @@ from statsmodels.regression.mixed_linear_model import MixedLM
 
 from .core.covariance import Sigma_from_vech
 from .core.modes import ModeFailure
+from .core.nested import quadrature_dimension
 from .core.problem import Problem
 from .core.optimize import fit_glmm
 from .data_checks import (MixedGLMInputError, binomial_response, check_categorical_response,
@@ -395,7 +396,7 @@ class MixedGLM(MixedLMSetup, MixedLM):
         """
         if self.fam.is_gaussian:
             raise NotImplementedError("use results.llf for Gaussian fits")
-        nagq = _resolve_nagq(method, nagq, max(t.q for t in self.re_terms))
+        nagq = _resolve_nagq(method, nagq, quadrature_dimension(self.re_terms))
         return self.objective(nagq)(self.theta_from_params(params))
 
     def fit(self, method=None, nagq=None, reml=None, start_params=None, maxiter=1000,
@@ -453,7 +454,7 @@ class MixedGLM(MixedLMSetup, MixedLM):
         method = "laplace" if method is None else method
         if method not in ("laplace", "aghq"):
             raise MixedGLMInputError(f"method must be 'laplace' or 'aghq', got {method!r}")
-        nagq = _resolve_nagq(method, nagq, max(t.q for t in self.re_terms))
+        nagq = _resolve_nagq(method, nagq, quadrature_dimension(self.re_terms))
         obj = self.objective(nagq)
         x0 = None if start_params is None else self.theta_from_params(start_params)
         try:

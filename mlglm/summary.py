@@ -26,6 +26,9 @@ def method_label(res) -> str:
     if res.method == "ml":
         return "ML (exact)"
     if res.method == "aghq" and res.nagq and res.nagq > 1:
+        terms = getattr(res.model, "re_terms", None)
+        if terms is not None and terms.kind == "nested":
+            return f"ML (AGHQ, nAGQ={res.nagq} at each of {len(terms)} nested levels)"
         return f"ML (AGHQ, nAGQ={res.nagq}, {res.nagq ** res.model.q} points/group)"
     return "ML (Laplace)"
 

@@ -90,6 +90,17 @@ def test_nested_factors_equal_in_memory(client, grouseticks):
         np.testing.assert_allclose(e1.loc[e0.index].to_numpy(), e0.to_numpy(), atol=EST_TOL)
 
 
+def test_nested_aghq_equals_in_memory(client):
+    """Nested AGHQ (3 points at each of BROOD and LOCATION): each shard runs the nested
+    quadrature engine (core.nested) on its top-level groups."""
+    f = "TICKS ~ YEAR + cHEIGHT + (1 | LOCATION/BROOD)"
+    df = mlglm.datasets.load_grouseticks()
+    r0 = mlglm.glmer(f, df, family="poisson", nagq=3)
+    r1 = mlglm.glmer(f, dd.from_pandas(df, npartitions=3), family="poisson", nagq=3)
+    _same(r0, r1)
+    assert r1.nagq == 3
+
+
 def test_interaction_factor_levels_equal_in_memory(client):
     """(1 | school/class) with class labels reused across schools: the inner factor
     school:class has (school, class) pairs as levels, nested in school (while class

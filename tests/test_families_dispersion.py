@@ -227,7 +227,7 @@ def parameter_point(obj, seed):
 def test_gradient_matches_central_differences(family, link, q, nagq):
     fl, data = simulate_core(family, link, q, seed=40 + q)
     obj = MarginalLoglik(fl, data, nagq=nagq)
-    assert obj.n_disp == 1 and obj.layout.size == data.p + q * (q + 1) // 2 + 1
+    assert obj.n_disp == 1 and obj.param_layout.size == data.p + q * (q + 1) // 2 + 1
     x = parameter_point(obj, seed=q + nagq)
     obj.u = None
     value, g = obj.value_and_gradient(x)

@@ -203,7 +203,7 @@ class MultiLaplace(Objective):
         return self
 
     def _constants(self, x) -> float:
-        return self.constants.value(self.layout.log_dispersion(x)) if self.n_disp \
+        return self.constants.value(self.param_layout.log_dispersion(x)) if self.n_disp \
             else self.log_const
 
     def beta_information(self, x) -> np.ndarray:
@@ -272,7 +272,7 @@ class MultiLaplace(Objective):
         value = st.h - 0.5 * st.factor.logdet + self._constants(x)
         grad = self._gradient(st, Lams, fl)
         if self.n_disp:
-            grad[-1] += self.constants.derivative(self.layout.log_dispersion(x))
+            grad[-1] += self.constants.derivative(self.param_layout.log_dispersion(x))
         self._last = (key, value, grad.copy(), st)
         return value, grad
 

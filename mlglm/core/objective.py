@@ -112,7 +112,7 @@ class Objective:
 
     # ------------------------------------------------------------- shared
     @property
-    def layout(self) -> ParamLayout:
+    def param_layout(self) -> ParamLayout:
         return ParamLayout(self.p, self.n_theta, self.n_disp)
 
     def split(self, x):
@@ -133,7 +133,7 @@ class Objective:
         """x with every Lambda_k's columns flipped to non-negative diagonals
         (Sigma = Lambda Lambda' and the likelihood are unchanged)."""
         x = np.array(x, dtype=float)
-        sl = self.layout.theta_slice
+        sl = self.param_layout.theta_slice
         x[sl] = self.terms.canonical(x[sl])
         return x
 
@@ -281,14 +281,14 @@ class MarginalLoglik(Objective):
         return conditional_modes(self.kernel_at(x), self.data, beta, Lambda, start)
 
     def _constants(self, x) -> float:
-        return self.constants.value(self.layout.log_dispersion(x)) if self.n_disp \
+        return self.constants.value(self.param_layout.log_dispersion(x)) if self.n_disp \
             else self.log_const
 
     def group_constants(self, x) -> np.ndarray:
         """The eta-free part of the log-likelihood per group (normalising constants and,
         with a dispersion, its terms without eta): per_group(x) + group_constants(x)
         are the groups' log-likelihoods."""
-        t = self.layout.log_dispersion(x) if self.n_disp else self.fl.log_dispersion
+        t = self.param_layout.log_dispersion(x) if self.n_disp else self.fl.log_dispersion
         return self.data.gsum(self.constants.per_row(t))
 
     def per_group(self, x) -> np.ndarray:
@@ -339,7 +339,7 @@ class MarginalLoglik(Objective):
                 grad = np.concatenate([grad[:p], np.bincount(
                     self.pattern.idx, weights=grad[p:k], minlength=self.n_theta), grad[k:]])
         if self.n_disp:
-            grad[-1] += self.constants.derivative(self.layout.log_dispersion(x))
+            grad[-1] += self.constants.derivative(self.param_layout.log_dispersion(x))
         value = float(value) + self._constants(x)
         self._last = (key, value, grad.copy(), state, Lambda)
         return value, grad

@@ -62,7 +62,7 @@ class FitState:
     ``Lambdas`` (covariance factors), ``b`` ((J_k, q_k) conditional modes)
     and ``b_cov`` ((J_k, q_k, q_k) conditional covariances); ``patterns``
     their covariance patterns. ``singular`` flags the theta on a diagonal
-    estimated at ~0. ``layout``: where beta, theta and the log dispersion sit
+    estimated at ~0. ``param_layout``: where beta, theta and the log dispersion sit
     in x; ``log_dispersion``: t-hat, or None without a dispersion slot.
     """
 
@@ -80,7 +80,7 @@ class FitState:
     b_cov: tuple
     patterns: tuple
     record: OptimizationRecord = field(repr=False)
-    layout: object = None
+    param_layout: object = None
     log_dispersion: float | None = None
 
     @property
@@ -210,7 +210,7 @@ def fit_glmm(obj: Objective, x0=None, maxiter: int = 1000, laplace_first: bool =
     x = res.x
     llf, grad = obj.value_and_gradient(x)
     # a diagonal element of Lambda at ~0 is a singular fit: held at the boundary
-    layout = obj.layout
+    layout = obj.param_layout
     is_diag = layout.pad_theta(obj.theta_on_diagonal)
     at_bound = is_diag & (np.abs(x) < SINGULAR_TOL)
     free = ~at_bound
@@ -262,7 +262,7 @@ def fit_glmm(obj: Objective, x0=None, maxiter: int = 1000, laplace_first: bool =
                     cov_x=cov_x, free=free, singular=singular, nagq=obj.nagq,
                     Lambdas=tuple(Lambdas), b=tuple(b), b_cov=tuple(b_cov),
                     patterns=tuple(t.pattern for t in obj.terms), record=record,
-                    layout=layout, log_dispersion=layout.log_dispersion(x))
+                    param_layout=layout, log_dispersion=layout.log_dispersion(x))
 
 
 #: BFGS stops at this gradient norm in the whitened coordinates; the Newton

@@ -97,7 +97,10 @@ class Problem:
 
     # ------------------------------------------------------------- engines
     def objective(self, nagq: int = 1, columns=None):
-        """The marginal log-likelihood as an Objective (Laplace for nagq = 1)."""
+        """The marginal log-likelihood as an Objective (Laplace for nagq = 1): one factor
+        :class:`~mlglm.core.objective.MarginalLoglik`, nested factors
+        :class:`~mlglm.core.nested.NestedObjective` (any nagq), crossed factors
+        :class:`~mlglm.core.laplace_multi.MultiLaplace` (Laplace only)."""
         if self.gaussian:
             raise ValueError("the Gaussian model is fitted exactly (Problem.fit_lmm)")
         if self.one_factor:
@@ -105,6 +108,11 @@ class Problem:
             pattern = self.terms[0].pattern
             return MarginalLoglik(self.family, self.grouped(columns), nagq=nagq, pattern=pattern,
                                   estimate_dispersion=self.estimate_dispersion)
+        if self.terms.kind == "nested":       # Laplace and AGHQ by tree elimination
+            from .nested import NestedObjective
+            return NestedObjective(self.family, self.y, self.m, self.X, self.offset,
+                                   self.terms, nagq, freq=self.freq, var=self.var,
+                                   estimate_dispersion=self.estimate_dispersion)
         from .laplace_multi import MultiLaplace
         return MultiLaplace(self.family, self.y, self.m, self.X, self.offset, self.terms,
                             self.plan, freq=self.freq, var=self.var,

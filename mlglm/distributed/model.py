@@ -27,6 +27,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..core.families import get_family_link
+from ..core.nested import quadrature_dimension
 from ..core.optimize import fit_glmm
 from ..core.terms import ReTerm, ReTerms
 from ..data_checks import MixedGLMInputError
@@ -200,7 +201,7 @@ class ShardedMixedGLM(MixedGLM):
         method = "laplace" if method is None else method
         if method not in ("laplace", "aghq"):
             raise MixedGLMInputError(f"method must be 'laplace' or 'aghq', got {method!r}")
-        nagq = _resolve_nagq(method, nagq, max(t.q for t in self.re_terms))
+        nagq = _resolve_nagq(method, nagq, quadrature_dimension(self.re_terms))
         obj = self.objective(nagq, client, progress)
         x0 = None if start_params is None else self.theta_from_params(start_params)
         fitstate = fit_glmm(obj, x0=x0, maxiter=maxiter, hessian=hessian)
@@ -214,7 +215,7 @@ class ShardedMixedGLM(MixedGLM):
         """Marginal log-likelihood at params, summed over the shards."""
         if self.family_name == "gaussian":
             raise NotImplementedError("use results.llf for Gaussian fits")
-        nagq = _resolve_nagq(method, nagq, max(t.q for t in self.re_terms))
+        nagq = _resolve_nagq(method, nagq, quadrature_dimension(self.re_terms))
         return self.objective(nagq)(self.theta_from_params(params))
 
     def release(self):
