@@ -257,7 +257,9 @@ def test_probit_link_from_family_object():
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    (dict(family="gamma"), "family must be one of"),
+    (dict(family="tweedie"), "family must be one of"),
+    (dict(family="gamma"), "dispersion="),
+    (dict(family="negative_binomial", dispersion=-1.0), "dispersion must be positive"),
     (dict(cov_re=np.eye(3)), "only 1 covariates"),
     (dict(cov_re=[[1.0, 0.5], [0.0, 1.0]]), "symmetric"),
     (dict(cov_re=[[1.0, 2.0], [2.0, 1.0]]), "positive semi-definite"),
