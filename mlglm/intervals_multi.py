@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from .intervals import delta_method_se
 from .profile_multi import multi_layout, multi_natural_names, multi_natural_values, term_Sigmas
 
 __all__ = ["multi_wald_conf_int", "vech_positions", "multi_params_rows"]
@@ -55,12 +56,7 @@ def _gaussian_se(results):
         vals = np.where(kinds == "sd", np.log(np.maximum(vals, 1e-300)),
                         np.arctanh(np.clip(vals, -1 + 1e-15, 1 - 1e-15)))
         return np.concatenate([vals, [log_sigma]])
-    J = np.empty((layout.dim + 1, w.size))
-    for i in range(w.size):
-        e = np.zeros_like(w)
-        e[i] = 1e-6 * max(1.0, abs(w[i]))
-        J[:, i] = (nat(w + e) - nat(w - e)) / (2 * e[i])
-    return np.sqrt(np.clip(np.diag(J @ cov_w @ J.T), 0, None))
+    return delta_method_se(nat, w, cov_w)
 
 
 def multi_wald_conf_int(results, level=0.95) -> pd.DataFrame:

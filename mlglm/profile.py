@@ -359,6 +359,26 @@ def _natural_start(problem, results):
     return problem.pack(results.fe_params, results.cov_re, sigma2)
 
 
+def profile_limits(prof, idx: int, kind: str, z_crit: float):
+    """(lower, upper) of the natural parameter ``idx`` of a :class:`Profiler`, on its
+    reporting scale: a fixed effect as is, an SD (log scale; the lower end is 0 when
+    the profile does not cross before the SD vanishes) and sigma as exp, a correlation
+    (atanh scale, within +-CORR_LIMIT) as tanh (+-1 when the profile stays below the
+    cut-off up to the limit)."""
+    a = np.zeros(prof.w_hat.size)
+    a[idx] = 1.0
+    if kind == "beta":
+        return _interval(prof, a, z_crit, None, None, lambda c, _s: float(c))
+    if kind == "sd":
+        return _interval(prof, a, z_crit, prof.w_hat[idx] - SD_ZERO_SHIFT, None,
+                         lambda c, s: 0.0 if c is None else float(np.exp(c)))
+    if kind == "sigma":
+        return _interval(prof, a, z_crit, None, None, lambda c, _s: float(np.exp(c)))
+    lim = np.arctanh(CORR_LIMIT)
+    return _interval(prof, a, z_crit, -lim, lim, lambda c, s: (
+        (-1.0 if s == "lower" else 1.0) if c is None else float(np.tanh(c))))
+
+
 def _interval(profiler, a, z_crit, lower_limit, upper_limit, transform):
     cache = {}
     lo = profiler.bound(a, -1, z_crit, lower_limit, cache)
@@ -430,20 +450,7 @@ def profile_conf_int(results, level=0.95, which=None, criterion=None) -> pd.Data
         prob = LikelihoodProblem(results, problem_perm, crit)
         prof = Profiler(prob, _natural_start(prob, results))
         for name, idx, kind in jobs:
-            a = np.zeros(prob.dim)
-            a[idx] = 1.0
-            c_hat = prof.w_hat[idx]
-            if kind == "beta":
-                lo, hi = _interval(prof, a, z_crit, None, None, lambda c, _s: float(c))
-            elif kind == "sd":
-                lo, hi = _interval(prof, a, z_crit, c_hat - SD_ZERO_SHIFT, None,
-                                      lambda c, s: 0.0 if c is None else float(np.exp(c)))
-            elif kind == "sigma":
-                lo, hi = _interval(prof, a, z_crit, None, None, lambda c, _s: float(np.exp(c)))
-            else:
-                lim = np.arctanh(CORR_LIMIT)
-                lo, hi = _interval(prof, a, z_crit, -lim, lim, lambda c, s: (
-                    (-1.0 if s == "lower" else 1.0) if c is None else float(np.tanh(c))))
+            lo, hi = profile_limits(prof, idx, kind, z_crit)
             rows[name] = (float(estimates[name]), lo, hi)
         n_fits += prof.n_fits
 

@@ -41,7 +41,7 @@ from scipy import stats
 from .core.lmm_multi import multi_gaussian_loglik, multi_lmm_stats
 from .core.modes import ModeFailure
 from .core.natural_layout import NaturalLayout
-from .profile import CORR_LIMIT, SD_ZERO_SHIFT, Profiler, _interval, extra_names, fit_criterion
+from .profile import Profiler, extra_names, fit_criterion, profile_limits
 
 __all__ = ["multi_layout", "multi_natural_names", "multi_natural_values",
            "MultiLikelihoodProblem", "multi_profile_conf_int", "term_Sigmas"]
@@ -206,7 +206,6 @@ def multi_profile_conf_int(results, level=0.95, which=None, criterion=None) -> p
         var_crit = criterion
     estimates = multi_natural_values(results)
     rows, n_fits = {}, 0
-    lim_cor = np.arctanh(CORR_LIMIT)
 
     def run(layout, crit, jobs):
         nonlocal n_fits
@@ -219,19 +218,7 @@ def multi_profile_conf_int(results, level=0.95, which=None, criterion=None) -> p
                 idx += prob.dim
             elif kind != "beta":
                 idx += prob.n_beta
-            a = np.zeros(prob.dim)
-            a[idx] = 1.0
-            c_hat = prof.w_hat[idx]
-            if kind == "beta":
-                lo, hi = _interval(prof, a, z_crit, None, None, lambda c, _s: float(c))
-            elif kind == "sd":
-                lo, hi = _interval(prof, a, z_crit, c_hat - SD_ZERO_SHIFT, None,
-                                   lambda c, s: 0.0 if c is None else float(np.exp(c)))
-            elif kind == "sigma":
-                lo, hi = _interval(prof, a, z_crit, None, None, lambda c, _s: float(np.exp(c)))
-            else:
-                lo, hi = _interval(prof, a, z_crit, -lim_cor, lim_cor, lambda c, s: (
-                    (-1.0 if s == "lower" else 1.0) if c is None else float(np.tanh(c))))
+            lo, hi = profile_limits(prof, idx, kind, z_crit)
             rows[name] = (float(estimates[name]), lo, hi)
         n_fits += prof.n_fits
 
