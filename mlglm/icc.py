@@ -41,7 +41,6 @@ and the variance explained per level: :mod:`mlglm.icc_multilevel`, which
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Mapping
@@ -50,9 +49,6 @@ import numpy as np
 
 __all__ = ["ICCResult", "VarianceExplained", "icc", "variance_explained"]
 
-#: Variance of the standard latent error per binomial link.
-LATENT_VARIANCE = {"logit": math.pi ** 2 / 3, "probit": 1.0, "cloglog": math.pi ** 2 / 6}
-_LATENT_TEXT = {"logit": "pi^2/3", "probit": "1", "cloglog": "pi^2/6"}
 #: approximations of the distribution-specific variance (count and Gamma families)
 DISTRIBUTION_METHODS = ("lognormal", "delta", "trigamma")
 
@@ -358,10 +354,10 @@ def _with_interval(point, results, icc_args, level, ci_method, boot_args) -> ICC
     if not hasattr(results, "outcome"):
         raise TypeError("ICC intervals need an mlglm fit (profile/bootstrap refit the model); "
                         "refit with mlglm.lmer/glmer or MixedGLM")
-    fam, _ = _family_link(results)
+    family = _family(results)
     k0 = _intercept_index(results)
     can_profile = ("tau00" in point.components and k0 is not None
-                   and fam in ("binomial", "gaussian"))
+                   and (family.is_binomial or family.is_gaussian))
     if ci_method is None:
         ci_method = "profile" if can_profile else "bootstrap"
     if ci_method == "profile":
@@ -378,7 +374,7 @@ def _with_interval(point, results, icc_args, level, ci_method, boot_args) -> ICC
                 a[-1] = -1.0                         # - log sigma (Gaussian)
             return a
         _, lo, hi = profile_direction(results, direction, level, lower_shift=20.0)
-        within = point.within if fam == "binomial" else 1.0
+        within = point.within if family.is_binomial else 1.0
 
         def to_icc(c):        # c = log s0 (binomial) or log(s0 / sigma) (Gaussian)
             v = np.exp(2 * c)
@@ -424,23 +420,21 @@ def _icc_point(results, at, adjusted, method, beta0) -> ICCResult:
     fam, link = family.name, family.link
     between, bkey, bdesc = _between_variance(results, at, adjusted)
     b_txt = "tau00" if bkey == "tau00" else "sigma_b^2"
-    if fam == "gaussian":
+    if family.is_gaussian:
         if method not in (None, "gaussian"):
             raise ValueError(f"method {method!r} is not available for Gaussian models")
         within = float(results.scale)
         value = between / (between + within)
         return ICCResult(value, f"gaussian: {b_txt} / ({b_txt} + sigma^2)",
                          {bkey: between, "sigma2": within}, bdesc + ".")
-    if fam == "binomial":
+    if family.is_binomial:
         if method not in (None, "latent"):
             raise ValueError(f"binomial ICC: method must be 'latent', got {method!r}")
-        if link not in LATENT_VARIANCE:
-            raise NotImplementedError(f"no latent-scale ICC for the binomial {link} link")
-        within = LATENT_VARIANCE[link]
+        within, text = family.latent_variance()
         value = between / (between + within)
         return ICCResult(value, f"binomial latent scale ({link}): {b_txt} / ({b_txt} + "
-                         f"{_LATENT_TEXT[link]})", {bkey: between, "latent_variance": within},
-                         bdesc + f"; latent error variance {_LATENT_TEXT[link]} "
+                         f"{text})", {bkey: between, "latent_variance": within},
+                         bdesc + f"; latent error variance {text} "
                          f"({link} link), so the ICC is on the latent scale.")
     within, text, extra, ldesc = distribution_within(results, family, between, method, beta0)
     method = "lognormal" if method is None else method
@@ -520,7 +514,7 @@ def variance_explained(reduced, full, at=None, adjusted=False) -> VarianceExplai
     bw_r, bw_f = ir.between, if_.between
     wi_r, wi_f = ir.within, if_.within
     note = ""
-    if fr != "gaussian":
+    if not _family(reduced).is_gaussian:
         note = ("on the latent/distribution scale the within-group variance is fixed by the "
                 "family, so the between-group proportion is affected by rescaling when "
                 "level-1 predictors are added (Hox 2010, sec. 6.5)")

@@ -111,14 +111,12 @@ def _between(term, Sigma, at, adjusted):
 
 def _within(results, between_total, method, beta0):
     """Within variance on the scale of the components, and its description."""
-    from .icc import LATENT_VARIANCE, _family, distribution_within
+    from .icc import _family, distribution_within
     fam = _family(results)
     if fam.is_gaussian:
         return float(results.scale), "sigma^2 (residual variance)"
     if fam.is_binomial:
-        if fam.link not in LATENT_VARIANCE:
-            raise NotImplementedError(f"no latent-scale ICC for the binomial {fam.link} link")
-        return LATENT_VARIANCE[fam.link], f"latent error variance ({fam.link} link)"
+        return fam.latent_variance()[0], f"latent error variance ({fam.link} link)"
     within, text, _, _ = distribution_within(results, fam, between_total, method, beta0)
     lam = "" if fam.name == "gamma" else ", lambda = exp(beta0 + sum tau / 2)"
     return within, (f"{fam.name} {method or 'lognormal'} {text}{lam} (Nakagawa et al. 2017, "

@@ -48,8 +48,9 @@ _LINKS = {
     "identity": (lambda eta: eta, lambda mu: mu),
 }
 
-#: variance of the standard latent error per binomial link (latent-scale ICC)
+#: variance of the standard latent error per binomial link (latent-scale ICC), and as text
 LATENT_VARIANCE = {"logit": np.pi ** 2 / 3, "probit": 1.0, "cloglog": np.pi ** 2 / 6}
+LATENT_TEXT = {"logit": "pi^2/3", "probit": "1", "cloglog": "pi^2/6"}
 
 
 class Family:
@@ -203,6 +204,15 @@ class Family:
         return mu + rng.normal(size=mu.size) * np.sqrt(d / v)
 
     # --------------------------------------------------------------- ICC
+    def latent_variance(self):
+        """(variance, as text) of the standard latent error of a binomial link: the
+        response is a threshold of eta + e with e standard logistic (pi^2/3), normal
+        (1) or Gumbel (pi^2/6), so the ICC on that scale uses it as the within variance."""
+        if not self.is_binomial or self.link not in LATENT_VARIANCE:
+            raise NotImplementedError(f"no latent-scale variance for the {self.name} family "
+                                      f"with the {self.link} link")
+        return float(LATENT_VARIANCE[self.link]), LATENT_TEXT[self.link]
+
     def distribution_variance(self, lam, dispersion=None, method="lognormal"):
         """(sigma^2_d, formula) on the log scale: the distribution-specific variance
         of Nakagawa, Johnson & Schielzeth (2017, J. R. Soc. Interface 14: 20170213),
