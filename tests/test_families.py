@@ -339,3 +339,16 @@ def test_missing_drop_drops_rows_with_non_finite_weights():
     keep = np.isfinite(f)
     other = mlglm.glmer("TICKS ~ cHEIGHT + (1 | BROOD)", d[keep], family="negative_binomial")
     assert res.llf == pytest.approx(other.llf, rel=1e-10)
+
+
+def test_sharded_fits_refuse_dispersion_families_and_weights():
+    """A Dask DataFrame with a negative binomial or Gamma family, or with prior weights,
+    is refused before any cluster work (sharded fits are binomial/Poisson/Gaussian)."""
+    dd = pytest.importorskip("dask.dataframe")
+    d = _data("grouseticks")[["TICKS", "cHEIGHT", "BROOD"]]
+    ddf = dd.from_pandas(d, npartitions=2)
+    with pytest.raises(NotImplementedError, match="dispersion"):
+        mlglm.glmer("TICKS ~ cHEIGHT + (1 | BROOD)", ddf, family="negative_binomial")
+    with pytest.raises(NotImplementedError, match="weights"):
+        mlglm.glmer("TICKS ~ cHEIGHT + (1 | BROOD)", ddf, family="poisson",
+                    freq_weights=np.ones(len(d)))
