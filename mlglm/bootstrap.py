@@ -167,6 +167,7 @@ def _model_with_response(model, y):
     offsets and trials; the formula is not parsed again)."""
     clone = copy.copy(model)
     clone.__dict__.pop("endog_li", None)          # per-group lists of the old response
+    clone.__dict__.pop("problem", None)           # the core's arrays, with the old response
     clone.endog = np.asarray(y, dtype=float)
     clone.data = copy.copy(model.data)
     clone.data.endog = clone.endog

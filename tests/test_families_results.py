@@ -126,6 +126,8 @@ def test_bootstrap_refits_estimate_the_dispersion(nb):
     refit = mlglm.MixedGLM(boot.response(2), nb.model.exog, nb.model.group_codes,
                            family="negative_binomial").fit()
     assert r.llf == pytest.approx(refit.llf, rel=1e-9)
+    # the replicate's model holds the replicate's response all the way to the core
+    assert r.model.loglike(np.asarray(r.params)) == pytest.approx(r.llf, rel=1e-9)
     assert boot.replicates["theta"].iloc[2] == pytest.approx(refit.dispersion, rel=1e-6)
 
 
