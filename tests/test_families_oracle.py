@@ -92,10 +92,11 @@ def test_core_equals_oracle_at_same_parameters(family, link, q, method, nagq):
     assert_rel(ours, ref, ORACLE_RTOL, f"{family}/{link} per group")
 
 
-@pytest.mark.parametrize("q", [1, 2])
+@pytest.mark.parametrize("q", [1, pytest.param(2, marks=pytest.mark.slow)])
 @pytest.mark.parametrize("family, link", CASES, ids=IDS)
 def test_many_node_aghq_equals_brute_force_integral(family, link, q):
-    """nagq = 25 (q = 1) / 15 (q = 2) against scipy.integrate over the random effects."""
+    """nagq = 25 (q = 1) / 15 (q = 2) against scipy.integrate over the random effects
+    (q = 2: dblquad, 10-20 s per case, marked slow)."""
     d = simulate(family, link, q, seed=100 + q, n_groups=5)
     ours, x = core_per_group(d, 25 if q == 1 else 15)
     exact = oracle_per_group(d, "exact", None, x)
