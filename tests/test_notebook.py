@@ -22,7 +22,6 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from conftest import _load_json
 from tolerances import LLF_MAX_SHORTFALL, LMM_FE_RTOL
 
 nbformat = pytest.importorskip("nbformat", reason="pip install '.[test]' (nbformat)")

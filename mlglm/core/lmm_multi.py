@@ -299,7 +299,6 @@ def multi_lmm_fit(y, X, terms: ReTerms, reml: bool = True, theta0=None,
     The start is :func:`_moment_start` (lme4's Lambda_k = I, moment estimates for random
     intercepts) unless ``theta0`` is given.
     """
-    from .lmm import START_OFF_BOUNDARY
     stats = multi_lmm_stats(y, X, terms, freq=freq, var=var) if stats is None else stats
     if theta0 is None:
         theta0 = _moment_start(y, X, terms, terms.theta_on_diagonal())
