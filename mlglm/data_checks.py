@@ -233,13 +233,19 @@ def poisson_response(endog):
     return count_response(endog, "Poisson")
 
 
-def count_response(endog, family="negative binomial"):
-    """A single column of non-negative whole numbers (Poisson, negative binomial)."""
+def _one_column(endog, message):
+    """The response as a float vector (an n x 1 column is squeezed); else ``message``."""
     y = np.asarray(endog, dtype=float)
     if y.ndim == 2 and y.shape[1] == 1:
         y = y[:, 0]
     if y.ndim != 1:
-        raise MixedGLMInputError(f"a {family} response must be a single column of counts")
+        raise MixedGLMInputError(message)
+    return y
+
+
+def count_response(endog, family="negative binomial"):
+    """A single column of non-negative whole numbers (Poisson, negative binomial)."""
+    y = _one_column(endog, f"a {family} response must be a single column of counts")
     if np.any(y < 0):
         raise MixedGLMInputError(f"{family} counts must be non-negative (found negative values)")
     if np.any(y != np.round(y)):
@@ -250,11 +256,7 @@ def count_response(endog, family="negative binomial"):
 
 def positive_response(endog, family="Gamma"):
     """A single column of positive numbers (Gamma)."""
-    y = np.asarray(endog, dtype=float)
-    if y.ndim == 2 and y.shape[1] == 1:
-        y = y[:, 0]
-    if y.ndim != 1:
-        raise MixedGLMInputError(f"a {family} response must be a single column")
+    y = _one_column(endog, f"a {family} response must be a single column")
     bad = y[~(y > 0)]
     if bad.size:
         raise MixedGLMInputError(

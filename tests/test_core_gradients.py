@@ -33,6 +33,7 @@ from mlglm.core.quadrature import MAX_GRID_POINTS, gauss_hermite, product_grid
 
 from tolerances import (FAMILY_FD_ATOL, FAMILY_FD_RTOL, GRAD_ATOL, GRAD_RTOL,
                         SAME_NUMBER_RTOL)
+from numdiff import fd_gradient, value_at
 
 # (family, link, binomial trials > 1)
 FAMILY_CASES = [
@@ -83,26 +84,6 @@ def parameter_point(beta, q, diagonal, seed, diag_scale=0.7):
     is_diag = theta_is_diagonal_entry(q, diagonal)
     theta = np.where(is_diag, diag_scale * (0.8 + 0.4 * rng.random(nt)), 0.3 * rng.normal(size=nt))
     return np.concatenate([beta + 0.1 * rng.normal(size=beta.size), theta])
-
-
-def value_at(obj, x):
-    """Objective at x with the conditional modes started from zero (no warm start)."""
-    obj.u = None
-    return obj(x)
-
-
-def fd_gradient(obj, x, h=1e-3):
-    """Central differences with one Richardson extrapolation (error O(h^4))."""
-    g = np.empty(x.size)
-    for i in range(x.size):
-        e = np.zeros(x.size)
-        e[i] = 1.0
-
-        def d(s):
-            return (value_at(obj, x + s * e) - value_at(obj, x - s * e)) / (2 * s)
-
-        g[i] = (4 * d(h) - d(2 * h)) / 3
-    return g
 
 
 def exact_gradient(obj, x):
