@@ -95,7 +95,7 @@ def real_csv(name: str) -> Path:
 
 @dataclasses.dataclass(frozen=True)
 class SimSpec:
-    family: str            # "binomial" (Bernoulli rows) or "poisson"
+    family: str            # "binomial" (Bernoulli rows), "poisson" or "negative_binomial"
     n: int                 # rows
     per_group: int         # rows per group
     q: int                 # random effects per group: 2 -> (1 + x1), 3 -> (1 + x1 + x2)
@@ -107,6 +107,9 @@ class SimSpec:
     @property
     def seed(self) -> int:
         return zlib.crc32(self.name.encode())
+
+    #: NB2 size of the negative binomial data (Var = mu + mu^2 / theta)
+    theta = 2.0
 
     @property
     def beta(self):
@@ -145,17 +148,20 @@ def simulate(spec: SimSpec):
         eta = eta + b[g, 2] * x[:, 1]
     if spec.family == "binomial":
         y = (rng.random(spec.n) < 1.0 / (1.0 + np.exp(-eta))).astype(np.int64)
+    elif spec.family == "negative_binomial":
+        mu, th = np.exp(eta), spec.theta
+        y = rng.negative_binomial(th, th / (th + mu)).astype(np.int64)
     else:
         y = rng.poisson(np.exp(eta)).astype(np.int64)
     return pd.DataFrame({"y": y, "x1": x[:, 0], "x2": x[:, 1], "x3": x[:, 2], "z": z[g], "g": g + 1})
 
 
-SIM_DATASETS = {s.name: s for s in (
+SIM_DATASETS = {s.name: s for s in [
     SimSpec(fam, n, m, q)
     for fam in ("binomial", "poisson")
     for (n, m, q) in [(10**4, 100, 2), (10**5, 100, 2), (10**6, 100, 2),
                       (10**5, 10, 2), (10**5, 1000, 2), (10**5, 100, 3)]
-)}
+] + [SimSpec("negative_binomial", 10**5, 100, 2), SimSpec("negative_binomial", 10**5, 10, 2)]}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -268,7 +274,7 @@ def fingerprint(df, response: str) -> dict:
 class Case:
     id: str
     dataset: str
-    family: str                    # gaussian | binomial | poisson
+    family: str                    # gaussian | binomial | poisson | negative_binomial
     lhs: str                       # lme4 spelling of the response
     fixed: str                     # fixed-effects right-hand side, lme4 spelling
     re: str                        # random-effects terms inside the bar, e.g. "1 + urban"
@@ -370,6 +376,17 @@ def _sim_cases():
             id=f"sim{f3}_n1e5_m100_q3_aghq7", dataset=SimSpec(fam, 10**5, 100, 3).name,
             family=fam, lhs="y", fixed="x1 + x2 + x3 + z", re="1 + x1 + x2", group="g",
             method="aghq", nagq=7))
+    # issue 14: negative binomial (NB2, theta estimated by ML), 10^5 rows, random
+    # intercept and slope; 100 and 10 rows per group, Laplace; AGHQ with 11 points
+    for m in (100, 10):
+        out.append(Case(
+            id=f"simneg_n1e5_m{m}_laplace", dataset=SimSpec("negative_binomial", 10**5, m, 2).name,
+            family="negative_binomial", lhs="y", fixed="x1 + x2 + x3 + z", re="1 + x1",
+            group="g"))
+    out.append(Case(
+        id="simneg_n1e5_m100_q2_aghq11",
+        dataset=SimSpec("negative_binomial", 10**5, 100, 2).name, family="negative_binomial",
+        lhs="y", fixed="x1 + x2 + x3 + z", re="1 + x1", group="g", method="aghq", nagq=11))
     return out
 
 

@@ -2,11 +2,12 @@
 
 Each replicate r draws new random effects b_j ~ N(0, Sigma-hat) for every
 group and a response from the fitted family at
-eta = offset + X beta-hat + Z b (Gaussian: plus N(0, sigma-hat^2) noise), then
+eta = offset + X beta-hat + Z b and the fitted dispersion (negative binomial
+theta, Gamma scale; Gaussian: plus N(0, sigma-hat^2 / v) noise), then
 refits the same model by the same method, starting from the original
 estimates (lme4's ``bootMer(use.u = FALSE, type = "parametric")``). What is
 kept per replicate is the natural parameter vector -- fixed effects, SDs,
-correlations (and sigma) -- with its log-likelihood and convergence flag, and
+correlations (and sigma, or the dispersion) -- with its log-likelihood and convergence flag, and
 the refit itself (the frozen state the results are built from: O(groups x q^2)
 numbers), so that :meth:`BootstrapResult.replicate` gives a real results object
 of the refit -- a copy of the model holding the replicate's response, with the
@@ -39,7 +40,7 @@ import pandas as pd
 from .core.covariance import theta_from_Sigma, theta_to_Lambda
 from .core.natural import Sigma_from_natural, natural_vector
 from .core.optimize import fit_glmm
-from .marginal import draw_response
+from .marginal import draw_response, fit_dispersion
 
 __all__ = ["BootstrapResult", "bootstrap"]
 
@@ -140,8 +141,8 @@ class BootstrapResult:
 
     def replicate_params(self) -> pd.DataFrame:
         """The replicates in the layout of ``results.params``: fixed effects and
-        vech(Sigma) (variances and covariances; per factor with several), one row per
-        replicate."""
+        vech(Sigma) (variances and covariances; per factor with several)[, the
+        dispersion], one row per replicate."""
         model = self.results.model
         if getattr(model, "multi", False):
             from .bootstrap_multi import multi_replicate_params
@@ -149,8 +150,10 @@ class BootstrapResult:
         p, q = model.k_fe, model.q
         n_rho = 0 if (model.diagonal or q == 1) else q * (q - 1) // 2
         tril = np.tril_indices(q)
-        rows = [np.concatenate([v[:p], Sigma_from_natural(v[p:p + q],
-                                                          v[p + q:p + q + n_rho], q)[tril]])
+        k = p + q + n_rho
+        disp = model.fam.estimates_dispersion
+        rows = [np.concatenate([v[:p], Sigma_from_natural(v[p:p + q], v[p + q:k], q)[tril]]
+                               + ([v[k:k + 1]] if disp else []))
                 for v in self.replicates.to_numpy(dtype=float)]
         return pd.DataFrame(rows, columns=list(model.data.param_names))
 
@@ -164,6 +167,7 @@ def _model_with_response(model, y):
     offsets and trials; the formula is not parsed again)."""
     clone = copy.copy(model)
     clone.__dict__.pop("endog_li", None)          # per-group lists of the old response
+    clone.__dict__.pop("problem", None)           # the core's arrays, with the old response
     clone.endog = np.asarray(y, dtype=float)
     clone.data = copy.copy(model.data)
     clone.data.endog = clone.endog
@@ -183,12 +187,16 @@ def _spec(results):
     beta = np.asarray(results.fe_params, float)
     offset = np.asarray(model.offset, float)
     theta = theta_from_Sigma(np.asarray(results.cov_re, float), model.diagonal)
-    return dict(problem=model.problem, family=model.family_name, link=model.link_name, X=X,
+    x0 = np.concatenate([beta, theta] + (
+        [[np.log(results.dispersion)]] if model.fam.estimates_dispersion else []))
+    return dict(problem=model.problem, fam=model.fam, X=X,
                 Z=np.asarray(model.exog_re, float), codes=np.asarray(model.group_codes),
                 m=np.asarray(model.n_trials, float), offset=offset, n_groups=model.n_groups,
-                eta_fixed=offset + X @ beta, x0=np.concatenate([beta, theta]),
-                L=theta_to_Lambda(theta, model.q, model.diagonal), sigma2=float(results.scale),
-                method=results.method, nagq=results.nagq or 1, diagonal=model.diagonal)
+                eta_fixed=offset + X @ beta, x0=x0,
+                L=theta_to_Lambda(theta, model.q, model.diagonal),
+                dispersion=fit_dispersion(results), freq=model.freq_weights,
+                var=model.var_weights, method=results.method, nagq=results.nagq or 1,
+                diagonal=model.diagonal)
 
 
 def _draw(spec, rng):
@@ -198,7 +206,7 @@ def _draw(spec, rng):
         return multi_draw(spec, rng)
     b = rng.standard_normal((spec["n_groups"], spec["L"].shape[0])) @ spec["L"].T
     eta = spec["eta_fixed"] + np.einsum("nq,nq->n", spec["Z"], b[spec["codes"]])
-    return draw_response(spec["family"], spec["link"], eta, spec["m"], spec["sigma2"], rng)
+    return draw_response(spec["fam"], eta, rng, spec["m"], spec["dispersion"], spec["var"])
 
 
 def _refit(spec, y):
@@ -215,6 +223,8 @@ def _refit(spec, y):
     obj = problem.objective(spec["nagq"])
     st = fit_glmm(obj, x0=spec["x0"])       # with the Newton polish, as results.fit()
     vec = natural_vector(st.beta, st.Lambda @ st.Lambda.T, correlated)
+    if st.log_dispersion is not None:
+        vec = np.append(vec, np.exp(st.log_dispersion))
     return vec, float(st.llf), bool(st.record.converged), st
 
 

@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from .core.optimize import fit_glmm
-from .marginal import draw_random_effects, draw_response, term_factors
+from .marginal import draw_random_effects, draw_response, fit_dispersion, term_factors
 from .profile_multi import multi_layout, term_Sigmas
 
 __all__ = ["multi_spec", "multi_draw", "multi_refit", "replicate_results",
@@ -39,17 +39,18 @@ def multi_spec(results) -> dict:
     beta = np.asarray(results.fe_params, float)
     offset = np.asarray(model.offset, float)
     Sigmas = term_Sigmas(results)
-    gaussian = model.family_name == "gaussian"
-    spec = dict(multi=True, family=model.family_name, link=model.link_name, X=X,
-                offset=offset, m=np.asarray(model.n_trials, float), terms=model.re_terms,
+    gaussian = model.fam.is_gaussian
+    spec = dict(multi=True, fam=model.fam, X=X, offset=offset,
+                m=np.asarray(model.n_trials, float), terms=model.re_terms,
                 eta_fixed=offset + X @ beta, Ls=term_factors(model.re_terms, Sigmas),
-                sigma2=float(results.scale), method=results.method, nagq=results.nagq or 1,
+                dispersion=fit_dispersion(results), freq=model.freq_weights,
+                var=model.var_weights, method=results.method, nagq=results.nagq or 1,
                 layout=multi_layout(model), gaussian=gaussian)
     spec.update(problem=model.problem)
     if gaussian:
         spec.update(theta0=np.asarray(results.outcome.theta, float))
     else:
-        spec.update(x0=np.concatenate([beta, results.outcome.theta]))
+        spec.update(x0=model.theta_from_params(np.asarray(results.params)))
     return spec
 
 
@@ -58,7 +59,7 @@ def multi_draw(spec, rng) -> np.ndarray:
     from .factors import random_part
     bs = draw_random_effects(spec["terms"], spec["Ls"], rng)
     eta = spec["eta_fixed"] + random_part(spec["terms"], bs)
-    return draw_response(spec["family"], spec["link"], eta, spec["m"], spec["sigma2"], rng)
+    return draw_response(spec["fam"], eta, rng, spec["m"], spec["dispersion"], spec["var"])
 
 
 def multi_refit(spec, y):
@@ -71,7 +72,8 @@ def multi_refit(spec, y):
         return vec, float(f.llf), bool(f.converged), f
     obj = problem.objective(spec["nagq"])
     st = fit_glmm(obj, x0=spec["x0"])
-    vec = np.concatenate([st.beta, layout.natural([L @ L.T for L in st.Lambdas])])
+    vec = np.concatenate([st.beta, layout.natural([L @ L.T for L in st.Lambdas])]
+                         + ([] if st.log_dispersion is None else [[np.exp(st.log_dispersion)]]))
     return vec, float(st.llf), bool(st.record.converged), st
 
 
@@ -81,14 +83,14 @@ def replicate_results(results, y, fit):
     from .bootstrap import _model_with_response
     from .results import build_results, build_results_multi
     model = _model_with_response(results.model, y)
-    if model.family_name == "gaussian":
+    if model.fam.is_gaussian:
         return build_results_multi(model, fit, method=results.method)
     return build_results(model, fit, method=results.method, nagq=results.nagq)
 
 
 def multi_replicate_params(boot) -> pd.DataFrame:
     """The replicates in the layout of ``params``: fixed effects and vech(Sigma_k) per
-    factor (variances and covariances), one row per replicate."""
+    factor (variances and covariances)[, the dispersion], one row per replicate."""
     model = boot.results.model
     p = model.k_fe
     layout = multi_layout(model)
@@ -98,5 +100,7 @@ def multi_replicate_params(boot) -> pd.DataFrame:
             rows.append(np.full(len(model.data.param_names), np.nan))
             continue
         Sig = layout.Sigmas_from_natural(v[p:p + layout.dim])
-        rows.append(np.concatenate([v[:p]] + [S[np.tril_indices(S.shape[0])] for S in Sig]))
+        disp = [v[p + layout.dim:p + layout.dim + 1]] if model.fam.estimates_dispersion else []
+        rows.append(np.concatenate([v[:p]] + [S[np.tril_indices(S.shape[0])] for S in Sig]
+                                   + disp))
     return pd.DataFrame(rows, columns=list(model.data.param_names))

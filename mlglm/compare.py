@@ -40,8 +40,8 @@ def _n_params(res) -> int:
         return int(out.n_params)
     k = len(np.asarray(res.params))
     fam = getattr(getattr(res, "model", None), "family", None)
-    if fam is None or type(fam).__name__ == "Gaussian":
-        k += 1  # OLS / Gaussian GLM: sigma^2 is a parameter too
+    if fam is None or type(fam).__name__ in ("Gaussian", "Gamma"):
+        k += 1  # OLS / Gaussian or Gamma GLM: the scale is a parameter too
     return k
 
 
@@ -79,6 +79,20 @@ def _check_comparable(small, big):
                          f"({int(small.nobs)} and {int(big.nobs)}); compare fits of the same rows")
 
 
+def _nb_over_poisson(big, small) -> int:
+    """1 when ``big`` is a negative binomial fit with estimated theta and ``small`` a
+    Poisson fit: the Poisson is the boundary 1/theta = 0 of the negative binomial."""
+    fb = getattr(getattr(big, "model", None), "fam", None)
+    fs = getattr(getattr(small, "model", None), "fam", None)
+    if fs is None:
+        fam = getattr(getattr(small, "model", None), "family", None)
+        small_poisson = type(fam).__name__ == "Poisson"
+    else:
+        small_poisson = fs.name == "poisson"
+    return int(fb is not None and fb.name == "negative_binomial" and fb.estimates_dispersion
+               and small_poisson)
+
+
 @dataclass(frozen=True)
 class LRTest:
     """Likelihood-ratio test of a smaller model against a larger one."""
@@ -99,9 +113,10 @@ def compare_lr_test(big, small, boundary=True) -> LRTest:
     """LR test of ``small`` nested in ``big`` (either order is accepted).
 
     ``boundary=True`` uses the 50:50 chi-square mixture when ``big`` has one
-    variance component more than ``small`` (one more random effect, of any
-    grouping factor; see the module docstring); set it to False for the plain
-    chi-square of lme4's ``anova()``.
+    parameter on the boundary of the smaller model more than ``small``: one more
+    variance component (a random effect, of any grouping factor; see the module
+    docstring), or a negative binomial against the Poisson (1/theta = 0); set it
+    to False for the plain chi-square of lme4's ``anova()``.
     """
     if _n_params(big) < _n_params(small):
         big, small = small, big
@@ -110,10 +125,12 @@ def compare_lr_test(big, small, boundary=True) -> LRTest:
     if df <= 0:
         raise ValueError("the models have the same number of parameters; they are not nested")
     lr = max(2.0 * (big.llf - small.llf), 0.0)
-    extra_re = _n_re(big) - _n_re(small)
+    extra_re = _n_re(big) - _n_re(small) + _nb_over_poisson(big, small)
     if boundary and extra_re == 1:
         p = 0.5 * stats.chi2.sf(lr, df) + (0.5 * stats.chi2.sf(lr, df - 1) if df > 1 else 0.0)
-        ref = f"50:50 mixture of chi2({df - 1}) and chi2({df}): a variance on the boundary"
+        what = ("1/theta = 0 (the Poisson) on the boundary" if _nb_over_poisson(big, small)
+                else "a variance on the boundary")
+        ref = f"50:50 mixture of chi2({df - 1}) and chi2({df}): {what}"
     else:
         p = stats.chi2.sf(lr, df)
         ref = f"chi2({df})"

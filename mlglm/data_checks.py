@@ -14,8 +14,9 @@ import warnings
 import numpy as np
 import pandas as pd
 
-__all__ = ["MixedGLMInputError", "family_link_names", "family_from_name", "binomial_response",
-           "poisson_response", "finite_mask", "DataWarning", "did_you_mean",
+__all__ = ["MixedGLMInputError", "family_link_names", "family_from_name", "family_spec",
+           "binomial_response", "poisson_response", "count_response", "positive_response",
+           "prior_weights", "finite_mask", "DataWarning", "did_you_mean",
            "drop_unused_levels", "check_categorical_response", "response_label"]
 
 
@@ -29,41 +30,80 @@ class DataWarning(UserWarning):
 
 _LINKS = {"Logit": "logit", "Probit": "probit", "CLogLog": "cloglog", "cloglog": "cloglog",
           "Log": "log", "Identity": "identity", "log": "log", "logit": "logit",
-          "probit": "probit", "identity": "identity"}
+          "probit": "probit", "identity": "identity", "InversePower": "inverse",
+          "inverse_power": "inverse", "inverse": "inverse"}
+
+#: the family x link pairs mlglm fits, by statsmodels' family class name
+SUPPORTED_PAIRS = {("binomial", "logit"), ("binomial", "probit"), ("binomial", "cloglog"),
+                   ("poisson", "log"), ("negativebinomial", "log"), ("gamma", "log"),
+                   ("gamma", "inverse"), ("gaussian", "identity")}
+_SUPPORTED_TEXT = ("Binomial (Logit, Probit, CLogLog), Poisson (Log), NegativeBinomial (Log), "
+                   "Gamma (Log, InversePower) or Gaussian (Identity)")
 
 
 def family_link_names(family) -> tuple[str, str]:
-    """('binomial'|'poisson'|'gaussian', link name) from a statsmodels family object."""
+    """(family name, link name) from a statsmodels family object, e.g.
+    ('negative_binomial', 'log'); a pair mlglm does not fit is an error."""
     fam = type(family).__name__.lower()
     link = _LINKS.get(type(family.link).__name__, type(family.link).__name__.lower())
-    ok = {("binomial", "logit"), ("binomial", "probit"), ("binomial", "cloglog"),
-          ("poisson", "log"), ("gaussian", "identity")}
-    if (fam, link) not in ok:
+    if (fam, link) not in SUPPORTED_PAIRS:
+        why = ""
+        if fam == "gaussian":
+            why = ("; a Gaussian with another link is not log-concave in the linear predictor, "
+                   "so the conditional modes and the Laplace approximation are not guaranteed; "
+                   "use Gamma(link=Log()) for a positive response")
         raise MixedGLMInputError(
             f"family {type(family).__name__} with link {type(family.link).__name__} is not "
-            "supported; use Binomial (Logit, Probit, CLogLog), Poisson (Log) or Gaussian (Identity)")
-    return fam, link
+            f"supported; use {_SUPPORTED_TEXT}{why}")
+    return ("negative_binomial" if fam == "negativebinomial" else fam), link
+
+
+def family_spec(family):
+    """The :class:`~mlglm.core.family.Family` of a statsmodels family object.
+
+    ``NegativeBinomial(alpha=a)`` holds theta = 1 / a fixed, as ``sm.GLM`` holds
+    alpha; ``alpha=nan`` (what ``family="negative_binomial"`` makes) estimates theta.
+    """
+    from .core.family import Family
+    name, link = family_link_names(family)
+    fixed = None
+    if name == "negative_binomial":
+        alpha = float(getattr(family, "alpha", np.nan))
+        if np.isfinite(alpha):
+            if alpha <= 0:
+                raise MixedGLMInputError("NegativeBinomial(alpha=) must be positive (Var = mu + "
+                                         "alpha mu^2); use family='negative_binomial' to "
+                                         "estimate it")
+            fixed = 1.0 / alpha
+    return Family(name, link, dispersion=fixed)
 
 
 def family_from_name(family, link=None):
-    """A statsmodels family from ``"binomial"``, ``"poisson"``, ``"gaussian"`` (also
-    ``"binomial(link='probit')"`` or ``link="probit"``); family objects pass through."""
+    """A statsmodels family from ``"binomial"``, ``"poisson"``, ``"gaussian"``,
+    ``"negative_binomial"`` (theta estimated; also ``"nbinom2"``) or ``"gamma"`` (also
+    ``"binomial(link='probit')"``, ``"gamma(link='log')"`` or ``link="probit"``); family
+    objects pass through. Default links are statsmodels' (and R's): inverse for the Gamma."""
     import statsmodels.api as sm
     families = {"binomial": sm.families.Binomial, "poisson": sm.families.Poisson,
-                "gaussian": sm.families.Gaussian}
+                "gaussian": sm.families.Gaussian, "gamma": sm.families.Gamma,
+                "negative_binomial": lambda **kw: sm.families.NegativeBinomial(alpha=np.nan, **kw)}
+    aliases = {"nbinom2": "negative_binomial", "negativebinomial": "negative_binomial",
+               "negbin": "negative_binomial"}
     link_classes = {"logit": sm.families.links.Logit, "probit": sm.families.links.Probit,
                     "cloglog": sm.families.links.CLogLog, "log": sm.families.links.Log,
-                    "identity": sm.families.links.Identity}
+                    "identity": sm.families.links.Identity,
+                    "inverse": sm.families.links.InversePower}
     if not isinstance(family, str):
         return family
     name = family.strip().lower()
     m = re.fullmatch(r"(\w+)\s*\(\s*(?:link\s*=\s*)?['\"]?(\w+)['\"]?\s*\)", name)
     if m:
         name, link = m.group(1), m.group(2)
+    name = aliases.get(name, name)
     if name not in families:
-        raise MixedGLMInputError(f"unknown family {family!r}; use 'binomial', 'poisson' or "
-                                 "'gaussian' (or a statsmodels family object)"
-                                 + did_you_mean(name, families))
+        raise MixedGLMInputError(f"unknown family {family!r}; use 'binomial', 'poisson', "
+                                 "'negative_binomial', 'gamma' or 'gaussian' (or a statsmodels "
+                                 "family object)" + did_you_mean(name, families))
     if link is None:
         return families[name]()
     if link not in link_classes:
@@ -190,17 +230,59 @@ def binomial_response(endog, n_trials=None, names=None):
 
 
 def poisson_response(endog):
+    return count_response(endog, "Poisson")
+
+
+def _one_column(endog, message):
+    """The response as a float vector (an n x 1 column is squeezed); else ``message``."""
     y = np.asarray(endog, dtype=float)
     if y.ndim == 2 and y.shape[1] == 1:
         y = y[:, 0]
     if y.ndim != 1:
-        raise MixedGLMInputError("a Poisson response must be a single column of counts")
+        raise MixedGLMInputError(message)
+    return y
+
+
+def count_response(endog, family="negative binomial"):
+    """A single column of non-negative whole numbers (Poisson, negative binomial)."""
+    y = _one_column(endog, f"a {family} response must be a single column of counts")
     if np.any(y < 0):
-        raise MixedGLMInputError("Poisson counts must be non-negative (found negative values)")
+        raise MixedGLMInputError(f"{family} counts must be non-negative (found negative values)")
     if np.any(y != np.round(y)):
-        raise MixedGLMInputError("Poisson counts must be whole numbers; for rates use counts "
+        raise MixedGLMInputError(f"{family} counts must be whole numbers; for rates use counts "
                                  "with exposure= (or offset=log(exposure))")
     return y
+
+
+def positive_response(endog, family="Gamma"):
+    """A single column of positive numbers (Gamma)."""
+    y = _one_column(endog, f"a {family} response must be a single column")
+    bad = y[~(y > 0)]
+    if bad.size:
+        raise MixedGLMInputError(
+            f"a {family} response must be positive (found {bad.size} values <= 0, e.g. "
+            f"{list(bad[:3])}); model exact zeros separately or use a count family")
+    return y
+
+
+def prior_weights(weights, n, name):
+    """(n,) float prior weights, or None: finite, non-negative, one per row, not all zero."""
+    if weights is None:
+        return None
+    w = np.asarray(weights, dtype=float).reshape(-1)
+    if w.size == 1:
+        w = np.full(n, w[0])
+    if w.size != n:
+        raise MixedGLMInputError(f"{name} has {w.size} values for {n} rows")
+    if not np.all(np.isfinite(w)):
+        raise MixedGLMInputError(f"{name} must be finite (found NaN or inf); drop those rows or "
+                                 "give them weight 0")
+    if np.any(w < 0):
+        raise MixedGLMInputError(f"{name} must be non-negative (found {int(np.sum(w < 0))} "
+                                 "negative values)")
+    if not np.any(w > 0):
+        raise MixedGLMInputError(f"{name} are all zero: there is nothing to fit")
+    return w
 
 
 def finite_mask(arrays: dict) -> np.ndarray:

@@ -62,7 +62,10 @@ def _sds(res) -> np.ndarray:
 
 
 def check_quadrature(res, nagq=None, refit=True) -> QuadratureCheck:
-    """Compare a binomial/Poisson fit with AGHQ fits using more points.
+    """Compare a GLMM fit with AGHQ fits using more points.
+
+    The "max rel d SD" column also counts the relative change of an estimated
+    dispersion (negative binomial theta, Gamma scale).
 
     Parameters
     ----------
@@ -72,7 +75,7 @@ def check_quadrature(res, nagq=None, refit=True) -> QuadratureCheck:
         log-likelihood at the current estimates is re-evaluated).
     """
     model = res.model
-    if model.family_name == "gaussian":
+    if model.fam.is_gaussian:
         raise ValueError("Gaussian fits are exact; there is no quadrature to check")
     points = list(nagq) if nagq is not None else _default_points(res)
     k0 = res.nagq or 1
@@ -92,6 +95,8 @@ def check_quadrature(res, nagq=None, refit=True) -> QuadratureCheck:
             sd = _sds(other)
             dfe = np.max(np.abs(np.asarray(other.fe_params) - np.asarray(res.fe_params)) / se)
             dsd = np.max(np.abs(sd - sd0) / np.maximum(sd0, 1e-8))
+            if model.fam.estimates_dispersion:   # NB theta / Gamma scale: as an SD would move
+                dsd = max(dsd, abs(other.dispersion - res.dispersion) / res.dispersion)
             row.update({"llf refit": other.llf, "max |d fe| / SE": dfe, "max rel d SD": dsd})
             ok &= dfe < SE_FRACTION and dsd < SD_RELATIVE
         rows.append(row)

@@ -12,11 +12,15 @@ with :math:`\sigma^2_b` the between-group (random-effect) variance and
 * Binomial, latent scale (the response is a threshold of a latent variable
   with a standard logistic, normal or Gumbel error): :math:`\sigma^2_w =
   \pi^2/3` (logit), 1 (probit), :math:`\pi^2/6` (cloglog).
-* Poisson, log link (Nakagawa, Johnson & Schielzeth 2017, *J. R. Soc.
-  Interface* 14: 20170213): the distribution-specific variance is
-  :math:`\ln(1 + 1/\lambda)` (lognormal approximation), :math:`1/\lambda`
-  (delta method) or :math:`\psi_1(\lambda)` (trigamma), with
-  :math:`\lambda = \exp(\beta_0 + \sigma^2_b / 2)` the expected count.
+* Poisson, negative binomial and Gamma, log link (Nakagawa, Johnson &
+  Schielzeth 2017, *J. R. Soc. Interface* 14: 20170213; as the R packages
+  ``insight``/``performance`` compute it): the distribution-specific variance
+  on the log scale is :math:`\ln(1 + c)` (lognormal approximation, the
+  default), :math:`c` (delta method) or :math:`\psi_1(1/c)` (trigamma), with
+  the squared coefficient of variation :math:`c = 1/\lambda` (Poisson),
+  :math:`1/\lambda + 1/\theta` (negative binomial NB2) or :math:`\phi` (Gamma,
+  the scale = 1/shape), and :math:`\lambda = \exp(\beta_0 + \sigma^2_b / 2)`
+  the expected count.
 
 With random slopes the between-group variance depends on the random-effect
 covariates: at a row with random-effect design :math:`z = (1, x_1, \dots)` it
@@ -37,24 +41,16 @@ and the variance explained per level: :mod:`mlglm.icc_multilevel`, which
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Mapping
 
 import numpy as np
-from scipy import special
 
 __all__ = ["ICCResult", "VarianceExplained", "icc", "variance_explained"]
 
-#: Variance of the standard latent error per binomial link.
-LATENT_VARIANCE = {"logit": math.pi ** 2 / 3, "probit": 1.0, "cloglog": math.pi ** 2 / 6}
-_LATENT_TEXT = {"logit": "pi^2/3", "probit": "1", "cloglog": "pi^2/6"}
-_POISSON_METHODS = {
-    "lognormal": "ln(1 + 1/lambda)",
-    "delta": "1/lambda",
-    "trigamma": "trigamma(lambda)",
-}
+#: approximations of the distribution-specific variance (count and Gamma families)
+DISTRIBUTION_METHODS = ("lognormal", "delta", "trigamma")
 
 
 @dataclass(frozen=True)
@@ -165,17 +161,25 @@ class VarianceExplained:
 
 
 # ----------------------------------------------------------------- helpers
-def _family_link(results):
-    """('gaussian'|'binomial'|'poisson', link name) of an mlglm or statsmodels fit."""
+def _family(results):
+    """The :class:`~mlglm.core.family.Family` of an mlglm fit (Gaussian for a
+    statsmodels MixedLM fit)."""
+    from .core.family import Family
     model = results.model
-    fam = getattr(model, "family_name", None)
+    fam = getattr(model, "fam", None)
     if fam is not None:
-        return fam, getattr(model, "link_name", "identity")
+        return fam
     name = type(model).__name__
     if name == "MixedLM":
-        return "gaussian", "identity"
+        return Family("gaussian", "identity")
     raise TypeError(f"icc() needs an mlglm MixedGLM fit or a statsmodels MixedLM fit, got "
                     f"results of {name}")
+
+
+def _family_link(results):
+    """(family name, link name) of an mlglm or statsmodels fit."""
+    fam = _family(results)
+    return fam.name, fam.link
 
 
 def _re_names(results) -> list[str]:
@@ -297,11 +301,12 @@ def icc(results, at=None, adjusted=False, method=None, beta0="mean", ci=False, l
         denominator). Same as the default for random-intercept models.
     method : str, optional
         Gaussian: ``"gaussian"``. Binomial: ``"latent"`` (default; within
-        variance pi^2/3, 1 or pi^2/6 for logit, probit, cloglog). Poisson:
-        ``"lognormal"`` (default) ``ln(1 + 1/lambda)``, ``"delta"``
-        ``1/lambda`` or ``"trigamma"`` ``psi'(lambda)``.
+        variance pi^2/3, 1 or pi^2/6 for logit, probit, cloglog). Poisson,
+        negative binomial, Gamma (log link): ``"lognormal"`` (default)
+        ``ln(1 + c)``, ``"delta"`` ``c`` or ``"trigamma"`` ``psi'(1/c)``, c = 1/lambda,
+        1/lambda + 1/theta or the Gamma scale (module docstring).
     beta0 : {"mean", "intercept"}
-        Poisson only: the beta_0 in :math:`\lambda = \exp(\beta_0 +
+        Count families only: the beta_0 in :math:`\lambda = \exp(\beta_0 +
         \sigma^2_b/2)` -- the mean of the fixed linear predictor over the
         observed rows (default) or the intercept (covariates at 0).
 
@@ -349,10 +354,10 @@ def _with_interval(point, results, icc_args, level, ci_method, boot_args) -> ICC
     if not hasattr(results, "outcome"):
         raise TypeError("ICC intervals need an mlglm fit (profile/bootstrap refit the model); "
                         "refit with mlglm.lmer/glmer or MixedGLM")
-    fam, _ = _family_link(results)
+    family = _family(results)
     k0 = _intercept_index(results)
     can_profile = ("tau00" in point.components and k0 is not None
-                   and fam in ("binomial", "gaussian"))
+                   and (family.is_binomial or family.is_gaussian))
     if ci_method is None:
         ci_method = "profile" if can_profile else "bootstrap"
     if ci_method == "profile":
@@ -369,7 +374,7 @@ def _with_interval(point, results, icc_args, level, ci_method, boot_args) -> ICC
                 a[-1] = -1.0                         # - log sigma (Gaussian)
             return a
         _, lo, hi = profile_direction(results, direction, level, lower_shift=20.0)
-        within = point.within if fam == "binomial" else 1.0
+        within = point.within if family.is_binomial else 1.0
 
         def to_icc(c):        # c = log s0 (binomial) or log(s0 / sigma) (Gaussian)
             v = np.exp(2 * c)
@@ -388,49 +393,57 @@ def _with_interval(point, results, icc_args, level, ci_method, boot_args) -> ICC
                    level=level)
 
 
+def distribution_within(results, fam, between, method, beta0):
+    """(within variance, its formula, extra components, description) of a count or
+    Gamma fit on the log scale (:meth:`~mlglm.core.family.Family.distribution_variance`),
+    lambda = exp(beta0 + between / 2) for the count families."""
+    method = "lognormal" if method is None else method
+    if method not in DISTRIBUTION_METHODS:
+        raise ValueError(f"{fam.name} ICC: method must be one of {list(DISTRIBUTION_METHODS)}")
+    if fam.link != "log":
+        raise NotImplementedError(f"the {fam.name} ICC approximations need the log link "
+                                  f"(Nakagawa et al. 2017); this fit has the {fam.link} link")
+    extra, desc = {}, ""
+    lam = None
+    if fam.name != "gamma":
+        b0, lam, desc = _poisson_lambda(results, between, beta0)
+        extra = {"lambda": lam, "beta0": b0}
+    if fam.has_dispersion:
+        extra[fam.dispersion_name] = float(results.dispersion)
+    within, text = fam.distribution_variance(lam, results.dispersion, method)
+    return within, text, extra, desc
+
+
 def _icc_point(results, at, adjusted, method, beta0) -> ICCResult:
     """The ICC itself (see :func:`icc`)."""
-    fam, link = _family_link(results)
+    family = _family(results)
+    fam, link = family.name, family.link
     between, bkey, bdesc = _between_variance(results, at, adjusted)
     b_txt = "tau00" if bkey == "tau00" else "sigma_b^2"
-    if fam == "gaussian":
+    if family.is_gaussian:
         if method not in (None, "gaussian"):
             raise ValueError(f"method {method!r} is not available for Gaussian models")
         within = float(results.scale)
         value = between / (between + within)
         return ICCResult(value, f"gaussian: {b_txt} / ({b_txt} + sigma^2)",
                          {bkey: between, "sigma2": within}, bdesc + ".")
-    if fam == "binomial":
+    if family.is_binomial:
         if method not in (None, "latent"):
             raise ValueError(f"binomial ICC: method must be 'latent', got {method!r}")
-        if link not in LATENT_VARIANCE:
-            raise NotImplementedError(f"no latent-scale ICC for the binomial {link} link")
-        within = LATENT_VARIANCE[link]
+        within, text = family.latent_variance()
         value = between / (between + within)
         return ICCResult(value, f"binomial latent scale ({link}): {b_txt} / ({b_txt} + "
-                         f"{_LATENT_TEXT[link]})", {bkey: between, "latent_variance": within},
-                         bdesc + f"; latent error variance {_LATENT_TEXT[link]} "
+                         f"{text})", {bkey: between, "latent_variance": within},
+                         bdesc + f"; latent error variance {text} "
                          f"({link} link), so the ICC is on the latent scale.")
-    if fam == "poisson":
-        method = "lognormal" if method is None else method
-        if method not in _POISSON_METHODS:
-            raise ValueError(f"Poisson ICC: method must be one of {list(_POISSON_METHODS)}")
-        if link != "log":
-            raise NotImplementedError("the Poisson ICC approximations need the log link")
-        b0, lam, ldesc = _poisson_lambda(results, between, beta0)
-        if method == "lognormal":
-            within = float(np.log1p(1.0 / lam))
-        elif method == "delta":
-            within = 1.0 / lam
-        else:
-            within = float(special.polygamma(1, lam))
-        value = between / (between + within)
-        return ICCResult(value, f"poisson {method} (Nakagawa et al. 2017): {b_txt} / ({b_txt} "
-                         f"+ {_POISSON_METHODS[method]}), lambda = exp(beta0 + {b_txt}/2)",
-                         {bkey: between, "distribution_variance": within, "lambda": lam,
-                          "beta0": b0},
-                         bdesc + f"; {ldesc}.")
-    raise NotImplementedError(f"no ICC for family {fam!r}")
+    within, text, extra, ldesc = distribution_within(results, family, between, method, beta0)
+    method = "lognormal" if method is None else method
+    value = between / (between + within)
+    lam_txt = "" if family.name == "gamma" else f", lambda = exp(beta0 + {b_txt}/2)"
+    return ICCResult(value, f"{fam} {method}, log scale (Nakagawa et al. 2017): {b_txt} / "
+                     f"({b_txt} + {text}){lam_txt}",
+                     {bkey: between, "distribution_variance": within, **extra},
+                     bdesc + (f"; {ldesc}." if ldesc else "."))
 
 
 # ----------------------------------------------------- variance explained
@@ -501,7 +514,7 @@ def variance_explained(reduced, full, at=None, adjusted=False) -> VarianceExplai
     bw_r, bw_f = ir.between, if_.between
     wi_r, wi_f = ir.within, if_.within
     note = ""
-    if fr != "gaussian":
+    if not _family(reduced).is_gaussian:
         note = ("on the latent/distribution scale the within-group variance is fixed by the "
                 "family, so the between-group proportion is affected by rescaling when "
                 "level-1 predictors are added (Hox 2010, sec. 6.5)")

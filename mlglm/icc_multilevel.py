@@ -111,25 +111,16 @@ def _between(term, Sigma, at, adjusted):
 
 def _within(results, between_total, method, beta0):
     """Within variance on the scale of the components, and its description."""
-    from .icc import _POISSON_METHODS, LATENT_VARIANCE, _family_link, _poisson_lambda
-    fam, link = _family_link(results)
-    if fam == "gaussian":
+    from .icc import _family, distribution_within
+    fam = _family(results)
+    if fam.is_gaussian:
         return float(results.scale), "sigma^2 (residual variance)"
-    if fam == "binomial":
-        if link not in LATENT_VARIANCE:
-            raise NotImplementedError(f"no latent-scale ICC for the binomial {link} link")
-        return LATENT_VARIANCE[link], f"latent error variance ({link} link)"
-    if fam == "poisson":
-        method = "lognormal" if method is None else method
-        if method not in _POISSON_METHODS:
-            raise ValueError(f"Poisson ICC: method must be one of {list(_POISSON_METHODS)}")
-        _, lam, _ = _poisson_lambda(results, between_total, beta0)
-        from scipy import special
-        within = {"lognormal": float(np.log1p(1.0 / lam)), "delta": 1.0 / lam,
-                  "trigamma": float(special.polygamma(1, lam))}[method]
-        return within, (f"Poisson {method} {_POISSON_METHODS[method]}, lambda = exp(beta0 + "
-                        "sum tau / 2) (Nakagawa et al. 2017)")
-    raise NotImplementedError(f"no ICC for family {fam!r}")
+    if fam.is_binomial:
+        return fam.latent_variance()[0], f"latent error variance ({fam.link} link)"
+    within, text, _, _ = distribution_within(results, fam, between_total, method, beta0)
+    lam = "" if fam.name == "gamma" else ", lambda = exp(beta0 + sum tau / 2)"
+    return within, (f"{fam.name} {method or 'lognormal'} {text}{lam} (Nakagawa et al. 2017, "
+                    "log scale)")
 
 
 def multilevel_icc(results, at=None, adjusted=False, method=None, beta0="mean", ci=False,
@@ -240,7 +231,8 @@ def multilevel_variance_explained(reduced, full, at=None, adjusted=False):
     for every factor k and for the within variance (module docstring); the
     components are those of :func:`multilevel_icc` (``at``, ``adjusted``).
     """
-    fams = {getattr(r.model, "family_name", "gaussian") for r in (reduced, full)}
+    from .icc import _family_link
+    fams = {_family_link(r)[0] for r in (reduced, full)}
     if len(fams) > 1:
         raise ValueError(f"the two fits have different families ({', '.join(sorted(fams))})")
     if reduced.model.nobs != full.model.nobs:

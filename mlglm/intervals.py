@@ -13,7 +13,9 @@ interval was made) dispatches to :func:`conf_int`; ``results.conf_int(method=...
   (on vech Sigma) by the delta method,
   se(log s_k) = se(Sigma_kk) / (2 Sigma_kk) and
   d atanh(rho_kl) = [dSigma_kl / (s_k s_l) - rho (dSigma_kk / 2Sigma_kk + dSigma_ll / 2Sigma_ll)] / (1 - rho^2).
-  The ``interval`` column says which. For Gaussian fits (whose ``cov_params()``
+  The ``interval`` column says which. The dispersion of a negative binomial or
+  Gamma fit (``theta``, ``scale``) is on the log scale too, se(log d) = se(d) / d.
+  For Gaussian fits (whose ``cov_params()``
   has no variance-component block) the SEs on those scales come from the
   observed information of the REML/ML criterion in (log s, atanh z, log sigma).
 * ``"profile"`` -- :mod:`mlglm.profile`.
@@ -91,7 +93,7 @@ def wald_conf_int(results, level=0.95) -> pd.DataFrame:
         se = np.sqrt(cov[i, i])
         rows.append((name, est[name] - z * se, est[name] + z * se, "Wald"))
     Sigma = np.asarray(results.cov_re, dtype=float)
-    if model.family_name == "gaussian":
+    if model.fam.is_gaussian:
         se_nat = _gaussian_variance_se(results)
         labels = ["Wald, log scale"] * q + ["Wald, atanh scale"] * len(cor) + ["Wald, log scale"]
         centre = np.concatenate([np.log(est[sd].to_numpy()), np.arctanh(est[cor].to_numpy()),
@@ -124,7 +126,18 @@ def wald_conf_int(results, level=0.95) -> pd.DataFrame:
         else:
             lo = hi = np.nan
         rows.append((name, lo, hi, "Wald, atanh scale" if np.isfinite(lo) else _NA))
+    rows += _dispersion_rows(results, est, z)
     return _frame(rows, est, level)
+
+
+def _dispersion_rows(results, est, z):
+    """The Wald row of an estimated dispersion (last in params), on the log scale."""
+    fam = results.model.fam
+    if not fam.estimates_dispersion:
+        return []
+    name, d = fam.dispersion_name, float(results.dispersion)
+    se_log = results.bse_dispersion / d
+    return [(name, d * np.exp(-z * se_log), d * np.exp(z * se_log), "Wald, log scale")]
 
 
 def _frame(rows, est, level):
@@ -202,9 +215,11 @@ def params_conf_int(results, alpha=0.05, method="wald", **options) -> np.ndarray
         return multi_params_rows(results, rich)
     fe, sd, _ = natural_names(results)
     p, q = model.k_fe, model.q
-    out = np.full((p + q * (q + 1) // 2, 2), np.nan)
+    out = np.full((len(results.params), 2), np.nan)
     out[:p] = rich.loc[fe, ["lower", "upper"]].to_numpy(dtype=float)
     pos = _vech_pos(q)
     for k, name in enumerate(sd):
         out[p + pos[(k, k)]] = rich.loc[name, ["lower", "upper"]].to_numpy(dtype=float) ** 2
+    if model.fam.estimates_dispersion:        # the dispersion is itself profiled
+        out[-1] = rich.loc[model.fam.dispersion_name, ["lower", "upper"]].to_numpy(dtype=float)
     return out

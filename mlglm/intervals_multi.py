@@ -72,7 +72,7 @@ def multi_wald_conf_int(results, level=0.95) -> pd.DataFrame:
     for i, name in enumerate(fe):
         se = np.sqrt(cov[i, i])
         rows.append((name, est[name] - z * se, est[name] + z * se, "Wald"))
-    if model.family_name == "gaussian":
+    if model.fam.is_gaussian:
         se_nat = _gaussian_se(results)
         for j, (e, name) in enumerate(zip(layout.entries, re)):
             rows.append(_transformed(name, est[name], se_nat[j], z, e.kind))
@@ -101,6 +101,8 @@ def multi_wald_conf_int(results, level=0.95) -> pd.DataFrame:
             idx = np.flatnonzero(g)
             se = np.sqrt(g[idx] @ cov[np.ix_(idx, idx)] @ g[idx])
         rows.append(_transformed(name, rho, se, z, "cor"))
+    from .intervals import _dispersion_rows
+    rows += _dispersion_rows(results, est, z)
     return _frame(rows, est, level)
 
 
@@ -138,4 +140,7 @@ def multi_params_rows(results, rich: pd.DataFrame) -> np.ndarray:
             lim = rich.loc[name, ["lower", "upper"]].to_numpy(dtype=float) ** 2
             for k in e.effects:
                 out[pos[e.term][(k, k)]] = lim
+    name = model.fam.dispersion_name
+    if model.fam.estimates_dispersion and name in rich.index:   # profiled itself
+        out[-1] = rich.loc[name, ["lower", "upper"]].to_numpy(dtype=float)
     return out

@@ -149,7 +149,7 @@ def VarCorr(results) -> VarCorrResult:  # noqa: N802 - lme4's name
         Sigma = np.asarray(Sigma, dtype=float)
         covs[f.name] = pd.DataFrame(Sigma[np.ix_(f.columns, f.columns)], index=f.terms,
                                     columns=f.terms)
-    sigma = float(np.sqrt(results.scale)) if results.model.family_name == "gaussian" else None
+    sigma = float(np.sqrt(results.scale)) if results.model.fam.is_gaussian else None
     return VarCorrResult(covs, sigma)
 
 
@@ -224,7 +224,7 @@ def update(results, formula=None, data=None, **changes):
             if np.any(rest != 0):
                 kwargs["offset"] = rest
     kwargs.update(changes)
-    gaussian = model.family_name == "gaussian" and "family" not in changes
+    gaussian = model.fam.is_gaussian and "family" not in changes
     if gaussian:
         if not any(k in kwargs for k in ("reml", "REML")):
             kwargs["reml"] = results.method == "reml"

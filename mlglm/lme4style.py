@@ -90,6 +90,11 @@ def _model(formula, data, family, offset=None, **kwargs):
     return model
 
 
+def _weights(**given):
+    """The prior-weight keywords that were given (column names or arrays)."""
+    return {k: v for k, v in given.items() if v is not None}
+
+
 #: Keywords of a fit on a Dask DataFrame (:mod:`mlglm.distributed`).
 _SHARDED_KEYWORDS = ("client", "progress", "npartitions", "retries")
 
@@ -109,18 +114,29 @@ def _fit_keywords(function, fit_kwargs, data=None):
 
 
 def glmer(formula, data, family="binomial", nagq=1, link=None, subset=None, offset=None,
-          exposure=None, n_trials=None, missing="none", nAGQ=None, REML=None, **fit_kwargs):
+          exposure=None, n_trials=None, missing="none", nAGQ=None, REML=None, weights=None,
+          freq_weights=None, var_weights=None, **fit_kwargs):
     """Fit a GLMM written in lme4's syntax, e.g. ``"y ~ x + (1 + x | g)"``.
 
     Parameters
     ----------
-    family : "binomial" | "poisson" | a statsmodels family object.
+    family : "binomial" | "poisson" | "negative_binomial" (NB2, theta estimated by ML
+        jointly with everything else -- not lme4's alternating ``glmer.nb``) |
+        "gamma" (inverse link, as R's ``Gamma()``; ``link="log"``) | a statsmodels
+        family object.
     nagq, nAGQ : 1 for the Laplace approximation (default, as lme4), K > 1 for
         K-point adaptive Gauss-Hermite quadrature per random-effect dimension,
         "auto" to raise K until the estimates settle (see :meth:`MixedGLM.fit`)
         (``nAGQ`` is lme4's spelling of the same argument).
     link : link name for string families ("logit", "probit", "cloglog", "log").
     subset, offset, exposure, n_trials, missing : as MixedGLM.from_formula.
+    weights : lme4's prior weights (a column name or an array): for the binomial,
+        the number of trials of a proportion response (lme4: a 0/1 or proportion
+        response y with weights w is y w successes out of w trials), i.e.
+        ``n_trials=``; for the other families, multipliers of each row's
+        log-likelihood (as lme4's and glmmTMB's log-likelihoods use them), i.e.
+        ``freq_weights=``.
+    freq_weights, var_weights : as MixedGLM (``sm.GLM``'s meaning).
     REML : accepted as False only: GLMMs are fitted by maximum likelihood.
     **fit_kwargs : passed to :meth:`MixedGLM.fit`; a misspelt keyword is an
         error with a did-you-mean.
@@ -139,26 +155,45 @@ def glmer(formula, data, family="binomial", nagq=1, link=None, subset=None, offs
     fam = family_from_name(family, link)
     if type(fam).__name__ == "Gaussian":
         raise MixedGLMInputError("use lmer() for Gaussian models")
+    if weights is not None:
+        if type(fam).__name__ == "Binomial":
+            if n_trials is not None:
+                raise MixedGLMInputError("give the binomial trials once: weights= (lme4's "
+                                         "spelling) or n_trials=")
+            n_trials = weights
+        else:
+            if freq_weights is not None:
+                raise MixedGLMInputError("weights= is lme4's spelling of freq_weights= for "
+                                         "this family; give one of them")
+            freq_weights = weights
     if nagq != "auto" and (not isinstance(nagq, int) or nagq < 1):
         raise MixedGLMInputError("nagq must be an integer >= 1 or 'auto' (nAGQ = 0 is not "
                                  "offered: mlglm's Laplace fit is already fast)")
     model = _model(formula, data, fam, subset=subset, offset=offset, exposure=exposure,
-                   n_trials=n_trials, missing=missing)
+                   n_trials=n_trials, missing=missing,
+                   **_weights(freq_weights=freq_weights, var_weights=var_weights))
     if nagq == 1:
         return model.fit(method="laplace", **fit_kwargs)
     return model.fit(method="aghq", nagq=nagq, **fit_kwargs)
 
 
 def lmer(formula, data, reml=True, subset=None, offset=None, missing="none", REML=None,
-         **fit_kwargs):
+         weights=None, freq_weights=None, var_weights=None, **fit_kwargs):
     """Fit a linear mixed model written in lme4's syntax by REML (default) or ML.
 
     ``REML=`` is lme4's spelling of ``reml=``; ``offset(expr)`` terms are accepted
-    as in R; a misspelt keyword is an error with a did-you-mean.
+    as in R; a misspelt keyword is an error with a did-you-mean. ``weights=`` is
+    lme4's (Var e_i = sigma^2 / w_i): ``var_weights=``; ``freq_weights=`` counts a
+    row f times (column names or arrays).
     """
     _fit_keywords(lmer, fit_kwargs, data)
     if REML is not None:
         reml = bool(REML)
+    if weights is not None:
+        if var_weights is not None:
+            raise MixedGLMInputError("weights= is lme4's spelling of var_weights=; give one")
+        var_weights = weights
     model = _model(formula, data, sm.families.Gaussian(), subset=subset, offset=offset,
-                   missing=missing)
+                   missing=missing, **_weights(freq_weights=freq_weights,
+                                               var_weights=var_weights))
     return model.fit(reml=reml, **fit_kwargs)

@@ -20,7 +20,6 @@ import statsmodels.api as sm
 from statsmodels.regression.mixed_linear_model import MixedLM
 
 from .core.covariance import Sigma_from_vech
-from .core.families import get_family_link
 from .core.modes import ModeFailure
 from .core.nested import quadrature_dimension
 from .core.problem import Problem
@@ -28,8 +27,9 @@ from .core.adequacy import auto_schedule
 from .core.optimize import fit_glmm, fit_glmm_auto
 from .core.quadrature import MAX_GRID_POINTS
 from .data_checks import (MixedGLMInputError, binomial_response, check_categorical_response,
-                          drop_unused_levels, family_from_name, family_link_names,
-                          is_dask_frame, poisson_response, report_nonfinite, sharded)
+                          count_response, drop_unused_levels, family_from_name,
+                          family_link_names, family_spec, is_dask_frame, positive_response,
+                          prior_weights, report_nonfinite, sharded)
 from .fit_checks import (FitError, SeparationWarning, SingularFitWarning,  # noqa: F401
                          _check_aghq_structure, _check_rank,
                          _check_re_in_fixed, _report, _resolve_nagq, _warn_fit_problems)
@@ -53,10 +53,21 @@ class MixedGLM(MixedLMSetup, MixedLM):
     groups : group labels (n,).
     exog_re : random-effects design (n, q); default a random intercept.
     family : a statsmodels family: ``Binomial()`` (Logit, Probit, CLogLog links),
-        ``Poisson()`` (Log) or ``Gaussian()`` (exact linear mixed model), or its
-        name as ``glmer`` takes it (``"binomial"``, ``"poisson"``, ``"gaussian"``).
+        ``Poisson()`` (Log), ``NegativeBinomial(alpha=a)`` (Log; NB2 with theta = 1/a
+        held fixed, as ``sm.GLM`` holds alpha), ``Gamma()`` (InversePower, Log; the
+        dispersion estimated by ML) or ``Gaussian()`` (exact linear mixed model), or
+        its name as ``glmer`` takes it (``"binomial"``, ``"poisson"``,
+        ``"negative_binomial"`` -- theta estimated by ML jointly with everything
+        else --, ``"gamma"``, ``"gaussian"``).
     offset, exposure : added to the linear predictor (``log(exposure)`` for the
-        latter; Poisson).
+        latter; log-link families).
+    freq_weights, var_weights : prior weights as ``sm.GLM`` defines them: a row
+        with frequency weight f counts f times (the fit equals the fit on the
+        expanded rows); a variance weight v divides the row's dispersion by v
+        (Gaussian: Var e_i = sigma^2 / v_i, lmer's ``weights=``; Gamma: shape
+        v_i / phi) and, for the families without a dispersion in that sense
+        (binomial, Poisson, negative binomial), multiplies the row's
+        log-likelihood, as ``sm.GLM`` does. Finite and non-negative.
     n_trials : binomial trials per row when ``endog`` holds proportions.
     cov_struct : ``"unstructured"`` (correlated random effects, the default) or
         ``"diagonal"`` (independent, lme4's ``||``).
@@ -69,7 +80,7 @@ class MixedGLM(MixedLMSetup, MixedLM):
 
     def __init__(self, endog, exog, groups, exog_re=None, family=None, offset=None,
                  exposure=None, n_trials=None, cov_struct="unstructured", missing="none",
-                 exog_vc=None, **kwargs):
+                 exog_vc=None, freq_weights=None, var_weights=None, **kwargs):
         extra_specs = list(kwargs.pop("_extra_specs", None) or [])
         self._checks = kwargs.pop("_global_checks", True)  # False: a shard (mlglm.distributed)
         no_group_re = kwargs.pop("_no_group_re", False)
@@ -85,6 +96,7 @@ class MixedGLM(MixedLMSetup, MixedLM):
             raise MixedGLMInputError("pass a family instance such as sm.families.Binomial(), "
                                      "not the class")
         fam, link = family_link_names(family)
+        spec = family_spec(family)
         if cov_struct not in ("unstructured", "diagonal"):
             raise MixedGLMInputError("cov_struct must be 'unstructured' or 'diagonal'")
         endog_names = kwargs.pop("_endog_names", None)
@@ -95,16 +107,20 @@ class MixedGLM(MixedLMSetup, MixedLM):
         if missing == "drop":
             mask = report_nonfinite({"endog": _num(endog), "exog": _num(exog), "groups": groups_chk,
                                      "exog_re": _num(exog_re), "offset": offset,
-                                     "exposure": exposure, "n_trials": n_trials}, "drop")
+                                     "exposure": exposure, "n_trials": n_trials,
+                                     "freq_weights": freq_weights,
+                                     "var_weights": var_weights}, "drop")
             if mask is not None:
                 n_dropped += int((~mask).sum())
-                endog, exog, groups, exog_re, offset, exposure, n_trials = (
-                    _take(a, mask) for a in (endog, exog, groups, exog_re, offset, exposure,
-                                             n_trials))
+                (endog, exog, groups, exog_re, offset, exposure, n_trials, freq_weights,
+                 var_weights) = (_take(a, mask) for a in (
+                     endog, exog, groups, exog_re, offset, exposure, n_trials, freq_weights,
+                     var_weights))
         elif missing in ("none", "raise"):
             report_nonfinite({"endog": _num(endog), "exog": _num(exog), "groups": groups_chk,
                               "exog_re": _num(exog_re), "offset": offset, "exposure": exposure,
-                              "n_trials": n_trials}, "none")
+                              "n_trials": n_trials, "freq_weights": freq_weights,
+                              "var_weights": var_weights}, "none")
         else:
             raise MixedGLMInputError("missing must be 'none' or 'drop'")
         if endog_names is None and isinstance(endog, pd.DataFrame):
@@ -113,8 +129,9 @@ class MixedGLM(MixedLMSetup, MixedLM):
         n = y.shape[0]
         off = np.zeros(n) if offset is None else np.asarray(offset, dtype=float).reshape(-1)
         if exposure is not None:
-            if fam != "poisson":
-                raise MixedGLMInputError("exposure= is for Poisson models; use offset= otherwise")
+            if link != "log":
+                raise MixedGLMInputError("exposure= is for log-link models (Poisson, negative "
+                                         "binomial, Gamma with log link); use offset= otherwise")
             ex = np.asarray(exposure, dtype=float).reshape(-1)
             if np.any(ex <= 0):
                 raise MixedGLMInputError("exposure must be positive (it enters as log(exposure))")
@@ -132,14 +149,18 @@ class MixedGLM(MixedLMSetup, MixedLM):
                 raise MixedGLMInputError("a mixed model needs at least two groups; found "
                                          f"{self.n_groups}")
         self.family = family
+        self.fam = spec           # what every layer asks of the family (mlglm.core.family)
         self.family_name, self.link_name = fam, link
+        self.freq_weights = prior_weights(freq_weights, n, "freq_weights")
+        self.var_weights = prior_weights(var_weights, n, "var_weights")
         self.n_trials = m
         self.offset = off
         self.exposure = exposure
         self.cov_struct = cov_struct
         self.n_dropped = n_dropped
-        self.reml = fam == "gaussian"
-        self._init_keys.extend(["family", "offset", "exposure", "n_trials", "cov_struct"])
+        self.reml = spec.is_gaussian
+        self._init_keys.extend(["family", "offset", "exposure", "n_trials", "cov_struct",
+                                "freq_weights", "var_weights"])
         self._term_args = (extra_specs, no_group_re, group_factors)
         if not from_formula:
             self._build_re_terms(*self._term_args)
@@ -163,11 +184,14 @@ class MixedGLM(MixedLMSetup, MixedLM):
         specs.extend(extra_specs)
         if not specs:
             raise MixedGLMInputError("the model has no random effects; use statsmodels' GLM")
-        terms, info = build_terms(specs, self.family_name == "gaussian", self.nobs, self._checks)
+        terms, info = build_terms(specs, self.fam.is_gaussian, self.nobs, self._checks)
         self.re_terms = terms
         self.re_info = info
         if self.multi:
             self.data.param_names = list(self.exog_names) + _re_param_names(terms)
+            self.k_params = len(self.data.param_names)
+        if self.fam.estimates_dispersion:          # the dispersion is the last parameter
+            self.data.param_names = list(self.data.param_names) + [self.fam.dispersion_name]
             self.k_params = len(self.data.param_names)
 
     @property
@@ -182,8 +206,10 @@ class MixedGLM(MixedLMSetup, MixedLM):
             return binomial_response(endog, n_trials, names)
         if n_trials is not None:
             raise MixedGLMInputError("n_trials= is for binomial models")
-        if fam == "poisson":
-            y = poisson_response(endog)
+        if fam in ("poisson", "negative_binomial"):
+            y = count_response(endog, "Poisson" if fam == "poisson" else "negative binomial")
+        elif fam == "gamma":
+            y = positive_response(endog)
         else:
             y = np.asarray(endog, dtype=float).reshape(-1)
         return y, np.ones_like(y)
@@ -226,7 +252,7 @@ class MixedGLM(MixedLMSetup, MixedLM):
             data = pd.DataFrame(data)
         arrays = {}
         group_name = kwargs.get("groups")
-        for key in ("groups", "offset", "exposure", "n_trials"):
+        for key in ("groups", "offset", "exposure", "n_trials", "freq_weights", "var_weights"):
             val = kwargs.pop(key, None)
             if isinstance(val, str):
                 if val not in data.columns:
@@ -335,13 +361,13 @@ class MixedGLM(MixedLMSetup, MixedLM):
     def problem(self) -> Problem:
         """The model as the core sees it (:class:`~mlglm.core.problem.Problem`), built once
         and shared by fitting, profiles, the bootstrap and simulation."""
-        fam = None if self.family_name == "gaussian" else get_family_link(self.family_name,
-                                                                          self.link_name)
+        fam = None if self.fam.is_gaussian else self.fam.kernel()
         return Problem(y=np.asarray(self.endog, dtype=float),
                        m=np.asarray(self.n_trials, dtype=float),
                        X=np.asarray(self.exog, dtype=float),
                        offset=np.asarray(self.offset, dtype=float), terms=self.re_terms,
-                       family=fam, one_factor=not self.multi)
+                       family=fam, one_factor=not self.multi, freq=self.freq_weights,
+                       var=self.var_weights, estimate_dispersion=self.fam.estimates_dispersion)
 
     def objective(self, nagq: int = 1):
         """The marginal log-likelihood as a function of x = (beta, theta)
@@ -351,7 +377,8 @@ class MixedGLM(MixedLMSetup, MixedLM):
         return self.problem.objective(nagq)
 
     def theta_from_params(self, params) -> np.ndarray:
-        """x = (beta, theta) from params = (fe_params, vech(cov_re) per term)."""
+        """x = (beta, theta[, t]) from params = (fe_params, vech(cov_re) per term[,
+        dispersion]), t = log(dispersion)."""
         params = np.asarray(params, dtype=float)
         p = self.k_fe
         thetas, i = [], p
@@ -359,6 +386,8 @@ class MixedGLM(MixedLMSetup, MixedLM):
             k = t.q * (t.q + 1) // 2
             thetas.append(t.pattern.theta_from_Sigma(Sigma_from_vech(params[i:i + k], t.q)))
             i += k
+        if self.fam.estimates_dispersion:
+            thetas.append([self.fam.log_dispersion(params[i])])
         return np.concatenate([params[:p]] + thetas)
 
     def loglike(self, params, method="laplace", nagq=None):
@@ -367,7 +396,7 @@ class MixedGLM(MixedLMSetup, MixedLM):
 
         ``vech`` is the row-major lower triangle, the order of ``results.params``.
         """
-        if self.family_name == "gaussian":
+        if self.fam.is_gaussian:
             raise NotImplementedError("use results.llf for Gaussian fits")
         nagq = _resolve_nagq(method, nagq, quadrature_dimension(self.re_terms))
         return self.objective(nagq)(self.theta_from_params(params))
@@ -402,11 +431,11 @@ class MixedGLM(MixedLMSetup, MixedLM):
         from .results import build_results
         options = check_fit_keywords(kwargs, method, ("method", "nagq", "reml", "start_params",
                                                       "maxiter", "hessian"))
-        if method is None and nagq not in (None, 1) and self.family_name != "gaussian":
+        if method is None and nagq not in (None, 1) and not self.fam.is_gaussian:
             method = "aghq"
         _check_re_in_fixed(np.asarray(self.exog, dtype=float), np.asarray(self.exog_re),
                            getattr(self.data, "exog_re_names", None))
-        if self.family_name == "gaussian":
+        if self.fam.is_gaussian:
             if method not in (None, "reml", "ml"):
                 raise MixedGLMInputError("Gaussian models are fitted exactly by 'reml' or 'ml'")
             if nagq not in (None, 1):
@@ -491,9 +520,7 @@ class MixedGLM(MixedLMSetup, MixedLM):
         eta = exog @ beta + off
         if which == "linear":
             return eta
-        if self.family_name == "gaussian":
-            return eta
-        return get_family_link(self.family_name, self.link_name).inverse_link(eta)
+        return self.fam.inverse_link(eta)
 
 
 class BinomialMixedGLM(MixedGLM):

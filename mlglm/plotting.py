@@ -165,19 +165,17 @@ def _typical_value(col: pd.Series):
 
 
 def _inverse_link(results):
-    fam = getattr(results.model, "family", None)
-    if fam is None or getattr(results.model, "family_name", "gaussian") == "gaussian":
-        return lambda eta: eta
-    return fam.link.inverse
+    fam = getattr(results.model, "fam", None)
+    return (lambda eta: eta) if fam is None else fam.inverse_link
 
 
 def _mean_label(results):
     model = results.model
     y = str(getattr(model, "endog_names", "y"))
-    fam = getattr(model, "family_name", "gaussian")
-    if fam == "binomial":
+    fam = getattr(model, "fam", None)
+    if fam is not None and fam.is_binomial:
         return f"Pr({y} = 1)" if np.all(np.asarray(model.n_trials) == 1) else f"proportion {y}"
-    if fam == "poisson":
+    if fam is not None and fam.name in ("poisson", "negative_binomial"):
         return f"expected {y}"
     return f"mean {y}"
 

@@ -23,7 +23,8 @@ fixed-effects block of ``cov_params()``. Conditionally, the prediction error
 with :math:`P_j = \mathrm{Var}(b_j \mid y, \beta)` (``random_effects_cov``) and
 :math:`D_j = \partial \hat b_j / \partial\beta = -P_j Z_j' W_j X_j` the movement of
 the group's mode with the fixed effects (W the per-row curvature -d2l/deta2 at the
-conditional modes; 1/sigma^2 for Gaussian models). For a linear mixed model this
+conditional modes, times the row's prior weight; w/sigma^2 for Gaussian models).
+For a linear mixed model this
 is exactly Henderson's prediction error variance from the inverse of the
 mixed-model equations; for GLMMs it is its Laplace (mode and curvature)
 counterpart. Intervals for the mean are the linear predictor's interval mapped
@@ -41,7 +42,6 @@ except ImportError:  # pragma: no cover - older statsmodels: the same class, GLM
 from statsmodels.genmod.families import links
 from statsmodels.regression._prediction import PredictionResults
 
-from .core.families import get_family_link
 from .factors import grouping_factors, match_levels
 
 __all__ = ["predict", "get_prediction", "predict_marginal", "design"]
@@ -136,10 +136,7 @@ def _conditional_part(results, Z, codes_by_factor):
 
 def inverse_link(results, eta):
     """The family's mean function g^{-1}(eta) (identity for Gaussian models)."""
-    model = results.model
-    if model.family_name == "gaussian":
-        return eta
-    return get_family_link(model.family_name, model.link_name).inverse_link(eta)
+    return results.model.fam.inverse_link(eta)
 
 
 def predict(results, exog=None, which="mean", conditional=False, offset=None, exposure=None,
@@ -162,6 +159,14 @@ def predict(results, exog=None, which="mean", conditional=False, offset=None, ex
     return out if index is None else pd.Series(out, index=index)
 
 
+def _prior_weights(model):
+    """f x v per row, or None."""
+    f, v = model.freq_weights, model.var_weights
+    if f is None:
+        return v
+    return f if v is None else f * v
+
+
 def mode_sensitivity(results) -> np.ndarray:
     """D_j = d b_j / d beta = -P_j Z_j' W_j X_j for every group, (G, q, p)."""
     model = results.model
@@ -169,13 +174,17 @@ def mode_sensitivity(results) -> np.ndarray:
     Z = np.asarray(model.exog_re, float)
     codes = np.asarray(model.group_codes)
     G, q, p = model.n_groups, Z.shape[1], X.shape[1]
-    if model.family_name == "gaussian":
+    prior = _prior_weights(model)
+    if model.fam.is_gaussian:
         w = np.full(X.shape[0], 1.0 / results.scale)
     else:
         eta = predict(results, which="linear", conditional=True)
-        fl = get_family_link(model.family_name, model.link_name)
+        t = results.dispersion
+        fl = model.fam.kernel(None if t is None else np.log(t))
         w = fl.derivatives(eta, np.asarray(model.endog, float),
                            np.asarray(model.n_trials, float))[1]
+    if prior is not None:        # a weighted row's curvature is w times its own
+        w = w * prior
     ZWX = np.empty((G, q, p))
     for k in range(q):
         zw = Z[:, k] * w
@@ -217,7 +226,7 @@ def get_prediction(results, exog=None, which="mean", conditional=False, offset=N
             grad[known] += np.einsum("nq,nqp->np", z, D[c][:, f.columns, :])
             var_re[known] += np.einsum("nq,nqr,nr->n", z, P[c][:, f.columns][:, :, f.columns], z)
     var_eta = np.einsum("np,pr,nr->n", grad, V, grad) + var_re
-    gaussian = model.family_name == "gaussian"
+    gaussian = model.fam.is_gaussian
     linpred = PredictionResults(eta, var_eta, var_resid=results.scale if gaussian else np.nan,
                                 dist="norm", row_labels=index)
     if which == "linear" or gaussian:

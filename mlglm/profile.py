@@ -12,11 +12,12 @@ never reaches the critical value gets the lower limit 0.
 
 How it is computed
 ------------------
-Parameters live in *working coordinates* w = (beta, log s, atanh z[, log sigma])
-(:mod:`mlglm.core.natural`): unconstrained, and each quantity of interest --
-a fixed effect, an SD, the first correlation, the residual SD -- is one
-coordinate, or a fixed linear combination a'w (e.g. log s - log sigma for a
-Gaussian ICC). A correlation other than the first is profiled in a problem
+Parameters live in *working coordinates* w = (beta, log s, atanh z[, log sigma]
+[, t]) (:mod:`mlglm.core.natural`; t = log theta or log phi, the log dispersion
+of a negative binomial or Gamma fit): unconstrained, and each quantity of
+interest -- a fixed effect, an SD, the first correlation, the residual SD, the
+dispersion -- is one coordinate, or a fixed linear combination a'w (e.g.
+log s - log sigma for a Gaussian ICC). A correlation other than the first is profiled in a problem
 whose random-effect terms are permuted so its pair comes first.
 
 Each profile point maximises l over the affine subspace a'w = c. Starting
@@ -46,7 +47,6 @@ import pandas as pd
 from scipy import optimize, stats
 
 from .core.covariance import Lambda_to_theta
-from .core.families import get_family_link
 from .core.grouping import make_grouped_data
 from .core.lmm import lmm_stats
 from .core.lmm_loglik import gaussian_loglik, permute_stats
@@ -77,18 +77,29 @@ def natural_names(results) -> tuple[list[str], list[str], list[str]]:
     return fe, sd, cor
 
 
+def extra_names(model) -> list[str]:
+    """The natural parameters after the correlations: ``sigma`` (Gaussian), the
+    dispersion's name (``theta``, ``scale``) when a GLMM estimates it, else none."""
+    if model.fam.is_gaussian:
+        return ["sigma"]
+    return [model.fam.dispersion_name] if model.fam.estimates_dispersion else []
+
+
 def natural_values(results) -> pd.Series:
-    """Estimates of the natural parameters: fixed effects, SDs, correlations[, sigma]."""
+    """Estimates of the natural parameters: fixed effects, SDs, correlations[, sigma
+    or the dispersion]."""
     fe, sd, cor = natural_names(results)
-    gaussian = results.model.family_name == "gaussian"
+    gaussian = results.model.fam.is_gaussian
     vec = natural_vector(results.fe_params, results.cov_re, bool(cor),
                          np.sqrt(results.scale) if gaussian else None)
-    return pd.Series(vec, index=fe + sd + cor + (["sigma"] if gaussian else []))
+    if results.model.fam.estimates_dispersion:
+        vec = np.append(vec, results.dispersion)
+    return pd.Series(vec, index=fe + sd + cor + extra_names(results.model))
 
 
 def fit_criterion(results) -> str:
     """What the fit maximised: "glmm" (Laplace/AGHQ), "reml" or "ml" (Gaussian)."""
-    if results.model.family_name != "gaussian":
+    if not results.model.fam.is_gaussian:
         return "glmm"
     return "reml" if results.method == "reml" else "ml"
 
@@ -103,7 +114,7 @@ class LikelihoodProblem:
     criterion : ``"glmm"`` (Laplace/AGHQ as fitted), ``"ml"`` or ``"reml"`` (Gaussian).
 
     w = (beta [absent for "reml"], log s (permuted order), atanh z [if correlated],
-    log sigma [Gaussian]).
+    log sigma [Gaussian] or t = log dispersion [a GLMM that estimates it]).
     """
 
     def __init__(self, results, perm, criterion):
@@ -118,17 +129,21 @@ class LikelihoodProblem:
         self.diagonal = model.diagonal or self.q == 1
         self.n_beta = 0 if criterion == "reml" else self.p
         self.n_z = 0 if self.diagonal else self.q * (self.q - 1) // 2
-        self.n_sigma = 0 if criterion == "glmm" else 1
+        # one trailing coordinate: log sigma (Gaussian) or the log dispersion t
+        self.n_sigma = 0 if criterion == "glmm" and not model.fam.estimates_dispersion else 1
         self.dim = self.n_beta + self.q + self.n_z + self.n_sigma
         Z = np.asarray(model.exog_re, dtype=float)[:, self.perm]
         if criterion == "glmm":
-            fl = get_family_link(model.family_name, model.link_name)
             data = make_grouped_data(model.endog, model.exog, Z, model.group_codes,
-                                     offset=model.offset, m=model.n_trials)
-            self.obj = MarginalLoglik(fl, data, nagq=results.nagq or 1, diagonal=model.diagonal)
+                                     offset=model.offset, m=model.n_trials,
+                                     freq=model.freq_weights, var=model.var_weights)
+            self.obj = MarginalLoglik(model.fam.kernel(), data, nagq=results.nagq or 1,
+                                      diagonal=model.diagonal,
+                                      estimate_dispersion=model.fam.estimates_dispersion)
         else:
             st = lmm_stats(np.asarray(model.endog) - model.offset, model.exog, model.exog_re,
-                           model.group_codes, n_groups=model.n_groups)
+                           model.group_codes, n_groups=model.n_groups,
+                           freq=model.freq_weights, var=model.var_weights)
             self.stats = permute_stats(st, self.perm)
 
     # ----------------------------------------------------------- coordinates
@@ -146,8 +161,9 @@ class LikelihoodProblem:
         return natural_to_Lambda(log_s, a, self.q, self.diagonal)
 
     def pack(self, beta, Sigma, sigma2=None, min_sd=1e-5) -> np.ndarray:
-        """w for (beta, Sigma in the original order, sigma^2); SDs floored at ``min_sd``
-        (a zero SD has no log)."""
+        """w for (beta, Sigma in the original order, sigma^2 -- or, for a GLMM with a
+        dispersion, the dispersion itself); SDs floored at ``min_sd`` (a zero SD has
+        no log)."""
         Sp = np.asarray(Sigma, dtype=float)[np.ix_(self.perm, self.perm)]
         try:
             L = np.linalg.cholesky(Sp)
@@ -157,15 +173,19 @@ class LikelihoodProblem:
         parts = [np.asarray(beta, float)[:self.n_beta], np.log(np.maximum(s, min_sd)),
                  np.arctanh(np.clip(z, -CORR_LIMIT, CORR_LIMIT))]
         if self.n_sigma:
-            parts.append([0.5 * np.log(sigma2)])
+            parts.append([np.log(sigma2) if self.criterion == "glmm" else 0.5 * np.log(sigma2)])
         return np.concatenate(parts)
+
+    def _x(self, beta, theta, w):
+        """x = (beta, theta[, t]) of the objective."""
+        return np.concatenate([beta, theta] + ([w[-1:]] if self.n_sigma else []))
 
     # ------------------------------------------------------------- functions
     def value(self, w) -> float:
         beta, log_s, a, log_sigma = self.unpack(w)
         Lam = natural_to_Lambda(log_s, a, self.q, self.diagonal)
         if self.criterion == "glmm":
-            x = np.concatenate([beta, Lambda_to_theta(Lam, self.obj.diagonal)])
+            x = self._x(beta, Lambda_to_theta(Lam, self.obj.diagonal), w)
             try:
                 return self.obj(x)
             except (ModeFailure, np.linalg.LinAlgError, FloatingPointError):
@@ -186,24 +206,25 @@ class LikelihoodProblem:
                 g[i] = (self.value(w + e) - self.value(w - e)) / (2 * h)
             return f0, g
         beta, log_s, a, _ = self.unpack(w)
-        re = w[self.n_beta:]
+        re = w[self.n_beta:w.size - self.n_sigma]
         diag = self.obj.diagonal
 
         def theta_of(r):
             return Lambda_to_theta(natural_to_Lambda(r[:self.q], r[self.q:], self.q,
                                                      self.diagonal), diag)
-        x = np.concatenate([beta, theta_of(re)])
+        x = self._x(beta, theta_of(re), w)
         try:
             f, gx = self.obj.value_and_gradient(x)
         except (ModeFailure, np.linalg.LinAlgError, FloatingPointError):
             return -np.inf, np.zeros_like(w)
-        J = np.empty((x.size - self.p, re.size))
+        k = self.obj.n_theta
+        J = np.empty((k, re.size))
         for i in range(re.size):       # w -> theta is a cheap closed form: difference it
             h = 1e-6 * max(1.0, abs(re[i]))
             e = np.zeros_like(re)
             e[i] = h
             J[:, i] = (theta_of(re + e) - theta_of(re - e)) / (2 * h)
-        return f, np.concatenate([gx[:self.p], J.T @ gx[self.p:]])
+        return f, np.concatenate([gx[:self.p], J.T @ gx[self.p:self.p + k], gx[self.p + k:]])
 
 
 def observed_information(problem, w):
@@ -332,7 +353,9 @@ class Profiler:
 
 def _natural_start(problem, results):
     """w of the fit for this problem (Gaussian REML variance parameters as fitted)."""
-    sigma2 = results.scale if problem.n_sigma else None
+    sigma2 = None
+    if problem.n_sigma:
+        sigma2 = results.dispersion if problem.criterion == "glmm" else results.scale
     return problem.pack(results.fe_params, results.cov_re, sigma2)
 
 
@@ -402,7 +425,8 @@ def profile_conf_int(results, level=0.95, which=None, criterion=None) -> pd.Data
     constrained refits.
     """
     model = results.model
-    gaussian = model.family_name == "gaussian"
+    gaussian = model.fam.is_gaussian
+    extra = extra_names(model)           # ["sigma"], [dispersion name] or []
     q = model.q
     z_crit = stats.norm.ppf(0.5 + level / 2.0)
     fe, sd, cor = natural_names(results)
@@ -438,8 +462,8 @@ def profile_conf_int(results, level=0.95, which=None, criterion=None) -> pd.Data
     jobs += [(n, prob_dims + k, "sd") for k, n in enumerate(sd) if want(n)]
     if pairs and want(cor[0]):
         jobs.append((cor[0], prob_dims + q, "cor"))
-    if gaussian and want("sigma"):
-        jobs.append(("sigma", -1, "sigma"))
+    if extra and want(extra[0]):
+        jobs.append((extra[0], -1, "sigma"))    # log sigma or log dispersion: exp back
     run(ident, var_crit, jobs)
     for (k, l), name in list(zip(pairs, cor))[1:]:
         if want(name):
@@ -447,11 +471,11 @@ def profile_conf_int(results, level=0.95, which=None, criterion=None) -> pd.Data
             run(perm, var_crit, [(name, prob_dims + q, "cor")])
     if gaussian:
         run(ident, "ml", [(n, i, "beta") for i, n in enumerate(fe) if want(n)])
-    order = [n for n in fe + sd + cor + (["sigma"] if gaussian else []) if n in rows]
+    order = [n for n in fe + sd + cor + extra if n in rows]
     unknown = (wanted or set()) - set(order)
     if unknown:
         raise ValueError(f"unknown parameter(s) {sorted(unknown)}; choose from "
-                         f"{fe + sd + cor + (['sigma'] if gaussian else [])}")
+                         f"{fe + sd + cor + extra}")
     out = pd.DataFrame([rows[n] for n in order], index=order, columns=["estimate", "lower", "upper"])
     out["interval"] = "profile"
     out.attrs["n_fits"] = n_fits

@@ -5,7 +5,7 @@ over the affine subspace a'w = c by BFGS in whitened coordinates, bracketing
 and Brent's method; the same :class:`~mlglm.profile.Profiler`); what changes
 is the parametrisation. Working coordinates are
 
-    w = (beta [absent for "reml"], w_re, log sigma [Gaussian]),
+    w = (beta [absent for "reml"], w_re, log sigma [Gaussian] or t [a GLMM's log dispersion]),
 
 with w_re the natural-parameter coordinates of every term and covariance block
 (:class:`~mlglm.core.natural_layout.NaturalLayout`: log s per effect -- per
@@ -41,7 +41,7 @@ from scipy import stats
 from .core.lmm_multi import multi_gaussian_loglik, multi_lmm_stats
 from .core.modes import ModeFailure
 from .core.natural_layout import NaturalLayout
-from .profile import Profiler, fit_criterion, profile_limits
+from .profile import Profiler, extra_names, fit_criterion, profile_limits
 
 __all__ = ["multi_layout", "multi_natural_names", "multi_natural_values",
            "MultiLikelihoodProblem", "multi_profile_conf_int", "term_Sigmas"]
@@ -82,15 +82,16 @@ def multi_natural_names(model) -> tuple[list[str], list[str]]:
 
 
 def multi_natural_values(results) -> pd.Series:
-    """Estimates: fixed effects, SDs and correlations per term[, sigma]."""
+    """Estimates: fixed effects, SDs and correlations per term[, sigma or the dispersion]."""
     model = results.model
     fe, re = multi_natural_names(model)
     vals = [np.asarray(results.fe_params, dtype=float),
             multi_layout(model).natural(term_Sigmas(results))]
-    gaussian = model.family_name == "gaussian"
-    if gaussian:
+    if model.fam.is_gaussian:
         vals.append([np.sqrt(results.scale)])
-    return pd.Series(np.concatenate(vals), index=fe + re + (["sigma"] if gaussian else []))
+    elif model.fam.estimates_dispersion:
+        vals.append([results.dispersion])
+    return pd.Series(np.concatenate(vals), index=fe + re + extra_names(model))
 
 
 class MultiLikelihoodProblem:
@@ -109,7 +110,8 @@ class MultiLikelihoodProblem:
         self.criterion = criterion
         self.p = model.k_fe
         self.n_beta = 0 if criterion == "reml" else self.p
-        self.n_sigma = 0 if criterion == "glmm" else 1
+        # one trailing coordinate: log sigma (Gaussian) or the log dispersion t (GLMM)
+        self.n_sigma = 0 if criterion == "glmm" and not model.fam.estimates_dispersion else 1
         self.dim = self.n_beta + layout.dim + self.n_sigma
         self.terms = model.re_terms
         if criterion == "glmm":
@@ -117,7 +119,8 @@ class MultiLikelihoodProblem:
         else:
             self.stats = multi_lmm_stats(np.asarray(model.endog, float) - model.offset,
                                          np.asarray(model.exog, float), model.re_terms,
-                                         plan=model.problem.plan)
+                                         plan=model.problem.plan, freq=model.freq_weights,
+                                         var=model.var_weights)
 
     def unpack(self, w):
         w = np.asarray(w, dtype=float)
@@ -130,15 +133,19 @@ class MultiLikelihoodProblem:
         """w of (beta, Sigma_k per term (absolute), sigma^2)."""
         parts = [np.asarray(beta, float)[:self.n_beta], self.layout.to_working(Sigmas, min_sd)]
         if self.n_sigma:
-            parts.append([0.5 * np.log(sigma2)])
+            parts.append([np.log(sigma2) if self.criterion == "glmm" else 0.5 * np.log(sigma2)])
         return np.concatenate(parts)
+
+    def _x(self, beta, theta, w):
+        """x = (beta, theta[, t]) of the objective."""
+        return np.concatenate([beta, theta] + ([w[-1:]] if self.n_sigma else []))
 
     def value(self, w) -> float:
         beta, w_re, log_sigma = self.unpack(w)
         theta = self.layout.theta(w_re)
         if self.criterion == "glmm":
             try:
-                return float(self.obj(np.concatenate([beta, theta])))
+                return float(self.obj(self._x(beta, theta, w)))
             except (ModeFailure, np.linalg.LinAlgError, FloatingPointError):
                 return -np.inf
         beta = beta if self.n_beta else np.zeros(self.p)
@@ -160,15 +167,18 @@ class MultiLikelihoodProblem:
             return f0, g
         beta, w_re, _ = self.unpack(w)
         try:
-            f, gx = self.obj.value_and_gradient(np.concatenate([beta, self.layout.theta(w_re)]))
+            f, gx = self.obj.value_and_gradient(self._x(beta, self.layout.theta(w_re), w))
         except (ModeFailure, np.linalg.LinAlgError, FloatingPointError):
             return -np.inf, np.zeros_like(w)
         J = self.layout.theta_jacobian(w_re)
-        return f, np.concatenate([gx[:self.p], J.T @ gx[self.p:]])
+        k = J.shape[0]
+        return f, np.concatenate([gx[:self.p], J.T @ gx[self.p:self.p + k], gx[self.p + k:]])
 
 
 def _start(problem, results):
-    sigma2 = results.scale if problem.n_sigma else None
+    sigma2 = None
+    if problem.n_sigma:
+        sigma2 = results.dispersion if problem.criterion == "glmm" else results.scale
     return problem.pack(results.fe_params, term_Sigmas(results), sigma2)
 
 
@@ -177,10 +187,11 @@ def multi_profile_conf_int(results, level=0.95, which=None, criterion=None) -> p
     arguments and the returned table are those of :func:`mlglm.profile.profile_conf_int`
     (rows: fixed effects, ``sd(effect | factor)``, ``cor(a, b | factor)``, ``sigma``)."""
     model = results.model
-    gaussian = model.family_name == "gaussian"
+    gaussian = model.fam.is_gaussian
+    extra = extra_names(model)           # ["sigma"], [dispersion name] or []
     z_crit = stats.norm.ppf(0.5 + level / 2.0)
     fe, re = multi_natural_names(model)
-    labels = fe + re + (["sigma"] if gaussian else [])
+    labels = fe + re + extra
     wanted = None if which is None else set(which)
     if wanted is not None and wanted - set(labels):
         raise ValueError(f"unknown parameter(s) {sorted(wanted - set(labels))}; choose from "
@@ -222,8 +233,8 @@ def multi_profile_conf_int(results, level=0.95, which=None, criterion=None) -> p
             jobs.append((name, idx, e.kind))
         else:
             permuted.append((j, name))
-    if gaussian and want("sigma"):
-        jobs.append(("sigma", -1, "sigma"))
+    if extra and want(extra[0]):
+        jobs.append((extra[0], -1, "sigma"))     # log sigma or log dispersion: exp back
     run(ident, var_crit, jobs)
     for j, name in permuted:
         layout, idx = ident.permuted_for(j)

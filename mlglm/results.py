@@ -1,10 +1,12 @@
 """Results of a MixedGLM fit: a statsmodels ``MixedLMResults`` done right for GLMMs.
 
-``params`` = (fe_params, vech(cov_re)) with vech the row-major lower triangle
-(MixedLM's order and names). ``cov_params()`` is the inverse observed
-information: for binomial/Poisson fits the forward-difference Hessian of the
-exact gradient in (beta, theta), mapped to (beta, vech Sigma) by the delta
-method; for Gaussian fits the fixed-effect block is lme4's
+``params`` = (fe_params, vech(cov_re)[, dispersion]) with vech the row-major
+lower triangle (MixedLM's order and names) and, for a negative binomial or
+Gamma fit, the estimated dispersion last (``theta`` or ``scale``, named by the
+family). ``cov_params()`` is the inverse observed information: for GLMMs the
+forward-difference Hessian of the exact gradient in (beta, theta, t), mapped
+to (beta, vech Sigma, dispersion = e^t) by the delta method; for Gaussian fits
+the fixed-effect block is lme4's
 sigma^2 (R_X'R_X)^{-1} and variance-component SEs are not reported (NaN; use
 profile intervals). Every inherited Gaussian formula that would be wrong for
 a GLMM (llf, aic/bic parameter count, fitted values, residuals, random
@@ -32,7 +34,7 @@ class FitOutcome:
     beta: np.ndarray
     Sigma: np.ndarray
     cov_params: np.ndarray       # (p + q(q+1)/2) square, on the (beta, vech Sigma) scale
-    scale: float                 # 1 for binomial/Poisson, sigma^2 for Gaussian
+    scale: float                 # 1 for binomial/Poisson/NB, sigma^2 Gaussian, phi Gamma
     llf: float
     b: np.ndarray                # (G, q) conditional modes of the random effects
     b_cov: np.ndarray            # (G, q, q) conditional covariances
@@ -47,6 +49,7 @@ class FitOutcome:
     Sigmas: tuple = ()           # per term (several factors): Sigma_k
     bs: tuple = ()               # per term: (J_k, q_k) conditional modes
     b_covs: tuple = ()           # per term: (J_k, q_k, q_k) conditional covariances
+    dispersion: float | None = None   # NB theta / Gamma phi (estimated or fixed), else None
 
 
 def _vech_jacobian(Lambda, pattern):
@@ -67,7 +70,7 @@ def build_results(model, fitted, method, nagq):
     """Package a core fit (FitState or LMMFit) as MixedGLMResults."""
     q, p = model.q, model.k_fe
     k = q * (q + 1) // 2
-    if model.family_name == "gaussian":
+    if model.fam.is_gaussian:
         Sigma = np.asarray(fitted.cov_re, dtype=float)
         cov = np.full((p + k, p + k), np.nan)
         cov[:p, :p] = fitted.cov_beta
@@ -83,12 +86,17 @@ def build_results(model, fitted, method, nagq):
     st = fitted
     blocks = [_vech_jacobian(L, pat) for L, pat in zip(st.Lambdas, st.patterns)]
     n_vech = sum(B.shape[0] for B in blocks)
-    J = np.zeros((p + n_vech, st.x.size))
+    t = st.log_dispersion
+    J = np.zeros((p + n_vech + (t is not None), st.x.size))
     J[:p, :p] = np.eye(p)
     r = c = 0
     for B in blocks:
         J[p + r:p + r + B.shape[0], p + c:p + c + B.shape[1]] = B
         r, c = r + B.shape[0], c + B.shape[1]
+    if t is not None:                   # d dispersion / dt = dispersion (t = its log)
+        J[-1, -1] = model.fam.dispersion_from_log(t)
+    dispersion = (model.fam.dispersion_from_log(t) if t is not None
+                  else model.fam.fixed_dispersion)
     cov = J @ st.cov_x @ J.T
     # parameters held at the boundary have no Wald SE
     bad = ~st.free
@@ -101,11 +109,12 @@ def build_results(model, fitted, method, nagq):
         singular = st.singular
     else:       # one flag per random effect (diagonal entry of Lambda), as before
         singular = np.abs(np.diag(st.Lambdas[0])) < 1e-4
-    out = FitOutcome(beta=st.beta, Sigma=Sigmas[0], cov_params=cov, scale=1.0, llf=st.llf,
+    scale = dispersion if model.fam.name == "gamma" else 1.0
+    out = FitOutcome(beta=st.beta, Sigma=Sigmas[0], cov_params=cov, scale=scale, llf=st.llf,
                      b=st.b[0], b_cov=st.b_cov[0], method=method, nagq=nagq,
                      converged=st.record.converged, singular=singular, record=st.record,
                      n_params=st.x.size, theta=st.theta, Sigmas=Sigmas, bs=tuple(st.b),
-                     b_covs=tuple(st.b_cov))
+                     b_covs=tuple(st.b_cov), dispersion=dispersion)
     return MixedGLMResultsWrapper(MixedGLMResults(model, out))
 
 
@@ -142,6 +151,8 @@ class MixedGLMResults(MixedLMResults):
                                                       for S in outcome.Sigmas])
         else:
             params = np.concatenate([outcome.beta, outcome.Sigma[np.tril_indices(model.q)]])
+        if model.fam.estimates_dispersion:
+            params = np.concatenate([params, [outcome.dispersion]])
         LikelihoodModelResults.__init__(self, model, params,
                                         normalized_cov_params=outcome.cov_params / outcome.scale,
                                         scale=outcome.scale)
@@ -149,6 +160,8 @@ class MixedGLMResults(MixedLMResults):
         if not hasattr(self, "_cache"):
             self._cache = {}
         self.nobs = model.nobs
+        if model.freq_weights is not None:       # a row counts f times, as sm.GLM counts it
+            self.nobs = float(np.sum(model.freq_weights))
         self.df_resid = self.nobs - np.linalg.matrix_rank(model.exog)
         self.use_t = False
         self.k_fe = model.k_fe
@@ -173,6 +186,7 @@ class MixedGLMResults(MixedLMResults):
         self.n_groups = ({t.name: t.n_levels for t in model.re_terms}
                          if getattr(model, "multi", False) else model.n_groups)
         self.family = model.family
+        self.dispersion = outcome.dispersion
         self.reml_criterion = outcome.reml_criterion
         self.cov_pen = None
         self.freepat = None
@@ -210,7 +224,16 @@ class MixedGLMResults(MixedLMResults):
     @cache_readonly
     def bse_re(self):
         """Delta-method SEs of the variances/covariances (unreliable near zero)."""
-        return np.sqrt(np.diag(self.cov_params())[self.k_fe:])
+        k = len(self.params) - int(self.model.fam.estimates_dispersion)
+        return np.sqrt(np.diag(self.cov_params())[self.k_fe:k])
+
+    @cache_readonly
+    def bse_dispersion(self):
+        """SE of the estimated dispersion (negative binomial theta, Gamma scale) by the
+        delta method from t = log(dispersion); None when it is not estimated."""
+        if not self.model.fam.estimates_dispersion:
+            return None
+        return float(np.sqrt(np.asarray(self.cov_params())[-1, -1]))
 
     # ---------------------------------------------------------- random effects
     @cache_readonly
@@ -247,7 +270,7 @@ class MixedGLMResults(MixedLMResults):
         (|eta| > 15) that agree with their response.
         """
         model = self.model
-        if model.family_name != "binomial" or model.exog is None:
+        if not model.fam.is_binomial or model.exog is None:
             return None
         X = np.asarray(model.exog, dtype=float)
         sd = X.std(axis=0)

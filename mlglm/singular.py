@@ -49,7 +49,7 @@ def describe_singular(results) -> str:
     ``"x is perfectly correlated with Intercept (correlation -1.00)"``; with several
     grouping factors each clause names its factor (``"school: the SD of ..."``)."""
     model = results.model
-    unit = np.sqrt(results.scale) if model.family_name == "gaussian" else 1.0
+    unit = np.sqrt(results.scale) if model.fam.is_gaussian else 1.0
     parts = []
     for prefix, names, Sigma, Lam, flags in _terms(results):
         sd = np.sqrt(np.clip(np.diag(Sigma), 0, None))

@@ -2,9 +2,11 @@
 
 Three parts: a header (family/link, method and nagq, observations, groups
 with their sizes, log-likelihood, AIC, BIC, deviance = -2 llf, convergence
-and singular-fit flags), the fixed-effects table (coef, SE, z, P>|z|, CI)
-and the random-effects table (variance, SD, correlations; residual variance
-for Gaussian models), then any warnings in words.
+and singular-fit flags, prior weights), the fixed-effects table (coef, SE, z,
+P>|z|, CI) and the random-effects table (variance, SD, correlations; residual
+variance for Gaussian models; the dispersion row -- negative binomial theta or
+Gamma scale with its SE, or "fixed" -- for the families that have one), then
+any warnings in words.
 """
 from __future__ import annotations
 
@@ -58,12 +60,14 @@ def _header(res):
     model = res.model
     fam = type(model.family).__name__
     link = model.link_name
+    nobs = f"{int(res.nobs)}" if model.freq_weights is None else \
+        f"{res.nobs:g} (frequency-weighted; {model.nobs} rows)"
     info = {
         "Model:": type(model).__name__,
         "Family / link:": f"{fam} / {link}",
         "Method:": method_label(res),
         "Dependent variable:": str(model.endog_names),
-        "No. observations:": f"{int(res.nobs)}",
+        "No. observations:": nobs,
         **_groups_info(model),
         "Log-likelihood:": _fmt(res.llf, 4),
         "AIC:": _fmt(res.aic, 4),
@@ -73,8 +77,10 @@ def _header(res):
         "Max |gradient| / Hessian PD:": _convergence_detail(res),
         "Singular fit:": "YES" if np.any(res.singular) else "no",
     }
-    if model.family_name == "gaussian":
+    if model.fam.is_gaussian:
         info["Residual variance:"] = _fmt(res.scale, 4)
+    if model.var_weights is not None:
+        info["Variance weights:"] = "yes (Var of row i divided by v_i)"
     # issue 13: the fit-time quadrature check (and the nagq="auto" path)
     chk = getattr(res.optim, "quadrature_check", None)
     if chk is not None:
@@ -102,8 +108,9 @@ def _fe_table(res, alpha):
 def _re_table(res):
     if getattr(res.model, "multi", False):
         from .factors import varcorr_rows
-        return varcorr_rows(res.model.re_terms, res.outcome.Sigmas,
-                            scale=res.scale if res.model.family_name == "gaussian" else None)
+        return _with_dispersion(res, varcorr_rows(
+            res.model.re_terms, res.outcome.Sigmas,
+            scale=res.scale if res.model.fam.is_gaussian else None))
     names = list(res.model.data.exog_re_names)
     S = np.asarray(res.cov_re, dtype=float)
     sd = np.sqrt(np.clip(np.diag(S), 0, None))
@@ -118,13 +125,36 @@ def _re_table(res):
             row["Note"] = "singular (see note)"
         rows.append(row)
     index = names[:]
-    if res.model.family_name == "gaussian":
+    if res.model.fam.is_gaussian:
         rows.append({"Variance": _fmt(res.scale, 4), "Std.Dev.": _fmt(np.sqrt(res.scale), 4)})
         index.append("Residual")
     df = pd.DataFrame(rows, index=index).fillna("")
     if q > 1 and getattr(res.model, "diagonal", False):
         df["Note"] = ["uncorrelated (diagonal)"] * q + [""] * (len(index) - q)
-    return df
+    return _with_dispersion(res, df)
+
+
+def _with_dispersion(res, df):
+    """The random-effects table with a row for the dispersion of a negative binomial
+    or Gamma fit: its estimate under Variance, its SE under Std.Dev., what it is in
+    Note (the table's columns; the row's label names it)."""
+    fam = res.model.fam
+    if fam.is_gaussian or not fam.has_dispersion:
+        return df
+    cols = list(df.columns)
+    row = {c: "" for c in cols}
+    value_col, se_col = ("Variance", "Std.Dev.") if "Variance" in cols else cols[:2]
+    row[value_col] = _fmt(res.dispersion, 4)
+    if fam.estimates_dispersion:
+        row[se_col] = f"SE {_fmt(res.bse_dispersion, 4)}"
+        note = f"{fam.dispersion_name}, ML ({fam.dispersion_description})"
+    else:
+        note = f"{fam.dispersion_name}, fixed ({fam.dispersion_description})"
+    if "Note" not in cols:
+        df = df.assign(Note="")
+    row["Note"] = note
+    extra = pd.DataFrame([row], index=[f"Dispersion ({fam.dispersion_name})"])
+    return pd.concat([df, extra[df.columns]]).fillna("")
 
 
 def _warnings(res):
@@ -141,7 +171,7 @@ def _warnings(res):
     if dropped:
         text = "; ".join(f"{col}: {', '.join(map(str, levels))}" for col, levels in dropped.items())
         out.append(f"Unused levels dropped (no rows in the data): {text}.")
-    if res.model.family_name == "binomial" and res.method == "laplace":
+    if res.model.fam.is_binomial and res.method == "laplace":
         sizes = getattr(res.model, "group_sizes", None)     # a sharded model holds no rows
         sizes = np.bincount(res.model.re_terms[0].codes) if sizes is None else sizes
         if np.all(res.model.n_trials == 1) and len(sizes) and np.median(sizes) < 10:
@@ -157,7 +187,7 @@ def _warnings(res):
     auto = getattr(res.optim, "auto", None)
     if auto is not None:
         out.append(auto.describe() + ".")
-    if res.model.family_name != "gaussian":
+    if not res.model.fam.is_gaussian:
         out.append("Deviance is -2 x log-likelihood (all constants included), not lme4's "
                    "sum of deviance residuals.")
     return out

@@ -58,6 +58,12 @@ derivative of any family or link appears here).
 lme4 conventions (see :func:`saturated_loglik`): glmer's nAGQ > 1 logLik is the
 full log-likelihood minus the saturated one.
 
+Families with a dispersion are given as a pair ``family=(name, dispersion)``:
+``("negative_binomial", theta)`` (NB2, log link; scipy.stats.nbinom with size
+theta and p = theta / (theta + mu)) and ``("gamma", phi)`` (links log and inverse;
+scipy.stats.gamma with shape 1/phi and scale mu phi; no density where the
+inverse link's mean 1/eta is not positive).
+
 Gaussian (linear) models are handled separately and exactly:
 :func:`marginal_loglik_gaussian` and :func:`reml_criterion_gaussian`.
 """
@@ -85,8 +91,11 @@ __all__ = [
 
 LOG_2PI = math.log(2.0 * math.pi)
 
-_CANONICAL = {"binomial": "logit", "poisson": "log"}
-_LINKS = {"binomial": ("logit", "probit", "cloglog"), "poisson": ("log",)}
+_CANONICAL = {"binomial": "logit", "poisson": "log", "negative_binomial": "log",
+              "gamma": "log"}
+_LINKS = {"binomial": ("logit", "probit", "cloglog"), "poisson": ("log",),
+          "negative_binomial": ("log",), "gamma": ("log", "inverse")}
+_DISPERSED = ("negative_binomial", "gamma")
 
 
 # ---------------------------------------------------------------------------
@@ -94,15 +103,23 @@ _LINKS = {"binomial": ("logit", "probit", "cloglog"), "poisson": ("log",)}
 # ---------------------------------------------------------------------------
 
 def _check_family(family, link):
+    dispersion = None
+    if isinstance(family, tuple):                   # (name, dispersion)
+        family, dispersion = family
+        if not float(dispersion) > 0:
+            raise ValueError("the dispersion must be positive")
     family = str(family).lower()
     if family not in _LINKS:
-        raise ValueError(f"family must be 'binomial' or 'poisson', got {family!r}")
+        raise ValueError(f"family must be one of {list(_LINKS)}, got {family!r}")
+    if (family in _DISPERSED) != (dispersion is not None):
+        raise ValueError(f"give {family} as (name, dispersion)" if family in _DISPERSED
+                         else f"{family} has no dispersion")
     if link is None:
         link = _CANONICAL[family]
     link = str(link).lower()
     if link not in _LINKS[family]:
         raise ValueError(f"link {link!r} not available for family {family!r}")
-    return family, link
+    return (family if dispersion is None else (family, float(dispersion))), link
 
 
 def _log_mu_and_log_1m_mu(eta, link):
@@ -133,6 +150,8 @@ def row_loglik_function(y, family="binomial", link=None, m=None):
     """
     family, link = _check_family(family, link)
     y = np.array(y, dtype=float)
+    if isinstance(family, tuple):
+        return _dispersed_loglik_function(y, family, link)
     if family == "binomial":
         m = np.ones_like(y) if m is None else np.broadcast_to(np.asarray(m, dtype=float), y.shape)
         f = m - y
@@ -163,6 +182,28 @@ def row_loglik_function(y, family="binomial", link=None, m=None):
         out[ypos] += y_s * eta[ypos]
         return out
 
+    return loglik
+
+
+def _dispersed_loglik_function(y, family, link):
+    """f(eta) for the negative binomial and the Gamma by scipy.stats (module docstring)."""
+    name, d = family
+    if name == "negative_binomial":
+        def loglik(eta):
+            with np.errstate(over="ignore", invalid="ignore"):
+                mu = np.exp(eta)
+                out = stats.nbinom.logpmf(y, d, d / (d + mu))
+            # mu overflowing (eta -> inf in a tail of an integral): the density is 0
+            return np.where(np.isnan(out), -np.inf, out)
+        return loglik
+    shape = 1.0 / d
+
+    def loglik(eta):
+        eta = np.asarray(eta, dtype=float)
+        with np.errstate(over="ignore", divide="ignore"):
+            mu = np.exp(eta) if link == "log" else 1.0 / np.where(eta > 0, eta, np.nan)
+        out = stats.gamma.logpdf(y, shape, scale=mu / shape)
+        return np.where(np.isnan(out), -np.inf, out)
     return loglik
 
 

@@ -56,6 +56,11 @@ def _level_grid(q, half_width, panels, points):
 def _row_loglik(eta, y, m, family, link):
     """log p(y | eta) for rows (axis 0) at a grid of eta each (the trailing axes)."""
     family, link = _check_family(family, link)
+    if isinstance(family, tuple):       # (name, dispersion): scipy.stats, as oracle.py
+        from oracle import _dispersed_loglik_function
+        y = np.asarray(y, dtype=float)
+        y = y.reshape(y.shape + (1,) * (np.ndim(eta) - y.ndim))
+        return _dispersed_loglik_function(y, family, link)(eta)
     if family == "binomial":
         log_mu, log_1m_mu = _log_mu_and_log_1m_mu(eta, link)
         return (gammaln(m + 1) - gammaln(y + 1) - gammaln(m - y + 1)

@@ -120,7 +120,8 @@ def test_csvs_are_package_resources():
 def test_list_and_describe():
     table = list_datasets()
     assert list(table.index) == ["hsb", "contraception", "cbpp", "grouseticks", "verbagg",
-                                 "penicillin", "pastes", "sleepstudy", "chem97", "insteval"]
+                                 "penicillin", "pastes", "sleepstudy", "chem97", "insteval",
+                                 "epil"]
     assert {"description", "groups", "rows", "n_groups"} <= set(table.columns)
     for name, loader, groups, rows, n_groups in SHAPES:
         assert table.loc[name, "groups"] == groups
@@ -129,7 +130,8 @@ def test_list_and_describe():
         text = describe(name)
         for column in loader().columns:
             assert column in text
-    for name in ["verbagg", "penicillin", "pastes", "sleepstudy", "chem97", "insteval"]:
+    for name in ["verbagg", "penicillin", "pastes", "sleepstudy", "chem97", "insteval",
+                 "epil"]:
         d = load(name)
         assert len(d) == table.loc[name, "rows"]
         text = describe(name)
@@ -255,7 +257,9 @@ def test_probit_link_from_family_object():
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    (dict(family="gamma"), "family must be one of"),
+    (dict(family="tweedie"), "family must be one of"),
+    (dict(family="gamma"), "dispersion="),
+    (dict(family="negative_binomial", dispersion=-1.0), "dispersion must be positive"),
     (dict(cov_re=np.eye(3)), "only 1 covariates"),
     (dict(cov_re=[[1.0, 0.5], [0.0, 1.0]]), "symmetric"),
     (dict(cov_re=[[1.0, 2.0], [2.0, 1.0]]), "positive semi-definite"),

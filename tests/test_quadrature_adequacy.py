@@ -180,7 +180,7 @@ class _DoubleWell:
     log L = -(beta - 1)^2 - (theta^2 - 1)^2 (theta^2 - 4)^2 / 10 + a(theta), where
     a = 0.5 exp(-(theta - 1)^2) lifts the optimum near theta = 1 above the one near 2."""
 
-    p, nagq, diagonal = 1, 3, False
+    p, n_theta, nagq, diagonal = 1, 1, 3, False
     data = types.SimpleNamespace(q=1)
     theta_rc = (np.array([0]), np.array([0]))
     u = None

@@ -37,3 +37,25 @@ def test_coverage_and_aghq_removes_laplace_bias():
     assert small.loc[("laplace", "var1"), "rel. bias"] < -0.2
     assert abs(small.loc[("aghq7", "var1"), "rel. bias"]) < 0.1
     assert abs(small.loc[("aghq7", "var0"), "rel. bias"]) < 0.05
+
+
+def _validity_nb():
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "validity_nb.py"
+    spec = importlib.util.spec_from_file_location("validity_nb", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_negative_binomial_covers_where_poisson_under_covers():
+    """benchmarks/validity_nb.py, 100 data sets (seeds 0..99, ~10 s; recorded in
+    VALIDITY.md): pooled over three coefficients (300 intervals, MC SD 0.013) the NB GLMM's
+    Wald coverage is within 0.93-0.97 (issue 14), the Poisson GLMM's on the same data
+    below 0.90 (its row-level slopes near 0.75), and theta-hat is unbiased to 0.1."""
+    v = _validity_nb()
+    s = v.run(100)
+    assert 0.93 <= s["negative_binomial"]["pooled"] <= 0.97
+    assert s["poisson"]["pooled"] < 0.90
+    assert np.all(s["poisson"]["per_coef"][1:] < 0.85)
+    assert s["negative_binomial"]["converged"] == 100
+    assert abs(s["theta_mean"] - v.THETA) < 0.1

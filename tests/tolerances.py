@@ -63,3 +63,12 @@ INVARIANCE_LLF_RTOL = 1e-9
 REFIT_PARAM_ATOL = 1e-5
 #: the same problem fitted twice: log-likelihoods agree to this (absolute)
 REFIT_LLF_ATOL = 1e-6
+
+# Negative binomial and Gamma (families_open.json; issue 14)
+#: estimated dispersion (NB theta, Gamma scale) vs glmmTMB's, relative: an optimiser
+#: output like the SDs; glmmTMB's own stopping leaves it ~1e-5 relative off its optimum
+#: (we observe <= 1.6e-5 on epil), so 1e-3 is the SDs' looseness on a relative scale
+DISPERSION_RTOL = 1e-3
+#: frequency-weighted fit vs the fit on the expanded rows: the same problem presented
+#: two ways, each finished by Newton steps (we observe <= 1e-9)
+WEIGHTS_EXPANDED_ATOL = 1e-8

@@ -44,15 +44,18 @@ res <- tryCatch({
   if (!is.null(d$x1)) out$fingerprint$x1sum <- round(sum(d$x1), 6)
   suppressMessages({library(lme4); if (engine == "glmmTMB") library(glmmTMB)})
   f <- as.formula(spec$formula)
-  fam <- switch(spec$family, binomial = binomial(), poisson = poisson(), gaussian = gaussian())
+  fam <- switch(spec$family, binomial = binomial(), poisson = poisson(), gaussian = gaussian(),
+                negative_binomial = "nbinom2")
   conds <- character()
   fitfun <- function() {
     if (engine == "lme4") {
       if (spec$kind == "lmm") lmer(f, data = d, REML = spec$reml)
+      else if (identical(fam, "nbinom2")) glmer.nb(f, data = d, nAGQ = spec$nagq)
       else glmer(f, data = d, family = fam, nAGQ = spec$nagq)
     } else {
       if (spec$kind == "lmm") glmmTMB(f, data = d, family = gaussian(), REML = spec$reml)
-      else glmmTMB(f, data = d, family = fam, control = glmmTMBControl(parallel = 1))
+      else glmmTMB(f, data = d, family = if (identical(fam, "nbinom2")) nbinom2 else fam,
+                   control = glmmTMBControl(parallel = 1))
     }
   }
   gc()
@@ -88,6 +91,8 @@ res <- tryCatch({
     }
   }
   if (is.na(out$llf)) out$llf <- NULL
+  if (identical(fam, "nbinom2"))            # NB theta (glmer.nb: alternating; glmmTMB: ML)
+    out$dispersion <- if (engine == "lme4") getME(m, "glmer.nb.theta") else sigma(m)
   out$notes <- as.list(unique(conds))
   out$ok <- TRUE
   out

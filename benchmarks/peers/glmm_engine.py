@@ -36,7 +36,8 @@ def fit(case, df):
     kw = dict(nagq=case.nagq, satterthwaite=False, anova_test="Wald")
     if case.kind == "lmm":
         kw["reml"] = case.reml
-    return glmm.fit(df, case.lme4_formula("glmm"), case.family, **kw)
+    family = {"negative_binomial": "negativebinomial"}.get(case.family, case.family)
+    return glmm.fit(df, case.lme4_formula("glmm"), family, **kw)
 
 
 def extract(case, r):
@@ -58,4 +59,5 @@ def extract(case, r):
         "reml": bool(r.reml),
         "n_eval": int(r.n_eval),
         "notes": notes,
+        **({"dispersion": float(r.dispersion)} if case.family == "negative_binomial" else {}),
     }

@@ -38,6 +38,8 @@ def extract(case, res):
     }
     if out["nagq"] is not None:
         out["nagq"] = int(out["nagq"])
+    if getattr(res, "dispersion", None) is not None:       # NB theta, Gamma scale
+        out["dispersion"] = float(res.dispersion)
     return out
 
 

@@ -40,6 +40,11 @@ dS = -S dR' S. The node sums reduce to ubar_j-type quantities
 (Q_j = sum_k pi_jk t_k g_jk'), so the cost is a few passes over the rows
 times the K^q nodes. Groups are processed in chunks so that rows x nodes
 stays below ``chunk_elements`` whatever the data size.
+
+The log dispersion t of a negative binomial or Gamma kernel is one more psi:
+it moves the kernel at every node (dl/dpsi|_u = sum_i dK_ik/dt), the mode
+through dg = Lambda'Z'(d d1/dt) and H through the direct term
+Lambda'(sum_i d d2_i/dt z_i z_i')Lambda besides d3 deta (``dispersion=True``).
 """
 from __future__ import annotations
 
@@ -82,11 +87,12 @@ def _slice_state(state: ModeState, data: GroupedData, lo: int, hi: int) -> ModeS
 
 def aghq_loglik(fl, data: GroupedData, state: ModeState, Lambda: np.ndarray, nagq: int,
                 theta_rc=None, gradient: bool = False,
-                chunk_elements: int = DEFAULT_CHUNK_ELEMENTS):
+                chunk_elements: int = DEFAULT_CHUNK_ELEMENTS, dispersion: bool = False):
     """Per-group AGHQ log-likelihood (G,) without response constants.
 
-    With ``gradient=True`` also returns the gradient in (beta, theta) where
-    theta_rc = (rows, cols) names the free entries of Lambda.
+    With ``gradient=True`` also returns the gradient in (beta, theta[, t]) where
+    theta_rc = (rows, cols) names the free entries of Lambda and ``dispersion``
+    adds the kernel's log dispersion t (module docstring).
     """
     t, lw = product_grid(nagq, data.q)
     out = np.empty(data.n_groups)
@@ -94,20 +100,22 @@ def aghq_loglik(fl, data: GroupedData, state: ModeState, Lambda: np.ndarray, nag
     for lo, hi in _chunks(data, t.shape[0], chunk_elements):
         d = data.subset_groups(lo, hi) if (lo, hi) != (0, data.n_groups) else data
         s = _slice_state(state, data, lo, hi) if d is not data else state
-        val, g = _aghq_block(fl, d, s, Lambda, t, lw, theta_rc, gradient)
+        val, g = _aghq_block(fl, d, s, Lambda, t, lw, theta_rc, gradient, dispersion)
         out[lo:hi] = val
         if gradient:
             grad = g if grad is None else grad + g
     return (out, grad) if gradient else out
 
 
-def _aghq_block(fl, data, state, Lambda, t, lw, theta_rc, gradient):
+def _aghq_block(fl, data, state, Lambda, t, lw, theta_rc, gradient, dispersion=False):
     q = data.q
     R = np.linalg.cholesky(state.H)
     S = np.swapaxes(np.linalg.inv(R), 1, 2)                      # R^{-T}, upper
     U = state.u[:, None, :] + np.einsum("gij,kj->gki", S, t)    # (G, K, q)
     eta = state.eta_fixed[:, None] + np.einsum("nq,nkq->nk", state.A, data.expand(U))
-    if gradient:
+    if gradient and dispersion:
+        ker, d1k, dKk = fl.kernel_ddisp(eta, data.y[:, None], data.m[:, None])
+    elif gradient:
         ker, d1k = fl.kernel_d1(eta, data.y[:, None], data.m[:, None])
     else:
         ker = fl.kernel(eta, data.y[:, None], data.m[:, None])
@@ -144,13 +152,20 @@ def _aghq_block(fl, data, state, Lambda, t, lw, theta_rc, gradient):
         col = -LM[:, :, r] * u[:, c:c + 1]
         col[:, c] += Zd1[:, r]
         dg_theta[:, :, l] = col
-    dg = np.concatenate([dg_beta, dg_theta], axis=2)                        # (G, q, npsi)
+    blocks = [dg_beta, dg_theta]
+    if dispersion:      # the mode's and the curvature's direct derivatives in t
+        _, dd1, dd2 = fl.dispersion_derivatives(state.eta, data.y, data.m, state.d1, d2, d3)
+        blocks.append((data.gsum(Z * dd1[:, None]) @ Lambda)[:, :, None])
+    dg = np.concatenate(blocks, axis=2)                                     # (G, q, npsi)
     du = P @ dg                                   # (G, q, npsi)
     deta = np.einsum("nq,nqp->np", A, data.expand(du))
     deta[:, :p] += X
     for l, (r, c) in enumerate(zip(rows, cols)):
         deta[:, p + l] += Z[:, r] * data.expand(u[:, c])
-    T = data.gsum((d3[:, None] * deta)[:, :, None] * data.ZZ[:, None, :])   # (G, npsi, npairs)
+    curv = d3[:, None] * deta
+    if dispersion:
+        curv[:, -1] += dd2
+    T = data.gsum(curv[:, :, None] * data.ZZ[:, None, :])                   # (G, npsi, npairs)
     dH = Lambda.T @ sym_from_pairs(T, q) @ Lambda
     ML = M @ Lambda                                # M Lambda
     for l, (r, c) in enumerate(zip(rows, cols)):
@@ -169,5 +184,7 @@ def _aghq_block(fl, data, state, Lambda, t, lw, theta_rc, gradient):
              + np.einsum("gpab,gba->p", dS, Q)
              - dlogdetR.sum(axis=0))
     g_all[:p] += g_beta_u
-    g_all[p:] += g_L_u[rows, cols]
+    g_all[p:p + nt] += g_L_u[rows, cols]
+    if dispersion:
+        g_all[-1] += np.sum(dKk * data.expand(pi))
     return value, g_all

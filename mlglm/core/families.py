@@ -15,15 +15,50 @@ for the conditional modes has a unique maximum. The binomial response y is the
 number of successes out of m trials (m = 1 for Bernoulli rows). Derivatives use
 the observed (not expected) information, so the Laplace approximation is the
 true second-order expansion for every link.
+
+Prior weights. Every kernel is linear in (y, m) jointly: a row with prior
+weight w enters as (w y, w m), which multiplies its kernel and every
+derivative by w (binomial: y successes of m trials; the other families take
+m = 1, or w). So callers pass the weighted (y, m) and nothing else changes;
+the constants, which are not linear in y, are computed from the raw response
+and the weights by :meth:`FamilyLink.row_constants`.
+
+Dispersion. The negative binomial and the Gamma kernels
+(:mod:`mlglm.core.families_dispersion`) depend on a dispersion parameter; a
+kernel object is bound to one value of its logarithm (``at(log_dispersion)``)
+and also gives the derivatives in it (``dispersion_derivatives``), which the
+exact gradients need.
 """
 from __future__ import annotations
 
 import numpy as np
 from scipy import special
 
-__all__ = ["FamilyLink", "get_family_link", "SUPPORTED"]
+__all__ = ["FamilyLink", "RowConstants", "get_family_link", "SUPPORTED"]
 
 _ETA_MAX = 700.0  # exp(709) overflows; beyond this a Poisson mean is meaningless
+
+
+class RowConstants:
+    """The part of sum_i w_i log p(y_i | eta_i) that does not depend on eta.
+
+    For families without a dispersion parameter it is one number, computed once;
+    families with one override :meth:`value`, :meth:`derivative` and
+    :meth:`per_row` (functions of the log dispersion t).
+    """
+
+    def __init__(self, rows):
+        self.rows = np.asarray(rows, dtype=float)
+        self.total = float(np.sum(self.rows))
+
+    def value(self, t=None) -> float:
+        return self.total
+
+    def derivative(self, t=None) -> float:
+        return 0.0
+
+    def per_row(self, t=None) -> np.ndarray:
+        return self.rows
 
 
 class FamilyLink:
@@ -31,6 +66,24 @@ class FamilyLink:
 
     family = ""
     link = ""
+    #: the kernel depends on a dispersion parameter (bound by :meth:`at`)
+    has_dispersion = False
+    log_dispersion = None
+
+    def at(self, log_dispersion) -> "FamilyLink":
+        """The kernel at a dispersion (families without one: itself)."""
+        return self
+
+    def row_constants(self, y, m, freq=None, var=None) -> RowConstants:
+        """sum_i w_i log_const(y_i, m_i), w = freq x var (the raw y and m)."""
+        rows = self.log_const(y, m)
+        w = _product(freq, var)
+        return RowConstants(rows if w is None else w * rows)
+
+    def start_response(self, y, m):
+        """A transform of the raw response on the linear-predictor scale, for the
+        least-squares start of the GLM fit (:func:`mlglm.core.optimize.glm_start`)."""
+        return np.log(y + 0.5)
 
     def log_const(self, y, m):  # pragma: no cover - abstract
         raise NotImplementedError
@@ -74,6 +127,9 @@ class BinomialLogit(FamilyLink):
 
     family, link = "binomial", "logit"
 
+    def start_response(self, y, m):
+        return np.log((y + 0.5) / (m - y + 0.5))
+
     def log_const(self, y, m):
         if np.ndim(m) == 0 and m == 1.0 and np.all((y == 0.0) | (y == 1.0)):
             return np.zeros_like(y)         # log C(1, y) = 0 for Bernoulli rows
@@ -97,8 +153,11 @@ class BinomialLogit(FamilyLink):
         return self.kernel_derivatives(eta, y, m)[:2]
 
     def third(self, eta, y, m, d1, d2):
-        # d3 = d2 (1 - 2 mu) with m mu = y - d1
-        return d2 * (1.0 - 2.0 * (y - d1) / m)
+        # d3 = d2 (1 - 2 mu) with m mu = y - d1; rows of zero weight (m = 0) have d2 = 0
+        if np.ndim(m) == 0:
+            return d2 * (1.0 - 2.0 * (y - d1) / m)
+        mu = np.divide(y - d1, m, out=np.zeros_like(d2), where=m > 0)
+        return d2 * (1.0 - 2.0 * mu)
 
     def kernel_derivatives(self, eta, y, m):
         # e = exp(-|eta|) gives log(1 + e^eta) = max(eta, 0) + log1p(e),
@@ -213,9 +272,10 @@ class BinomialCloglog(BinomialLogit):
 
 
 class PoissonLog(FamilyLink):
-    """Poisson, log link: l = y eta - e^eta - log y!; d1 = y - mu, d2 = d3 = mu.
+    """Poisson, log link: l = y eta - m e^eta - log y!; d1 = y - m mu, d2 = d3 = m mu.
 
-    ``m`` is ignored (exposure enters through the offset).
+    ``m`` is the prior weight (1 for unweighted rows, then passed as the scalar 1.0
+    and skipped; exposure enters through the offset).
     """
 
     family, link = "poisson", "log"
@@ -223,11 +283,16 @@ class PoissonLog(FamilyLink):
     def log_const(self, y, m):
         return -special.gammaln(y + 1)
 
+    @staticmethod
+    def _mean(eta, m):
+        mu = np.exp(np.minimum(eta, _ETA_MAX))
+        return mu if np.ndim(m) == 0 and m == 1.0 else m * mu
+
     def kernel(self, eta, y, m):
-        return y * eta - np.exp(np.minimum(eta, _ETA_MAX))
+        return y * eta - self._mean(eta, m)
 
     def derivatives(self, eta, y, m, third=False):
-        mu = np.exp(np.minimum(eta, _ETA_MAX))
+        mu = self._mean(eta, m)
         if third:
             return y - mu, mu, mu
         return y - mu, mu
@@ -236,22 +301,34 @@ class PoissonLog(FamilyLink):
         return np.exp(np.minimum(eta, _ETA_MAX))
 
     def kernel_d1(self, eta, y, m):
-        mu = np.exp(np.minimum(eta, _ETA_MAX))
+        mu = self._mean(eta, m)
         return y * eta - mu, y - mu
 
     def kernel_derivatives(self, eta, y, m):
-        mu = np.exp(np.minimum(eta, _ETA_MAX))
+        mu = self._mean(eta, m)
         return y * eta - mu, y - mu, mu
 
     def third(self, eta, y, m, d1, d2):
         return d2
 
 
+def _product(freq, var):
+    """freq x var, either of which may be None (None when both are)."""
+    if freq is None:
+        return None if var is None else np.asarray(var, dtype=float)
+    return np.asarray(freq, dtype=float) if var is None else np.asarray(freq) * np.asarray(var)
+
+
+from .families_dispersion import GammaInverse, GammaLog, NegativeBinomialLog  # noqa: E402
+
 SUPPORTED = {
     ("binomial", "logit"): BinomialLogit,
     ("binomial", "probit"): BinomialProbit,
     ("binomial", "cloglog"): BinomialCloglog,
     ("poisson", "log"): PoissonLog,
+    ("negative_binomial", "log"): NegativeBinomialLog,
+    ("gamma", "log"): GammaLog,
+    ("gamma", "inverse"): GammaInverse,
 }
 
 

@@ -58,6 +58,10 @@ class GroupedData:
     ZZT : (q(q+1)/2, n) unique products z_ir z_ic (r <= c), fixed for the fit;
     ``ZZ`` is its (n, q(q+1)/2) transposed view.
     order : (n,) the permutation that sorted the caller's rows (sorted = orig[order]).
+    freq, var : (n,) prior weights (frequency and variance weights, as ``sm.GLM``
+    defines them) or None. With weights, ``y`` and ``m`` are the kernels'
+    arguments w y and w m, w = freq x var (:mod:`mlglm.core.families`), and
+    ``y_obs``, ``m_obs`` the response and trials as observed.
     """
 
     y: np.ndarray
@@ -70,10 +74,28 @@ class GroupedData:
     ZT: np.ndarray
     ZZT: np.ndarray
     order: np.ndarray
+    freq: np.ndarray | None = None
+    var: np.ndarray | None = None
+    y_obs: np.ndarray | None = None
+    m_obs: np.ndarray | None = None
+
+    def __post_init__(self):
+        if self.y_obs is None:
+            object.__setattr__(self, "y_obs", self.y)
+            object.__setattr__(self, "m_obs", self.m)
 
     @property
     def ZZ(self) -> np.ndarray:
         return self.ZZT.T
+
+    @property
+    def weights(self) -> np.ndarray | None:
+        """w = freq x var, the factor of every row's kernel (None: unweighted)."""
+        if self.freq is None and self.var is None:
+            return None
+        if self.freq is None:
+            return self.var
+        return self.freq if self.var is None else self.freq * self.var
 
     @cached_property
     def m_rows(self):
@@ -112,16 +134,19 @@ class GroupedData:
         r0 = self.starts[lo]
         r1 = self.starts[hi] if hi < self.n_groups else self.n
         sl = slice(r0, r1)
+        cut = (lambda a: None if a is None else a[sl])   # noqa: E731
         return GroupedData(self.y[sl], self.m[sl], self.X[sl], self.Z[sl], self.offset[sl],
                            self.starts[lo:hi] - r0, self.sizes[lo:hi],
-                           self.ZT[:, sl], self.ZZT[:, sl], self.order[sl])
+                           self.ZT[:, sl], self.ZZT[:, sl], self.order[sl], cut(self.freq),
+                           cut(self.var), self.y_obs[sl], self.m_obs[sl])
 
 
-def make_grouped_data(y, X, Z, group_codes, offset=None, m=None) -> GroupedData:
+def make_grouped_data(y, X, Z, group_codes, offset=None, m=None, freq=None,
+                      var=None) -> GroupedData:
     """Sort rows by integer group codes 0..G-1 (stable) and precompute products.
 
     Groups with no rows are not allowed: pass codes from ``np.unique(...,
-    return_inverse=True)``.
+    return_inverse=True)``. ``freq``, ``var``: prior weights (see :class:`GroupedData`).
     """
     y = np.asarray(y, dtype=float)
     n = y.shape[0]
@@ -141,5 +166,13 @@ def make_grouped_data(y, X, Z, group_codes, offset=None, m=None) -> GroupedData:
     ZT = np.ascontiguousarray(Zs.T)
     r, c = vech_pairs(Z.shape[1])
     ZZT = ZT[r] * ZT[c]
-    return GroupedData(y[order], m[order], np.asfortranarray(X[order]), Zs, offset[order],
-                       starts, sizes, ZT, ZZT, order)
+    X = np.asfortranarray(X[order])
+    if freq is None and var is None:
+        return GroupedData(y[order], m[order], X, Zs, offset[order], starts, sizes, ZT, ZZT,
+                           order)
+    f = None if freq is None else np.asarray(freq, dtype=float)[order]
+    v = None if var is None else np.asarray(var, dtype=float)[order]
+    w = f if v is None else (v if f is None else f * v)
+    ys, ms = y[order], m[order]
+    return GroupedData(w * ys, w * ms, X, Zs, offset[order], starts, sizes, ZT, ZZT, order,
+                       f, v, ys, ms)

@@ -24,6 +24,18 @@ Every term is a segment sum over rows, so once the modes have converged one
 more pass gives the whole gradient (checked against central differences in
 the tests).
 
+A parameter t that enters only the kernel (the log dispersion of the negative
+binomial and Gamma families) moves the log-likelihood of every row directly
+(dK_i/dt), the mode through dg/dt = Lambda'Z'(d d1/dt) (du = P dg), and H
+through sum_i (d d2_i/dt + d3_i a_i'du) z_i z_i'. With the same s_i and
+a_i'v_j as above, tr(P_j dH_j/dt) = sum_i [s_i d d2_i/dt + (a_i'v_j) d d1_i/dt],
+so it is one more dot product over the rows:
+
+    d/dt = sum_i [dK_i/dt - (s_i d d2_i/dt + (a_i'v_j) d d1_i/dt) / 2]
+
+(beta is the case dK/dbeta = d1 x, d d1/dbeta = -d2 x, d d2/dbeta = d3 x of the
+same formula).
+
 Shape of the computation (groups along the last axis, symmetric per-group
 matrices as their unique entries, see :mod:`mlglm.core.modes`): the leverage
 is s_i = z_i' Q_j z_i with Q_j = Lambda P_j Lambda', so it needs the constant
@@ -61,10 +73,13 @@ def _rows_dot(data, Vp, rowsT):
     return out
 
 
-def laplace_gradient(data: GroupedData, state: ModeState, Lambda: np.ndarray):
-    """Exact gradient of sum_j log L_j in beta (p,) and in Lambda (q, q, full matrix).
+def laplace_gradient(data: GroupedData, state: ModeState, Lambda: np.ndarray, fl=None):
+    """Exact gradient of sum_j log L_j in beta (p,) and in Lambda (q, q, full matrix),
+    and, when the kernel ``fl`` with a dispersion is given, in its log dispersion t
+    (the eta-dependent part; the constants' derivative is the caller's).
 
     The caller picks the theta entries out of the Lambda gradient.
+    Returns (g_beta, g_Lambda) or, with ``fl``, (g_beta, g_Lambda, g_t).
     """
     uT = state.u.T                                     # (q, G)
     Pp = pairs_inv(state.Hp)                           # P_j = H_j^{-1}
@@ -78,6 +93,10 @@ def laplace_gradient(data: GroupedData, state: ModeState, Lambda: np.ndarray):
     v = pairs_matvec(Pp, Lambda.T @ Zc)                # v_j = P_j sum_i c_i a_i
     Lv = Lambda @ v                                     # Lambda v_j
     av = _rows_dot(data, Lv, data.ZT)                   # a_i'v_j = z_i'Lambda v_j
+    if fl is not None:
+        dK, dd1, dd2 = fl.dispersion_derivatives(state.eta, data.y, data.m_rows, state.d1,
+                                                 state.d2, state.d3)
+        g_t = float(np.sum(dK) - 0.5 * (s @ dd2 + av @ dd1))
     # d1 - (c - d2 (a'v)) / 2, in place
     av *= state.d2
     av -= cvec
@@ -89,4 +108,6 @@ def laplace_gradient(data: GroupedData, state: ModeState, Lambda: np.ndarray):
     w = pairs_matvec(state.Mp, Lv)                      # M_j Lambda v_j
     u = uT.T
     g_Lambda = Zd1 @ u - S.T - 0.5 * (Zc @ u + Zd1 @ v.T - w @ u)
+    if fl is not None:
+        return g_beta, g_Lambda, g_t
     return g_beta, g_Lambda

@@ -23,7 +23,11 @@ term), leverage s_i = a_i' Sigma a_i, c_i = d3_i s_i, v = Sigma Lambda'Z'c,
 
 with M = Z'WZ. s_i needs Sigma only on the blocks where rows have non-zeros --
 the pattern of Z'Z -- which the blocked factor's selected inverse gives; every
-other term is a pass over the rows or one solve.
+other term is a pass over the rows or one solve. The log dispersion t of a
+negative binomial or Gamma family, which enters only the kernel, has the
+one-factor formula of :mod:`mlglm.core.laplace` with these s_i and a_i'v:
+d/dt = sum_i [dK_i/dt - (s_i d d2_i/dt + (a_i'v) d d1_i/dt) / 2] (plus the
+derivative of the eta-free constants).
 """
 from __future__ import annotations
 
@@ -153,6 +157,9 @@ class MultiLaplace(Objective):
     ----------
     fl : FamilyLink.   y, m, X, offset : response, trials, design, offset (rows
     in any order).   terms : ReTerms.   plan : optional CrossPlan.
+    freq, var : prior weights (frequency, variance) or None.
+    estimate_dispersion : for a kernel with a dispersion, whether x carries its
+        log (the last slot) or the kernel's own value is held fixed.
 
     The optimiser's side of the seam (:class:`~mlglm.core.objective.Objective`):
     ``value_and_gradient(x)``, ``p``, ``n_theta``, ``nagq``; ``u`` holds the modes
@@ -163,10 +170,20 @@ class MultiLaplace(Objective):
     nagq = 1
 
     def __init__(self, fl: FamilyLink, y, m, X, offset, terms: ReTerms,
-                 plan: CrossPlan | None = None):
+                 plan: CrossPlan | None = None, freq=None, var=None,
+                 estimate_dispersion=True):
         self.fl = fl
-        self.y = np.asarray(y, dtype=float)
-        m = np.asarray(m, dtype=float)
+        self.n_disp = int(bool(fl.has_dispersion and estimate_dispersion))
+        self.y_obs = np.asarray(y, dtype=float)
+        self.m_obs = np.asarray(m, dtype=float)
+        self.freq = None if freq is None else np.asarray(freq, dtype=float)
+        self.var = None if var is None else np.asarray(var, dtype=float)
+        w = self.freq if self.var is None else (
+            self.var if self.freq is None else self.freq * self.var)
+        self.weights = w
+        # the kernels' arguments: (w y, w m) (mlglm.core.families)
+        self.y = self.y_obs if w is None else w * self.y_obs
+        m = self.m_obs if w is None else w * self.m_obs
         self.m_rows = 1.0 if bool(np.all(m == 1.0)) else m
         self.m = m
         self.X = np.asfortranarray(np.asarray(X, dtype=float))
@@ -175,7 +192,8 @@ class MultiLaplace(Objective):
         self.plan = CrossPlan(terms) if plan is None else plan
         self.p = self.X.shape[1]
         self.n_theta = terms.n_theta
-        self.log_const = float(np.sum(fl.log_const(self.y, self.m_rows)))
+        self.constants = fl.row_constants(self.y_obs, self.m_obs, self.freq, self.var)
+        self.log_const = self.constants.value(fl.log_dispersion)
         self.u = None
         self.state = None
         self.n_evals = 0
@@ -183,6 +201,10 @@ class MultiLaplace(Objective):
 
     def laplace(self) -> "MultiLaplace":
         return self
+
+    def _constants(self, x) -> float:
+        return self.constants.value(self.param_layout.log_dispersion(x)) if self.n_disp \
+            else self.log_const
 
     def beta_information(self, x) -> np.ndarray:
         """X'WX - (Lambda'Z'WX)' H^{-1} (Lambda'Z'WX) at the modes at x."""
@@ -221,7 +243,7 @@ class MultiLaplace(Objective):
     def modes(self, x, u0=None) -> MultiModes:
         beta, theta = self.split(x)
         Lams = self.terms.Lambdas(theta)
-        return multi_modes(self.fl, self.plan, self.y, self.m_rows,
+        return multi_modes(self.kernel_at(x), self.plan, self.y, self.m_rows,
                            self.offset + self.X @ beta, Lams, self.u if u0 is None else u0)
 
     def __call__(self, x) -> float:
@@ -229,7 +251,7 @@ class MultiLaplace(Objective):
         self.n_evals += 1
         st = self.modes(x)
         self.u, self.state, self._last_theta = st.u, st, self.split(x)[1]
-        return st.h - 0.5 * st.factor.logdet + self.log_const
+        return st.h - 0.5 * st.factor.logdet + self._constants(x)
 
     def value_and_gradient(self, x):
         """(log L, d log L / dx) with the exact gradient."""
@@ -242,12 +264,15 @@ class MultiLaplace(Objective):
         self.n_evals += 1
         beta, theta = self.split(x)
         Lams = self.terms.Lambdas(theta)
-        st = multi_modes(self.fl, self.plan, self.y, self.m_rows,
+        fl = self.kernel_at(x)
+        st = multi_modes(fl, self.plan, self.y, self.m_rows,
                          self.offset + self.X @ beta, Lams, self._predicted_modes(beta, Lams))
         self.u, self.state, self._last_theta = st.u, st, theta
         self._last_beta, self._last_Lams = beta, Lams
-        value = st.h - 0.5 * st.factor.logdet + self.log_const
-        grad = self._gradient(st, Lams)
+        value = st.h - 0.5 * st.factor.logdet + self._constants(x)
+        grad = self._gradient(st, Lams, fl)
+        if self.n_disp:
+            grad[-1] += self.constants.derivative(self.param_layout.log_dispersion(x))
         self._last = (key, value, grad.copy(), st)
         return value, grad
 
@@ -274,11 +299,11 @@ class MultiLaplace(Objective):
         return tuple(u + d for u, d in zip(st.u, du))
 
     # ------------------------------------------------------------ gradient
-    def _gradient(self, st: MultiModes, Lams):
+    def _gradient(self, st: MultiModes, Lams, fl):
         terms, plan = self.terms, self.plan
         sel = st.factor.selected_inverse()
         s = self._leverage(Lams, sel)
-        d3 = self.fl.third(st.eta, self.y, self.m_rows, st.d1, st.d2)
+        d3 = fl.third(st.eta, self.y, self.m_rows, st.d1, st.d2)
         c = d3 * s
         Zc = [level_sums(t.codes, t.n_levels, t.Z, c) for t in terms]
         Zd1 = [level_sums(t.codes, t.n_levels, t.Z, st.d1) for t in terms]
@@ -296,7 +321,11 @@ class MultiLaplace(Objective):
             E = lambda a, b: np.einsum("jr,jc->rc", a, b)   # noqa: E731
             gL = E(zd, uk) - Sk - 0.5 * (E(zc, uk) + E(zd, vk) - E(wk, uk))
             g_theta.append(t.pattern.gradient(gL))
-        return np.concatenate([g_beta] + g_theta)
+        if not self.n_disp:
+            return np.concatenate([g_beta] + g_theta)
+        dK, dd1, dd2 = fl.dispersion_derivatives(st.eta, self.y, self.m_rows, st.d1, st.d2, d3)
+        g_t = float(np.sum(dK) - 0.5 * (s @ dd2 + av @ dd1))
+        return np.concatenate([g_beta] + g_theta + [[g_t]])
 
     def _leverage(self, Lams, sel):
         """s_i = a_i' Sigma a_i from the selected inverse (module docstring)."""

@@ -54,6 +54,21 @@ m = n (ML) or n - p (REML), so dd = d log|L|^2 + d log|R_X|^2 + (m / r2) d r2.
 Every term is a sum over groups of q x q products, so the gradient costs about
 as much as the criterion.
 
+Prior weights
+-------------
+With frequency weights f_i (row i counts f_i times) and variance weights v_i
+(Var e_i = sigma^2 / v_i, lmer's ``weights=``), the likelihood is that of the
+rows scaled by sqrt(w_i), w = f v, with n replaced by N = sum_i f_i and the
+term sum_i f_i log v_i (the determinant of the weights) added to the
+log-likelihood:
+
+    ML:    d(theta) = log|L|^2 + N (1 + log(2 pi r2 / N)) - sum_i f_i log v_i
+    REML:  the same with log|R_X|^2 added and N - p for N.
+
+So the statistics are those of sqrt(w) y, sqrt(w) X, sqrt(w) Z, ``n`` is N and
+``ldW`` the weights' term (rows of weight 0 count as absent); an expanded data
+set (row i repeated f_i times) gives the same criterion.
+
 Numerical note
 --------------
 ``y'y - sum |c_u|^2 - |c_beta|^2`` cancels when y is far from 0.  ``lmm_stats``
@@ -113,7 +128,10 @@ class LMMStats:
     beta_ols : (p,) array
         The shift: OLS coefficients of y on X.
     n, p, q, n_groups : int
-        Rows, fixed effects, random effects per group, groups.
+        Rows (N = sum of the frequency weights with weights), fixed effects, random
+        effects per group, groups.
+    ldW : float
+        sum_i f_i log v_i (0 without variance weights; module notes).
     """
 
     ZtZ: np.ndarray
@@ -127,6 +145,7 @@ class LMMStats:
     p: int
     q: int
     n_groups: int
+    ldW: float = 0.0
 
 
 def _as_2d(a, n, name):
@@ -140,7 +159,7 @@ def _as_2d(a, n, name):
     return a
 
 
-def lmm_stats(y, X, Z, group, n_groups: int | None = None) -> LMMStats:
+def lmm_stats(y, X, Z, group, n_groups: int | None = None, freq=None, var=None) -> LMMStats:
     """Per-group and global sufficient statistics for :func:`profiled_deviance`.
 
     Parameters
@@ -156,6 +175,8 @@ def lmm_stats(y, X, Z, group, n_groups: int | None = None) -> LMMStats:
     n_groups : int, optional
         G; defaults to ``max(group) + 1``.  Empty groups are allowed (they
         contribute H_j = I, i.e. nothing).
+    freq, var : (n,) array_like, optional
+        Prior weights (module notes, "Prior weights").
 
     Notes
     -----
@@ -188,6 +209,9 @@ def lmm_stats(y, X, Z, group, n_groups: int | None = None) -> LMMStats:
     p, q = X.shape[1], Z.shape[1]
     if n <= p:
         raise ValueError(f"need more rows than fixed effects (n={n}, p={p})")
+    n_eff, ldW = n, 0.0
+    if freq is not None or var is not None:
+        y, X, Z, n_eff, ldW = weighted_rows(y, X, Z, freq, var)
 
     XtX = X.T @ X
     try:
@@ -215,7 +239,22 @@ def lmm_stats(y, X, Z, group, n_groups: int | None = None) -> LMMStats:
     return LMMStats(ZtZ=_readonly(W[:, :, :q].copy()), ZtX=_readonly(W[:, :, q:q + p].copy()),
                     Zty=_readonly(W[:, :, q + p].copy()),
                     XtX=_readonly(XtX), Xty=_readonly(X.T @ e), yty=float(e @ e),
-                    beta_ols=_readonly(beta_ols), n=n, p=p, q=q, n_groups=G)
+                    beta_ols=_readonly(beta_ols), n=n_eff, p=p, q=q, n_groups=G, ldW=ldW)
+
+
+def weighted_rows(y, X, Z, freq, var):
+    """(sqrt(w) y, sqrt(w) X, sqrt(w) Z, N, ldW) for prior weights w = f v (module notes);
+    ``Z`` may be a list of arrays (several terms)."""
+    n = y.shape[0]
+    f = np.ones(n) if freq is None else np.asarray(freq, dtype=float)
+    v = np.ones(n) if var is None else np.asarray(var, dtype=float)
+    w = f * v
+    present = w > 0
+    r = np.sqrt(w)
+    scale = (lambda a: a * (r[:, None] if a.ndim == 2 else r))   # noqa: E731
+    Zs = [scale(z) for z in Z] if isinstance(Z, (list, tuple)) else scale(Z)
+    return (r * y, scale(X), Zs, float(f[present].sum()),
+            float(f[present] @ np.log(v[present])))
 
 
 # ----------------------------------------------------------------------------
@@ -273,12 +312,12 @@ def _pls(theta, stats: LMMStats, diagonal: bool) -> _PLS:
     return _PLS(Lambda, Linv, LtB, RXinv, beta_e, u, float(r2), float(ldL2), float(ldRX2))
 
 
-def _criterion(s: _PLS, n: int, p: int, reml: bool) -> float:
+def _criterion(s: _PLS, n: int, p: int, reml: bool, ldW: float = 0.0) -> float:
     """lme4's REMLcrit or ML deviance from the PLS solution (module docstring)."""
     if reml:
         m = n - p
-        return s.ldL2 + s.ldRX2 + m * (1.0 + LOG_2PI + np.log(s.r2 / m))
-    return s.ldL2 + n * (1.0 + LOG_2PI + np.log(s.r2 / n))
+        return s.ldL2 + s.ldRX2 + m * (1.0 + LOG_2PI + np.log(s.r2 / m)) - ldW
+    return s.ldL2 + n * (1.0 + LOG_2PI + np.log(s.r2 / n)) - ldW
 
 
 def _gradient(s: _PLS, stats: LMMStats, reml: bool, diagonal: bool) -> np.ndarray:
@@ -316,7 +355,7 @@ def profiled_deviance(theta, stats: LMMStats, reml: bool = True,
     at fixed theta.
     """
     theta = _check_theta(theta, stats, diagonal)
-    return _criterion(_pls(theta, stats, diagonal), stats.n, stats.p, reml)
+    return _criterion(_pls(theta, stats, diagonal), stats.n, stats.p, reml, stats.ldW)
 
 
 def profiled_deviance_grad(theta, stats: LMMStats, reml: bool = True,
@@ -324,7 +363,7 @@ def profiled_deviance_grad(theta, stats: LMMStats, reml: bool = True,
     """The profiled criterion and its exact gradient in theta (module docstring)."""
     theta = _check_theta(theta, stats, diagonal)
     s = _pls(theta, stats, diagonal)
-    return _criterion(s, stats.n, stats.p, reml), _gradient(s, stats, reml, diagonal)
+    return _criterion(s, stats.n, stats.p, reml, stats.ldW), _gradient(s, stats, reml, diagonal)
 
 
 # ----------------------------------------------------------------------------
@@ -424,7 +463,8 @@ def _rectify(theta, q, diagonal):
 
 
 def lmm_fit(y, X, Z, group, reml: bool = True, diagonal: bool = False, theta0=None,
-            stats: LMMStats | None = None, gtol: float = 1e-8) -> LMMFit:
+            stats: LMMStats | None = None, gtol: float = 1e-8, freq=None,
+            var=None) -> LMMFit:
     """Fit y = X beta + Z b + e with one grouping factor by profiled REML or ML.
 
     Minimises :func:`profiled_deviance` with its exact gradient (:func:`_minimise`),
@@ -447,9 +487,11 @@ def lmm_fit(y, X, Z, group, reml: bool = True, diagonal: bool = False, theta0=No
     gtol : float
         ``converged`` means projected gradient norm <= gtol (1 + |criterion|):
         the criterion is O(n), and so is the rounding level of its gradient.
+    freq, var : array_like, optional
+        Prior weights (frequency; variance: Var e_i = sigma^2 / v_i), module notes.
     """
     if stats is None:
-        stats = lmm_stats(y, X, Z, group)
+        stats = lmm_stats(y, X, Z, group, freq=freq, var=var)
     q = stats.q
     on_diag = theta_is_diagonal_entry(q, diagonal)
     if theta0 is None:
@@ -470,7 +512,8 @@ def lmm_fit(y, X, Z, group, reml: bool = True, diagonal: bool = False, theta0=No
             # packaged): those are answered from here, not re-evaluated.
             count[0] += 1
             s = _pls(theta, stats, diagonal)
-            hit = (_criterion(s, stats.n, stats.p, reml), _gradient(s, stats, reml, diagonal), s)
+            hit = (_criterion(s, stats.n, stats.p, reml, stats.ldW),
+                   _gradient(s, stats, reml, diagonal), s)
             if len(recent) >= 4:
                 del recent[next(iter(recent))]
             recent[key] = hit
@@ -505,7 +548,7 @@ def _package(theta, stats, reml, diagonal, gtol, n_evals, message, pls=None) -> 
     criteria, sigma^2, covariances."""
     q, p, n = stats.q, stats.p, stats.n
     s = _pls(theta, stats, diagonal) if pls is None else pls
-    crit = _criterion(s, n, p, reml)
+    crit = _criterion(s, n, p, reml, stats.ldW)
     grad_norm = _projected_grad_norm(theta, _gradient(s, stats, reml, diagonal),
                                      theta_lower_bounds(q, diagonal))
     sigma2 = s.r2 / (n - p if reml else n)
@@ -517,7 +560,7 @@ def _package(theta, stats, reml, diagonal, gtol, n_evals, message, pls=None) -> 
         cov_re=_readonly(sigma2 * Lam @ Lam.T),
         cov_beta=_readonly(sigma2 * s.RXinv @ s.RXinv.T),       # sigma2 (R_X'R_X)^{-1}
         llf=-crit / 2.0, reml_criterion=crit if reml else None,
-        deviance_ml=_criterion(s, n, p, reml=False),
+        deviance_ml=_criterion(s, n, p, False, stats.ldW),
         b=_readonly(s.u @ Lam.T),                              # b_j = Lambda u_j
         b_cov=_readonly(sigma2 * LamLinvT @ np.swapaxes(LamLinvT, 1, 2)),
         n_evals=n_evals, converged=bool(grad_norm <= gtol * (1.0 + abs(crit))),

@@ -63,7 +63,7 @@ def gaussian_loglik(beta, Lambda, sigma2, stats, reml: bool = False) -> float:
     c = ce - D @ delta
     rr = stats.yty - 2.0 * delta @ stats.Xty + delta @ stats.XtX @ delta
     quad = (rr - np.sum(c * np.linalg.solve(M, c[:, :, None])[:, :, 0]) / sigma2) / sigma2
-    logdetV = n * np.log(sigma2) + logdetM.sum()
+    logdetV = n * np.log(sigma2) - stats.ldW + logdetM.sum()     # weights: lmm module notes
     n_eff = n - p if reml else n
     return -0.5 * (n_eff * _LOG2PI + logdetV + logdet_x + quad)
 

@@ -55,7 +55,9 @@ class MultiLMMStats:
     A : Cross, Z'Z in the blocked layout (:mod:`mlglm.core.crossprod`).
     ZE1 : (J1, q1, p + 1) Z_1'[X e] per level.   ZED : (N_D, p + 1) Z_D'[X e].
     EE : (p + 1, p + 1) [X e]'[X e].   beta_ols : (p,).
-    n, p : rows, fixed effects.
+    n, p : rows (N = sum of the frequency weights with weights), fixed effects.
+    ldW : sum_i f_i log v_i (prior weights: the rows are scaled by sqrt(f v), as in
+    :mod:`mlglm.core.lmm`, "Prior weights").
     """
 
     terms: ReTerms
@@ -67,6 +69,7 @@ class MultiLMMStats:
     beta_ols: np.ndarray
     n: int
     p: int
+    ldW: float = 0.0
 
     @property
     def st(self) -> BlockedStructure:
@@ -74,16 +77,26 @@ class MultiLMMStats:
 
 
 def multi_lmm_stats(y, X, terms: ReTerms, st: BlockedStructure | None = None,
-                    plan: CrossPlan | None = None, beta_ols=None) -> MultiLMMStats:
+                    plan: CrossPlan | None = None, beta_ols=None, freq=None,
+                    var=None) -> MultiLMMStats:
     """Cross products for :func:`multi_lmm_evaluate` (one pass over the rows).
 
     ``beta_ols`` (default: the OLS fit of these rows) fixes the shift e = y - X beta_ols;
     a block of rows of a larger data set passes the whole data's (see
-    :mod:`mlglm.core.lmm_sums`).
+    :mod:`mlglm.core.lmm_sums`). With prior weights ``freq``, ``var`` the statistics
+    are those of the rows scaled by sqrt(f v) (``plan`` is then built for the scaled
+    terms; :mod:`mlglm.core.lmm`, "Prior weights").
     """
     y = np.asarray(y, dtype=float)
     X = np.asarray(X, dtype=float)
     n, p = X.shape
+    n_eff, ldW = n, 0.0
+    if freq is not None or var is not None:
+        from dataclasses import replace
+        from .lmm import weighted_rows
+        y, X, Zs, n_eff, ldW = weighted_rows(y, X, [t.Z for t in terms], freq, var)
+        terms = ReTerms(tuple(replace(t, Z=z) for t, z in zip(terms, Zs)))
+        plan = None
     plan = CrossPlan(terms, st) if plan is None else plan
     st = plan.st
     if beta_ols is None:
@@ -97,7 +110,7 @@ def multi_lmm_stats(y, X, terms: ReTerms, st: BlockedStructure | None = None,
         tk = terms[k]
         ZED[off:off + tk.size] = level_sums(tk.codes, tk.n_levels,
                                             outer_rows(tk.Z, E)).reshape(tk.size, p + 1)
-    return MultiLMMStats(terms, plan, plan.cross(), ZE1, ZED, E.T @ E, beta_ols, n, p)
+    return MultiLMMStats(terms, plan, plan.cross(), ZE1, ZED, E.T @ E, beta_ols, n_eff, p, ldW)
 
 
 @dataclass(frozen=True, eq=False)
@@ -135,7 +148,7 @@ def multi_lmm_evaluate(theta, stats: MultiLMMStats, reml: bool = True,
     RXinv = np.linalg.inv(LXX).T                       # R_X^{-1}, R_X = LXX'
     beta_e = RXinv @ cbeta
     m = n - p if reml else n
-    crit = f.logdet + (ldRX2 if reml else 0.0) + m * (1.0 + LOG_2PI + np.log(r2 / m))
+    crit = f.logdet + (ldRX2 if reml else 0.0) + m * (1.0 + LOG_2PI + np.log(r2 / m)) - stats.ldW
     # u = H^{-1} Lambda'Z'(e - X beta_e)
     b1 = H1E[:, :, p] - H1E[:, :, :p] @ beta_e
     bD = HDE[:, p] - HDE[:, :p] @ beta_e
@@ -221,8 +234,8 @@ class MultiLMMFit:
         return self.beta.size + self.theta.size + 1
 
 
-def _criterion_ml(ev, n):
-    return ev.ldH + n * (1.0 + LOG_2PI + np.log(ev.r2 / n))
+def _criterion_ml(ev, n, ldW=0.0):
+    return ev.ldH + n * (1.0 + LOG_2PI + np.log(ev.r2 / n)) - ldW
 
 
 def _moment_start(y, X, terms: ReTerms, on_diag) -> np.ndarray:
@@ -274,7 +287,8 @@ def moment_theta(terms: ReTerms, on_diag, sums: dict) -> np.ndarray:
 
 
 def multi_lmm_fit(y, X, terms: ReTerms, reml: bool = True, theta0=None,
-                  stats: MultiLMMStats | None = None, gtol: float = 1e-8) -> MultiLMMFit:
+                  stats: MultiLMMStats | None = None, gtol: float = 1e-8, freq=None,
+                  var=None) -> MultiLMMFit:
     """Fit a Gaussian LMM with several factors by profiled REML or ML.
 
     The criterion and its exact gradient (:func:`multi_lmm_evaluate`) go to
@@ -285,7 +299,7 @@ def multi_lmm_fit(y, X, terms: ReTerms, reml: bool = True, theta0=None,
     The start is :func:`_moment_start` (lme4's Lambda_k = I, moment estimates for random
     intercepts) unless ``theta0`` is given.
     """
-    stats = multi_lmm_stats(y, X, terms) if stats is None else stats
+    stats = multi_lmm_stats(y, X, terms, freq=freq, var=var) if stats is None else stats
     if theta0 is None:
         theta0 = _moment_start(y, X, terms, terms.theta_on_diagonal())
 
@@ -340,7 +354,7 @@ def _package(ev, stats, reml, gtol, n_evals, message) -> MultiLMMFit:
     Lams = tuple(terms.Lambdas(ev.theta))
     b, b_cov = conditional_effects(terms, st, Lams, ev.u, ev.factor, sigma2)
     return package_fit(terms, ev.theta, ev.criterion, ev.gradient, ev.beta, sigma2, ev.RXinv,
-                       _criterion_ml(ev, n), b, b_cov, reml, gtol, n_evals, message)
+                       _criterion_ml(ev, n, stats.ldW), b, b_cov, reml, gtol, n_evals, message)
 
 
 def package_fit(terms: ReTerms, theta, criterion, gradient, beta, sigma2, RXinv, deviance_ml,
@@ -421,5 +435,5 @@ def multi_gaussian_loglik(beta, Lambdas, sigma2, stats: MultiLMMStats, reml: boo
     if reml:
         ldRX2 = 2.0 * float(np.log(np.diag(LT[N:N + p, N:N + p])).sum())
         return -0.5 * ((n - p) * LOG_2PI + n * np.log(sigma2) + f.logdet + ldRX2
-                       - p * np.log(sigma2) + quad)
-    return -0.5 * (n * LOG_2PI + n * np.log(sigma2) + f.logdet + quad)
+                       - p * np.log(sigma2) + quad - stats.ldW)
+    return -0.5 * (n * LOG_2PI + n * np.log(sigma2) + f.logdet + quad - stats.ldW)

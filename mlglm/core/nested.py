@@ -35,6 +35,12 @@ Abar = R^{-T} Phi(R'K) R^{-1}, K = -S Sbar' S, and log|R_c| contributes
 For the Laplace approximation the adjoints vanish at the mode and this is
 Xi'd1 - (1/2) sum_c tr(A_c^{-1} dA_c) = the usual dh/dpsi - (1/2) tr(H^{-1} dH/dpsi).
 
+The log dispersion t of a negative binomial or Gamma kernel is one more column:
+it moves no eta directly (Xi_t = 0) but the kernel (explicit part sum_i dK_i/dt,
+averaged over the nodes for AGHQ), the mode through dg/dt = Lambda'Z'(d d1/dt)
+and the pivot blocks through dF0_c += sum_i (d d2_i/dt) a_i a_i'. Prior weights
+enter as (w y, w m) in the kernels (:mod:`mlglm.core.families`).
+
 Which Laplace engine. For nested factors the model uses this one at nagq = 1 too:
 it is O(n) whatever the number of top-level groups, while MultiLaplace factorises
 the outer factors' block densely (O(J_top^3) per Newton step). Measured on binary
@@ -84,23 +90,33 @@ class NestedObjective(Objective):
 
     def __init__(self, fl: FamilyLink, y, m, X, offset, terms: ReTerms, nagq: int = 1,
                  layout: NestedLayout | None = None,
-                 chunk_elements: int = DEFAULT_CHUNK_ELEMENTS, data: NestedData | None = None):
+                 chunk_elements: int = DEFAULT_CHUNK_ELEMENTS, data: NestedData | None = None,
+                 freq=None, var=None, estimate_dispersion=True):
         self.fl = fl
+        self.n_disp = int(bool(fl.has_dispersion and estimate_dispersion))
+        self.freq, self.var = freq, var
         self.terms = terms
+        # the optimiser's view (GLM start): original arrays; the kernels' (w y, w m)
+        self.y_obs = np.asarray(y, dtype=float)
+        self.m_obs = np.asarray(m, dtype=float) * np.ones_like(self.y_obs)
+        w = None if freq is None and var is None else (
+            (1.0 if freq is None else np.asarray(freq, float))
+            * (1.0 if var is None else np.asarray(var, float)))
+        self.weights = w
+        self.y = self.y_obs if w is None else w * self.y_obs
+        self.m = m = self.m_obs if w is None else w * self.m_obs
         self.layout = NestedLayout(terms) if layout is None else layout
-        self.data = NestedData.build(self.layout, terms, y, m, X, offset) if data is None \
+        self.data = NestedData.build(self.layout, terms, self.y, m, X, offset) if data is None \
             else data
         self.nagq = int(nagq)
         self.chunk_elements = int(chunk_elements)
-        # the optimiser's view (GLM start): original arrays
-        self.y = np.asarray(y, dtype=float)
-        self.m = m = np.asarray(m, dtype=float) * np.ones_like(self.y)
         self.m_rows = 1.0 if bool(np.all(m == 1.0)) else m
         self.X = np.asfortranarray(np.asarray(X, dtype=float))
         self.offset = np.asarray(offset, dtype=float)
         self.p = self.X.shape[1]
         self.n_theta = terms.n_theta
-        self.log_const = float(np.sum(fl.log_const(self.y, self.m_rows)))
+        self.constants = fl.row_constants(self.y_obs, self.m_obs, freq, var)
+        self.log_const = self.constants.value(fl.log_dispersion)
         self.patterns = tuple(terms[k].pattern for k in self.layout.order)
         self.u = None
         self.state = None
@@ -116,9 +132,9 @@ class NestedObjective(Objective):
     def with_nagq(self, nagq: int) -> "NestedObjective":
         """The same problem with ``nagq`` points per dimension at every level (layout
         and arrays shared)."""
-        return NestedObjective(self.fl, self.y, self.m, self.X,
+        return NestedObjective(self.fl, self.y_obs, self.m_obs, self.X,
                                self.offset, self.terms, nagq, self.layout, self.chunk_elements,
-                               self.data)
+                               self.data, self.freq, self.var, bool(self.n_disp))
 
     def _Lambdas(self, theta):
         """Lambda_l in level order."""
@@ -128,19 +144,25 @@ class NestedObjective(Objective):
     def modes(self, x, u0=None) -> NestedModes:
         beta, theta = self.split(x)
         start = self.u if u0 is None else u0
-        return nested_modes(self.fl, self.data, beta, self._Lambdas(theta), start)
+        return nested_modes(self.kernel_at(x), self.data, beta, self._Lambdas(theta), start)
 
     def _evaluate(self, x, gradient):
         beta, theta = self.split(x)
         Lams = self._Lambdas(theta)
-        st = nested_modes(self.fl, self.data, beta, Lams, self.u)
+        fl = self.kernel_at(x)
+        st = nested_modes(fl, self.data, beta, Lams, self.u)
         self.u, self.state, self._last_theta = st.u, st, theta
         if self.nagq == 1:
             value = float(st.h.sum() - 0.5 * st.factor.logdet.sum())
-            grad = self._laplace_gradient(st, Lams) if gradient else None
+            grad = self._laplace_gradient(st, Lams, fl) if gradient else None
         else:
-            value, grad = self._aghq(st, Lams, gradient)
-        return value + self.log_const, grad
+            value, grad = self._aghq(st, Lams, gradient, fl)
+        if not self.n_disp:
+            return value + self.log_const, grad
+        t = self.param_layout.log_dispersion(x)
+        if grad is not None:
+            grad[-1] += self.constants.derivative(t)
+        return value + self.constants.value(t), grad
 
     def __call__(self, x) -> float:
         """The log-likelihood at x, every constant included."""
@@ -161,30 +183,32 @@ class NestedObjective(Objective):
         return value, grad
 
     # ---------------------------------------------------------- quadrature
-    def _aghq(self, st, Lams, gradient):
+    def _aghq(self, st, Lams, gradient, fl):
         lay = self.layout
         T = lay.T
         _, N = grid_sizes(lay.q, self.nagq)
         value = 0.0
         acc = None
         if gradient:
-            acc = {"g_beta": np.zeros(self.p), "YU": [np.zeros((q, q)) for q in lay.q],
+            acc = {"g_beta": np.zeros(self.p), "g_t": 0.0, "YU": [np.zeros((q, q)) for q in lay.q],
                    "nu": [np.empty((J, q)) for J, q in zip(lay.J, lay.q)],
                    "Sbar": [np.empty((J, q, q)) for J, q in zip(lay.J, lay.q)],
                    "Cbar": [np.empty((lay.J[l], lay.q[l], lay.Q[l + 1])) for l in range(T - 1)]}
         for lo, hi in lay.chunks(N[0], self.chunk_elements):
             blk = lay.whole if (lo, hi) == (0, lay.J[T - 1]) else lay.block(lo, hi)
-            val, pieces = aghq_block(self.fl, self.data, st, Lams, self.nagq, blk, gradient)
+            val, pieces = aghq_block(fl, self.data, st, Lams, self.nagq, blk, gradient,
+                                     dispersion=bool(self.n_disp))
             value += float(val.sum())
             if gradient:
                 acc["g_beta"] += pieces["g_beta"]
+                acc["g_t"] += pieces.get("g_t", 0.0)
                 for l in range(T):
                     acc["YU"][l] += pieces["YU"][l]
                     for key in ("nu", "Sbar") + (("Cbar",) if l < T - 1 else ()):
                         acc[key][l][blk.nodes[l]] = pieces[key][l]
         if not gradient:
             return value, None
-        return value, self._gradient(st, Lams, acc)
+        return value, self._gradient(st, Lams, acc, fl)
 
     # ------------------------------------------------------------ gradients
     def _entries(self):
@@ -192,14 +216,15 @@ class NestedObjective(Objective):
         return [(l, r, s) for l, pat in enumerate(self.patterns)
                 for r, s in zip(pat.rows, pat.cols)]
 
-    def _derivatives(self, st: NestedModes, Lams):
-        """Forward-mode derivatives at the mode (module docstring): (XiT, du, dA, dC)."""
+    def _derivatives(self, st: NestedModes, Lams, fl):
+        """Forward-mode derivatives at the mode (module docstring): (XiT, du, dA, dC, dK)
+        with the columns (beta, entries of the Lambdas[, t]); dK: the rows' dK/dt (or None)."""
         lay, data = self.layout, self.data
         blk = lay.whole
         T, D, p, n = lay.T, lay.D, self.p, data.n
         entries = self._entries()
-        P = p + len(entries)
-        XiT = np.empty((P, n))
+        P = p + len(entries) + self.n_disp
+        XiT = np.zeros((P, n))
         XiT[:p] = data.X.T
         for e, (l, r, s) in enumerate(entries):
             XiT[p + e] = data.Z[l][:, r] * expand(blk, st.u[l][:, s], -1, l)
@@ -212,15 +237,26 @@ class NestedObjective(Objective):
             dg.append(g)
         for e, (l, r, s) in enumerate(entries):
             dg[l][:, s, p + e] += reduce(blk, data.Z[l][:, r] * st.d1, -1, l)
+        d3 = fl.third(st.eta, data.y, data.m_rows, st.d1, st.d2)
+        dK = None
+        if self.n_disp:       # the kernel's own derivatives in t: mode and curvature move
+            dK, dd1, dd2 = fl.dispersion_derivatives(st.eta, data.y, data.m_rows, st.d1, st.d2,
+                                                     d3)
+            for l in range(T):
+                ZlT = data.Z[l].T
+                sums = reduce(blk, ZlT * dd1, -1, l, axis=1)              # (q_l, J_l)
+                dg[l][:, :, -1] += (Lams[l].T @ sums).T
         du = tree_solve(blk, lay.q, st.factor, dg)
         detaT = XiT.copy()
         for l in range(T):
             for k in range(lay.q[l]):
                 detaT += st.AT[lay.off[l] + k] * expand(blk, du[l][:, k, :].T, -1, l, axis=1)
-        d3 = self.fl.third(st.eta, data.y, data.m_rows, st.d1, st.d2)
         r_, c_ = pair_index(D)
         AA = st.AT[r_] * st.AT[c_]
-        sums = reduce(blk, (AA[:, None, :] * (d3 * detaT)[None]).reshape(-1, n), -1, 0, axis=1)
+        curv = d3 * detaT
+        if self.n_disp:
+            curv[-1] += dd2
+        sums = reduce(blk, (AA[:, None, :] * curv[None]).reshape(-1, n), -1, 0, axis=1)
         sums = sums.reshape(r_.size, P, -1)
         dF0 = np.stack([pairs_to_full(sums[:, k]) for k in range(P)], axis=3)
         if entries:
@@ -233,7 +269,7 @@ class NestedObjective(Objective):
                 dF0[:, i_s, :, p + e] += V[:, i_r, :]
                 dF0[:, :, i_s, p + e] += V[:, i_r, :]
         dA, dC = tree_dfactor(blk, lay.q, st.factor, dF0)
-        return XiT, du, dA, dC
+        return XiT, du, dA, dC, dK
 
     def _to_theta(self, g_entries):
         """Gradient over Lambda entries (level order) -> theta in term order."""
@@ -247,20 +283,29 @@ class NestedObjective(Objective):
             i += ne
         return np.concatenate(out)
 
-    def _laplace_gradient(self, st, Lams):
-        XiT, du, dA, dC = self._derivatives(st, Lams)
+    def _assemble(self, g):
+        """(beta, theta in term order[, t]) from the columns (beta, entries[, t])."""
+        k = g.size - self.n_disp
+        return np.concatenate([g[:self.p], self._to_theta(g[self.p:k]), g[k:]])
+
+    def _laplace_gradient(self, st, Lams, fl):
+        XiT, du, dA, dC, dK = self._derivatives(st, Lams, fl)
         g = XiT @ st.d1
+        if dK is not None:
+            g[-1] = dK.sum()
         for l in range(self.layout.T):
             Ainv = np.linalg.inv(st.factor.A[l])
             g -= 0.5 * np.einsum("jab,jbap->p", Ainv, dA[l])
-        return np.concatenate([g[:self.p], self._to_theta(g[self.p:])])
+        return self._assemble(g)
 
-    def _gradient(self, st, Lams, acc):
+    def _gradient(self, st, Lams, acc, fl):
         lay = self.layout
         T, p = lay.T, self.p
-        XiT, du, dA, dC = self._derivatives(st, Lams)
+        XiT, du, dA, dC, _ = self._derivatives(st, Lams, fl)
         g = np.zeros(XiT.shape[0])
         g[:p] = acc["g_beta"]
+        if self.n_disp:
+            g[-1] = acc["g_t"]
         for e, (l, r, s) in enumerate(self._entries()):
             g[p + e] = acc["YU"][l][r, s]
         for l in range(T):
@@ -276,7 +321,7 @@ class NestedObjective(Objective):
             g += np.einsum("ja,jap->p", acc["nu"][l], du[l])
             if l < T - 1:
                 g += np.einsum("jab,jabp->p", acc["Cbar"][l], dC[l])
-        return np.concatenate([g[:p], self._to_theta(g[p:])])
+        return self._assemble(g)
 
     # ------------------------------------------------------------ packaging
     def beta_information(self, x) -> np.ndarray:

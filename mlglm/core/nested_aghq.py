@@ -74,7 +74,8 @@ def grid_sizes(q: tuple, nagq: int) -> tuple:
     return G, N
 
 
-def aghq_block(fl, data, st, Lams, nagq: int, blk: Block, gradient: bool = False):
+def aghq_block(fl, data, st, Lams, nagq: int, blk: Block, gradient: bool = False,
+               dispersion: bool = False):
     """Nested AGHQ over the top-level groups of ``blk``.
 
     Returns (J_top,) log L_j without the response constants and, with
@@ -122,7 +123,10 @@ def aghq_block(fl, data, st, Lams, nagq: int, blk: Block, gradient: bool = False
         eta.reshape(n, N[l], -1)[...] += contrib[:, :, None]
     y = data.y[rows][:, None]
     m = data.m_rows if np.ndim(data.m_rows) == 0 else data.m_rows[rows][:, None]
-    if gradient:
+    dK = None
+    if gradient and dispersion:
+        ker, d1, dK = fl.kernel_ddisp(eta, y, m)
+    elif gradient:
         ker, d1 = fl.kernel_d1(eta, y, m)
     else:
         ker, d1 = fl.kernel(eta, y, m), None
@@ -149,10 +153,10 @@ def aghq_block(fl, data, st, Lams, nagq: int, blk: Block, gradient: bool = False
     value = L[:, 0]
     if not gradient:
         return value, None
-    return value, _adjoints(data, blk, Lams, grids, G, N, J, Cm, U, Panc, pis, d1)
+    return value, _adjoints(data, blk, Lams, grids, G, N, J, Cm, U, Panc, pis, d1, dK)
 
 
-def _adjoints(data, blk, Lams, grids, G, N, J, Cm, U, Panc, pis, d1):
+def _adjoints(data, blk, Lams, grids, G, N, J, Cm, U, Panc, pis, d1, dK=None):
     """The chain-rule pieces of the nested AGHQ gradient (module docstring)."""
     lay = data.layout
     T, q, top = lay.T, lay.q, lay.T - 1
@@ -161,10 +165,13 @@ def _adjoints(data, blk, Lams, grids, G, N, J, Cm, U, Panc, pis, d1):
     omega[top] = pis[top].reshape(J[top], N[top])
     for l in range(T - 2, -1, -1):
         omega[l] = (expand(blk, omega[l + 1], l, l + 1)[:, :, None] * pis[l]).reshape(J[l], N[l])
+    w0 = expand(blk, omega[0], -1, 0)
     Wd = d1
-    Wd *= expand(blk, omega[0], -1, 0)                      # omega_0 d1 at every row, combination
+    Wd *= w0                                                 # omega_0 d1 at every row, combination
     out = {"g_beta": data.X[rows].T @ Wd.sum(axis=1), "YU": [], "nu": [], "Sbar": [],
            "Cbar": []}
+    if dK is not None:                  # the log dispersion's explicit part, node-weighted
+        out["g_t"] = float(np.sum(dK * w0))
     Gbar = []
     for l in range(T):
         Dl = Wd.reshape(n, N[l], -1).sum(axis=2)

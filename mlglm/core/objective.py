@@ -1,13 +1,15 @@
-"""The marginal log-likelihood as a function of x = (beta, theta): the optimiser's seam.
+"""The marginal log-likelihood as a function of x = (beta, theta[, t]): the optimiser's seam.
 
 :class:`Objective` is everything the fit driver (:mod:`optimize`) sees of a
-model: ``value_and_gradient(x)``, the parameter layout (``p`` fixed effects,
-then ``n_theta`` covariance parameters of the terms), a start, the sign
+model: ``value_and_gradient(x)``, the parameter layout (:class:`ParamLayout`:
+``p`` fixed effects, then ``n_theta`` covariance parameters of the terms, then
+``n_disp`` = 1 slot for the log dispersion t of a negative binomial or Gamma
+family whose dispersion is estimated, else none), a start, the sign
 canonicalisation of Lambda's columns, a preconditioner, the Laplace version
 of an AGHQ objective, the same objective with another number of points
 (``with_nagq``: ``nagq="auto"`` and the fit-time quadrature check use it), and
-the random effects at the last evaluation for packaging. A one-factor engine (:class:`MarginalLoglik`), the blocked
-several-factor Laplace (:class:`~mlglm.core.laplace_multi.MultiLaplace`), and
+the random effects at the last evaluation for packaging. A one-factor engine
+(:class:`MarginalLoglik`), the blocked several-factor Laplace (:class:`~mlglm.core.laplace_multi.MultiLaplace`), and
 any other engine (nested quadrature, a sharded one) implement it, and the same
 driver fits them all.
 
@@ -21,6 +23,8 @@ user or a test calls to evaluate the log-likelihood at arbitrary parameters
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from .aghq import aghq_loglik
@@ -33,19 +37,62 @@ from .modes import ModeState, conditional_modes
 from .smallmat import spd_inv
 from .terms import ReTerm, ReTerms
 
-__all__ = ["Objective", "MarginalLoglik"]
+__all__ = ["Objective", "MarginalLoglik", "ParamLayout"]
+
+
+@dataclass(frozen=True)
+class ParamLayout:
+    """Where each kind of parameter sits in x = (beta, theta, t).
+
+    beta: p fixed effects; theta: n_theta covariance parameters (the entries of
+    the Lambda_k, :mod:`covpattern`); t: n_disp (0 or 1) log dispersion -- log
+    theta of the negative binomial, log phi of the Gamma -- on the log scale so
+    the search is unconstrained and the curvature near-constant.
+    """
+
+    p: int
+    n_theta: int
+    n_disp: int = 0
+
+    @property
+    def size(self) -> int:
+        return self.p + self.n_theta + self.n_disp
+
+    @property
+    def theta_slice(self) -> slice:
+        return slice(self.p, self.p + self.n_theta)
+
+    def beta(self, x) -> np.ndarray:
+        return np.asarray(x, dtype=float)[:self.p]
+
+    def theta(self, x) -> np.ndarray:
+        return np.asarray(x, dtype=float)[self.theta_slice]
+
+    def log_dispersion(self, x):
+        """t, or None when the layout has no dispersion slot."""
+        return float(x[self.p + self.n_theta]) if self.n_disp else None
+
+    def pad_theta(self, mask_theta, fill=False) -> np.ndarray:
+        """A mask over theta extended to the whole of x (``fill`` elsewhere)."""
+        out = np.full(self.size, fill, dtype=bool)
+        out[self.theta_slice] = mask_theta
+        return out
 
 
 class Objective:
     """The optimiser's view of a model (see the module docstring).
 
     Subclasses set ``fl`` (family kernel), ``y``, ``m_rows``, ``X``, ``offset``
-    (for the GLM start), ``terms`` (ReTerms: theta layout), ``p``,
-    ``n_theta``, ``nagq``, ``n_evals``, ``u`` (warm start of the modes: any
-    object the subclass understands; the driver only saves and restores it)
-    and implement :meth:`value_and_gradient`, :meth:`laplace`,
-    :meth:`beta_information` and :meth:`random_effects`.
+    (for the GLM start; with prior weights also ``y_obs``, ``m_obs``, ``weights``),
+    ``terms`` (ReTerms: theta layout), ``p``, ``n_theta``, ``n_disp`` (1 when
+    ``fl`` has a dispersion the fit estimates), ``nagq``, ``n_evals``, ``u`` (warm
+    start of the modes: any object the subclass understands; the driver only
+    saves and restores it) and implement :meth:`value_and_gradient`,
+    :meth:`laplace`, :meth:`beta_information` and :meth:`random_effects`.
     """
+
+    n_disp = 0
+    weights = None
 
     def value_and_gradient(self, x):  # pragma: no cover - abstract
         raise NotImplementedError
@@ -72,9 +119,18 @@ class Objective:
         raise NotImplementedError
 
     # ------------------------------------------------------------- shared
+    @property
+    def param_layout(self) -> ParamLayout:
+        return ParamLayout(self.p, self.n_theta, self.n_disp)
+
     def split(self, x):
+        """(beta, theta) of x (the dispersion slot, if any, is :meth:`kernel_at`'s)."""
         x = np.asarray(x, dtype=float)
-        return x[:self.p], x[self.p:]
+        return x[:self.p], x[self.p:self.p + self.n_theta]
+
+    def kernel_at(self, x):
+        """The family kernel at x's dispersion (``fl`` itself when there is none)."""
+        return self.fl.at(x[self.p + self.n_theta]) if self.n_disp else self.fl
 
     def random_sds(self, x) -> np.ndarray:
         """Standard deviations of all random effects, sqrt(diag(Lambda_k Lambda_k')) for
@@ -91,14 +147,24 @@ class Objective:
         """x with every Lambda_k's columns flipped to non-negative diagonals
         (Sigma = Lambda Lambda' and the likelihood are unchanged)."""
         x = np.array(x, dtype=float)
-        x[self.p:] = self.terms.canonical(x[self.p:])
+        sl = self.param_layout.theta_slice
+        x[sl] = self.terms.canonical(x[sl])
         return x
 
     def start(self) -> np.ndarray:
-        """beta of the GLM without random effects; 0.5 on Lambda's diagonals."""
+        """beta of the GLM without random effects; 0.5 on Lambda's diagonals; the
+        log dispersion by the moments of that GLM fit (``fl.dispersion_start``), with
+        beta refitted at it."""
         from .optimize import glm_start
-        return np.concatenate([glm_start(self.fl, self),
-                               np.where(self.theta_on_diagonal, 0.5, 0.0)])
+        theta0 = np.where(self.theta_on_diagonal, 0.5, 0.0)
+        if not self.n_disp:
+            return np.concatenate([glm_start(self.fl, self), theta0])
+        fl = self.fl.at(0.0)
+        beta = glm_start(fl, self)
+        mu = fl.inverse_link(self.offset + self.X @ beta)
+        w = np.ones_like(mu) if self.weights is None else self.weights
+        t = self.fl.dispersion_start(getattr(self, "y_obs", self.y), mu, w, self.p)
+        return np.concatenate([glm_start(self.fl.at(t), self), theta0, [t]])
 
     def preconditioner(self, x0) -> np.ndarray:
         """T with x = x0 + T z so that the curvature in z is close to the identity.
@@ -148,6 +214,8 @@ class MarginalLoglik(Objective):
     nagq : points per dimension; 1 is the Laplace approximation.
     diagonal : uncorrelated random effects (theta = diagonal of Lambda).
     pattern : CovPattern of Lambda (overrides ``diagonal``; e.g. tied blocks).
+    estimate_dispersion : for a kernel with a dispersion, whether x carries its
+        log t (the last slot; default) or the kernel's own value is held fixed.
 
     ``n_evals`` counts evaluations; ``state`` is the mode state of the latest
     :meth:`value_and_gradient` (the optimiser packages it at the optimum
@@ -160,8 +228,9 @@ class MarginalLoglik(Objective):
     """
 
     def __init__(self, fl: FamilyLink, data: GroupedData, nagq: int = 1, diagonal: bool = False,
-                 chunk_elements: int | None = None, pattern=None):
+                 chunk_elements: int | None = None, pattern=None, estimate_dispersion=True):
         self.fl = fl
+        self.n_disp = int(bool(fl.has_dispersion and estimate_dispersion))
         self.data = data
         self.nagq = int(nagq)
         q = data.q
@@ -175,7 +244,10 @@ class MarginalLoglik(Objective):
         codes = np.repeat(np.arange(data.n_groups), data.sizes)
         self.terms = ReTerms((ReTerm("group", codes, data.n_groups, data.Z, pattern),))
         self.y, self.m_rows, self.X, self.offset = data.y, data.m_rows, data.X, data.offset
-        self.log_const = float(np.sum(fl.log_const(data.y, data.m_rows)))
+        self.y_obs, self.m_obs, self.weights = data.y_obs, data.m_obs, data.weights
+        # the part of the log-likelihood without eta: a number, or a function of t
+        self.constants = fl.row_constants(data.y_obs, data.m_obs, data.freq, data.var)
+        self.log_const = self.constants.value(fl.log_dispersion)
         self.chunk_elements = chunk_elements
         self.u = None
         self.state = None
@@ -192,7 +264,8 @@ class MarginalLoglik(Objective):
 
     def with_nagq(self, nagq: int) -> "MarginalLoglik":
         return MarginalLoglik(self.fl, self.data, nagq, pattern=self.pattern,
-                              chunk_elements=self.chunk_elements)
+                              chunk_elements=self.chunk_elements,
+                              estimate_dispersion=bool(self.n_disp))
 
     def beta_information(self, x) -> np.ndarray:
         """X'D2X - sum_j X_j'D2 Z_j Lambda H_j^{-1} Lambda'Z_j'D2 X_j at x (the GLM
@@ -222,22 +295,33 @@ class MarginalLoglik(Objective):
         beta, theta = self.split(x)
         Lambda = self.pattern.Lambda(theta)
         start = self.u if u0 is None else u0
-        return conditional_modes(self.fl, self.data, beta, Lambda, start)
+        return conditional_modes(self.kernel_at(x), self.data, beta, Lambda, start)
+
+    def _constants(self, x) -> float:
+        return self.constants.value(self.param_layout.log_dispersion(x)) if self.n_disp \
+            else self.log_const
+
+    def group_constants(self, x) -> np.ndarray:
+        """The eta-free part of the log-likelihood per group (normalising constants and,
+        with a dispersion, its terms without eta): per_group(x) + group_constants(x)
+        are the groups' log-likelihoods."""
+        t = self.param_layout.log_dispersion(x) if self.n_disp else self.fl.log_dispersion
+        return self.data.gsum(self.constants.per_row(t))
 
     def per_group(self, x) -> np.ndarray:
-        """log L_j for every group (response constants excluded)."""
+        """log L_j for every group, the eta-free constants excluded."""
         state = self.modes(x)
         self.u = state.u
         if self.nagq == 1:
             return laplace_loglik(state)
         Lambda = self.pattern.Lambda(self.split(x)[1])
         kw = {} if self.chunk_elements is None else {"chunk_elements": self.chunk_elements}
-        return aghq_loglik(self.fl, self.data, state, Lambda, self.nagq, **kw)
+        return aghq_loglik(self.kernel_at(x), self.data, state, Lambda, self.nagq, **kw)
 
     def __call__(self, x) -> float:
         """The marginal log-likelihood at x, every constant included."""
         self.n_evals += 1
-        return float(self.per_group(x).sum()) + self.log_const
+        return float(self.per_group(x).sum()) + self._constants(x)
 
     def value_and_gradient(self, x):
         """(log L, d log L / dx) with the exact gradient."""
@@ -250,20 +334,29 @@ class MarginalLoglik(Objective):
         self.n_evals += 1
         beta, theta = self.split(x)
         Lambda = self.pattern.Lambda(theta)
-        state = conditional_modes(self.fl, self.data, beta, Lambda, self.u)
+        fl = self.kernel_at(x)
+        state = conditional_modes(fl, self.data, beta, Lambda, self.u)
         self.u, self.state, self._last_Lambda = state.u, state, Lambda
         if self.nagq == 1:
             value = laplace_loglik(state).sum()
-            g_beta, g_Lambda = laplace_gradient(self.data, state, Lambda)
-            grad = np.concatenate([g_beta, self.pattern.gradient(g_Lambda)])
+            if self.n_disp:
+                g_beta, g_Lambda, g_t = laplace_gradient(self.data, state, Lambda, fl)
+                grad = np.concatenate([g_beta, self.pattern.gradient(g_Lambda), [g_t]])
+            else:
+                g_beta, g_Lambda = laplace_gradient(self.data, state, Lambda)
+                grad = np.concatenate([g_beta, self.pattern.gradient(g_Lambda)])
         else:
             kw = {} if self.chunk_elements is None else {"chunk_elements": self.chunk_elements}
-            vals, grad = aghq_loglik(self.fl, self.data, state, Lambda, self.nagq,
-                                     theta_rc=self.theta_rc, gradient=True, **kw)
+            vals, grad = aghq_loglik(fl, self.data, state, Lambda, self.nagq,
+                                     theta_rc=self.theta_rc, gradient=True,
+                                     dispersion=bool(self.n_disp), **kw)
             value = vals.sum()
             if self.pattern.idx.size != self.n_theta:       # tied entries share a parameter
-                grad = np.concatenate([grad[:self.p], np.bincount(
-                    self.pattern.idx, weights=grad[self.p:], minlength=self.n_theta)])
-        value = float(value) + self.log_const
+                p, k = self.p, self.p + self.pattern.idx.size
+                grad = np.concatenate([grad[:p], np.bincount(
+                    self.pattern.idx, weights=grad[p:k], minlength=self.n_theta), grad[k:]])
+        if self.n_disp:
+            grad[-1] += self.constants.derivative(self.param_layout.log_dispersion(x))
+        value = float(value) + self._constants(x)
         self._last = (key, value, grad.copy(), state, Lambda)
         return value, grad

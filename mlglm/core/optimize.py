@@ -80,7 +80,8 @@ class FitState:
     ``Lambdas`` (covariance factors), ``b`` ((J_k, q_k) conditional modes)
     and ``b_cov`` ((J_k, q_k, q_k) conditional covariances); ``patterns``
     their covariance patterns. ``singular`` flags the theta on a diagonal
-    estimated at ~0.
+    estimated at ~0. ``param_layout``: where beta, theta and the log dispersion sit
+    in x; ``log_dispersion``: t-hat, or None without a dispersion slot.
     """
 
     x: np.ndarray
@@ -97,6 +98,8 @@ class FitState:
     b_cov: tuple
     patterns: tuple
     record: OptimizationRecord = field(repr=False)
+    param_layout: object = None
+    log_dispersion: float | None = None
 
     @property
     def Lambda(self) -> np.ndarray:
@@ -105,23 +108,30 @@ class FitState:
 
 
 def glm_start(fl, data, maxiter: int = 100, tol: float = 1e-10) -> np.ndarray:
-    # ``data``: anything with y, m_rows, X (column-major) and offset (GroupedData, an Objective)
+    # ``data``: anything with y, m_rows, X (column-major) and offset (GroupedData, an
+    # Objective), and with prior weights y_obs, m_obs and weights
     """beta maximising the GLM log-likelihood (random effects set to zero).
 
     Newton's method on a concave function with step halving, started from a
-    least-squares fit to a transformed response (logit or log). As in the mode
+    (weighted) least-squares fit to a transformed response (``fl.start_response``:
+    logit, log, 1/y). As in the mode
     iteration, the kernel and its two derivatives are computed in one fused
     call at each trial point, and an accepted trial's derivatives give the
     next step; the p x p Newton systems are solved directly (X has full rank,
-    the model checks it), with least squares as the fallback.
+    the model checks it), with least squares as the fallback. A start outside
+    the family's domain (Gamma with the inverse link: a negative mean) is
+    replaced by the constant fit.
     """
     y, m, X, o = data.y, data.m_rows, data.X, data.offset
-    if fl.family == "binomial":
-        z = np.log((y + 0.5) / (m - y + 0.5))
-    else:
-        z = np.log(y + 0.5)
-    beta = _solve_sym(X.T @ X, X.T @ (z - o), X, z - o)
+    w = getattr(data, "weights", None)
+    z = fl.start_response(getattr(data, "y_obs", y), getattr(data, "m_obs", data.m_rows))
+    XW = X.T if w is None else X.T * w
+    beta = _solve_sym(XW @ X, XW @ (z - o), X, z - o)
     eta = o + X @ beta
+    if not np.isfinite(np.sum(fl.kernel(eta, y, m))):
+        centre = np.full_like(z, np.average(z, weights=w)) - o
+        beta = np.linalg.lstsq(X, centre, rcond=None)[0]
+        eta = o + X @ beta
     ker, d1, d2 = fl.kernel_derivatives(eta, y, m)
     ll = np.sum(ker)
     for _ in range(maxiter):
@@ -234,7 +244,8 @@ def fit_glmm(obj: Objective, x0=None, maxiter: int = 1000, laplace_first: bool =
     x = res.x
     llf, grad = obj.value_and_gradient(x)
     # a diagonal element of Lambda at ~0 is a singular fit: held at the boundary
-    is_diag = np.concatenate([np.zeros(p, bool), obj.theta_on_diagonal])
+    layout = obj.param_layout
+    is_diag = layout.pad_theta(obj.theta_on_diagonal)
     at_bound = is_diag & (np.abs(x) < SINGULAR_TOL)
     free = ~at_bound
     u_ref = obj.u
@@ -273,7 +284,7 @@ def fit_glmm(obj: Objective, x0=None, maxiter: int = 1000, laplace_first: bool =
     converged = bool(grad_norm < GRAD_TOL and hessian and hess_pd
                      and decrement < DECREMENT_TOL) if hessian else bool(grad_norm < GRAD_TOL)
     obj.u = u_ref
-    beta, theta = x[:p], x[p:]
+    beta, theta = layout.beta(x), layout.theta(x)
     Lambdas, b, b_cov = re_state
     singular = obj.theta_on_diagonal & (np.abs(theta) < SINGULAR_TOL)
     record = OptimizationRecord(
@@ -284,7 +295,8 @@ def fit_glmm(obj: Objective, x0=None, maxiter: int = 1000, laplace_first: bool =
     fitted = FitState(x=x, beta=beta.copy(), theta=theta.copy(), llf=llf, hessian=Hm,
                       cov_x=cov_x, free=free, singular=singular, nagq=obj.nagq,
                       Lambdas=tuple(Lambdas), b=tuple(b), b_cov=tuple(b_cov),
-                      patterns=tuple(t.pattern for t in obj.terms), record=record)
+                      patterns=tuple(t.pattern for t in obj.terms), record=record,
+                      param_layout=layout, log_dispersion=layout.log_dispersion(x))
     if check and obj.nagq > 1 and hessian:
         chk = check_at_optimum(obj, fitted)
         fitted = replace(fitted, record=replace(record, quadrature_check=chk))
@@ -323,13 +335,13 @@ def _needs_second_start(obj, res_laplace, res_aghq) -> bool:
 
 
 def _second_start(obj, res, maxiter, stages):
-    """BFGS again from the AGHQ optimum with every random-effect SD halved (Lambda / 2,
-    beta kept); keep the better optimum (the second only if it is higher by more than
+    """BFGS again from the AGHQ optimum with every random-effect SD halved (Lambda / 2;
+    beta and a dispersion parameter kept); keep the better optimum (the second only if it is higher by more than
     SECOND_START_GAIN: two runs to the same optimum differ by ~1e-9, a tie).
     Returns (result, starts tried, winner)."""
     p = obj.p
     x_half = res.x.copy()
-    x_half[p:] *= 0.5
+    x_half[p:p + obj.n_theta] *= 0.5
     res2 = _quasi_newton(obj, x_half, maxiter, T=res.T)
     stages.append(f"aghq({obj.nagq}) from the Laplace optimum: {res.nfev} evaluations, "
                   f"from SDs halved: {res2.nfev}")

@@ -3,7 +3,8 @@
 A model (``MixedGLM``) turns formulas and data into arrays once; a
 :class:`Problem` holds them -- response y, trials m, fixed-effects design X,
 offset, the random-effects terms, the family kernel (None for the exact
-Gaussian model) -- and hands out the engines: the marginal log-likelihood as an
+Gaussian model), the prior weights, whether the fit estimates the kernel's
+dispersion -- and hands out the engines: the marginal log-likelihood as an
 :class:`~mlglm.core.objective.Objective` for any nagq, or the exact LMM fit.
 Fitting, profiling, the bootstrap (:meth:`Problem.with_response`: same design,
 new y), marginal predictions and simulation all start from it, so the
@@ -34,6 +35,9 @@ class Problem:
     X : (n, p) fixed-effects design.   offset : (n,) offset (log exposure included).
     terms : ReTerms.   family : FamilyLink kernel, or None for the Gaussian LMM.
     one_factor : use the one-factor engines (a single ``groups`` term).
+    freq, var : (n,) prior weights (frequency, variance) or None.
+    estimate_dispersion : the objective carries the kernel's log dispersion as a
+        parameter (negative binomial, Gamma); False holds the kernel's own value.
     """
 
     y: np.ndarray
@@ -43,6 +47,9 @@ class Problem:
     terms: ReTerms
     family: object = None
     one_factor: bool = True
+    freq: np.ndarray | None = None
+    var: np.ndarray | None = None
+    estimate_dispersion: bool = True
     _cache: dict = field(default_factory=dict, repr=False, compare=False)
 
     @property
@@ -84,7 +91,8 @@ class Problem:
             t = self.terms[0]
             Z = t.Z if columns is None else t.Z[:, list(columns)]
             self._cache[key] = make_grouped_data(self.y, self.X, Z, t.codes,
-                                                 offset=self.offset, m=self.m)
+                                                 offset=self.offset, m=self.m, freq=self.freq,
+                                                 var=self.var)
         return self._cache[key]
 
     # ------------------------------------------------------------- engines
@@ -98,14 +106,17 @@ class Problem:
         if self.one_factor:
             from .objective import MarginalLoglik
             pattern = self.terms[0].pattern
-            return MarginalLoglik(self.family, self.grouped(columns), nagq=nagq, pattern=pattern)
+            return MarginalLoglik(self.family, self.grouped(columns), nagq=nagq, pattern=pattern,
+                                  estimate_dispersion=self.estimate_dispersion)
         if self.terms.kind == "nested":       # Laplace and AGHQ by tree elimination
             from .nested import NestedObjective
             return NestedObjective(self.family, self.y, self.m, self.X, self.offset,
-                                   self.terms, nagq)
+                                   self.terms, nagq, freq=self.freq, var=self.var,
+                                   estimate_dispersion=self.estimate_dispersion)
         from .laplace_multi import MultiLaplace
         return MultiLaplace(self.family, self.y, self.m, self.X, self.offset, self.terms,
-                            self.plan)
+                            self.plan, freq=self.freq, var=self.var,
+                            estimate_dispersion=self.estimate_dispersion)
 
     def fit_lmm(self, reml: bool = True, theta0=None):
         """The exact Gaussian fit (``LMMFit`` for one factor, ``MultiLMMFit`` otherwise)."""
@@ -115,7 +126,8 @@ class Problem:
             t = self.terms[0]
             return lmm_fit(r, self.X, t.Z, t.codes, reml=reml,
                            diagonal=t.pattern.is_diagonal and not t.pattern.is_unstructured,
-                           theta0=theta0)
+                           theta0=theta0, freq=self.freq, var=self.var)
         from .lmm_multi import multi_lmm_fit, multi_lmm_stats
-        stats = multi_lmm_stats(r, self.X, self.terms, plan=self.plan)
+        stats = multi_lmm_stats(r, self.X, self.terms, plan=self.plan, freq=self.freq,
+                                var=self.var)
         return multi_lmm_fit(r, self.X, self.terms, reml=reml, theta0=theta0, stats=stats)

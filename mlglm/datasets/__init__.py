@@ -11,15 +11,17 @@ scripts prepare them:
   :func:`load_penicillin` (crossed), :func:`load_pastes` (nested),
   :func:`load_sleepstudy` (random slope), :func:`load_chem97` (three levels),
   :func:`load_insteval` (crossed, 73k rows)
+- :func:`load_epil` -- seizure counts (overdispersed: the negative binomial GLMM)
 
 :func:`list_datasets` lists them, :func:`describe` prints a description.
 :func:`simulate_glmm` draws data from a known two-level GLMM.
 """
 from ._load import (describe, list_datasets, load, load_cbpp, load_chem97, load_contraception,
-                    load_grouseticks, load_hsb, load_insteval, load_pastes, load_penicillin,
-                    load_sleepstudy, load_verbagg)
+                    load_epil, load_grouseticks, load_hsb, load_insteval, load_pastes,
+                    load_penicillin, load_sleepstudy, load_verbagg)
 from .simulate import SimulatedGLMM, simulate_glmm
 
 __all__ = ["load_hsb", "load_contraception", "load_cbpp", "load_grouseticks", "load_verbagg",
            "load_penicillin", "load_pastes", "load_sleepstudy", "load_chem97", "load_insteval",
+           "load_epil",
            "load", "describe", "list_datasets", "simulate_glmm", "SimulatedGLMM"]

@@ -20,7 +20,7 @@ import pandas as pd
 
 __all__ = ["load_hsb", "load_contraception", "load_cbpp", "load_grouseticks",
            "load_verbagg", "load_penicillin", "load_pastes", "load_sleepstudy", "load_chem97",
-           "load_insteval", "load", "describe", "list_datasets"]
+           "load_insteval", "load_epil", "load", "describe", "list_datasets"]
 
 
 def _read_csv(filename: str, *, id_columns: tuple[str, ...] = ()) -> pd.DataFrame:
@@ -292,6 +292,44 @@ def load_insteval() -> pd.DataFrame:
     return d
 
 
+def load_epil() -> pd.DataFrame:
+    """Seizure counts of 59 epileptics in four two-week periods (a drug trial).
+
+    From Thall & Vail (1990), "Some covariance models for longitudinal count data with
+    overdispersion", *Biometrics* 46, 657-671 (analysed by Breslow & Clayton 1993,
+    *JASA* 88, 9-25), as distributed in the R package MASS (``epil``). Visits (level 1)
+    are nested in patients; the counts are overdispersed, the classic negative binomial
+    GLMM ``y ~ lbase * trt + lage + V4 + (1 | subject)``.
+
+    Returns
+    -------
+    pandas.DataFrame
+        236 rows, one per patient and period, with columns
+
+        y : int
+            Seizures in the two-week period.
+        trt : Categorical, levels ["placebo", "progabide"]
+            Treatment; placebo is the reference level, as in R.
+        base : int
+            Seizures in the eight-week baseline period.
+        age : int
+            Age in years.
+        V4 : int
+            1 for the fourth period, else 0.
+        subject : str
+            Patient identifier (59 patients); the grouping column.
+        period : int
+            Period 1 to 4.
+        lbase : float
+            log(base / 4), centred (MASS's coding).
+        lage : float
+            log(age), centred.
+    """
+    d = _read_csv("epil.csv", id_columns=("subject",))
+    d["trt"] = _categorical(d["trt"], ["placebo", "progabide"])
+    return d
+
+
 @dataclass(frozen=True)
 class _Dataset:
     """Registry entry: loader, one-line title, grouping column, shape facts."""
@@ -325,6 +363,8 @@ _REGISTRY: dict[str, _Dataset] = {
                        "(mlmRev::Chem97)", "school, lea", 31022, 2410),
     "insteval": _Dataset(load_insteval, "Lecture ratings, students x lecturers crossed "
                          "(lme4::InstEval)", "s, d, dept", 73421, 2972),
+    "epil": _Dataset(load_epil, "Seizure counts of epileptics in a drug trial, periods "
+                     "within patients (MASS::epil)", "subject", 236, 59),
 }
 
 

@@ -21,7 +21,7 @@ import pandas as pd
 
 __all__ = ["SimulatedGLMM", "simulate_glmm"]
 
-_FAMILIES = ("binomial", "poisson", "gaussian")
+_FAMILIES = ("binomial", "poisson", "gaussian", "negative_binomial", "gamma")
 
 
 @dataclass(frozen=True, eq=False)
@@ -35,7 +35,7 @@ class SimulatedGLMM:
         for binomial data with more than one trial per row, ``n`` (trials;
         ``y`` is then the number of successes).
     family : str
-        "binomial", "poisson" or "gaussian".
+        "binomial", "poisson", "gaussian", "negative_binomial" or "gamma".
     fe_params : numpy.ndarray
         True fixed effects, intercept first (length p).
     cov_re : numpy.ndarray
@@ -45,6 +45,8 @@ class SimulatedGLMM:
         the sorted order of the labels in ``data["g"]``).
     scale : float
         Residual SD for the Gaussian family; 1.0 otherwise.
+    dispersion : float or None
+        Negative binomial theta or Gamma scale phi the data were drawn with.
     formula : str
         lme4-style formula, e.g. "y ~ x1 + x2 + (1 + x1 | g)"; binomial data
         with trials use "cbind(y, n - y) ~ ...".
@@ -66,15 +68,17 @@ class SimulatedGLMM:
     fixed: str
     groups: str
     re_formula: str
+    dispersion: float | None = None
 
 
 def _family_name(family: Any) -> str:
     """Normalise a family given as a string or a statsmodels family object."""
     name = family if isinstance(family, str) else type(family).__name__
-    name = name.lower()
+    name = {"negativebinomial": "negative_binomial"}.get(name.lower(), name.lower())
     if name not in _FAMILIES:
         raise ValueError(f"family must be one of {_FAMILIES} or a statsmodels "
-                         f"Binomial/Poisson/Gaussian object, got {family!r}")
+                         f"Binomial/Poisson/Gaussian/NegativeBinomial/Gamma object, got "
+                         f"{family!r}")
     return name
 
 
@@ -84,7 +88,7 @@ def _inverse_link(family: Any, name: str):
         return family.link.inverse
     if name == "binomial":
         return lambda eta: 1.0 / (1.0 + np.exp(-eta))
-    if name == "poisson":
+    if name in ("poisson", "negative_binomial", "gamma"):      # log link for these strings
         return np.exp
     return lambda eta: eta
 
@@ -136,7 +140,8 @@ def _formulas(p: int, q: int, binomial_trials: bool) -> tuple[str, str, str]:
 
 def simulate_glmm(family: Any, n_groups: int, group_size: int | Sequence[int],
                   fe_params: Sequence[float], cov_re: Any, seed: Any = None, *,
-                  n_trials: int | Sequence[int] = 1, scale: float = 1.0) -> SimulatedGLMM:
+                  n_trials: int | Sequence[int] = 1, scale: float = 1.0,
+                  dispersion: float | None = None) -> SimulatedGLMM:
     r"""Draw data from a two-level GLMM with one grouping factor.
 
     Row i of group j has linear predictor
@@ -145,12 +150,15 @@ def simulate_glmm(family: Any, n_groups: int, group_size: int | Sequence[int],
     :math:`z_{ij} = (1, x_{1,ij}, \dots, x_{q-1,ij})` and
     :math:`b_j \sim N(0, \Sigma)`. The response is Bernoulli/binomial with
     mean :math:`n_{ij}\,\mathrm{logit}^{-1}(\eta_{ij})`, Poisson with mean
+    :math:`\exp(\eta_{ij})`, negative binomial (NB2, size theta =
+    ``dispersion``) or Gamma (scale phi = ``dispersion``, shape 1/phi) with mean
     :math:`\exp(\eta_{ij})`, or Gaussian with mean :math:`\eta_{ij}` and SD
     ``scale``. A statsmodels family object uses its own link's inverse.
 
     Parameters
     ----------
-    family : {"binomial", "poisson", "gaussian"} or statsmodels family
+    family : {"binomial", "poisson", "gaussian", "negative_binomial", "gamma"} or
+        statsmodels family
         Response distribution (objects are recognised by class name).
     n_groups : int
         Number of groups.
@@ -170,6 +178,9 @@ def simulate_glmm(family: Any, n_groups: int, group_size: int | Sequence[int],
         one trial the data get a column ``n``.
     scale : float, default 1.0
         Residual standard deviation of the Gaussian family.
+    dispersion : float
+        Negative binomial theta (Var = mu + mu^2 / theta) or Gamma scale phi
+        (Var = phi mu^2); required for those families.
 
     Returns
     -------
@@ -200,6 +211,11 @@ def simulate_glmm(family: Any, n_groups: int, group_size: int | Sequence[int],
     nobs = int(sizes.sum())
     if scale <= 0:
         raise ValueError("scale must be positive")
+    if (name in ("negative_binomial", "gamma")) != (dispersion is not None):
+        raise ValueError("dispersion= (theta, or the Gamma scale) is for the negative "
+                         "binomial and Gamma families, and they need it")
+    if dispersion is not None and not dispersion > 0:
+        raise ValueError("dispersion must be positive")
 
     rng = np.random.default_rng(seed)
     # Draw order (fixed, so a seed reproduces the data): b, covariates, response.
@@ -217,6 +233,10 @@ def simulate_glmm(family: Any, n_groups: int, group_size: int | Sequence[int],
         y = rng.binomial(trials, mu)
     elif name == "poisson":
         y = rng.poisson(mu)
+    elif name == "negative_binomial":
+        y = rng.negative_binomial(dispersion, dispersion / (dispersion + mu))
+    elif name == "gamma":
+        y = rng.gamma(1.0 / dispersion, mu * dispersion)
     else:
         y = mu + scale * rng.standard_normal(nobs)
 
@@ -234,4 +254,5 @@ def simulate_glmm(family: Any, n_groups: int, group_size: int | Sequence[int],
         arr.setflags(write=False)
     return SimulatedGLMM(data=data, family=name, fe_params=beta, cov_re=cov, b=b,
                          scale=float(scale) if name == "gaussian" else 1.0,
-                         formula=formula, fixed=fixed, groups="g", re_formula=re_formula)
+                         formula=formula, fixed=fixed, groups="g", re_formula=re_formula,
+                         dispersion=None if dispersion is None else float(dispersion))

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..core.families import get_family_link
 from ..core.nested import quadrature_dimension
 from ..core.optimize import fit_glmm
 from ..core.terms import ReTerm, ReTerms
@@ -83,7 +82,7 @@ class ShardedMixedGLM(MixedGLM):
                                                       npartitions=self._npartitions)
         parts = shuffled.to_delayed()
         kind = "glmm"
-        if self.family_name == "gaussian":
+        if self.fam.is_gaussian:
             kind = "lmm_nested" if self.multi else "lmm"
         shards = ShardSet(client, parts, spec, kind=kind,
                           retries=self._retries if retries is None else retries)
@@ -126,7 +125,7 @@ class ShardedMixedGLM(MixedGLM):
                 raise MixedGLMInputError(
                     f"the grouping factor {t.name} has a single level: its random effects "
                     "cannot be told apart from the fixed intercept; drop the term")
-            if self.family_name == "gaussian" and len(levels) * t.q >= n:
+            if self.fam.is_gaussian and len(levels) * t.q >= n:
                 raise MixedGLMInputError(
                     f"the grouping factor {t.name} has {len(levels)} levels x {t.q} effects for "
                     f"{n} observations: its random effects and the residual variance are "
@@ -150,7 +149,7 @@ class ShardedMixedGLM(MixedGLM):
         """The sharded log-likelihood as an Objective (see
         :class:`~mlglm.distributed.objective.ShardedObjective`)."""
         from .objective import ShardedObjective
-        if self.family_name == "gaussian":
+        if self.fam.is_gaussian:
             raise NotImplementedError("Gaussian models are fitted by profiled (RE)ML; "
                                       "use fit()")
         # nagq > 1 with nested factors: each shard's model.objective(nagq) decides (and
@@ -158,7 +157,7 @@ class ShardedMixedGLM(MixedGLM):
         state = self._cluster(client)
         if nagq > 1:      # built first, the AGHQ objective shares its data with its Laplace twin
             state["shards"].map("build_objective", nagq, what="objective")
-        fl = get_family_link(self.family_name, self.link_name)
+        fl = self.fam.kernel()
         return ShardedObjective(state["shards"], fl, self.re_terms, self.k_fe, nagq,
                                 state["placement"], progress)
 
@@ -178,7 +177,7 @@ class ShardedMixedGLM(MixedGLM):
         if npartitions is not None:
             self._npartitions = npartitions
         state = self._cluster(client, retries=retries)
-        if self.family_name == "gaussian":
+        if self.fam.is_gaussian:
             from .lmm import sharded_lmm_fit
             if method not in (None, "reml", "ml"):
                 raise MixedGLMInputError("Gaussian models are fitted exactly by 'reml' or 'ml'")
@@ -205,7 +204,7 @@ class ShardedMixedGLM(MixedGLM):
         obj = self.objective(nagq, client, progress)
         x0 = None if start_params is None else self.theta_from_params(start_params)
         fitstate = fit_glmm(obj, x0=x0, maxiter=maxiter, hessian=hessian)
-        extreme = obj.extreme_rows() if self.family_name == "binomial" else 0
+        extreme = obj.extreme_rows() if self.fam.is_binomial else 0
         res = sharded_results(self, fitstate, method if nagq > 1 else "laplace", nagq,
                               extreme_rows=extreme)
         _warn_fit_problems(res)
@@ -213,7 +212,7 @@ class ShardedMixedGLM(MixedGLM):
 
     def loglike(self, params, method="laplace", nagq=None):
         """Marginal log-likelihood at params, summed over the shards."""
-        if self.family_name == "gaussian":
+        if self.fam.is_gaussian:
             raise NotImplementedError("use results.llf for Gaussian fits")
         nagq = _resolve_nagq(method, nagq, quadrature_dimension(self.re_terms))
         return self.objective(nagq)(self.theta_from_params(params))

@@ -98,7 +98,7 @@ class ShardedMixedGLMResults(MixedGLMResults):
         """As :attr:`MixedGLMResults.separation`, from the data's column SDs (moments)
         and the rows counted on the shards."""
         model = self.model
-        if model.family_name != "binomial":
+        if not model.fam.is_binomial:
             return None
         mean, second = model._X_moments
         sd = np.sqrt(np.clip(np.diag(second) - mean ** 2, 0.0, None))
@@ -127,7 +127,7 @@ class ShardedMixedGLMResults(MixedGLMResults):
         :meth:`MixedGLMResults.intervals`): Wald only for a sharded fit."""
         if method != "wald":
             _needs_rows(f"intervals(method={method!r})")
-        if self.model.family_name != "gaussian":
+        if not self.model.fam.is_gaussian:
             return MixedGLMResults.intervals(self, method="wald", level=level, which=which)
         return self._gaussian_wald(level, which)
 

@@ -254,10 +254,7 @@ class Shard:
         if obj is None:
             return None
         y, m, X, o = obj.y, obj.m_rows, obj.X, obj.offset
-        if obj.fl.family == "binomial":
-            z = np.log((y + 0.5) / (m - y + 0.5))
-        else:
-            z = np.log(y + 0.5)
+        z = obj.fl.start_response(y, m)
         return X.T @ X, X.T @ (z - o)
 
     def glm_at(self, nagq, beta):
