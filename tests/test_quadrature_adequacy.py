@@ -2,8 +2,10 @@
 
 * Every AGHQ fit evaluates the log-likelihood with nagq + 2 points at its estimates and
   predicts (one Newton step with its observed information) how far a refit would move
-  them (mlglm.core.adequacy); an inadequate fit warns with advice, an adequate one does
-  not, and the reference fits (tests/reference/glmm_open.json cases) must not warn.
+  them (mlglm.core.adequacy); an inadequate fit (the estimates would move, or the
+  log-likelihood at them shifts by LLF_WARN or more) warns with advice, an adequate one
+  does not, and the reference fits (tests/reference/glmm_open.json cases) must not warn.
+  One factor, nested factors, and the negative binomial and Gamma families alike.
 * nagq="auto" raises nagq until consecutive fits agree (llf to AUTO_LLF_TOL, every
   parameter to AUTO_SE_FRACTION SE) and reports where it settled.
 * On hard data the optimiser also starts AGHQ from halved SDs and keeps the better
@@ -22,8 +24,8 @@ import pytest
 
 import mlglm
 from mlglm import QuadratureWarning
-from mlglm.core.adequacy import (AUTO_LLF_TOL, AUTO_SE_FRACTION, SD_RELATIVE, SE_FRACTION,
-                                 auto_schedule, check_points)
+from mlglm.core.adequacy import (AUTO_LLF_TOL, AUTO_SE_FRACTION, LLF_WARN, SD_RELATIVE,
+                                 SE_FRACTION, auto_schedule, check_points)
 from mlglm.core.optimize import _second_start
 from mlglm.datasets import simulate_glmm
 
@@ -53,6 +55,30 @@ def test_hard_data_with_too_few_points_warns_with_advice():
     assert chk.fe_shift_se >= SE_FRACTION or chk.sd_shift_rel >= SD_RELATIVE
     text = res.summary().as_text()
     assert "NOT adequate" in text and "nagq='auto'" in text
+
+
+def test_an_unstable_loglikelihood_warns_even_when_two_points_barely_move_the_estimates():
+    """benchmarks/quadrature_vs_glmm.py's data set 0 (300 subjects x 7 visits, intercept SD
+    8): at nagq 11 two more points move the estimates little (measured: 0.035 SE, 0.6% in an
+    SD) but the log-likelihood at the estimates by +0.68, and nagq = 101 moves the intercept
+    SD from 7.8 to 8.6. The check says NOT adequate because of the shift (LLF_WARN)."""
+    import importlib.util
+    import sys
+    from pathlib import Path
+    bench = Path(__file__).resolve().parents[1] / "benchmarks"
+    sys.path.insert(0, str(bench))
+    try:
+        spec = importlib.util.spec_from_file_location("qvg", bench / "quadrature_vs_glmm.py")
+        qvg = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(qvg)
+        df, formula, _, _ = qvg.dataset(seed=0, groups=300)
+    finally:
+        sys.path.remove(str(bench))
+    with pytest.warns(QuadratureWarning, match="log-likelihood is not stable"):
+        res = mlglm.glmer(formula, df, family="binomial", nagq=11)
+    chk = res.optim.quadrature_check
+    assert chk.estimates_stable and not chk.llf_stable and not chk.adequate
+    assert abs(chk.llf_shift) > 5 * LLF_WARN
 
 
 REFERENCE_FITS = [("contra_ri", 7), ("contra_ri", 25), ("contra_rs", 5), ("contra_rs", 11),
@@ -93,7 +119,8 @@ def test_check_verdict_agrees_with_the_refit(sd0, nagq, seed):
     < SD_RELATIVE. (Measured: intercept SD 3 at nagq 3 is inadequate, the SDs move by
     6.2%, predicted 5.8%; the other four are adequate.)"""
     res, chk, fe_move, sd_move = _check_and_refit(sd0, nagq, seed)
-    assert chk.adequate == (fe_move < SE_FRACTION and sd_move < SD_RELATIVE)
+    assert chk.estimates_stable == (fe_move < SE_FRACTION and sd_move < SD_RELATIVE)
+    assert chk.adequate == (chk.estimates_stable and abs(chk.llf_shift) < LLF_WARN)
     assert chk.llf_check == pytest.approx(
         res.model.loglike(np.asarray(res.params), method="aghq", nagq=nagq + 2), abs=1e-8)
 
@@ -268,3 +295,21 @@ def test_auto_refuses_crossed_factors_with_the_reason():
                       "a": rng.integers(0, 10, 200), "b": rng.integers(0, 8, 200)})
     with pytest.raises(mlglm.MixedGLMInputError, match="crossed"):
         mlglm.glmer("y ~ x + (1 | a) + (1 | b)", d, nagq="auto")
+
+
+# ------------------------------------------------------------------ families with a dispersion
+@pytest.mark.parametrize("family, disp", [("negative_binomial", 2.0), ("gamma", 0.5)])
+def test_dispersion_families_check_themselves_and_take_auto(family, disp):
+    """Negative binomial and Gamma AGHQ fits (dispersion estimated: one more slot in x)
+    make the check too, and nagq="auto" keeps the dispersion parameter."""
+    sim = simulate_glmm(family, n_groups=60, group_size=5, fe_params=[0.5, 0.3],
+                        cov_re=[[0.5, 0.0], [0.0, 0.1]], seed=3, dispersion=disp)
+    res = fit_quietly(mlglm.glmer, sim.formula, sim.data, family=family, nagq=5)
+    chk = res.optim.quadrature_check
+    assert chk is not None and chk.nagq_check == 7
+    assert chk.llf_check == pytest.approx(
+        res.model.loglike(np.asarray(res.params), method="aghq", nagq=7), abs=1e-8)
+    auto = fit_quietly(mlglm.glmer, sim.formula, sim.data, family=family, nagq="auto")
+    assert auto.optim.auto.settled and auto.nagq == auto.optim.auto.nagq
+    plain = fit_quietly(res.model.fit, method="aghq", nagq=auto.nagq)
+    assert auto.llf == pytest.approx(plain.llf, abs=1e-6)
