@@ -236,7 +236,7 @@ def run_case(case, engines, r_probe, args, out_dir, data_cache):
           + (f"; skipped {', '.join(skipped)}" if skipped else ""), flush=True)
     spec_path = None
     if any(e in R_ENGINES for e in run):
-        if case.dataset in C.SIM_DATASETS and not C.sim_csv_path(case.dataset, data_cache).exists():
+        if (case.dataset in C.SIM_DATASETS or case.dataset in C.MULTI_SIM) and not C.sim_csv_path(case.dataset, data_cache).exists():
             t = time.perf_counter()
             res, info = run_child([sys.executable, str(HERE / "_fit_one.py"), "--make-data", case.dataset,
                                    "--data-cache", str(data_cache)], args.timeout)

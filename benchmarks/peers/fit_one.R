@@ -32,8 +32,8 @@ res <- tryCatch({
     d$BROOD <- factor(d$BROOD); d$YEAR <- factor(d$YEAR, levels = c("95", "96", "97"))
   } else if (ds == "hsb") {
     d$school <- factor(d$school)
-  } else if (length(spec$factors)) {
-    for (f in spec$factors) d[[f]] <- factor(d[[f]])
+  } else if (length(spec$factors) || length(spec$categorical)) {
+    for (f in unique(c(spec$factors, spec$categorical))) d[[f]] <- factor(d[[f]])
     if (ds == "verbagg") d$y <- as.integer(d$r2 == "Y")
     if (ds == "grouseticks") d$YEAR <- factor(d$YEAR, levels = c("95", "96", "97"))
   } else {
