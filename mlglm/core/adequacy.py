@@ -39,8 +39,8 @@ nagq = 101 moved the intercept SD by 8-10%; the log-likelihood at the estimates 
 (Contraception, cbpp, grouseticks, the negative binomial and Gamma references, nested
 grouseticks; nagq 5-25) the shift is at most 0.021 (grouseticks at nagq 5): ``LLF_WARN`` =
 0.1 lies between the two. Cost: one value at (K + 2)^q nodes per group, plus one gradient only on data where
-the shift is not negligible, about 5% of a fit (Contraception: 2.3 ms of 41 ms with a
-random intercept at nagq 11, 25 ms of 540 ms with a random slope).
+the shift is not negligible, 4-8% of a fit (Contraception at nagq 11: 2.3 ms of 41 ms
+with a random intercept, 13 ms of 270-290 ms with a random slope).
 
 **nagq = "auto"** (:func:`fit_auto`). Fits with K from :func:`auto_schedule` in turn,
 each warm-started from the previous estimates (and whitened by its information),
