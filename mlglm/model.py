@@ -31,8 +31,8 @@ from .data_checks import (MixedGLMInputError, binomial_response, check_categoric
                           family_link_names, family_spec, is_dask_frame, positive_response,
                           prior_weights, report_nonfinite, sharded)
 from .fit_checks import (FitError, SeparationWarning, SingularFitWarning,  # noqa: F401
-                         _check_aghq_structure, _check_rank,
-                         _check_re_in_fixed, _report, _resolve_nagq, _warn_fit_problems)
+                         _check_aghq_structure, _check_rank, _check_re_in_fixed, _report,
+                         _resolve_nagq, _warn_fit_problems)
 from .formula_data import (_endog_name, _formula_columns, _num, _re_param_names,
                            _strings_as_categories, _take)
 from .mixedlm_setup import MixedLMSetup
@@ -417,8 +417,9 @@ class MixedGLM(MixedLMSetup, MixedLM):
             :mod:`mlglm.core.adequacy`); the nagq it settled on is ``results.nagq``
             and its path ``results.optim.auto``. Every AGHQ fit (one factor or
             nested factors) checks itself with nagq + 2 points at the estimates and
-            warns (``QuadratureWarning``) if the estimates would move
-            (``results.optim.quadrature_check``, shown in the summary).
+            warns (``QuadratureWarning``) if the estimates would move or the
+            log-likelihood shifts (``results.optim.quadrature_check``, shown in
+            the summary).
         reml : Gaussian only; same as method="reml"/"ml".
         start_params : (fe_params, vech(cov_re)) to start from.
         **kwargs : statsmodels' fit keywords: ``disp`` (True prints the outcome),

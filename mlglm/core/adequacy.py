@@ -20,11 +20,11 @@ information I of the fit predicts where the K' fit would land,
     dx = I^{-1} g'    (over the free parameters),
 
 so the movement of each fixed effect in units of its standard error and the relative
-movement of each random-effect SD (and of an estimated dispersion) are known without refitting (to first order: where
-the posteriors are far from normal the K and K' surfaces differ in shape and the step
-overshoots the refit, 1.6 against 0.34 SE on binary data with an intercept SD of 8 at
-nagq 7; for moderate variances it agrees with the refit to a few per cent, and the
-verdicts agree: tests/test_quadrature_adequacy.py). The fit is
+movement of each random-effect SD (and of an estimated dispersion) are known without
+refitting (to first order: where the posteriors are far from normal the K and K' surfaces
+differ in shape and the step overshoots the refit, 1.6 against 0.34 SE on binary data with
+an intercept SD of 8 at nagq 7; for moderate variances it agrees with the refit to a few
+per cent, and the verdicts agree: tests/test_quadrature_adequacy.py). The fit is
 adequate when both are below the tolerances of :func:`mlglm.check_quadrature`
 (``SE_FRACTION``, ``SD_RELATIVE``), the criterion that function applies after
 refitting, *and* the shift itself is below ``LLF_WARN``; without a usable observed
@@ -38,9 +38,9 @@ nagq = 101 moved the intercept SD by 8-10%; the log-likelihood at the estimates 
 0.56-0.96 there (0.24-3.1 in absolute value on all 20). On the reference fits
 (Contraception, cbpp, grouseticks, the negative binomial and Gamma references, nested
 grouseticks; nagq 5-25) the shift is at most 0.021 (grouseticks at nagq 5): ``LLF_WARN`` =
-0.1 lies between the two. Cost: one value at (K + 2)^q nodes per group, plus one gradient only on data where
-the shift is not negligible, 4-8% of a fit (Contraception at nagq 11: 2.3 ms of 41 ms
-with a random intercept, 13 ms of 270-290 ms with a random slope).
+0.1 lies between the two. Cost: one value at (K + 2)^q nodes per group, plus one gradient
+only on data where the shift is not negligible, 4-8% of a fit (Contraception at nagq 11:
+2.3 ms of 41 ms with a random intercept, 13 ms of 270-290 ms with a random slope).
 
 **nagq = "auto"** (:func:`fit_auto`). Fits with K from :func:`auto_schedule` in turn,
 each warm-started from the previous estimates (and whitened by its information),

@@ -9,9 +9,9 @@ canonicalisation of Lambda's columns, a preconditioner, the Laplace version
 of an AGHQ objective, the same objective with another number of points
 (``with_nagq``: ``nagq="auto"`` and the fit-time quadrature check use it), and
 the random effects at the last evaluation for packaging. A one-factor engine
-(:class:`MarginalLoglik`), the blocked several-factor Laplace (:class:`~mlglm.core.laplace_multi.MultiLaplace`), and
-any other engine (nested quadrature, a sharded one) implement it, and the same
-driver fits them all.
+(:class:`MarginalLoglik`), the blocked several-factor Laplace
+(:class:`~mlglm.core.laplace_multi.MultiLaplace`), and any other engine (nested
+quadrature, a sharded one) implement it, and the same driver fits them all.
 
 :class:`MarginalLoglik` ties the one-factor pieces together for one data set,
 family and approximation: theta -> Lambda (:mod:`covpattern`), conditional

@@ -336,8 +336,9 @@ def _needs_second_start(obj, res_laplace, res_aghq) -> bool:
 
 def _second_start(obj, res, maxiter, stages):
     """BFGS again from the AGHQ optimum with every random-effect SD halved (Lambda / 2;
-    beta and a dispersion parameter kept); keep the better optimum (the second only if it is higher by more than
-    SECOND_START_GAIN: two runs to the same optimum differ by ~1e-9, a tie).
+    beta and a dispersion parameter kept); keep the better optimum (the second only if
+    it is higher by more than SECOND_START_GAIN: two runs to the same optimum differ by
+    ~1e-9, a tie).
     Returns (result, starts tried, winner)."""
     p = obj.p
     x_half = res.x.copy()
