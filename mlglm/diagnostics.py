@@ -16,14 +16,14 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-__all__ = ["QuadratureCheck", "check_quadrature"]
+# Changes below these count as "adequate": fixed effects in units of their
+# standard errors (SE_FRACTION), random-effect SDs relative to themselves
+# (SD_RELATIVE), and (without a refit) the log-likelihood at the estimates, in
+# absolute terms (LLF_TOL). The same numbers judge the check every AGHQ fit
+# makes at its optimum (mlglm.core.adequacy).
+from .core.adequacy import LLF_TOL, SD_RELATIVE, SE_FRACTION
 
-#: Changes below these count as "adequate": fixed effects in units of their
-#: standard errors, random-effect SDs relative to themselves, and (without a
-#: refit) the log-likelihood at the estimates, in absolute terms.
-SE_FRACTION = 0.1
-SD_RELATIVE = 0.05
-LLF_TOL = 0.01
+__all__ = ["QuadratureCheck", "check_quadrature"]
 
 
 @dataclass(frozen=True)
@@ -111,5 +111,6 @@ def check_quadrature(res, nagq=None, refit=True) -> QuadratureCheck:
                        "LR tests only within one approximation.")
     else:
         advice = (f"The estimates move with more points: use method='aghq' with "
-                  f"nagq={points[-1]} (or more) for this model.")
+                  f"nagq='auto' (raises nagq until the estimates settle) or nagq={points[-1]} "
+                  "(or more) for this model.")
     return QuadratureCheck(table=table, adequate=bool(ok), advice=advice)

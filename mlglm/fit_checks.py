@@ -6,8 +6,10 @@ is warned about (:func:`_check_re_in_fixed`), ``nagq`` is validated against
 the size of the product grid (:func:`_resolve_nagq`) and against the random-
 effects structure (:func:`_check_aghq_structure`: quadrature needs nested
 factors). After fitting, :func:`_warn_fit_problems` raises one warning per
-problem -- non-convergence, a singular fit, separation -- each with advice;
-the summary shows the same flags.
+problem -- non-convergence, a singular fit, separation, an AGHQ fit whose
+estimates would move with more points (the fit-time check of
+:mod:`mlglm.core.adequacy`), a ``nagq="auto"`` that did not settle -- each
+with advice; the summary shows the same flags.
 """
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ import numpy as np
 from .core.quadrature import MAX_GRID_POINTS
 from .data_checks import DataWarning, MixedGLMInputError
 
-__all__ = ["FitError", "SingularFitWarning", "SeparationWarning"]
+__all__ = ["FitError", "SingularFitWarning", "SeparationWarning", "QuadratureWarning"]
 
 
 class FitError(RuntimeError):
@@ -31,6 +33,10 @@ class SingularFitWarning(UserWarning):
 
 class SeparationWarning(UserWarning):
     """Binomial data (quasi-)completely separated by some fixed effect."""
+
+
+class QuadratureWarning(UserWarning):
+    """The AGHQ estimates move with more quadrature points (advice in the message)."""
 
 
 def _warn_fit_problems(res):
@@ -53,6 +59,13 @@ def _warn_fit_problems(res):
     if sep:
         warnings.warn(f"possible separation: {sep}; remove or merge the offending terms or "
                       "levels", SeparationWarning, stacklevel=3)
+    chk = getattr(res.optim, "quadrature_check", None)
+    if chk is not None and not chk.adequate:
+        warnings.warn(chk.advice(), QuadratureWarning, stacklevel=3)
+    auto = getattr(res.optim, "auto", None)
+    if auto is not None and not auto.settled:
+        warnings.warn(f"{auto.describe()}; the estimates at nagq={auto.nagq} are reported",
+                      QuadratureWarning, stacklevel=3)
 
 
 def _report(res, disp):
@@ -117,12 +130,15 @@ def _check_aghq_structure(terms):
 def _resolve_nagq(method, nagq, q):
     if method == "laplace":
         if nagq not in (None, 1):
-            raise MixedGLMInputError("nagq > 1 needs method='aghq'")
+            raise MixedGLMInputError("nagq > 1 and nagq='auto' need method='aghq'")
         return 1
     if nagq is None:
         nagq = 11 if q <= 2 else 7
+    if isinstance(nagq, str) and nagq == "auto":
+        raise MixedGLMInputError("nagq='auto' is offered by fit() and glmer() on in-memory "
+                                 "data; give a positive integer here")
     if not isinstance(nagq, (int, np.integer)) or nagq < 1:
-        raise MixedGLMInputError(f"nagq must be a positive integer, got {nagq!r}")
+        raise MixedGLMInputError(f"nagq must be a positive integer or 'auto', got {nagq!r}")
     if nagq ** q > MAX_GRID_POINTS:
         raise MixedGLMInputError(
             f"nagq={nagq} with {q} random effects is a product grid of {nagq ** q:,} points per "

@@ -125,7 +125,8 @@ def glmer(formula, data, family="binomial", nagq=1, link=None, subset=None, offs
         "gamma" (inverse link, as R's ``Gamma()``; ``link="log"``) | a statsmodels
         family object.
     nagq, nAGQ : 1 for the Laplace approximation (default, as lme4), K > 1 for
-        K-point adaptive Gauss-Hermite quadrature per random-effect dimension
+        K-point adaptive Gauss-Hermite quadrature per random-effect dimension,
+        "auto" to raise K until the estimates settle (see :meth:`MixedGLM.fit`)
         (``nAGQ`` is lme4's spelling of the same argument).
     link : link name for string families ("logit", "probit", "cloglog", "log").
     subset, offset, exposure, n_trials, missing : as MixedGLM.from_formula.
@@ -165,9 +166,9 @@ def glmer(formula, data, family="binomial", nagq=1, link=None, subset=None, offs
                 raise MixedGLMInputError("weights= is lme4's spelling of freq_weights= for "
                                          "this family; give one of them")
             freq_weights = weights
-    if not isinstance(nagq, int) or nagq < 1:
-        raise MixedGLMInputError("nagq must be an integer >= 1 (nAGQ = 0 is not offered: "
-                                 "mlglm's Laplace fit is already fast)")
+    if nagq != "auto" and (not isinstance(nagq, int) or nagq < 1):
+        raise MixedGLMInputError("nagq must be an integer >= 1 or 'auto' (nAGQ = 0 is not "
+                                 "offered: mlglm's Laplace fit is already fast)")
     model = _model(formula, data, fam, subset=subset, offset=offset, exposure=exposure,
                    n_trials=n_trials, missing=missing,
                    **_weights(freq_weights=freq_weights, var_weights=var_weights))

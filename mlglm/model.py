@@ -23,7 +23,9 @@ from .core.covariance import Sigma_from_vech
 from .core.modes import ModeFailure
 from .core.nested import quadrature_dimension
 from .core.problem import Problem
-from .core.optimize import fit_glmm
+from .core.adequacy import auto_schedule
+from .core.optimize import fit_glmm, fit_glmm_auto
+from .core.quadrature import MAX_GRID_POINTS
 from .data_checks import (MixedGLMInputError, binomial_response, check_categorical_response,
                           count_response, drop_unused_levels, family_from_name,
                           family_link_names, family_spec, is_dask_frame, positive_response,
@@ -410,7 +412,14 @@ class MixedGLM(MixedLMSetup, MixedLM):
         nagq : quadrature points per random-effect dimension for AGHQ (default
             11 for q <= 2, 7 for q >= 3; the product rule has nagq**q points).
             ``nagq=1`` is the Laplace approximation; ``nagq > 1`` without
-            ``method`` means AGHQ.
+            ``method`` means AGHQ. ``nagq="auto"`` raises the points until two
+            consecutive fits agree (llf to 1e-3, every parameter to 0.01 SE;
+            :mod:`mlglm.core.adequacy`); the nagq it settled on is ``results.nagq``
+            and its path ``results.optim.auto``. Every AGHQ fit (one factor or
+            nested factors) checks itself with nagq + 2 points at the estimates and
+            warns (``QuadratureWarning``) if the estimates would move or the
+            log-likelihood shifts (``results.optim.quadrature_check``, shown in
+            the summary).
         reml : Gaussian only; same as method="reml"/"ml".
         start_params : (fe_params, vech(cov_re)) to start from.
         **kwargs : statsmodels' fit keywords: ``disp`` (True prints the outcome),
@@ -454,11 +463,20 @@ class MixedGLM(MixedLMSetup, MixedLM):
         method = "laplace" if method is None else method
         if method not in ("laplace", "aghq"):
             raise MixedGLMInputError(f"method must be 'laplace' or 'aghq', got {method!r}")
-        nagq = _resolve_nagq(method, nagq, quadrature_dimension(self.re_terms))
+        auto = method == "aghq" and isinstance(nagq, str) and nagq == "auto"
+        q_dim = quadrature_dimension(self.re_terms)
+        nagq = 1 if auto else _resolve_nagq(method, nagq, q_dim)
+        if auto and self.multi:
+            _check_aghq_structure(self.re_terms)     # crossed factors: no quadrature
         obj = self.objective(nagq)
         x0 = None if start_params is None else self.theta_from_params(start_params)
         try:
-            state = fit_glmm(obj, x0=x0, maxiter=maxiter, hessian=hessian)
+            if auto:
+                state = fit_glmm_auto(obj, auto_schedule(q_dim, MAX_GRID_POINTS), x0=x0,
+                                      maxiter=maxiter)
+                nagq = state.nagq
+            else:
+                state = fit_glmm(obj, x0=x0, maxiter=maxiter, hessian=hessian, check=hessian)
         except (ModeFailure, np.linalg.LinAlgError) as exc:
             sd = np.asarray(self.exog, float).std(axis=0)
             wide = [str(n) for n, v in zip(self.exog_names, sd) if v > 100 or 0 < v < 1e-2]

@@ -26,10 +26,12 @@ def method_label(res) -> str:
     if res.method == "ml":
         return "ML (exact)"
     if res.method == "aghq" and res.nagq and res.nagq > 1:
+        how = " (auto)" if getattr(res.optim, "auto", None) is not None else ""
         terms = getattr(res.model, "re_terms", None)
         if terms is not None and terms.kind == "nested":
-            return f"ML (AGHQ, nAGQ={res.nagq} at each of {len(terms)} nested levels)"
-        return f"ML (AGHQ, nAGQ={res.nagq}, {res.nagq ** res.model.q} points/group)"
+            return (f"ML (AGHQ, nAGQ={res.nagq}{how} at each of {len(terms)} nested "
+                    "levels)")
+        return f"ML (AGHQ, nAGQ={res.nagq}{how}, {res.nagq ** res.model.q} points/group)"
     return "ML (Laplace)"
 
 
@@ -79,6 +81,10 @@ def _header(res):
         info["Residual variance:"] = _fmt(res.scale, 4)
     if model.var_weights is not None:
         info["Variance weights:"] = "yes (Var of row i divided by v_i)"
+    # issue 13: the fit-time quadrature check (and the nagq="auto" path)
+    chk = getattr(res.optim, "quadrature_check", None)
+    if chk is not None:
+        info["Quadrature check:"] = chk.verdict()
     if getattr(model, "n_dropped", 0):
         info["Rows dropped (missing):"] = str(model.n_dropped)
     return info
@@ -174,6 +180,13 @@ def _warnings(res):
     sep = getattr(res, "separation", None)
     if sep:
         out.append(f"Possible separation: {sep}")
+    # issue 13: quadrature adequacy, in words
+    chk = getattr(res.optim, "quadrature_check", None)
+    if chk is not None:
+        out.append(chk.describe() + ("." if chk.adequate else f"; {chk.advice()}."))
+    auto = getattr(res.optim, "auto", None)
+    if auto is not None:
+        out.append(auto.describe() + ".")
     if not res.model.fam.is_gaussian:
         out.append("Deviance is -2 x log-likelihood (all constants included), not lme4's "
                    "sum of deviance residuals.")

@@ -10,6 +10,21 @@ log-weights lw_k (:mod:`mlglm.core.quadrature`), u_jk = u_hat_j + S_j t_k:
 normal density of u over that of t leaves exp(-|u|^2/2 + |t|^2/2).) K = 1 is the
 Laplace approximation exactly.
 
+Orientation. Any S with S S' = H^{-1} gives an AGHQ rule, and a product grid is
+not rotation invariant. The study of issue 13 (benchmarks/QUADRATURE.md) compared
+eleven orientations, pruned and sparse grids on fifteen hard designs against
+brute-force integration. GLMMadaptive's b-space factor and the grid turned by 45
+degrees were often several times more accurate, but each breaks a property the
+fits rely on: the b-space factor needs Lambda^{-1} and at a zero slope variance
+its value depends on the direction from which theta got there (by 4.3
+log-likelihood units on the hard design); the turned grid no longer reduces a
+model with a zero variance exactly to the smaller model, so likelihood-ratio tests
+of a variance component would be biased. The orientations that keep both (this
+one, the reverse order, the symmetric square root) were, over the designs, equally
+accurate, this one with the smallest worst case, so it stays. R^{-T} depends on
+Lambda only through H, is smooth in theta, and is aligned with a random effect
+whose variance is zero.
+
 Gradient. With pi_jk = softmax_k f_jk and g_jk = Lambda'(Z'd1_k)_j - u_jk (the
 gradient of h at the node),
 

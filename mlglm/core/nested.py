@@ -127,8 +127,13 @@ class NestedObjective(Objective):
     def laplace(self) -> "NestedObjective":
         if self.nagq == 1:
             return self
+        return self.with_nagq(1)
+
+    def with_nagq(self, nagq: int) -> "NestedObjective":
+        """The same problem with ``nagq`` points per dimension at every level (layout
+        and arrays shared)."""
         return NestedObjective(self.fl, self.y_obs, self.m_obs, self.X,
-                               self.offset, self.terms, 1, self.layout, self.chunk_elements,
+                               self.offset, self.terms, nagq, self.layout, self.chunk_elements,
                                self.data, self.freq, self.var, bool(self.n_disp))
 
     def _Lambdas(self, theta):

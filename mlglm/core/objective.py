@@ -6,11 +6,12 @@ model: ``value_and_gradient(x)``, the parameter layout (:class:`ParamLayout`:
 ``n_disp`` = 1 slot for the log dispersion t of a negative binomial or Gamma
 family whose dispersion is estimated, else none), a start, the sign
 canonicalisation of Lambda's columns, a preconditioner, the Laplace version
-of an AGHQ objective, and the random effects at the last evaluation for
-packaging. A one-factor engine (:class:`MarginalLoglik`), the blocked
-several-factor Laplace (:class:`~mlglm.core.laplace_multi.MultiLaplace`), and
-any other engine (nested quadrature, a sharded one) implement it, and the same
-driver fits them all.
+of an AGHQ objective, the same objective with another number of points
+(``with_nagq``: ``nagq="auto"`` and the fit-time quadrature check use it), and
+the random effects at the last evaluation for packaging. A one-factor engine
+(:class:`MarginalLoglik`), the blocked several-factor Laplace
+(:class:`~mlglm.core.laplace_multi.MultiLaplace`), and any other engine (nested
+quadrature, a sharded one) implement it, and the same driver fits them all.
 
 :class:`MarginalLoglik` ties the one-factor pieces together for one data set,
 family and approximation: theta -> Lambda (:mod:`covpattern`), conditional
@@ -104,6 +105,13 @@ class Objective:
         """The Laplace ("RX") information for beta at x with theta fixed (p x p)."""
         raise NotImplementedError
 
+    def with_nagq(self, nagq: int) -> "Objective":  # pragma: no cover - abstract
+        """The same problem with ``nagq`` points per dimension (a new objective: its
+        own evaluation count and warm start; the same class, so ``u`` carries over).
+        ``nagq="auto"`` and the fit-time quadrature check (:mod:`mlglm.core.adequacy`)
+        need it; an engine without quadrature (Laplace only) does not implement it."""
+        raise NotImplementedError
+
     def random_effects(self):  # pragma: no cover - abstract
         """(Lambdas, b, b_cov) per term at the last evaluation: the covariance
         factors, conditional modes b_k = Lambda_k u_k (J_k x q_k) and conditional
@@ -123,6 +131,12 @@ class Objective:
     def kernel_at(self, x):
         """The family kernel at x's dispersion (``fl`` itself when there is none)."""
         return self.fl.at(x[self.p + self.n_theta]) if self.n_disp else self.fl
+
+    def random_sds(self, x) -> np.ndarray:
+        """Standard deviations of all random effects, sqrt(diag(Lambda_k Lambda_k')) for
+        every term k in turn, at x."""
+        Lams = self.terms.Lambdas(self.split(x)[1])
+        return np.concatenate([np.sqrt(np.einsum("ij,ij->i", L, L)) for L in Lams])
 
     @property
     def theta_on_diagonal(self) -> np.ndarray:
@@ -246,7 +260,10 @@ class MarginalLoglik(Objective):
     def laplace(self) -> "MarginalLoglik":
         if self.nagq == 1:
             return self
-        return MarginalLoglik(self.fl, self.data, 1, pattern=self.pattern,
+        return self.with_nagq(1)
+
+    def with_nagq(self, nagq: int) -> "MarginalLoglik":
+        return MarginalLoglik(self.fl, self.data, nagq, pattern=self.pattern,
                               chunk_elements=self.chunk_elements,
                               estimate_dispersion=bool(self.n_disp))
 

@@ -5,7 +5,8 @@ GLM log-likelihood) gives the start; BFGS maximises the Laplace or AGHQ
 log-likelihood over x = (beta, theta) with the exact gradient, in coordinates
 whitened by an approximate information (``obj.preconditioner``) and
 unconstrained (the sign of a column of Lambda does not matter, see
-:func:`_quasi_newton`); AGHQ fits start from the Laplace optimum. The
+:func:`_quasi_newton`); AGHQ fits start from the Laplace optimum, and on hard
+data also from a start with smaller variances (:func:`_second_start`). The
 observed information is the forward-difference Jacobian of the exact
 gradient; Newton steps with it finish the optimisation (BFGS stops at a
 moderate tolerance), and its inverse gives the covariance of x. Convergence
@@ -16,16 +17,18 @@ and the Hessian of the free parameters positive definite.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 from scipy import optimize
 
+from .adequacy import check_at_optimum, fit_auto
 from .modes import ModeFailure
 from .objective import Objective
 
-__all__ = ["OptimizationRecord", "FitState", "glm_start", "fit_glmm", "numerical_hessian",
-           "GRAD_TOL", "DECREMENT_TOL", "SINGULAR_TOL"]
+__all__ = ["OptimizationRecord", "FitState", "glm_start", "fit_glmm", "fit_glmm_auto",
+           "numerical_hessian",
+           "GRAD_TOL", "DECREMENT_TOL", "SINGULAR_TOL", "SECOND_START_LLF", "SECOND_START_SD"]
 
 #: Converged needs max |projected gradient| of log L below this ...
 GRAD_TOL = 1e-3
@@ -34,6 +37,14 @@ DECREMENT_TOL = 1e-6
 #: A diagonal element of Lambda below this (on the SD scale) is a singular fit
 #: (lme4's isSingular default).
 SINGULAR_TOL = 1e-4
+#: An AGHQ fit also starts from smaller variances when its optimum (reached from
+#: the Laplace optimum) differs from the Laplace optimum by more than this in
+#: log-likelihood ...
+SECOND_START_LLF = 1.0
+#: ... or moves a random-effect SD by more than this fraction (see _second_start).
+SECOND_START_SD = 0.2
+#: ... and keeps the second optimum only if it is higher by more than this.
+SECOND_START_GAIN = 1e-6
 
 
 @dataclass(frozen=True)
@@ -50,6 +61,13 @@ class OptimizationRecord:
     converged: bool
     start: tuple = ()
     stages: tuple = ()
+    #: AGHQ starts tried, as (description, log-likelihood reached) pairs, and the winner
+    starts_tried: tuple = ()
+    start_won: str = ""
+    #: the fit-time quadrature check (mlglm.core.adequacy.AdequacyCheck) or None
+    quadrature_check: object = None
+    #: the path of nagq="auto" (mlglm.core.adequacy.AutoRecord) or None
+    auto: object = None
 
 
 @dataclass(frozen=True, eq=False)
@@ -181,7 +199,8 @@ class _Gradient:
 
 
 def fit_glmm(obj: Objective, x0=None, maxiter: int = 1000, laplace_first: bool = True,
-             hessian: bool = True) -> FitState:
+             hessian: bool = True, information=None, second_start: bool = True,
+             check: bool = False) -> FitState:
     """Maximise obj over x = (beta, theta) and package a :class:`FitState`.
 
     Parameters
@@ -191,22 +210,37 @@ def fit_glmm(obj: Objective, x0=None, maxiter: int = 1000, laplace_first: bool =
     x0 : start; default ``obj.start()`` (GLM beta, theta = 0.5 on the diagonals).
     laplace_first : for AGHQ objectives, optimise the Laplace approximation
         first and start AGHQ there (cheap, and close).
+    information : a previous :class:`FitState` of the same model (e.g. with
+        fewer quadrature points) whose observed information whitens the
+        problem instead of ``obj.preconditioner``; no Laplace stage then.
+    second_start : on hard data also start AGHQ from smaller variances
+        (:func:`_second_start`) and keep the better optimum.
+    check : run the fit-time quadrature check (:func:`mlglm.core.adequacy.
+        check_at_optimum`) and keep it in ``record.quadrature_check``.
     """
     p = obj.p
     x0 = obj.start() if x0 is None else np.asarray(x0, dtype=float)
     start = tuple(x0)
     stages = []
+    starts_tried, start_won = (), ""
     n_evals0 = obj.n_evals
-    if laplace_first and obj.nagq > 1:
+    T0 = _information_whitening(information) if information is not None else None
+    if T0 is not None:
+        res = _quasi_newton(obj, x0, maxiter, T=T0)
+    elif laplace_first and obj.nagq > 1:
         lap = obj.laplace()
         res0 = _quasi_newton(lap, x0, maxiter)
         x0 = res0.x
         obj.u = lap.u
         stages.append(f"laplace: {res0.nfev} evaluations")
         res = _quasi_newton(obj, x0, maxiter, T=res0.T)  # curvature barely changes
+        if second_start and _needs_second_start(obj, res0, res):
+            res, starts_tried, start_won = _second_start(obj, res, maxiter, stages)
     else:
         res = _quasi_newton(obj, x0, maxiter)
-    stages.append(f"{'laplace' if obj.nagq == 1 else f'aghq({obj.nagq})'}: {res.nfev} evaluations")
+    if not starts_tried:
+        stages.append(f"{'laplace' if obj.nagq == 1 else f'aghq({obj.nagq})'}: "
+                      f"{res.nfev} evaluations")
     x = res.x
     llf, grad = obj.value_and_gradient(x)
     # a diagonal element of Lambda at ~0 is a singular fit: held at the boundary
@@ -257,12 +291,83 @@ def fit_glmm(obj: Objective, x0=None, maxiter: int = 1000, laplace_first: bool =
         optimizer="BFGS (exact gradient)", n_evals=obj.n_evals - n_evals0,
         n_iter=int(res.nit), message=str(res.message), grad_norm=grad_norm,
         newton_decrement=float(decrement), hessian_pd=hess_pd, converged=converged,
-        start=start, stages=tuple(stages))
-    return FitState(x=x, beta=beta.copy(), theta=theta.copy(), llf=llf, hessian=Hm,
-                    cov_x=cov_x, free=free, singular=singular, nagq=obj.nagq,
-                    Lambdas=tuple(Lambdas), b=tuple(b), b_cov=tuple(b_cov),
-                    patterns=tuple(t.pattern for t in obj.terms), record=record,
-                    param_layout=layout, log_dispersion=layout.log_dispersion(x))
+        start=start, stages=tuple(stages), starts_tried=starts_tried, start_won=start_won)
+    fitted = FitState(x=x, beta=beta.copy(), theta=theta.copy(), llf=llf, hessian=Hm,
+                      cov_x=cov_x, free=free, singular=singular, nagq=obj.nagq,
+                      Lambdas=tuple(Lambdas), b=tuple(b), b_cov=tuple(b_cov),
+                      patterns=tuple(t.pattern for t in obj.terms), record=record,
+                      param_layout=layout, log_dispersion=layout.log_dispersion(x))
+    if check and obj.nagq > 1 and hessian:
+        chk = check_at_optimum(obj, fitted)
+        fitted = replace(fitted, record=replace(record, quadrature_check=chk))
+    return fitted
+
+
+def fit_glmm_auto(obj: Objective, schedule, x0=None, maxiter: int = 1000) -> FitState:
+    """nagq="auto": :func:`fit_glmm` with each number of points of ``schedule`` in turn
+    (:func:`mlglm.core.adequacy.fit_auto`, through ``obj.with_nagq``) until two
+    consecutive fits agree; the last fit, with the path in ``record.auto`` and its
+    fit-time check in ``record.quadrature_check``. Needs the observed information
+    (always computed here)."""
+    def fit(o, x0=None, information=None):
+        return fit_glmm(o, x0=x0, maxiter=maxiter, information=information)
+    return fit_auto(obj, fit, schedule, x0=x0)
+
+
+def _needs_second_start(obj, res_laplace, res_aghq) -> bool:
+    """The rule for a second AGHQ start: the AGHQ optimum reached from the Laplace
+    optimum is far from it, by more than SECOND_START_LLF in log-likelihood or
+    SECOND_START_SD (relative) in a random-effect SD.
+
+    Where Laplace is accurate (large groups, moderate variances: the easy data of
+    the benchmarks) the AGHQ surface is a small perturbation of the Laplace one
+    and its optimum is found from there; where the two optima are far apart the
+    posteriors of the random effects are far from normal, and there the AGHQ
+    surface can have a second optimum at smaller variances.
+    """
+    if not (np.isfinite(res_laplace.fun) and np.isfinite(res_aghq.fun)):
+        return True
+    if abs(res_aghq.fun - res_laplace.fun) > SECOND_START_LLF:
+        return True
+    sd_l, sd_a = obj.random_sds(res_laplace.x), obj.random_sds(res_aghq.x)
+    rel = np.abs(sd_a - sd_l) / np.maximum(np.maximum(sd_l, sd_a), 1e-8)
+    return bool(np.any(rel > SECOND_START_SD))
+
+
+def _second_start(obj, res, maxiter, stages):
+    """BFGS again from the AGHQ optimum with every random-effect SD halved (Lambda / 2;
+    beta and a dispersion parameter kept); keep the better optimum (the second only if
+    it is higher by more than SECOND_START_GAIN: two runs to the same optimum differ by
+    ~1e-9, a tie).
+    Returns (result, starts tried, winner)."""
+    p = obj.p
+    x_half = res.x.copy()
+    x_half[p:p + obj.n_theta] *= 0.5
+    res2 = _quasi_newton(obj, x_half, maxiter, T=res.T)
+    stages.append(f"aghq({obj.nagq}) from the Laplace optimum: {res.nfev} evaluations, "
+                  f"from SDs halved: {res2.nfev}")
+    tried = (("Laplace optimum", float(-res.fun)), ("SDs halved", float(-res2.fun)))
+    if np.isfinite(res2.fun) and res2.fun < res.fun - SECOND_START_GAIN:
+        res2.nfev += res.nfev
+        return res2, tried, "SDs halved"
+    res.nfev += res2.nfev
+    return res, tried, "Laplace optimum"
+
+
+def _information_whitening(previous):
+    """T = C^{-T} (C C' the observed information of a previous fit over its free
+    parameters; identity elsewhere), or None if that information is not usable."""
+    H = getattr(previous, "hessian", None)
+    if H is None:
+        return None
+    idx = np.flatnonzero(previous.free)
+    T = np.eye(H.shape[0])
+    try:
+        C = np.linalg.cholesky(H[np.ix_(idx, idx)])
+    except np.linalg.LinAlgError:
+        return None
+    T[np.ix_(idx, idx)] = np.linalg.inv(C).T
+    return T
 
 
 #: BFGS stops at this gradient norm in the whitened coordinates; the Newton
