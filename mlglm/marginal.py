@@ -195,7 +195,7 @@ def simulate(res, n=1, seed=None, conditional=True):
     if getattr(model, "multi", False):
         return _simulate_multi(res, n, rng, conditional)
     X, Z = np.asarray(model.exog, float), np.asarray(model.exog_re, float)
-    codes, m = model.group_codes, model.n_trials
+    codes = model.group_codes
     beta = np.asarray(res.fe_params, float)
     Sigma = np.asarray(res.cov_re, float)
     L = theta_to_Lambda(theta_from_Sigma(Sigma), model.q)

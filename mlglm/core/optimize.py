@@ -218,7 +218,6 @@ def fit_glmm(obj: Objective, x0=None, maxiter: int = 1000, laplace_first: bool =
     check : run the fit-time quadrature check (:func:`mlglm.core.adequacy.
         check_at_optimum`) and keep it in ``record.quadrature_check``.
     """
-    p = obj.p
     x0 = obj.start() if x0 is None else np.asarray(x0, dtype=float)
     start = tuple(x0)
     stages = []
