@@ -196,6 +196,7 @@ class MultiLaplace(Objective):
         self.log_const = self.constants.value(fl.log_dispersion)
         self.u = None
         self.state = None
+        self._pred = None
         self.n_evals = 0
         self._last = None
 
@@ -209,9 +210,9 @@ class MultiLaplace(Objective):
     def beta_information(self, x) -> np.ndarray:
         """X'WX - (Lambda'Z'WX)' H^{-1} (Lambda'Z'WX) at the modes at x."""
         st = self.modes(x)
-        self.u, self.state = st.u, st
         beta, theta = self.split(x)
         Lams = self.terms.Lambdas(theta)
+        self._set_state(st, beta, Lams)
         XW = self.X * st.d2[:, None]
         info = self.X.T @ XW
         B = []
@@ -227,7 +228,7 @@ class MultiLaplace(Objective):
     def random_effects(self):
         """(Lambdas, b, b_cov) per term at the last evaluation (Laplace covariances)."""
         st = self.state
-        Lams = self.terms.Lambdas(self._last_theta)
+        Lams = self._pred[2]
         S11, _, SDD = st.factor.selected_inverse()
         plan = self.plan
         Sig = [None] * len(self.terms)
@@ -250,7 +251,8 @@ class MultiLaplace(Objective):
         """The Laplace log-likelihood at x, every constant included."""
         self.n_evals += 1
         st = self.modes(x)
-        self.u, self.state, self._last_theta = st.u, st, self.split(x)[1]
+        beta, theta = self.split(x)
+        self._set_state(st, beta, self.terms.Lambdas(theta))
         return st.h - 0.5 * st.factor.logdet + self._constants(x)
 
     def value_and_gradient(self, x):
@@ -258,8 +260,8 @@ class MultiLaplace(Objective):
         x = np.asarray(x, dtype=float)
         key = x.tobytes()
         if self._last is not None and self._last[0] == key:
-            _, value, grad, state = self._last
-            self.u, self.state, self._last_theta = state.u, state, self.split(x)[1]
+            _, value, grad, state, beta, Lams = self._last
+            self._set_state(state, beta, Lams)
             return value, grad.copy()
         self.n_evals += 1
         beta, theta = self.split(x)
@@ -267,14 +269,25 @@ class MultiLaplace(Objective):
         fl = self.kernel_at(x)
         st = multi_modes(fl, self.plan, self.y, self.m_rows,
                          self.offset + self.X @ beta, Lams, self._predicted_modes(beta, Lams))
-        self.u, self.state, self._last_theta = st.u, st, theta
-        self._last_beta, self._last_Lams = beta, Lams
+        self._set_state(st, beta, Lams)
         value = st.h - 0.5 * st.factor.logdet + self._constants(x)
         grad = self._gradient(st, Lams, fl)
         if self.n_disp:
             grad[-1] += self.constants.derivative(self.param_layout.log_dispersion(x))
-        self._last = (key, value, grad.copy(), st)
+        self._last = (key, value, grad.copy(), st, beta, Lams)
         return value, grad
+
+    def _set_state(self, st: MultiModes, beta, Lams) -> None:
+        """The modes and their evaluation at (beta, Lambdas): the warm start of the
+        next evaluation and the base of :meth:`_predicted_modes`."""
+        self.u, self.state = st.u, st
+        self._pred = (st, beta, Lams)
+
+    def anchor(self):
+        return (self.u, self.state, self._pred)
+
+    def restore(self, token) -> None:
+        self.u, self.state, self._pred = token
 
     def _predicted_modes(self, beta, Lams):
         """Warm start for the modes at a new x: the last modes moved to first order.
@@ -286,15 +299,16 @@ class MultiLaplace(Objective):
         when the warm start is this object's own last mode (not one the driver reset,
         e.g. for finite differences, which restart from a fixed point).
         """
-        st = self.state
-        if st is None or self.u is not st.u or getattr(self, "_last_beta", None) is None:
+        pred = self._pred
+        if pred is None or self.u is not pred[0].u:
             return self.u
-        dLams = [L - L0 for L, L0 in zip(Lams, self._last_Lams)]
-        r = self.X @ (beta - self._last_beta) + _random_part(self.terms, dLams, st.u)
+        st, beta0, Lams0 = pred
+        dLams = [L - L0 for L, L0 in zip(Lams, Lams0)]
+        r = self.X @ (beta - beta0) + _random_part(self.terms, dLams, st.u)
         Wr = st.d2 * r
         dg = tuple(level_sums(t.codes, t.n_levels, t.Z, st.d1) @ dL
                    - level_sums(t.codes, t.n_levels, t.Z, Wr) @ L0
-                   for t, dL, L0 in zip(self.terms, dLams, self._last_Lams))
+                   for t, dL, L0 in zip(self.terms, dLams, Lams0))
         du = _from_blocked(self.plan, *st.factor.solve(*_to_blocked(self.plan, dg)))
         return tuple(u + d for u, d in zip(st.u, du))
 

@@ -97,6 +97,17 @@ class Objective:
     def value_and_gradient(self, x):  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def anchor(self):
+        """What the warm start of the next evaluation depends on, to hand back to
+        :meth:`restore` (the driver restarts finite differences from a fixed point
+        with it). Here the modes ``u``; an engine that also predicts the modes from
+        the last evaluation keeps that evaluation too."""
+        return self.u
+
+    def restore(self, token) -> None:
+        """Make the next evaluation start where it did after :meth:`anchor`."""
+        self.u = token
+
     def laplace(self) -> "Objective":  # pragma: no cover - abstract
         """The same problem by the Laplace approximation (self if nagq == 1)."""
         raise NotImplementedError
@@ -186,17 +197,17 @@ class Objective:
             T[:p, :p] = np.linalg.inv(Lc).T
         except np.linalg.LinAlgError:
             pass
-        u_ref = self.u
+        ref = self.anchor()
         g_plus = {}
         for i in range(p, n_x):
             h = 1e-3 * max(abs(x0[i]), 0.1)
             xp = x0.copy()
             xp[i] += h
-            self.u = u_ref
+            self.restore(ref)
             g_plus[i] = (h, self.value_and_gradient(xp)[1][i])
         # x0 last: it is also BFGS's first point, which the objective then answers
         # from this evaluation
-        self.u = u_ref
+        self.restore(ref)
         g0 = self.value_and_gradient(x0)[1]
         for i, (h, gi) in g_plus.items():
             curv = -(gi - g0[i]) / h

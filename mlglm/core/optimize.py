@@ -188,13 +188,14 @@ def numerical_hessian(fun_grad, x, free, g0, rel_step=1e-5):
 
 class _Gradient:
     """Exact gradient at x, restarting the modes from a fixed point each time
-    (so finite differences are not polluted by a wandering warm start)."""
+    (so finite differences are not polluted by a wandering warm start):
+    ``ref`` is the objective's :meth:`~mlglm.core.objective.Objective.anchor`."""
 
-    def __init__(self, obj: Objective, u_ref):
-        self.obj, self.u_ref = obj, u_ref
+    def __init__(self, obj: Objective, ref):
+        self.obj, self.ref = obj, ref
 
     def __call__(self, x):
-        self.obj.u = self.u_ref
+        self.obj.restore(self.ref)
         return self.obj.value_and_gradient(x)[1]
 
 
@@ -247,13 +248,13 @@ def fit_glmm(obj: Objective, x0=None, maxiter: int = 1000, laplace_first: bool =
     is_diag = layout.pad_theta(obj.theta_on_diagonal)
     at_bound = is_diag & (np.abs(x) < SINGULAR_TOL)
     free = ~at_bound
-    u_ref = obj.u
+    ref = obj.anchor()
     re_state = obj.random_effects()
     Hm = np.full((x.size, x.size), np.nan)
     cov_x = np.zeros((x.size, x.size))
     decrement, hess_pd = np.nan, False
     if hessian:
-        gfun = _Gradient(obj, u_ref)
+        gfun = _Gradient(obj, ref)
         Hm = numerical_hessian(gfun, x, free, g0=grad)
         idx = np.flatnonzero(free)
         Hf = Hm[np.ix_(idx, idx)]
@@ -267,11 +268,11 @@ def fit_glmm(obj: Objective, x0=None, maxiter: int = 1000, laplace_first: bool =
                 x_new = x.copy()
                 x_new[idx] += np.linalg.solve(Hf, grad[idx])
                 x_new = obj.canonical(x_new)
-                obj.u = u_ref
+                obj.restore(ref)
                 llf_new, grad_new = obj.value_and_gradient(x_new)
                 if not llf_new >= llf:
                     break
-                x, llf, grad, u_ref = x_new, llf_new, grad_new, obj.u
+                x, llf, grad, ref = x_new, llf_new, grad_new, obj.anchor()
                 re_state = obj.random_effects()
                 decrement = float(grad[idx] @ np.linalg.solve(Hf, grad[idx]))
                 n_polish += 1
@@ -282,7 +283,7 @@ def fit_glmm(obj: Objective, x0=None, maxiter: int = 1000, laplace_first: bool =
     grad_norm = float(np.max(np.abs(proj))) if proj.size else 0.0
     converged = bool(grad_norm < GRAD_TOL and hessian and hess_pd
                      and decrement < DECREMENT_TOL) if hessian else bool(grad_norm < GRAD_TOL)
-    obj.u = u_ref
+    obj.restore(ref)
     beta, theta = layout.beta(x), layout.theta(x)
     Lambdas, b, b_cov = re_state
     singular = obj.theta_on_diagonal & (np.abs(theta) < SINGULAR_TOL)
