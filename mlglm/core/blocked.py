@@ -334,12 +334,21 @@ class BlockedFactor:
         N = st.N_D
         if N:
             rhs = bD.copy()
-            for c in range(k):
-                rhs[:, c] -= st.d1_matvec(self.Lval, y1[:, :, c])
+            # dense mode with scalar first-term blocks: L_D1 is the (N_D, J1) buffer,
+            # and one BLAS product per sweep replaces k gathers and bincounts
+            Ld = self._dense_L() if st.mode == "dense" and st.q1 == 1 else None
+            if Ld is not None:
+                rhs -= Ld @ y1[:, 0, :]
+            else:
+                for c in range(k):
+                    rhs[:, c] -= st.d1_matvec(self.Lval, y1[:, :, c])
             yD = lapack.dtrtrs(self.LDD, rhs, lower=1)[0]
             xD = lapack.dtrtrs(self.LDD, yD, lower=1, trans=1)[0]
-            for c in range(k):
-                y1[:, :, c] -= st.d1_rmatvec(self.Lval, xD[:, c])
+            if Ld is not None:
+                y1[:, 0, :] -= Ld.T @ xD
+            else:
+                for c in range(k):
+                    y1[:, :, c] -= st.d1_rmatvec(self.Lval, xD[:, c])
         else:
             xD = np.zeros((0, k))
         x1 = y1 * self.Rinv if st.q1 == 1 else np.swapaxes(self.Rinv, 1, 2) @ y1
