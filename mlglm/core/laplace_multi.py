@@ -91,6 +91,14 @@ def _to_blocked_multi(plan, per_term, k):
     return x1, xD
 
 
+def _zsums(t, w):
+    """Z_k'w per level, (J_k, q_k); a random intercept's by one bincount (no product
+    with its column of ones)."""
+    if t.intercept_only:
+        return np.bincount(t.codes, weights=w, minlength=t.n_levels)[:, None]
+    return level_sums(t.codes, t.n_levels, t.Z, w)
+
+
 def _random_part(terms, Lams, u):
     """sum_k z_ik' Lambda_k u_k[level]: the random part of eta for every row."""
     out = None
@@ -107,7 +115,7 @@ def _random_part(terms, Lams, u):
 
 def _grad_u(terms, Lams, u, d1):
     """Lambda'Z'd1 - u, per term."""
-    return tuple(level_sums(t.codes, t.n_levels, t.Z, d1) @ L - uk
+    return tuple(_zsums(t, d1) @ L - uk
                  for t, L, uk in zip(terms, Lams, u))
 
 
@@ -306,8 +314,8 @@ class MultiLaplace(Objective):
         dLams = [L - L0 for L, L0 in zip(Lams, Lams0)]
         r = self.X @ (beta - beta0) + _random_part(self.terms, dLams, st.u)
         Wr = st.d2 * r
-        dg = tuple(level_sums(t.codes, t.n_levels, t.Z, st.d1) @ dL
-                   - level_sums(t.codes, t.n_levels, t.Z, Wr) @ L0
+        dg = tuple(_zsums(t, st.d1) @ dL
+                   - _zsums(t, Wr) @ L0
                    for t, dL, L0 in zip(self.terms, dLams, Lams0))
         du = _from_blocked(self.plan, *st.factor.solve(*_to_blocked(self.plan, dg)))
         return tuple(u + d for u, d in zip(st.u, du))
@@ -319,8 +327,8 @@ class MultiLaplace(Objective):
         s = self._leverage(Lams, sel)
         d3 = fl.third(st.eta, self.y, self.m_rows, st.d1, st.d2)
         c = d3 * s
-        Zc = [level_sums(t.codes, t.n_levels, t.Z, c) for t in terms]
-        Zd1 = [level_sums(t.codes, t.n_levels, t.Z, st.d1) for t in terms]
+        Zc = [_zsums(t, c) for t in terms]
+        Zd1 = [_zsums(t, st.d1) for t in terms]
         r1, rD = _to_blocked(plan, tuple(z @ L for z, L in zip(Zc, Lams)))
         v1, vD = st.factor.solve(r1, rD)
         v = _from_blocked(plan, v1, vD)
