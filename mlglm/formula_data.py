@@ -80,7 +80,7 @@ def _strings_as_categories(data, exclude=None):
             if isinstance(col.dtype, pd.CategoricalDtype):
                 continue
             try:        # one hash pass: sorted codes (-1 for missing) and their levels
-                codes, cats = pd.factorize(col.to_numpy(), sort=True)
+                codes, cats = pd.factorize(col, sort=True)
             except TypeError:
                 continue
             if out is None:
