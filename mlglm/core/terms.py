@@ -90,8 +90,11 @@ def nests_in(inner: ReTerm, outer: ReTerm) -> bool:
     """Whether every level of ``inner`` lies within a single level of ``outer``."""
     if inner.n_levels < outer.n_levels:
         return False
-    key = inner.codes.astype(np.int64) * outer.n_levels + outer.codes
-    return np.unique(key).size == inner.n_levels
+    # one outer level recorded per inner level (any of its rows'); nested iff every
+    # row agrees with it -- two passes over the rows, no sort or hash
+    outer_of = np.empty(inner.n_levels, dtype=outer.codes.dtype)
+    outer_of[inner.codes] = outer.codes
+    return bool(np.array_equal(outer_of[inner.codes], outer.codes))
 
 
 @dataclass(frozen=True, eq=False)
