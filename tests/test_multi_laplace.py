@@ -65,6 +65,10 @@ def _problem(family, link, seed=3, n=300):
         "three terms": [ReTerm("a", a, 30, np.column_stack([one[:, 0], z]), unstructured(2)),
                         ReTerm("b", b, 8, np.column_stack([one[:, 0], x1]), diagonal(2)),
                         ReTerm("c", c, 5, one, unstructured(1))],
+        # every term scalar, two of them slopes, two dense terms (the scalar leverage path)
+        "scalar slopes": [ReTerm("a", a, 30, z[:, None], unstructured(1)),
+                          ReTerm("b", b, 8, x1[:, None], unstructured(1)),
+                          ReTerm("c", c, 5, one, unstructured(1))],
         "nested": [ReTerm("a", a, 30, one, unstructured(1)),
                    ReTerm("c", c, 5, np.column_stack([one[:, 0], z]), unstructured(2))],
     }
@@ -76,7 +80,7 @@ FAMILIES = [("binomial", "logit"), ("binomial", "probit"), ("binomial", "cloglog
 
 
 @pytest.mark.parametrize("family, link", FAMILIES)
-@pytest.mark.parametrize("structure", ["crossed", "three terms", "nested"])
+@pytest.mark.parametrize("structure", ["crossed", "three terms", "scalar slopes", "nested"])
 @pytest.mark.parametrize("mode", ["sparse", "dense"])
 def test_value_equals_dense_oracle_and_gradient_is_exact(family, link, structure, mode):
     fl, y, m, X, off, structures, rng = _problem(family, link)

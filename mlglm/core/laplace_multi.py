@@ -361,6 +361,8 @@ class MultiLaplace(Objective):
         s = np.einsum("nr,nrc,nc->n", A1, Q, A1) if t1.q > 1 else A1[:, 0] ** 2 * Q[:, 0, 0]
         if not st_.N_D:
             return s
+        if t1.q == 1 and all(terms[k].q == 1 for k in st_.dense):
+            return s + self._leverage_scalar(Lams, Y, SDD, A1[:, 0])
         Ab = {}
         for k, off in zip(st_.dense, st_.offsets):
             t = terms[k]
@@ -380,4 +382,32 @@ class MultiLaplace(Objective):
                 Ae, ib = Ab[k2]
                 blk = SDD[ia[:, :, None], ib[:, None, :]]
                 s += 2.0 * np.einsum("nr,nrc,nc->n", Ad, blk, Ae)
+        return s
+
+    def _leverage_scalar(self, Lams, Y, SDD, a1):
+        """The dense terms' share of s_i when every term is scalar: a_ik = lambda_k z_ik,
+        s_i += sum_k a_ik^2 Sigma_DD[c_ik, c_ik] + 2 a_ik a_i1 Sigma_D1[pair(i)]
+        + 2 sum_{k<l} a_ik a_il Sigma_DD[c_ik, c_il] -- the general case's products
+        on 1 x 1 blocks, written elementwise."""
+        plan, terms = self.plan, self.terms
+        st_ = plan.st
+        s = 0.0
+        Ab = {}
+        for k, off in zip(st_.dense, st_.offsets):
+            t = terms[k]
+            lam = Lams[k][0, 0]
+            a = np.full(t.codes.shape, lam) if t.intercept_only else t.Z[:, 0] * lam
+            c = off + t.codes
+            Ab[k] = (a, c)
+            s = s + a * a * SDD[c, c]
+        Yb = st_.gather_D1(Y)
+        for cp, Yd in zip(st_.pairs, Yb):
+            a, _ = Ab[cp.term]
+            s = s + 2.0 * a * Yd[cp.row_pair, 0, 0] * a1
+        dense = st_.dense
+        for i, k in enumerate(dense):
+            for k2 in dense[i + 1:]:
+                a, ca = Ab[k]
+                e, cb = Ab[k2]
+                s = s + 2.0 * a * e * SDD[ca, cb]
         return s
