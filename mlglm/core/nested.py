@@ -54,7 +54,7 @@ import numpy as np
 
 from .families import FamilyLink
 from .nested_aghq import DEFAULT_CHUNK_ELEMENTS, aghq_block, grid_sizes
-from .nested_modes import NestedData, NestedModes, nested_modes
+from .nested_modes import NestedData, NestedModes, nested_modes, predicted_modes
 from .nested_tree import NestedLayout, expand, reduce, tree_dfactor, tree_diag_inverse, tree_solve
 from .objective import Objective
 from .smallmat import pair_index, pairs_to_full
@@ -120,6 +120,7 @@ class NestedObjective(Objective):
         self.patterns = tuple(terms[k].pattern for k in self.layout.order)
         self.u = None
         self.state = None
+        self._pred = None
         self.n_evals = 0
         self._last = None
 
@@ -150,8 +151,8 @@ class NestedObjective(Objective):
         beta, theta = self.split(x)
         Lams = self._Lambdas(theta)
         fl = self.kernel_at(x)
-        st = nested_modes(fl, self.data, beta, Lams, self.u)
-        self.u, self.state, self._last_theta = st.u, st, theta
+        st = nested_modes(fl, self.data, beta, Lams, self._start(beta, Lams))
+        self._set_state(st, beta, Lams, theta)
         if self.nagq == 1:
             value = float(st.h.sum() - 0.5 * st.factor.logdet.sum())
             grad = self._laplace_gradient(st, Lams, fl) if gradient else None
@@ -174,13 +175,37 @@ class NestedObjective(Objective):
         x = np.asarray(x, dtype=float)
         key = x.tobytes()
         if self._last is not None and self._last[0] == key:
-            _, value, grad, st = self._last
-            self.u, self.state, self._last_theta = st.u, st, self.split(x)[1]
+            _, value, grad, st, beta, Lams, theta = self._last
+            self._set_state(st, beta, Lams, theta)
             return value, grad.copy()
         self.n_evals += 1
         value, grad = self._evaluate(x, True)
-        self._last = (key, value, grad.copy(), self.state)
+        self._last = (key, value, grad.copy(), self.state) + self._pred[1:]
         return value, grad
+
+    def _set_state(self, st: NestedModes, beta, Lams, theta) -> None:
+        """The modes at (beta, theta; Lams: the Lambdas in level order): the next
+        warm start and the base of its first-order prediction."""
+        self.u, self.state = st.u, st
+        self._pred = (st, beta, Lams, theta)
+
+    def _start(self, beta, Lams):
+        """The warm start at (beta, Lams): the last modes moved to first order
+        (:func:`~mlglm.core.nested_modes.predicted_modes`) when they are this
+        object's own last modes (not ones the driver set, e.g. None for a cold start)."""
+        pred = self._pred
+        if pred is None or self.u is not pred[0].u:
+            return self.u
+        try:
+            return predicted_modes(self.data, pred[0], beta, Lams)
+        except np.linalg.LinAlgError:
+            return self.u
+
+    def anchor(self):
+        return (self.u, self.state, self._pred)
+
+    def restore(self, token) -> None:
+        self.u, self.state, self._pred = token
 
     # ---------------------------------------------------------- quadrature
     def _aghq(self, st, Lams, gradient, fl):
@@ -328,10 +353,11 @@ class NestedObjective(Objective):
         """X'WX - B'H^{-1}B with B = Lambda'Z'WX at the modes at x (the Laplace
         information for beta with theta fixed)."""
         st = self.modes(x)
-        self.u, self.state = st.u, st
         lay, data = self.layout, self.data
         blk = lay.whole
-        Lams = self._Lambdas(self.split(x)[1])
+        beta, theta = self.split(x)
+        Lams = self._Lambdas(theta)
+        self._set_state(st, beta, Lams, theta)
         XW = data.X * st.d2[:, None]
         info = data.X.T @ XW
         XWT = np.ascontiguousarray(XW.T)
@@ -349,7 +375,7 @@ class NestedObjective(Objective):
         """(Lambdas, b, b_cov) per term (term order, the term's level codes) at the last
         evaluation: b = Lambda u_hat from the joint mode, b_cov = Lambda [H^{-1}]_cc Lambda'."""
         st, lay = self.state, self.layout
-        Lams = self.terms.Lambdas(self._last_theta)
+        Lams = self.terms.Lambdas(self._pred[3])
         Sig = tree_diag_inverse(lay.whole, lay.q, st.factor)
         b, b_cov = [None] * len(self.terms), [None] * len(self.terms)
         for l, k in enumerate(lay.order):
