@@ -139,7 +139,12 @@ def multi_modes(fl: FamilyLink, plan: CrossPlan, y, m, eta_fixed, Lams, u0=None,
         f = BlockedFactor(plan.st, *cx.scaled(Lams))
         if step_size < tol or (step_size < np.sqrt(tol) and full):
             return MultiModes(u, eta, d1, d2, ks, h, cx, f, it)
-        g1, gD = _to_blocked(plan, _grad_u(terms, Lams, u, d1))
+        grad = _grad_u(terms, Lams, u, d1)
+        if it == 0 and np.sqrt(sum(float(np.sum(g * g)) for g in grad)) < tol:
+            # a (predicted) start already at the mode: H >= I, so the Newton step
+            # would be shorter than |g| < tol, the stopping rule's threshold
+            return MultiModes(u, eta, d1, d2, ks, h, cx, f, it)
+        g1, gD = _to_blocked(plan, grad)
         s1, sD = f.solve(g1, gD)
         step = _from_blocked(plan, s1, sD)
         t = 1.0

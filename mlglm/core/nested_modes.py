@@ -185,12 +185,17 @@ def _newton(fl, data, eta_fixed, AT, u, tol, maxiter):
 
     eta, d1, d2, S, f = at(u)
     for it in range(1, maxiter + 1):
+        F0 = pairs_to_full(S[1 + D:])
         try:
-            fac = tree_factor(blk, lay.q, pairs_to_full(S[1 + D:]))
+            fac = tree_factor(blk, lay.q, F0)
         except np.linalg.LinAlgError:       # weights overflowed: eta far out of range
             raise ModeFailure("the nested conditional modes failed: H lost positive "
                               "definiteness (linear predictor out of range)") from None
         g = gradient(S, u)
+        if it == 1 and np.sqrt(sum(float(np.sum(a * a)) for a in g)) < tol:
+            # a (predicted) start already at the mode: H >= I, so the Newton step
+            # would be shorter than |g| < tol, the stopping rule's threshold
+            return NestedModes(tuple(u), eta, eta_fixed, d1, d2, AT, f, F0, fac, 0)
         step = [s[..., 0] for s in tree_solve(blk, lay.q, fac, [gl[..., None] for gl in g])]
         t = None
         for _ in range(40):
