@@ -91,6 +91,14 @@ def main(argv=None):
     fmt = df.copy()
     for c in ["true", "mean", "bias", "rel. bias", "emp. SD", "coverage 95%"]:
         fmt[c] = fmt[c].map(lambda v: "" if pd.isna(v) else f"{v:.3f}")
+    # the other studies' sections (validity_nb.py, validity_nested.py) follow this
+    # one's table in the same file: keep them
+    try:
+        old = open(args.out).read()
+    except OSError:
+        old = ""
+    cut = [i for i in (old.find("\n<!-- "), old.find("\n## ")) if i >= 0]
+    tail = old[min(cut):] if cut else ""
     with open(args.out, "w") as fh:
         fh.write("# Statistical validity by simulation\n\n")
         fh.write(f"`python benchmarks/validity.py --reps {args.reps}` (mlglm {mlglm.__version__}; "
@@ -98,6 +106,7 @@ def main(argv=None):
                  "`simulate_glmm` with seeds 0..reps-1, model `y ~ x1 + (1 + x1 | g)`; "
                  "coverage is of estimate +- 1.96 SE for the fixed effects.\n\n")
         fh.write(_markdown(fmt))
+        fh.write(tail)
     print(open(args.out).read())
     return df
 
