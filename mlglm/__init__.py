@@ -28,6 +28,7 @@ from .lme4api import VarCorr, coef, fixef, ranef, update  # noqa: E402
 from . import design, fit_keywords, prediction  # noqa: E402,F401
 from .core import (blocked, crossprod, laplace_multi, lmm, lmm_minimise, lmm_multi,  # noqa: E402,F401
                    nested)
+from .core import adequacy as _adequacy, family as _family  # noqa: E402,F401
 
 __version__ = "0.1.0"
 
