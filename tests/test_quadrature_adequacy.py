@@ -246,17 +246,7 @@ def test_second_start_keeps_the_first_when_it_is_better():
 
 
 # ------------------------------------------------------------------ nested factors
-def _community_data(n_comm=40, n_fam=6, seed=14):
-    """Binary outcomes of 1-3 children per family, families in communities (SDs 2, 1)."""
-    import pandas as pd
-    rng = np.random.default_rng(seed)
-    sizes = rng.integers(1, 4, size=n_comm * n_fam)
-    fam = np.repeat(np.arange(n_comm * n_fam), sizes)
-    comm = fam // n_fam
-    x = rng.normal(size=fam.size)
-    eta = -0.5 + 0.7 * x + 2.0 * rng.normal(size=n_comm)[comm] + rng.normal(size=fam.max() + 1)[fam]
-    y = (rng.random(fam.size) < 1 / (1 + np.exp(-eta))).astype(float)
-    return pd.DataFrame({"y": y, "x": x, "community": comm, "family": fam % n_fam})
+from test_nested_aghq import community_data as _community_data  # noqa: E402
 
 
 NESTED = "y ~ x + (1 | community/family)"

@@ -273,8 +273,8 @@ class MultiLaplace(Objective):
         x = np.asarray(x, dtype=float)
         key = x.tobytes()
         if self._last is not None and self._last[0] == key:
-            _, value, grad, state, beta, Lams = self._last
-            self._set_state(state, beta, Lams)
+            _, value, grad, pred = self._last
+            self._set_state(*pred)
             return value, grad.copy()
         self.n_evals += 1
         beta, theta = self.split(x)
@@ -287,7 +287,7 @@ class MultiLaplace(Objective):
         grad = self._gradient(st, Lams, fl)
         if self.n_disp:
             grad[-1] += self.constants.derivative(self.param_layout.log_dispersion(x))
-        self._last = (key, value, grad.copy(), st, beta, Lams)
+        self._last = (key, value, grad.copy(), self._pred)
         return value, grad
 
     def _set_state(self, st: MultiModes, beta, Lams) -> None:
@@ -401,7 +401,7 @@ class MultiLaplace(Objective):
         for k, off in zip(st_.dense, st_.offsets):
             t = terms[k]
             lam = Lams[k][0, 0]
-            a = np.full(t.codes.shape, lam) if t.intercept_only else t.Z[:, 0] * lam
+            a = lam if t.intercept_only else t.Z[:, 0] * lam     # a scalar broadcasts
             c = off + t.codes
             Ab[k] = (a, c)
             s = s + a * a * SDD[c, c]

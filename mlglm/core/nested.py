@@ -175,12 +175,12 @@ class NestedObjective(Objective):
         x = np.asarray(x, dtype=float)
         key = x.tobytes()
         if self._last is not None and self._last[0] == key:
-            _, value, grad, st, beta, Lams, theta = self._last
-            self._set_state(st, beta, Lams, theta)
+            _, value, grad, pred = self._last
+            self._set_state(*pred)
             return value, grad.copy()
         self.n_evals += 1
         value, grad = self._evaluate(x, True)
-        self._last = (key, value, grad.copy(), self.state) + self._pred[1:]
+        self._last = (key, value, grad.copy(), self._pred)
         return value, grad
 
     def _set_state(self, st: NestedModes, beta, Lams, theta) -> None:

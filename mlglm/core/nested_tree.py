@@ -129,26 +129,26 @@ def reduce(blk: Block, x, lo: int, hi: int, axis: int = 0):
     """
     if axis == 1:
         if x.shape[0] <= BINCOUNT_COLUMNS:
-            codes, J = blk.parent_codes(lo, hi)
-            return np.stack([np.bincount(codes, weights=r, minlength=J) for r in x]) \
-                if x.shape[0] else np.zeros((0, J))
+            return _bincount_rows(blk, x, lo, hi)
         return (blk.aggregator(lo, hi) @ x.T).T
     x2 = x.reshape(x.shape[0], -1)
-    if x2.shape[1] <= BINCOUNT_COLUMNS:
-        codes, J = blk.parent_codes(lo, hi)
-        if x2.shape[1] == 1:
-            out = np.bincount(codes, weights=x2[:, 0], minlength=J)[:, None]
-        else:
-            out = np.stack([np.bincount(codes, weights=c, minlength=J) for c in x2.T], axis=1) \
-                if x2.shape[1] else np.zeros((J, 0))
-    else:
-        out = blk.aggregator(lo, hi) @ x2
+    out = _bincount_rows(blk, x2.T, lo, hi).T if x2.shape[1] <= BINCOUNT_COLUMNS \
+        else blk.aggregator(lo, hi) @ x2
     return out.reshape((out.shape[0],) + x.shape[1:])
 
 
 #: :func:`reduce` sums at most this many columns by ``np.bincount`` (else one
 #: sparse product for all of them).
 BINCOUNT_COLUMNS = 4
+
+
+def _bincount_rows(blk: Block, rows, lo: int, hi: int) -> np.ndarray:
+    """(k, J_hi) sums of each of the k rows (length n_lo) over the level-``hi`` nodes."""
+    codes, J = blk.parent_codes(lo, hi)
+    out = np.empty((len(rows), J))
+    for r, w in zip(out, rows):
+        r[:] = np.bincount(codes, weights=w, minlength=J)
+    return out
 
 
 class NestedLayout:
