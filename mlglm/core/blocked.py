@@ -248,6 +248,9 @@ class BlockedFactor:
     HD1 : (P, q1) scalar pattern values of H_D1.
     HDD : (N_D, N_D) dense part (the + I included).
     H1E, HDE, HEE : optional extra columns: (J1, q1, m), (N_D, m), (m, m).
+    schur_upper : HDD is already the Schur complement S = HDD - L_D1 L_D1', in its
+        upper triangle (C order), as :mod:`mlglm.core.scalar_schur` forms it; the
+        trailing block is then factorised through its transpose (no copy).
 
     Attributes
     ----------
@@ -257,7 +260,8 @@ class BlockedFactor:
     logdet : log|H| (the u part only).
     """
 
-    def __init__(self, st: BlockedStructure, H11, HD1, HDD, H1E=None, HDE=None, HEE=None):
+    def __init__(self, st: BlockedStructure, H11, HD1, HDD, H1E=None, HDE=None, HEE=None,
+                 schur_upper: bool = False):
         self.st = st
         R, Rinv = chol_and_inverse(H11)
         if not np.all(np.isfinite(Rinv)):
@@ -292,11 +296,9 @@ class BlockedFactor:
                     upd = np.bincount(st.pat_a, weights=C[:, e], minlength=N)
                     T[:N, N + e] -= upd
                     T[N + e, :N] -= upd
-        if N:
+        if N and not schur_upper:
             if st.mode == "sparse":
-                Ls = st.sparse_D1(Lval)
-                self._Lsparse = Ls
-                T[:N, :N] -= (Ls @ Ls.T).toarray()
+                T[:N, :N] -= (self._Lsparse @ self._Lsparse.T).toarray()
             else:
                 Ld, self._generation = st.dense_D1(Lval)
                 # lower triangle of L_D1 L_D1' by syrk (half a gemm); dpotrf reads only it
@@ -304,7 +306,10 @@ class BlockedFactor:
                 T[:N, :N] = blas.dsyrk(-1.0, Ld.T, beta=1.0, c=np.asfortranarray(T[:N, :N]),
                                        trans=1, lower=1)
         if N + m:
-            LT, info = lapack.dpotrf(T, lower=1, clean=1, overwrite_a=1)
+            # with schur_upper the upper triangle (C order) is the valid one: T' is the
+            # Fortran array whose lower triangle it is
+            LT, info = lapack.dpotrf(T.T if schur_upper else T, lower=1, clean=1,
+                                     overwrite_a=1)
             if info != 0:
                 raise np.linalg.LinAlgError("the dense part of H is not positive definite")
         else:
@@ -364,14 +369,30 @@ class BlockedFactor:
             self._generation = self.st.dense_D1(self.Lval)[1]
         return self.st._dense_buf
 
-    def inverse_DD(self) -> np.ndarray:
-        """Sigma_DD = S^{-1} (dense, symmetric; computed once)."""
-        SDD = getattr(self, "_SDD", None)
-        if SDD is None:
-            SDD, info = lapack.dpotri(self.LDD, lower=1)
+    @property
+    def _Lsparse(self):
+        """L_D1 as a CSR matrix (sparse mode; built on first use)."""
+        Ls = self.__dict__.get("_Ls")
+        if Ls is None:
+            Ls = self._Ls = self.st.sparse_D1(self.Lval)
+        return Ls
+
+    def inverse_DD_lower(self) -> np.ndarray:
+        """The lower triangle of Sigma_DD = S^{-1} (upper triangle zero; computed once)."""
+        SDL = self.__dict__.get("_SDL")
+        if SDL is None:
+            SDL, info = lapack.dpotri(self.LDD, lower=1)
             if info != 0:
                 raise np.linalg.LinAlgError("could not invert the dense part of H")
-            SDD += np.tril(SDD, -1).T
+            self._SDL = SDL
+        return SDL
+
+    def inverse_DD(self) -> np.ndarray:
+        """Sigma_DD = S^{-1} (dense, symmetric; computed once)."""
+        SDD = self.__dict__.get("_SDD")
+        if SDD is None:
+            SDL = self.inverse_DD_lower()
+            SDD = SDL + np.tril(SDL, -1).T
             self._SDD = SDD
         return SDD
 

@@ -139,8 +139,9 @@ class Cross:
     cross: list
     ADD: np.ndarray
 
-    def scaled(self, Lams):
-        """(H11, HD1, HDD): the blocks of Lambda'Z'WZ Lambda + I for the factorisation."""
+    def scaled(self, Lams, dense: bool = True):
+        """(H11, HD1, HDD): the blocks of Lambda'Z'WZ Lambda + I for the factorisation
+        (HDD None with ``dense=False``)."""
         st = self.plan.st
         L1 = Lams[st.first]
         q1 = st.q1
@@ -151,6 +152,8 @@ class Cross:
         lam = self.plan.lam_row(Lams) if q1 == 1 else None
         if lam is not None:                   # every term scalar: Lambda is a scaling
             HD1 = st.scatter_D1(self.cross) * (lam[st.pat_a] * L1[0, 0])[:, None]
+            if not dense:
+                return H11, HD1, None
             HDD = self.ADD * np.outer(lam, lam) if N else np.zeros((0, 0))
         else:
             HD1 = st.scatter_D1([np.einsum("ra,prs,sb->pab", Lams[cp.term], B, L1)

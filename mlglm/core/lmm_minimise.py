@@ -212,7 +212,11 @@ SCALAR_FLOOR = 1e-10
 _SCALAR_MESSAGE = "Brent's method on the derivative (one parameter)"
 
 
-def _minimise_log(theta0, fg, gtol, on_diag, max_polish=4):
+#: Whether SciPy's BFGS takes a start for its inverse Hessian (``hess_inv0``, SciPy >= 1.15).
+_BFGS_TAKES_HESS0 = "hess_inv0" in scipy.optimize.fmin_bfgs.__code__.co_varnames
+
+
+def _minimise_log(theta0, fg, gtol, on_diag, max_polish=4, hess0=None):
     """Minimise over theta for expensive criteria: BFGS in log coordinates, then Newton.
 
     Phase 1 runs BFGS on phi with theta_k = exp(phi_k) for the diagonal entries of
@@ -225,7 +229,9 @@ def _minimise_log(theta0, fg, gtol, on_diag, max_polish=4):
     the exact gradient (n_theta evaluations) to the gradient's rounding level.
     A diagonal entry heading to 0 (a possible boundary optimum, where log
     coordinates stall) or a Hessian that is not positive definite hands over
-    to :func:`_minimise`, which handles boundaries and saddles.
+    to :func:`_minimise`, which handles boundaries and saddles. ``hess0`` (the
+    diagonal of a Hessian guess in phi) starts BFGS's inverse Hessian where SciPy
+    allows it; else BFGS starts from the identity.
 
     Returns (theta, message).
     """
@@ -241,8 +247,10 @@ def _minimise_log(theta0, fg, gtol, on_diag, max_polish=4):
         f, g = fg(th)
         return f, np.where(on_diag, g * th, g)
 
-    opt = scipy.optimize.minimize(f_phi, start, jac=True, method="BFGS",
-                                  options={"maxiter": 500, "gtol": 1e-3})
+    options = {"maxiter": 500, "gtol": 1e-3}
+    if hess0 is not None and _BFGS_TAKES_HESS0:
+        options["hess_inv0"] = np.diag(1.0 / np.asarray(hess0, dtype=float))
+    opt = scipy.optimize.minimize(f_phi, start, jac=True, method="BFGS", options=options)
     theta = to_theta(opt.x)
     if np.any(on_diag & (np.abs(theta) < 1e-3)):
         return _minimise(theta, fg, gtol)

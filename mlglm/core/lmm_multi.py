@@ -35,6 +35,7 @@ import numpy as np
 from .blocked import BlockedFactor, BlockedStructure
 from .crossprod import (Cross, CrossPlan, diag_blocks_M_Lambda_Sigma, diag_blocks_scalar,
                         lam_D_left, level_sums, outer_rows, split_by_term)
+from .scalar_schur import scalar_schur
 from .terms import ReTerms
 
 __all__ = ["MultiLMMStats", "multi_lmm_stats", "MultiLMMEval", "multi_lmm_evaluate",
@@ -137,10 +138,16 @@ def multi_lmm_evaluate(theta, stats: MultiLMMStats, reml: bool = True,
     Lams = terms.Lambdas(theta)
     L1 = Lams[st.first]
     N = st.N_D
-    H11, HD1, HDD = stats.A.scaled(Lams)
+    schur = scalar_schur(stats.A)
+    H11, HD1, HDD = stats.A.scaled(Lams, dense=schur is None)
     H1E = np.einsum("ra,jrm->jam", L1, stats.ZE1)
     HDE = lam_D_left(stats.plan, Lams, stats.ZED) if N else np.zeros((0, p + 1))
-    f = BlockedFactor(st, H11, HD1, HDD, H1E, HDE, stats.EE)
+    moments = None
+    if schur is not None:        # crossed scalar terms: S from the fixed map (no product)
+        lam_D = [float(Lams[k][0, 0]) for k in st.dense]
+        HDD, V2, sum_inv_h = schur.schur_upper(float(L1[0, 0]), lam_D)
+        moments = (lam_D, V2, sum_inv_h)
+    f = BlockedFactor(st, H11, HD1, HDD, H1E, HDE, stats.EE, schur_upper=schur is not None)
     LXX = f.LT[N:N + p, N:N + p]
     cbeta = f.LT[N + p, N:N + p]
     r2 = float(f.LT[N + p, N + p] ** 2)
@@ -156,7 +163,8 @@ def multi_lmm_evaluate(theta, stats: MultiLMMStats, reml: bool = True,
     u = _split_u(stats, u1, uD)
     grad = None
     if gradient:
-        grad = _gradient(stats, Lams, f, u, u1, uD, beta_e, RXinv, r2, m, reml, H1E, HDE)
+        grad = _gradient(stats, Lams, f, u, u1, uD, beta_e, RXinv, r2, m, reml, H1E, HDE,
+                         schur, moments)
     return MultiLMMEval(theta, float(crit), grad, stats.beta_ols + beta_e, r2, f.logdet,
                         ldRX2, u, RXinv, f)
 
@@ -165,13 +173,20 @@ def _split_u(stats, u1, uD):
     return tuple(split_by_term(stats.plan, u1, uD))
 
 
-def _gradient(stats, Lams, f, u, u1, uD, beta_e, RXinv, r2, m, reml, H1E, HDE):
+def _gradient(stats, Lams, f, u, u1, uD, beta_e, RXinv, r2, m, reml, H1E, HDE,
+              schur=None, moments=None):
     """d criterion / d theta (module docstring)."""
     terms, st, p = stats.terms, stats.st, stats.p
     N = st.N_D
     first = st.first
     L1 = Lams[first]
-    if all(t.q == 1 for t in terms):
+    G = None
+    if schur is not None:        # crossed scalar terms: the trace identity
+        lam_D, V2, sum_inv_h = moments
+        G = schur.gradient_G(float(L1[0, 0]), lam_D, f.inverse_DD_lower(), V2, sum_inv_h)
+    if G is not None:
+        dLam = [2.0 * g for g in G]
+    elif all(t.q == 1 for t in terms):
         dLam = [2.0 * G for G in diag_blocks_scalar(stats.A, Lams, f)]
     else:
         dLam = [2.0 * G for G in diag_blocks_M_Lambda_Sigma(stats.A, Lams, f.selected_inverse())]
@@ -303,16 +318,41 @@ def multi_lmm_fit(y, X, terms: ReTerms, reml: bool = True, theta0=None,
     if theta0 is None:
         theta0 = _moment_start(y, X, terms, terms.theta_on_diagonal())
 
+    last = {}                    # the latest evaluation, kept whole: usually the optimum
+
     def criterion(theta):
         ev = multi_lmm_evaluate(theta, stats, reml)
+        last.clear()
+        last[ev.theta.tobytes()] = ev
         return ev.criterion, ev.gradient
 
-    theta, message, n_evals = minimise_theta(terms, theta0, criterion, gtol)
-    ev = multi_lmm_evaluate(theta, stats, reml)
-    return _package(ev, stats, reml, gtol, n_evals + 1, message)
+    theta, message, n_evals = minimise_theta(terms, theta0, criterion, gtol,
+                                             _log_sd_curvature(terms, theta0))
+    ev = last.get(np.asarray(theta, dtype=float).tobytes())
+    if ev is None:
+        ev, n_evals = multi_lmm_evaluate(theta, stats, reml), n_evals + 1
+    return _package(ev, stats, reml, gtol, n_evals, message)
 
 
-def minimise_theta(terms: ReTerms, theta0, criterion, gtol: float = 1e-8):
+def _log_sd_curvature(terms: ReTerms, theta0):
+    """A diagonal start for BFGS's Hessian in log SDs when every term is a random
+    intercept (else None): term k alone, a one-way model, has the (RE)ML deviance's
+    curvature 4 sum_l w_l^2 in log theta_k, w_l = n_l theta_k^2 / (1 + n_l theta_k^2)
+    the shrinkage weight of level l (its Fisher information in log tau_k is
+    sum_l w_l^2 / 2). The first BFGS step is then about a Newton step instead of a
+    step of unit length that the line search must cut back (InstEval: 10 -> 8
+    evaluations, Penicillin 9 -> 6)."""
+    if len(_scalar_intercepts(terms)) != len(terms):
+        return None
+    out = []
+    for t, th in zip(terms, np.asarray(theta0, dtype=float)):
+        n_l = np.bincount(t.codes, minlength=t.n_levels)
+        w = n_l * th * th / (1.0 + n_l * th * th)
+        out.append(max(4.0 * float(w @ w), 1.0))
+    return np.array(out)
+
+
+def minimise_theta(terms: ReTerms, theta0, criterion, gtol: float = 1e-8, hess0=None):
     """Minimise ``criterion(theta) -> (value, gradient)`` from theta0; returns (theta in
     canonical form, message, evaluations). Brent's method for one theta, else
     :func:`~mlglm.core.lmm_minimise._minimise_log`; a zero diagonal start is moved off
@@ -337,7 +377,8 @@ def minimise_theta(terms: ReTerms, theta0, criterion, gtol: float = 1e-8):
         return hit[0], hit[1].copy()
 
     found = _minimise_scalar(theta0, fg) if theta0.size == 1 else None
-    theta, message = found if found is not None else _minimise_log(theta0, fg, gtol, on_diag)
+    theta, message = found if found is not None else _minimise_log(theta0, fg, gtol, on_diag,
+                                                                  hess0=hess0)
     return terms.canonical(theta), message, count[0]
 
 
@@ -352,7 +393,8 @@ def _package(ev, stats, reml, gtol, n_evals, message) -> MultiLMMFit:
     terms, st, n = stats.terms, stats.st, stats.n
     sigma2 = ev.r2 / (n - stats.p if reml else n)
     Lams = tuple(terms.Lambdas(ev.theta))
-    b, b_cov = conditional_effects(terms, st, Lams, ev.u, ev.factor, sigma2)
+    b, b_cov = conditional_effects(terms, st, Lams, ev.u, ev.factor, sigma2,
+                                   scalar_schur(stats.A))
     return package_fit(terms, ev.theta, ev.criterion, ev.gradient, ev.beta, sigma2, ev.RXinv,
                        _criterion_ml(ev, n, stats.ldW), b, b_cov, reml, gtol, n_evals, message)
 
@@ -377,10 +419,16 @@ def package_fit(terms: ReTerms, theta, criterion, gradient, beta, sigma2, RXinv,
 
 
 def conditional_effects(terms: ReTerms, st: BlockedStructure, Lams, u, factor: BlockedFactor,
-                        sigma2: float):
+                        sigma2: float, schur=None):
     """Per term: b_k = u_k Lambda_k' and b_cov_k = sigma2 Lambda_k Sigma_(k,l),(k,l) Lambda_k'
-    (Sigma = H^{-1} from the selected inverse of ``factor``)."""
-    S11, _, SDD = factor.selected_inverse()
+    (Sigma = H^{-1} from the selected inverse of ``factor``; with crossed scalar terms'
+    :class:`~mlglm.core.scalar_schur.ScalarSchur`, its diagonal without the pair list)."""
+    if schur is not None:
+        SDD = factor.inverse_DD()
+        lam_D = [float(Lams[k][0, 0]) for k in st.dense]
+        S11 = schur.first_term_sigma(float(Lams[st.first][0, 0]), lam_D, SDD)[:, None, None]
+    else:
+        S11, _, SDD = factor.selected_inverse()
     Sig = [None] * len(terms)
     Sig[st.first] = S11
     for k, off in zip(st.dense, st.offsets):
