@@ -21,9 +21,10 @@ from tolerances import GRAD_ATOL, GRAD_RTOL
 SAME_RTOL = 1e-12
 
 
-def _stats(seed=0, n=400, slope=True):
+def _stats(seed=0, n=400, slope=True, first_slope=False):
     """Three crossed scalar factors: intercepts of a (40 levels, unequal sizes) and b,
-    and a slope on z for c (non-integer a_j classes when it is first)."""
+    and a slope on z for c; with ``first_slope`` a carries a slope on x instead (the
+    first term's a_j = sum x^2 all differ: one class per level)."""
     rng = np.random.default_rng(seed)
     a = np.minimum(rng.geometric(0.08, n) - 1, 39)
     a[:40] = np.arange(40)                         # every level occurs
@@ -34,7 +35,8 @@ def _stats(seed=0, n=400, slope=True):
     y = (1 + x + rng.normal(size=40)[a] + 0.7 * rng.normal(size=9)[b]
          + 0.5 * z * rng.normal(size=5)[c] + rng.normal(size=n))
     one = np.ones((n, 1))
-    terms = [ReTerm("a", a, 40, one, unstructured(1)), ReTerm("b", b, 9, one, unstructured(1)),
+    terms = [ReTerm("a", a, 40, x[:, None] if first_slope else one, unstructured(1)),
+             ReTerm("b", b, 9, one, unstructured(1)),
              ReTerm("c", c, 5, z[:, None] if slope else one, unstructured(1))]
     terms = ReTerms(terms)
     st = BlockedStructure(terms, mode="sparse")
@@ -52,10 +54,12 @@ def _general(stats, fn):
 
 
 @pytest.mark.parametrize("reml", [False, True])
-@pytest.mark.parametrize("slope", [False, True])
-def test_fixed_map_equals_general_path(reml, slope):
-    y, X, terms, stats, rng = _stats(slope=slope)
-    assert scalar_schur(stats.A) is not None
+@pytest.mark.parametrize("slope,first_slope", [(False, False), (True, False), (True, True)])
+def test_fixed_map_equals_general_path(reml, slope, first_slope):
+    y, X, terms, stats, rng = _stats(slope=slope, first_slope=first_slope)
+    schur = scalar_schur(stats.A)
+    assert schur is not None and stats.st.first == 0
+    assert schur.c.size == (40 if first_slope else np.unique(np.bincount(terms[0].codes)).size)
     for _ in range(3):
         theta = rng.uniform(0.1, 1.5, 3)
         fast = multi_lmm_evaluate(theta, stats, reml)

@@ -51,6 +51,8 @@ __all__ = ["ScalarSchur", "scalar_schur", "LAM_MIN"]
 LAM_MIN = 1e-4
 #: Largest number of rows (N_D x classes) of the class-expanded cross block.
 MAX_EXPANDED = 50_000_000
+#: Largest number of entries of the map K (the general path takes over beyond).
+MAX_MAP_ENTRIES = 20_000_000
 
 
 class ScalarSchur:
@@ -168,7 +170,9 @@ def scalar_schur(cx):
     ok = (st.N_D > 0 and st.mode == "sparse" and st.q1 == 1
           and all(cx.plan.terms[k].q == 1 for k in st.dense))
     out = None
-    if ok and st.N_D * np.unique(cx.A11[:, 0, 0]).size <= MAX_EXPANDED:
+    # the map holds at most (n_pairs + P) / 2 entries (12 bytes each)
+    if (ok and st.N_D * np.unique(cx.A11[:, 0, 0]).size <= MAX_EXPANDED
+            and st.n_pairs + st.P <= 2 * MAX_MAP_ENTRIES):
         out = ScalarSchur(cx)
     object.__setattr__(cx, "_schur", out)
     return out
