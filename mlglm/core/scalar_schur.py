@@ -56,7 +56,7 @@ MAX_MAP_ENTRIES = 20_000_000
 
 
 class ScalarSchur:
-    """The fixed map K of the module docstring, for one model's unweighted Z'Z.
+    """The fixed map K of the module docstring for a linear model's Z'Z (fixed: no IRLS weights).
 
     Parameters
     ----------
