@@ -21,7 +21,6 @@ import json
 import re
 
 import numpy as np
-import pandas as pd
 import pytest
 import statsmodels.api as sm
 

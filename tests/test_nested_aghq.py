@@ -26,6 +26,7 @@ import pytest
 import statsmodels.api as sm
 
 import mlglm
+from bench_scripts import load
 from mlglm.core.covpattern import diagonal, tied, unstructured
 from mlglm.core.families import get_family_link
 from mlglm.core.laplace_multi import MultiLaplace
@@ -102,9 +103,6 @@ def point(terms, beta, seed=1, scale=1.0):
         th = th * (0.9 + 0.2 * rng.random(th.size))
         thetas.append(th)
     return np.concatenate([beta + 0.1 * rng.normal(size=beta.size)] + thetas)
-
-
-
 
 
 STRUCTURES = {
@@ -350,14 +348,6 @@ def test_crossed_factors_still_refuse_quadrature():
 
 
 # ------------------------------------------------------------- simulation (slow)
-def _validity_nested():
-    import importlib.util
-    from pathlib import Path
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "validity_nested.py"
-    spec = importlib.util.spec_from_file_location("validity_nested", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
 
 
 @pytest.mark.slow
@@ -368,7 +358,7 @@ def test_simulation_aghq_removes_the_laplace_bias_in_three_level_binary_data():
     replicates (empirical SDs of the variance estimates 0.66 and 0.28 there): AGHQ within
     10% / 15%, Laplace's family variance below -35%, AGHQ's Wald coverage of the SDs
     at least 0.8 (0.95 - 3 MC SDs)."""
-    v = _validity_nested()
+    v = load("validity_nested")
     runs = [v.fit_one(seed, 150, 11, False) for seed in range(20)]
     df = v.summarise(runs, 11, False).set_index(["method", "parameter"])
     assert (df["failed"] == 0).all() and (df["not converged"] == 0).all()

@@ -62,18 +62,8 @@ def test_an_unstable_loglikelihood_warns_even_when_two_points_barely_move_the_es
     8): at nagq 11 two more points move the estimates little (measured: 0.035 SE, 0.6% in an
     SD) but the log-likelihood at the estimates by +0.68, and nagq = 101 moves the intercept
     SD from 7.8 to 8.6. The check says NOT adequate because of the shift (LLF_WARN)."""
-    import importlib.util
-    import sys
-    from pathlib import Path
-    bench = Path(__file__).resolve().parents[1] / "benchmarks"
-    sys.path.insert(0, str(bench))
-    try:
-        spec = importlib.util.spec_from_file_location("qvg", bench / "quadrature_vs_glmm.py")
-        qvg = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(qvg)
-        df, formula, _, _ = qvg.dataset(seed=0, groups=300)
-    finally:
-        sys.path.remove(str(bench))
+    from bench_scripts import load
+    df, formula, _, _ = load("quadrature_vs_glmm").dataset(seed=0, groups=300)
     with pytest.warns(QuadratureWarning, match="log-likelihood is not stable"):
         res = mlglm.glmer(formula, df, family="binomial", nagq=11)
     chk = res.optim.quadrature_check

@@ -9,31 +9,18 @@ falls short of it and warns.
 """
 from __future__ import annotations
 
-import importlib.util
-import sys
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 import mlglm
-
-BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
-
-
-def _load(name):
-    if str(BENCH) not in sys.path:
-        sys.path.insert(0, str(BENCH))
-    spec = importlib.util.spec_from_file_location(name, BENCH / f"{name}.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+from bench_scripts import load
 
 
 @pytest.mark.slow
 def test_auto_reaches_the_best_true_loglik_found_with_up_to_41_points():
-    vs = _load("quadrature_vs_glmm")
+    vs = load("quadrature_vs_glmm")
     df, formula, _, _ = vs.dataset(seed=0, groups=120)
     with pytest.warns(mlglm.QuadratureWarning):
         default = mlglm.glmer(formula, df, family="binomial", nagq=11)

@@ -5,27 +5,17 @@ benchmarks/VALIDITY.md. With 200 replicates the Monte Carlo SD of a coverage nea
 sqrt(0.95 * 0.05 / 200) = 0.015, so single coverages are held to 0.95 +- 3 MC SD and the
 AGHQ coverage pooled over the six fixed-effect estimates (MC SD 0.006) to 0.93-0.97.
 """
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import pytest
+from bench_scripts import load
 
 MC_SD = np.sqrt(0.95 * 0.05 / 200)
 
 
-def _validity():
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "validity.py"
-    spec = importlib.util.spec_from_file_location("validity", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
 @pytest.mark.slow
 def test_coverage_and_aghq_removes_laplace_bias():
-    v = _validity()
+    v = load("validity")
     df = pd.DataFrame([r for name in v.SCENARIOS for r in v.run_scenario(name, 200)])
     assert (df["failed"] == 0).all()
     cov = df.dropna(subset=["coverage 95%"])
@@ -39,20 +29,12 @@ def test_coverage_and_aghq_removes_laplace_bias():
     assert abs(small.loc[("aghq7", "var0"), "rel. bias"]) < 0.05
 
 
-def _validity_nb():
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "validity_nb.py"
-    spec = importlib.util.spec_from_file_location("validity_nb", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
 def test_negative_binomial_covers_where_poisson_under_covers():
     """benchmarks/validity_nb.py, 100 data sets (seeds 0..99, ~10 s; recorded in
     VALIDITY.md): pooled over three coefficients (300 intervals, MC SD 0.013) the NB GLMM's
     Wald coverage is within 0.93-0.97 (issue 14), the Poisson GLMM's on the same data
     below 0.90 (its row-level slopes near 0.75), and theta-hat is unbiased to 0.1."""
-    v = _validity_nb()
+    v = load("validity_nb")
     s = v.run(100)
     assert 0.93 <= s["negative_binomial"]["pooled"] <= 0.97
     assert s["poisson"]["pooled"] < 0.90

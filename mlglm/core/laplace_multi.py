@@ -211,7 +211,6 @@ class MultiLaplace(Objective):
         self.state = None
         self._pred = None
         self.n_evals = 0
-        self._last = None
 
     def laplace(self) -> "MultiLaplace":
         return self
@@ -296,11 +295,9 @@ class MultiLaplace(Objective):
     def value_and_gradient(self, x):
         """(log L, d log L / dx) with the exact gradient."""
         x = np.asarray(x, dtype=float)
-        key = x.tobytes()
-        if self._last is not None and self._last[0] == key:
-            _, value, grad, pred = self._last
-            self._set_state(*pred)
-            return value, grad.copy()
+        again = self._repeated(x)
+        if again is not None:
+            return again
         self.n_evals += 1
         beta, theta = self.split(x)
         Lams = self.terms.Lambdas(theta)
@@ -312,7 +309,7 @@ class MultiLaplace(Objective):
         grad = self._gradient(st, Lams, fl)
         if self.n_disp:
             grad[-1] += self.constants.derivative(self.param_layout.log_dispersion(x))
-        self._last = (key, value, grad.copy(), self._pred)
+        self._remember(x, value, grad)
         return value, grad
 
     def _set_state(self, st: MultiModes, beta, Lams) -> None:

@@ -122,7 +122,6 @@ class NestedObjective(Objective):
         self.state = None
         self._pred = None
         self.n_evals = 0
-        self._last = None
 
     # ------------------------------------------------------------- plumbing
     def laplace(self) -> "NestedObjective":
@@ -173,14 +172,12 @@ class NestedObjective(Objective):
     def value_and_gradient(self, x):
         """(log L, d log L / dx) with the exact gradient."""
         x = np.asarray(x, dtype=float)
-        key = x.tobytes()
-        if self._last is not None and self._last[0] == key:
-            _, value, grad, pred = self._last
-            self._set_state(*pred)
-            return value, grad.copy()
+        again = self._repeated(x)
+        if again is not None:
+            return again
         self.n_evals += 1
         value, grad = self._evaluate(x, True)
-        self._last = (key, value, grad.copy(), self._pred)
+        self._remember(x, value, grad)
         return value, grad
 
     def _set_state(self, st: NestedModes, beta, Lams, theta) -> None:

@@ -97,6 +97,23 @@ class Objective:
     def value_and_gradient(self, x):  # pragma: no cover - abstract
         raise NotImplementedError
 
+    _last = None     # (x bytes, value, gradient, anchor) of the latest value_and_gradient
+
+    def _repeated(self, x):
+        """(value, gradient) again if x is the point of the latest :meth:`value_and_gradient`,
+        with the state after it restored (the optimiser's stages hand over points: the
+        preconditioner's start is BFGS's first point, BFGS's last is where the Hessian is
+        taken); else None."""
+        last = self._last
+        if last is None or last[0] != x.tobytes():
+            return None
+        self.restore(last[3])
+        return last[1], last[2].copy()
+
+    def _remember(self, x, value, grad) -> None:
+        """Keep this evaluation for :meth:`_repeated`."""
+        self._last = (x.tobytes(), value, grad.copy(), self.anchor())
+
     def anchor(self):
         """What the warm start of the next evaluation depends on, to hand back to
         :meth:`restore` (the driver restarts finite differences from a fixed point
@@ -273,7 +290,6 @@ class MarginalLoglik(Objective):
         self.u = None
         self.state = None
         self.n_evals = 0
-        self._last = None   # (x bytes, value, gradient, state) of the latest value_and_gradient
 
     def Lambda(self, theta) -> np.ndarray:
         return self.pattern.Lambda(theta)
@@ -303,6 +319,13 @@ class MarginalLoglik(Objective):
         B = np.add.reduceat(rows, data.starts, axis=1).T.reshape(-1, p, data.q)   # (G, p, q)
         info -= (B @ spd_inv(state.H) @ np.swapaxes(B, 1, 2)).sum(axis=0)
         return info
+
+    def anchor(self):
+        """The modes, their state and Lambda at the latest evaluation."""
+        return (self.u, self.state, getattr(self, "_last_Lambda", None))
+
+    def restore(self, token) -> None:
+        self.u, self.state, self._last_Lambda = token
 
     def random_effects(self):
         """(Lambdas, b, b_cov) at the last evaluation (one term; Laplace covariances)."""
@@ -347,11 +370,9 @@ class MarginalLoglik(Objective):
     def value_and_gradient(self, x):
         """(log L, d log L / dx) with the exact gradient."""
         x = np.asarray(x, dtype=float)
-        key = x.tobytes()
-        if self._last is not None and self._last[0] == key:
-            _, value, grad, state, Lambda = self._last
-            self.u, self.state, self._last_Lambda = state.u, state, Lambda
-            return value, grad.copy()
+        again = self._repeated(x)
+        if again is not None:
+            return again
         self.n_evals += 1
         beta, theta = self.split(x)
         Lambda = self.pattern.Lambda(theta)
@@ -379,5 +400,5 @@ class MarginalLoglik(Objective):
         if self.n_disp:
             grad[-1] += self.constants.derivative(self.param_layout.log_dispersion(x))
         value = float(value) + self._constants(x)
-        self._last = (key, value, grad.copy(), state, Lambda)
+        self._remember(x, value, grad)
         return value, grad

@@ -141,19 +141,15 @@ class ScalarSchur:
         below :data:`LAM_MIN`.
 
         ``SDL`` is LAPACK's lower triangle of S^{-1} (a Fortran array: SDL' is C-ordered
-        and upper, like ``V2``), so <S^{-1}, M2> = lam1^2 sum_{a, b} c_ab lam_a lam_b
-        SDL'[b, a] V2[b, a] with c_ab = 2 off the diagonal and 1 on it.
+        and upper, like ``V2``), so <S^{-1}, M2> = lam1^2 sum_{a, b} c_ab W[b, a] with
+        W = Lambda_D (SDL' * V2) Lambda_D and c_ab = 2 off the diagonal, 1 on it.
         """
         st = self.st
         if min(lam1, *lam_D) < LAM_MIN:
             return None
-        W = SDL.T * V2
-        inner = 2.0 * float(np.sum([la * lb * W[a0:a1, b0:b1].sum()
-                                    for (a0, a1), la in zip(self.spans, lam_D)
-                                    for (b0, b1), lb in zip(self.spans, lam_D)]))
+        W = self._scale_blocks(SDL.T * V2, lam_D)
+        inner = 2.0 * float(W.sum()) - float(np.trace(W))
         d = np.diagonal(SDL)
-        lam_row = np.concatenate([np.full(a1 - a0, la) for (a0, a1), la in zip(self.spans, lam_D)])
-        inner -= float(np.sum(np.diagonal(W) * lam_row * lam_row))
         out = [None] * len(self.terms)
         out[st.first] = (st.J1 - (sum_inv_h + lam1 * lam1 * inner)) / lam1
         for k, (a0, a1), la in zip(st.dense, self.spans, lam_D):
