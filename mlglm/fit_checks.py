@@ -135,8 +135,9 @@ def _resolve_nagq(method, nagq, q):
     if nagq is None:
         nagq = 11 if q <= 2 else 7
     if isinstance(nagq, str) and nagq == "auto":
-        raise MixedGLMInputError("nagq='auto' is offered by fit() and glmer() on in-memory "
-                                 "data; give a positive integer here")
+        raise MixedGLMInputError("nagq='auto' chooses the points while fitting (fit(method="
+                                 "'aghq', nagq='auto') or glmer(..., nagq='auto')); give a "
+                                 "positive integer here")
     if not isinstance(nagq, (int, np.integer)) or nagq < 1:
         raise MixedGLMInputError(f"nagq must be a positive integer or 'auto', got {nagq!r}")
     if nagq ** q > MAX_GRID_POINTS:

@@ -173,6 +173,63 @@ def test_statsmodels_spelling_and_missing_rows(client, contraception):
     assert r1.model.n_dropped == r0.model.n_dropped > 0
 
 
+# ---------------------------------------------------------------- quadrature (issue 13)
+def test_sharded_aghq_fit_checks_itself_as_in_memory(client, contraception):
+    """Every AGHQ fit checks itself at the optimum with nagq + 2 points: on the shards
+    too, with the same numbers (oracle: the in-memory fit's check)."""
+    r0 = mlglm.glmer(CONTRA, contraception, nagq=7)
+    r1 = mlglm.glmer(CONTRA, dd.from_pandas(contraception, npartitions=3), nagq=7)
+    c0, c1 = r0.optim.quadrature_check, r1.optim.quadrature_check
+    assert c1 is not None and (c1.nagq, c1.nagq_check) == (c0.nagq, c0.nagq_check) == (7, 9)
+    assert abs(c1.llf_check - c0.llf_check) <= LLF_RTOL * abs(c0.llf_check)
+    assert c1.adequate and c0.adequate
+    assert "Quadrature check:" in r1.summary().as_text()
+
+
+def test_sharded_auto_follows_the_in_memory_ladder(client, contraception):
+    r0 = mlglm.glmer(CONTRA, contraception, nagq="auto")
+    r1 = mlglm.glmer(CONTRA, dd.from_pandas(contraception, npartitions=3), nagq="auto")
+    _same(r0, r1)
+    assert r1.nagq == r0.nagq and r1.optim.auto.settled
+    assert [k for k, *_ in r1.optim.auto.path] == [k for k, *_ in r0.optim.auto.path]
+    assert "(auto)" in r1.summary().as_text()
+
+
+def test_sharded_fit_on_hard_data_warns(client):
+    """Issue 13's hard regime (intercept SD 8, 7 rows per subject) at nagq = 5: the
+    sharded fit warns as the in-memory one does (tests/test_quadrature_adequacy.py)."""
+    sim = mlglm.datasets.simulate_glmm("binomial", n_groups=150, group_size=7,
+                                       fe_params=[-2.0, 0.5], cov_re=[[64.0, -2.0], [-2.0, 1.0]],
+                                       seed=1)
+    with pytest.warns(mlglm.QuadratureWarning, match="nagq='auto'"):
+        r1 = mlglm.glmer(sim.formula, dd.from_pandas(sim.data, npartitions=2), nagq=5)
+    assert not r1.optim.quadrature_check.adequate
+
+
+def test_shards_keep_a_bounded_number_of_objectives():
+    """nagq='auto' asks each shard for a dozen objectives in turn; it keeps three, the
+    Laplace one last, and rebuilds an evicted one from those it has."""
+    from mlglm.distributed import shard as S
+
+    class Fake:
+        def __init__(self, nagq):
+            self.nagq = nagq
+
+        def laplace(self):
+            return Fake(1)
+
+        def with_nagq(self, nagq):
+            return Fake(nagq)
+
+    sh = S.Shard.__new__(S.Shard)
+    sh._objectives = S.OrderedDict({1: Fake(1)})
+    sh._model = None
+    for K in (5, 7, 11, 15):
+        assert sh.objective(K).nagq == K
+    assert list(sh._objectives) == [1, 11, 15] and S.MAX_OBJECTIVES == 3
+    assert sh.objective(5).nagq == 5 and list(sh._objectives) == [1, 15, 5]
+
+
 # ---------------------------------------------------------------- results
 def test_results_summary_intervals_and_predictions(client, contraception):
     ddf = dd.from_pandas(contraception, npartitions=3)

@@ -26,8 +26,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..core.adequacy import auto_schedule
 from ..core.nested import quadrature_dimension
-from ..core.optimize import fit_glmm
+from ..core.optimize import fit_glmm, fit_glmm_auto
+from ..core.quadrature import MAX_GRID_POINTS
 from ..core.terms import ReTerm, ReTerms
 from ..data_checks import MixedGLMInputError
 from ..model import MixedGLM, _resolve_nagq, _warn_fit_problems
@@ -200,10 +202,18 @@ class ShardedMixedGLM(MixedGLM):
         method = "laplace" if method is None else method
         if method not in ("laplace", "aghq"):
             raise MixedGLMInputError(f"method must be 'laplace' or 'aghq', got {method!r}")
-        nagq = _resolve_nagq(method, nagq, quadrature_dimension(self.re_terms))
+        auto = method == "aghq" and isinstance(nagq, str) and nagq == "auto"
+        q_dim = quadrature_dimension(self.re_terms)
+        nagq = 1 if auto else _resolve_nagq(method, nagq, q_dim)
         obj = self.objective(nagq, client, progress)
         x0 = None if start_params is None else self.theta_from_params(start_params)
-        fitstate = fit_glmm(obj, x0=x0, maxiter=maxiter, hessian=hessian)
+        if auto:      # as in memory: the same ladder, through obj.with_nagq
+            fitstate = fit_glmm_auto(obj, auto_schedule(q_dim, MAX_GRID_POINTS), x0=x0,
+                                     maxiter=maxiter)
+            nagq = fitstate.nagq
+            obj = obj.with_nagq(nagq)
+        else:
+            fitstate = fit_glmm(obj, x0=x0, maxiter=maxiter, hessian=hessian, check=hessian)
         extreme = obj.extreme_rows() if self.fam.is_binomial else 0
         res = sharded_results(self, fitstate, method if nagq > 1 else "laplace", nagq,
                               extreme_rows=extreme)

@@ -153,9 +153,19 @@ class ShardedObjective(Objective):
         return np.sum(out, axis=0)
 
     def laplace(self) -> "ShardedObjective":
-        if self.nagq == 1:
+        return self.with_nagq(1)
+
+    def with_nagq(self, nagq: int) -> "ShardedObjective":
+        """The same sharded model with ``nagq`` points per dimension (the fit-time
+        quadrature check and ``nagq="auto"`` use it). Each shard builds its objective for
+        ``nagq`` from the one it has (sharing its data); the modes saved under a token
+        serve every nagq, so ``u`` carries over as it does in memory."""
+        nagq = int(nagq)
+        if nagq == self.nagq:
             return self
-        return ShardedObjective(self.shards, self.fl, self.terms, self.p, 1, self.placement,
+        if nagq > 1:
+            self.shards.map("build_objective", nagq, what="objective")
+        return ShardedObjective(self.shards, self.fl, self.terms, self.p, nagq, self.placement,
                                 self.progress, self._counter)
 
     def random_effects(self):

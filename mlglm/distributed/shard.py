@@ -53,6 +53,9 @@ __all__ = ["Shard", "ShardInfo", "ShardHandle", "ShardLost", "ShardJanitor", "bu
 #: warm starts kept per shard (the driver restores at most the last few)
 MAX_STARTS = 8
 
+#: objectives kept per shard (Laplace, the fit's nagq and the check's or auto's next one)
+MAX_OBJECTIVES = 3
+
 #: this process's shards by (worker address, key of the task that built them)
 _REGISTRY: dict = {}
 
@@ -151,7 +154,7 @@ class Shard:
     def __init__(self, part: pd.DataFrame, spec):
         self.spec = spec
         self.rows = spec.pin(part)
-        self._objectives = {}
+        self._objectives = OrderedDict()
         self._starts = OrderedDict()
         self._model = None
         if self.rows.shape[0] == 0:
@@ -171,19 +174,31 @@ class Shard:
 
     # ------------------------------------------------------------- objectives
     def objective(self, nagq: int):
-        """The local model's objective for ``nagq`` (built on first use)."""
+        """The local model's objective for ``nagq`` (built on first use).
+
+        Built from an objective the shard already has when it can (its Laplace twin,
+        or ``with_nagq``: the same data, other points), else from the local model.
+        At most ``MAX_OBJECTIVES`` are kept (``nagq="auto"`` asks for a dozen in
+        turn); the least recently used goes first, the Laplace one last.
+        """
         obj = self._objectives.get(nagq)
         if obj is not None:
+            self._objectives.move_to_end(nagq)
             return obj
-        if nagq == 1:
-            for other in self._objectives.values():     # an AGHQ objective's Laplace twin
-                obj = other.laplace()                  # shares its data
-                break
+        for other in reversed(self._objectives.values()):
+            try:
+                obj = other.laplace() if nagq == 1 else other.with_nagq(nagq)
+            except NotImplementedError:      # an engine without other nagq (crossed Laplace)
+                obj = None
+            break
         if obj is None:
             model = self._model if self._model is not None else self.spec.local_model(self.rows)
             obj = model.objective(nagq)
         self._model = None               # the objective holds what it needs
         self._objectives[nagq] = obj
+        while len(self._objectives) > MAX_OBJECTIVES:
+            old = next((k for k in self._objectives if k != 1), None)
+            self._objectives.pop(old if old is not None else next(iter(self._objectives)))
         return obj
 
     def build_objective(self, nagq: int) -> None:
