@@ -36,6 +36,7 @@ from .fit_checks import (FitError, SeparationWarning, SingularFitWarning,  # noq
 from .formula_data import (_endog_name, _formula_columns, _num, _re_param_names,
                            _strings_as_categories, _take)
 from .mixedlm_setup import MixedLMSetup
+from .model_data import robust_data
 
 __all__ = ["MixedGLM", "BinomialMixedGLM", "PoissonMixedGLM"]
 
@@ -77,6 +78,11 @@ class MixedGLM(MixedLMSetup, MixedLM):
 
     _formula_max_endog = 2
     _default_family_name = "gaussian"
+
+    def _handle_data(self, *args, **kwargs):
+        """statsmodels' data handling, with a data object that unpickles at the top level
+        of a script too (:mod:`mlglm.model_data`)."""
+        return robust_data(super()._handle_data(*args, **kwargs))
 
     def __init__(self, endog, exog, groups, exog_re=None, family=None, offset=None,
                  exposure=None, n_trials=None, cov_struct="unstructured", missing="none",

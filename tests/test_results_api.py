@@ -290,6 +290,31 @@ def test_pickle_round_trip(df, family):
     pd.testing.assert_series_equal(back.bse_fe, res.bse_fe)
 
 
+def test_unpickling_at_the_top_level_of_a_script(tmp_path):
+    """statsmodels re-parses the formula on loading and looked for frames above the top
+    of the stack (AttributeError: 'NoneType' object has no attribute 'f_locals' for any
+    formula when pickle.load runs at the top level of a script or python -c)."""
+    import subprocess
+    import sys
+    path = tmp_path / "res.pkl"
+    fit = ("import pickle, numpy as np, mlglm\n"
+           "df = mlglm.datasets.load_contraception()\n"
+           "r = mlglm.glmer('y ~ np.log(age + 40) + urban + (1 + urban | district)', df)\n"
+           f"pickle.dump(r, open({str(path)!r}, 'wb'))\n"
+           "print(repr(float(r.llf)))\n")
+    load = (f"import pickle; r = pickle.load(open({str(path)!r}, 'rb')); "
+            "import mlglm; df = mlglm.datasets.load_contraception(); "
+            "print(repr(float(r.llf))); print(repr(float(r.predict(df.head(1)).iloc[0])))")
+    script = tmp_path / "fit.py"
+    script.write_text(fit)
+    out1 = subprocess.run([sys.executable, str(script)], capture_output=True, text=True)
+    assert out1.returncode == 0, out1.stderr
+    out2 = subprocess.run([sys.executable, "-c", load], capture_output=True, text=True)
+    assert out2.returncode == 0, out2.stderr
+    llf, pred = out2.stdout.split()
+    assert llf == out1.stdout.strip() and 0 < float(pred) < 1
+
+
 # ------------------------------------------------------- string hypotheses (Wald)
 def test_t_test_and_wald_test_strings(reference_fit):
     """On the contraception random-slope fit: t_test("urban[T.Y] = 0") is the z statistic

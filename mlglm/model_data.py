@@ -1,0 +1,48 @@
+"""The model's data object, unpicklable wherever ``pickle.load`` is called.
+
+statsmodels drops the patsy design (``model_spec``) when a formula-built model is
+pickled and re-parses the formula when it is loaded, looking for the formula's names
+in the caller's frames 2, 3, 1, 0 and 4 levels up. At the top level of a script or of
+``python -c`` there are fewer frames than that, patsy gets ``None`` for a frame and the
+load fails with ``AttributeError: 'NoneType' object has no attribute 'f_locals'`` -- for
+any formula, even ``y ~ x``. :class:`FormulaPandasData` lets statsmodels try first
+and, when it runs out of frames, re-parses in the namespace of ``__main__`` (where a
+script's names live) with numpy as ``np``.
+"""
+from __future__ import annotations
+
+import numpy as np
+from statsmodels.base.data import PandasData
+
+__all__ = ["FormulaPandasData", "robust_data"]
+
+
+class FormulaPandasData(PandasData):
+    """statsmodels' PandasData with an unpickling that does not depend on the stack."""
+
+    def __setstate__(self, d):
+        try:
+            super().__setstate__(dict(d))
+            return
+        except AttributeError:          # patsy walked off the top of the stack
+            if "restore_model_spec" not in d:
+                raise
+        import __main__
+        from statsmodels.formula._manager import FormulaManager
+        env = {"np": np, "numpy": np}
+        env.update(vars(__main__))
+        data = d["frame"] if "frame" in d else d["orig_endog"].join(d["orig_exog"])
+        mgr = FormulaManager()
+        mgr.get_matrices(d["formula"], data, eval_env=env, pandas=True)
+        d = dict(d)
+        del d["restore_model_spec"]
+        self.__dict__.update(d)
+        self.model_spec = mgr.spec
+
+
+def robust_data(data):
+    """``data`` as a :class:`FormulaPandasData` when it is statsmodels' PandasData
+    (the class is swapped in place: the same attributes, one method more)."""
+    if type(data) is PandasData:
+        data.__class__ = FormulaPandasData
+    return data
