@@ -79,6 +79,53 @@ def test_poisson_equals_in_memory(client, grouseticks, nagq):
     _same(r0, r1)
 
 
+@pytest.mark.parametrize("formula,nagq", [(GROUSE_ONE, 1), (GROUSE_ONE, 9),
+                                           (GROUSE_NESTED, 1)])
+def test_negative_binomial_equals_in_memory(client, grouseticks, formula, nagq):
+    """theta estimated jointly: the shards add their rows' moments for its start and
+    carry t = log theta in x, as in memory (oracle: the in-memory fit)."""
+    r0 = mlglm.glmer(formula, grouseticks, family="negative_binomial", nagq=nagq)
+    r1 = mlglm.glmer(formula, dd.from_pandas(grouseticks, npartitions=3),
+                     family="negative_binomial", nagq=nagq)
+    _same(r0, r1)
+    assert r1.dispersion == pytest.approx(r0.dispersion, rel=1e-6)
+    assert r1.bse_dispersion == pytest.approx(r0.bse_dispersion, rel=BSE_RTOL)
+
+
+def test_gamma_random_slope_equals_in_memory(client):
+    ss = mlglm.datasets.load_sleepstudy().assign(R100=lambda d: d["Reaction"] / 100)
+    f = "R100 ~ Days + (1 + Days | Subject)"
+    r0 = mlglm.glmer(f, ss, family="gamma")
+    r1 = mlglm.glmer(f, dd.from_pandas(ss, npartitions=3), family="gamma")
+    _same(r0, r1)
+    assert r1.dispersion == pytest.approx(r0.dispersion, rel=1e-6)
+    assert "Dispersion (scale)" in r1.summary().as_text()
+
+
+@pytest.mark.parametrize("key", ["freq_weights", "var_weights"])
+def test_prior_weights_by_column_equal_in_memory(client, contraception, key):
+    """Prior weights named as a column travel with the rows to the shards; frequency
+    weights also count in nobs (their sum, as sm.GLM counts them)."""
+    rng = np.random.default_rng(3)
+    df = contraception.assign(w=rng.integers(1, 4, len(contraception)).astype(float)
+                              if key == "freq_weights" else rng.uniform(0.5, 2, len(contraception)))
+    r0 = mlglm.glmer(CONTRA, df, nagq=5, **{key: "w"})
+    r1 = mlglm.glmer(CONTRA, dd.from_pandas(df, npartitions=3), nagq=5, **{key: "w"})
+    _same(r0, r1)
+    assert r1.df_resid == r0.df_resid
+    if key == "freq_weights":
+        assert r1.nobs == df.w.sum() and "frequency-weighted; 1934 rows" in r1.summary().as_text()
+
+
+def test_negative_binomial_with_frequency_weights_equals_in_memory(client, grouseticks):
+    df = grouseticks.assign(f=1.0 + (np.arange(len(grouseticks)) % 3))
+    r0 = mlglm.glmer(GROUSE_ONE, df, family="negative_binomial", freq_weights="f")
+    r1 = mlglm.glmer(GROUSE_ONE, dd.from_pandas(df, npartitions=3), family="negative_binomial",
+                     freq_weights="f")
+    _same(r0, r1)
+    assert r1.dispersion == pytest.approx(r0.dispersion, rel=1e-6)
+
+
 def test_nested_factors_equal_in_memory(client, grouseticks):
     """Three nested factors: each shard runs the several-factor Laplace engine."""
     r0 = mlglm.glmer(GROUSE_NESTED, grouseticks, family="poisson")

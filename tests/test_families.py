@@ -340,14 +340,14 @@ def test_missing_drop_drops_rows_with_non_finite_weights():
     assert res.llf == pytest.approx(other.llf, rel=1e-10)
 
 
-def test_sharded_fits_refuse_dispersion_families_and_weights():
-    """A Dask DataFrame with a negative binomial or Gamma family, or with prior weights,
-    is refused before any cluster work (sharded fits are binomial/Poisson/Gaussian)."""
+def test_sharded_fits_take_weights_only_as_column_names():
+    """A Dask DataFrame with prior weights as an array is refused before any cluster work
+    (the rows' order is not the driver's to know); a column name is taken (the sharded
+    fits of the dispersion families and of weights: tests/test_distributed.py)."""
     dd = pytest.importorskip("dask.dataframe")
     d = _data("grouseticks")[["TICKS", "cHEIGHT", "BROOD"]]
     ddf = dd.from_pandas(d, npartitions=2)
-    with pytest.raises(NotImplementedError, match="dispersion"):
-        mlglm.glmer("TICKS ~ cHEIGHT + (1 | BROOD)", ddf, family="negative_binomial")
-    with pytest.raises(NotImplementedError, match="weights"):
-        mlglm.glmer("TICKS ~ cHEIGHT + (1 | BROOD)", ddf, family="poisson",
-                    freq_weights=np.ones(len(d)))
+    for key in ("freq_weights", "var_weights"):
+        with pytest.raises(mlglm.MixedGLMInputError, match=f"{key}= must name a column"):
+            mlglm.glmer("TICKS ~ cHEIGHT + (1 | BROOD)", ddf, family="negative_binomial",
+                        **{key: np.ones(len(d))})

@@ -275,3 +275,25 @@ def test_several_factors_gradient(family, link, weighted):
     value, g = obj.value_and_gradient(x)
     assert value == pytest.approx(value_at(obj, x), rel=SAME_NUMBER_RTOL)
     assert_gradient_close(g, fd_gradient(obj, x))
+
+
+@pytest.mark.parametrize("name,link", [("negative_binomial", "log"), ("gamma", "log"),
+                                       ("gamma", "inverse")])
+def test_dispersion_start_from_moments_added_over_pieces(name, link):
+    """The dispersion start is a function of row sums, so data held in pieces (the shards
+    of a Dask fit) give the same start by adding their pieces' sums; the definitions: NB
+    theta = sum mu^2 / sum((y - mu)^2 - y), Gamma phi = sum((y - mu) / mu)^2 / (n - p)."""
+    rng = np.random.default_rng(4)
+    mu = np.exp(rng.normal(0.5, 0.4, 300))
+    y = (rng.negative_binomial(2, 2 / (2 + mu)).astype(float) if name == "negative_binomial"
+         else rng.gamma(2.0, mu / 2))                    # theta = 2; Gamma shape 2
+    w = np.ones_like(y)
+    fl = get_family_link(name, link)
+    whole = fl.dispersion_start(y, mu, w, 3)
+    parts = sum(fl.dispersion_moments(y[s], mu[s], w[s]) for s in (slice(0, 120), slice(120, None)))
+    assert fl.dispersion_from_moments(parts, 3) == pytest.approx(whole, rel=1e-12)
+    if name == "negative_binomial":
+        direct = np.log(np.clip(np.sum(mu * mu) / np.sum((y - mu) ** 2 - y), 1e-2, 1e4))
+    else:
+        direct = np.log(np.sum(((y - mu) / mu) ** 2) / (y.size - 3))
+    assert whole == pytest.approx(direct, rel=1e-12)

@@ -129,12 +129,22 @@ class NegativeBinomialLog(_Dispersed):
     def row_constants(self, y, m, freq=None, var=None) -> RowConstants:
         return _NBConstants(y, _product(freq, var))
 
-    @staticmethod
-    def dispersion_start(y, mu, w, p) -> float:
+    @classmethod
+    def dispersion_start(cls, y, mu, w, p) -> float:
         """log theta by the moments of a GLM fit, E[(y - mu)^2 - y] = mu^2 / theta,
         within [1e-2, 1e4] (theta beyond that is a Poisson)."""
-        excess = np.sum(w * ((y - mu) ** 2 - y))
-        theta = np.sum(w * mu * mu) / excess if excess > 0 else 1e4
+        return cls.dispersion_from_moments(cls.dispersion_moments(y, mu, w), p)
+
+    @staticmethod
+    def dispersion_moments(y, mu, w) -> np.ndarray:
+        """(sum w ((y - mu)^2 - y), sum w mu^2): the sums behind :meth:`dispersion_start`
+        (sums over rows, so data held in pieces add theirs)."""
+        return np.array([np.sum(w * ((y - mu) ** 2 - y)), np.sum(w * mu * mu)])
+
+    @staticmethod
+    def dispersion_from_moments(moments, p) -> float:
+        excess, mu2 = moments
+        theta = mu2 / excess if excess > 0 else 1e4
         return float(np.log(np.clip(theta, 1e-2, 1e4)))
 
 
@@ -187,10 +197,20 @@ class _GammaBase(_Dispersed):
     def row_constants(self, y, m, freq=None, var=None) -> RowConstants:
         return _GammaConstants(y, freq, var)
 
-    @staticmethod
-    def dispersion_start(y, mu, w, p) -> float:
+    @classmethod
+    def dispersion_start(cls, y, mu, w, p) -> float:
         """log phi from the Pearson statistic of a GLM fit, sum w (y - mu)^2 / mu^2 / (n - p)."""
-        phi = np.sum(w * ((y - mu) / mu) ** 2) / max(np.sum(w) - p, 1.0)
+        return cls.dispersion_from_moments(cls.dispersion_moments(y, mu, w), p)
+
+    @staticmethod
+    def dispersion_moments(y, mu, w) -> np.ndarray:
+        """(sum w ((y - mu) / mu)^2, sum w): the sums behind :meth:`dispersion_start`."""
+        return np.array([np.sum(w * ((y - mu) / mu) ** 2), np.sum(w)])
+
+    @staticmethod
+    def dispersion_from_moments(moments, p) -> float:
+        pearson, n = moments
+        phi = pearson / max(n - p, 1.0)
         return float(np.log(np.clip(phi, 1e-6, 1e6)))
 
 

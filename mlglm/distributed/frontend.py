@@ -51,13 +51,6 @@ def sharded_model(cls, formula, data, re_formula=None, vc_formula=None, subset=N
         family = sm.families.Poisson()
     if family is not None:
         kwargs["family"] = family
-        if type(family).__name__ in ("NegativeBinomial", "Gamma"):
-            raise NotImplementedError(
-                "sharded fits are for the binomial, Poisson and Gaussian families; the "
-                "negative binomial and Gamma (a dispersion parameter) need the data in memory")
-    if kwargs.get("freq_weights") is not None or kwargs.get("var_weights") is not None:
-        raise NotImplementedError("prior weights are not taken by sharded fits; fit the data "
-                                  "in memory")
     spec, facts = learn_spec(formula, data, re_formula, vc_formula, missing, kwargs, client)
     with warnings.catch_warnings():     # rows dropped are counted on the shards, once
         warnings.simplefilter("ignore", DataWarning)

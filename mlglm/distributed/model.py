@@ -13,7 +13,10 @@ code. What depends on all rows is then replaced by whole-data facts:
   first and second moments (:mod:`mlglm.distributed.standin`), on which the
   rank of X, column SDs, the mean linear predictor and the adjusted ICC are
   exact (constant columns, such as the intercept or Bernoulli trials, exactly
-  constant).
+  constant);
+* prior weights: stand-ins that say there are weights and, for frequency
+  weights, add up to the whole data's total (the results' ``nobs``); the rows'
+  own weights are on the shards.
 
 The cluster side -- the shuffle, the shards and the layout of their levels --
 is built on first use (:meth:`ShardedMixedGLM.fit`, :meth:`objective`) with
@@ -117,6 +120,13 @@ class ShardedMixedGLM(MixedGLM):
         self.exog_re = W[:, 2 + p:2 + p + q]
         self.offset = W[:, -1]
         self.group_codes = np.zeros(W.shape[0], dtype=np.intp)
+        # prior weights live on the shards; the driver keeps stand-ins that say there are
+        # weights and, for frequency weights, add up to the whole data's total (results' nobs)
+        if self.freq_weights is not None:
+            self.freq_weights = np.zeros(W.shape[0])
+            self.freq_weights[0] = sum(i.freq_total for i in infos if i.n)
+        if self.var_weights is not None:
+            self.var_weights = np.ones(W.shape[0])
         XtX = cross[2:2 + p, 2:2 + p]
         self._X_moments = (total[2:2 + p] / n, XtX / n)
         self._rank_X = _gram_rank(XtX, self.exog_names)
@@ -161,7 +171,8 @@ class ShardedMixedGLM(MixedGLM):
             state["shards"].map("build_objective", nagq, what="objective")
         fl = self.fam.kernel()
         return ShardedObjective(state["shards"], fl, self.re_terms, self.k_fe, nagq,
-                                state["placement"], progress)
+                                state["placement"], progress,
+                                estimate_dispersion=self.fam.estimates_dispersion)
 
     def fit(self, method=None, nagq=None, reml=None, start_params=None, maxiter=1000,
             hessian=True, client=None, progress=None, npartitions=None, retries=None):

@@ -87,12 +87,14 @@ class ShardedObjective(Objective):
     progress : None, True or a callable(dict).
     """
 
-    def __init__(self, shards, fl, terms, p, nagq, placement, progress=None, counter=None):
+    def __init__(self, shards, fl, terms, p, nagq, placement, progress=None, counter=None,
+                 estimate_dispersion=False):
         self.shards = shards
         self.fl = fl
         self.terms = terms
         self.p = int(p)
         self.n_theta = terms.n_theta
+        self.n_disp = int(bool(fl.has_dispersion and estimate_dispersion))
         self.nagq = int(nagq)
         self.placement = placement
         self.progress = progress
@@ -166,7 +168,7 @@ class ShardedObjective(Objective):
         if nagq > 1:
             self.shards.map("build_objective", nagq, what="objective")
         return ShardedObjective(self.shards, self.fl, self.terms, self.p, nagq, self.placement,
-                                self.progress, self._counter)
+                                self.progress, self._counter, bool(self.n_disp))
 
     def random_effects(self):
         """(Lambdas, b, b_cov) per term in the global level order, from every shard's
@@ -189,14 +191,27 @@ class ShardedObjective(Objective):
 
     # ---------------------------------------------------------------- start
     def start(self) -> np.ndarray:
-        """The GLM start of :func:`~mlglm.core.optimize.glm_start`, from per-shard sums."""
-        return np.concatenate([self.glm_start(), np.where(self.theta_on_diagonal, 0.5, 0.0)])
+        """The start of :meth:`mlglm.core.objective.Objective.start` from per-shard sums:
+        the GLM beta, 0.5 on Lambda's diagonals and, with an estimated dispersion, its
+        log by the family's moments of the GLM fit (each shard adds its rows' sums) with
+        beta refitted there."""
+        theta0 = np.where(self.theta_on_diagonal, 0.5, 0.0)
+        if not self.n_disp:
+            return np.concatenate([self.glm_start(), theta0])
+        beta = self.glm_start(log_dispersion=0.0)
+        parts = [o for o in self.shards.map("dispersion_moments", self.nagq, beta,
+                                            what="dispersion start") if o is not None]
+        t = self.fl.dispersion_from_moments(np.sum(parts, axis=0), self.p)
+        return np.concatenate([self.glm_start(log_dispersion=t), theta0, [t]])
 
-    def glm_start(self, maxiter: int = 100, tol: float = 1e-10) -> np.ndarray:
+    def glm_start(self, maxiter: int = 100, tol: float = 1e-10,
+                  log_dispersion=None) -> np.ndarray:
         """beta maximising the GLM log-likelihood: the same Newton iteration with step
-        halving as in memory, each trial point one round of (kernel sum, X'd1, X'D2X)."""
+        halving as in memory, each trial point one round of (kernel sum, X'd1, X'D2X)
+        (the kernel at ``log_dispersion`` when given)."""
         def at(beta):
-            parts = [o for o in self.shards.map("glm_at", self.nagq, beta, what="GLM start")
+            parts = [o for o in self.shards.map("glm_at", self.nagq, beta, log_dispersion,
+                                                what="GLM start")
                      if o is not None]
             self._report("GLM start", None)
             return (sum(o[0] for o in parts), np.sum([o[1] for o in parts], axis=0),

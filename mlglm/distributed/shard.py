@@ -116,8 +116,10 @@ class ShardInfo:
 
     n : rows fitted.  n_dropped : rows dropped for missing values.
     levels : per random-effects term, the labels of its levels in this shard
-    (as the local model orders them).  sizes : per term, rows per level.  moments : (sum v, sum v v') of the row
-    vectors v = (y, m, x, z, offset) (see :mod:`mlglm.distributed.standin`).
+    (as the local model orders them).  sizes : per term, rows per level.
+    moments : (sum v, sum v v') of the row vectors v = (y, m, x, z, offset) (see
+    :mod:`mlglm.distributed.standin`).  freq_total : the sum of the rows' frequency
+    weights (None without them).
     """
 
     n: int
@@ -125,6 +127,7 @@ class ShardInfo:
     levels: tuple
     sizes: tuple
     moments: tuple
+    freq_total: float | None = None
 
 
 def _moments(model) -> tuple:
@@ -162,8 +165,10 @@ class Shard:
             return
         model = spec.local_model(self.rows)
         self._model = model
+        fw = getattr(model, "freq_weights", None)
         self.info = ShardInfo(int(model.nobs), int(getattr(model, "n_dropped", 0)),
-                              _levels(model), _sizes(model), _moments(model))
+                              _levels(model), _sizes(model), _moments(model),
+                              None if fw is None else float(np.sum(fw)))
 
     def summary(self) -> ShardInfo:
         return self.info
@@ -264,22 +269,38 @@ class Shard:
 
     # ------------------------------------------------------- GLM start pieces
     def glm_initial(self, nagq):
-        """(X'X, X'(z - offset)) with z the transformed response of :func:`glm_start`."""
+        """(X'WX, X'W(z - offset)) with z the transformed response of :func:`glm_start`
+        (W the prior weights, if any)."""
         obj = self.objective(nagq) if not self.empty else None
         if obj is None:
             return None
-        y, m, X, o = obj.y, obj.m_rows, obj.X, obj.offset
+        X, o, w = obj.X, obj.offset, getattr(obj, "weights", None)
+        y, m = getattr(obj, "y_obs", obj.y), getattr(obj, "m_obs", obj.m_rows)
         z = obj.fl.start_response(y, m)
-        return X.T @ X, X.T @ (z - o)
+        XW = X.T if w is None else X.T * w
+        return XW @ X, XW @ (z - o)
 
-    def glm_at(self, nagq, beta):
-        """(sum of GLM log-likelihood kernels, X'd1, X'D2X) at beta (random effects 0)."""
+    def glm_at(self, nagq, beta, log_dispersion=None):
+        """(sum of GLM log-likelihood kernels, X'd1, X'D2X) at beta (random effects 0),
+        with the kernel at ``log_dispersion`` when given (negative binomial, Gamma)."""
         if self.empty:
             return None
         obj = self.objective(nagq)
         X = obj.X
-        ker, d1, d2 = obj.fl.kernel_derivatives(obj.offset + X @ beta, obj.y, obj.m_rows)
+        fl = obj.fl if log_dispersion is None else obj.fl.at(log_dispersion)
+        ker, d1, d2 = fl.kernel_derivatives(obj.offset + X @ beta, obj.y, obj.m_rows)
         return float(np.sum(ker)), X.T @ d1, (X.T * d2) @ X
+
+    def dispersion_moments(self, nagq, beta):
+        """The family's sums behind the dispersion start (``fl.dispersion_moments``) at
+        the GLM fit beta, as :meth:`mlglm.core.objective.Objective.start` takes them."""
+        if self.empty:
+            return None
+        obj = self.objective(nagq)
+        mu = obj.fl.inverse_link(obj.offset + obj.X @ beta)
+        y = getattr(obj, "y_obs", obj.y)
+        w = getattr(obj, "weights", None)
+        return obj.fl.dispersion_moments(y, mu, np.ones_like(mu) if w is None else w)
 
 
 def build_shard(part: pd.DataFrame, spec, kind: str = "glmm") -> ShardHandle:

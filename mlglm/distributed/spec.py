@@ -51,7 +51,8 @@ class DesignSpec:
     ----------
     formula, re_formula, vc_formula : the model's formulas (fixed part in patsy syntax).
     kwargs : the remaining :meth:`MixedGLM.from_formula` arguments (groups and
-        offset/exposure/n_trials as column names, family, cov_struct, lme4 terms).
+        offset/exposure/n_trials/freq_weights/var_weights as column names, family,
+        cov_struct, lme4 terms).
     missing : ``"none"`` or ``"drop"``, applied per partition (rows are independent).
     columns : the data columns the model reads (each partition is cut to them).
     categories : column -> categories pinned on every partition.
@@ -119,7 +120,7 @@ def learn_spec(formula, ddf, re_formula=None, vc_formula=None, missing="none", k
     run = {} if client is None else {"scheduler": client}
     kwargs = dict(kwargs or {})
     random_terms = list(kwargs.pop("_random_terms", None) or [])
-    for key in ("groups", "offset", "exposure", "n_trials"):
+    for key in ("groups", "offset", "exposure", "n_trials", "freq_weights", "var_weights"):
         val = kwargs.get(key)
         if val is not None and not isinstance(val, str):
             raise MixedGLMInputError(
@@ -140,8 +141,8 @@ def learn_spec(formula, ddf, re_formula=None, vc_formula=None, missing="none", k
             "Dask DataFrame first (ddf.assign(x_c=ddf.x - ddf.x.mean()))")
     group_cols = ([groups] if isinstance(groups, str) else []) + \
         [f for t in random_terms for f in t.factors]
-    value_cols = [kwargs[k] for k in ("offset", "exposure", "n_trials")
-                  if isinstance(kwargs.get(k), str)]
+    value_cols = [kwargs[k] for k in ("offset", "exposure", "n_trials", "freq_weights",
+                                      "var_weights") if isinstance(kwargs.get(k), str)]
     toks = _tokens(patsy_text)
     columns = [c for c in ddf.columns
                if str(c) in toks or c in group_cols or c in value_cols]
