@@ -61,11 +61,40 @@ def _warn_fit_problems(res):
                       "levels", SeparationWarning, stacklevel=3)
     chk = getattr(res.optim, "quadrature_check", None)
     if chk is not None and not chk.adequate:
-        warnings.warn(chk.advice(), QuadratureWarning, stacklevel=3)
+        why = boundary_groups(res.model)
+        warnings.warn(chk.advice() + (f" ({why})" if why else ""), QuadratureWarning,
+                      stacklevel=3)
     auto = getattr(res.optim, "auto", None)
     if auto is not None and not auto.settled:
         warnings.warn(f"{auto.describe()}; the estimates at nagq={auto.nagq} are reported",
                       QuadratureWarning, stacklevel=3)
+
+
+def boundary_groups(model) -> str:
+    """Where adaptive quadrature struggles, in words ("" if nowhere in particular).
+
+    Groups whose responses all sit at a boundary of their distribution (binomial: every
+    trial a failure, or every one a success; counts: all zero) have conditional
+    distributions of their random effects that are far from normal: the normal prior cut
+    off by a steep likelihood next to the mode, which a Gauss-Hermite rule integrates
+    slowly (benchmarks/QUADRATURE.md, Part E). One grouping factor, rows in memory.
+    """
+    if getattr(model, "multi", False) or not getattr(model, "rows_on_driver", True):
+        return ""
+    fam = model.fam
+    if not (fam.is_binomial or fam.name in ("poisson", "negative_binomial")):
+        return ""
+    codes, G = np.asarray(model.group_codes), int(model.n_groups)
+    ysum = np.bincount(codes, weights=np.asarray(model.endog, dtype=float), minlength=G)
+    if fam.is_binomial:
+        msum = np.bincount(codes, weights=np.asarray(model.n_trials, dtype=float), minlength=G)
+        n, what = int(np.sum((ysum == 0) | (ysum == msum))), "all 0 or all 1"
+    else:
+        n, what = int(np.sum(ysum == 0)), "all zero"
+    if n == 0:
+        return ""
+    return (f"{n} of {G} groups have responses {what}: the conditional distributions of "
+            "their random effects are far from normal, where the quadrature needs many points")
 
 
 def _report(res, disp):

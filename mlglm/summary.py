@@ -17,6 +17,8 @@ import pandas as pd
 from scipy import stats
 from statsmodels.iolib import summary2
 
+from .fit_checks import boundary_groups
+
 __all__ = ["make_summary", "method_label"]
 
 
@@ -184,6 +186,9 @@ def _warnings(res):
     chk = getattr(res.optim, "quadrature_check", None)
     if chk is not None:
         out.append(chk.describe() + ("." if chk.adequate else f"; {chk.advice()}."))
+        why = "" if chk.adequate else boundary_groups(res.model)
+        if why:
+            out.append(why[0].upper() + why[1:] + ".")
     auto = getattr(res.optim, "auto", None)
     if auto is not None:
         out.append(auto.describe() + ".")

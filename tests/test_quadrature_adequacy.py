@@ -20,6 +20,7 @@ import types
 import warnings
 
 import numpy as np
+import pandas as pd
 import pytest
 
 import mlglm
@@ -55,6 +56,28 @@ def test_hard_data_with_too_few_points_warns_with_advice():
     assert chk.fe_shift_se >= SE_FRACTION or chk.sd_shift_rel >= SD_RELATIVE
     text = res.summary().as_text()
     assert "NOT adequate" in text and "nagq='auto'" in text
+    # where the quadrature struggles: subjects whose responses are all 0 or all 1
+    ysum = sim.data.groupby(res.model.group_name)["y"].agg(["sum", "size"])
+    n_boundary = int(((ysum["sum"] == 0) | (ysum["sum"] == ysum["size"])).sum())
+    assert n_boundary > 75
+    assert f"{n_boundary} of 150 groups have responses all 0 or all 1" in text
+
+
+def test_boundary_groups_counts_all_0_all_1_and_all_zero_counts():
+    """The diagnostic named in the warning, against hand counts: binomial with trials
+    (groups a: 0 of 5 and 0 of 3; b: 2 of 2 and 4 of 4; c: mixed) and Poisson (a zero)."""
+    from mlglm.fit_checks import boundary_groups
+    df = pd.DataFrame({"g": list("aabbccdd"), "y": [0, 0, 2, 4, 1, 0, 3, 3],
+                       "m": [5, 3, 2, 4, 2, 2, 3, 5], "x": np.arange(8.0)})
+    df["f"] = df.y / df.m
+    model = mlglm.MixedGLM.from_formula("f ~ 1", df, groups="g", n_trials="m",
+                                        family=mlglm.model.sm.families.Binomial())
+    assert boundary_groups(model).startswith("2 of 4 groups have responses all 0 or all 1")
+    pois = mlglm.MixedGLM.from_formula("y ~ 1", df, groups="g",
+                                       family=mlglm.model.sm.families.Poisson())
+    assert boundary_groups(pois).startswith("1 of 4 groups have responses all zero")
+    gauss = mlglm.MixedGLM.from_formula("x ~ 1", df, groups="g")
+    assert boundary_groups(gauss) == ""
 
 
 def test_an_unstable_loglikelihood_warns_even_when_two_points_barely_move_the_estimates():
