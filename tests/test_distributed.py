@@ -275,6 +275,8 @@ def test_shards_keep_a_bounded_number_of_objectives():
         assert sh.objective(K).nagq == K
     assert list(sh._objectives) == [1, 11, 15] and S.MAX_OBJECTIVES == 3
     assert sh.objective(5).nagq == 5 and list(sh._objectives) == [1, 15, 5]
+    sh.keep_objectives((1, 5))          # what a fit leaves: Laplace and its nagq
+    assert list(sh._objectives) == [1, 5]
 
 
 # ---------------------------------------------------------------- results

@@ -225,6 +225,7 @@ class ShardedMixedGLM(MixedGLM):
             obj = obj.with_nagq(nagq)
         else:
             fitstate = fit_glmm(obj, x0=x0, maxiter=maxiter, hessian=hessian, check=hessian)
+        state["shards"].map("keep_objectives", (1, nagq), what="objectives")
         extreme = obj.extreme_rows() if self.fam.is_binomial else 0
         res = sharded_results(self, fitstate, method if nagq > 1 else "laplace", nagq,
                               extreme_rows=extreme)

@@ -206,6 +206,12 @@ class Shard:
             self._objectives.pop(old if old is not None else next(iter(self._objectives)))
         return obj
 
+    def keep_objectives(self, nagqs) -> None:
+        """Free the objectives for other nagq (after the fit-time check or ``nagq="auto"``:
+        each holds row-length arrays of its last evaluation)."""
+        for k in [k for k in self._objectives if k not in set(nagqs)]:
+            del self._objectives[k]
+
     def build_objective(self, nagq: int) -> None:
         """Build the objective for ``nagq`` now (errors of its engine surface here)."""
         if not self.empty:
