@@ -167,16 +167,13 @@ def _prior_weights(model):
     return f if v is None else f * v
 
 
-def mode_sensitivity(results) -> np.ndarray:
-    """D_j = d b_j / d beta = -P_j Z_j' W_j X_j for every group, (G, q, p)."""
+def working_weights(results) -> np.ndarray:
+    """W per row: -d^2 l / d eta^2 at the conditional modes (1/sigma^2 for Gaussian
+    models), times the row's prior weight."""
     model = results.model
-    X = np.asarray(model.exog, float)
-    Z = np.asarray(model.exog_re, float)
-    codes = np.asarray(model.group_codes)
-    G, q, p = model.n_groups, Z.shape[1], X.shape[1]
     prior = _prior_weights(model)
     if model.fam.is_gaussian:
-        w = np.full(X.shape[0], 1.0 / results.scale)
+        w = np.full(np.asarray(model.exog).shape[0], 1.0 / results.scale)
     else:
         eta = predict(results, which="linear", conditional=True)
         t = results.dispersion
@@ -185,6 +182,20 @@ def mode_sensitivity(results) -> np.ndarray:
                            np.asarray(model.n_trials, float))[1]
     if prior is not None:        # a weighted row's curvature is w times its own
         w = w * prior
+    return w
+
+
+def mode_sensitivity(results) -> np.ndarray:
+    """D_j = d b_j / d beta = -P_j Z_j' W_j X_j for every group, (G, q, p)."""
+    model = results.model
+    X = np.asarray(model.exog, float)
+    Z = np.asarray(model.exog_re, float)
+    codes = np.asarray(model.group_codes)
+    G, q, p = model.n_groups, Z.shape[1], X.shape[1]
+    if not getattr(model, "rows_on_driver", True):      # sharded: summed where the rows are
+        return -np.einsum("gqr,grp->gqp", np.asarray(results.outcome.b_cov),
+                          results.group_zwx())
+    w = working_weights(results)
     ZWX = np.empty((G, q, p))
     for k in range(q):
         zw = Z[:, k] * w
@@ -209,12 +220,17 @@ def get_prediction(results, exog=None, which="mean", conditional=False, offset=N
     grad = X.copy()
     var_re = np.zeros(X.shape[0])
     if conditional and getattr(model, "multi", False):
-        raise NotImplementedError(
-            "standard errors of conditional predictions with several grouping factors need "
-            "the joint conditional covariance of every factor's random effects, which mlglm "
-            "does not assemble; use predict(conditional=True) for the predictions and "
-            "get_prediction(conditional=False) or bootstrap() for uncertainty")
-    if conditional:
+        if not getattr(model, "rows_on_driver", True):
+            raise NotImplementedError(
+                "standard errors of conditional predictions with several grouping factors "
+                "need the sparse system of every row of the fit on one machine, and this "
+                "fit's rows live on a Dask cluster; use predict(conditional=True) for the "
+                "predictions, or fit the data in memory (df = ddf.compute())")
+        from .prediction_multi import conditional_error_terms
+        codes = group_codes(results, exog, allow_new_levels)
+        eta = eta + _conditional_part(results, Z, codes)
+        grad, var_re = conditional_error_terms(results, X, Z, codes)
+    elif conditional:
         eta = eta + _conditional_part(results, Z, group_codes(results, exog, allow_new_levels))
         D = mode_sensitivity(results)
         P = np.asarray(results.outcome.b_cov)

@@ -85,6 +85,24 @@ class ShardedMixedGLMResults(MixedGLMResults):
         """Conditional means for the data of the fit (a Dask Series)."""
         return self.predict(conditional=True)
 
+    def group_zwx(self) -> np.ndarray:
+        """Z_j'W_j X_j per group (G, q, p) at the estimates, summed on the shards where
+        the rows are (one grouping factor; see ``Shard.group_zwx``): what the standard
+        errors of conditional predictions need from the rows."""
+        model = self.model
+        labels = pd.Index(model.group_labels)
+        t = self.dispersion
+        parts = model._cluster()["shards"].map(
+            "group_zwx", np.asarray(self.outcome.beta, float), labels,
+            np.asarray(self.outcome.b, float), None if t is None else float(np.log(t)),
+            float(self.scale), what="prediction standard errors")
+        q, p = np.asarray(self.outcome.b).shape[1], model.k_fe
+        out = np.zeros((len(labels), q, p))
+        for part in parts:
+            if part is not None:
+                out[labels.get_indexer(part[0])] = part[1]
+        return out
+
     @cache_readonly
     def resid(self):
         _needs_rows("resid")

@@ -273,6 +273,34 @@ class Shard:
         y, m = obj.y, obj.m_rows
         return int(np.sum(((eta > 15) & (y == m)) | ((eta < -15) & (y == 0))))
 
+    def group_zwx(self, beta, labels, b, log_dispersion, scale=None):
+        """Per group of this shard (one grouping factor), Z_j'W_j X_j at the estimates:
+        W the working weights -d2 l/d eta^2 at eta = offset + X beta + z'b_j (times prior
+        weights), b_j the fit's conditional mode of the group (``b`` in the order of the
+        global ``labels``). Returns (this shard's labels, (G_s, q, p)); the driver turns
+        them into the modes' sensitivity to beta (:func:`mlglm.prediction.mode_sensitivity`)."""
+        if self.empty:
+            return None
+        from ..prediction import _prior_weights
+        model = self.spec.local_model(self.rows)
+        mine = pd.Index(model.group_labels)
+        bj = np.asarray(b, float)[pd.Index(labels).get_indexer(mine)]
+        X, Z = np.asarray(model.exog, float), np.asarray(model.exog_re, float)
+        codes = np.asarray(model.group_codes)
+        eta = np.asarray(model.offset, float) + X @ beta + np.einsum("nq,nq->n", Z, bj[codes])
+        fl = model.fam.kernel(log_dispersion)
+        w = fl.derivatives(eta, np.asarray(model.endog, float),
+                           np.asarray(model.n_trials, float))[1]
+        prior = _prior_weights(model)
+        if prior is not None:
+            w = w * prior
+        G, q, p = len(mine), Z.shape[1], X.shape[1]
+        out = np.empty((G, q, p))
+        for k in range(q):
+            for l in range(p):
+                out[:, k, l] = np.bincount(codes, weights=Z[:, k] * w * X[:, l], minlength=G)
+        return mine, out
+
     # ------------------------------------------------------- GLM start pieces
     def glm_initial(self, nagq):
         """(X'WX, X'W(z - offset)) with z the transformed response of :func:`glm_start`
