@@ -345,6 +345,27 @@ def test_conditional_standard_errors_with_several_factors_are_refused_when_shard
     assert np.all(np.isfinite(r1.predict(grouseticks.iloc[:3], conditional=True)))
 
 
+def test_predictions_on_the_data_of_the_fit_never_come_from_the_stand_in(client,
+                                                                           contraception):
+    """The driver's arrays are a stand-in with the data's moments (a few rows):
+    get_prediction() and model.predict(params) on the data of the fit returned their
+    values for those rows (9 of them); refused with the way to get the real ones."""
+    ddf = dd.from_pandas(contraception, npartitions=3)
+    r1 = mlglm.glmer(CONTRA, ddf)
+    for call in (lambda: r1.get_prediction(), lambda: r1.get_prediction(ddf),
+                 lambda: r1.get_prediction(conditional=True),
+                 lambda: r1.model.predict(r1.params)):
+        with pytest.raises(NotImplementedError, match="Dask cluster"):
+            call()
+    r0 = mlglm.glmer(CONTRA, contraception)
+    new = contraception.iloc[:5]
+    X_new = np.asarray(r0.model.exog)[:5]
+    np.testing.assert_allclose(r1.model.predict(r1.params, X_new),
+                               r0.model.predict(r0.params, X_new), rtol=1e-6)
+    np.testing.assert_allclose(np.asarray(r1.get_prediction(new).predicted_mean),
+                               np.asarray(r0.get_prediction(new).predicted_mean), rtol=1e-6)
+
+
 def test_gaussian_prior_weights_are_refused(client, hsb):
     """The Gaussian shards' sums are unweighted, so weights would be ignored: refused."""
     df = hsb.assign(w=1.0 + (np.arange(len(hsb)) % 3))

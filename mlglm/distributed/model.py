@@ -232,6 +232,16 @@ class ShardedMixedGLM(MixedGLM):
         _warn_fit_problems(res)
         return res
 
+    def predict(self, params, exog=None, offset=None, which="mean"):
+        """As :meth:`MixedGLM.predict` for given rows; without ``exog`` (the data of the
+        fit, whose rows are on the cluster) it is refused -- the model's arrays here are
+        the stand-in, not the rows."""
+        if exog is None:
+            raise NotImplementedError(
+                "the rows of this model live on a Dask cluster; use results.predict(ddf) "
+                "(a Dask Series) or pass exog")
+        return MixedGLM.predict(self, params, exog, offset=offset, which=which)
+
     def loglike(self, params, method="laplace", nagq=None):
         """Marginal log-likelihood at params, summed over the shards."""
         if self.fam.is_gaussian:

@@ -177,6 +177,17 @@ class ShardedMixedGLMResults(MixedGLMResults):
     def marginal_params(self, *args, **kwargs):
         _needs_rows("marginal_params")
 
+    def get_prediction(self, exog=None, *args, **kwargs):
+        """As :meth:`MixedGLMResults.get_prediction` for pandas rows. The data of the fit
+        and Dask DataFrames are refused: the result holds every row's values in memory
+        (use ``predict(ddf)`` for lazy predictions, or pass some pandas rows)."""
+        if exog is None or is_dask_frame(exog):
+            raise NotImplementedError(
+                "get_prediction holds every row's prediction and standard error in memory, "
+                "and this fit's rows live on a Dask cluster; pass pandas rows "
+                "(get_prediction(ddf.head(1000))) or use predict(ddf) for lazy predictions")
+        return MixedGLMResults.get_prediction(self, exog, *args, **kwargs)
+
     def predict_marginal(self, exog=None, *args, **kwargs):
         if exog is None or is_dask_frame(exog):
             _needs_rows("predict_marginal on the data of the fit")
