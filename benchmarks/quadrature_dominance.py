@@ -104,7 +104,8 @@ def product(t1, w1, q):
 E2_RULES = ([("Gauss-Hermite", lambda K: gauss_hermite(K))]
             + [(f"widened c={c}", (lambda c: lambda K: widened(K, c))(c))
                for c in (1.1, 1.2, 1.3, 1.5)]
-            + [(f"sinh v_max={vm} dv={dv}", (lambda vm, dv: lambda K: sinh_trapezoid(K, vm, dv))(vm, dv))
+            + [(f"sinh v_max={vm} dv={dv}",
+                (lambda vm, dv: lambda K: sinh_trapezoid(K, vm, dv))(vm, dv))
                for vm, dv in ((8, 0.9), (12, 0.8), (20, 0.8))])
 
 
@@ -181,7 +182,8 @@ def part_e3(records, angles, log=print):
             tr = truth(df, params)
             rows.append({"seed": r["seed"], "true": tr, "diff": tr - r["glmm"]["true"],
                          "llf": llf, "time": dt, "params": params.tolist()})
-            log(f"E3 {ang} deg, seed {r['seed']}: true llf minus glmm's {tr - r['glmm']['true']:+.4f}")
+            log(f"E3 {ang} deg, seed {r['seed']}: true llf minus glmm's "
+                f"{tr - r['glmm']['true']:+.4f}")
         out[float(ang)] = rows
     return out
 

@@ -107,8 +107,9 @@ def test_prior_weights_by_column_equal_in_memory(client, contraception, key):
     """Prior weights named as a column travel with the rows to the shards; frequency
     weights also count in nobs (their sum, as sm.GLM counts them)."""
     rng = np.random.default_rng(3)
-    df = contraception.assign(w=rng.integers(1, 4, len(contraception)).astype(float)
-                              if key == "freq_weights" else rng.uniform(0.5, 2, len(contraception)))
+    n = len(contraception)
+    df = contraception.assign(w=rng.integers(1, 4, n).astype(float)
+                              if key == "freq_weights" else rng.uniform(0.5, 2, n))
     r0 = mlglm.glmer(CONTRA, df, nagq=5, **{key: "w"})
     r1 = mlglm.glmer(CONTRA, dd.from_pandas(df, npartitions=3), nagq=5, **{key: "w"})
     _same(r0, r1)
