@@ -167,40 +167,48 @@ def _prior_weights(model):
     return f if v is None else f * v
 
 
-def working_weights(results) -> np.ndarray:
-    """W per row: -d^2 l / d eta^2 at the conditional modes (1/sigma^2 for Gaussian
-    models), times the row's prior weight."""
-    model = results.model
-    prior = _prior_weights(model)
+def row_curvature(model, eta, scale, dispersion) -> np.ndarray:
+    """W per row of ``model``: -d^2 l / d eta^2 at ``eta`` (1/sigma^2 = 1/scale for
+    Gaussian models; ``dispersion``: the NB theta or Gamma phi, else None), times the
+    row's prior weight."""
     if model.fam.is_gaussian:
-        w = np.full(np.asarray(model.exog).shape[0], 1.0 / results.scale)
+        w = np.full(np.asarray(model.exog).shape[0], 1.0 / scale)
     else:
-        eta = predict(results, which="linear", conditional=True)
-        t = results.dispersion
-        fl = model.fam.kernel(None if t is None else np.log(t))
+        fl = model.fam.kernel(None if dispersion is None else np.log(dispersion))
         w = fl.derivatives(eta, np.asarray(model.endog, float),
                            np.asarray(model.n_trials, float))[1]
-    if prior is not None:        # a weighted row's curvature is w times its own
-        w = w * prior
-    return w
+    prior = _prior_weights(model)
+    return w if prior is None else w * prior     # a weighted row's curvature is w times its own
 
 
-def mode_sensitivity(results) -> np.ndarray:
-    """D_j = d b_j / d beta = -P_j Z_j' W_j X_j for every group, (G, q, p)."""
-    model = results.model
-    X = np.asarray(model.exog, float)
-    Z = np.asarray(model.exog_re, float)
-    codes = np.asarray(model.group_codes)
-    G, q, p = model.n_groups, Z.shape[1], X.shape[1]
-    if not getattr(model, "rows_on_driver", True):      # sharded: summed where the rows are
-        return -np.einsum("gqr,grp->gqp", np.asarray(results.outcome.b_cov),
-                          results.group_zwx())
-    w = working_weights(results)
-    ZWX = np.empty((G, q, p))
+def group_cross(X, Z, codes, w, n_groups) -> np.ndarray:
+    """Z_j' W_j X_j per group, (n_groups, q, p), from rows (X, Z, group codes, W)."""
+    q, p = Z.shape[1], X.shape[1]
+    out = np.empty((n_groups, q, p))
     for k in range(q):
         zw = Z[:, k] * w
         for l in range(p):
-            ZWX[:, k, l] = np.bincount(codes, weights=zw * X[:, l], minlength=G)
+            out[:, k, l] = np.bincount(codes, weights=zw * X[:, l], minlength=n_groups)
+    return out
+
+
+def working_weights(results) -> np.ndarray:
+    """:func:`row_curvature` of the fit's rows at the conditional modes."""
+    model = results.model
+    eta = None if model.fam.is_gaussian else predict(results, which="linear", conditional=True)
+    return row_curvature(model, eta, results.scale, results.dispersion)
+
+
+def mode_sensitivity(results) -> np.ndarray:
+    """D_j = d b_j / d beta = -P_j Z_j' W_j X_j for every group, (G, q, p); the sums
+    Z_j'W_j X_j come from the shards when the rows are not here (``group_zwx``)."""
+    model = results.model
+    if getattr(model, "rows_on_driver", True):
+        ZWX = group_cross(np.asarray(model.exog, float), np.asarray(model.exog_re, float),
+                          np.asarray(model.group_codes), working_weights(results),
+                          model.n_groups)
+    else:
+        ZWX = results.group_zwx()
     return -np.einsum("gqr,grp->gqp", np.asarray(results.outcome.b_cov), ZWX)
 
 

@@ -181,18 +181,29 @@ class Objective:
 
     def start(self) -> np.ndarray:
         """beta of the GLM without random effects; 0.5 on Lambda's diagonals; the
-        log dispersion by the moments of that GLM fit (``fl.dispersion_start``), with
-        beta refitted at it."""
-        from .optimize import glm_start
+        log dispersion by the moments of that GLM fit (``fl.dispersion_moments``, then
+        ``fl.dispersion_from_moments``), with beta refitted at it. The two row sums
+        (:meth:`glm_beta`, :meth:`dispersion_moments`) are what an objective whose rows
+        are held in pieces overrides."""
         theta0 = np.where(self.theta_on_diagonal, 0.5, 0.0)
         if not self.n_disp:
-            return np.concatenate([glm_start(self.fl, self), theta0])
-        fl = self.fl.at(0.0)
-        beta = glm_start(fl, self)
-        mu = fl.inverse_link(self.offset + self.X @ beta)
+            return np.concatenate([self.glm_beta(), theta0])
+        beta = self.glm_beta(0.0)
+        t = self.fl.dispersion_from_moments(self.dispersion_moments(beta), self.p)
+        return np.concatenate([self.glm_beta(t), theta0, [t]])
+
+    def glm_beta(self, log_dispersion=None) -> np.ndarray:
+        """beta of the GLM without random effects (:func:`~mlglm.core.optimize.glm_start`),
+        the kernel at ``log_dispersion`` when given."""
+        from .optimize import glm_start
+        return glm_start(self.fl if log_dispersion is None else self.fl.at(log_dispersion),
+                         self)
+
+    def dispersion_moments(self, beta) -> np.ndarray:
+        """The family's row sums behind the dispersion start at the GLM fit beta."""
+        mu = self.fl.inverse_link(self.offset + self.X @ beta)
         w = np.ones_like(mu) if self.weights is None else self.weights
-        t = self.fl.dispersion_start(getattr(self, "y_obs", self.y), mu, w, self.p)
-        return np.concatenate([glm_start(self.fl.at(t), self), theta0, [t]])
+        return self.fl.dispersion_moments(getattr(self, "y_obs", self.y), mu, w)
 
     def theta_curvature(self, x0):
         """A guess of -d^2 log L / d theta_i^2 at x0 (after :meth:`beta_information`

@@ -52,22 +52,15 @@ def sharded_model(cls, formula, data, re_formula=None, vc_formula=None, subset=N
     if family is not None:
         kwargs["family"] = family
     weighted = kwargs.get("freq_weights") is not None or kwargs.get("var_weights") is not None
-    gaussian = family is None or type(family).__name__ == "Gaussian"
-    if weighted and gaussian:
-        _refuse_gaussian_weights()
+    if weighted and (family is None or type(family).__name__ == "Gaussian"):
+        raise NotImplementedError(     # the Gaussian shards' sums are unweighted
+            "prior weights with a Gaussian (linear mixed) model are not taken by sharded "
+            "fits: their per-shard sums are unweighted; fit the data in memory "
+            "(df = ddf.compute()), or use the weights with a GLMM family")
     spec, facts = learn_spec(formula, data, re_formula, vc_formula, missing, kwargs, client)
     with warnings.catch_warnings():     # rows dropped are counted on the shards, once
         warnings.simplefilter("ignore", DataWarning)
         model = spec.local_model(facts["template"], cls=ShardedMixedGLM)
-    if weighted and model.fam.is_gaussian:
-        _refuse_gaussian_weights()
     _check_re_in_fixed(model.exog, model.exog_re, getattr(model.data, "exog_re_names", None))
     model._attach(spec, facts, data, client, npartitions, retries)
     return model
-
-
-def _refuse_gaussian_weights():
-    raise NotImplementedError(
-        "prior weights with a Gaussian (linear mixed) model are not taken by sharded fits: "
-        "their per-shard sums are unweighted; fit the data in memory (df = ddf.compute()), "
-        "or use the weights with a GLMM family")

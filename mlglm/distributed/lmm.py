@@ -59,18 +59,14 @@ class LMMShard(Shard):
         self._codes = np.asarray(model.group_codes, np.intp)
         self.G = int(model.n_groups)
 
-    def group_zwx(self, beta, labels, b, log_dispersion, scale):
+    def group_zwx(self, beta, labels, b, dispersion, scale):
         """Z_j'X_j / sigma^2 per group of this shard (the Gaussian working weights are
         1/sigma^2): (this shard's labels, (G_s, q, p)); see ``Shard.group_zwx``."""
         if self.empty:
             return None
-        X, Z, codes = self._X, self._Z, self._codes
-        q, p = Z.shape[1], X.shape[1]
-        out = np.empty((self.G, q, p))
-        for k in range(q):
-            for l in range(p):
-                out[:, k, l] = np.bincount(codes, weights=Z[:, k] * X[:, l], minlength=self.G)
-        return self.info.levels[0], out / scale
+        from ..prediction import group_cross
+        w = np.full(self._X.shape[0], 1.0 / scale)
+        return self.info.levels[0], group_cross(self._X, self._Z, self._codes, w, self.G)
 
     def ols_pieces(self):
         """(X'X, X'y) for the global OLS shift."""

@@ -190,19 +190,17 @@ class ShardedObjective(Objective):
         return tuple(Lambdas), tuple(b), tuple(b_cov)
 
     # ---------------------------------------------------------------- start
-    def start(self) -> np.ndarray:
-        """The start of :meth:`mlglm.core.objective.Objective.start` from per-shard sums:
-        the GLM beta, 0.5 on Lambda's diagonals and, with an estimated dispersion, its
-        log by the family's moments of the GLM fit (each shard adds its rows' sums) with
-        beta refitted there."""
-        theta0 = np.where(self.theta_on_diagonal, 0.5, 0.0)
-        if not self.n_disp:
-            return np.concatenate([self.glm_start(), theta0])
-        beta = self.glm_start(log_dispersion=0.0)
+    def dispersion_moments(self, beta) -> np.ndarray:
+        """The dispersion start's row sums, added over the shards (each shard's objective
+        computes its own, :meth:`mlglm.core.objective.Objective.dispersion_moments`)."""
         parts = [o for o in self.shards.map("dispersion_moments", self.nagq, beta,
                                             what="dispersion start") if o is not None]
-        t = self.fl.dispersion_from_moments(np.sum(parts, axis=0), self.p)
-        return np.concatenate([self.glm_start(log_dispersion=t), theta0, [t]])
+        return np.sum(parts, axis=0)
+
+    def glm_beta(self, log_dispersion=None) -> np.ndarray:
+        """:meth:`Objective.glm_beta` from per-shard sums (:meth:`glm_start`); with
+        :meth:`dispersion_moments` all :meth:`Objective.start` needs."""
+        return self.glm_start(log_dispersion=log_dispersion)
 
     def glm_start(self, maxiter: int = 100, tol: float = 1e-10,
                   log_dispersion=None) -> np.ndarray:

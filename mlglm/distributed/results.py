@@ -91,11 +91,10 @@ class ShardedMixedGLMResults(MixedGLMResults):
         errors of conditional predictions need from the rows."""
         model = self.model
         labels = pd.Index(model.group_labels)
-        t = self.dispersion
         parts = model._cluster()["shards"].map(
             "group_zwx", np.asarray(self.outcome.beta, float), labels,
-            np.asarray(self.outcome.b, float), None if t is None else float(np.log(t)),
-            float(self.scale), what="prediction standard errors")
+            np.asarray(self.outcome.b, float), self.dispersion, float(self.scale),
+            what="prediction standard errors")
         q, p = np.asarray(self.outcome.b).shape[1], model.k_fe
         out = np.zeros((len(labels), q, p))
         for part in parts:

@@ -202,8 +202,7 @@ class Shard:
         self._model = None               # the objective holds what it needs
         self._objectives[nagq] = obj
         while len(self._objectives) > MAX_OBJECTIVES:
-            old = next((k for k in self._objectives if k != 1), None)
-            self._objectives.pop(old if old is not None else next(iter(self._objectives)))
+            self._objectives.pop(next(k for k in self._objectives if k != 1))
         return obj
 
     def keep_objectives(self, nagqs) -> None:
@@ -273,33 +272,23 @@ class Shard:
         y, m = obj.y, obj.m_rows
         return int(np.sum(((eta > 15) & (y == m)) | ((eta < -15) & (y == 0))))
 
-    def group_zwx(self, beta, labels, b, log_dispersion, scale=None):
+    def group_zwx(self, beta, labels, b, dispersion, scale):
         """Per group of this shard (one grouping factor), Z_j'W_j X_j at the estimates:
-        W the working weights -d2 l/d eta^2 at eta = offset + X beta + z'b_j (times prior
-        weights), b_j the fit's conditional mode of the group (``b`` in the order of the
-        global ``labels``). Returns (this shard's labels, (G_s, q, p)); the driver turns
-        them into the modes' sensitivity to beta (:func:`mlglm.prediction.mode_sensitivity`)."""
+        W (:func:`mlglm.prediction.row_curvature`) at eta = offset + X beta + z'b_j, b_j
+        the fit's conditional mode of the group (``b`` in the order of the global
+        ``labels``). Returns (this shard's labels, (G_s, q, p)); the driver turns them
+        into the modes' sensitivity to beta (:func:`mlglm.prediction.mode_sensitivity`)."""
         if self.empty:
             return None
-        from ..prediction import _prior_weights
+        from ..prediction import group_cross, row_curvature
         model = self.spec.local_model(self.rows)
         mine = pd.Index(model.group_labels)
         bj = np.asarray(b, float)[pd.Index(labels).get_indexer(mine)]
         X, Z = np.asarray(model.exog, float), np.asarray(model.exog_re, float)
         codes = np.asarray(model.group_codes)
         eta = np.asarray(model.offset, float) + X @ beta + np.einsum("nq,nq->n", Z, bj[codes])
-        fl = model.fam.kernel(log_dispersion)
-        w = fl.derivatives(eta, np.asarray(model.endog, float),
-                           np.asarray(model.n_trials, float))[1]
-        prior = _prior_weights(model)
-        if prior is not None:
-            w = w * prior
-        G, q, p = len(mine), Z.shape[1], X.shape[1]
-        out = np.empty((G, q, p))
-        for k in range(q):
-            for l in range(p):
-                out[:, k, l] = np.bincount(codes, weights=Z[:, k] * w * X[:, l], minlength=G)
-        return mine, out
+        w = row_curvature(model, eta, scale, dispersion)
+        return mine, group_cross(X, Z, codes, w, len(mine))
 
     # ------------------------------------------------------- GLM start pieces
     def glm_initial(self, nagq):
@@ -326,15 +315,8 @@ class Shard:
         return float(np.sum(ker)), X.T @ d1, (X.T * d2) @ X
 
     def dispersion_moments(self, nagq, beta):
-        """The family's sums behind the dispersion start (``fl.dispersion_moments``) at
-        the GLM fit beta, as :meth:`mlglm.core.objective.Objective.start` takes them."""
-        if self.empty:
-            return None
-        obj = self.objective(nagq)
-        mu = obj.fl.inverse_link(obj.offset + obj.X @ beta)
-        y = getattr(obj, "y_obs", obj.y)
-        w = getattr(obj, "weights", None)
-        return obj.fl.dispersion_moments(y, mu, np.ones_like(mu) if w is None else w)
+        """This shard's sums behind the dispersion start at the GLM fit beta."""
+        return None if self.empty else self.objective(nagq).dispersion_moments(beta)
 
 
 def build_shard(part: pd.DataFrame, spec, kind: str = "glmm") -> ShardHandle:
