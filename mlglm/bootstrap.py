@@ -112,7 +112,7 @@ class BootstrapResult:
             from .bootstrap_multi import replicate_results
             return replicate_results(res, self.response(r), self.fits[r])
         model = _model_with_response(res.model, self.response(r))
-        return build_results(model, self.fits[r], method=res.method, nagq=res.nagq)
+        return build_results(model, self.fits[r])
 
     def apply(self, statistic):
         """``statistic(replicate)`` for every replicate (:meth:`replicate`: a results
@@ -218,11 +218,11 @@ def _refit(spec, y):
     problem = spec["problem"].with_response(y)
     if problem.gaussian:
         f = problem.fit_lmm(reml=spec["method"] == "reml")
-        vec = natural_vector(f.beta, f.cov_re, correlated, np.sqrt(f.sigma2))
+        vec = natural_vector(f.beta, f.Sigmas[0], correlated, np.sqrt(f.dispersion))
         return vec, float(f.llf), bool(f.converged), f
     obj = problem.objective(spec["nagq"])
     st = fit_glmm(obj, x0=spec["x0"])       # with the Newton polish, as results.fit()
-    vec = natural_vector(st.beta, st.Lambda @ st.Lambda.T, correlated)
+    vec = natural_vector(st.beta, st.Sigmas[0], correlated)
     if st.log_dispersion is not None:
         vec = np.append(vec, np.exp(st.log_dispersion))
     return vec, float(st.llf), bool(st.record.converged), st

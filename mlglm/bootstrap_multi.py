@@ -68,7 +68,7 @@ def multi_refit(spec, y):
     problem = spec["problem"].with_response(y)
     if spec["gaussian"]:
         f = problem.fit_lmm(reml=spec["method"] == "reml", theta0=spec["theta0"])
-        vec = np.concatenate([f.beta, layout.natural(f.cov_re), [np.sqrt(f.sigma2)]])
+        vec = np.concatenate([f.beta, layout.natural(f.Sigmas), [np.sqrt(f.dispersion)]])
         return vec, float(f.llf), bool(f.converged), f
     obj = problem.objective(spec["nagq"])
     st = fit_glmm(obj, x0=spec["x0"])
@@ -81,11 +81,8 @@ def replicate_results(results, y, fit):
     """The results object of a refit ``fit`` of the response ``y``: a copy of the model
     holding y, packaged as :meth:`MixedGLM.fit` packages it."""
     from .bootstrap import _model_with_response
-    from .results import build_results, build_results_multi
-    model = _model_with_response(results.model, y)
-    if model.fam.is_gaussian:
-        return build_results_multi(model, fit, method=results.method)
-    return build_results(model, fit, method=results.method, nagq=results.nagq)
+    from .results import build_results
+    return build_results(_model_with_response(results.model, y), fit)
 
 
 def multi_replicate_params(boot) -> pd.DataFrame:

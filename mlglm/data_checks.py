@@ -14,14 +14,12 @@ import warnings
 import numpy as np
 import pandas as pd
 
+from .core.errors import MixedGLMInputError
+
 __all__ = ["MixedGLMInputError", "family_link_names", "family_from_name", "family_spec",
            "binomial_response", "poisson_response", "count_response", "positive_response",
            "prior_weights", "finite_mask", "DataWarning", "did_you_mean",
            "drop_unused_levels", "check_categorical_response", "response_label"]
-
-
-class MixedGLMInputError(ValueError):
-    """Input that mlglm cannot fit as given; the message says how to fix it."""
 
 
 class DataWarning(UserWarning):

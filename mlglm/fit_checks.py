@@ -4,7 +4,7 @@ Before fitting: a rank-deficient fixed-effects design is refused naming the
 redundant column (:func:`_check_rank`), a random effect without a fixed effect
 is warned about (:func:`_check_re_in_fixed`), ``nagq`` is validated against
 the size of the product grid (:func:`_resolve_nagq`) and against the random-
-effects structure (:func:`_check_aghq_structure`: quadrature needs nested
+effects structure (:func:`mlglm.core.problem.check_quadrature_structure`: quadrature needs nested
 factors). After fitting, :func:`_warn_fit_problems` raises one warning per
 problem -- non-convergence, a singular fit, separation, an AGHQ fit whose
 estimates would move with more points (the fit-time check of
@@ -142,18 +142,6 @@ def _check_rank(X, names):
             f"the fixed-effects design is rank deficient: {', '.join(bad)} "
             "is a linear combination of the columns before it; drop it (or a level) "
             "from the formula")
-
-
-def _check_aghq_structure(terms):
-    """nagq > 1 needs factors nested in one another (the integral factorises by
-    top-level group); crossed factors are refused with the reason (never a silent
-    Laplace)."""
-    if terms.kind == "crossed":
-        raise MixedGLMInputError(
-            f"adaptive quadrature (nagq > 1) needs grouping factors nested in one another; "
-            f"{', '.join(terms.names)} are crossed, so the likelihood does not factorise over "
-            "the groups of any one factor and there is no low-dimensional integral to do by "
-            "quadrature. Use the Laplace approximation (nagq=1)")
 
 
 def _resolve_nagq(method, nagq, q):

@@ -46,22 +46,6 @@ def _endog_name(endog, names):
     return "y"
 
 
-def _re_param_names(terms) -> list[str]:
-    """Names of the per-term vech(Sigma_k) parameters of a model with several factors:
-    ``"{factor} Var"`` for an intercept, ``"{factor} {col} Var"`` for another
-    effect, ``"{factor} {col_r} x {col_c} Cov"`` for a covariance."""
-    out = []
-    for t in terms:
-        cols = list(t.column_names)
-        for r, c in zip(*np.tril_indices(t.q)):
-            if r == c:
-                out.append(f"{t.name} Var" if cols[r] == "Intercept" else
-                           f"{t.name} {cols[r]} Var")
-            else:
-                out.append(f"{t.name} {cols[r]} x {cols[c]} Cov")
-    return out
-
-
 def _strings_as_categories(data, exclude=None):
     """String columns as pandas Categoricals with sorted categories.
 

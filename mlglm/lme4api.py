@@ -50,7 +50,7 @@ def ranef(results) -> Ranef:
     conditional SDs (see :class:`Ranef`)."""
     out = results.outcome
     modes, sds, covs = {}, {}, {}
-    for f, b, V in zip(grouping_factors(results.model), out.bs, out.b_covs):
+    for f, b, V in zip(grouping_factors(results.model), out.b, out.b_cov):
         b, V = np.asarray(b, dtype=float), np.asarray(V, dtype=float)
         index = pd.Index(f.labels, name=f.name)
         cv = V[:, f.columns][:, :, f.columns]

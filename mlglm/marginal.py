@@ -203,7 +203,7 @@ def simulate(res, n=1, seed=None, conditional=True):
     out = np.empty((n, X.shape[0]))
     for r in range(n):
         if conditional:
-            b = res.outcome.b
+            b = res.outcome.b[0]
         else:
             b = rng.standard_normal((model.n_groups, model.q)) @ L.T
         eta = eta_fixed + np.einsum("nq,nq->n", Z, b[codes])
@@ -221,7 +221,7 @@ def _simulate_multi(res, n, rng, conditional):
     Ls = term_factors(terms, res.outcome.Sigmas)
     out = np.empty((n, eta_fixed.size))
     for r in range(n):
-        bs = res.outcome.bs if conditional else draw_random_effects(terms, Ls, rng)
+        bs = res.outcome.b if conditional else draw_random_effects(terms, Ls, rng)
         eta = eta_fixed + random_part(terms, bs)
         out[r] = draw_response(model.fam, eta, rng, model.n_trials, fit_dispersion(res),
                                model.var_weights)

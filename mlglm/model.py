@@ -22,7 +22,7 @@ from statsmodels.regression.mixed_linear_model import MixedLM
 from .core.covariance import Sigma_from_vech
 from .core.modes import ModeFailure
 from .core.nested import quadrature_dimension
-from .core.problem import Problem
+from .core.problem import Problem, check_quadrature_structure
 from .core.adequacy import auto_schedule
 from .core.optimize import fit_glmm, fit_glmm_auto
 from .core.quadrature import MAX_GRID_POINTS
@@ -31,11 +31,12 @@ from .data_checks import (MixedGLMInputError, binomial_response, check_categoric
                           family_link_names, family_spec, is_dask_frame, positive_response,
                           prior_weights, report_nonfinite, sharded)
 from .fit_checks import (FitError, SeparationWarning, SingularFitWarning,  # noqa: F401
-                         _check_aghq_structure, _check_rank, _check_re_in_fixed, _report,
+                         _check_rank, _check_re_in_fixed, _report,
                          _resolve_nagq, _warn_fit_problems)
-from .formula_data import (_endog_name, _formula_columns, _num, _re_param_names,
+from .formula_data import (_endog_name, _formula_columns, _num,
                            _strings_as_categories, _take)
 from .mixedlm_setup import MixedLMSetup
+from .mixedlm_view import adopt_single_term, variance_param_names
 from .model_data import robust_data
 
 __all__ = ["MixedGLM", "BinomialMixedGLM", "PoissonMixedGLM"]
@@ -179,7 +180,8 @@ class MixedGLM(MixedLMSetup, MixedLM):
         specs = []
         gname = getattr(self, "group_name", None) or "Group"
         if not no_group_re:
-            names = [("Intercept" if n in (gname, "Group") else str(n))
+            # statsmodels names the intercept after the group ("Group Var" unnamed)
+            names = [("Intercept" if n in (gname, "Group", "Group Var") else str(n))
                      for n in self.data.exog_re_names]
             specs.append(TermSpec(gname, self.group_codes,
                                   pd.Index(self.group_labels, name=gname),
@@ -193,18 +195,24 @@ class MixedGLM(MixedLMSetup, MixedLM):
         terms, info = build_terms(specs, self.fam.is_gaussian, self.nobs, self._checks)
         self.re_terms = terms
         self.re_info = info
-        if self.multi:
-            self.data.param_names = list(self.exog_names) + _re_param_names(terms)
-            self.k_params = len(self.data.param_names)
+        if not (len(info) == 1 and len(info[0]) == 1 and info[0][0].source == "groups"):
+            adopt_single_term(self)     # MixedLM's attributes did not describe the term
+        self.data.exog_re_names_full = variance_param_names(terms)
+        self.data.param_names = list(self.exog_names) + self.data.exog_re_names_full
+        self.k_params = len(self.data.param_names)
         if self.fam.estimates_dispersion:          # the dispersion is the last parameter
             self.data.param_names = list(self.data.param_names) + [self.fam.dispersion_name]
             self.k_params = len(self.data.param_names)
 
     @property
     def multi(self) -> bool:
-        """More than one random-effects term, or a term other than ``groups``' own."""
-        return (len(self.re_terms) > 1 or len(self.re_info[0]) > 1
-                or self.re_info[0][0].source != "groups")
+        """More than one random-effects term, or one whose covariance has tied blocks
+        or several correlated blocks (transitional: the paths above the core that still
+        branch on it are being merged into one over terms)."""
+        if len(self.re_terms) > 1:
+            return True
+        pattern = self.re_terms[0].pattern
+        return not (pattern.is_unstructured or pattern.is_diagonal)
 
     @staticmethod
     def _response(fam, endog, n_trials, names):
@@ -361,7 +369,10 @@ class MixedGLM(MixedLMSetup, MixedLM):
 
     @property
     def diagonal(self) -> bool:
-        return self.cov_struct == "diagonal"
+        """Independent random effects of a single term (lme4's ``||``, however spelled)."""
+        pattern = self.re_terms[0].pattern
+        return (len(self.re_terms) == 1 and pattern.is_diagonal
+                and not pattern.is_unstructured)
 
     @cached_property
     def problem(self) -> Problem:
@@ -372,14 +383,12 @@ class MixedGLM(MixedLMSetup, MixedLM):
                        m=np.asarray(self.n_trials, dtype=float),
                        X=np.asarray(self.exog, dtype=float),
                        offset=np.asarray(self.offset, dtype=float), terms=self.re_terms,
-                       family=fam, one_factor=not self.multi, freq=self.freq_weights,
+                       family=fam, freq=self.freq_weights,
                        var=self.var_weights, estimate_dispersion=self.fam.estimates_dispersion)
 
     def objective(self, nagq: int = 1):
         """The marginal log-likelihood as a function of x = (beta, theta)
         (a :class:`~mlglm.core.objective.Objective`)."""
-        if self.multi and nagq > 1:
-            _check_aghq_structure(self.re_terms)
         return self.problem.objective(nagq)
 
     def theta_from_params(self, params) -> np.ndarray:
@@ -454,13 +463,7 @@ class MixedGLM(MixedLMSetup, MixedLM):
                 warnings.warn("start_params is not used for Gaussian models: the profiled "
                               "(RE)ML criterion is optimised over theta from its own start",
                               UserWarning, stacklevel=2)
-            fitted = self.problem.fit_lmm(reml=reml)
-            if self.multi:
-                from .results import build_results_multi
-                res = build_results_multi(self, fitted, method="reml" if reml else "ml")
-                _warn_fit_problems(res)
-                return res
-            res = build_results(self, fitted, method="reml" if reml else "ml", nagq=None)
+            res = build_results(self, self.problem.fit_lmm(reml=reml))
             _warn_fit_problems(res)
             _report(res, options.get("disp"))
             return res
@@ -472,15 +475,14 @@ class MixedGLM(MixedLMSetup, MixedLM):
         auto = method == "aghq" and isinstance(nagq, str) and nagq == "auto"
         q_dim = quadrature_dimension(self.re_terms)
         nagq = 1 if auto else _resolve_nagq(method, nagq, q_dim)
-        if auto and self.multi:
-            _check_aghq_structure(self.re_terms)     # crossed factors: no quadrature
+        if auto:
+            check_quadrature_structure(self.re_terms, nagq="auto")  # crossed: no quadrature
         obj = self.objective(nagq)
         x0 = None if start_params is None else self.theta_from_params(start_params)
         try:
             if auto:
                 state = fit_glmm_auto(obj, auto_schedule(q_dim, MAX_GRID_POINTS), x0=x0,
                                       maxiter=maxiter)
-                nagq = state.nagq
             else:
                 state = fit_glmm(obj, x0=x0, maxiter=maxiter, hessian=hessian, check=hessian)
         except (ModeFailure, np.linalg.LinAlgError) as exc:
@@ -490,7 +492,7 @@ class MixedGLM(MixedLMSetup, MixedLM):
                     if wide else "")
             raise FitError(f"the fit broke down numerically ({exc}){hint}; try a simpler "
                            "random-effects structure or start_params=") from exc
-        res = build_results(self, state, method=method if nagq > 1 else "laplace", nagq=nagq)
+        res = build_results(self, state)
         _warn_fit_problems(res)
         _report(res, options.get("disp"))
         return res

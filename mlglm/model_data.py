@@ -1,4 +1,5 @@
-"""The model's data object, unpicklable wherever ``pickle.load`` is called.
+"""The model's data object: unpicklable wherever ``pickle.load`` is called, and
+per-factor results passed through as they are.
 
 statsmodels drops the patsy design (``model_spec``) when a formula-built model is
 pickled and re-parses the formula when it is loaded, looking for the formula's names
@@ -18,7 +19,15 @@ __all__ = ["FormulaPandasData", "robust_data"]
 
 
 class FormulaPandasData(PandasData):
-    """statsmodels' PandasData with an unpickling that does not depend on the stack."""
+    """statsmodels' PandasData with an unpickling that does not depend on the stack, and
+    that leaves values labelled per grouping factor alone."""
+
+    def wrap_output(self, obj, how="columns", names=None):
+        """statsmodels' labelling of a results attribute, except for a dict: with several
+        grouping factors ``cov_re`` is {factor: DataFrame}, labelled already."""
+        if isinstance(obj, dict):
+            return obj
+        return super().wrap_output(obj, how, names)
 
     def __setstate__(self, d):
         try:

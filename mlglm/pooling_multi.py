@@ -80,7 +80,7 @@ def multi_partial(results, names):
         t = terms[j]
         cols = _fe_columns(t, names)
         with_re += cols
-        b = np.asarray(results.outcome.bs[j], dtype=float)[t.codes[first_row]]
+        b = np.asarray(results.outcome.b[j], dtype=float)[t.codes[first_row]]
         for c, name in enumerate(cols):
             coefs[:, names.index(name)] += b[:, c]
     labels = term_labels(inner)

@@ -124,8 +124,8 @@ def _conditional_part(results, Z, codes_by_factor):
     """z'b for every row (0 for new levels), summed over grouping factors."""
     if getattr(results.model, "multi", False):
         from .factors import random_part
-        return random_part(results.model.re_terms, results.outcome.bs, Z, codes_by_factor)
-    b = np.asarray(results.outcome.b)
+        return random_part(results.model.re_terms, results.outcome.b, Z, codes_by_factor)
+    b = np.asarray(results.outcome.b[0])
     total = np.zeros(Z.shape[0])
     for f, codes in zip(grouping_factors(results.model), codes_by_factor):
         known = codes >= 0
@@ -209,7 +209,7 @@ def mode_sensitivity(results) -> np.ndarray:
                           model.n_groups)
     else:
         ZWX = results.group_zwx()
-    return -np.einsum("gqr,grp->gqp", np.asarray(results.outcome.b_cov), ZWX)
+    return -np.einsum("gqr,grp->gqp", np.asarray(results.outcome.b_cov[0]), ZWX)
 
 
 def get_prediction(results, exog=None, which="mean", conditional=False, offset=None,
@@ -241,7 +241,7 @@ def get_prediction(results, exog=None, which="mean", conditional=False, offset=N
     elif conditional:
         eta = eta + _conditional_part(results, Z, group_codes(results, exog, allow_new_levels))
         D = mode_sensitivity(results)
-        P = np.asarray(results.outcome.b_cov)
+        P = np.asarray(results.outcome.b_cov[0])
         for f, codes in zip(grouping_factors(model),
                             group_codes(results, exog, allow_new_levels)):
             known = codes >= 0

@@ -68,7 +68,7 @@ def _multi_frame(results, z) -> pd.DataFrame:
     modes (J_k x q_k) and covariances (J_k x q_k x q_k)."""
     from .factors import term_labels
     frames = []
-    for t, b, C in zip(results.model.re_terms, results.outcome.bs, results.outcome.b_covs):
+    for t, b, C in zip(results.model.re_terms, results.outcome.b, results.outcome.b_cov):
         b = np.asarray(b, dtype=float)
         se = np.sqrt(np.clip(np.diagonal(np.asarray(C, dtype=float), axis1=1, axis2=2), 0.0,
                              None))

@@ -14,126 +14,22 @@ effects, summary, profile_re, string t_test) is replaced here.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
-import pandas as pd
 from statsmodels.base import wrapper as wrap
 from statsmodels.base.model import LikelihoodModelResults
 from statsmodels.regression.mixed_linear_model import MixedLMResults, MixedLMResultsWrapper
 from statsmodels.tools._decorators import cache_readonly
 
-
-__all__ = ["MixedGLMResults", "MixedGLMResultsWrapper", "FitOutcome", "build_results"]
-
-
-@dataclass(frozen=True, eq=False)
-class FitOutcome:
-    """Everything a results object is built from (immutable)."""
-
-    beta: np.ndarray
-    Sigma: np.ndarray
-    cov_params: np.ndarray       # (p + q(q+1)/2) square, on the (beta, vech Sigma) scale
-    scale: float                 # 1 for binomial/Poisson/NB, sigma^2 Gaussian, phi Gamma
-    llf: float
-    b: np.ndarray                # (G, q) conditional modes of the random effects
-    b_cov: np.ndarray            # (G, q, q) conditional covariances
-    method: str
-    nagq: int | None
-    converged: bool
-    singular: np.ndarray         # bool per random-effect term
-    record: object               # OptimizationRecord or the LMM fit summary
-    n_params: int                # parameters counted by AIC/BIC
-    reml_criterion: float | None = None
-    theta: np.ndarray | None = None
-    Sigmas: tuple = ()           # per term (several factors): Sigma_k
-    bs: tuple = ()               # per term: (J_k, q_k) conditional modes
-    b_covs: tuple = ()           # per term: (J_k, q_k, q_k) conditional covariances
-    dispersion: float | None = None   # NB theta / Gamma phi (estimated or fixed), else None
+from . import mixedlm_view as view
 
 
-def _vech_jacobian(Lambda, pattern):
-    """d vech(Sigma) / d theta with Sigma = Lambda Lambda' (vech row-major lower) for a
-    term's covariance pattern (a parameter filling several entries sums them)."""
-    q = Lambda.shape[0]
-    tr = np.tril_indices(q)
-    J = np.zeros((len(tr[0]), pattern.n_theta))
-    for r, c, l in zip(pattern.rows, pattern.cols, pattern.idx):
-        E = np.zeros((q, q))
-        E[r, c] = 1.0
-        dS = E @ Lambda.T + Lambda @ E.T
-        J[:, l] += dS[tr]
-    return J
+__all__ = ["MixedGLMResults", "MixedGLMResultsWrapper", "build_results"]
 
 
-def build_results(model, fitted, method, nagq):
-    """Package a core fit (FitState or LMMFit) as MixedGLMResults."""
-    q, p = model.q, model.k_fe
-    k = q * (q + 1) // 2
-    if model.fam.is_gaussian:
-        Sigma = np.asarray(fitted.cov_re, dtype=float)
-        cov = np.full((p + k, p + k), np.nan)
-        cov[:p, :p] = fitted.cov_beta
-        cov[:p, p:] = cov[p:, :p] = 0.0
-        out = FitOutcome(beta=fitted.beta, Sigma=Sigma, cov_params=cov, scale=float(fitted.sigma2),
-                         llf=float(fitted.llf), b=fitted.b, b_cov=fitted.b_cov, method=method,
-                         nagq=None, converged=bool(fitted.converged),
-                         singular=np.atleast_1d(np.diag(fitted.Lambda) < 1e-4),
-                         record=fitted, n_params=p + len(fitted.theta) + 1,
-                         reml_criterion=fitted.reml_criterion, theta=fitted.theta,
-                         Sigmas=(Sigma,), bs=(fitted.b,), b_covs=(fitted.b_cov,))
-        return MixedGLMResultsWrapper(MixedGLMResults(model, out))
-    st = fitted
-    blocks = [_vech_jacobian(L, pat) for L, pat in zip(st.Lambdas, st.patterns)]
-    n_vech = sum(B.shape[0] for B in blocks)
-    t = st.log_dispersion
-    J = np.zeros((p + n_vech + (t is not None), st.x.size))
-    J[:p, :p] = np.eye(p)
-    r = c = 0
-    for B in blocks:
-        J[p + r:p + r + B.shape[0], p + c:p + c + B.shape[1]] = B
-        r, c = r + B.shape[0], c + B.shape[1]
-    if t is not None:                   # d dispersion / dt = dispersion (t = its log)
-        J[-1, -1] = model.fam.dispersion_from_log(t)
-    dispersion = (model.fam.dispersion_from_log(t) if t is not None
-                  else model.fam.fixed_dispersion)
-    cov = J @ st.cov_x @ J.T
-    # parameters held at the boundary have no Wald SE
-    bad = ~st.free
-    if bad.any():
-        affected = np.any(np.abs(J[:, bad]) > 0, axis=1)
-        cov[affected, :] = np.nan
-        cov[:, affected] = np.nan
-    Sigmas = tuple(L @ L.T for L in st.Lambdas)
-    if getattr(model, "multi", False):
-        singular = st.singular
-    else:       # one flag per random effect (diagonal entry of Lambda), as before
-        singular = np.abs(np.diag(st.Lambdas[0])) < 1e-4
-    scale = dispersion if model.fam.name == "gamma" else 1.0
-    out = FitOutcome(beta=st.beta, Sigma=Sigmas[0], cov_params=cov, scale=scale, llf=st.llf,
-                     b=st.b[0], b_cov=st.b_cov[0], method=method, nagq=nagq,
-                     converged=st.record.converged, singular=singular, record=st.record,
-                     n_params=st.x.size, theta=st.theta, Sigmas=Sigmas, bs=tuple(st.b),
-                     b_covs=tuple(st.b_cov), dispersion=dispersion)
-    return MixedGLMResultsWrapper(MixedGLMResults(model, out))
-
-
-def build_results_multi(model, fitted, method, nagq=None):
-    """Package a fit with several grouping factors (core ``MultiLMMFit``)."""
-    p = model.k_fe
-    k = sum(t.q * (t.q + 1) // 2 for t in model.re_terms)
-    cov = np.full((p + k, p + k), np.nan)
-    cov[:p, :p] = fitted.cov_beta
-    cov[:p, p:] = cov[p:, :p] = 0.0
-    Sig = tuple(np.asarray(S, float) for S in fitted.cov_re)
-    out = FitOutcome(beta=fitted.beta, Sigma=Sig[0], cov_params=cov, scale=float(fitted.sigma2),
-                     llf=float(fitted.llf), b=fitted.b[0], b_cov=fitted.b_cov[0], method=method,
-                     nagq=nagq, converged=bool(fitted.converged),
-                     singular=np.asarray(fitted.singular), record=fitted,
-                     n_params=fitted.n_params, reml_criterion=fitted.reml_criterion,
-                     theta=fitted.theta, Sigmas=Sig, bs=tuple(fitted.b),
-                     b_covs=tuple(fitted.b_cov))
-    return MixedGLMResultsWrapper(MixedGLMResults(model, out))
+def build_results(model, fit):
+    """The results object of a fitted model from the core's fit record
+    (:class:`~mlglm.core.record.CoreFit`), whatever engine made it."""
+    return MixedGLMResultsWrapper(MixedGLMResults(model, fit))
 
 
 class MixedGLMResults(MixedLMResults):
@@ -145,18 +41,17 @@ class MixedGLMResults(MixedLMResults):
     not lme4's sum of deviance residuals), ``n_groups``.
     """
 
-    def __init__(self, model, outcome: FitOutcome):
-        if getattr(model, "multi", False):
-            params = np.concatenate([outcome.beta] + [S[np.tril_indices(S.shape[0])]
-                                                      for S in outcome.Sigmas])
-        else:
-            params = np.concatenate([outcome.beta, outcome.Sigma[np.tril_indices(model.q)]])
+    def __init__(self, model, fit):
+        # params = (beta, vech Sigma_k per term, [the dispersion a GLMM estimates])
+        params = np.concatenate([fit.beta] + [S[np.tril_indices(S.shape[0])]
+                                              for S in fit.Sigmas])
         if model.fam.estimates_dispersion:
-            params = np.concatenate([params, [outcome.dispersion]])
+            params = np.concatenate([params, [fit.dispersion]])
+        scale = model.fam.scale(fit.dispersion)
         LikelihoodModelResults.__init__(self, model, params,
-                                        normalized_cov_params=outcome.cov_params / outcome.scale,
-                                        scale=outcome.scale)
-        self.outcome = outcome
+                                        normalized_cov_params=fit.cov_params / scale,
+                                        scale=scale)
+        self.outcome = fit
         if not hasattr(self, "_cache"):
             self._cache = {}
         self.nobs = model.nobs
@@ -168,26 +63,22 @@ class MixedGLMResults(MixedLMResults):
         self.k_re = model.k_re
         self.k_re2 = model.k_re2
         self.k_vc = 0
-        self.fe_params = outcome.beta
-        if getattr(model, "multi", False):
-            from .factors import cov_re_dict
-            self.cov_re = cov_re_dict(model.re_terms, outcome.Sigmas)
-            self.cov_re_unscaled = {k: v / outcome.scale for k, v in self.cov_re.items()}
-        else:
-            self.cov_re = outcome.Sigma
-            self.cov_re_unscaled = outcome.Sigma / outcome.scale
+        self.fe_params = fit.beta
+        self.cov_re = view.cov_re(model, fit.Sigmas)
+        self.cov_re_unscaled = view.cov_re(model, [S / scale for S in fit.Sigmas])
         self.vcomp = np.array([])
-        self.method = outcome.method
-        self.nagq = outcome.nagq
-        self.reml = outcome.method == "reml"
-        self.converged = outcome.converged
-        self.optim = outcome.record
-        self.singular = outcome.singular
-        self.n_groups = ({t.name: t.n_levels for t in model.re_terms}
-                         if getattr(model, "multi", False) else model.n_groups)
+        self.method = fit.method
+        self.nagq = fit.nagq
+        self.reml = fit.method == "reml"
+        self.converged = fit.converged
+        self.optim = fit.record
+        # one flag per theta on a diagonal of some Lambda_k (an SD factor at ~0)
+        self.singular = fit.singular[model.re_terms.theta_on_diagonal()]
+        self.n_groups = view.n_groups(model)
         self.family = model.family
-        self.dispersion = outcome.dispersion
-        self.reml_criterion = outcome.reml_criterion
+        self.dispersion = fit.dispersion if model.fam.has_dispersion and not \
+            model.fam.is_gaussian else None
+        self.reml_criterion = fit.reml_criterion
         self.cov_pen = None
         self.freepat = None
 
@@ -242,23 +133,13 @@ class MixedGLMResults(MixedLMResults):
 
         With several grouping factors: dict factor -> DataFrame (levels x effects).
         """
-        if self.model.multi:
-            from .factors import random_effects_dict
-            return random_effects_dict(self.model.re_terms, self.outcome.bs)
-        names = self.model.data.exog_re_names
-        return {g: pd.Series(self.outcome.b[j], index=names)
-                for j, g in enumerate(self.model.group_labels)}
+        return view.random_effects(self.model, self.outcome.b)
 
     @cache_readonly
     def random_effects_cov(self):
         """Conditional covariances Lambda H_j^{-1} Lambda' (Laplace) per group
         (several factors: dict factor -> {level: DataFrame})."""
-        if self.model.multi:
-            from .factors import random_effects_cov_dict
-            return random_effects_cov_dict(self.model.re_terms, self.outcome.b_covs)
-        names = self.model.data.exog_re_names
-        return {g: pd.DataFrame(self.outcome.b_cov[j], index=names, columns=names)
-                for j, g in enumerate(self.model.group_labels)}
+        return view.random_effects_cov(self.model, self.outcome.b_cov)
 
     @cache_readonly
     def separation(self):
@@ -545,9 +426,6 @@ class MixedGLMResults(MixedLMResults):
         return self.summary().as_html()
 
 
-_MULTI_RAW = frozenset({"cov_re", "cov_re_unscaled", "bse_re"})
-
-
 class MixedGLMResultsWrapper(MixedLMResultsWrapper):
     _wrap_attrs = wrap.union_dicts(MixedLMResultsWrapper._wrap_attrs,
                                    {"resid_response": "rows", "resid_pearson": "rows",
@@ -556,18 +434,6 @@ class MixedGLMResultsWrapper(MixedLMResultsWrapper):
 
     def _repr_html_(self):
         return self._results._repr_html_()
-
-    def __getattribute__(self, name):
-        # with several factors cov_re is a dict per factor, and the variance part of
-        # params is labelled by param_names: statsmodels' one-factor labels do not apply
-        if name in _MULTI_RAW:
-            res = object.__getattribute__(self, "_results")
-            if getattr(res.model, "multi", False):
-                val = getattr(res, name)
-                if name == "bse_re":
-                    return pd.Series(val, index=res.model.data.param_names[res.k_fe:])
-                return val
-        return super().__getattribute__(name)
 
 
 wrap.populate_wrapper(MixedGLMResultsWrapper, MixedGLMResults)

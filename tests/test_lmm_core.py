@@ -28,7 +28,9 @@ import scipy.optimize
 
 from mlglm.core import lmm
 from mlglm.core.covariance import n_theta, theta_from_Sigma, theta_lower_bounds
-from mlglm.core.lmm import (LMMFit, LMMStats, lmm_evaluate, lmm_fit, lmm_stats,
+from mlglm.core.covpattern import unstructured
+from mlglm.core.record import CoreFit
+from mlglm.core.lmm import (LMMStats, lmm_evaluate, lmm_fit, lmm_stats,
                             profiled_deviance, profiled_deviance_grad)
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -115,6 +117,11 @@ def lmer_theta(r):
     return theta_from_Sigma(np.array(r["cov_re"], dtype=float) / r["sigma2"])
 
 
+def _aic(fit):
+    """lme4's AIC: -2 logLik + 2 df, df = fixed effects + theta + sigma."""
+    return -2.0 * fit.llf + 2.0 * fit.n_params
+
+
 def rel_err(got, want):
     return np.max(np.abs(np.asarray(got) - np.asarray(want)) / np.abs(want))
 
@@ -169,9 +176,9 @@ def test_estimates_at_lmer_theta(hsb, lmer, key):
                        reml=method == "reml")
     assert rel_err(fit.beta, list(r["fixef"].values())) < TOL_AT_REFERENCE
     assert rel_err(np.sqrt(np.diag(fit.cov_beta)), list(r["se"].values())) < TOL_AT_REFERENCE
-    assert rel_err(fit.sigma2, r["sigma2"]) < TOL_AT_REFERENCE
-    assert rel_err(fit.cov_re, r["cov_re"]) < TOL_AT_REFERENCE
-    assert rel_err(fit.aic, r["aic"]) < TOL_AT_REFERENCE
+    assert rel_err(fit.dispersion, r["sigma2"]) < TOL_AT_REFERENCE
+    assert rel_err(fit.Sigmas[0], r["cov_re"]) < TOL_AT_REFERENCE
+    assert rel_err(_aic(fit), r["aic"]) < TOL_AT_REFERENCE
 
 
 # ---------------------------------------------------------------------------
@@ -193,20 +200,20 @@ def test_fit_reproduces_lmer(fits, lmer, key):
     r = lmer[key]
     _, fit = fits[key]
     assert fit.llf == pytest.approx(r["loglik"], rel=TOL_CRITERION)
-    if fit.reml:
+    if (fit.method == "reml"):
         assert fit.reml_criterion == pytest.approx(r["reml_criterion"], rel=TOL_CRITERION)
         assert fit.llf == -fit.reml_criterion / 2
     else:
         assert fit.reml_criterion is None
         assert fit.deviance_ml == pytest.approx(-2.0 * fit.llf, rel=1e-15)
     assert fit.deviance_ml == pytest.approx(r["deviance_ml"], rel=TOL_CRITERION)
-    assert fit.aic == pytest.approx(r["aic"], rel=TOL_CRITERION)
-    assert rel_err(fit.sigma2, r["sigma2"]) < TOL_VARCOMP
+    assert _aic(fit) == pytest.approx(r["aic"], rel=TOL_CRITERION)
+    assert rel_err(fit.dispersion, r["sigma2"]) < TOL_VARCOMP
     assert rel_err(np.sqrt(np.diag(fit.cov_beta)), list(r["se"].values())) < TOL_SE
     assert normwise_rel_err(fit.beta, list(r["fixef"].values())) < TOL_BETA
-    assert normwise_rel_err(fit.cov_re, r["cov_re"]) < TOL_VARCOMP
-    assert fit.converged and not fit.singular
-    assert fit.grad_norm < 1e-8
+    assert normwise_rel_err(fit.Sigmas[0], r["cov_re"]) < TOL_VARCOMP
+    assert fit.converged and not fit.singular.any()
+    assert fit.record.grad_norm < 1e-8
 
 
 @pytest.mark.parametrize("key", MODELS)
@@ -214,7 +221,7 @@ def test_fit_is_at_least_as_good_as_lmer(fits, lmer, key):
     """Our criterion at our theta <= our criterion at lmer's theta (= lmer's REMLcrit or
     -2 logLik, JSON key ``key``), up to rounding; lmer's point is not stationary."""
     stats, fit = fits[key]
-    at_lmer = profiled_deviance(lmer_theta(lmer[key]), stats, reml=fit.reml)
+    at_lmer = profiled_deviance(lmer_theta(lmer[key]), stats, reml=(fit.method == "reml"))
     assert -2.0 * fit.llf <= at_lmer + 1e-12 * abs(at_lmer)
 
 
@@ -222,20 +229,20 @@ def test_fit_fields_are_consistent(fits, hsb):
     """Shapes, symmetry, read-only arrays, and the identities among the fields."""
     stats, fit = fits["full_reml"]
     G = int(hsb["group"].max()) + 1
-    assert isinstance(fit, LMMFit) and isinstance(stats, LMMStats)
-    assert fit.theta.shape == (3,) and fit.Lambda.shape == (2, 2)
-    assert fit.b.shape == (G, 2) and fit.b_cov.shape == (G, 2, 2)
-    np.testing.assert_allclose(fit.cov_re, fit.sigma2 * fit.Lambda @ fit.Lambda.T, rtol=1e-14)
-    np.testing.assert_allclose(fit.b_cov, np.swapaxes(fit.b_cov, 1, 2), rtol=0, atol=1e-15)
-    assert np.all(np.linalg.eigvalsh(fit.b_cov) > 0)
+    assert isinstance(fit, CoreFit) and isinstance(stats, LMMStats)
+    assert fit.theta.shape == (3,) and fit.Lambdas[0].shape == (2, 2)
+    assert fit.b[0].shape == (G, 2) and fit.b_cov[0].shape == (G, 2, 2)
+    np.testing.assert_allclose(fit.Sigmas[0], fit.dispersion * fit.Lambdas[0] @ fit.Lambdas[0].T, rtol=1e-14)
+    np.testing.assert_allclose(fit.b_cov[0], np.swapaxes(fit.b_cov[0], 1, 2), rtol=0, atol=1e-15)
+    assert np.all(np.linalg.eigvalsh(fit.b_cov[0]) > 0)
     assert fit.n_params == 6 + 3 + 1
-    assert fit.aic == -2 * fit.llf + 2 * fit.n_params
-    assert 0 < fit.n_evals < 100
-    for a in (fit.theta, fit.beta, fit.cov_beta, fit.b, stats.ZtZ):
+    assert fit.n_params == fit.beta.size + fit.theta.size + 1
+    assert 0 < fit.record.n_evals < 100
+    for a in (fit.theta, fit.beta, fit.cov_beta, fit.b[0], stats.ZtZ):
         with pytest.raises(ValueError):
             a[(0,) * a.ndim] = 1.0
     with pytest.raises(AttributeError):
-        fit.sigma2 = 1.0
+        fit.dispersion = 1.0
 
 
 def test_random_slope_fits_are_fast(hsb, lmer):
@@ -254,7 +261,7 @@ def test_random_slope_fits_are_fast(hsb, lmer):
             times.append(time.perf_counter() - t0)
         assert fit.converged
         lines.append(f"{key:10s} best {min(times) * 1e3:6.1f} ms  median "
-                     f"{np.median(times) * 1e3:6.1f} ms  ({fit.n_evals} evaluations; "
+                     f"{np.median(times) * 1e3:6.1f} ms  ({fit.record.n_evals} evaluations; "
                      f"lmer {lmer[key]['seconds']:.3f} s)")
         assert min(times) < TIME_LIMIT
     print("\nlmm_fit wall times on HSB (n = 7185, 160 schools):\n" + "\n".join(lines))
@@ -333,7 +340,7 @@ def test_criterion_and_estimates_match_dense_oracle(reml):
     for theta in (np.array([0.8, -0.3, 0.5, 0.6, 0.2, 0.4]),
                   np.array([1.2, 0.4, -0.7, 0.0, 0.0, 0.3])):
         fit = lmm_evaluate(theta, stats, reml=reml)
-        Sigma, s2 = fit.cov_re, fit.sigma2
+        Sigma, s2 = fit.Sigmas[0], fit.dispersion
         if reml:
             crit, beta = oracle.reml_criterion_gaussian(y, X, Z, group, Sigma, s2, return_beta=True)
             assert fit.reml_criterion == pytest.approx(crit, rel=TOL_IDENTITY)
@@ -355,9 +362,9 @@ def test_criterion_and_estimates_match_dense_oracle(reml):
             r = group == j
             V = Z[r] @ Sigma @ Z[r].T + s2 * np.eye(r.sum())
             SZV = Sigma @ Z[r].T @ np.linalg.inv(V)
-            np.testing.assert_allclose(fit.b[j], SZV @ (y[r] - X[r] @ beta),
-                                       rtol=1e-9, atol=1e-12 * np.abs(fit.b).max())
-            np.testing.assert_allclose(fit.b_cov[j], Sigma - SZV @ Z[r] @ Sigma,
+            np.testing.assert_allclose(fit.b[0][j], SZV @ (y[r] - X[r] @ beta),
+                                       rtol=1e-9, atol=1e-12 * np.abs(fit.b[0]).max())
+            np.testing.assert_allclose(fit.b_cov[0][j], Sigma - SZV @ Z[r] @ Sigma,
                                        rtol=1e-9, atol=1e-12 * np.abs(Sigma).max())
 
 
@@ -368,16 +375,16 @@ def test_ml_criterion_is_profiled_maximum_of_dense_loglik():
     y, X, Z, group = simulate(rng, G=20, q=2, p=2)
     stats = lmm_stats(y, X, Z, group)
     fit = lmm_evaluate(np.array([0.7, 0.2, 0.4]), stats, reml=False)
-    LL = fit.Lambda @ fit.Lambda.T
+    LL = fit.Lambdas[0] @ fit.Lambdas[0].T
 
     def ll(beta, s2):
         return oracle.marginal_loglik_gaussian(y, X, Z, group, beta, s2 * LL, s2)
 
-    best = ll(fit.beta, fit.sigma2)
+    best = ll(fit.beta, fit.dispersion)
     assert best == pytest.approx(fit.llf, rel=TOL_IDENTITY)
     for d in (1e-3, -1e-3):
-        assert ll(fit.beta + d, fit.sigma2) < best
-        assert ll(fit.beta, fit.sigma2 * (1 + d)) < best
+        assert ll(fit.beta + d, fit.dispersion) < best
+        assert ll(fit.beta, fit.dispersion * (1 + d)) < best
 
 
 # ---------------------------------------------------------------------------
@@ -402,8 +409,8 @@ def test_invariant_to_row_order_and_group_labels(hsb, seed, reml):
     assert got.llf == pytest.approx(ref.llf, rel=1e-12)
     np.testing.assert_allclose(got.theta, ref.theta, rtol=TOL_INVARIANCE)
     np.testing.assert_allclose(got.beta, ref.beta, rtol=TOL_INVARIANCE)
-    np.testing.assert_allclose(got.b[labels], ref.b, rtol=1e-6, atol=1e-8)
-    np.testing.assert_allclose(got.b_cov[labels], ref.b_cov, rtol=1e-6)
+    np.testing.assert_allclose(got.b[0][labels], ref.b[0], rtol=1e-6, atol=1e-8)
+    np.testing.assert_allclose(got.b_cov[0][labels], ref.b_cov[0], rtol=1e-6)
 
 
 def test_location_shift_of_y(hsb):
@@ -421,14 +428,14 @@ def test_location_shift_of_y(hsb):
 
 def test_sign_of_lambda_columns_does_not_matter(hsb):
     """Flipping a column of Lambda leaves Lambda Lambda' and hence the criterion unchanged
-    (what lets the optimiser run without bounds, mlglm.core.lmm._rectify)."""
+    (what lets the optimiser run without bounds, CovPattern.canonical)."""
     X, Z = design(hsb, "full")
     stats = lmm_stats(hsb["y"], X, Z, hsb["group"])
     theta = np.array([0.3, 0.05, 0.1])
     for flipped in ([-0.3, -0.05, 0.1], [0.3, 0.05, -0.1], [-0.3, -0.05, -0.1]):
         assert profiled_deviance(flipped, stats) == pytest.approx(profiled_deviance(theta, stats),
                                                                    rel=1e-13)
-    np.testing.assert_array_equal(lmm._rectify(np.array([-0.3, -0.05, -0.1]), 2, False), theta)
+    np.testing.assert_array_equal(unstructured(2).canonical(np.array([-0.3, -0.05, -0.1])), theta)
 
 
 # ---------------------------------------------------------------------------
@@ -450,7 +457,7 @@ def test_diagonal(hsb, reml):
     _, g = profiled_deviance_grad(embedded, stats, reml)
     assert abs(g[0]) < 1e-8 and abs(g[2]) < 1e-8 and abs(g[1]) > 1e-3
     assert diag.converged and diag.theta.shape == (2,)
-    assert diag.cov_re[0, 1] == 0.0
+    assert diag.Sigmas[0][0, 1] == 0.0
     assert -2 * diag.llf > -2 * full.llf
     # a bounded derivative-free search over the two diagonal elements finds nothing lower
     nm = scipy.optimize.minimize(lambda t: profiled_deviance(t, stats, reml, diagonal=True),
@@ -495,7 +502,7 @@ def test_singular_fit():
                               Sigma=np.array([[1.0, 0.0], [0.0, 0.0]]))
     stats = lmm_stats(y, X, Z, group)
     fit = lmm_fit(None, None, None, None, stats=stats)
-    assert fit.singular and fit.converged
+    assert fit.singular.any() and fit.converged
     assert fit.theta[0] > 0.1 and 0 <= fit.theta[2] < lmm.SINGULAR_TOL
     nm = scipy.optimize.minimize(lambda t: profiled_deviance(t, stats), [1.0, 0.0, 1.0],
                                  method="Nelder-Mead", bounds=[(0, None), (None, None), (0, None)],
@@ -518,7 +525,7 @@ def test_robust_on_random_problems():
         reml, diagonal = bool(case % 2), case % 5 == 0
         stats = lmm_stats(y, X, Z, group, n_groups=G)
         fit = lmm_fit(None, None, None, None, reml=reml, diagonal=diagonal, stats=stats)
-        assert fit.converged, (case, fit.message, fit.grad_norm)
+        assert fit.converged, (case, fit.record.message, fit.record.grad_norm)
         lower = theta_lower_bounds(q, diagonal)
         bounds = [(lo if np.isfinite(lo) else None, None) for lo in lower]
         best = np.inf
@@ -545,7 +552,7 @@ def test_stats_reuse_and_empty_groups(hsb):
     b = lmm_fit(None, None, None, None, stats=stats)
     assert stats.ZtZ.shape == (161, 2, 2) and not stats.ZtZ[-1].any()
     assert b.reml_criterion == pytest.approx(a.reml_criterion, rel=1e-13)
-    np.testing.assert_allclose(b.b[-1], 0.0)
+    np.testing.assert_allclose(b.b[0][-1], 0.0)
 
 
 def test_no_fixed_effects():
@@ -556,7 +563,7 @@ def test_no_fixed_effects():
     reml = lmm_fit(y, X, Z, group)
     ml = lmm_fit(y, X, Z, group, reml=False)
     assert reml.llf == pytest.approx(ml.llf, rel=1e-13) and reml.beta.shape == (0,)
-    ll = oracle.marginal_loglik_gaussian(y, X, Z, group, np.zeros(0), ml.cov_re, ml.sigma2)
+    ll = oracle.marginal_loglik_gaussian(y, X, Z, group, np.zeros(0), ml.Sigmas[0], ml.dispersion)
     assert ml.llf == pytest.approx(ll, rel=TOL_IDENTITY)
 
 

@@ -4,7 +4,7 @@ Both talk to the objective only through its interface (:class:`~mlglm.core.objec
 MarginalLoglik` is one): ``nagq``, ``p``, ``with_nagq(K)`` (the same model with K points
 per dimension), ``__call__(x)``, ``value_and_gradient(x)``, ``random_sds(x)`` and ``u``
 (the modes of its last evaluation, handed to the objective with more points as its warm
-start), and to a fit through :class:`~mlglm.core.optimize.FitState` (``x``, ``llf``,
+start), and to a fit through :class:`~mlglm.core.record.CoreFit` (``x``, ``llf``,
 ``hessian``, ``cov_x``, ``free``). Nothing here knows how the integral is laid out, so
 the same code serves every objective with that interface: one grouping factor
 (:class:`~mlglm.core.objective.MarginalLoglik`) and nested factors
@@ -229,7 +229,7 @@ def check_at_optimum(obj, state) -> AdequacyCheck:
 
 
 def fit_auto(obj, fit, schedule, x0=None):
-    """nagq="auto": the FitState of the last fit (see the module notes), its record
+    """nagq="auto": the CoreFit of the last fit (see the module notes), its record
     carrying the path (``auto``, an :class:`AutoRecord`) and the fit-time check at
     its nagq (``quadrature_check``).
 

@@ -112,6 +112,12 @@ class Family:
                 "gamma": "Var = scale x mu^2, scale = 1 / shape",
                 "gaussian": "residual variance"}.get(self.name, "")
 
+    def scale(self, dispersion) -> float:
+        """statsmodels' ``scale`` of a fit with this dispersion: sigma^2 (Gaussian), phi
+        (Gamma), 1 for the families whose dispersion is not a scale (binomial, Poisson,
+        negative binomial theta)."""
+        return float(dispersion) if self.name in ("gaussian", "gamma") else 1.0
+
     @staticmethod
     def dispersion_from_log(t) -> float:
         """theta or phi from the optimiser's coordinate t = log(dispersion)."""

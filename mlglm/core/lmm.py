@@ -84,18 +84,18 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .covariance import (n_theta, theta_index, theta_is_diagonal_entry,
-                                   theta_lower_bounds, theta_to_Lambda)
+from .covpattern import CovPattern
+from .covpattern import diagonal as diagonal_pattern
+from .covpattern import unstructured
 from .lmm_minimise import _minimise, _minimise_scalar
+from .layouts import ParamLayout
+from .record import SINGULAR_TOL, CoreFit, OptimizationRecord
 from .smallmat import chol_and_inverse
 
 __all__ = ["LMMStats", "lmm_stats", "profiled_deviance", "profiled_deviance_grad",
-           "LMMFit", "lmm_fit", "lmm_evaluate", "SINGULAR_TOL"]
+           "lmm_fit", "lmm_evaluate", "lmm_record", "SINGULAR_TOL"]
 
 LOG_2PI = np.log(2.0 * np.pi)
-
-SINGULAR_TOL = 1e-4
-"""lme4's ``isSingular`` rule: a fit is singular when a diagonal theta element is below this."""
 
 START_OFF_BOUNDARY = 0.1
 """A zero diagonal entry in a user's theta0 is moved here (zero is a stationary point)."""
@@ -276,7 +276,7 @@ class _PLS:
     ldRX2: float          # log|R_X|^2
 
 
-def _pls(theta, stats: LMMStats, diagonal: bool) -> _PLS:
+def _pls(theta, stats: LMMStats, pattern: CovPattern) -> _PLS:
     """Penalised least squares at theta (formulas in the module docstring).
 
     The triangular factors are inverted explicitly (the q x q L_j, one p x p
@@ -287,7 +287,7 @@ def _pls(theta, stats: LMMStats, diagonal: bool) -> _PLS:
     LAPACK calls cost more in per-call overhead than the arithmetic here.
     """
     q, p, G = stats.q, stats.p, stats.n_groups
-    Lambda = theta_to_Lambda(theta, q, diagonal)
+    Lambda = pattern.Lambda(theta)
     H = np.matmul(Lambda.T, stats.ZtZ) @ Lambda
     H[:, np.arange(q), np.arange(q)] += 1.0                  # H_j = Lambda' A_j Lambda + I
     L, Linv = chol_and_inverse(H)
@@ -320,7 +320,7 @@ def _criterion(s: _PLS, n: int, p: int, reml: bool, ldW: float = 0.0) -> float:
     return s.ldL2 + n * (1.0 + LOG_2PI + np.log(s.r2 / n)) - ldW
 
 
-def _gradient(s: _PLS, stats: LMMStats, reml: bool, diagonal: bool) -> np.ndarray:
+def _gradient(s: _PLS, stats: LMMStats, reml: bool, pattern: CovPattern) -> np.ndarray:
     """d criterion / d theta from the three matrix derivatives in the module docstring."""
     P = np.swapaxes(s.Linv, 1, 2) @ s.Linv                   # P_j = H_j^{-1}
     ALam = stats.ZtZ @ s.Lambda                              # A_j Lambda
@@ -333,20 +333,29 @@ def _gradient(s: _PLS, stats: LMMStats, reml: bool, diagonal: bool) -> np.ndarra
         C = s.RXinv @ s.RXinv.T                              # (R_X'R_X)^{-1}
         DC = (stats.ZtX - ALam @ F) @ C                      # (B_j - A_j Lambda F_j) C
         dLam -= 2.0 * np.tensordot(DC, F, axes=([0, 2], [0, 2]))   # d log|R_X|^2
-    r, c = theta_index(stats.q, diagonal)
-    return dLam[r, c]
+    return pattern.gradient(dLam)
 
 
-def _check_theta(theta, stats, diagonal):
+def _pattern(q: int, diagonal: bool = False, pattern: CovPattern | None = None) -> CovPattern:
+    """The covariance pattern of Lambda: ``pattern`` if given, else one unstructured block
+    (or q independent effects with ``diagonal``)."""
+    if pattern is not None:
+        if pattern.q != q:
+            raise ValueError(f"the covariance pattern {pattern!r} has {pattern.q} effects, "
+                             f"Z has {q} columns")
+        return pattern
+    return diagonal_pattern(q) if diagonal else unstructured(q)
+
+
+def _check_theta(theta, pattern: CovPattern):
     theta = np.asarray(theta, dtype=float).ravel()
-    k = n_theta(stats.q, diagonal)
-    if theta.size != k:
-        raise ValueError(f"theta must have {k} elements (q={stats.q}, diagonal={diagonal})")
+    if theta.size != pattern.n_theta:
+        raise ValueError(f"theta must have {pattern.n_theta} elements for {pattern!r}")
     return theta
 
 
-def profiled_deviance(theta, stats: LMMStats, reml: bool = True,
-                      diagonal: bool = False) -> float:
+def profiled_deviance(theta, stats: LMMStats, reml: bool = True, diagonal: bool = False,
+                      pattern: CovPattern | None = None) -> float:
     """Profiled REML criterion (lme4 ``REMLcrit``) or ML deviance (lme4 ``deviance``).
 
     Returns log|L|^2 + log|R_X|^2 + (n-p)(1 + log(2 pi r2/(n-p))) when ``reml``,
@@ -354,93 +363,23 @@ def profiled_deviance(theta, stats: LMMStats, reml: bool = True,
     -2 times the (restricted) log-likelihood maximised over beta and sigma^2
     at fixed theta.
     """
-    theta = _check_theta(theta, stats, diagonal)
-    return _criterion(_pls(theta, stats, diagonal), stats.n, stats.p, reml, stats.ldW)
+    pattern = _pattern(stats.q, diagonal, pattern)
+    theta = _check_theta(theta, pattern)
+    return _criterion(_pls(theta, stats, pattern), stats.n, stats.p, reml, stats.ldW)
 
 
-def profiled_deviance_grad(theta, stats: LMMStats, reml: bool = True,
-                           diagonal: bool = False) -> tuple[float, np.ndarray]:
+def profiled_deviance_grad(theta, stats: LMMStats, reml: bool = True, diagonal: bool = False,
+                           pattern: CovPattern | None = None) -> tuple[float, np.ndarray]:
     """The profiled criterion and its exact gradient in theta (module docstring)."""
-    theta = _check_theta(theta, stats, diagonal)
-    s = _pls(theta, stats, diagonal)
-    return _criterion(s, stats.n, stats.p, reml, stats.ldW), _gradient(s, stats, reml, diagonal)
+    pattern = _pattern(stats.q, diagonal, pattern)
+    theta = _check_theta(theta, pattern)
+    s = _pls(theta, stats, pattern)
+    return _criterion(s, stats.n, stats.p, reml, stats.ldW), _gradient(s, stats, reml, pattern)
 
 
 # ----------------------------------------------------------------------------
 # the fit
 # ----------------------------------------------------------------------------
-
-@dataclass(frozen=True, eq=False)
-class LMMFit:
-    """A fitted one-factor Gaussian LMM (the quantities lme4's ``lmer`` reports).
-
-    Attributes
-    ----------
-    theta : (n_theta,) array
-        Relative covariance parameters (column-major lower triangle of Lambda).
-    Lambda : (q, q) array
-        Lower-triangular relative covariance factor.
-    beta : (p,) array
-        Fixed effects (GLS estimate at theta).
-    sigma2 : float
-        Residual variance, r2 / (n - p) (REML) or r2 / n (ML).
-    cov_re : (q, q) array
-        sigma2 Lambda Lambda', the random-effects covariance.
-    cov_beta : (p, p) array
-        sigma2 (R_X'R_X)^{-1}, lme4's ``vcov`` (conditional on theta).
-    llf : float
-        What lme4's ``logLik`` reports: -REMLcrit/2 for REML, -deviance/2 for ML.
-    reml_criterion : float or None
-        lme4's ``REMLcrit`` (REML fits only).
-    deviance_ml : float
-        The ML deviance at this theta, beta and sigma^2 re-profiled: lme4's
-        ``deviance(m, REML = FALSE)``; equals -2 llf for ML fits.
-    b : (G, q) array
-        Conditional modes of the random effects (lme4's ``ranef``): Lambda u_j
-        with the PLS u (variance sigma^2), i.e. sigma Lambda u_j in standard u.
-    b_cov : (G, q, q) array
-        Conditional covariances sigma2 Lambda H_j^{-1} Lambda' with beta treated
-        as known (lme4's ``postVar`` / ``condVar``).
-    n_evals, converged, message : int, bool, str
-        Criterion-and-gradient evaluations; grad_norm <= gtol (1 + |criterion|);
-        what the optimiser said.
-    grad_norm : float
-        Infinity norm of the projected gradient, theta - max(theta - g, lower).
-    singular : bool
-        Some diagonal theta element < SINGULAR_TOL (lme4's ``isSingular``).
-    reml, diagonal : bool
-        How the model was fitted.
-    """
-
-    theta: np.ndarray
-    Lambda: np.ndarray
-    beta: np.ndarray
-    sigma2: float
-    cov_re: np.ndarray
-    cov_beta: np.ndarray
-    llf: float
-    reml_criterion: float | None
-    deviance_ml: float
-    b: np.ndarray
-    b_cov: np.ndarray
-    n_evals: int
-    converged: bool
-    message: str
-    grad_norm: float
-    singular: bool
-    reml: bool
-    diagonal: bool
-
-    @property
-    def n_params(self) -> int:
-        """p + n_theta + 1 (beta, theta, sigma), lme4's ``df`` of ``logLik``."""
-        return self.beta.size + self.theta.size + 1
-
-    @property
-    def aic(self) -> float:
-        """-2 llf + 2 n_params, as lme4's ``AIC`` (REML criterion based for REML fits)."""
-        return -2.0 * self.llf + 2.0 * self.n_params
-
 
 def _projected_grad_norm(theta, g, lower) -> float:
     """Infinity norm of theta - max(theta - g, lower): the gradient, with the
@@ -448,28 +387,15 @@ def _projected_grad_norm(theta, g, lower) -> float:
     return float(np.max(np.abs(theta - np.maximum(theta - g, lower)), initial=0.0))
 
 
-def _rectify(theta, q, diagonal):
-    """Flip the sign of every column of Lambda whose diagonal element is negative.
-
-    The likelihood depends on Lambda only through Lambda Lambda', which
-    Lambda D leaves unchanged for any D = diag(+-1) (u_k becomes -u_k, b = Lambda u
-    is unchanged).  So every unconstrained optimum maps to one that respects the
-    bounds (diagonal >= 0), with the same criterion.
-    """
-    Lambda = theta_to_Lambda(theta, q, diagonal)
-    sign = np.where(np.diag(Lambda) < 0, -1.0, 1.0)
-    _, c = theta_index(q, diagonal)
-    return theta * sign[c]
-
-
 def lmm_fit(y, X, Z, group, reml: bool = True, diagonal: bool = False, theta0=None,
             stats: LMMStats | None = None, gtol: float = 1e-8, freq=None,
-            var=None) -> LMMFit:
+            var=None, pattern: CovPattern | None = None) -> CoreFit:
     """Fit y = X beta + Z b + e with one grouping factor by profiled REML or ML.
 
     Minimises :func:`profiled_deviance` with its exact gradient (:func:`_minimise`),
-    maps theta onto Lambda's non-negative diagonal and evaluates there everything
-    lme4's ``lmer`` reports (:func:`lmm_evaluate`).
+    maps theta onto Lambda's non-negative diagonal (``pattern.canonical``: a column's
+    sign does not change Lambda Lambda') and evaluates there everything lme4's
+    ``lmer`` reports (:func:`lmm_record`).
 
     Parameters
     ----------
@@ -489,21 +415,23 @@ def lmm_fit(y, X, Z, group, reml: bool = True, diagonal: bool = False, theta0=No
         the criterion is O(n), and so is the rounding level of its gradient.
     freq, var : array_like, optional
         Prior weights (frequency; variance: Var e_i = sigma^2 / v_i), module notes.
+    pattern : CovPattern, optional
+        The covariance pattern of Lambda (blocks, tied blocks); overrides ``diagonal``.
     """
     if stats is None:
         stats = lmm_stats(y, X, Z, group, freq=freq, var=var)
-    q = stats.q
-    on_diag = theta_is_diagonal_entry(q, diagonal)
+    pattern = _pattern(stats.q, diagonal, pattern)
+    on_diag = pattern.theta_on_diagonal
     if theta0 is None:
         theta0 = on_diag.astype(float)
-    theta0 = _rectify(_check_theta(theta0, stats, diagonal), q, diagonal)
+    theta0 = pattern.canonical(_check_theta(theta0, pattern))
     theta0 = np.where(on_diag & (theta0 == 0.0), START_OFF_BOUNDARY, theta0)
 
     count = [0]
     recent = {}    # theta bytes -> (criterion, gradient, PLS solution), the last few points
 
     def solve(theta):
-        theta = _check_theta(theta, stats, diagonal)
+        theta = _check_theta(theta, pattern)
         key = theta.tobytes()
         hit = recent.get(key)
         if hit is None:
@@ -511,9 +439,9 @@ def lmm_fit(y, X, Z, group, reml: bool = True, diagonal: bool = False, theta0=No
             # where the polish starts; the polished point is checked and then
             # packaged): those are answered from here, not re-evaluated.
             count[0] += 1
-            s = _pls(theta, stats, diagonal)
+            s = _pls(theta, stats, pattern)
             hit = (_criterion(s, stats.n, stats.p, reml, stats.ldW),
-                   _gradient(s, stats, reml, diagonal), s)
+                   _gradient(s, stats, reml, pattern), s)
             if len(recent) >= 4:
                 del recent[next(iter(recent))]
             recent[key] = hit
@@ -525,45 +453,77 @@ def lmm_fit(y, X, Z, group, reml: bool = True, diagonal: bool = False, theta0=No
 
     found = _minimise_scalar(theta0, fg) if theta0.size == 1 else None
     theta, message = found if found is not None else _minimise(theta0, fg, gtol)
-    theta = _rectify(theta, q, diagonal)
-    return _package(theta, stats, reml, diagonal, gtol, n_evals=count[0], message=message,
-                    pls=solve(theta)[2])
+    theta = pattern.canonical(theta)
+    return lmm_record(theta, stats, reml, pattern, gtol, n_evals=count[0], message=message,
+                      pls=solve(theta)[2])
 
 
 def lmm_evaluate(theta, stats: LMMStats, reml: bool = True, diagonal: bool = False,
-                 gtol: float = 1e-8) -> LMMFit:
+                 gtol: float = 1e-8, pattern: CovPattern | None = None) -> CoreFit:
     """Everything :func:`lmm_fit` reports, at a given theta instead of the optimum.
 
     E.g. another program's fit from its variance components (theta from
-    ``theta_from_Sigma(cov_re / sigma2)``), and how far from stationary it is
-    (``grad_norm``).  Columns of Lambda with a negative diagonal are flipped.
+    ``pattern.theta_from_Sigma(cov_re / sigma2)``), and how far from stationary it is
+    (``record.grad_norm``).  Columns of Lambda with a negative diagonal are flipped.
     """
-    theta = _rectify(_check_theta(theta, stats, diagonal), stats.q, diagonal)
-    return _package(theta, stats, reml, diagonal, gtol, n_evals=1,
-                    message="evaluated at the given theta (not optimised)")
+    pattern = _pattern(stats.q, diagonal, pattern)
+    theta = pattern.canonical(_check_theta(theta, pattern))
+    return lmm_record(theta, stats, reml, pattern, gtol, n_evals=1,
+                      message="evaluated at the given theta (not optimised)")
 
 
-def _package(theta, stats, reml, diagonal, gtol, n_evals, message, pls=None) -> LMMFit:
-    """The :class:`LMMFit` at theta: PLS solution (``pls`` if already computed there),
-    criteria, sigma^2, covariances."""
-    q, p, n = stats.q, stats.p, stats.n
-    s = _pls(theta, stats, diagonal) if pls is None else pls
+def lmm_record(theta, stats, reml, pattern, gtol, n_evals, message, pls=None) -> CoreFit:
+    """The :class:`~mlglm.core.record.CoreFit` at theta: PLS solution (``pls`` if already
+    computed there), criteria, sigma^2, covariances (lme4's ``lmer`` quantities:
+    cov(beta) = sigma^2 (R_X'R_X)^{-1} conditional on theta; b_j = Lambda u_j; conditional
+    covariances sigma^2 Lambda H_j^{-1} Lambda' with beta known)."""
+    p, n = stats.p, stats.n
+    s = _pls(theta, stats, pattern) if pls is None else pls
     crit = _criterion(s, n, p, reml, stats.ldW)
-    grad_norm = _projected_grad_norm(theta, _gradient(s, stats, reml, diagonal),
-                                     theta_lower_bounds(q, diagonal))
-    sigma2 = s.r2 / (n - p if reml else n)
+    on_diag = pattern.theta_on_diagonal
+    grad_norm = _projected_grad_norm(theta, _gradient(s, stats, reml, pattern),
+                                     np.where(on_diag, 0.0, -np.inf))
+    sigma2 = float(s.r2 / (n - p if reml else n))
     Lam = s.Lambda
     LamLinvT = Lam @ np.swapaxes(s.Linv, 1, 2)                 # Lambda L_j^{-T}
-    return LMMFit(
-        theta=_readonly(theta.copy()), Lambda=_readonly(Lam),
-        beta=_readonly(stats.beta_ols + s.beta_e), sigma2=float(sigma2),
-        cov_re=_readonly(sigma2 * Lam @ Lam.T),
-        cov_beta=_readonly(sigma2 * s.RXinv @ s.RXinv.T),       # sigma2 (R_X'R_X)^{-1}
-        llf=-crit / 2.0, reml_criterion=crit if reml else None,
-        deviance_ml=_criterion(s, n, p, False, stats.ldW),
-        b=_readonly(s.u @ Lam.T),                              # b_j = Lambda u_j
-        b_cov=_readonly(sigma2 * LamLinvT @ np.swapaxes(LamLinvT, 1, 2)),
-        n_evals=n_evals, converged=bool(grad_norm <= gtol * (1.0 + abs(crit))),
-        message=message, grad_norm=grad_norm,
-        singular=bool(np.any(theta[theta_is_diagonal_entry(q, diagonal)] < SINGULAR_TOL)),
-        reml=bool(reml), diagonal=bool(diagonal))
+    beta = stats.beta_ols + s.beta_e
+    singular = on_diag & (theta < SINGULAR_TOL)
+    converged = bool(grad_norm <= gtol * (1.0 + abs(crit)))
+    record = OptimizationRecord(
+        optimizer="profiled (RE)ML, exact gradient", n_evals=n_evals, n_iter=0,
+        message=message, grad_norm=grad_norm, newton_decrement=np.nan, hessian_pd=False,
+        converged=converged)
+    return gaussian_record(
+        reml=reml, layout=ParamLayout(p, pattern.n_theta), beta=beta, theta=theta,
+        patterns=(pattern,), Lambdas=(Lam,), sigma2=sigma2,
+        cov_beta=sigma2 * s.RXinv @ s.RXinv.T, criterion=crit,
+        deviance_ml=_criterion(s, n, p, False, stats.ldW), b=(s.u @ Lam.T,),
+        b_cov=(sigma2 * LamLinvT @ np.swapaxes(LamLinvT, 1, 2),), singular=singular,
+        record=record)
+
+
+def gaussian_record(reml, layout, beta, theta, patterns, Lambdas, sigma2, cov_beta, criterion,
+                    deviance_ml, b, b_cov, singular, record) -> CoreFit:
+    """A Gaussian fit's :class:`~mlglm.core.record.CoreFit` (one factor or several, in
+    memory or sharded): Sigma_k = sigma^2 Lambda_k Lambda_k'; cov_params has the fixed
+    effects' block sigma^2 (R_X'R_X)^{-1}, zero covariance with the variance parameters
+    (the information is block diagonal between beta and the variance components), and
+    NaN for the variance block (no Wald SEs: profile intervals)."""
+    p = layout.p
+    k = sum(pat.q * (pat.q + 1) // 2 for pat in patterns)
+    cov = np.full((p + k, p + k), np.nan)
+    cov[:p, :p] = cov_beta
+    cov[:p, p:] = cov[p:, :p] = 0.0
+    theta = np.array(theta, dtype=float)
+    return CoreFit(
+        method="reml" if reml else "ml", nagq=None, layout=layout,
+        x=np.concatenate([beta, theta]), beta=_readonly(np.array(beta, dtype=float)),
+        theta=_readonly(theta), patterns=tuple(patterns),
+        Lambdas=tuple(_readonly(L) for L in Lambdas),
+        Sigmas=tuple(_readonly(sigma2 * L @ L.T) for L in Lambdas),
+        b=tuple(_readonly(x) for x in b), b_cov=tuple(_readonly(x) for x in b_cov),
+        dispersion=float(sigma2), llf=-criterion / 2.0, cov_params=cov,
+        free=np.concatenate([np.ones(p, dtype=bool), ~np.asarray(singular, dtype=bool)]),
+        singular=np.asarray(singular, dtype=bool), record=record,
+        n_params=p + theta.size + 1, reml_criterion=criterion if reml else None,
+        deviance_ml=float(deviance_ml))

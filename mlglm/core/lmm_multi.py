@@ -28,18 +28,22 @@ factorisation costs.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from .blocked import BlockedFactor, BlockedStructure
 from .crossprod import (Cross, CrossPlan, diag_blocks_M_Lambda_Sigma, diag_blocks_scalar,
                         lam_D_left, level_sums, outer_rows, split_by_term)
+from .layouts import ParamLayout
+from .lmm import START_OFF_BOUNDARY, gaussian_record, weighted_rows
+from .lmm_minimise import _minimise_log, _minimise_scalar
+from .record import SINGULAR_TOL, CoreFit, OptimizationRecord
 from .scalar_schur import scalar_schur
 from .terms import ReTerms
 
 __all__ = ["MultiLMMStats", "multi_lmm_stats", "MultiLMMEval", "multi_lmm_evaluate",
-           "MultiLMMFit", "multi_lmm_fit", "multi_lmm_at", "multi_gaussian_loglik",
+           "multi_lmm_fit", "multi_lmm_at", "multi_gaussian_loglik",
            "moment_sums", "moment_theta", "conditional_effects", "package_fit",
            "minimise_theta"]
 
@@ -93,8 +97,6 @@ def multi_lmm_stats(y, X, terms: ReTerms, st: BlockedStructure | None = None,
     n, p = X.shape
     n_eff, ldW = n, 0.0
     if freq is not None or var is not None:
-        from dataclasses import replace
-        from .lmm import weighted_rows
         y, X, Zs, n_eff, ldW = weighted_rows(y, X, [t.Z for t in terms], freq, var)
         terms = ReTerms(tuple(replace(t, Z=z) for t, z in zip(terms, Zs)))
         plan = None
@@ -215,40 +217,6 @@ def _gradient(stats, Lams, f, u, u1, uD, beta_e, RXinv, r2, m, reml, H1E, HDE,
 
 
 # ------------------------------------------------------------------------------ the fit
-@dataclass(frozen=True, eq=False)
-class MultiLMMFit:
-    """A fitted Gaussian LMM with several factors (what lme4's ``lmer`` reports).
-
-    Per-term quantities are tuples in term order: ``Lambdas`` (relative
-    factors), ``cov_re`` (sigma2 Lambda_k Lambda_k'), ``b`` ((J_k, q_k)
-    conditional modes Lambda_k u_k) and ``b_cov`` ((J_k, q_k, q_k) conditional
-    covariances sigma2 Lambda_k Sigma_{(k,l),(k,l)} Lambda_k' with beta known).
-    ``cov_beta`` is sigma2 (R_X'R_X)^{-1}; ``llf`` is -criterion / 2.
-    """
-
-    theta: np.ndarray
-    Lambdas: tuple
-    beta: np.ndarray
-    sigma2: float
-    cov_re: tuple
-    cov_beta: np.ndarray
-    llf: float
-    reml_criterion: float | None
-    deviance_ml: float
-    b: tuple
-    b_cov: tuple
-    n_evals: int
-    converged: bool
-    message: str
-    grad_norm: float
-    singular: np.ndarray         # per theta on a diagonal: below SINGULAR_TOL
-    reml: bool
-
-    @property
-    def n_params(self) -> int:
-        return self.beta.size + self.theta.size + 1
-
-
 def _criterion_ml(ev, n, ldW=0.0):
     return ev.ldH + n * (1.0 + LOG_2PI + np.log(ev.r2 / n)) - ldW
 
@@ -303,7 +271,7 @@ def moment_theta(terms: ReTerms, on_diag, sums: dict) -> np.ndarray:
 
 def multi_lmm_fit(y, X, terms: ReTerms, reml: bool = True, theta0=None,
                   stats: MultiLMMStats | None = None, gtol: float = 1e-8, freq=None,
-                  var=None) -> MultiLMMFit:
+                  var=None) -> CoreFit:
     """Fit a Gaussian LMM with several factors by profiled REML or ML.
 
     The criterion and its exact gradient (:func:`multi_lmm_evaluate`) go to
@@ -357,8 +325,6 @@ def minimise_theta(terms: ReTerms, theta0, criterion, gtol: float = 1e-8, hess0=
     canonical form, message, evaluations). Brent's method for one theta, else
     :func:`~mlglm.core.lmm_minimise._minimise_log`; a zero diagonal start is moved off
     the boundary (log SDs need it). The last few evaluations are cached."""
-    from .lmm import START_OFF_BOUNDARY
-    from .lmm_minimise import _minimise_log, _minimise_scalar
     on_diag = terms.theta_on_diagonal()
     theta0 = terms.canonical(np.asarray(theta0, dtype=float))
     theta0 = np.where(on_diag & (theta0 == 0.0), START_OFF_BOUNDARY, theta0)
@@ -382,14 +348,14 @@ def minimise_theta(terms: ReTerms, theta0, criterion, gtol: float = 1e-8, hess0=
     return terms.canonical(theta), message, count[0]
 
 
-def multi_lmm_at(theta, stats: MultiLMMStats, reml: bool = True) -> MultiLMMFit:
+def multi_lmm_at(theta, stats: MultiLMMStats, reml: bool = True) -> CoreFit:
     """Everything :func:`multi_lmm_fit` reports, at a given theta (not optimised)."""
     theta = stats.terms.canonical(np.asarray(theta, dtype=float))
     ev = multi_lmm_evaluate(theta, stats, reml)
     return _package(ev, stats, reml, 1e-8, 1, "evaluated at the given theta (not optimised)")
 
 
-def _package(ev, stats, reml, gtol, n_evals, message) -> MultiLMMFit:
+def _package(ev, stats, reml, gtol, n_evals, message) -> CoreFit:
     terms, st, n = stats.terms, stats.st, stats.n
     sigma2 = ev.r2 / (n - stats.p if reml else n)
     Lams = tuple(terms.Lambdas(ev.theta))
@@ -400,22 +366,23 @@ def _package(ev, stats, reml, gtol, n_evals, message) -> MultiLMMFit:
 
 
 def package_fit(terms: ReTerms, theta, criterion, gradient, beta, sigma2, RXinv, deviance_ml,
-                b, b_cov, reml, gtol, n_evals, message) -> MultiLMMFit:
-    """A :class:`MultiLMMFit` from the criterion at the optimum and the random effects."""
-    from .lmm import SINGULAR_TOL
-    Lams = tuple(terms.Lambdas(theta))
+                b, b_cov, reml, gtol, n_evals, message) -> CoreFit:
+    """The :class:`~mlglm.core.record.CoreFit` from the criterion at the optimum and the
+    random effects (:func:`mlglm.core.lmm.gaussian_record`)."""
+    theta = np.array(theta, dtype=float)
     on_diag = terms.theta_on_diagonal()
     # a gradient pushing a zero diagonal entry below 0 is not a failure (boundary optimum)
     at_zero = on_diag & (np.abs(theta) < SINGULAR_TOL)
     grad_norm = float(np.max(np.abs(np.where(at_zero, 0.0, gradient)), initial=0.0))
-    return MultiLMMFit(
-        theta=np.array(theta, dtype=float), Lambdas=Lams, beta=beta, sigma2=float(sigma2),
-        cov_re=tuple(sigma2 * L @ L.T for L in Lams),
-        cov_beta=sigma2 * RXinv @ RXinv.T, llf=-criterion / 2.0,
-        reml_criterion=criterion if reml else None,
-        deviance_ml=float(deviance_ml), b=b, b_cov=b_cov, n_evals=n_evals,
-        converged=bool(grad_norm <= gtol * (1.0 + abs(criterion))), message=message,
-        grad_norm=grad_norm, singular=at_zero, reml=bool(reml))
+    record = OptimizationRecord(
+        optimizer="profiled (RE)ML, exact gradient", n_evals=n_evals, n_iter=0,
+        message=message, grad_norm=grad_norm, newton_decrement=np.nan, hessian_pd=False,
+        converged=bool(grad_norm <= gtol * (1.0 + abs(criterion))))
+    return gaussian_record(
+        reml=reml, layout=ParamLayout(len(beta), terms.n_theta), beta=beta, theta=theta,
+        patterns=tuple(t.pattern for t in terms), Lambdas=tuple(terms.Lambdas(theta)),
+        sigma2=float(sigma2), cov_beta=sigma2 * RXinv @ RXinv.T, criterion=criterion,
+        deviance_ml=deviance_ml, b=b, b_cov=b_cov, singular=at_zero, record=record)
 
 
 def conditional_effects(terms: ReTerms, st: BlockedStructure, Lams, u, factor: BlockedFactor,

@@ -23,8 +23,6 @@ user or a test calls to evaluate the log-likelihood at arbitrary parameters
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
 from .aghq import aghq_loglik
@@ -32,51 +30,13 @@ from .covpattern import diagonal as diagonal_pattern
 from .covpattern import unstructured
 from .families import FamilyLink
 from .grouping import GroupedData
+from .layouts import ParamLayout
 from .laplace import laplace_gradient, laplace_loglik
 from .modes import ModeState, conditional_modes
 from .smallmat import spd_inv
 from .terms import ReTerm, ReTerms
 
-__all__ = ["Objective", "MarginalLoglik", "ParamLayout"]
-
-
-@dataclass(frozen=True)
-class ParamLayout:
-    """Where each kind of parameter sits in x = (beta, theta, t).
-
-    beta: p fixed effects; theta: n_theta covariance parameters (the entries of
-    the Lambda_k, :mod:`covpattern`); t: n_disp (0 or 1) log dispersion -- log
-    theta of the negative binomial, log phi of the Gamma -- on the log scale so
-    the search is unconstrained and the curvature near-constant.
-    """
-
-    p: int
-    n_theta: int
-    n_disp: int = 0
-
-    @property
-    def size(self) -> int:
-        return self.p + self.n_theta + self.n_disp
-
-    @property
-    def theta_slice(self) -> slice:
-        return slice(self.p, self.p + self.n_theta)
-
-    def beta(self, x) -> np.ndarray:
-        return np.asarray(x, dtype=float)[:self.p]
-
-    def theta(self, x) -> np.ndarray:
-        return np.asarray(x, dtype=float)[self.theta_slice]
-
-    def log_dispersion(self, x):
-        """t, or None when the layout has no dispersion slot."""
-        return float(x[self.p + self.n_theta]) if self.n_disp else None
-
-    def pad_theta(self, mask_theta, fill=False) -> np.ndarray:
-        """A mask over theta extended to the whole of x (``fill`` elsewhere)."""
-        out = np.full(self.size, fill, dtype=bool)
-        out[self.theta_slice] = mask_theta
-        return out
+__all__ = ["Objective", "MarginalLoglik"]
 
 
 class Objective:

@@ -17,7 +17,7 @@ and the Hessian of the free parameters positive definite.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 
 import numpy as np
 from scipy import optimize
@@ -25,8 +25,9 @@ from scipy import optimize
 from .adequacy import check_at_optimum, fit_auto
 from .modes import ModeFailure
 from .objective import Objective
+from .record import SINGULAR_TOL, CoreFit, OptimizationRecord, reported_covariance
 
-__all__ = ["OptimizationRecord", "FitState", "glm_start", "fit_glmm", "fit_glmm_auto",
+__all__ = ["glm_start", "fit_glmm", "fit_glmm_auto",
            "numerical_hessian",
            "GRAD_TOL", "DECREMENT_TOL", "SINGULAR_TOL", "SECOND_START_LLF", "SECOND_START_SD"]
 
@@ -34,9 +35,6 @@ __all__ = ["OptimizationRecord", "FitState", "glm_start", "fit_glmm", "fit_glmm_
 GRAD_TOL = 1e-3
 #: ... and the Newton decrement g'H^{-1}g (2 x the predicted gain) below this.
 DECREMENT_TOL = 1e-6
-#: A diagonal element of Lambda below this (on the SD scale) is a singular fit
-#: (lme4's isSingular default).
-SINGULAR_TOL = 1e-4
 #: An AGHQ fit also starts from smaller variances when its optimum (reached from
 #: the Laplace optimum) differs from the Laplace optimum by more than this in
 #: log-likelihood ...
@@ -45,66 +43,6 @@ SECOND_START_LLF = 1.0
 SECOND_START_SD = 0.2
 #: ... and keeps the second optimum only if it is higher by more than this.
 SECOND_START_GAIN = 1e-6
-
-
-@dataclass(frozen=True)
-class OptimizationRecord:
-    """What the optimiser did: settings and outcome (immutable)."""
-
-    optimizer: str
-    n_evals: int
-    n_iter: int
-    message: str
-    grad_norm: float          # max |projected gradient| of log L at the end
-    newton_decrement: float   # g'H^{-1}g over the free parameters
-    hessian_pd: bool
-    converged: bool
-    start: tuple = ()
-    stages: tuple = ()
-    #: AGHQ starts tried, as (description, log-likelihood reached) pairs, and the winner
-    starts_tried: tuple = ()
-    start_won: str = ""
-    #: the fit-time quadrature check (mlglm.core.adequacy.AdequacyCheck) or None
-    quadrature_check: object = None
-    #: the path of nagq="auto" (mlglm.core.adequacy.AutoRecord) or None
-    auto: object = None
-
-
-@dataclass(frozen=True, eq=False)
-class FitState:
-    """Frozen outcome of a fit, on the optimisation scale x = (beta, theta).
-
-    hessian : observed information -d2 log L/dx2 (NaN rows/cols for
-    parameters held at the boundary). cov_x : its inverse over the free
-    parameters (zeros for boundary ones). Per term k (tuples in term order):
-    ``Lambdas`` (covariance factors), ``b`` ((J_k, q_k) conditional modes)
-    and ``b_cov`` ((J_k, q_k, q_k) conditional covariances); ``patterns``
-    their covariance patterns. ``singular`` flags the theta on a diagonal
-    estimated at ~0. ``param_layout``: where beta, theta and the log dispersion sit
-    in x; ``log_dispersion``: t-hat, or None without a dispersion slot.
-    """
-
-    x: np.ndarray
-    beta: np.ndarray
-    theta: np.ndarray
-    llf: float
-    hessian: np.ndarray
-    cov_x: np.ndarray
-    free: np.ndarray           # bool mask over x: not held at a bound
-    singular: np.ndarray       # bool per theta: a diagonal entry at ~0
-    nagq: int
-    Lambdas: tuple
-    b: tuple
-    b_cov: tuple
-    patterns: tuple
-    record: OptimizationRecord = field(repr=False)
-    param_layout: object = None
-    log_dispersion: float | None = None
-
-    @property
-    def Lambda(self) -> np.ndarray:
-        """Lambda of the first (for one grouping factor: the only) term."""
-        return self.Lambdas[0]
 
 
 def glm_start(fl, data, maxiter: int = 100, tol: float = 1e-10) -> np.ndarray:
@@ -201,8 +139,8 @@ class _Gradient:
 
 def fit_glmm(obj: Objective, x0=None, maxiter: int = 1000, laplace_first: bool = True,
              hessian: bool = True, information=None, second_start: bool = True,
-             check: bool = False) -> FitState:
-    """Maximise obj over x = (beta, theta) and package a :class:`FitState`.
+             check: bool = False) -> CoreFit:
+    """Maximise obj over x = (beta, theta) and package a :class:`CoreFit`.
 
     Parameters
     ----------
@@ -211,7 +149,7 @@ def fit_glmm(obj: Objective, x0=None, maxiter: int = 1000, laplace_first: bool =
     x0 : start; default ``obj.start()`` (GLM beta, theta = 0.5 on the diagonals).
     laplace_first : for AGHQ objectives, optimise the Laplace approximation
         first and start AGHQ there (cheap, and close).
-    information : a previous :class:`FitState` of the same model (e.g. with
+    information : a previous :class:`CoreFit` of the same model (e.g. with
         fewer quadrature points) whose observed information whitens the
         problem instead of ``obj.preconditioner``; no Laplace stage then.
     second_start : on hard data also start AGHQ from smaller variances
@@ -292,18 +230,32 @@ def fit_glmm(obj: Objective, x0=None, maxiter: int = 1000, laplace_first: bool =
         n_iter=int(res.nit), message=str(res.message), grad_norm=grad_norm,
         newton_decrement=float(decrement), hessian_pd=hess_pd, converged=converged,
         start=start, stages=tuple(stages), starts_tried=starts_tried, start_won=start_won)
-    fitted = FitState(x=x, beta=beta.copy(), theta=theta.copy(), llf=llf, hessian=Hm,
-                      cov_x=cov_x, free=free, singular=singular, nagq=obj.nagq,
-                      Lambdas=tuple(Lambdas), b=tuple(b), b_cov=tuple(b_cov),
-                      patterns=tuple(t.pattern for t in obj.terms), record=record,
-                      param_layout=layout, log_dispersion=layout.log_dispersion(x))
+    fitted = CoreFit(
+        method="aghq" if obj.nagq > 1 else "laplace", nagq=obj.nagq, layout=layout, x=x,
+        beta=beta.copy(), theta=theta.copy(), patterns=tuple(t.pattern for t in obj.terms),
+        Lambdas=tuple(Lambdas), Sigmas=tuple(L @ L.T for L in Lambdas), b=tuple(b),
+        b_cov=tuple(b_cov), dispersion=_dispersion(obj, layout, x), llf=llf,
+        cov_params=reported_covariance(
+            obj.p, Lambdas, tuple(t.pattern for t in obj.terms), cov_x, free,
+            np.exp(layout.log_dispersion(x)) if obj.n_disp else None),
+        free=free, singular=singular, record=record, n_params=x.size, hessian=Hm, cov_x=cov_x)
     if check and obj.nagq > 1 and hessian:
         chk = check_at_optimum(obj, fitted)
         fitted = replace(fitted, record=replace(record, quadrature_check=chk))
     return fitted
 
 
-def fit_glmm_auto(obj: Objective, schedule, x0=None, maxiter: int = 1000) -> FitState:
+def _dispersion(obj, layout, x):
+    """The dispersion the fit reports: e^t when x carries t = its log, the kernel's own
+    (a negative binomial theta held fixed) when it does not, None without one."""
+    if obj.n_disp:
+        return float(np.exp(layout.log_dispersion(x)))
+    if getattr(obj.fl, "has_dispersion", False):
+        return float(np.exp(obj.fl.log_dispersion))
+    return None
+
+
+def fit_glmm_auto(obj: Objective, schedule, x0=None, maxiter: int = 1000) -> CoreFit:
     """nagq="auto": :func:`fit_glmm` with each number of points of ``schedule`` in turn
     (:func:`mlglm.core.adequacy.fit_auto`, through ``obj.with_nagq``) until two
     consecutive fits agree; the last fit, with the path in ``record.auto`` and its

@@ -10,9 +10,22 @@ Fitting, profiling, the bootstrap (:meth:`Problem.with_response`: same design,
 new y), marginal predictions and simulation all start from it, so the
 model-to-core conversion is written once.
 
-``one_factor`` selects the one-factor engines (per-group blocks, any nagq) for
-a model with statsmodels' single ``groups`` term; otherwise the several-factor
-engines (the blocked factorisation; nested adaptive quadrature) are used.
+The engine is chosen here and nowhere else, from the structure of the terms
+(:attr:`~mlglm.core.terms.ReTerms.kind`), however the model was spelled:
+
+=========  ==============================================  =========================
+kind       GLMM (Laplace, AGHQ)                            Gaussian LMM
+=========  ==============================================  =========================
+single     :class:`~mlglm.core.objective.MarginalLoglik`   :func:`~mlglm.core.lmm.lmm_fit`
+           (per-group q x q blocks; any nagq)              (per-group statistics)
+nested     :class:`~mlglm.core.nested.NestedObjective`     :func:`~mlglm.core.lmm_multi.multi_lmm_fit`
+           (tree elimination; any nagq)                    (blocked Cholesky)
+crossed    :class:`~mlglm.core.laplace_multi.MultiLaplace`  :func:`~mlglm.core.lmm_multi.multi_lmm_fit`
+           (blocked Cholesky; Laplace only)
+=========  ==============================================  =========================
+
+The one-term engines are the fast special case of the general ones (they agree
+to 1e-10): 4-8 times faster for Laplace on one factor, up to 3 times for the LMM.
 """
 from __future__ import annotations
 
@@ -20,9 +33,17 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from .crossprod import CrossPlan
+from .errors import MixedGLMInputError
+from .grouping import make_grouped_data
+from .laplace_multi import MultiLaplace
+from .lmm import lmm_fit
+from .lmm_multi import multi_lmm_fit, multi_lmm_stats
+from .nested import NestedObjective
+from .objective import MarginalLoglik
 from .terms import ReTerms
 
-__all__ = ["Problem"]
+__all__ = ["Problem", "check_quadrature_structure"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -34,7 +55,6 @@ class Problem:
     y, m : (n,) response (successes for the binomial) and trials.
     X : (n, p) fixed-effects design.   offset : (n,) offset (log exposure included).
     terms : ReTerms.   family : FamilyLink kernel, or None for the Gaussian LMM.
-    one_factor : use the one-factor engines (a single ``groups`` term).
     freq, var : (n,) prior weights (frequency, variance) or None.
     estimate_dispersion : the objective carries the kernel's log dispersion as a
         parameter (negative binomial, Gamma); False holds the kernel's own value.
@@ -46,7 +66,6 @@ class Problem:
     offset: np.ndarray
     terms: ReTerms
     family: object = None
-    one_factor: bool = True
     freq: np.ndarray | None = None
     var: np.ndarray | None = None
     estimate_dispersion: bool = True
@@ -78,7 +97,6 @@ class Problem:
     def plan(self):
         """The blocked layout of Z'WZ (several factors), built on first use."""
         if "plan" not in self._cache:
-            from .crossprod import CrossPlan
             self._cache["plan"] = CrossPlan(self.terms)
         return self._cache["plan"]
 
@@ -87,7 +105,6 @@ class Problem:
         reorders the random-effect columns (profiles of a later correlation)."""
         key = ("grouped", None if columns is None else tuple(columns))
         if key not in self._cache:
-            from .grouping import make_grouped_data
             t = self.terms[0]
             Z = t.Z if columns is None else t.Z[:, list(columns)]
             self._cache[key] = make_grouped_data(self.y, self.X, Z, t.codes,
@@ -97,37 +114,45 @@ class Problem:
 
     # ------------------------------------------------------------- engines
     def objective(self, nagq: int = 1, columns=None):
-        """The marginal log-likelihood as an Objective (Laplace for nagq = 1): one factor
-        :class:`~mlglm.core.objective.MarginalLoglik`, nested factors
-        :class:`~mlglm.core.nested.NestedObjective` (any nagq), crossed factors
-        :class:`~mlglm.core.laplace_multi.MultiLaplace` (Laplace only)."""
+        """The marginal log-likelihood as an Objective (Laplace for nagq = 1), by the engine
+        for the terms' structure (module docstring). Crossed factors have no
+        low-dimensional integral, so nagq > 1 is refused there with the reason."""
         if self.gaussian:
             raise ValueError("the Gaussian model is fitted exactly (Problem.fit_lmm)")
-        if self.one_factor:
-            from .objective import MarginalLoglik
+        kind = self.terms.kind
+        if kind == "single":
             pattern = self.terms[0].pattern
             return MarginalLoglik(self.family, self.grouped(columns), nagq=nagq, pattern=pattern,
                                   estimate_dispersion=self.estimate_dispersion)
-        if self.terms.kind == "nested":       # Laplace and AGHQ by tree elimination
-            from .nested import NestedObjective
+        if kind == "nested":       # Laplace and AGHQ by tree elimination
             return NestedObjective(self.family, self.y, self.m, self.X, self.offset,
                                    self.terms, nagq, freq=self.freq, var=self.var,
                                    estimate_dispersion=self.estimate_dispersion)
-        from .laplace_multi import MultiLaplace
+        check_quadrature_structure(self.terms, nagq)
         return MultiLaplace(self.family, self.y, self.m, self.X, self.offset, self.terms,
                             self.plan, freq=self.freq, var=self.var,
                             estimate_dispersion=self.estimate_dispersion)
 
     def fit_lmm(self, reml: bool = True, theta0=None):
-        """The exact Gaussian fit (``LMMFit`` for one factor, ``MultiLMMFit`` otherwise)."""
+        """The exact Gaussian fit (a :class:`~mlglm.core.record.CoreFit`): one term by its
+        per-group statistics, several by the blocked factorisation."""
         r = self.y - self.offset
-        if self.one_factor:
-            from .lmm import lmm_fit
+        if self.terms.kind == "single":
             t = self.terms[0]
-            return lmm_fit(r, self.X, t.Z, t.codes, reml=reml,
-                           diagonal=t.pattern.is_diagonal and not t.pattern.is_unstructured,
+            return lmm_fit(r, self.X, t.Z, t.codes, reml=reml, pattern=t.pattern,
                            theta0=theta0, freq=self.freq, var=self.var)
-        from .lmm_multi import multi_lmm_fit, multi_lmm_stats
         stats = multi_lmm_stats(r, self.X, self.terms, plan=self.plan, freq=self.freq,
                                 var=self.var)
         return multi_lmm_fit(r, self.X, self.terms, reml=reml, theta0=theta0, stats=stats)
+
+
+def check_quadrature_structure(terms: ReTerms, nagq) -> None:
+    """nagq > 1 (or "auto") needs one term or factors nested in one another (the integral
+    factorises by top-level group); crossed factors are refused with the reason (never a
+    silent Laplace)."""
+    if terms.kind == "crossed" and nagq != 1:
+        raise MixedGLMInputError(
+            f"adaptive quadrature (nagq > 1) needs grouping factors nested in one another; "
+            f"{', '.join(terms.names)} are crossed, so the likelihood does not factorise over "
+            "the groups of any one factor and there is no low-dimensional integral to do by "
+            "quadrature. Use the Laplace approximation (nagq=1)")

@@ -26,15 +26,19 @@ C = (R_X'R_X)^{-1}: its log|R_X|^2 term is -2 sum_j E_j C D_j'). One round
 per evaluation, q^2 (p + 1)^2 numbers per shard, whatever the rows. The
 optimiser is :func:`mlglm.core.lmm.lmm_fit`'s own (bracket + Brent for one
 theta, BFGS + Newton polish otherwise) and the packaging its
-:class:`~mlglm.core.lmm.LMMFit`.
+:class:`~mlglm.core.record.CoreFit`.
 """
 from __future__ import annotations
 
 import numpy as np
 
-from ..core.covariance import (theta_index, theta_is_diagonal_entry, theta_lower_bounds,
+from ..core.covariance import (theta_index, theta_is_diagonal_entry,
                                theta_to_Lambda)
-from ..core.lmm import SINGULAR_TOL, LMMFit, _projected_grad_norm, _rectify
+from ..core.covpattern import diagonal as diagonal_pattern
+from ..core.covpattern import unstructured
+from ..core.layouts import ParamLayout
+from ..core.lmm import _projected_grad_norm, gaussian_record
+from ..core.record import SINGULAR_TOL, CoreFit, OptimizationRecord
 from ..core.lmm_minimise import _minimise, _minimise_scalar
 from ..core.smallmat import chol_and_inverse
 from .shard import Shard
@@ -145,7 +149,7 @@ def _sum(parts, key):
 
 
 def sharded_lmm_fit(shards, placement, n, p, q, reml=True, diagonal=False, gtol=1e-8,
-                    progress=None) -> LMMFit:
+                    progress=None) -> CoreFit:
     """Fit the one-factor Gaussian LMM on the shards (module docstring)."""
     ols = [o for o in shards.map("ols_pieces", what="OLS shift") if o is not None]
     XtX = np.sum([o[0] for o in ols], axis=0)
@@ -198,22 +202,24 @@ def sharded_lmm_fit(shards, placement, n, p, q, reml=True, diagonal=False, gtol=
     theta0 = on_diag.astype(float)
     found = _minimise_scalar(theta0, fg) if theta0.size == 1 else None
     theta, message = found if found is not None else _minimise(theta0, fg, gtol)
-    theta = _rectify(theta, q, diagonal)
+    pattern = diagonal_pattern(q) if diagonal else unstructured(q)
+    theta = pattern.canonical(theta)
     crit, grad, (beta_e, r2, RXinv, dev_ml) = solve(theta)
-    grad_norm = _projected_grad_norm(theta, grad, theta_lower_bounds(q, diagonal))
+    grad_norm = _projected_grad_norm(theta, grad, np.where(on_diag, 0.0, -np.inf))
     sigma2 = r2 / (n - p if reml else n)
-    Lam = theta_to_Lambda(theta, q, diagonal)
+    Lam = pattern.Lambda(theta)
     b, b_cov = np.zeros((placement.n_levels(0), q)), np.zeros((placement.n_levels(0), q, q))
     for s, o in enumerate(shards.map("effects", theta, diagonal, beta_ols, beta_e, sigma2,
                                      what="random effects")):
         if o is not None:
             idx = placement.index[s][0]
             b[idx], b_cov[idx] = o
-    return LMMFit(theta=theta.copy(), Lambda=Lam, beta=beta_ols + beta_e, sigma2=float(sigma2),
-                  cov_re=sigma2 * Lam @ Lam.T, cov_beta=sigma2 * RXinv @ RXinv.T,
-                  llf=-crit / 2.0, reml_criterion=crit if reml else None, deviance_ml=dev_ml,
-                  b=b, b_cov=b_cov, n_evals=count[0],
-                  converged=bool(grad_norm <= gtol * (1.0 + abs(crit))), message=message,
-                  grad_norm=grad_norm,
-                  singular=bool(np.any(theta[on_diag] < SINGULAR_TOL)), reml=bool(reml),
-                  diagonal=bool(diagonal))
+    record = OptimizationRecord(
+        optimizer="profiled (RE)ML, exact gradient", n_evals=count[0], n_iter=0,
+        message=message, grad_norm=grad_norm, newton_decrement=np.nan, hessian_pd=False,
+        converged=bool(grad_norm <= gtol * (1.0 + abs(crit))))
+    return gaussian_record(
+        reml=reml, layout=ParamLayout(p, theta.size), beta=beta_ols + beta_e, theta=theta,
+        patterns=(pattern,), Lambdas=(Lam,), sigma2=float(sigma2),
+        cov_beta=sigma2 * RXinv @ RXinv.T, criterion=crit, deviance_ml=dev_ml, b=(b,),
+        b_cov=(b_cov,), singular=on_diag & (theta < SINGULAR_TOL), record=record)

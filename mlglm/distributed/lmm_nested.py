@@ -91,7 +91,7 @@ def sharded_nested_lmm_fit(shards, placement, terms, n, p, reml=True, gtol=1e-8,
     """Fit the Gaussian LMM with nested factors on the shards (module docstring).
 
     ``terms`` are the driver's random-effects terms (patterns, theta layout);
-    returns a :class:`~mlglm.core.lmm_multi.MultiLMMFit` with the random effects
+    returns a :class:`~mlglm.core.record.CoreFit` with the random effects
     in ``placement``'s global level order.
     """
     ols = [o for o in shards.map("ols_pieces", what="OLS shift") if o is not None]

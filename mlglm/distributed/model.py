@@ -205,7 +205,7 @@ class ShardedMixedGLM(MixedGLM):
                 fitted = sharded_lmm_fit(state["shards"], state["placement"], self.nobs,
                                          self.k_fe, self.q, reml=reml, diagonal=self.diagonal,
                                          progress=report)
-            res = sharded_results(self, fitted, "reml" if reml else "ml", None)
+            res = sharded_results(self, fitted)
             _warn_fit_problems(res)
             return res
         if reml:
@@ -227,8 +227,7 @@ class ShardedMixedGLM(MixedGLM):
             fitstate = fit_glmm(obj, x0=x0, maxiter=maxiter, hessian=hessian, check=hessian)
         state["shards"].map("keep_objectives", (1, nagq), what="objectives")
         extreme = obj.extreme_rows() if self.fam.is_binomial else 0
-        res = sharded_results(self, fitstate, method if nagq > 1 else "laplace", nagq,
-                              extreme_rows=extreme)
+        res = sharded_results(self, fitstate, extreme_rows=extreme)
         _warn_fit_problems(res)
         return res
 

@@ -25,17 +25,15 @@ from statsmodels.base import wrapper as wrap
 from statsmodels.tools._decorators import cache_readonly
 
 from ..data_checks import is_dask_frame
-from ..core.lmm_multi import MultiLMMFit
-from ..results import MixedGLMResults, MixedGLMResultsWrapper, build_results, build_results_multi
+from ..results import MixedGLMResults, MixedGLMResultsWrapper
 
 __all__ = ["ShardedMixedGLMResults", "sharded_results"]
 
 
-def sharded_results(model, fitted, method, nagq, extreme_rows: int = 0):
-    """Package a sharded fit (FitState or LMMFit) as :class:`ShardedMixedGLMResults`."""
-    build = build_results_multi if isinstance(fitted, MultiLMMFit) else build_results
-    outcome = build(model, fitted, method, nagq)._results.outcome
-    return ShardedMixedGLMResultsWrapper(ShardedMixedGLMResults(model, outcome, extreme_rows))
+def sharded_results(model, fitted, extreme_rows: int = 0):
+    """Package a sharded fit (its :class:`~mlglm.core.record.CoreFit`) as
+    :class:`ShardedMixedGLMResults`."""
+    return ShardedMixedGLMResultsWrapper(ShardedMixedGLMResults(model, fitted, extreme_rows))
 
 
 def _needs_rows(what: str):
@@ -93,9 +91,9 @@ class ShardedMixedGLMResults(MixedGLMResults):
         labels = pd.Index(model.group_labels)
         parts = model._cluster()["shards"].map(
             "group_zwx", np.asarray(self.outcome.beta, float), labels,
-            np.asarray(self.outcome.b, float), self.dispersion, float(self.scale),
+            np.asarray(self.outcome.b[0], float), self.dispersion, float(self.scale),
             what="prediction standard errors")
-        q, p = np.asarray(self.outcome.b).shape[1], model.k_fe
+        q, p = np.asarray(self.outcome.b[0]).shape[1], model.k_fe
         out = np.zeros((len(labels), q, p))
         for part in parts:
             if part is not None:

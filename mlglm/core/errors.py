@@ -1,0 +1,14 @@
+"""The exception every layer raises for a request it cannot honour.
+
+:class:`MixedGLMInputError` is defined at the bottom of the package so that the
+core can refuse what no engine can do (adaptive quadrature over crossed
+factors, a grid beyond the memory limit) with the same exception the model layer
+raises for bad input; the message always says what to do instead.
+"""
+from __future__ import annotations
+
+__all__ = ["MixedGLMInputError"]
+
+
+class MixedGLMInputError(ValueError):
+    """Invalid input or a model the engines cannot fit; the message says what to do."""
