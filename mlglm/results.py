@@ -143,6 +143,17 @@ class MixedGLMResults(MixedLMResults):
     "reml" or "ml"), ``nagq``, ``converged``, ``optim`` (the optimisation
     record), ``singular`` (per random-effect term), ``deviance`` (= -2 llf,
     not lme4's sum of deviance residuals), ``n_groups``.
+
+    ``vcomp`` holds the variances of the ``vc_formula`` entries in sorted key order
+    (``k_vc`` of them), as statsmodels' ``MixedLMResults.vcomp``; they are also in
+    ``cov_re[key]`` and, named ``"{key} Var"``, in ``params``.
+
+    One deliberate difference from statsmodels' ``MixedLM``: the variance and
+    covariance entries of ``params`` (``"g Var"``, ``"g x x Cov"``, ``"key Var"``)
+    are on the variance scale, equal to ``cov_re`` and ``vcomp``, for every family;
+    statsmodels' ``MixedLM`` stores them divided by the residual variance
+    (``cov_re / scale``). GLMMs have no residual variance to divide by, so one
+    meaning serves every family; ``bse`` and ``conf_int()`` are on the same scale.
     """
 
     def __init__(self, model, outcome: FitOutcome):
@@ -167,7 +178,6 @@ class MixedGLMResults(MixedLMResults):
         self.k_fe = model.k_fe
         self.k_re = model.k_re
         self.k_re2 = model.k_re2
-        self.k_vc = 0
         self.fe_params = outcome.beta
         if getattr(model, "multi", False):
             from .factors import cov_re_dict
@@ -176,7 +186,9 @@ class MixedGLMResults(MixedLMResults):
         else:
             self.cov_re = outcome.Sigma
             self.cov_re_unscaled = outcome.Sigma / outcome.scale
-        self.vcomp = np.array([])
+        from .factors import variance_components
+        self.vcomp = variance_components(model, outcome.Sigmas)
+        self.k_vc = len(self.vcomp)
         self.method = outcome.method
         self.nagq = outcome.nagq
         self.reml = outcome.method == "reml"
@@ -294,18 +306,20 @@ class MixedGLMResults(MixedLMResults):
         from .singular import describe_singular
         return describe_singular(self)
 
-    def predict(self, exog=None, which="mean", conditional=False, offset=None, exposure=None,
+    def predict(self, exog=None, which="mean", conditional=None, offset=None, exposure=None,
                 transform=True, marginal=False, nagq=15, allow_new_levels=False):
         """Predicted means (``which="mean"``) or linear predictors (``"linear"``).
 
         Parameters
         ----------
-        exog : None (the fit's rows), a DataFrame (through the formula, same coding
-            as the fit; for conditional predictions it must hold the group column)
-            or an array of fixed-effects rows.
+        exog : None (the fit's rows), a DataFrame or a dict of columns (through the
+            formula, same coding as the fit; for conditional predictions it must
+            hold the group column) or an array of fixed-effects rows (population
+            level, as statsmodels' ``MixedLM``: a random intercept needs no column).
         which : ``"mean"`` (per trial for binomial models) or ``"linear"``.
-        conditional : False (default) predicts at the population level, the random
-            effects at 0, as statsmodels' ``MixedLMResults.predict``; True adds each
+        conditional : population level by default (None: False unless
+            ``allow_new_levels=True``), the random effects at 0, as statsmodels'
+            ``MixedLMResults.predict``; True adds each
             row's group's conditional mode. (lme4's ``predict()`` is conditional by
             default, ``re.form = NULL``: pass ``conditional=True`` for its numbers.)
             The default is the same for every family, so a prediction does not change
@@ -313,16 +327,21 @@ class MixedGLMResults(MixedLMResults):
             of a group whose random effects are 0 (statsmodels' ``BayesMixedGLM``
             predicts the same), not the mean over the population of groups, which
             is ``marginal=True``.
-        offset, exposure : for new data (offset terms of an lme4 formula are
-            evaluated on a DataFrame automatically).
+        offset, exposure : for new data. Unless given, the new DataFrame's own
+            offset is used: the formula's ``offset(expr)`` terms, and the columns
+            the model's ``offset=`` and ``exposure=`` named (``log`` of the
+            latter), so a rate model predicts counts for the new rows' exposures.
         marginal : True gives population-averaged means, the random effects
             integrated out by quadrature with ``nagq`` points per dimension
             (:meth:`predict_marginal` adds standard errors).
-        allow_new_levels : conditional predictions for a group the fit never saw
-            raise ``ValueError`` naming it unless this is True; then those rows are
-            predicted at the population level (random effects 0), as lme4's
-            ``allow.new.levels = TRUE``. Labels are matched by value across dtypes
-            (1 and "1" are the same group).
+        allow_new_levels : True asks for conditional predictions (it implies
+            ``conditional=True``, as lme4's ``allow.new.levels = TRUE`` goes with
+            its conditional default; with ``conditional=False`` it is an error):
+            rows of groups the fit saw get their random effects, rows of a group
+            it never saw the population level (random effects 0). False (default):
+            a new group in a conditional prediction raises ``ValueError`` naming
+            it. Labels are matched by value across dtypes (1 and "1" are the same
+            group).
 
         Returns
         -------
@@ -333,11 +352,12 @@ class MixedGLMResults(MixedLMResults):
                        exposure=exposure, transform=transform, marginal=marginal, nagq=nagq,
                        allow_new_levels=allow_new_levels)
 
-    def get_prediction(self, exog=None, which="mean", conditional=False, offset=None,
+    def get_prediction(self, exog=None, which="mean", conditional=None, offset=None,
                        exposure=None, transform=True, allow_new_levels=False):
         """Predictions with standard errors and confidence intervals.
 
-        Arguments as :meth:`predict`. The standard errors are by the delta method
+        Arguments as :meth:`predict` (``allow_new_levels=True`` implies
+        ``conditional=True`` here too). The standard errors are by the delta method
         with the fixed-effects covariance and, for ``conditional=True``, the
         conditional covariance of the group's random effects and the movement of
         its mode with the fixed effects (see :mod:`mlglm.prediction`).
@@ -423,7 +443,7 @@ class MixedGLMResults(MixedLMResults):
                                                 use_f=bool(use_f), scalar=scalar,
                                                 df_constraints=df_constraints)
 
-    def conf_int(self, alpha=0.05, method="wald", **kwargs):
+    def conf_int(self, alpha=0.05, method="wald", cols=None, **kwargs):
         """Confidence intervals for ``params``, in statsmodels' shape.
 
         Parameters
@@ -431,6 +451,10 @@ class MixedGLMResults(MixedLMResults):
         alpha : 1 - coverage.
         method : ``"wald"`` (default; params -/+ z bse, as statsmodels),
             ``"profile"`` or ``"bootstrap"``.
+        cols : the rows to return (statsmodels' older ``conf_int(alpha, cols)``):
+            positions in ``params`` and/or its labels, e.g. ``cols=[1, 2]`` or
+            ``cols=["age", "urban[T.Y]"]``; default every row. (A list given in
+            ``method``'s place, ``conf_int(0.05, [1, 2])``, is taken as ``cols``.)
         **kwargs : for ``"profile"``/``"bootstrap"``, as :meth:`intervals`.
 
         Returns
@@ -445,8 +469,11 @@ class MixedGLMResults(MixedLMResults):
         percentiles of the replicates' variances and covariances. The table with
         SDs, correlations and how each interval was made is :meth:`intervals`.
         """
-        from .intervals import params_conf_int
-        return params_conf_int(self, alpha=alpha, method=method, **kwargs)
+        from .intervals import params_conf_int, select_rows
+        if not isinstance(method, str) and cols is None:    # statsmodels' (alpha, cols)
+            method, cols = "wald", method
+        out = params_conf_int(self, alpha=alpha, method=method, **kwargs)
+        return out if cols is None else out[select_rows(self, cols)]
 
     def intervals(self, method="wald", level=0.95, which=None, n_boot=200, seed=None,
                   n_jobs=1, progress=None, boot=None, criterion=None):
@@ -552,7 +579,23 @@ class MixedGLMResultsWrapper(MixedLMResultsWrapper):
     _wrap_attrs = wrap.union_dicts(MixedLMResultsWrapper._wrap_attrs,
                                    {"resid_response": "rows", "resid_pearson": "rows",
                                     "resid_deviance": "rows"})
-    _wrap_methods = MixedLMResultsWrapper._wrap_methods     # conf_int: "columns"
+    # conf_int is wrapped below: statsmodels' "columns" wrapping labels every params row
+    _wrap_methods = {k: v for k, v in MixedLMResultsWrapper._wrap_methods.items()
+                     if k != "conf_int"}
+
+    def conf_int(self, alpha=0.05, method="wald", cols=None, **kwargs):
+        res = object.__getattribute__(self, "_results")
+        if not isinstance(method, str) and cols is None:    # statsmodels' (alpha, cols)
+            method, cols = "wald", method
+        full = res.conf_int(alpha=alpha, method=method, **kwargs)
+        out = res.model.data.wrap_output(full, how="columns")
+        if cols is None:
+            return out
+        from .intervals import select_rows
+        rows = select_rows(res, cols)
+        return out.iloc[rows] if isinstance(out, pd.DataFrame) else out[rows]
+
+    conf_int.__doc__ = MixedGLMResults.conf_int.__doc__
 
     def _repr_html_(self):
         return self._results._repr_html_()
