@@ -146,7 +146,9 @@ class MixedGLMResults(MixedLMResults):
 
     ``vcomp`` holds the variances of the ``vc_formula`` entries in sorted key order
     (``k_vc`` of them), as statsmodels' ``MixedLMResults.vcomp``; they are also in
-    ``cov_re[key]`` and, named ``"{key} Var"``, in ``params``.
+    ``cov_re`` and ``params`` (``"{key} Var"``; an entry that is a block of effects on
+    ``groups``' own factor, such as ``{"slope": "0 + z"}``, sits in that factor's block
+    there: ``"g slope Var"``, with structural zero covariances).
 
     One deliberate difference from statsmodels' ``MixedLM``: the variance and
     covariance entries of ``params`` (``"g Var"``, ``"g x x Cov"``, ``"key Var"``)
