@@ -404,26 +404,63 @@ class MixedGLMResults(MixedLMResults):
         ``df_model + k_constant = df_modelwc``, the parameter count of aic/bic."""
         return self.outcome.n_params - int(getattr(self.model, "k_constant", 0))
 
-    def t_test(self, r_matrix, cov_p=None, use_t=None):
+    def t_test(self, r_matrix, cov_p=None, use_t=None, ddf=None):
         """Wald z-tests of linear hypotheses (strings such as ``"urban[T.Y] = 0"``,
-        arrays over the fixed effects or over ``params``) -- see :mod:`mlglm.wald`."""
+        arrays over the fixed effects or over ``params``) -- see :mod:`mlglm.wald`.
+        ``ddf="satterthwaite"`` or ``"kenward-roger"`` (Gaussian fits): t tests of
+        fixed-effect hypotheses with those df (:mod:`mlglm.ddf`)."""
         from .wald import constraint, covariance_for
         R = constraint(self, r_matrix)
+        if ddf is not None:
+            from .ddf import ddf_t_test
+            return ddf_t_test(self, *(R if isinstance(R, tuple) else (R,)), ddf=ddf)
         cov = covariance_for(self, R, cov_p)
         return LikelihoodModelResults.t_test(self, R, cov_p=cov, use_t=False)
 
     def wald_test(self, r_matrix, cov_p=None, invcov=None, use_f=None, df_constraints=None,
-                  scalar=True):
+                  scalar=True, ddf=None):
         """Joint Wald test of linear hypotheses (chi-square; F with ``use_f=True``, as
-        ``f_test`` does); ``wald_test_terms`` tests every formula term with it."""
+        ``f_test`` does); ``wald_test_terms`` tests every formula term with it.
+        ``ddf="satterthwaite"`` or ``"kenward-roger"`` (Gaussian fits): the F test of
+        lmerTest / pbkrtest with that denominator df (:mod:`mlglm.ddf`)."""
         from .wald import constraint, covariance_for
         R = constraint(self, r_matrix)
+        if ddf is not None:
+            from .ddf import ddf_f_test
+            return ddf_f_test(self, *(R if isinstance(R, tuple) else (R,)), ddf=ddf,
+                              use_f=use_f is not False)
         cov = covariance_for(self, R, cov_p) if invcov is None else cov_p
         return LikelihoodModelResults.wald_test(self, R, cov_p=cov, invcov=invcov,
                                                 use_f=bool(use_f), scalar=scalar,
                                                 df_constraints=df_constraints)
 
-    def conf_int(self, alpha=0.05, method="wald", **kwargs):
+    def f_test(self, r_matrix, cov_p=None, invcov=None, ddf=None):
+        """F test of linear hypotheses (``wald_test(use_f=True)``); ``ddf=`` as there."""
+        return self.wald_test(r_matrix, cov_p=cov_p, invcov=invcov, use_f=True, ddf=ddf)
+
+    def coef_table(self, ddf="satterthwaite"):
+        """lmerTest's table of the fixed effects: ``Estimate``, ``Std. Error``, ``df``,
+        ``t value``, ``Pr(>|t|)`` (a DataFrame indexed like ``fe_params``).
+
+        ``ddf``: ``"satterthwaite"`` (lmerTest's default), ``"kenward-roger"`` (REML
+        fits; the SEs are pbkrtest's adjusted ones) or ``"normal"`` (df = inf, z tests).
+        Satterthwaite and Kenward-Roger are for Gaussian fits (:mod:`mlglm.ddf`).
+        """
+        from .ddf import coef_table
+        return coef_table(self, ddf)
+
+    def anova(self, type=3, ddf="satterthwaite"):
+        """F tests of the terms of the fixed-effects formula, as lmerTest's ``anova(m)``:
+        ``Sum Sq``, ``Mean Sq``, ``NumDF``, ``DenDF``, ``F value``, ``Pr(>F)`` per term.
+
+        ``type``: 3 (default), 2 or 1 (:mod:`mlglm.hypotheses`); ``ddf`` as
+        :meth:`coef_table`. Not to be confused with :func:`mlglm.anova`, which compares
+        several fits by likelihood-ratio tests.
+        """
+        from .ddf import anova_table
+        return anova_table(self, type=type, ddf=ddf)
+
+    def conf_int(self, alpha=0.05, method="wald", ddf=None, **kwargs):
         """Confidence intervals for ``params``, in statsmodels' shape.
 
         Parameters
@@ -431,6 +468,9 @@ class MixedGLMResults(MixedLMResults):
         alpha : 1 - coverage.
         method : ``"wald"`` (default; params -/+ z bse, as statsmodels),
             ``"profile"`` or ``"bootstrap"``.
+        ddf : Wald intervals of a Gaussian fit's fixed effects with t quantiles on
+            ``"satterthwaite"`` or ``"kenward-roger"`` df (the latter with its
+            adjusted SEs); ``None`` / ``"normal"``: z.
         **kwargs : for ``"profile"``/``"bootstrap"``, as :meth:`intervals`.
 
         Returns
@@ -445,6 +485,11 @@ class MixedGLMResults(MixedLMResults):
         percentiles of the replicates' variances and covariances. The table with
         SDs, correlations and how each interval was made is :meth:`intervals`.
         """
+        if ddf is not None:
+            if method != "wald":
+                raise ValueError("ddf= is for Wald intervals (method='wald')")
+            from .ddf import ddf_conf_int
+            return ddf_conf_int(self, alpha=alpha, ddf=ddf)
         from .intervals import params_conf_int
         return params_conf_int(self, alpha=alpha, method=method, **kwargs)
 
@@ -536,10 +581,13 @@ class MixedGLMResults(MixedLMResults):
         from .pooling import compare_pooling_from_results
         return compare_pooling_from_results(self)
 
-    def summary(self, alpha=0.05, **kwargs):
-        """statsmodels ``Summary``: header, fixed effects, random effects."""
+    def summary(self, alpha=0.05, ddf=None, **kwargs):
+        """statsmodels ``Summary``: header, fixed effects, random effects.
+
+        Gaussian fits show t tests with Satterthwaite df (lmerTest's default) unless
+        ``ddf`` says ``"kenward-roger"`` or ``"normal"``; GLMMs show Wald z tests."""
         from .summary import make_summary
-        return make_summary(self, alpha=alpha)
+        return make_summary(self, alpha=alpha, ddf=ddf)
 
     def _repr_html_(self):
         return self.summary().as_html()
