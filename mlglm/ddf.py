@@ -170,8 +170,10 @@ def contrast_f(res, L, ddf=None, rhs=None) -> dict:
     method = resolve_ddf(res, ddf)
     L = _fe_matrix(res, L)
     beta = np.asarray(res.fe_params, dtype=float)
+    if rhs is not None:
+        rhs = np.asarray(rhs, dtype=float).reshape(-1)
     if method == "normal":
-        b = beta if rhs is None else beta - np.linalg.pinv(L) @ np.asarray(rhs, dtype=float)
+        b = beta if rhs is None else beta - np.linalg.pinv(L) @ rhs
         V = np.asarray(res.cov_params(), dtype=float)[:res.k_fe, :res.k_fe]
         q = int(np.linalg.matrix_rank(L))
         Lb = L @ b

@@ -362,3 +362,22 @@ def test_hessian_trouble_is_reported():
         tab = res.coef_table()
     assert np.all(np.isfinite(tab["df"]))
     assert "Satterthwaite df: the Hessian" in res.summary().as_text()
+
+
+def test_hypotheses_with_a_right_hand_side():
+    """R beta = q with q != 0 (statsmodels' string form gives q as a column): ddf='normal'
+    is the existing chi-square test; Satterthwaite's F is the Wald F of L beta - q."""
+    res = _fit("hsb12_rs")
+    spec = "cses = 1, meanses = 2"
+    assert res.wald_test(spec, ddf="normal", use_f=False).statistic == pytest.approx(
+        res.wald_test(spec, use_f=False).statistic, rel=1e-12)
+    names = list(res.model.exog_names)
+    L = np.zeros((2, len(names)))
+    L[0, names.index("cses")] = L[1, names.index("meanses")] = 1.0
+    d = L @ res.fe_params.to_numpy() - [1.0, 2.0]
+    V = np.asarray(res.cov_params())[:len(names), :len(names)]
+    F = d @ np.linalg.solve(L @ V @ L.T, d) / 2
+    assert res.f_test(spec, ddf="satterthwaite").fvalue == pytest.approx(F, rel=1e-10)
+    t = res.t_test("cses = 1", ddf="satterthwaite").tvalue.item()
+    tab = res.coef_table()
+    assert t == pytest.approx((tab.loc["cses", "Estimate"] - 1) / tab.loc["cses", "Std. Error"])

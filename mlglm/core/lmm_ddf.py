@@ -558,7 +558,7 @@ def satterthwaite_f(L, beta, sat: Satterthwaite, rhs=None):
     L = np.atleast_2d(np.asarray(L, dtype=float))
     beta = np.asarray(beta, dtype=float)
     if rhs is not None and np.any(np.asarray(rhs) != 0):
-        beta = beta - np.linalg.pinv(L) @ np.asarray(rhs, dtype=float)
+        beta = beta - np.linalg.pinv(L) @ np.asarray(rhs, dtype=float).reshape(-1)
     d, P = np.linalg.eigh(L @ sat.Phi @ L.T)
     d, P = d[::-1], P[:, ::-1]
     keep = d > max(CONTRAST_EIGEN_EPS * d[0], 0.0)
@@ -663,7 +663,7 @@ def kenward_roger_f(L, beta, kr: KenwardRoger, rhs=None):
     L = np.atleast_2d(np.asarray(L, dtype=float))
     beta = np.asarray(beta, dtype=float)
     if rhs is not None and np.any(np.asarray(rhs) != 0):
-        beta = beta - np.linalg.pinv(L) @ np.asarray(rhs, dtype=float)
+        beta = beta - np.linalg.pinv(L) @ np.asarray(rhs, dtype=float).reshape(-1)
     q = int(np.linalg.matrix_rank(L))
     if q == 0:
         return np.nan, 0, np.nan, np.nan
