@@ -381,3 +381,46 @@ def test_hypotheses_with_a_right_hand_side():
     t = res.t_test("cses = 1", ddf="satterthwaite").tvalue.item()
     tab = res.coef_table()
     assert t == pytest.approx((tab.loc["cses", "Estimate"] - 1) / tab.loc["cses", "Std. Error"])
+
+
+def test_frequency_weights_equal_expanded_rows():
+    """A row with frequency weight f counts f times: both methods' tables equal those of
+    the data with the rows repeated (the same likelihood, so the same derivatives)."""
+    data = _data("slope_sim")
+    f = np.random.default_rng(3).integers(1, 4, size=len(data))
+    weighted = mlglm.lmer("y ~ x * trt + (1 + x | g)", data.assign(f=f), freq_weights="f")
+    expanded = mlglm.lmer("y ~ x * trt + (1 + x | g)", data.loc[data.index.repeat(f)])
+    for ddf in ("satterthwaite", "kenward-roger"):
+        a, b = weighted.coef_table(ddf), expanded.coef_table(ddf)
+        assert np.allclose(a.to_numpy(), b.to_numpy(), rtol=1e-6)
+        assert np.allclose(weighted.anova(ddf=ddf).to_numpy(),
+                           expanded.anova(ddf=ddf).to_numpy(), rtol=1e-6)
+
+
+def test_glmm_anova_is_wald_chi_square_per_term():
+    """A GLMM's term tests with ddf='normal': Wald chi-square / q as F on (q, inf) df;
+    no sums of squares (there is no sigma^2)."""
+    cbpp = mlglm.datasets.load_cbpp()
+    res = mlglm.glmer("incidence + I(size - incidence) ~ period + (1 | herd)", cbpp,
+                      family="binomial")
+    an = res.anova(ddf="normal")
+    row = an.loc["period"]
+    W = res.wald_test("period[T.2] = 0, period[T.3] = 0, period[T.4] = 0", use_f=False)
+    assert row["F value"] * row["NumDF"] == pytest.approx(float(W.statistic), rel=1e-10)
+    assert np.isinf(row["DenDF"]) and np.isnan(row["Sum Sq"])
+    assert row["Pr(>F)"] == pytest.approx(float(W.pvalue), rel=1e-8)
+
+
+def test_large_level_space_is_not_kept(monkeypatch):
+    """Above DDF_KEEP_BYTES the per-component arrays are dropped after use (crossed
+    factors: s^2 per component) and rebuilt for the other method, same numbers."""
+    import mlglm.ddf as ddf_module
+    data = mlglm.datasets.load_penicillin()
+    keep = mlglm.lmer("diameter ~ 1 + (1 | plate) + (1 | sample)", data)
+    monkeypatch.setattr(ddf_module, "DDF_KEEP_BYTES", 0)
+    drop = mlglm.lmer("diameter ~ 1 + (1 | plate) + (1 | sample)", data)
+    a = drop.coef_table()
+    assert "_ddf_level_space" not in drop._cache
+    b = drop.coef_table("kenward-roger")
+    assert np.allclose(a.to_numpy(), keep.coef_table().to_numpy(), rtol=1e-12)
+    assert np.allclose(b.to_numpy(), keep.coef_table("kenward-roger").to_numpy(), rtol=1e-12)

@@ -67,8 +67,8 @@ in the number of groups for one factor (s_c = q) and nested factors (s_c = the
 effects inside one top-level group), cubic in the number of levels for crossed
 factors (one component). Memory: a few s_c^2 arrays per component. The exact
 derivatives replace lmerTest's numerical ones (numDeriv's Richardson
-differences of the deviance, about 4 (n_par + 1)^2 evaluations) and pbkrtest's
-dense n x n matrices, which cannot hold 10^5 rows.
+differences, one deviance evaluation -- a sparse factorisation -- per stencil point)
+and pbkrtest's dense n x n matrices, which cannot hold 10^5 rows.
 """
 from __future__ import annotations
 
@@ -270,6 +270,12 @@ class LevelSpace:
         self.Phi_rel = 0.5 * (self.Phi_rel + self.Phi_rel.T)
         self.Phi = self.sigma2 * self.Phi_rel
         self._dw = {}
+
+    @property
+    def nbytes(self) -> int:
+        """Memory held by the per-component arrays."""
+        return int(sum(b.K.nbytes + b.ALS.nbytes + b.W1.nbytes + b.W2.nbytes
+                       for b in self.batches))
 
     @staticmethod
     def _batches(terms: ReTerms, col_off, lev_off) -> list:
