@@ -128,13 +128,27 @@ class _Batch:
 def _rmul(batch: _Batch, X, mats: dict):
     """X @ blockdiag(mats) over the last axis of X (..., s): term t's columns times
     I (x) mats[t]; columns of terms not in ``mats`` become 0."""
-    out = np.zeros_like(X)
+    out = np.empty_like(X) if set(mats) >= set(batch.spans) else np.zeros_like(X)
     for t, M in mats.items():
         start, nt, qt = batch.spans[t]
-        seg = X[..., start:start + nt * qt]
-        out[..., start:start + nt * qt] = (
-            seg.reshape(seg.shape[:-1] + (nt, qt)) @ M).reshape(seg.shape)
+        sl = slice(start, start + nt * qt)
+        out[..., sl] = _rmul_block(X[..., sl], nt, qt, M)
     return out
+
+
+def _rmul_block(seg, nt, qt, M):
+    """seg (..., nt q) @ (I_nt (x) M)."""
+    if qt == 1:
+        return seg * M[0, 0]
+    return (seg.reshape(seg.shape[:-1] + (nt, qt)) @ M).reshape(seg.shape)
+
+
+def _lmul_block(seg, nt, qt, M):
+    """(I_nt (x) M) @ seg for seg (m, nt q, k)."""
+    if qt == 1:
+        return seg * M[0, 0]
+    m, _, k = seg.shape
+    return np.einsum("ab,mlbk->mlak", M, seg.reshape(m, nt, qt, k)).reshape(seg.shape)
 
 
 def _lmul(batch: _Batch, mats: dict, X):
@@ -353,15 +367,16 @@ class LevelSpace:
         return out
 
     def _trK2(self, dv: VDeriv) -> float:
-        """tr(Z'V_theta^{-2}Z D)."""
+        """tr(Z'V_theta^{-2}Z D) = tr(K D) - tr((A Lambda Sigma)' D (A Lambda Sigma))."""
         out = 0.0
         for batch in self.batches:
-            mats = {t: M for t, M in dv.d.items() if t in batch.spans}
-            if not mats:
-                continue
-            for t, M in mats.items():
+            for t, M in dv.d.items():
+                if t not in batch.spans:
+                    continue
+                start, nt, q = batch.spans[t]
                 out += float(np.einsum("mab,ba->", self._diag_blocks(batch, batch.K, t), M))
-            out -= float((batch.ALS * _lmul(batch, mats, batch.ALS)).sum())
+                rows = batch.ALS[:, start:start + nt * q, :]
+                out -= float((rows * _lmul_block(rows, nt, q, M)).sum())
         return out
 
     @staticmethod
@@ -378,12 +393,20 @@ class LevelSpace:
             out += di.c * self._trK2(dj)
         if dj.c:
             out += dj.c * self._trK2(di)
+        # tr(K D_i K D_j) = sum over the terms t of D_i and u of D_j of
+        # sum((D_j X D_i) * X), X = K[u's effects, t's effects] (K symmetric)
         for batch in self.batches:
-            mi = {t: M for t, M in di.d.items() if t in batch.spans}
-            mj = {t: M for t, M in dj.d.items() if t in batch.spans}
-            if mi and mj:
-                KDi = _rmul(batch, batch.K, mi)
-                out += float((_lmul(batch, mj, KDi) * batch.K).sum())
+            for t, Mi in di.d.items():
+                if t not in batch.spans:
+                    continue
+                st, nt, qt = batch.spans[t]
+                for u, Mj in dj.d.items():
+                    if u not in batch.spans:
+                        continue
+                    su, nu, qu = batch.spans[u]
+                    X = batch.K[:, su:su + nu * qu, st:st + nt * qt]
+                    Y = _lmul_block(_rmul_block(X, nt, qt, Mi), nu, qu, Mj)
+                    out += float((Y * X).sum())
         return out
 
 
