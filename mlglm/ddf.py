@@ -304,7 +304,7 @@ def summary_coefficients(res, alpha=0.05, ddf=None):
     limit = DDF_SUMMARY_LIMIT if ddf is None else None
     try:
         inputs = _method_inputs(res, method, limit)
-    except NotImplementedError as exc:
+    except (NotImplementedError, np.linalg.LinAlgError, MemoryError) as exc:
         return None, "Wald z (normal)", [f"Fixed-effect tests are z tests: {method} df were "
                                          f"not computed: {exc}."]
     notes = [f"Satterthwaite df: {inputs.problem}."] if getattr(inputs, "problem", None) \
