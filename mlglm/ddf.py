@@ -244,9 +244,17 @@ def anova_table(res, type=3, ddf="satterthwaite") -> pd.DataFrame:
 
 
 # ------------------------------------------------------------------ statsmodels' shapes
-def ddf_t_test(res, R, q=None, ddf=None):
+def _no_covariance_override(cov_p=None, invcov=None):
+    if cov_p is not None or invcov is not None:
+        raise MixedGLMInputError("ddf= tests use the covariance of their method (cov_params() "
+                                 "for Satterthwaite, the adjusted one for Kenward-Roger); "
+                                 "cov_p= and invcov= are for the Wald tests without ddf=")
+
+
+def ddf_t_test(res, R, q=None, ddf=None, cov_p=None):
     """statsmodels ``ContrastResults`` of the t tests R beta = q with the df of ``ddf``."""
     from statsmodels.stats.contrast import ContrastResults
+    _no_covariance_override(cov_p)
     est, se, df = contrast_t(res, R, ddf)
     q = np.zeros(len(est)) if q is None else np.asarray(q, dtype=float).reshape(-1)
     t = (est - q) / se
@@ -258,9 +266,10 @@ def ddf_t_test(res, R, q=None, ddf=None):
     return out
 
 
-def ddf_f_test(res, R, q=None, ddf=None, use_f=True):
+def ddf_f_test(res, R, q=None, ddf=None, use_f=True, cov_p=None, invcov=None):
     """statsmodels ``ContrastResults`` of the joint test R beta = q by ``ddf``'s F."""
     from statsmodels.stats.contrast import ContrastResults
+    _no_covariance_override(cov_p, invcov)
     r = contrast_f(res, R, ddf, q)
     if np.isinf(r["den_df"]) and not use_f:
         return ContrastResults(statistic=r["F"] * r["num_df"], df_denom=r["num_df"],

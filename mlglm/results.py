@@ -413,7 +413,8 @@ class MixedGLMResults(MixedLMResults):
         R = constraint(self, r_matrix)
         if ddf is not None:
             from .ddf import ddf_t_test
-            return ddf_t_test(self, *(R if isinstance(R, tuple) else (R,)), ddf=ddf)
+            return ddf_t_test(self, *(R if isinstance(R, tuple) else (R,)), ddf=ddf,
+                              cov_p=cov_p)
         cov = covariance_for(self, R, cov_p)
         return LikelihoodModelResults.t_test(self, R, cov_p=cov, use_t=False)
 
@@ -428,7 +429,7 @@ class MixedGLMResults(MixedLMResults):
         if ddf is not None:
             from .ddf import ddf_f_test
             return ddf_f_test(self, *(R if isinstance(R, tuple) else (R,)), ddf=ddf,
-                              use_f=use_f is not False)
+                              use_f=use_f is not False, cov_p=cov_p, invcov=invcov)
         cov = covariance_for(self, R, cov_p) if invcov is None else cov_p
         return LikelihoodModelResults.wald_test(self, R, cov_p=cov, invcov=invcov,
                                                 use_f=bool(use_f), scalar=scalar,

@@ -95,8 +95,8 @@ def _header(res):
 
 def _fe_table(res, alpha, table=None):
     if table is not None:         # t tests with df (Gaussian fits, mlglm.ddf)
-        return table.map(lambda v: _fmt(v, 4)) if hasattr(table, "map") else \
-            table.applymap(_fmt)
+        fmt = lambda v: _fmt(v, 4)        # noqa: E731
+        return table.map(fmt) if hasattr(table, "map") else table.applymap(fmt)
     p = res.k_fe
     names = list(res.model.exog_names)
     coef = np.asarray(res.fe_params)

@@ -424,3 +424,12 @@ def test_large_level_space_is_not_kept(monkeypatch):
     b = drop.coef_table("kenward-roger")
     assert np.allclose(a.to_numpy(), keep.coef_table().to_numpy(), rtol=1e-12)
     assert np.allclose(b.to_numpy(), keep.coef_table("kenward-roger").to_numpy(), rtol=1e-12)
+
+
+def test_ddf_tests_refuse_another_covariance():
+    res = _fit("hsb12_rs")
+    V = np.asarray(res.cov_params())
+    with pytest.raises(MixedGLMInputError, match="cov_p"):
+        res.t_test("cses = 0", cov_p=V, ddf="satterthwaite")
+    with pytest.raises(MixedGLMInputError, match="cov_p"):
+        res.f_test("cses = 0", cov_p=V, ddf="kenward-roger")

@@ -83,7 +83,7 @@ from .terms import ReTerms
 
 __all__ = ["VDeriv", "LevelSpace", "Satterthwaite", "KenwardRoger", "satterthwaite",
            "kenward_roger", "satterthwaite_t", "satterthwaite_f", "kenward_roger_t",
-           "kenward_roger_f", "f_ddf_from_t", "devfun_vp", "dense_component_size"]
+           "kenward_roger_f", "f_ddf_from_t", "devfun_vp", "dense_component_size", "t_pvalue"]
 
 HESSIAN_EIGEN_TOL = 1e-8
 """Eigenvalues of the deviance Hessian at or below this count as zero (lmerTest's tol):
