@@ -406,9 +406,8 @@ class MixedGLMResults(MixedLMResults):
 
     def t_test(self, r_matrix, cov_p=None, use_t=None, ddf=None):
         """Wald z-tests of linear hypotheses (strings such as ``"urban[T.Y] = 0"``,
-        arrays over the fixed effects or over ``params``) -- see :mod:`mlglm.wald`.
-        ``ddf="satterthwaite"`` or ``"kenward-roger"`` (Gaussian fits): t tests of
-        fixed-effect hypotheses with those df (:mod:`mlglm.ddf`)."""
+        arrays over the fixed effects or over ``params``) -- see :mod:`mlglm.wald`;
+        ``ddf=`` (Gaussian fits): t tests with those df (:mod:`mlglm.ddf`)."""
         from .wald import constraint, covariance_for
         R = constraint(self, r_matrix)
         if ddf is not None:
@@ -421,9 +420,8 @@ class MixedGLMResults(MixedLMResults):
     def wald_test(self, r_matrix, cov_p=None, invcov=None, use_f=None, df_constraints=None,
                   scalar=True, ddf=None):
         """Joint Wald test of linear hypotheses (chi-square; F with ``use_f=True``, as
-        ``f_test`` does); ``wald_test_terms`` tests every formula term with it.
-        ``ddf="satterthwaite"`` or ``"kenward-roger"`` (Gaussian fits): the F test of
-        lmerTest / pbkrtest with that denominator df (:mod:`mlglm.ddf`)."""
+        ``f_test`` does); ``wald_test_terms`` tests every formula term with it;
+        ``ddf=`` (Gaussian fits): lmerTest's / pbkrtest's F test (:mod:`mlglm.ddf`)."""
         from .wald import constraint, covariance_for
         R = constraint(self, r_matrix)
         if ddf is not None:
@@ -440,24 +438,14 @@ class MixedGLMResults(MixedLMResults):
         return self.wald_test(r_matrix, cov_p=cov_p, invcov=invcov, use_f=True, ddf=ddf)
 
     def coef_table(self, ddf="satterthwaite"):
-        """lmerTest's table of the fixed effects: ``Estimate``, ``Std. Error``, ``df``,
-        ``t value``, ``Pr(>|t|)`` (a DataFrame indexed like ``fe_params``).
-
-        ``ddf``: ``"satterthwaite"`` (lmerTest's default), ``"kenward-roger"`` (REML
-        fits; the SEs are pbkrtest's adjusted ones) or ``"normal"`` (df = inf, z tests).
-        Satterthwaite and Kenward-Roger are for Gaussian fits (:mod:`mlglm.ddf`).
-        """
+        """lmerTest's fixed-effects table (``Estimate``, ``Std. Error``, ``df``, ``t value``,
+        ``Pr(>|t|)``); ``ddf`` "satterthwaite", "kenward-roger" or "normal" (:mod:`mlglm.ddf`)."""
         from .ddf import coef_table
         return coef_table(self, ddf)
 
     def anova(self, type=3, ddf="satterthwaite"):
-        """F tests of the terms of the fixed-effects formula, as lmerTest's ``anova(m)``:
-        ``Sum Sq``, ``Mean Sq``, ``NumDF``, ``DenDF``, ``F value``, ``Pr(>F)`` per term.
-
-        ``type``: 3 (default), 2 or 1 (:mod:`mlglm.hypotheses`); ``ddf`` as
-        :meth:`coef_table`. Not to be confused with :func:`mlglm.anova`, which compares
-        several fits by likelihood-ratio tests.
-        """
+        """lmerTest's F tests of the formula's terms, type 3, 2 or 1 (:mod:`mlglm.ddf`); not
+        :func:`mlglm.anova`, the likelihood-ratio comparison of several fits."""
         from .ddf import anova_table
         return anova_table(self, type=type, ddf=ddf)
 
