@@ -426,26 +426,52 @@ class MixedGLMResults(MixedLMResults):
         ``df_model + k_constant = df_modelwc``, the parameter count of aic/bic."""
         return self.outcome.n_params - int(getattr(self.model, "k_constant", 0))
 
-    def t_test(self, r_matrix, cov_p=None, use_t=None):
+    def t_test(self, r_matrix, cov_p=None, use_t=None, ddf=None):
         """Wald z-tests of linear hypotheses (strings such as ``"urban[T.Y] = 0"``,
-        arrays over the fixed effects or over ``params``) -- see :mod:`mlglm.wald`."""
+        arrays over the fixed effects or over ``params``) -- see :mod:`mlglm.wald`;
+        ``ddf=`` (Gaussian fits): t tests with those df (:mod:`mlglm.ddf`)."""
         from .wald import constraint, covariance_for
         R = constraint(self, r_matrix)
+        if ddf is not None:
+            from .ddf import ddf_t_test
+            return ddf_t_test(self, *(R if isinstance(R, tuple) else (R,)), ddf=ddf,
+                              cov_p=cov_p)
         cov = covariance_for(self, R, cov_p)
         return LikelihoodModelResults.t_test(self, R, cov_p=cov, use_t=False)
 
     def wald_test(self, r_matrix, cov_p=None, invcov=None, use_f=None, df_constraints=None,
-                  scalar=True):
+                  scalar=True, ddf=None):
         """Joint Wald test of linear hypotheses (chi-square; F with ``use_f=True``, as
-        ``f_test`` does); ``wald_test_terms`` tests every formula term with it."""
+        ``f_test`` does); ``wald_test_terms`` tests every formula term with it;
+        ``ddf=`` (Gaussian fits): lmerTest's / pbkrtest's F test (:mod:`mlglm.ddf`)."""
         from .wald import constraint, covariance_for
         R = constraint(self, r_matrix)
+        if ddf is not None:
+            from .ddf import ddf_f_test
+            return ddf_f_test(self, *(R if isinstance(R, tuple) else (R,)), ddf=ddf,
+                              use_f=use_f is not False, cov_p=cov_p, invcov=invcov)
         cov = covariance_for(self, R, cov_p) if invcov is None else cov_p
         return LikelihoodModelResults.wald_test(self, R, cov_p=cov, invcov=invcov,
                                                 use_f=bool(use_f), scalar=scalar,
                                                 df_constraints=df_constraints)
 
-    def conf_int(self, alpha=0.05, method="wald", cols=None, **kwargs):
+    def f_test(self, r_matrix, cov_p=None, invcov=None, ddf=None):
+        """F test of linear hypotheses (``wald_test(use_f=True)``); ``ddf=`` as there."""
+        return self.wald_test(r_matrix, cov_p=cov_p, invcov=invcov, use_f=True, ddf=ddf)
+
+    def coef_table(self, ddf="satterthwaite"):
+        """lmerTest's fixed-effects table (``Estimate``, ``Std. Error``, ``df``, ``t value``,
+        ``Pr(>|t|)``); ``ddf`` "satterthwaite", "kenward-roger" or "normal" (:mod:`mlglm.ddf`)."""
+        from .ddf import coef_table
+        return coef_table(self, ddf)
+
+    def anova(self, type=3, ddf="satterthwaite"):
+        """lmerTest's F tests of the formula's terms, type 3, 2 or 1 (:mod:`mlglm.ddf`); not
+        :func:`mlglm.anova`, the likelihood-ratio comparison of several fits."""
+        from .ddf import anova_table
+        return anova_table(self, type=type, ddf=ddf)
+
+    def conf_int(self, alpha=0.05, method="wald", cols=None, ddf=None, **kwargs):
         """Confidence intervals for ``params``, in statsmodels' shape.
 
         Parameters
@@ -457,6 +483,9 @@ class MixedGLMResults(MixedLMResults):
             positions in ``params`` and/or its labels, e.g. ``cols=[1, 2]`` or
             ``cols=["age", "urban[T.Y]"]``; default every row. (A list given in
             ``method``'s place, ``conf_int(0.05, [1, 2])``, is taken as ``cols``.)
+        ddf : Wald intervals of a Gaussian fit's fixed effects with t quantiles on
+            ``"satterthwaite"`` or ``"kenward-roger"`` df (the latter with its
+            adjusted SEs); ``None`` / ``"normal"``: z.
         **kwargs : for ``"profile"``/``"bootstrap"``, as :meth:`intervals`.
 
         Returns
@@ -474,7 +503,13 @@ class MixedGLMResults(MixedLMResults):
         from .intervals import params_conf_int, select_rows
         if not isinstance(method, str) and cols is None:    # statsmodels' (alpha, cols)
             method, cols = "wald", method
-        out = params_conf_int(self, alpha=alpha, method=method, **kwargs)
+        if ddf is not None:
+            if method != "wald":
+                raise ValueError("ddf= is for Wald intervals (method='wald')")
+            from .ddf import ddf_conf_int
+            out = ddf_conf_int(self, alpha=alpha, ddf=ddf)
+        else:
+            out = params_conf_int(self, alpha=alpha, method=method, **kwargs)
         return out if cols is None else out[select_rows(self, cols)]
 
     def intervals(self, method="wald", level=0.95, which=None, n_boot=200, seed=None,
@@ -565,10 +600,13 @@ class MixedGLMResults(MixedLMResults):
         from .pooling import compare_pooling_from_results
         return compare_pooling_from_results(self)
 
-    def summary(self, alpha=0.05, **kwargs):
-        """statsmodels ``Summary``: header, fixed effects, random effects."""
+    def summary(self, alpha=0.05, ddf=None, **kwargs):
+        """statsmodels ``Summary``: header, fixed effects, random effects.
+
+        Gaussian fits show t tests with Satterthwaite df (lmerTest's default) unless
+        ``ddf`` says ``"kenward-roger"`` or ``"normal"``; GLMMs show Wald z tests."""
         from .summary import make_summary
-        return make_summary(self, alpha=alpha)
+        return make_summary(self, alpha=alpha, ddf=ddf)
 
     def _repr_html_(self):
         return self.summary().as_html()
