@@ -1,10 +1,13 @@
 """mlglm: maximum-likelihood multilevel GLMs for statsmodels.
 
-Binomial and Poisson mixed models with random intercepts and correlated
-random slopes for one grouping factor, fitted by the Laplace approximation or
-adaptive Gauss-Hermite quadrature (AGHQ, also for random slopes), and exact
-linear mixed models, with statsmodels-style results, an ICC helper and a
-pooling comparison.
+Binomial, Poisson, negative binomial and Gamma mixed models with random
+intercepts and correlated random slopes, for one grouping factor or several
+(nested or crossed), fitted by the Laplace approximation or adaptive
+Gauss-Hermite quadrature (AGHQ, also for random slopes and nested factors), and
+exact linear mixed models (profiled REML/ML), with statsmodels-style results,
+lme4's front doors and accessors (``glmer``, ``lmer``, ``fixef``, ``ranef``,
+``VarCorr``, ``anova``), an ICC helper, a pooling comparison, and fits of data
+sharded across a Dask cluster.
 """
 from . import datasets
 from .compare import LRTest, anova, compare_lr_test
@@ -21,7 +24,7 @@ from .pooling import PoolingComparison, compare_pooling, compare_pooling_from_re
 from .ranef import random_effects_frame
 from .results import MixedGLMResults
 # after .ranef: the name mlglm.ranef is lme4's function, not that module
-from .lme4api import VarCorr, coef, fixef, ranef, update  # noqa: E402
+from .lme4api import VarCorr, coef, fixef, isSingular, ranef, update  # noqa: E402
 # The modules every fit path uses, loaded with the package rather than inside the first
 # fit: a first fit then costs what later ones do (where no bytecode cache exists, loading
 # them inside a fit added ~15 ms to a 20 ms LMM). Nothing here imports dask or matplotlib.
@@ -38,4 +41,4 @@ __all__ = ["MixedGLM", "BinomialMixedGLM", "PoissonMixedGLM", "MixedGLMResults",
            "caterpillar", "effect_plot", "datasets", "FormulaError", "MixedGLMInputError",
            "DataWarning", "SingularFitWarning", "SeparationWarning", "FitError", "anova",
            "compare_lr_test", "LRTest", "check_quadrature", "QuadratureCheck", "fixef", "ranef",
-           "VarCorr", "coef", "update", "QuadratureWarning", "__version__"]
+           "VarCorr", "coef", "update", "isSingular", "QuadratureWarning", "__version__"]

@@ -28,7 +28,6 @@ rows, counted, and warned about -- never dropped silently.
 """
 from __future__ import annotations
 
-import copy
 import sys
 import time
 import warnings
@@ -59,6 +58,13 @@ class BootstrapResult:
     results : the original fit.
     fits : per replicate, the refit's frozen state (None for failed refits).
     seeds : per replicate, the ``SeedSequence`` its response was drawn with.
+    lost : the replicates lost with a worker process that died (``n_jobs > 1``;
+        NaN rows like failed refits).
+
+    The results objects :meth:`replicate` builds are kept (one per replicate, built
+    on first use), so :meth:`apply` with several statistics builds each once; they
+    share the original model's design and hold their own response, estimates and
+    whatever their statistics cached (``clear_cache()`` lets them go).
     """
 
     estimates: pd.Series
@@ -70,6 +76,8 @@ class BootstrapResult:
     results: object = field(repr=False, default=None)
     fits: list = field(repr=False, default=None)
     seeds: list = field(repr=False, default=None)
+    lost: list = field(repr=False, default_factory=list)
+    _replicates: dict = field(repr=False, default_factory=dict, init=False)
 
     @property
     def n(self) -> int:
@@ -106,13 +114,23 @@ class BootstrapResult:
         ``predict``, ``random_effects``, ``summary()`` -- is the refit's."""
         from .results import build_results
         if self.fits[r] is None:
-            raise ValueError(f"bootstrap refit {r} failed; it has no results")
+            what = "was lost with a worker process" if r in self.lost else "failed"
+            raise ValueError(f"bootstrap refit {r} {what}; it has no results")
+        if r in self._replicates:
+            return self._replicates[r]
         res = self.results
         if getattr(res.model, "multi", False):
             from .bootstrap_multi import replicate_results
-            return replicate_results(res, self.response(r), self.fits[r])
-        model = _model_with_response(res.model, self.response(r))
-        return build_results(model, self.fits[r])
+            out = replicate_results(res, self.response(r), self.fits[r])
+        else:
+            model = _model_with_response(res.model, self.response(r))
+            out = build_results(model, self.fits[r])
+        self._replicates[r] = out
+        return out
+
+    def clear_cache(self):
+        """Forget the replicates' results objects (:meth:`replicate` builds them again)."""
+        self._replicates.clear()
 
     def apply(self, statistic):
         """``statistic(replicate)`` for every replicate (:meth:`replicate`: a results
@@ -162,14 +180,24 @@ class BootstrapResult:
                 f"{self.seconds:.1f} s)")
 
 
+def _shallow_copy(obj):
+    """A new object of obj's class sharing its attributes. ``copy.copy`` goes through
+    pickling's ``__getstate__``/``__setstate__``, and statsmodels' data object
+    re-parses the model's formula in ``__setstate__`` (~8 ms a copy, most of the time
+    of a bootstrap's ``apply`` with a cheap statistic)."""
+    clone = object.__new__(type(obj))
+    clone.__dict__.update(obj.__dict__)
+    return clone
+
+
 def _model_with_response(model, y):
     """A shallow copy of ``model`` whose response is ``y`` (same design, groups,
     offsets and trials; the formula is not parsed again)."""
-    clone = copy.copy(model)
+    clone = _shallow_copy(model)
     clone.__dict__.pop("endog_li", None)          # per-group lists of the old response
     clone.__dict__.pop("problem", None)           # the core's arrays, with the old response
     clone.endog = np.asarray(y, dtype=float)
-    clone.data = copy.copy(model.data)
+    clone.data = _shallow_copy(model.data)
     clone.data.endog = clone.endog
     return clone
 
@@ -244,6 +272,53 @@ def _run_chunk(spec, items):
     return out
 
 
+def _run_pool(spec, units, n_workers, collect) -> list:
+    """Run ``units`` (lists of (r, seed) items) in a fresh pool of ``n_workers``
+    processes, handing each finished unit's output to ``collect``; returns the units
+    lost when a worker process died (``BrokenProcessPool``), in submission order."""
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from concurrent.futures.process import BrokenProcessPool
+    with ProcessPoolExecutor(max_workers=n_workers) as ex:
+        futures = [ex.submit(_run_chunk, spec, u) for u in units]
+        for fut in as_completed(futures):
+            try:
+                out = fut.result()
+            except BrokenProcessPool:
+                continue
+            collect(out)
+    return [u for u, f in zip(units, futures) if f.exception() is not None]
+
+
+def _run_parallel(spec, items, n_jobs, collect):
+    """Every replicate on ``n_jobs`` worker processes, surviving workers that die.
+
+    When a worker process dies (killed, out of memory, a crash in compiled code) the
+    pool breaks and every unfinished unit with it; finished ones are kept. A pool
+    hands units out in submission order and holds at most 2 n_jobs + 1 of them at
+    once (one running per worker, n_jobs + 1 queued), so of the lost units only the
+    first 2 n_jobs + 1 can hold the replicate that killed it: those are run again
+    one at a time in a one-process pool, where the unit that is lost first is the
+    killer (it becomes a NaN row, as a failed refit), and the other lost units in a
+    new pool of ``n_jobs``. Returns (the replicates lost, the number run again).
+    """
+    size = max(1, len(items) // (4 * n_jobs))
+    parallel = [items[i:i + size] for i in range(0, len(items), size)]
+    isolated, lost, rerun = [], [], set()
+    while parallel or isolated:
+        if parallel:
+            broken = _run_pool(spec, parallel, n_jobs, collect)
+            suspects = broken[:2 * n_jobs + 1]
+            isolated += [[item] for unit in suspects for item in unit]
+            parallel = broken[len(suspects):]
+        else:
+            broken = _run_pool(spec, isolated, 1, collect)
+            if broken:
+                lost.append(broken[0][0][0])
+            isolated = broken[1:]
+        rerun.update(r for unit in broken for r, _ in unit)
+    return sorted(lost), len(rerun - set(lost))
+
+
 class _Progress:
     """Progress on stderr: always if True, never if False, after 2 s if None."""
 
@@ -309,24 +384,29 @@ def bootstrap(results, n=200, seed=None, progress=None, n_jobs=1) -> BootstrapRe
     if n_jobs == -1:
         import os
         n_jobs = os.cpu_count() or 1
+    lost, n_rerun = [], 0
     if n_jobs <= 1:
         for item in items:
             collect(_run_chunk(spec, [item]))
     else:
-        from concurrent.futures import ProcessPoolExecutor, as_completed
-        size = max(1, n // (4 * n_jobs))
-        chunks = [items[i:i + size] for i in range(0, n, size)]
-        with ProcessPoolExecutor(max_workers=n_jobs) as ex:
-            futures = [ex.submit(_run_chunk, spec, c) for c in chunks]
-            for fut in as_completed(futures):
-                collect(fut.result())
+        lost, n_rerun = _run_parallel(spec, items, n_jobs, collect)
+        done += len(lost)
+        bar.update(done)
     reps = pd.DataFrame(rows, columns=estimates.index)
     out = BootstrapResult(estimates=estimates, replicates=reps, llf=llf, converged=conv,
                           seed=seed, seconds=time.perf_counter() - t0, results=results,
-                          fits=fits, seeds=[s for _, s in items])
-    if out.n_failed:
-        warnings.warn(f"{out.n_failed} of {n} bootstrap refits failed (NaN rows); intervals "
-                      "use the others", RuntimeWarning, stacklevel=2)
+                          fits=fits, seeds=[s for _, s in items], lost=lost)
+    if lost or n_rerun:
+        warnings.warn(
+            f"a bootstrap worker process died (BrokenProcessPool: killed, out of memory or "
+            f"crashed); {n_rerun} replicates it took down were run again in a new pool"
+            + (f", and {len(lost)} of {n} (replicate{'s' * (len(lost) > 1)} "
+               f"{', '.join(map(str, lost))}) killed their worker again: NaN rows, as for "
+               "failed refits; intervals use the others" if lost else ""),
+            RuntimeWarning, stacklevel=2)
+    if out.n_failed - len(lost):
+        warnings.warn(f"{out.n_failed - len(lost)} of {n} bootstrap refits failed (NaN rows); "
+                      "intervals use the others", RuntimeWarning, stacklevel=2)
     n_nc = int(np.sum(~conv & ~reps.isna().any(axis=1).to_numpy()))
     if n_nc:
         warnings.warn(f"{n_nc} of {n} bootstrap refits did not meet the convergence "

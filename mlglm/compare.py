@@ -22,13 +22,14 @@ for df = 1 the p-value is half the chi^2_1 one).
 """
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 from scipy import stats
 
-__all__ = ["LRTest", "compare_lr_test", "anova", "AnovaTable"]
+__all__ = ["LRTest", "compare_lr_test", "anova", "AnovaTable", "check_same_data", "is_reml"]
 
 #: the width anova() tables print in (a terminal's)
 PRINT_WIDTH = 80
@@ -69,14 +70,66 @@ def _label(res) -> str:
     return text
 
 
-def _check_comparable(small, big):
-    for r in (small, big):
-        if getattr(r, "method", None) == "reml":
-            raise ValueError("REML log-likelihoods are not comparable across fixed-effect "
-                             "structures; refit with reml=False (method='ml')")
+def is_reml(res) -> bool:
+    """Whether a fit maximised a REML criterion (mlglm's or statsmodels' MixedLM)."""
+    return bool(getattr(res, "reml", False)) or str(getattr(res, "method", "")).lower() == "reml"
+
+
+def _response(res):
+    """(response per row on the scale of the mean -- successes per trial for a binomial
+    fit --, row labels or None) of a fit: what two fits of the same data share."""
+    model = res.model
+    y = np.asarray(model.endog, dtype=float)
+    m = getattr(model, "n_trials", None)
+    if y.ndim == 2 and y.shape[1] == 2:           # sm.GLM's (successes, failures)
+        y = y[:, 0] / y.sum(axis=1)
+    elif m is not None and np.shape(m) == y.shape:
+        y = y / np.asarray(m, dtype=float)
+    labels = getattr(getattr(model, "data", None), "row_labels", None)
+    return y.reshape(-1), (None if labels is None or len(labels) != y.size else labels)
+
+
+def _same_fixed_effects(a, b) -> bool:
+    """Same fixed-effects design (names and columns): REML criteria then compare."""
+    Xa, Xb = np.asarray(a.model.exog, dtype=float), np.asarray(b.model.exog, dtype=float)
+    return (list(map(str, a.model.exog_names)) == list(map(str, b.model.exog_names))
+            and Xa.shape == Xb.shape and np.allclose(Xa, Xb, rtol=1e-12, atol=0.0))
+
+
+def check_same_data(small, big):
+    """Refuse to compare fits of different responses or different rows: their
+    log-likelihoods are of different data, so their difference tests nothing."""
     if int(small.nobs) != int(big.nobs):
         raise ValueError(f"the fits use different numbers of observations "
                          f"({int(small.nobs)} and {int(big.nobs)}); compare fits of the same rows")
+    if not all(getattr(r.model, "rows_on_driver", True) for r in (small, big)):
+        return                  # a sharded fit's rows live on a cluster: nobs is what is here
+    (ya, la), (yb, lb) = _response(small), _response(big)
+    if ya.shape == yb.shape and la is not None and lb is not None and not la.equals(lb) \
+            and la.sort_values().equals(lb.sort_values()):
+        yb = pd.Series(yb, index=lb).reindex(la).to_numpy()     # same rows, other order
+    if ya.shape != yb.shape or not np.allclose(ya, yb, rtol=1e-10, atol=1e-12, equal_nan=True):
+        differ = int(np.sum(~np.isclose(ya, yb, rtol=1e-10, atol=1e-12))) \
+            if ya.shape == yb.shape else None
+        raise ValueError("the fits have different responses (" + (
+            f"{differ} of {ya.size} rows differ" if differ is not None else "different rows")
+            + "): a likelihood-ratio test compares models of the same data; fit both to the "
+            "same response and the same rows")
+
+
+def _check_comparable(small, big):
+    check_same_data(small, big)
+    reml = (is_reml(small), is_reml(big))
+    if any(reml):
+        if not all(reml):
+            raise ValueError("one fit is REML and the other ML: their log-likelihoods are "
+                             "different criteria; refit the REML one with reml=False, or use "
+                             "mlglm.anova(), which refits by ML as lme4 does")
+        if not _same_fixed_effects(small, big):
+            raise ValueError("REML log-likelihoods are comparable only between fits with the "
+                             "same fixed effects, and these differ; refit both with reml=False "
+                             "(method='ml'), or use mlglm.anova(), which refits by ML as lme4 "
+                             "does")
 
 
 def _nb_over_poisson(big, small) -> int:
@@ -117,6 +170,11 @@ def compare_lr_test(big, small, boundary=True) -> LRTest:
     variance component (a random effect, of any grouping factor; see the module
     docstring), or a negative binomial against the Poisson (1/theta = 0); set it
     to False for the plain chi-square of lme4's ``anova()``.
+
+    Both fits must be of the same response on the same rows (else ``ValueError``).
+    REML fits are compared only with each other and only when their fixed effects
+    are the same (a test of the random effects; the REML criterion depends on the
+    fixed-effects design); otherwise refit by ML or use :func:`anova`, which does.
     """
     if _n_params(big) < _n_params(small):
         big, small = small, big
@@ -155,6 +213,10 @@ class AnovaTable(pd.DataFrame):
                    "logLik": num(2), "deviance": num(2), "Chisq": num(4),
                    "Df": lambda v: "" if pd.isna(v) else f"{int(v)}",
                    "Pr(>Chisq)": lambda v: "" if pd.isna(v) else f"{v:.4g}"}
+        if self.attrs.get("refitted"):
+            lines.append("(refitted with ML instead of REML: "
+                         + ", ".join(tag for tag, label in zip(short, self.index)
+                                     if label in self.attrs["refitted"]) + ")")
         table = pd.DataFrame(self.to_numpy(), index=short, columns=self.columns)
         lines += table.to_string(formatters={c: formats.get(c, str) for c in self.columns},
                                  na_rep="", line_width=PRINT_WIDTH).splitlines()
@@ -166,16 +228,37 @@ class AnovaTable(pd.DataFrame):
     __str__ = __repr__
 
 
-def anova(*results, boundary=False) -> AnovaTable:
+def anova(*results, boundary=False, refit=True) -> AnovaTable:
     """R-style table for nested fits, ordered by the number of parameters:
     npar, AIC, BIC, logLik, deviance (-2 logLik), Chisq, Df, Pr(>Chisq); indexed by
     the models' formulas and printed as R prints it (:class:`AnovaTable`).
 
     Each row is tested against the row above it. ``boundary=False`` (the
     default, as lme4) uses plain chi-square p-values; ``True`` the mixture.
+
+    ``refit=True`` (the default, as lme4's ``anova(refit = TRUE)``): REML fits
+    (``lmer``'s default) are refitted by maximum likelihood first, since REML
+    criteria of different fixed effects are not comparable, and the table is of the
+    ML fits; a ``UserWarning`` says so ("refitting model(s) with ML (instead of
+    REML)", lme4's message) and the printed table repeats it (``attrs["refitted"]``
+    lists the refitted models). ``refit=False`` compares REML fits as they are,
+    which is valid only when they share the fixed effects (a test of the random
+    effects; refused otherwise). Fits of different responses or rows are refused.
     """
     if len(results) < 2:
         raise ValueError("anova() compares two or more fits")
+    for other in results[1:]:
+        check_same_data(results[0], other)
+    refitted = []
+    if refit and any(is_reml(r) for r in results):
+        warnings.warn("refitting model(s) with ML (instead of REML)", UserWarning, stacklevel=2)
+        fitted = []
+        for r in results:
+            if is_reml(r):
+                refitted.append(_label(r))
+                r = r.model.fit(reml=False)
+            fitted.append(r)
+        results = fitted
     fits = sorted(results, key=_n_params)
     rows = []
     for i, r in enumerate(fits):
@@ -188,4 +271,6 @@ def anova(*results, boundary=False) -> AnovaTable:
             t = compare_lr_test(r, fits[i - 1], boundary=boundary)
             row.update({"Chisq": t.statistic, "Df": t.df, "Pr(>Chisq)": t.pvalue})
         rows.append(row)
-    return AnovaTable(pd.DataFrame(rows).set_index("model"))
+    out = AnovaTable(pd.DataFrame(rows).set_index("model"))
+    out.attrs["refitted"] = refitted
+    return out

@@ -51,6 +51,7 @@ class TermSpec:
     formula: str | None = None    # effects formula rhs ("1", "x", "0 + x") or the vc formula
     design_info: object = None    # patsy DesignInfo of that formula on the fit's data
     indicator: bool = False       # a vc entry with one non-zero column per row
+    vc_key: str | None = None     # the vc_formula key of a vc entry (statsmodels' vcomp name)
 
     # ------------------------------------------------------------ new data
     def _matrix(self, data, model):
@@ -250,14 +251,14 @@ def vc_term_specs(vc_formula: dict, group_codes, group_labels, group_name, data,
             spec = TermSpec(key, np.asarray(codes, np.intp), levels, z, ["Intercept"]
                             if np.all(z[nz.any(axis=1)] == 1.0) else [key],
                             (CovBlock("unstructured", 1),), (group_name, key), "vc", rhs, info,
-                            indicator=True)
+                            indicator=True, vc_key=key)
             spec.column_names_all = names
             out.append(spec)
         else:
             out.append(TermSpec(group_name, np.asarray(group_codes, np.intp),
                                 pd.Index(group_labels, name=group_name), V,
                                 [f"{key}[{c}]" for c in names], (CovBlock("tied", V.shape[1]),),
-                                (group_name,), "vc", rhs, info))
+                                (group_name,), "vc", rhs, info, vc_key=key))
     return out
 
 

@@ -10,7 +10,8 @@ b_k (J_k x q_k) and their conditional covariances; results expose them keyed by
 the factor's name (``res.cov_re["school"]``), as lme4's ``VarCorr`` and
 ``ranef`` do, while one-factor fits keep statsmodels' shapes. The second half
 of this module builds those views, the random part sum_k Z_k b_k of the linear
-predictor, and the rows of the ``VarCorr``-style table the summary prints.
+predictor, the rows of the ``VarCorr``-style table the summary prints, and
+statsmodels' ``vcomp`` (the variances of ``vc_formula`` entries).
 
 :func:`match_levels` is the one place where labels in new data are matched to
 the levels of a fit. Labels are matched by value across dtypes (a factor fitted
@@ -172,6 +173,22 @@ def cov_re_dict(terms, Sigmas) -> dict:
     """{factor: DataFrame Sigma_k} labelled by the effects."""
     return {t.name: pd.DataFrame(S, index=list(t.column_names), columns=list(t.column_names))
             for t, S in zip(terms, Sigmas)}
+
+
+def variance_components(model, Sigmas) -> np.ndarray:
+    """statsmodels' ``vcomp``: the variance of every ``vc_formula`` entry, in sorted key
+    order (statsmodels' order, its ``data.vcomp_names``). An entry is a random effect
+    of its own factor (indicator columns) or a tied block of one variance on
+    ``groups``' factor; its variance is the diagonal of its block of Sigma_k (on the
+    variance scale, not divided by the residual variance)."""
+    found = {}
+    for Sigma, specs in zip(Sigmas, getattr(model, "re_info", ())):
+        col = 0
+        for spec in specs:
+            if spec.source == "vc":
+                found[spec.vc_key] = float(np.asarray(Sigma)[col, col])
+            col += spec.Z.shape[1]
+    return np.array([found[k] for k in sorted(found)], dtype=float)
 
 
 def random_effects_dict(terms, bs) -> dict:

@@ -33,7 +33,7 @@ from scipy import stats
 
 from .profile import natural_names, natural_values, profile_conf_int
 
-__all__ = ["wald_conf_int", "conf_int", "params_conf_int"]
+__all__ = ["wald_conf_int", "conf_int", "params_conf_int", "select_rows"]
 
 _NA = "no Wald SE (use method='profile')"
 
@@ -176,6 +176,23 @@ def conf_int(results, level=0.95, method="wald", which=None, n_boot=200, seed=No
             raise ValueError(f"unknown parameter(s) {missing}; choose from {list(out.index)}")
         out = out.loc[list(which)]
     return out
+
+
+def select_rows(results, cols) -> np.ndarray:
+    """Positions in ``params`` of ``cols`` (positions and/or labels of ``params``)."""
+    names = [str(n) for n in results.model.data.param_names]
+    k = len(names)
+    out = []
+    for c in np.atleast_1d(np.asarray(cols, dtype=object)):
+        if isinstance(c, (int, np.integer)) and not isinstance(c, bool):
+            if not -k <= int(c) < k:
+                raise IndexError(f"cols: position {int(c)} is outside params' {k} rows")
+            out.append(int(c) % k)
+        elif str(c) in names:
+            out.append(names.index(str(c)))
+        else:
+            raise KeyError(f"cols: {c!r} is not a params label; labels are {names}")
+    return np.asarray(out, dtype=np.intp)
 
 
 def params_conf_int(results, alpha=0.05, method="wald", **options) -> np.ndarray:

@@ -16,6 +16,7 @@ per district and one column per random effect.
   random effect, beta-hat alone for the others.
 * ``update(res, "~ . - x")``: the model refitted with a changed formula (``.``
   is the current formula, as in R) or settings.
+* ``isSingular(res)``: whether the fit is on the boundary (``res.is_singular()``).
 """
 from __future__ import annotations
 
@@ -24,7 +25,8 @@ import pandas as pd
 
 from .factors import grouping_factors, re_term_names
 
-__all__ = ["fixef", "ranef", "Ranef", "VarCorr", "VarCorrResult", "coef", "update"]
+__all__ = ["fixef", "ranef", "Ranef", "VarCorr", "VarCorrResult", "coef", "update",
+           "isSingular"]
 
 
 def fixef(results) -> pd.Series:
@@ -153,6 +155,13 @@ def VarCorr(results) -> VarCorrResult:  # noqa: N802 - lme4's name
     return VarCorrResult(covs, sigma)
 
 
+def isSingular(results, tol=1e-4) -> bool:  # noqa: N802 - lme4's name
+    """lme4's ``isSingular``: whether some diagonal element of a (relative) covariance
+    factor is below ``tol`` -- an SD at 0 or a correlation at +-1
+    (:meth:`MixedGLMResults.is_singular`)."""
+    return results.is_singular(tol=tol)
+
+
 def lme4_formula(model) -> str:
     """The model's formula in lme4's syntax (response ~ fixed + random term)."""
     if getattr(model, "formula", None) is None:
@@ -223,6 +232,10 @@ def update(results, formula=None, data=None, **changes):
             rest = kwargs.pop("offset") - sum(evaluate(t, data) for t in terms)
             if np.any(rest != 0):
                 kwargs["offset"] = rest
+        for key in ("offset", "exposure"):      # named columns stay named (for predict)
+            column = getattr(model, f"{key}_column", None)
+            if column is not None and column in data.columns:
+                kwargs[key] = column
     kwargs.update(changes)
     gaussian = model.fam.is_gaussian and "family" not in changes
     if gaussian:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import inspect
 import re
+from collections.abc import Mapping
 
 import statsmodels.api as sm
 
@@ -68,6 +69,7 @@ def _model(formula, data, family, offset=None, **kwargs):
         lhs = f"{cols[0]} + {cols[1]}"
     else:
         lhs = parsed.response
+    offset_column = offset if isinstance(offset, str) else None
     if offset_terms:
         if isinstance(offset, str):
             offset = data[offset].to_numpy(dtype=float)
@@ -87,12 +89,66 @@ def _model(formula, data, family, offset=None, **kwargs):
                                       cov_struct=cov_struct, offset=offset, _random_terms=rest,
                                       **kwargs)
     model.formula_offsets = offset_terms
+    if offset_column is not None:        # read from new rows by predict, as from_formula's
+        model.offset_column = offset_column
     return model
 
 
 def _weights(**given):
     """The prior-weight keywords that were given (column names or arrays)."""
     return {k: v for k, v in given.items() if v is not None}
+
+
+#: lme4's optCtrl entries that cap the optimiser's work (bobyqa, Nelder_Mead, nloptwrap)
+_ITERATION_LIMITS = ("maxfun", "maxit", "maxeval")
+
+
+def _control(control, function: str, fit_kwargs: dict) -> dict:
+    """``fit_kwargs`` with what mlglm can honour of lme4's ``control=`` (a dict of
+    ``glmerControl()`` / ``lmerControl()`` options); anything else is refused.
+
+    glmer: ``optCtrl = {"maxfun": n}`` (or ``maxit``, ``maxeval``) becomes
+    ``maxiter=n``, the iteration limit of mlglm's optimiser. lmer has nothing to
+    map: the profiled (RE)ML criterion is minimised to convergence. The optimizer
+    choice has no counterpart (mlglm's quasi-Newton method uses the exact
+    gradient); the ``check.*`` options only silence lme4's checks, which in Python
+    is a warnings filter.
+    """
+    if control is None:
+        return fit_kwargs
+    if not isinstance(control, Mapping):
+        raise MixedGLMInputError(
+            "control= takes lme4's glmerControl()/lmerControl() options as a dict, e.g. "
+            "control={'optCtrl': {'maxfun': 20000}}")
+    out = dict(fit_kwargs)
+    honoured = ("optCtrl's maxfun / maxit / maxeval (as maxiter=, the iteration limit of "
+                "mlglm's optimiser)" if function == "glmer" else "none of them (the "
+                "profiled REML/ML criterion is minimised to convergence)")
+    for key, value in control.items():
+        if key == "optCtrl" and function == "glmer" and isinstance(value, Mapping):
+            for k, v in value.items():
+                if k not in _ITERATION_LIMITS:
+                    raise MixedGLMInputError(
+                        f"control optCtrl {k!r} has no counterpart in mlglm; {function} "
+                        f"honours {honoured}")
+                if "maxiter" in out and out["maxiter"] != int(v):
+                    raise MixedGLMInputError(f"maxiter={out['maxiter']} and optCtrl {k}={v} "
+                                             "disagree; give one")
+                out["maxiter"] = int(v)
+            continue
+        if key == "optimizer":
+            why = ("mlglm has one optimiser, a quasi-Newton method with the exact gradient "
+                   "(L-BFGS-B finished by Newton steps), so lme4's choice of optimizer "
+                   "(bobyqa, Nelder_Mead, nloptwrap) has no counterpart; drop it")
+        elif str(key).startswith("check."):
+            why = ("lme4's check options silence its checks; mlglm's checks are warnings "
+                   "(e.g. mlglm.SingularFitWarning): silence one with "
+                   "warnings.filterwarnings('ignore', category=...)")
+        else:
+            why = "it has no counterpart in mlglm"
+        raise MixedGLMInputError(f"control option {key!r}: {why}. Of lme4's control options "
+                                 f"{function} honours {honoured}")
+    return out
 
 
 #: Keywords of a fit on a Dask DataFrame (:mod:`mlglm.distributed`).
@@ -115,7 +171,7 @@ def _fit_keywords(function, fit_kwargs, data=None):
 
 def glmer(formula, data, family="binomial", nagq=1, link=None, subset=None, offset=None,
           exposure=None, n_trials=None, missing="none", nAGQ=None, REML=None, weights=None,
-          freq_weights=None, var_weights=None, **fit_kwargs):
+          freq_weights=None, var_weights=None, control=None, **fit_kwargs):
     """Fit a GLMM written in lme4's syntax, e.g. ``"y ~ x + (1 + x | g)"``.
 
     Parameters
@@ -138,6 +194,9 @@ def glmer(formula, data, family="binomial", nagq=1, link=None, subset=None, offs
         ``freq_weights=``.
     freq_weights, var_weights : as MixedGLM (``sm.GLM``'s meaning).
     REML : accepted as False only: GLMMs are fitted by maximum likelihood.
+    control : lme4's ``glmerControl()`` options as a dict: ``{"optCtrl": {"maxfun":
+        n}}`` (or ``maxit``, ``maxeval``) is honoured as ``maxiter=n``; every other
+        option (``optimizer``, ``check.*``, ...) is refused with the reason.
     **fit_kwargs : passed to :meth:`MixedGLM.fit`; a misspelt keyword is an
         error with a did-you-mean.
 
@@ -145,6 +204,7 @@ def glmer(formula, data, family="binomial", nagq=1, link=None, subset=None, offs
     accepted as in R.
     """
     _fit_keywords(glmer, fit_kwargs, data)
+    fit_kwargs = _control(control, "glmer", fit_kwargs)
     if REML:
         raise MixedGLMInputError("REML is for linear mixed models (use lmer); GLMMs are "
                                  "fitted by maximum likelihood")
@@ -178,15 +238,19 @@ def glmer(formula, data, family="binomial", nagq=1, link=None, subset=None, offs
 
 
 def lmer(formula, data, reml=True, subset=None, offset=None, missing="none", REML=None,
-         weights=None, freq_weights=None, var_weights=None, **fit_kwargs):
+         weights=None, freq_weights=None, var_weights=None, control=None, **fit_kwargs):
     """Fit a linear mixed model written in lme4's syntax by REML (default) or ML.
 
     ``REML=`` is lme4's spelling of ``reml=``; ``offset(expr)`` terms are accepted
     as in R; a misspelt keyword is an error with a did-you-mean. ``weights=`` is
     lme4's (Var e_i = sigma^2 / w_i): ``var_weights=``; ``freq_weights=`` counts a
-    row f times (column names or arrays).
+    row f times (column names or arrays). ``control=`` (lme4's ``lmerControl()``
+    options as a dict) is refused with the reason for each option: the profiled
+    criterion is minimised to convergence by mlglm's own optimiser, so none of them
+    has a counterpart.
     """
     _fit_keywords(lmer, fit_kwargs, data)
+    fit_kwargs = _control(control, "lmer", fit_kwargs)
     if REML is not None:
         reml = bool(REML)
     if weights is not None:

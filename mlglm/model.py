@@ -45,7 +45,14 @@ _METHODS = ("laplace", "aghq", "reml", "ml")
 
 
 class MixedGLM(MixedLMSetup, MixedLM):
-    """Generalised linear mixed model with one grouping factor, fitted by ML.
+    """Generalised (and linear) mixed model fitted by maximum likelihood (REML for
+    Gaussian models by default).
+
+    The random effects belong to one grouping factor (``groups`` with ``exog_re``,
+    as statsmodels' ``MixedLM``) or to several, nested or crossed:
+    ``from_formula(..., vc_formula={...})`` (statsmodels' variance components) or
+    the bar terms of :func:`mlglm.glmer` / :func:`mlglm.lmer`
+    (``(1 | school/class)``, ``(1 | s) + (1 | d)``).
 
     Parameters
     ----------
@@ -53,7 +60,8 @@ class MixedGLM(MixedLMSetup, MixedLM):
         two columns (successes, failures). Poisson: non-negative counts.
     exog : fixed-effects design (n, p).
     groups : group labels (n,).
-    exog_re : random-effects design (n, q); default a random intercept.
+    exog_re : random-effects design (n, q) on ``groups``; default a random
+        intercept.
     family : a statsmodels family: ``Binomial()`` (Logit, Probit, CLogLog links),
         ``Poisson()`` (Log), ``NegativeBinomial(alpha=a)`` (Log; NB2 with theta = 1/a
         held fixed, as ``sm.GLM`` holds alpha), ``Gamma()`` (InversePower, Log; the
@@ -79,6 +87,10 @@ class MixedGLM(MixedLMSetup, MixedLM):
 
     _formula_max_endog = 2
     _default_family_name = "gaussian"
+    #: the data columns ``from_formula``'s ``offset=`` / ``exposure=`` named (None: not
+    #: given, or given as an array); ``predict`` on new rows reads them there
+    offset_column = None
+    exposure_column = None
 
     def _handle_data(self, *args, **kwargs):
         """statsmodels' data handling, with a data object that unpickles at the top level
@@ -266,6 +278,8 @@ class MixedGLM(MixedLMSetup, MixedLM):
             data = pd.DataFrame(data)
         arrays = {}
         group_name = kwargs.get("groups")
+        # offset=/exposure= given as column names: predictions on new rows read them there
+        named = {k: kwargs[k] for k in ("offset", "exposure") if isinstance(kwargs.get(k), str)}
         for key in ("groups", "offset", "exposure", "n_trials", "freq_weights", "var_weights"):
             val = kwargs.pop(key, None)
             if isinstance(val, str):
@@ -359,6 +373,8 @@ class MixedGLM(MixedLMSetup, MixedLM):
         # the row-aligned arrays (after subset= and missing="drop"), for update()
         mod.formula_arrays = {k: v for k, v in arrays.items() if k != "groups"}
         mod.formula_arrays["missing"] = missing
+        mod.offset_column = named.get("offset")
+        mod.exposure_column = named.get("exposure")
         mod._build_re_terms(*mod._term_args)
         return mod
 
@@ -423,7 +439,9 @@ class MixedGLM(MixedLMSetup, MixedLM):
         Parameters
         ----------
         method : ``"laplace"`` (default for binomial/Poisson) or ``"aghq"``;
-            Gaussian models use ``"reml"`` (default) or ``"ml"``.
+            Gaussian models use ``"reml"`` (default) or ``"ml"``. Any case is
+            accepted (lme4's and the literature's ``"Laplace"``, ``"AGHQ"``,
+            ``"REML"``, ``"ML"``).
         nagq : quadrature points per random-effect dimension for AGHQ (default
             11 for q <= 2, 7 for q >= 3; the product rule has nagq**q points).
             ``nagq=1`` is the Laplace approximation; ``nagq > 1`` without
@@ -447,6 +465,8 @@ class MixedGLM(MixedLMSetup, MixedLM):
         from .results import build_results
         options = check_fit_keywords(kwargs, method, ("method", "nagq", "reml", "start_params",
                                                       "maxiter", "hessian"))
+        if isinstance(method, str):
+            method = method.lower()
         if method is None and nagq not in (None, 1) and not self.fam.is_gaussian:
             method = "aghq"
         _check_re_in_fixed(np.asarray(self.exog, dtype=float), np.asarray(self.exog_re),

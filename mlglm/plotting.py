@@ -4,6 +4,15 @@ matplotlib is optional (``pip install 'mlglm[plot]'``) and imported inside
 each function. Every function returns the matplotlib ``Figure`` (as
 statsmodels' graphics do); pass ``ax=`` to draw into existing axes.
 
+In a Jupyter notebook (matplotlib's inline backend) a figure the function made
+itself is closed before it is returned: the inline backend would otherwise draw
+it at the end of the cell *and* the notebook would draw the returned Figure,
+showing it twice. It is drawn once, as the cell's output (end the cell with the
+call, or with the variable holding the figure); ``fig.savefig`` works as usual.
+Elsewhere (scripts, other backends) the figure stays open, so ``plt.show()``
+and ``plt.savefig()`` find it. A figure of axes passed with ``ax=`` is the
+caller's and is never closed.
+
 * :func:`caterpillar` -- conditional modes :math:`\hat b_{jk}` sorted, with
   intervals :math:`\hat b_{jk} \pm z\,\mathrm{se}_{jk}` (see :mod:`mlglm.ranef`).
 * :func:`effect_plot` -- the population-level mean :math:`g^{-1}(x'\hat\beta)`
@@ -35,6 +44,20 @@ def _pyplot():
     except ImportError as exc:  # pragma: no cover - exercised without matplotlib
         raise ImportError("mlglm's plots need matplotlib: pip install 'mlglm[plot]'") from exc
     return plt
+
+
+def _inline_backend() -> bool:
+    """Whether pyplot draws through Jupyter's inline backend (matplotlib-inline)."""
+    import matplotlib
+    return "inline" in str(matplotlib.get_backend()).lower()
+
+
+def _finish(fig, created: bool):
+    """The figure to return: closed in pyplot when this module made it and the inline
+    backend would draw it a second time (module notes)."""
+    if created and _inline_backend():
+        _pyplot().close(fig)
+    return fig
 
 
 def _axes_list(ax, k, ncols, panel_size, sharey=False):
@@ -106,6 +129,7 @@ def caterpillar(results, term=None, level=0.95, ax=None):
                          f"{list(dict.fromkeys(frame['term']))}")
     n_groups = frame["group"].nunique()
     height = float(np.clip(0.14 * n_groups + 1.2, 3.0, 14.0))
+    created = ax is None
     fig, axs = _axes_list(ax, len(terms), len(terms), (4.2, height), sharey=False)
     gname = getattr(results.model, "group_name", None) or "group"
     for a, t in zip(axs, terms):
@@ -127,7 +151,7 @@ def caterpillar(results, term=None, level=0.95, ax=None):
         a.grid(axis="x", color="0.9")
     if len(axs):
         axs[0].set_ylabel(axs[0].get_ylabel() or gname)
-    return fig
+    return _finish(fig, created)
 
 
 # ----------------------------------------------------------------- effect plot
@@ -236,7 +260,8 @@ def effect_plot(results, x, data=None, at=None, ax=None, level=0.95, n_points=10
     z = stats.norm.ppf(0.5 + level / 2.0)
     inv = _inverse_link(results)
     mu, lo, hi = inv(eta), inv(eta - z * se), inv(eta + z * se)
-    if ax is None:
+    created = ax is None
+    if created:
         fig, ax = plt.subplots(figsize=(6, 4.2), layout="constrained")
     fig = ax.figure
     if categorical:
@@ -258,7 +283,7 @@ def effect_plot(results, x, data=None, at=None, ax=None, level=0.95, n_points=10
     ax.set_title(f"Effect of {x}" + (f"\n(other covariates: {held_txt})" if held_txt else ""),
                  fontsize=10)
     ax.grid(color="0.92")
-    return fig
+    return _finish(fig, created)
 
 
 # ------------------------------------------------------------ pooling plots
@@ -298,6 +323,7 @@ def pooling_lines(pc, groups=None, x=None, ax=None, ncols=3):
     table = pc.table.set_index(["group", "term"])
     terms = pc.terms
     reasons = dict(zip(pc.failed["group"].astype(str), pc.failed["reason"]))
+    created = ax is None
     fig, axs = _axes_list(ax, len(groups), ncols, (3.4, 2.8), sharey=True)
     cols = _formula_columns(pc.formula, pc.frame)
     yname = pc.formula.split("~", 1)[0].strip()
@@ -345,7 +371,7 @@ def pooling_lines(pc, groups=None, x=None, ax=None, ncols=3):
         _figure_legend(fig, handles, lab, 3)
     elif handles:
         axs[0].legend(fontsize=7, frameon=False)
-    return fig
+    return _finish(fig, created)
 
 
 def _wrap(text, width):
@@ -367,6 +393,7 @@ def pooling_shrinkage(pc, term=None, ax=None):
         if term not in sh.index:
             raise ValueError(f"term {term!r} is not one of {list(sh.index)}")
         terms = [term]
+    created = ax is None
     fig, axs = _axes_list(ax, len(terms), 2, (5.0, 3.8))
     rng = np.random.default_rng(0)
     for a, t in zip(axs, terms):
@@ -400,4 +427,4 @@ def pooling_shrinkage(pc, term=None, ax=None):
         _figure_legend(fig, handles, labels, len(labels))
     else:
         axs[0].legend(fontsize=7, frameon=False, loc="best")
-    return fig
+    return _finish(fig, created)

@@ -32,6 +32,8 @@ through the inverse link (statsmodels' ``PredictionResultsMean``).
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 import pandas as pd
 from scipy import stats
@@ -47,16 +49,76 @@ from .factors import grouping_factors, match_levels
 __all__ = ["predict", "get_prediction", "predict_marginal", "design"]
 
 
+def as_frame(exog):
+    """New rows given as a dict of columns (statsmodels' ``predict`` takes one) as a
+    DataFrame (a dict of scalars is one row); anything else unchanged."""
+    if isinstance(exog, Mapping):
+        if all(np.ndim(v) == 0 for v in exog.values()):
+            return pd.DataFrame({k: [v] for k, v in exog.items()})
+        return pd.DataFrame(dict(exog))
+    return exog
+
+
+def resolve_conditional(conditional, allow_new_levels):
+    """Whether a prediction is conditional on the groups' random effects.
+
+    ``conditional=None`` (the default) means population level unless
+    ``allow_new_levels=True``, which only has a meaning for conditional predictions
+    (lme4's ``allow.new.levels`` goes with its default ``re.form = NULL``) and so
+    asks for them; ``conditional=False`` with ``allow_new_levels=True`` contradicts
+    itself and is refused.
+    """
+    if conditional is None:
+        return bool(allow_new_levels)
+    if allow_new_levels and not conditional:
+        raise ValueError("allow_new_levels=True is for conditional predictions (known groups "
+                         "get their random effects, new ones the population level); with "
+                         "conditional=False every row is predicted at the population level "
+                         "already: drop one of the two")
+    return bool(conditional)
+
+
+def _new_data_offset(model, exog, n):
+    """The offset of new rows when none is given: the formula's ``offset(expr)`` terms
+    and the ``offset=`` / ``exposure=`` columns the model was fitted with, evaluated on
+    the new DataFrame (zero for arrays, as statsmodels)."""
+    off = np.zeros(n)
+    if not isinstance(exog, pd.DataFrame):
+        return off
+    terms = getattr(model, "formula_offsets", ())
+    if terms:
+        from .expressions import evaluate
+        off = sum((evaluate(t, exog) for t in terms), off)
+    column = getattr(model, "offset_column", None)
+    if column is not None:
+        off = off + _column(exog, column, "offset").astype(float)
+    return off
+
+
+def _column(exog, column, what):
+    if column not in exog.columns:
+        raise ValueError(f"the model was fitted with {what}={column!r}: the new rows need "
+                         f"the column {column!r} (or pass {what}= to predict)")
+    return exog[column].to_numpy()
+
+
 def design(results, exog=None, offset=None, exposure=None, transform=True):
     """(X, Z, offset, index) for the fit's rows (``exog=None``) or for new data.
 
-    A DataFrame goes through the model's formula (same coding as the fit) when
-    ``transform`` is true; ``index`` is its index (None for arrays and in-sample).
-    Offset terms written in an lme4 formula (``offset(log(n))``) are evaluated
-    on new data unless ``offset=`` is given.
+    A DataFrame (or a dict of columns) goes through the model's formula (same coding
+    as the fit) when ``transform`` is true; ``index`` is its index (None for arrays
+    and in-sample). On new rows the offset is, unless ``offset=`` is given, the
+    formula's offset terms (``offset(log(n))``) plus the column the model's
+    ``offset=`` named, evaluated on the new DataFrame; likewise ``log`` of the
+    column its ``exposure=`` named unless ``exposure=`` is given (so a rate model
+    predicts counts for the new rows' exposures, as the ``offset(log(t))``
+    spelling does). ``Z`` is None where the random-effects design cannot be built
+    from the rows given (arrays whose random effects are not fixed-effect columns):
+    only conditional and population-averaged predictions need it.
     """
     model = results.model
     multi = getattr(model, "multi", False)
+    exog = as_frame(exog)
     if exog is None:
         Z = [t.Z for t in model.re_terms] if multi else np.asarray(model.exog_re, float)
         return np.asarray(model.exog, float), Z, np.asarray(model.offset, float), None
@@ -69,13 +131,12 @@ def design(results, exog=None, offset=None, exposure=None, transform=True):
         X = np.atleast_2d(np.asarray(exog, dtype=float))
     n = X.shape[0]
     if offset is None:
-        off = np.zeros(n)
-        terms = getattr(model, "formula_offsets", ())
-        if terms and isinstance(exog, pd.DataFrame):
-            from .expressions import evaluate
-            off = sum((evaluate(t, exog) for t in terms), off)
+        off = _new_data_offset(model, exog, n)
     else:
         off = np.broadcast_to(np.asarray(offset, dtype=float), (n,)).copy()
+    if exposure is None and isinstance(exog, pd.DataFrame) \
+            and getattr(model, "exposure_column", None) is not None:
+        exposure = _column(exog, model.exposure_column, "exposure")
     if exposure is not None:
         off = off + np.log(np.asarray(exposure, dtype=float))
     if multi:
@@ -86,17 +147,34 @@ def design(results, exog=None, offset=None, exposure=None, transform=True):
 
 
 def _re_design(model, X):
-    """Random-effects columns for new rows, taken from the fixed-effects design."""
+    """Random-effects columns for new rows, taken from the fixed-effects design (a
+    random intercept is a column of ones whether or not the fixed part has one);
+    None when some random-effect column is not a fixed-effect column."""
     names = list(model.exog_names)
     from .factors import re_term_names
+    Z_fit = np.asarray(model.exog_re, dtype=float)
     cols = []
-    for nm, term in zip(model.data.exog_re_names, re_term_names(model)):
-        if term not in names:
-            raise NotImplementedError(
-                f"random-effect column {nm!r} is not a fixed-effect column, so it cannot be "
-                "built for new data; include it in the fixed part")
-        cols.append(names.index(term))
-    return X[:, cols]
+    for k, term in enumerate(re_term_names(model)):
+        if term in names:
+            cols.append(X[:, names.index(term)])
+        elif np.all(Z_fit[:, k] == 1.0):
+            cols.append(np.ones(X.shape[0]))
+        else:
+            return None
+    return np.column_stack(cols) if cols else np.zeros((X.shape[0], 0))
+
+
+def _need_Z(model, Z):
+    """``Z``, or the error saying why conditional predictions of these rows fail."""
+    if Z is not None or getattr(model, "multi", False):
+        return Z     # several factors: group_codes refuses arrays; marginal means take None
+    from .factors import re_term_names
+    missing = [str(nm) for nm, term in zip(model.data.exog_re_names, re_term_names(model))
+               if term not in list(model.exog_names)]
+    raise NotImplementedError(
+        f"the random-effect column(s) {', '.join(missing)} are not fixed-effect columns, so "
+        "they cannot be built from these rows; pass a DataFrame (formula models), include "
+        "them in the fixed part, or predict at the population level (conditional=False)")
 
 
 def group_codes(results, exog, allow_new_levels):
@@ -139,22 +217,26 @@ def inverse_link(results, eta):
     return results.model.fam.inverse_link(eta)
 
 
-def predict(results, exog=None, which="mean", conditional=False, offset=None, exposure=None,
+def predict(results, exog=None, which="mean", conditional=None, offset=None, exposure=None,
             transform=True, marginal=False, nagq=15, allow_new_levels=False):
     """Predicted means or linear predictors (see :meth:`MixedGLMResults.predict`)."""
     if which not in ("mean", "linear"):
         raise ValueError("which must be 'mean' or 'linear'")
+    exog = as_frame(exog)
     if marginal:
-        if which != "mean" or conditional:
+        if which != "mean" or conditional or allow_new_levels:
             raise ValueError("marginal=True averages means over the random effects; use "
-                             "which='mean' and conditional=False")
+                             "which='mean' and conditional=False (allow_new_levels is for "
+                             "conditional predictions)")
         frame = predict_marginal(results, exog, offset=offset, exposure=exposure, se=False,
                                  nagq=nagq)
         return frame["mean"] if isinstance(exog, pd.DataFrame) else frame["mean"].to_numpy()
+    conditional = resolve_conditional(conditional, allow_new_levels)
     X, Z, off, index = design(results, exog, offset, exposure, transform)
     eta = off + X @ np.asarray(results.outcome.beta)
     if conditional:
-        eta = eta + _conditional_part(results, Z, group_codes(results, exog, allow_new_levels))
+        codes = group_codes(results, exog, allow_new_levels)
+        eta = eta + _conditional_part(results, _need_Z(results.model, Z), codes)
     out = eta if which == "linear" else inverse_link(results, eta)
     return out if index is None else pd.Series(out, index=index)
 
@@ -212,7 +294,7 @@ def mode_sensitivity(results) -> np.ndarray:
     return -np.einsum("gqr,grp->gqp", np.asarray(results.outcome.b_cov[0]), ZWX)
 
 
-def get_prediction(results, exog=None, which="mean", conditional=False, offset=None,
+def get_prediction(results, exog=None, which="mean", conditional=None, offset=None,
                    exposure=None, transform=True, allow_new_levels=False):
     """Predictions with delta-method standard errors (see the module notes), as
     statsmodels' ``PredictionResultsMean``: ``predicted_mean``, ``se_mean``,
@@ -220,10 +302,14 @@ def get_prediction(results, exog=None, which="mean", conditional=False, offset=N
     ``mean_ci_lower``, ``mean_ci_upper``)."""
     if which not in ("mean", "linear"):
         raise ValueError("which must be 'mean' or 'linear'")
+    conditional = resolve_conditional(conditional, allow_new_levels)
+    exog = as_frame(exog)
     model = results.model
     p = model.k_fe
     V = np.asarray(results.cov_params(), dtype=float)[:p, :p]
     X, Z, off, index = design(results, exog, offset, exposure, transform)
+    if conditional:
+        Z = _need_Z(model, Z)
     eta = off + X @ np.asarray(results.outcome.beta)
     grad = X.copy()
     var_re = np.zeros(X.shape[0])
@@ -269,7 +355,7 @@ def predict_marginal(results, exog=None, offset=None, exposure=None, se=True, le
     delta-method standard errors and a Wald interval (see :mod:`mlglm.marginal`)."""
     from .marginal import marginal_predict
     X, Z, off, index = design(results, exog, offset, exposure)
-    mu, sd = marginal_predict(results, X, Z, off, nagq=nagq, se=se)
+    mu, sd = marginal_predict(results, X, _need_Z(results.model, Z), off, nagq=nagq, se=se)
     out = pd.DataFrame({"mean": mu}, index=index)
     if se:
         crit = stats.norm.ppf(0.5 + level / 2)

@@ -32,11 +32,17 @@ Brent's method. Boundaries: an SD's lower limit is 0 when zeta at s ~ 0
 (log s 20 below its estimate) is still inside; a correlation's limit is +-1
 when zeta at +-0.9999 is still inside.
 
-Gaussian fits: SDs, correlations and the residual SD are profiled on the
-fit's criterion (REML or ML, beta at its GLS value); fixed effects on the ML
-likelihood, as REML likelihoods of different fixed effects are not comparable.
-lme4's ``confint()`` profiles REML fits on the ML likelihood throughout;
-``criterion="ml"`` does the same.
+Gaussian fits: by default SDs, correlations and the residual SD are profiled on
+the fit's criterion (REML for a REML fit, beta at its GLS value), so the
+intervals go with the REML estimates in the table's ``estimate`` column; fixed
+effects on the ML likelihood, as REML likelihoods of different fixed effects are
+not comparable. lme4's ``confint(method = "profile")`` profiles a REML fit on the
+ML deviance throughout (its ``devfun2`` refits by ML), i.e. around the ML
+estimates; ``criterion="ml"`` does the same and gives lme4's numbers. Which
+likelihood each row was profiled on is in the ``interval`` column
+(``"profile (REML)"``, ``"profile (ML)"``; GLMMs: ``"profile"``, the fit's
+Laplace or AGHQ likelihood) and ``attrs["criterion"]`` names the one of the
+variance parameters.
 """
 from __future__ import annotations
 
@@ -55,7 +61,7 @@ from .core.natural import Lambda_to_natural, natural_to_Lambda, natural_vector
 from .core.objective import MarginalLoglik
 
 __all__ = ["profile_conf_int", "profile_direction", "LikelihoodProblem", "observed_information", "Profiler", "natural_names",
-           "natural_values"]
+           "natural_values", "profile_label"]
 
 #: how far (in log s) below its estimate an SD is taken to be "at zero"
 SD_ZERO_SHIFT = 20.0
@@ -95,6 +101,11 @@ def natural_values(results) -> pd.Series:
     if results.model.fam.estimates_dispersion:
         vec = np.append(vec, results.dispersion)
     return pd.Series(vec, index=fe + sd + cor + extra_names(results.model))
+
+
+def profile_label(criterion: str) -> str:
+    """The ``interval`` column's text for a row profiled on ``criterion``."""
+    return "profile" if criterion == "glmm" else f"profile ({criterion.upper()})"
 
 
 def fit_criterion(results) -> str:
@@ -412,17 +423,20 @@ def profile_conf_int(results, level=0.95, which=None, criterion=None) -> pd.Data
     level : coverage, 0.95 by default.
     which : optional list of row labels (fixed-effect names, ``sd(term)``,
         ``cor(a, b)``, ``sigma``) to profile; default all.
-    criterion : Gaussian fits only: ``None`` profiles the variance parameters on
-        the fit's own criterion (REML for a REML fit); ``"ml"`` uses the ML
-        likelihood for everything, which is what lme4's ``confint()`` does
-        for REML fits too (on the HSB random-slope model the SD limits then
-        differ by about 0.02).
+    criterion : Gaussian fits only: ``None`` (default) profiles the variance
+        parameters on the fit's own criterion (REML for a REML fit, the intervals
+        of the REML estimates); ``"ml"`` uses the ML likelihood for everything,
+        which is what lme4's ``confint(method = "profile")`` does for REML fits
+        (on the HSB random-slope model the SD limits then differ by about 0.02;
+        on sleepstudy's random slope by about 0.9 for sd(Intercept)).
 
     Returns
     -------
     DataFrame indexed by parameter with columns ``estimate``, ``lower``,
-    ``upper``, ``interval`` (= ``"profile"``); ``attrs["n_fits"]`` counts the
-    constrained refits.
+    ``upper``, ``interval`` (``"profile"`` for GLMMs; ``"profile (REML)"`` or
+    ``"profile (ML)"`` for Gaussian fits: the likelihood the row was profiled
+    on); ``attrs["criterion"]`` is the variance parameters' (``"reml"``,
+    ``"ml"`` or ``"glmm"``), ``attrs["n_fits"]`` counts the constrained refits.
     """
     model = results.model
     gaussian = model.fam.is_gaussian
@@ -451,7 +465,7 @@ def profile_conf_int(results, level=0.95, which=None, criterion=None) -> pd.Data
         prof = Profiler(prob, _natural_start(prob, results))
         for name, idx, kind in jobs:
             lo, hi = profile_limits(prof, idx, kind, z_crit)
-            rows[name] = (float(estimates[name]), lo, hi)
+            rows[name] = (float(estimates[name]), lo, hi, profile_label(crit))
         n_fits += prof.n_fits
 
     ident = np.arange(q)
@@ -476,8 +490,9 @@ def profile_conf_int(results, level=0.95, which=None, criterion=None) -> pd.Data
     if unknown:
         raise ValueError(f"unknown parameter(s) {sorted(unknown)}; choose from "
                          f"{fe + sd + cor + extra}")
-    out = pd.DataFrame([rows[n] for n in order], index=order, columns=["estimate", "lower", "upper"])
-    out["interval"] = "profile"
+    out = pd.DataFrame([rows[n] for n in order], index=order,
+                       columns=["estimate", "lower", "upper", "interval"])
+    out.attrs["criterion"] = var_crit
     out.attrs["n_fits"] = n_fits
     out.attrs["level"] = level
     return out

@@ -41,7 +41,7 @@ from scipy import stats
 from .core.lmm_multi import multi_gaussian_loglik, multi_lmm_stats
 from .core.modes import ModeFailure
 from .core.natural_layout import NaturalLayout
-from .profile import Profiler, extra_names, fit_criterion, profile_limits
+from .profile import Profiler, extra_names, fit_criterion, profile_label, profile_limits
 
 __all__ = ["multi_layout", "multi_natural_names", "multi_natural_values",
            "MultiLikelihoodProblem", "multi_profile_conf_int", "term_Sigmas"]
@@ -219,7 +219,7 @@ def multi_profile_conf_int(results, level=0.95, which=None, criterion=None) -> p
             elif kind != "beta":
                 idx += prob.n_beta
             lo, hi = profile_limits(prof, idx, kind, z_crit)
-            rows[name] = (float(estimates[name]), lo, hi)
+            rows[name] = (float(estimates[name]), lo, hi, profile_label(crit))
         n_fits += prof.n_fits
 
     ident = multi_layout(model)
@@ -243,8 +243,8 @@ def multi_profile_conf_int(results, level=0.95, which=None, criterion=None) -> p
         run(ident, "ml", [(n, i, "beta") for i, n in enumerate(fe) if want(n)])
     order = [n for n in labels if n in rows]
     out = pd.DataFrame([rows[n] for n in order], index=order,
-                       columns=["estimate", "lower", "upper"])
-    out["interval"] = "profile"
+                       columns=["estimate", "lower", "upper", "interval"])
+    out.attrs["criterion"] = var_crit
     out.attrs["n_fits"] = n_fits
     out.attrs["level"] = level
     return out

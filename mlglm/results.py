@@ -15,12 +15,14 @@ effects, summary, profile_re, string t_test) is replaced here.
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 from statsmodels.base import wrapper as wrap
 from statsmodels.base.model import LikelihoodModelResults
 from statsmodels.regression.mixed_linear_model import MixedLMResults, MixedLMResultsWrapper
 from statsmodels.tools._decorators import cache_readonly
 
 from . import mixedlm_view as view
+from .factors import variance_components
 
 
 __all__ = ["MixedGLMResults", "MixedGLMResultsWrapper", "build_results"]
@@ -39,6 +41,19 @@ class MixedGLMResults(MixedLMResults):
     "reml" or "ml"), ``nagq``, ``converged``, ``optim`` (the optimisation
     record), ``singular`` (per random-effect term), ``deviance`` (= -2 llf,
     not lme4's sum of deviance residuals), ``n_groups``.
+
+    ``vcomp`` holds the variances of the ``vc_formula`` entries in sorted key order
+    (``k_vc`` of them), as statsmodels' ``MixedLMResults.vcomp``; they are also in
+    ``cov_re`` and ``params`` (``"{key} Var"``; an entry that is a block of effects on
+    ``groups``' own factor, such as ``{"slope": "0 + z"}``, sits in that factor's block
+    there: ``"g slope Var"``, with structural zero covariances).
+
+    One deliberate difference from statsmodels' ``MixedLM``: the variance and
+    covariance entries of ``params`` (``"g Var"``, ``"g x x Cov"``, ``"key Var"``)
+    are on the variance scale, equal to ``cov_re`` and ``vcomp``, for every family;
+    statsmodels' ``MixedLM`` stores them divided by the residual variance
+    (``cov_re / scale``). GLMMs have no residual variance to divide by, so one
+    meaning serves every family; ``bse`` and ``conf_int()`` are on the same scale.
     """
 
     def __init__(self, model, fit):
@@ -62,11 +77,11 @@ class MixedGLMResults(MixedLMResults):
         self.k_fe = model.k_fe
         self.k_re = model.k_re
         self.k_re2 = model.k_re2
-        self.k_vc = 0
         self.fe_params = fit.beta
         self.cov_re = view.cov_re(model, fit.Sigmas)
         self.cov_re_unscaled = view.cov_re(model, [S / scale for S in fit.Sigmas])
-        self.vcomp = np.array([])
+        self.vcomp = variance_components(model, fit.Sigmas)
+        self.k_vc = len(self.vcomp)
         self.method = fit.method
         self.nagq = fit.nagq
         self.reml = fit.method == "reml"
@@ -175,18 +190,20 @@ class MixedGLMResults(MixedLMResults):
         from .singular import describe_singular
         return describe_singular(self)
 
-    def predict(self, exog=None, which="mean", conditional=False, offset=None, exposure=None,
+    def predict(self, exog=None, which="mean", conditional=None, offset=None, exposure=None,
                 transform=True, marginal=False, nagq=15, allow_new_levels=False):
         """Predicted means (``which="mean"``) or linear predictors (``"linear"``).
 
         Parameters
         ----------
-        exog : None (the fit's rows), a DataFrame (through the formula, same coding
-            as the fit; for conditional predictions it must hold the group column)
-            or an array of fixed-effects rows.
+        exog : None (the fit's rows), a DataFrame or a dict of columns (through the
+            formula, same coding as the fit; for conditional predictions it must
+            hold the group column) or an array of fixed-effects rows (population
+            level, as statsmodels' ``MixedLM``: a random intercept needs no column).
         which : ``"mean"`` (per trial for binomial models) or ``"linear"``.
-        conditional : False (default) predicts at the population level, the random
-            effects at 0, as statsmodels' ``MixedLMResults.predict``; True adds each
+        conditional : population level by default (None: False unless
+            ``allow_new_levels=True``), the random effects at 0, as statsmodels'
+            ``MixedLMResults.predict``; True adds each
             row's group's conditional mode. (lme4's ``predict()`` is conditional by
             default, ``re.form = NULL``: pass ``conditional=True`` for its numbers.)
             The default is the same for every family, so a prediction does not change
@@ -194,16 +211,21 @@ class MixedGLMResults(MixedLMResults):
             of a group whose random effects are 0 (statsmodels' ``BayesMixedGLM``
             predicts the same), not the mean over the population of groups, which
             is ``marginal=True``.
-        offset, exposure : for new data (offset terms of an lme4 formula are
-            evaluated on a DataFrame automatically).
+        offset, exposure : for new data. Unless given, the new DataFrame's own
+            offset is used: the formula's ``offset(expr)`` terms, and the columns
+            the model's ``offset=`` and ``exposure=`` named (``log`` of the
+            latter), so a rate model predicts counts for the new rows' exposures.
         marginal : True gives population-averaged means, the random effects
             integrated out by quadrature with ``nagq`` points per dimension
             (:meth:`predict_marginal` adds standard errors).
-        allow_new_levels : conditional predictions for a group the fit never saw
-            raise ``ValueError`` naming it unless this is True; then those rows are
-            predicted at the population level (random effects 0), as lme4's
-            ``allow.new.levels = TRUE``. Labels are matched by value across dtypes
-            (1 and "1" are the same group).
+        allow_new_levels : True asks for conditional predictions (it implies
+            ``conditional=True``, as lme4's ``allow.new.levels = TRUE`` goes with
+            its conditional default; with ``conditional=False`` it is an error):
+            rows of groups the fit saw get their random effects, rows of a group
+            it never saw the population level (random effects 0). False (default):
+            a new group in a conditional prediction raises ``ValueError`` naming
+            it. Labels are matched by value across dtypes (1 and "1" are the same
+            group).
 
         Returns
         -------
@@ -214,11 +236,12 @@ class MixedGLMResults(MixedLMResults):
                        exposure=exposure, transform=transform, marginal=marginal, nagq=nagq,
                        allow_new_levels=allow_new_levels)
 
-    def get_prediction(self, exog=None, which="mean", conditional=False, offset=None,
+    def get_prediction(self, exog=None, which="mean", conditional=None, offset=None,
                        exposure=None, transform=True, allow_new_levels=False):
         """Predictions with standard errors and confidence intervals.
 
-        Arguments as :meth:`predict`. The standard errors are by the delta method
+        Arguments as :meth:`predict` (``allow_new_levels=True`` implies
+        ``conditional=True`` here too). The standard errors are by the delta method
         with the fixed-effects covariance and, for ``conditional=True``, the
         conditional covariance of the group's random effects and the movement of
         its mode with the fixed effects (see :mod:`mlglm.prediction`).
@@ -285,26 +308,52 @@ class MixedGLMResults(MixedLMResults):
         ``df_model + k_constant = df_modelwc``, the parameter count of aic/bic."""
         return self.outcome.n_params - int(getattr(self.model, "k_constant", 0))
 
-    def t_test(self, r_matrix, cov_p=None, use_t=None):
+    def t_test(self, r_matrix, cov_p=None, use_t=None, ddf=None):
         """Wald z-tests of linear hypotheses (strings such as ``"urban[T.Y] = 0"``,
-        arrays over the fixed effects or over ``params``) -- see :mod:`mlglm.wald`."""
+        arrays over the fixed effects or over ``params``) -- see :mod:`mlglm.wald`;
+        ``ddf=`` (Gaussian fits): t tests with those df (:mod:`mlglm.ddf`)."""
         from .wald import constraint, covariance_for
         R = constraint(self, r_matrix)
+        if ddf is not None:
+            from .ddf import ddf_t_test
+            return ddf_t_test(self, *(R if isinstance(R, tuple) else (R,)), ddf=ddf,
+                              cov_p=cov_p)
         cov = covariance_for(self, R, cov_p)
         return LikelihoodModelResults.t_test(self, R, cov_p=cov, use_t=False)
 
     def wald_test(self, r_matrix, cov_p=None, invcov=None, use_f=None, df_constraints=None,
-                  scalar=True):
+                  scalar=True, ddf=None):
         """Joint Wald test of linear hypotheses (chi-square; F with ``use_f=True``, as
-        ``f_test`` does); ``wald_test_terms`` tests every formula term with it."""
+        ``f_test`` does); ``wald_test_terms`` tests every formula term with it;
+        ``ddf=`` (Gaussian fits): lmerTest's / pbkrtest's F test (:mod:`mlglm.ddf`)."""
         from .wald import constraint, covariance_for
         R = constraint(self, r_matrix)
+        if ddf is not None:
+            from .ddf import ddf_f_test
+            return ddf_f_test(self, *(R if isinstance(R, tuple) else (R,)), ddf=ddf,
+                              use_f=use_f is not False, cov_p=cov_p, invcov=invcov)
         cov = covariance_for(self, R, cov_p) if invcov is None else cov_p
         return LikelihoodModelResults.wald_test(self, R, cov_p=cov, invcov=invcov,
                                                 use_f=bool(use_f), scalar=scalar,
                                                 df_constraints=df_constraints)
 
-    def conf_int(self, alpha=0.05, method="wald", **kwargs):
+    def f_test(self, r_matrix, cov_p=None, invcov=None, ddf=None):
+        """F test of linear hypotheses (``wald_test(use_f=True)``); ``ddf=`` as there."""
+        return self.wald_test(r_matrix, cov_p=cov_p, invcov=invcov, use_f=True, ddf=ddf)
+
+    def coef_table(self, ddf="satterthwaite"):
+        """lmerTest's fixed-effects table (``Estimate``, ``Std. Error``, ``df``, ``t value``,
+        ``Pr(>|t|)``); ``ddf`` "satterthwaite", "kenward-roger" or "normal" (:mod:`mlglm.ddf`)."""
+        from .ddf import coef_table
+        return coef_table(self, ddf)
+
+    def anova(self, type=3, ddf="satterthwaite"):
+        """lmerTest's F tests of the formula's terms, type 3, 2 or 1 (:mod:`mlglm.ddf`); not
+        :func:`mlglm.anova`, the likelihood-ratio comparison of several fits."""
+        from .ddf import anova_table
+        return anova_table(self, type=type, ddf=ddf)
+
+    def conf_int(self, alpha=0.05, method="wald", cols=None, ddf=None, **kwargs):
         """Confidence intervals for ``params``, in statsmodels' shape.
 
         Parameters
@@ -312,6 +361,13 @@ class MixedGLMResults(MixedLMResults):
         alpha : 1 - coverage.
         method : ``"wald"`` (default; params -/+ z bse, as statsmodels),
             ``"profile"`` or ``"bootstrap"``.
+        cols : the rows to return (statsmodels' older ``conf_int(alpha, cols)``):
+            positions in ``params`` and/or its labels, e.g. ``cols=[1, 2]`` or
+            ``cols=["age", "urban[T.Y]"]``; default every row. (A list given in
+            ``method``'s place, ``conf_int(0.05, [1, 2])``, is taken as ``cols``.)
+        ddf : Wald intervals of a Gaussian fit's fixed effects with t quantiles on
+            ``"satterthwaite"`` or ``"kenward-roger"`` df (the latter with its
+            adjusted SEs); ``None`` / ``"normal"``: z.
         **kwargs : for ``"profile"``/``"bootstrap"``, as :meth:`intervals`.
 
         Returns
@@ -326,8 +382,17 @@ class MixedGLMResults(MixedLMResults):
         percentiles of the replicates' variances and covariances. The table with
         SDs, correlations and how each interval was made is :meth:`intervals`.
         """
-        from .intervals import params_conf_int
-        return params_conf_int(self, alpha=alpha, method=method, **kwargs)
+        from .intervals import params_conf_int, select_rows
+        if not isinstance(method, str) and cols is None:    # statsmodels' (alpha, cols)
+            method, cols = "wald", method
+        if ddf is not None:
+            if method != "wald":
+                raise ValueError("ddf= is for Wald intervals (method='wald')")
+            from .ddf import ddf_conf_int
+            out = ddf_conf_int(self, alpha=alpha, ddf=ddf)
+        else:
+            out = params_conf_int(self, alpha=alpha, method=method, **kwargs)
+        return out if cols is None else out[select_rows(self, cols)]
 
     def intervals(self, method="wald", level=0.95, which=None, n_boot=200, seed=None,
                   n_jobs=1, progress=None, boot=None, criterion=None):
@@ -417,10 +482,13 @@ class MixedGLMResults(MixedLMResults):
         from .pooling import compare_pooling_from_results
         return compare_pooling_from_results(self)
 
-    def summary(self, alpha=0.05, **kwargs):
-        """statsmodels ``Summary``: header, fixed effects, random effects."""
+    def summary(self, alpha=0.05, ddf=None, **kwargs):
+        """statsmodels ``Summary``: header, fixed effects, random effects.
+
+        Gaussian fits show t tests with Satterthwaite df (lmerTest's default) unless
+        ``ddf`` says ``"kenward-roger"`` or ``"normal"``; GLMMs show Wald z tests."""
         from .summary import make_summary
-        return make_summary(self, alpha=alpha)
+        return make_summary(self, alpha=alpha, ddf=ddf)
 
     def _repr_html_(self):
         return self.summary().as_html()
@@ -430,7 +498,23 @@ class MixedGLMResultsWrapper(MixedLMResultsWrapper):
     _wrap_attrs = wrap.union_dicts(MixedLMResultsWrapper._wrap_attrs,
                                    {"resid_response": "rows", "resid_pearson": "rows",
                                     "resid_deviance": "rows"})
-    _wrap_methods = MixedLMResultsWrapper._wrap_methods     # conf_int: "columns"
+    # conf_int is wrapped below: statsmodels' "columns" wrapping labels every params row
+    _wrap_methods = {k: v for k, v in MixedLMResultsWrapper._wrap_methods.items()
+                     if k != "conf_int"}
+
+    def conf_int(self, alpha=0.05, method="wald", cols=None, **kwargs):
+        res = object.__getattribute__(self, "_results")
+        if not isinstance(method, str) and cols is None:    # statsmodels' (alpha, cols)
+            method, cols = "wald", method
+        full = res.conf_int(alpha=alpha, method=method, **kwargs)
+        out = res.model.data.wrap_output(full, how="columns")
+        if cols is None:
+            return out
+        from .intervals import select_rows
+        rows = select_rows(res, cols)
+        return out.iloc[rows] if isinstance(out, pd.DataFrame) else out[rows]
+
+    conf_int.__doc__ = MixedGLMResults.conf_int.__doc__
 
     def _repr_html_(self):
         return self._results._repr_html_()

@@ -17,6 +17,7 @@ import pandas as pd
 from scipy import stats
 from statsmodels.iolib import summary2
 
+from .ddf import summary_coefficients
 from .fit_checks import boundary_groups
 
 __all__ = ["make_summary", "method_label"]
@@ -92,7 +93,10 @@ def _header(res):
     return info
 
 
-def _fe_table(res, alpha):
+def _fe_table(res, alpha, table=None):
+    if table is not None:         # t tests with df (Gaussian fits, mlglm.ddf)
+        fmt = lambda v: _fmt(v, 4)        # noqa: E731
+        return table.map(fmt) if hasattr(table, "map") else table.applymap(fmt)
     p = res.k_fe
     names = list(res.model.exog_names)
     coef = np.asarray(res.fe_params)
@@ -220,13 +224,14 @@ class MixedGLMSummary(summary2.Summary):
         return f"{title}\n" + "\n".join(body) + f"\n{txt}"
 
 
-def make_summary(res, alpha=0.05):
-    """Build the statsmodels Summary for ``res``."""
+def make_summary(res, alpha=0.05, ddf=None):
+    """Build the statsmodels Summary for ``res`` (``ddf``: see :mod:`mlglm.ddf`)."""
+    table, how, notes = summary_coefficients(res, alpha, ddf)
     smry = MixedGLMSummary()
     smry.add_title(f"{type(res.model).__name__} results: {method_label(res)}")
-    smry.add_dict(_header(res), ncols=2)
-    smry.add_df(_fe_table(res, alpha), float_format="%s")
+    smry.add_dict({**_header(res), "Fixed-effect tests:": how}, ncols=2)
+    smry.add_df(_fe_table(res, alpha, table), float_format="%s")
     smry.add_df(_re_table(res), float_format="%s")
-    for w in _warnings(res):
+    for w in _warnings(res) + notes:
         smry.add_text(w)
     return smry

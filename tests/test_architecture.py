@@ -1,5 +1,6 @@
-"""The numerical core imports only numpy, scipy and itself (DESIGN.md section 3), and
-modules stay under about 600 lines."""
+"""The numerical core imports only numpy, scipy and itself (DESIGN.md section 3).
+
+(Modules are split on concepts, not to meet a line count: the former 620-line cap is gone.)"""
 import ast
 from pathlib import Path
 
@@ -22,8 +23,3 @@ def test_core_imports_only_numpy_and_scipy(path):
         else:
             continue
         assert set(roots) <= ALLOWED_CORE, f"{path.name} imports {roots}"
-
-
-@pytest.mark.parametrize("path", sorted(PKG.rglob("*.py")), ids=lambda p: str(p.relative_to(PKG)))
-def test_modules_stay_small(path):
-    assert len(path.read_text().splitlines()) <= 620

@@ -13,6 +13,7 @@ agreement is to the refit tolerances of tests/tolerances.py.
 """
 from __future__ import annotations
 
+import os
 import warnings
 
 import numpy as np
@@ -144,3 +145,67 @@ def test_failed_refits_are_nan_and_have_no_replicate(boots, monkeypatch):
     assert np.isnan(values.iloc[1]) and np.isfinite(values.iloc[[0, 2]]).all()
     with pytest.raises(ValueError, match="refit 1 failed"):
         boot.replicate(1)
+
+
+class _KillerProblem:
+    """A core Problem whose refit of one response ends the worker process at once
+    (``os._exit``: no exception, no cleanup -- as the OOM killer or a crash in compiled
+    code would), so the pool breaks (issue 25, item 10)."""
+
+    def __init__(self, problem, y_kill):
+        self.problem, self.y_kill = problem, y_kill
+
+    def with_response(self, y):
+        if np.array_equal(y, self.y_kill):
+            os._exit(3)
+        return self.problem.with_response(y)
+
+
+@pytest.mark.parametrize("formula,data", [
+    ("Reaction ~ Days + (1 | Subject)", "sleepstudy"),       # one grouping factor
+    ("strength ~ 1 + (1 | batch/cask)", "pastes"),           # nested (bootstrap_multi)
+])
+def test_a_dead_worker_loses_only_its_own_replicate(monkeypatch, formula, data):
+    """Issue 25, item 10: bootstrap(n_jobs=2) raised BrokenProcessPool and lost every
+    finished replicate when one worker process died. Finished replicates are kept, the
+    ones the broken pool took down are run again, the one that kills its worker is a NaN
+    row, and a warning gives the count; the rest equal a serial run's."""
+    import mlglm.bootstrap as mb
+    n, seed, kill = 6, 7, 4
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")       # pastes: a singular fit is not the point
+        res = mlglm.lmer(formula, getattr(mlglm.datasets, f"load_{data}")())
+    serial = res.bootstrap(n, seed=seed, progress=False)
+    real = mb._spec
+
+    def spec_with_killer(results):
+        spec = real(results)
+        rng = np.random.default_rng(np.random.SeedSequence(seed).spawn(n)[kill])
+        spec["problem"] = _KillerProblem(spec["problem"], mb._draw(spec, rng))
+        return spec
+    monkeypatch.setattr(mb, "_spec", spec_with_killer)
+    with pytest.warns(RuntimeWarning, match=r"worker process died.*1 of 6 \(replicate 4\)"):
+        boot = res.bootstrap(n, seed=seed, progress=False, n_jobs=2)
+    assert boot.lost == [kill] and boot.n_failed == 1
+    assert boot.replicates.iloc[kill].isna().all()
+    keep = [r for r in range(n) if r != kill]
+    pd.testing.assert_frame_equal(boot.replicates.iloc[keep], serial.replicates.iloc[keep])
+    with pytest.raises(ValueError, match="lost with a worker process"):
+        boot.replicate(kill)
+    assert np.isfinite(boot.conf_int().iloc[0][["lower", "upper"]].astype(float)).all()
+
+
+def test_apply_builds_each_replicate_once():
+    """Issue 21: boot.apply rebuilt every replicate's results object on each call (and
+    each rebuild re-parsed the formula through statsmodels' unpickling of the model's
+    data). The replicates are kept: a second statistic gets the same objects."""
+    res = mlglm.lmer("Reaction ~ Days + (1 | Subject)", mlglm.datasets.load_sleepstudy())
+    boot = res.bootstrap(5, seed=3, progress=False)
+    first, second = [], []
+    boot.apply(lambda r: first.append(r) or r.llf)
+    boot.apply(lambda r: second.append(r) or r.llf)
+    assert len(first) == len(second) == 5
+    assert all(a is b for a, b in zip(first, second))
+    boot.clear_cache()
+    rebuilt = boot.replicate(2)
+    assert rebuilt is not first[2] and rebuilt.llf == pytest.approx(boot.llf[2], abs=1e-12)

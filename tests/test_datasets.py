@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 from importlib import resources
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -273,3 +274,22 @@ def test_simulation_rejects_bad_input(kwargs, message):
     args.update(kwargs)
     with pytest.raises(ValueError, match=message):
         simulate_glmm(**args)
+
+
+def test_sources_lists_every_bundled_file():
+    """Issue 21: SOURCES.md said "the four CSV files" next to eleven. Its table names
+    every CSV in the package with its R object and the reference script that wrote it,
+    and the count in its first sentence is the number of files."""
+    folder = resources.files("mlglm.datasets")
+    csvs = sorted(p.name for p in folder.iterdir() if p.name.endswith(".csv"))
+    text = folder.joinpath("SOURCES.md").read_text()
+    words = {4: "four", 11: "eleven", 12: "twelve", 13: "thirteen"}
+    assert f"The {words.get(len(csvs), len(csvs))} CSV files" in text
+    table = text.split("| file | R object | exported by | rows | grouping |")[1].split("\n\n")[0]
+    listed = {line.split("|")[1].strip().strip("`") for line in table.splitlines()
+              if line.startswith("| `")}
+    assert listed == set(csvs)
+    reference = Path(__file__).parent / "reference"
+    for script in {line.split("|")[3].strip().strip("`") for line in table.splitlines()
+                   if line.startswith("| `")}:
+        assert (reference / script).exists(), script

@@ -123,3 +123,19 @@ def test_version(capsys):
     out = subprocess.run([sys.executable, "-m", "mlglm", "--version"], capture_output=True,
                          text=True, check=True)
     assert out.stdout.strip() == f"mlglm {mlglm.__version__}"
+
+
+def test_demo_output_is_not_tracked():
+    """Issue 21: .gitignore missed the demo's default output folder, and its figures were
+    committed. The folder is ignored and nothing under it is tracked."""
+    root = Path(__file__).resolve().parents[1]
+    ignore = root / ".gitignore"
+    if not ignore.exists():
+        pytest.skip("not a source checkout")
+    assert "mlglm_demo_out/" in ignore.read_text().splitlines()
+    try:
+        tracked = subprocess.run(["git", "ls-files", "mlglm_demo_out"], cwd=root,
+                                 capture_output=True, text=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        pytest.skip("git is not available here")
+    assert tracked == ""

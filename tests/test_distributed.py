@@ -476,3 +476,25 @@ def test_released_shards_are_freed_on_the_workers(client, contraception):
     while held() and time.time() < deadline:
         time.sleep(0.2)
     assert held() == 0
+
+
+def test_exposure_column_is_used_by_predictions_of_a_sharded_fit(client):
+    """Issue 25, item 6, on a cluster: an exposure= column was ignored by predictions on
+    rows (fitted values of the data of the fit computed on the partitions were rates,
+    0.725 where the in-memory fit has 2.019); the partitions' own column is used."""
+    rng = np.random.default_rng(0)
+    g = np.repeat([f"g{j:02d}" for j in range(15)], 10)
+    x, t = rng.normal(size=g.size), rng.uniform(0.5, 4.0, g.size)
+    eta = np.log(t) + 0.2 + 0.5 * x + 0.6 * rng.normal(size=15).repeat(10)
+    df = pd.DataFrame({"y": rng.poisson(np.exp(eta)), "x": x, "g": g, "t": t})
+    r0 = mlglm.glmer("y ~ x + (1 | g)", df, family="poisson", exposure="t")
+    r1 = mlglm.glmer("y ~ x + (1 | g)", dd.from_pandas(df, npartitions=2), family="poisson",
+                     exposure="t")
+    _same(r0, r1)
+    fitted = r1.fittedvalues.compute().loc[df.index]
+    np.testing.assert_allclose(fitted, np.asarray(r0.fittedvalues), rtol=1e-6)
+    new = pd.DataFrame({"x": [0.0, 1.0], "g": ["g00", "new"], "t": [1.0, 3.0]})
+    for kw in ({}, {"allow_new_levels": True}):
+        np.testing.assert_allclose(r1.predict(dd.from_pandas(new, npartitions=1),
+                                              **kw).compute(),
+                                   r0.predict(new, **kw), rtol=1e-6)

@@ -93,12 +93,19 @@ def test_anova_labels_every_factor(pastes_ml):
         stats.chi2.sf(tab["Chisq"].iloc[1], 1), rel=1e-12)       # lme4's plain chi2
 
 
-def test_reml_multi_fits_are_refused():
+def test_reml_multi_fits_compare_only_with_the_same_fixed_effects():
+    """REML fits are compared only when their fixed effects are the same (a test of the
+    random effects, as lme4's anova(refit = FALSE)); otherwise refused (issue 21: the
+    refusal used to cover every REML pair, with a false reason for these)."""
     d = mlglm.datasets.load_pastes()
     a = _quiet(mlglm.lmer, "strength ~ 1 + (1 | batch)", d)
     b = _quiet(mlglm.lmer, "strength ~ 1 + (1 | batch/cask)", d)
+    t = mlglm.compare_lr_test(a, b)
+    assert t.statistic == pytest.approx(2 * (b.llf - a.llf), rel=1e-12) and t.df == 1
+    c = _quiet(mlglm.lmer, "strength ~ 1 + sample + (1 | batch)", d.assign(
+        sample=np.arange(len(d)) % 2))
     with pytest.raises(ValueError, match="REML"):
-        mlglm.compare_lr_test(a, b)
+        mlglm.compare_lr_test(c, b)
 
 
 # --------------------------------------------------------------------------- ICCs

@@ -237,3 +237,46 @@ def test_saved_figures_keep_the_legend_inside(pc_hsb, kind):
     assert frame.y0 <= box.y0 and box.y1 <= frame.y1, (box, frame)
     assert len(fig.legends[0].get_texts()) == (4 if kind == "shrinkage" else 3)
     plt.close(fig)
+
+
+# ------------------------------------------------- figures shown once in a notebook
+_NOTEBOOK_CELLS = [
+    "import mlglm\nd = mlglm.datasets.load_sleepstudy()\n"
+    "res = mlglm.lmer('Reaction ~ Days + (Days | Subject)', d)",
+    "mlglm.caterpillar(res)",
+    "mlglm.compare_pooling('Reaction ~ Days', d, groups='Subject').plot()",
+    "fig = mlglm.caterpillar(res)",
+    "fig",
+]
+
+
+def test_notebook_draws_each_figure_once():
+    """Issue 21: in a notebook caterpillar() and PoolingComparison.plot() figures
+    appeared twice -- drawn by the inline backend at the end of the cell and again as
+    the returned Figure. Executed in a real kernel (inline backend): one image per
+    cell that ends with a plotting call, none for an assignment, one for the variable."""
+    nbformat = pytest.importorskip("nbformat")
+    nbclient = pytest.importorskip("nbclient")
+    pytest.importorskip("ipykernel")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c)
+                                         for c in _NOTEBOOK_CELLS])
+    nbclient.NotebookClient(nb, timeout=300, kernel_name="python3",
+                            resources={"metadata": {"path": root}}).execute()
+    images = [sum("image/png" in o.get("data", {}) for o in c.outputs) for c in nb.cells]
+    assert images == [0, 1, 1, 0, 1]
+
+
+def test_figures_close_only_under_the_inline_backend(slope_fit, monkeypatch):
+    """Closed before returning when the inline backend would draw them again; left open
+    elsewhere (plt.show()/plt.savefig() find them) and when drawn into the caller's axes."""
+    import mlglm.plotting as mp
+    fig = caterpillar(slope_fit)
+    assert plt.fignum_exists(fig.number)                 # Agg: open
+    plt.close(fig)
+    monkeypatch.setattr(mp, "_inline_backend", lambda: True)
+    fig = caterpillar(slope_fit)
+    assert not plt.fignum_exists(fig.number) and len(fig.axes) == 2
+    own, ax = plt.subplots()
+    assert effect_plot(slope_fit, "cses", ax=ax) is own and plt.fignum_exists(own.number)
+    plt.close(own)

@@ -187,6 +187,8 @@ class ShardedMixedGLM(MixedGLM):
         retries : repeats of an evaluation after worker failures (default 3).
         """
         from .results import sharded_results
+        if isinstance(method, str):
+            method = method.lower()          # "Laplace", "AGHQ", "REML" as in memory
         if npartitions is not None:
             self._npartitions = npartitions
         state = self._cluster(client, retries=retries)

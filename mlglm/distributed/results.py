@@ -60,7 +60,7 @@ class ShardedMixedGLMResults(MixedGLMResults):
         return dict(self.__dict__)
 
     # ----------------------------------------------------------- prediction
-    def predict(self, exog=None, which="mean", conditional=False, offset=None, exposure=None,
+    def predict(self, exog=None, which="mean", conditional=None, offset=None, exposure=None,
                 transform=True, marginal=False, nagq=15, **kwargs):
         """As :meth:`MixedGLMResults.predict`; a Dask DataFrame (or ``exog=None``: the
         data of the fit) gives a Dask Series computed partition by partition."""
