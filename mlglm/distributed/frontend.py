@@ -20,6 +20,7 @@ that is missing, or whose value cannot be pickled, fails here, on the driver.
 """
 from __future__ import annotations
 
+import sys
 import warnings
 
 import statsmodels.api as sm
@@ -95,21 +96,33 @@ def sharded_model(cls, formula, data, re_formula=None, vc_formula=None, subset=N
     return model
 
 
+def _caller_level() -> int:
+    """``stacklevel`` of the first frame outside mlglm, seen from the function calling
+    this one (so that a warning points at the user's line, whatever the route:
+    ``glmer``, ``lmer`` or ``from_formula``)."""
+    frame, level = sys._getframe(1), 1
+    while frame is not None and \
+            str(frame.f_globals.get("__name__", "")).split(".")[0] == "mlglm":
+        frame, level = frame.f_back, level + 1
+    return level
+
+
 def _warn_data_facts(facts) -> None:
     """The in-memory fit's warnings about the data, once, with whole-data counts."""
+    level = _caller_level()
     if facts["n_missing"]:
         warnings.warn(f"dropped {facts['n_missing']} rows with NaN or inf (in "
                       f"{', '.join(map(str, facts['missing_by_column']))})", DataWarning,
-                      stacklevel=5)
+                      stacklevel=level)
     if facts["dropped_levels"]:       # the in-memory fit's words (drop_unused_levels)
         text = "; ".join(f"{c}: {', '.join(map(str, levels))}"
                          for c, levels in facts["dropped_levels"].items())
         warnings.warn(f"unused categories dropped (no row of the data has them): {text}. "
                       "The model has no coefficient for them; predictions on frames with "
                       "the same categorical dtype work, rows with these levels are refused",
-                      DataWarning, stacklevel=5)
+                      DataWarning, stacklevel=level)
     for c, levels in facts["undeclared_levels"].items():
         warnings.warn(f"the Dask DataFrame declares categories for {c!r} that lack "
                       f"{_show(levels)}, which its partitions hold; the levels were learned "
                       "from the data (fix the frame's dtype, e.g. ddf[col].cat.as_known())",
-                      DataWarning, stacklevel=5)
+                      DataWarning, stacklevel=level)
