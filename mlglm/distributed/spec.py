@@ -431,7 +431,12 @@ def learn_spec(formula, ddf, re_formula=None, vc_formula=None, missing="none", k
     lazy = {"facts": ddf[columns].map_partitions(_facts_series, cat_cols, columns,
                                                  meta=pd.Series(dtype=object),
                                                  enforce_metadata=False)}
-    if len(cands) > 1:
+    def group_pass(top):
+        return {"sizes": ddf.groupby(list(top)).size(),
+                "template": ddf[columns].partitions[0].head(TEMPLATE_ROWS, compute=False)}
+    if len(cands) == 1:         # the top-level factor is known: one pass over the data
+        lazy.update(group_pass(cands[0]))
+    else:
         for cand in cands:
             lazy[("count", cand)] = ddf[list(cand)].drop_duplicates().shape[0]
         for a in cands:
@@ -466,10 +471,11 @@ def learn_spec(formula, ddf, re_formula=None, vc_formula=None, missing="none", k
     spec = DesignSpec(formula, re_formula, vc_formula, kwargs, missing, columns, categories,
                       top, random_terms, dict(namespace or {}),
                       "tasks" if _mixed_types(facts) else None)
-    sizes, template = compute(
-        client, [ddf.groupby(list(top)).size(),
-                 ddf[columns].partitions[0].head(TEMPLATE_ROWS, compute=False)],
-        timeout, "reading the data (group sizes)")
+    if "sizes" not in values:
+        second = group_pass(top)
+        values.update(zip(second, compute(client, list(second.values()), timeout,
+                                          "reading the data (group sizes)")))
+    sizes, template = values["sizes"], values["template"]
     sizes = sizes.loc[_sorted_index(sizes.index)]
     if template.shape[0] == 0:
         raise MixedGLMInputError("the first partition of the data is empty; repartition it")
