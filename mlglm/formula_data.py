@@ -198,7 +198,12 @@ def subset_mask(subset, data: pd.DataFrame, names) -> np.ndarray:
         if arr.shape != (len(data),):
             raise MixedGLMInputError(f"subset has {arr.size} values for {len(data)} rows")
         return arr
-    return data.index.isin(data.loc[subset].index)
+    try:
+        return data.index.isin(data.loc[subset].index)
+    except (KeyError, IndexError, TypeError) as exc:
+        raise MixedGLMInputError(
+            f"subset= must be a boolean mask, row labels of data's index or a condition "
+            f"string; {type(exc).__name__}: {exc}") from exc
 
 
 def _code_is_column(code: str, columns) -> bool:
