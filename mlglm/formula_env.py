@@ -42,7 +42,8 @@ from collections.abc import Mapping
 import numpy as np
 import patsy
 
-__all__ = ["R_FUNCTIONS", "FormulaNames", "capture", "formula_names", "identifiers"]
+__all__ = ["R_FUNCTIONS", "FormulaNames", "capture", "formula_names", "identifiers",
+           "r_functions"]
 
 _IDENTIFIER = re.compile(r"[^\W\d]\w*")
 
@@ -89,7 +90,7 @@ class RScale:
         return (np.asarray(x, dtype=float) - self.mean) / self.sd
 
 
-def _r_functions() -> dict:
+def r_functions() -> dict:
     """R's spellings (lme4-style strings): elementwise numpy functions, ``factor(x)``
     as patsy's ``C(x)`` and ``scale(x)`` with R's sample SD; ``np``/``numpy`` too, which
     mlglm's own ``offset()`` evaluator always offered."""
@@ -152,7 +153,7 @@ def formula_names(namespace, texts, r_names: bool = False) -> FormulaNames:
     if r_names:
         wanted = used.intersection(R_FUNCTIONS + ("np", "numpy"))
         if wanted:
-            fallbacks = _r_functions()
+            fallbacks = r_functions()
             out.update({k: fallbacks[k] for k in wanted})
     for name in used:
         try:

@@ -137,6 +137,11 @@ def test_r_function_spellings_in_the_fixed_part(df):
     new = d.iloc[[1, 5, 40]]
     np.testing.assert_allclose(a.predict(new), b.predict(new.assign(z=z.iloc[[1, 5, 40]])),
                                rtol=1e-8)
+    import pickle          # a loaded fit re-parses its formula: R's names are found there too
+    back = pickle.loads(pickle.dumps(a))
+    np.testing.assert_allclose(back.predict(new), a.predict(new), rtol=1e-12)
+    back = pickle.loads(pickle.dumps(r))
+    np.testing.assert_allclose(back.predict(new), r.predict(new), rtol=1e-12)
 
     def log(v):                     # the user's own log: theirs, not R's
         return np.log(v) * 2.0
