@@ -39,7 +39,12 @@ class FormulaPandasData(PandasData):
         env.update(vars(__main__))
         data = d["frame"] if "frame" in d else d["orig_endog"].join(d["orig_exog"])
         mgr = FormulaManager()
-        mgr.get_matrices(d["formula"], data, eval_env=env, pandas=True)
+        try:
+            mgr.get_matrices(d["formula"], data, eval_env=env, pandas=True)
+        except (NameError, PatsyError) as exc:
+            raise NameError(f"the model's formula {d['formula']!r} uses a name that is not "
+                            f"defined where it is loaded ({exc}); define it (e.g. import your "
+                            "function) before pickle.load") from exc
         d = dict(d)
         del d["restore_model_spec"]
         self.__dict__.update(d)
