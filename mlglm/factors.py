@@ -122,7 +122,7 @@ def match_categories(data: pd.DataFrame, levels: dict) -> pd.DataFrame:
                 f"{fitted}); the model has no coefficient for them: drop those rows or map "
                 "them to a fitted level")
         if isinstance(col.dtype, pd.CategoricalDtype) and list(col.cat.categories) != fit_levels:
-            cast[c] = pd.Categorical(col, categories=fit_levels)
+            cast[c] = col.cat.set_categories(fit_levels)
     return data.assign(**cast) if cast else data
 
 
