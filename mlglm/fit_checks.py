@@ -143,7 +143,7 @@ def boundary_groups(model) -> str:
     if getattr(model, "multi", False) or not getattr(model, "rows_on_driver", True):
         return ""
     fam = model.fam
-    if not (fam.is_binomial or fam.name in ("poisson", "negative_binomial")):
+    if not (fam.is_binomial or fam.is_count):
         return ""
     codes, G = np.asarray(model.group_codes), int(model.n_groups)
     ysum = np.bincount(codes, weights=np.asarray(model.endog, dtype=float), minlength=G)

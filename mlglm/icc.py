@@ -164,22 +164,16 @@ class VarianceExplained:
 def _family(results):
     """The :class:`~mlglm.core.family.Family` of an mlglm fit (Gaussian for a
     statsmodels MixedLM fit)."""
-    from .core.family import Family
+    from .core.family import GAUSSIAN, Family
     model = results.model
     fam = getattr(model, "fam", None)
     if fam is not None:
         return fam
     name = type(model).__name__
     if name == "MixedLM":
-        return Family("gaussian", "identity")
+        return Family(GAUSSIAN)
     raise TypeError(f"icc() needs an mlglm MixedGLM fit or a statsmodels MixedLM fit, got "
                     f"results of {name}")
-
-
-def _family_link(results):
-    """(family name, link name) of an mlglm or statsmodels fit."""
-    fam = _family(results)
-    return fam.name, fam.link
 
 
 def _re_names(results) -> list[str]:
@@ -400,12 +394,12 @@ def distribution_within(results, fam, between, method, beta0):
     method = "lognormal" if method is None else method
     if method not in DISTRIBUTION_METHODS:
         raise ValueError(f"{fam.name} ICC: method must be one of {list(DISTRIBUTION_METHODS)}")
-    if fam.link != "log":
+    if not fam.link.log_scale:
         raise NotImplementedError(f"the {fam.name} ICC approximations need the log link "
                                   f"(Nakagawa et al. 2017); this fit has the {fam.link} link")
     extra, desc = {}, ""
     lam = None
-    if fam.name != "gamma":
+    if fam.is_count:
         b0, lam, desc = _poisson_lambda(results, between, beta0)
         extra = {"lambda": lam, "beta0": b0}
     if fam.has_dispersion:
@@ -439,7 +433,7 @@ def _icc_point(results, at, adjusted, method, beta0) -> ICCResult:
     within, text, extra, ldesc = distribution_within(results, family, between, method, beta0)
     method = "lognormal" if method is None else method
     value = between / (between + within)
-    lam_txt = "" if family.name == "gamma" else f", lambda = exp(beta0 + {b_txt}/2)"
+    lam_txt = f", lambda = exp(beta0 + {b_txt}/2)" if family.is_count else ""
     return ICCResult(value, f"{fam} {method}, log scale (Nakagawa et al. 2017): {b_txt} / "
                      f"({b_txt} + {text}){lam_txt}",
                      {bkey: between, "distribution_variance": within, **extra},
@@ -501,10 +495,9 @@ def variance_explained(reduced, full, at=None, adjusted=False) -> VarianceExplai
     if any(getattr(r.model, "multi", False) for r in (reduced, full)):
         from .icc_multilevel import multilevel_variance_explained
         return multilevel_variance_explained(reduced, full, at=at, adjusted=adjusted)
-    fr, _ = _family_link(reduced)
-    ff, _ = _family_link(full)
-    if fr != ff:
-        raise ValueError(f"the two fits have different families ({fr}, {ff})")
+    fr, ff = _family(reduced), _family(full)
+    if fr.distribution is not ff.distribution:
+        raise ValueError(f"the two fits have different families ({fr.name}, {ff.name})")
     ir = icc(reduced, at=at, adjusted=adjusted)
     if_ = icc(full, at=at, adjusted=adjusted)
     if reduced.model.nobs != full.model.nobs:
@@ -514,7 +507,7 @@ def variance_explained(reduced, full, at=None, adjusted=False) -> VarianceExplai
     bw_r, bw_f = ir.between, if_.between
     wi_r, wi_f = ir.within, if_.within
     note = ""
-    if not _family(reduced).is_gaussian:
+    if not fr.is_gaussian:
         note = ("on the latent/distribution scale the within-group variance is fixed by the "
                 "family, so the between-group proportion is affected by rescaling when "
                 "level-1 predictors are added (Hox 2010, sec. 6.5)")

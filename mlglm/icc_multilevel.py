@@ -118,7 +118,7 @@ def _within(results, between_total, method, beta0):
     if fam.is_binomial:
         return fam.latent_variance()[0], f"latent error variance ({fam.link} link)"
     within, text, _, _ = distribution_within(results, fam, between_total, method, beta0)
-    lam = "" if fam.name == "gamma" else ", lambda = exp(beta0 + sum tau / 2)"
+    lam = ", lambda = exp(beta0 + sum tau / 2)" if fam.is_count else ""
     return within, (f"{fam.name} {method or 'lognormal'} {text}{lam} (Nakagawa et al. 2017, "
                     "log scale)")
 
@@ -231,10 +231,11 @@ def multilevel_variance_explained(reduced, full, at=None, adjusted=False):
     for every factor k and for the within variance (module docstring); the
     components are those of :func:`multilevel_icc` (``at``, ``adjusted``).
     """
-    from .icc import _family_link
-    fams = {_family_link(r)[0] for r in (reduced, full)}
-    if len(fams) > 1:
-        raise ValueError(f"the two fits have different families ({', '.join(sorted(fams))})")
+    from .icc import _family
+    fr, ff = _family(reduced), _family(full)
+    if fr.distribution is not ff.distribution:
+        raise ValueError(f"the two fits have different families "
+                         f"({', '.join(sorted({fr.name, ff.name}))})")
     if reduced.model.nobs != full.model.nobs:
         raise ValueError("the fits use different numbers of rows; variance components are "
                          "only comparable on the same data")
@@ -248,7 +249,7 @@ def multilevel_variance_explained(reduced, full, at=None, adjusted=False):
     with np.errstate(divide="ignore", invalid="ignore"):
         table["explained"] = (table["reduced"] - table["full"]) / table["reduced"]
     notes = []
-    if fams != {"gaussian"}:
+    if not fr.is_gaussian:
         notes.append("on the latent/distribution scale the within variance is fixed by the "
                      "family (Hox 2010, sec. 6.5)")
     only = [k for k in keys if k not in a.components or k not in b.components]
