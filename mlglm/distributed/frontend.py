@@ -23,9 +23,7 @@ from __future__ import annotations
 import sys
 import warnings
 
-import statsmodels.api as sm
-
-from ..data_checks import DataWarning, MixedGLMInputError
+from ..data_checks import DataWarning, MixedGLMInputError, resolve_family
 from ..model import _check_re_in_fixed
 from .model import ShardedMixedGLM
 from .spec import _show, formula_namespace, learn_spec
@@ -46,8 +44,6 @@ def sharded_model(cls, formula, data, re_formula=None, vc_formula=None, subset=N
     :class:`~mlglm.distributed.cluster.ClusterTimeoutError`; default 120).
     ``eval_env`` is where the formulas' names are looked up (module docstring).
     """
-    from ..lme4style import family_from_name
-    from ..model import BinomialMixedGLM, PoissonMixedGLM
     client = kwargs.pop("client", None)
     npartitions = kwargs.pop("npartitions", None)
     retries = kwargs.pop("retries", 3)
@@ -58,17 +54,9 @@ def sharded_model(cls, formula, data, re_formula=None, vc_formula=None, subset=N
                                  "instead (ddf[ddf.x > 0])")
     if vc_formula is not None and not isinstance(vc_formula, dict):
         raise MixedGLMInputError("vc_formula must be a dict {name: formula}")
-    family = kwargs.get("family")
-    if isinstance(family, str):
-        family = family_from_name(family)
-    if family is None and issubclass(cls, BinomialMixedGLM):
-        family = sm.families.Binomial()
-    elif family is None and issubclass(cls, PoissonMixedGLM):
-        family = sm.families.Poisson()
-    if family is not None:
-        kwargs["family"] = family
+    kwargs["family"], fam = resolve_family(kwargs.get("family"), default=cls._default_family)
     weighted = kwargs.get("freq_weights") is not None or kwargs.get("var_weights") is not None
-    if weighted and (family is None or type(family).__name__ == "Gaussian"):
+    if weighted and fam.is_gaussian:
         raise NotImplementedError(     # the Gaussian shards' sums are unweighted
             "prior weights with a Gaussian (linear mixed) model are not taken by sharded "
             "fits: their per-shard sums are unweighted; fit the data in memory "
