@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from .data_checks import statsmodels_distribution
+from .sm_families import statsmodels_distribution
 
 __all__ = ["LRTest", "compare_lr_test", "anova", "AnovaTable", "check_same_data", "is_reml"]
 

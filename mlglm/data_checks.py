@@ -13,13 +13,13 @@ import warnings
 
 import numpy as np
 import pandas as pd
-import statsmodels.api as sm
 
 from .core.errors import MixedGLMInputError
-from .core.family import DISTRIBUTIONS, FAMILY_NAMES, LINKS, Family, distribution_named
+from .core.family import FAMILY_NAMES, LINKS, Family, distribution_named
+from .sm_families import (statsmodels_distribution, statsmodels_family, statsmodels_link,
+                          supported_text)
 
-__all__ = ["MixedGLMInputError", "resolve_family", "family_from_name", "statsmodels_family",
-           "statsmodels_distribution",
+__all__ = ["MixedGLMInputError", "resolve_family", "family_from_name",
            "binomial_response", "poisson_response", "count_response", "positive_response",
            "prior_weights", "finite_mask", "DataWarning", "did_you_mean",
            "drop_unused_levels", "category_levels",
@@ -31,30 +31,10 @@ class DataWarning(UserWarning):
     """Something about the data the user should know (rows dropped, columns removed)."""
 
 
-def _statsmodels_classes():
-    """statsmodels' family and link classes -> mlglm's distributions and links (the names
-    each one gives, :attr:`Distribution.statsmodels <mlglm.core.family.Distribution>`)."""
-    dists = {getattr(sm.families, d.statsmodels): d for d in DISTRIBUTIONS.values()
-             if d.statsmodels}
-    links = {getattr(sm.families.links, name): link for link in LINKS.values()
-             for name in link.statsmodels}
-    return dists, links
-
-
-_SM_DISTRIBUTIONS, _SM_LINKS = _statsmodels_classes()
-
-
-def _supported_text() -> str:
-    """'Binomial (Logit, Probit, CLogLog), Poisson (Log), ...' in statsmodels' names."""
-    parts = [f"{d.statsmodels} ({', '.join(LINKS[name].statsmodels[0] for name in d.kernels)})"
-             for d in DISTRIBUTIONS.values() if d.statsmodels]
-    return ", ".join(parts[:-1]) + " or " + parts[-1]
-
-
 def _unsupported(family_text: str, link_text: str, dist) -> MixedGLMInputError:
     why = f"; {dist.link_hint}" if dist is not None and dist.link_hint else ""
     return MixedGLMInputError(f"family {family_text} with link {link_text} is not supported; "
-                              f"use {_supported_text()}{why}")
+                              f"use {supported_text()}{why}")
 
 
 def resolve_family(family=None, link=None, default: str = "gaussian"):
@@ -82,8 +62,8 @@ def resolve_family(family=None, link=None, default: str = "gaussian"):
     if isinstance(family, str):
         fam = _family_from_text(family, link)
         return statsmodels_family(fam), fam
-    dist = _SM_DISTRIBUTIONS.get(type(family))
-    link_obj = _SM_LINKS.get(type(getattr(family, "link", None)))
+    dist = statsmodels_distribution(family)
+    link_obj = statsmodels_link(getattr(family, "link", None))
     if dist is None or link_obj is None or link_obj.name not in dist.kernels:
         raise _unsupported(type(family).__name__, type(getattr(family, "link", None)).__name__,
                            dist)
@@ -117,24 +97,6 @@ def _family_from_text(family: str, link):
     if link_obj.name not in dist.kernels:
         raise _unsupported(dist.statsmodels or dist.name, link_obj.statsmodels[0], dist)
     return Family(dist, link_obj)
-
-
-def statsmodels_family(fam: Family, dispersion=None):
-    """The statsmodels family object of ``fam``, e.g. for ``sm.GLM``. A negative binomial
-    is ``NegativeBinomial(alpha=1 / theta)`` with theta the fixed one, else ``dispersion``
-    (an estimate), else NaN (estimated: what ``family="negative_binomial"`` makes)."""
-    link = getattr(sm.families.links, fam.link.statsmodels[0])()
-    cls = getattr(sm.families, fam.distribution.statsmodels)
-    if fam.distribution.dispersion_fixable:
-        theta = fam.fixed_dispersion if fam.fixed_dispersion is not None else dispersion
-        return cls(alpha=np.nan if theta is None else 1.0 / float(theta), link=link)
-    return cls(link=link)
-
-
-def statsmodels_distribution(family):
-    """The :class:`~mlglm.core.family.Distribution` of a statsmodels family object whatever
-    its link (e.g. of an ``sm.GLM`` fit), None for another object or None."""
-    return _SM_DISTRIBUTIONS.get(type(family))
 
 
 def family_from_name(family, link=None):

@@ -37,7 +37,7 @@ from statsmodels.tools.sm_exceptions import (ConvergenceWarning, PerfectSeparati
                                              PerfectSeparationWarning)
 
 from .core.family import GAUSSIAN, Family
-from .data_checks import statsmodels_family
+from .sm_families import statsmodels_family
 from .formula_env import capture
 
 __all__ = ["PoolingComparison", "compare_pooling", "compare_pooling_from_results"]

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from ..core.family import FAMILY_NAMES, Distribution, distribution_named
-from ..data_checks import statsmodels_distribution
+from ..sm_families import statsmodels_distribution
 
 __all__ = ["SimulatedGLMM", "simulate_glmm"]
 
