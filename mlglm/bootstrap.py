@@ -67,7 +67,8 @@ class BootstrapResult:
     llf, converged : per-replicate log-likelihood and convergence flag.
     seed, n_failed, seconds : as named.
     results : the original fit.
-    fits : per replicate, the refit's frozen state (None for failed refits).
+    fits : per replicate, the refit (its :class:`~mlglm.core.record.CoreFit`; None for
+        failed refits).
     seeds : per replicate, the ``SeedSequence`` its response was drawn with.
     lost : the replicates lost with a worker process that died (``n_jobs > 1``;
         NaN rows like failed refits).
