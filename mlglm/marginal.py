@@ -32,6 +32,8 @@ Sigma_k, or keeps the conditional modes, and draws a response from the family.
 """
 from __future__ import annotations
 
+import numbers
+
 import numpy as np
 import pandas as pd
 from scipy import stats
@@ -189,6 +191,10 @@ def simulate(res, n=1, seed=None, conditional=True):
     (theta) counts, Gamma (scale) and Gaussian (sigma^2 / v) values with the
     variance weights v. Reproducible for a seed (``np.random.default_rng``).
     """
+    if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1:
+        raise ValueError(f"n (the number of simulated responses) must be an integer >= 1, "
+                         f"got {n!r}")
+    n = int(n)
     rng = np.random.default_rng(seed)
     model, fit = res.model, res.outcome
     terms = model.re_terms
