@@ -51,7 +51,7 @@ FAMILY_IDS = [f"{f}-{l}{'-trials' if t else ''}" for f, l, t in FAMILY_CASES]
 def simulate_core(family, link, q, trials, seed, n_groups=12, n_per=8, p=3):
     """Small data from the model itself; Z = [1, independent normals] (q columns).
 
-    Returns (FamilyLink, GroupedData, beta_true). Group sizes vary (n_per +- 3) and
+    Returns (Kernel, GroupedData, beta_true). Group sizes vary (n_per +- 3) and
     the Poisson case carries a non-zero offset.
     """
     rng = np.random.default_rng(seed)

@@ -55,7 +55,7 @@ def nested_data(family="binomial", link="logit", n_top=8, n_mid=3, n_rows=3, dep
     ``n_rows`` rows per innermost node (1 .. 2 n_rows - 1). q[k] effects per level:
     an intercept, then standard-normal covariates.
 
-    Returns (FamilyLink, y, m, X, offset, ReTerms, beta).
+    Returns (Kernel, y, m, X, offset, ReTerms, beta).
     """
     rng = np.random.default_rng(seed)
     q = q or (1,) * depth
