@@ -63,50 +63,24 @@ def _exp(eta):
     return np.exp(np.minimum(eta, ETA_MAX))
 
 
-def _inverse_cloglog(eta):
-    return -np.expm1(-np.exp(np.minimum(eta, ETA_MAX)))
-
-
-def _cloglog(mu):
-    return np.log(-np.log1p(-mu))
-
-
 def _dmu_logit(eta):
     e = np.exp(-np.abs(eta))                # mu (1 - mu) = e / (1 + e)^2, e = exp(-|eta|)
     return e / (1.0 + e) ** 2
 
 
-def _dmu_probit(eta):
-    return np.exp(-0.5 * eta * eta) / np.sqrt(2.0 * np.pi)
-
-
 def _dmu_cloglog(eta):
-    return np.exp(np.minimum(eta, ETA_MAX) - np.exp(np.minimum(eta, ETA_MAX)))
-
-
-def _reciprocal(x):
-    return 1.0 / x
-
-
-def _dmu_inverse(eta):
-    return -1.0 / (eta * eta)
-
-
-def _identity(x):
-    return x
-
-
-def _one(eta):
-    return np.ones_like(eta)
+    eta = np.minimum(eta, ETA_MAX)
+    return np.exp(eta - np.exp(eta))
 
 
 class Link:
     """A link g: mean -> linear predictor eta = g(mu), with its inverse and d mu / d eta.
 
-    Parameters
+    Attributes
     ----------
     name : ``"logit"``, ``"log"``, ...
-    inverse, link, mu_eta : the functions g^{-1}, g, d g^{-1} / d eta (elementwise).
+    inverse, link, mu_eta : the elementwise functions g^{-1}, g and d g^{-1} / d eta (the
+        delta method from the link to the mean scale).
     statsmodels : the names of statsmodels' link classes for it (``sm.families.links``),
         the first the one to build.
     latent : (variance, as text) of the standard latent error e when the link is the
@@ -119,23 +93,9 @@ class Link:
 
     def __init__(self, name, inverse, link, mu_eta, statsmodels, latent=None,
                  log_scale=False, linear=False):
-        self.name = name
-        self._inverse, self._link, self._mu_eta = inverse, link, mu_eta
-        self.statsmodels = tuple(statsmodels)
-        self.latent = latent
+        self.name, self.inverse, self.link, self.mu_eta = name, inverse, link, mu_eta
+        self.statsmodels, self.latent = tuple(statsmodels), latent
         self.log_scale, self.linear = log_scale, linear
-
-    def inverse(self, eta):
-        """mu = g^{-1}(eta)."""
-        return self._inverse(eta)
-
-    def link(self, mu):
-        """eta = g(mu)."""
-        return self._link(mu)
-
-    def mu_eta(self, eta):
-        """d mu / d eta at eta (the delta method from the link to the mean scale)."""
-        return self._mu_eta(eta)
 
     def __str__(self):
         return self.name
@@ -149,14 +109,17 @@ class Link:
 
 LOGIT = Link("logit", special.expit, special.logit, _dmu_logit, ("Logit", "logit"),
              latent=(np.pi ** 2 / 3, "pi^2/3"))
-PROBIT = Link("probit", special.ndtr, special.ndtri, _dmu_probit, ("Probit", "probit"),
+PROBIT = Link("probit", special.ndtr, special.ndtri,
+              lambda eta: np.exp(-0.5 * eta * eta) / np.sqrt(2.0 * np.pi), ("Probit", "probit"),
               latent=(1.0, "1"))
-CLOGLOG = Link("cloglog", _inverse_cloglog, _cloglog, _dmu_cloglog, ("CLogLog", "cloglog"),
+CLOGLOG = Link("cloglog", lambda eta: -np.expm1(-np.exp(np.minimum(eta, ETA_MAX))),
+               lambda mu: np.log(-np.log1p(-mu)), _dmu_cloglog, ("CLogLog", "cloglog"),
                latent=(np.pi ** 2 / 6, "pi^2/6"))
 LOG = Link("log", _exp, np.log, _exp, ("Log", "log"), log_scale=True)
-INVERSE = Link("inverse", _reciprocal, _reciprocal, _dmu_inverse,
-               ("InversePower", "inverse_power"))
-IDENTITY = Link("identity", _identity, _identity, _one, ("Identity", "identity"), linear=True)
+INVERSE = Link("inverse", lambda eta: 1.0 / eta, lambda mu: 1.0 / mu,
+               lambda eta: -1.0 / (eta * eta), ("InversePower", "inverse_power"))
+IDENTITY = Link("identity", lambda eta: eta, lambda mu: mu, np.ones_like,
+                ("Identity", "identity"), linear=True)
 
 #: the links by name
 LINKS = {link.name: link for link in (LOGIT, PROBIT, CLOGLOG, LOG, INVERSE, IDENTITY)}
