@@ -20,7 +20,7 @@ import patsy
 from statsmodels.regression.mixed_linear_model import MixedLM
 
 from .core.covariance import Sigma_from_vech
-from .core.family import distribution_named
+from .core.family import POISSON
 from .core.modes import ModeFailure
 from .core.nested import quadrature_dimension
 from .core.problem import Problem, check_quadrature_structure
@@ -616,6 +616,6 @@ class PoissonMixedGLM(MixedGLM):
 
     def __init__(self, endog, exog, groups, exog_re=None, family=None, **kwargs):
         family, fam = resolve_family(family, default=self._default_family)
-        if fam.distribution is not distribution_named(self._default_family):
+        if fam.distribution is not POISSON:
             raise MixedGLMInputError("PoissonMixedGLM takes a Poisson family")
         super().__init__(endog, exog, groups, exog_re=exog_re, family=family, **kwargs)

@@ -37,8 +37,8 @@ from statsmodels.tools.sm_exceptions import (ConvergenceWarning, PerfectSeparati
                                              PerfectSeparationWarning)
 
 from .core.family import GAUSSIAN, Family
-from .sm_families import statsmodels_family
 from .formula_env import capture
+from .sm_families import statsmodels_family
 
 __all__ = ["PoolingComparison", "compare_pooling", "compare_pooling_from_results"]
 
