@@ -122,7 +122,7 @@ def test_list_and_describe():
     table = list_datasets()
     assert list(table.index) == ["hsb", "contraception", "cbpp", "grouseticks", "verbagg",
                                  "penicillin", "pastes", "sleepstudy", "chem97", "insteval",
-                                 "epil"]
+                                 "epil", "salamanders"]
     assert {"description", "groups", "rows", "n_groups"} <= set(table.columns)
     for name, loader, groups, rows, n_groups in SHAPES:
         assert table.loc[name, "groups"] == groups
@@ -132,7 +132,7 @@ def test_list_and_describe():
         for column in loader().columns:
             assert column in text
     for name in ["verbagg", "penicillin", "pastes", "sleepstudy", "chem97", "insteval",
-                 "epil"]:
+                 "epil", "salamanders"]:
         d = load(name)
         assert len(d) == table.loc[name, "rows"]
         text = describe(name)

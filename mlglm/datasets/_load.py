@@ -20,7 +20,8 @@ import pandas as pd
 
 __all__ = ["load_hsb", "load_contraception", "load_cbpp", "load_grouseticks",
            "load_verbagg", "load_penicillin", "load_pastes", "load_sleepstudy", "load_chem97",
-           "load_insteval", "load_epil", "load", "describe", "list_datasets"]
+           "load_insteval", "load_epil", "load_salamanders", "load", "describe",
+           "list_datasets"]
 
 
 def _read_csv(filename: str, *, id_columns: tuple[str, ...] = ()) -> pd.DataFrame:
@@ -330,6 +331,47 @@ def load_epil() -> pd.DataFrame:
     return d
 
 
+def load_salamanders() -> pd.DataFrame:
+    """Counts of stream salamanders at 23 sites, 4 visits each, 60% zeros (zero inflation).
+
+    From Price, Muncy, Bonner, Drayer and Barton (2016), "Effects of mountaintop removal
+    mining and valley filling on the occupancy and abundance of stream salamanders",
+    *Journal of Applied Ecology* 53, 459-468 (data: Dryad, doi:10.5061/dryad.5m8f6), as
+    distributed in the R package glmmTMB (``Salamanders``): the zero-inflated and hurdle
+    GLMMs of glmmTMB's documentation, ``count ~ spp + mined + (1 | site)`` with
+    ``ziformula = ~ spp + mined``.
+
+    Returns
+    -------
+    pandas.DataFrame
+        644 rows, one per site, visit and species, with columns
+
+        site : str
+            Site identifier (23 sites); the grouping column.
+        mined : Categorical, levels ["yes", "no"]
+            Whether the site was affected by mountaintop removal coal mining; "yes" is
+            the reference level, as in R.
+        cover : float
+            Amount of cover objects in the stream (scaled).
+        sample : int
+            Visit 1 to 4.
+        DOP : float
+            Days since precipitation (scaled).
+        Wtemp : float
+            Water temperature (scaled).
+        DOY : float
+            Day of year (scaled).
+        spp : Categorical, levels ["GP", "PR", "DM", "EC-A", "EC-L", "DES-L", "DF"]
+            Species (and life stage), abbreviated; "GP" is the reference level, as in R.
+        count : int
+            Salamanders counted.
+    """
+    d = _read_csv("salamanders.csv", id_columns=("site",))
+    d["mined"] = _categorical(d["mined"], ["yes", "no"])
+    d["spp"] = _categorical(d["spp"], ["GP", "PR", "DM", "EC-A", "EC-L", "DES-L", "DF"])
+    return d
+
+
 @dataclass(frozen=True)
 class _Dataset:
     """Registry entry: loader, one-line title, grouping column, shape facts."""
@@ -365,6 +407,8 @@ _REGISTRY: dict[str, _Dataset] = {
                          "(lme4::InstEval)", "s, d, dept", 73421, 2972),
     "epil": _Dataset(load_epil, "Seizure counts of epileptics in a drug trial, periods "
                      "within patients (MASS::epil)", "subject", 236, 59),
+    "salamanders": _Dataset(load_salamanders, "Stream salamander counts at mined and "
+                            "unmined sites, 60% zeros (glmmTMB::Salamanders)", "site", 644, 23),
 }
 
 
