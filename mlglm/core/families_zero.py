@@ -55,7 +55,7 @@ Hurdle:
 
 * y = 0:  l = log pi = a - softplus(a); dl/da = 1 - pi; nothing depends on eta or t.
 * y > 0:  l = -softplus(a) + c(y) + g, g = -log(1 - f0) = -log(-expm1(c0)), and
-  dl/da = -pi. With q = f0 / (1 - f0) = 1 / expm1(-c0) (dq/dc0 = q (1 + q)) and
+  dl/da = -pi. With q = f0 / (1 - f0) = e^c0 / (-expm1(c0)) (dq/dc0 = q (1 + q)) and
   u = q c0' the derivatives of g are written so that q (large when mu is small)
   only ever multiplies a small factor:
 
@@ -73,7 +73,7 @@ Hurdle:
 Numerics: every log of a sum is a logaddexp or a softplus; log(1 - f0) is
 log(-expm1(c0)); mu = exp(eta) is evaluated with eta within +-ETA_MAX (as the
 Poisson kernel), and for NB2 e = eta - t within +-ETA_MAX, so c0 < 0 and q stays
-finite (c0 is also kept at or below -1e-300 before log(-expm1(c0))). Where mu is
+finite (c0 is also kept at or below -1e-300 before log(-expm1(c0)) and q). Where mu is
 tiny (below about 1e-8) the hurdle's g'' and g''' cancel to an absolute accuracy
 of about 1e-16 (their exact values are of order mu).
 
@@ -94,7 +94,7 @@ from .families_dispersion import NBConstants
 __all__ = ["ZeroCountKernel", "ZeroInflatedPoisson", "ZeroInflatedNB2", "HurdlePoisson",
            "HurdleNB2", "CountPieces", "poisson_pieces", "nb2_pieces", "ZERO_KERNELS"]
 
-_C0_MAX = -1e-300   # log f(0) is kept below this before log(-expm1(c0)) and 1 / expm1(-c0)
+_C0_MAX = -1e-300   # log f(0) is kept below this before log(-expm1(c0)) and q
 
 
 class CountPieces:
@@ -182,24 +182,28 @@ class ZeroCountKernel(AuxiliaryKernel):
         c0, c01 = p0.c, p0.c1
         r = special.expit(c0 - a)
         rr = r * (1.0 - r)
+        # products are formed left to right from r (1 - r) c0', which is small wherever
+        # c0' is huge (r ~ e^{-mu}), so nothing overflows for eta up to ETA_MAX
+        R1 = rr * c01
+        one_2r = 1.0 - 2.0 * r
         K = np.where(zero, np.logaddexp(a, c0) - sa, py.c - sa)
         d1 = np.where(zero, r * c01, py.c1)
-        d2 = -np.where(zero, r * p0.c2 + rr * c01 * c01, py.c2)
+        d2 = -np.where(zero, r * p0.c2 + R1 * c01, py.c2)
         out = dict(K=K, d1=d1, d2=d2)
         if third:
-            l3 = r * p0.c3 + rr * c01 * (3.0 * p0.c2 + (1.0 - 2.0 * r) * c01 * c01)
+            l3 = r * p0.c3 + 3.0 * R1 * p0.c2 + R1 * c01 * c01 * one_2r
             out["d3"] = -np.where(zero, l3, py.c3)
         if auxiliary:
             pi = special.expit(a)
             out["K_a"] = np.where(zero, (1.0 - r) - pi, -pi)
-            out["d1_a"] = np.where(zero, -rr * c01, 0.0)
-            out["d2_a"] = np.where(zero, rr * (p0.c2 + (1.0 - 2.0 * r) * c01 * c01), 0.0)
+            out["d1_a"] = np.where(zero, -R1, 0.0)
+            out["d2_a"] = np.where(zero, rr * p0.c2 + R1 * c01 * one_2r, 0.0)
             if self.has_dispersion:
-                c0t = p0.c_t
-                out["K_t"] = np.where(zero, r * c0t, py.c_t)
-                out["d1_t"] = np.where(zero, rr * c0t * c01 + r * p0.c1_t, py.c1_t)
-                l2t = (rr * c0t * (p0.c2 + (1.0 - 2.0 * r) * c01 * c01) + r * p0.c2_t
-                       + 2.0 * rr * c01 * p0.c1_t)
+                Rt = rr * p0.c_t
+                out["K_t"] = np.where(zero, r * p0.c_t, py.c_t)
+                out["d1_t"] = np.where(zero, Rt * c01 + r * p0.c1_t, py.c1_t)
+                l2t = (Rt * p0.c2 + Rt * c01 * c01 * one_2r + r * p0.c2_t
+                       + 2.0 * R1 * p0.c1_t)
                 out["d2_t"] = -np.where(zero, l2t, py.c2_t)
         return AuxDerivatives(**{k: np.broadcast_to(v, K.shape) if v is not None else v
                                  for k, v in out.items()})
@@ -208,7 +212,7 @@ class ZeroCountKernel(AuxiliaryKernel):
         sa = softplus(a)
         c0 = np.minimum(p0.c, _C0_MAX)
         c01, c02 = p0.c1, p0.c2
-        q = 1.0 / np.expm1(-c0)
+        q = np.exp(c0) / -np.expm1(c0)
         u = q * c01
         cu = c01 + u
         qc2 = q * c02
@@ -248,7 +252,7 @@ class ZeroCountKernel(AuxiliaryKernel):
         c01 = p0.c1
         if self.hurdle:
             c0 = np.minimum(p0.c, _C0_MAX)
-            q = 1.0 / np.expm1(-c0)
+            q = np.exp(c0) / -np.expm1(c0)
             u = q * c01
             info = p0.info * (1.0 + q) - u * (c01 + u)
         else:
