@@ -111,28 +111,36 @@ class CountPieces:
         self.info, self.mu = info, mu
 
 
-def poisson_pieces(eta, y, t=None):
-    """:class:`CountPieces` of the Poisson, log link: c = y eta - mu, mu = e^eta."""
+def poisson_pieces(eta, y, t=None, with_zero=False):
+    """:class:`CountPieces` of the Poisson, log link: c = y eta - mu, mu = e^eta; with
+    ``with_zero`` the pair (pieces at y, pieces at y = 0), sharing the exponential."""
     mu = np.exp(np.clip(eta, -ETA_MAX, ETA_MAX))
-    c1 = y - mu
-    return CountPieces(y * eta - mu, c1, -mu, -mu, None, None, None, mu, mu)
+    at_y = CountPieces(y * eta - mu, y - mu, -mu, -mu, None, None, None, mu, mu)
+    if not with_zero:
+        return at_y
+    return at_y, CountPieces(-mu, -mu, -mu, -mu, None, None, None, mu, mu)
 
 
-def nb2_pieces(eta, y, t):
-    """:class:`CountPieces` of NB2, log link, t = log theta (module docstring)."""
+def nb2_pieces(eta, y, t, with_zero=False):
+    """:class:`CountPieces` of NB2, log link, t = log theta (module docstring); with
+    ``with_zero`` the pair (pieces at y, pieces at y = 0), sharing expit and softplus."""
     theta = np.exp(t)
     e = np.clip(eta - t, -ETA_MAX, ETA_MAX)
     p = special.expit(e)
     s = softplus(e)
-    M = y + theta
-    c1 = y - M * p
     w = p * (1.0 - p)
-    c2 = -M * w
-    c3 = c2 * (1.0 - 2.0 * p)
-    tw = theta * w
-    return CountPieces(y * e - M * s, c1, c2, c3,
-                       -c1 - theta * s, M * w - theta * p, -c3 - tw,
-                       theta * p, theta * np.exp(e))
+    one_2p = 1.0 - 2.0 * p
+    tw, tp, ts = theta * w, theta * p, theta * s
+    mu = theta * np.exp(e)
+
+    def at(y):
+        M = y + theta
+        c1 = y - M * p
+        c2 = -M * w
+        c3 = c2 * one_2p
+        return CountPieces(y * e - M * s, c1, c2, c3, -c1 - ts, M * w - tp, -c3 - tw, tp, mu)
+
+    return (at(y), at(0.0)) if with_zero else at(y)
 
 
 class ZeroCountKernel(AuxiliaryKernel):
@@ -171,8 +179,7 @@ class ZeroCountKernel(AuxiliaryKernel):
         y = np.asarray(y, dtype=float)
         a = np.asarray(a, dtype=float)
         zero = y == 0
-        py = self.pieces(eta, y, t)
-        p0 = self.pieces(eta, 0.0, t)
+        py, p0 = self.pieces(eta, y, t, with_zero=True)
         if self.hurdle:
             return self._hurdle(eta, y, a, t, zero, py, p0, third, auxiliary)
         return self._inflated(eta, y, a, t, zero, py, p0, third, auxiliary)
