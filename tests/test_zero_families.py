@@ -47,7 +47,7 @@ def _grid(family):
         ts = [-1.0, 1.0, 3.0, 6.0]
         E, Y, T = (x.ravel() for x in np.meshgrid(eta, ys, ts, indexing="ij"))
         return E, None, T, Y
-    eta = [-30.0, -8.0, -2.0, -0.3, 0.0, 1.2, 3.0, 6.5]
+    eta = [-60.0, -30.0, -8.0, -2.0, -0.3, 0.0, 1.2, 3.0, 6.5, 20.0]
     a = [-12.0, -2.0, 0.0, 1.5, 9.0]
     ys = [0.0, 1.0, 2.0, 7.0, 40.0, 500.0]
     ts = [-2.5, 0.0, 1.7, 6.0] if family.endswith("nb2") else [np.nan]

@@ -53,19 +53,19 @@ def row_logpdf(family, y, eta, a=None, t=None):
         return stats.beta.logpdf(y, mu * phi, (1.0 - mu) * phi)
     mu = np.exp(eta)
     if family.endswith("poisson"):
-        dist = stats.poisson(mu)
+        dist, args = stats.poisson, (mu,)
     else:
         theta = np.exp(t)
-        dist = stats.nbinom(theta, theta / (theta + mu))
+        dist, args = stats.nbinom, (theta, theta / (theta + mu))
     a = np.asarray(a, dtype=float)
     log_pi, log_1mpi = _log_expit(a), _log_expit(-a)
-    logf = dist.logpmf(y)
+    logf = dist.logpmf(y, *args)
     if family.startswith("zi"):
-        return np.where(y == 0, np.logaddexp(log_pi, log_1mpi + dist.logpmf(0)),
+        return np.where(y == 0, np.logaddexp(log_pi, log_1mpi + dist.logpmf(0, *args)),
                         log_1mpi + logf)
     if family.startswith("hurdle"):
         with np.errstate(divide="ignore", invalid="ignore"):
-            positive = log_1mpi + logf - dist.logsf(0)
+            positive = log_1mpi + logf - dist.logsf(0, *args)
         return np.where(y == 0, log_pi, positive)
     raise ValueError(family)
 
