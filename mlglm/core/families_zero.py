@@ -2,7 +2,7 @@ r"""Zero-inflated and hurdle count kernels (Poisson and NB2, log link), as glmmT
 
 The interface (fields, signs, weights, the safe curvature) is that of
 :mod:`mlglm.core.families_auxiliary`. The parametrisation is glmmTMB's
-(``glmmTMB.cpp``, checked against glmmTMB 1.1.5 and the reference fits
+(``glmmTMB.cpp``; the kernels reproduce glmmTMB 1.1.5's reference fits
 ``tests/reference/zi_open.json``), so numbers port one to one:
 
 * the zero part a = x_zi' gamma with pi = expit(a);
