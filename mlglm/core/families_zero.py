@@ -2,8 +2,8 @@ r"""Zero-inflated and hurdle count kernels (Poisson and NB2, log link), as glmmT
 
 The interface (fields, signs, weights, the safe curvature) is that of
 :mod:`mlglm.core.families_auxiliary`. The parametrisation is glmmTMB's
-(``glmmTMB.cpp``; the kernels reproduce glmmTMB 1.1.5's reference fits
-``tests/reference/zi_open.json``), so numbers port one to one:
+(``glmmTMB.cpp``; checked through ``tests/zi_oracle.py``, which reproduces glmmTMB 1.1.5's
+fits in ``tests/reference/zi_open.json``), so numbers port one to one:
 
 * the zero part a = x_zi' gamma with pi = expit(a);
 * zero inflation (``family=poisson()`` / ``nbinom2()`` with a ``ziformula``): with
