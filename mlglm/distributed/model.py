@@ -35,7 +35,7 @@ from ..core.optimize import fit_glmm, fit_glmm_auto
 from ..core.quadrature import MAX_GRID_POINTS
 from ..core.terms import ReTerm, ReTerms
 from ..data_checks import MixedGLMInputError
-from ..model import MixedGLM, _resolve_nagq, _warn_fit_problems
+from ..model import MixedGLM, _check_start_covariances, _resolve_nagq, _warn_fit_problems
 from .standin import standin_rows
 
 __all__ = ["ShardedMixedGLM"]
