@@ -5,16 +5,18 @@ GLM log-likelihood) gives the start; BFGS maximises the Laplace or AGHQ
 log-likelihood over x = (beta, theta) with the exact gradient, in coordinates
 whitened by an approximate information (``obj.preconditioner``) and
 unconstrained (the sign of a column of Lambda does not matter, see
-:func:`_quasi_newton`); AGHQ fits start from the Laplace optimum, and on hard
-data also from a start with smaller variances (:func:`_second_start`). A
+:func:`_quasi_newton`), to a gradient of ``BFGS_GTOL`` (about standard-error units);
+AGHQ fits start from the Laplace optimum with the Laplace stage's whitening and
+inverse-Hessian estimate, and on hard data also from a start with smaller
+variances (:func:`_second_start`). A
 variance that ends at 0 is probed from just inside (:func:`_leave_boundary`):
 the gradient in a diagonal theta is exactly 0 there by symmetry, so a gradient
 method started at 0 never leaves it, and a fit there is an optimum only if
 moving off does not raise the log-likelihood. The observed information is the
 Jacobian of the exact gradient by differences
 (:func:`~mlglm.core.information.numerical_hessian`);
-Newton steps with it finish the optimisation (BFGS stops at a moderate
-tolerance), and its inverse over the directions the data determine gives the
+Newton steps with it finish the optimisation, and its inverse over the
+directions the data determine gives the
 covariance of x (:func:`~mlglm.core.information.information_inverse`: a direction with no
 information -- separation, a parameter running off to infinity -- has no
 standard error, NaN, while the others keep theirs). Convergence is judged on
@@ -34,6 +36,7 @@ from .adequacy import check_at_optimum, fit_auto
 from .information import (FORWARD_STEP_SE, HESSIAN_REL_STEP, Information,  # noqa: F401
                           _difference_hessian, information_inverse, numerical_hessian,
                           parameter_scales)
+from .lmm_minimise import _BFGS_TAKES_HESS0
 from .modes import ModeFailure
 from .objective import START_SD, Objective
 
@@ -253,7 +256,9 @@ def fit_glmm(obj: Objective, x0=None, maxiter: int = 1000, laplace_first: bool =
         res0, _ = _leave_boundary(lap, res0, maxiter, stages, gtol=LAPLACE_STAGE_GTOL)
         x0 = res0.x
         obj.u = lap.u
-        res = _quasi_newton(obj, x0, maxiter, T=res0.T)  # curvature barely changes
+        # the curvature barely changes: the same whitening, and BFGS's inverse Hessian
+        # of the Laplace stage as the start of this one's
+        res = _quasi_newton(obj, x0, maxiter, T=res0.T, hess_inv0=_hess_inv(res0))
         if second_start and _needs_second_start(obj, res0, res):
             res, starts_tried, start_won = _second_start(obj, res, maxiter, stages)
     else:
@@ -474,6 +479,20 @@ def _information_whitening(previous):
     return T
 
 
+def _hess_inv(res):
+    """BFGS's final inverse Hessian (in its whitened coordinates) if it is usable as the
+    start of another BFGS run in the same coordinates (symmetric positive definite)."""
+    H = getattr(res, "hess_inv", None)
+    if H is None or not np.all(np.isfinite(H)):
+        return None
+    H = 0.5 * (H + H.T)
+    try:
+        np.linalg.cholesky(H)
+    except np.linalg.LinAlgError:
+        return None
+    return H
+
+
 #: BFGS stops at this gradient norm in the whitened coordinates (about standard-error
 #: units), and the observed information is taken there: where it stopped at 1e-4 the
 #: Newton polish that follows moved the estimates by up to ~5e-5 SE, which moved the
@@ -486,7 +505,7 @@ BFGS_GTOL = 1e-6
 LAPLACE_STAGE_GTOL = 1e-4
 
 
-def _quasi_newton(obj, x0, maxiter, T=None, gtol=None):
+def _quasi_newton(obj, x0, maxiter, T=None, gtol=None, hess_inv0=None):
     """Unconstrained BFGS in the preconditioned coordinates z (x = x0 + T z).
 
     No box is needed: the likelihood depends on Lambda only through
@@ -512,10 +531,10 @@ def _quasi_newton(obj, x0, maxiter, T=None, gtol=None):
         if not (np.isfinite(v) and np.all(np.isfinite(g))):
             return np.inf, np.zeros_like(z)
         return -v, -(T.T @ g)
-    res = optimize.minimize(f, np.zeros_like(x0), jac=True, method="BFGS",
-                            options={"maxiter": maxiter,
-                                     "gtol": BFGS_GTOL if gtol is None else gtol,
-                                     "xrtol": 1e-12})
+    options = {"maxiter": maxiter, "gtol": BFGS_GTOL if gtol is None else gtol, "xrtol": 1e-12}
+    if hess_inv0 is not None and _BFGS_TAKES_HESS0:
+        options["hess_inv0"] = hess_inv0
+    res = optimize.minimize(f, np.zeros_like(x0), jac=True, method="BFGS", options=options)
     res.x = obj.canonical(x0 + T @ res.x)
     res.T = T
     return res
