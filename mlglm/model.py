@@ -496,9 +496,9 @@ class MixedGLM(MixedLMSetup, MixedLM):
         nagq = 1 if auto else _resolve_nagq(method, nagq, q_dim)
         if auto and self.multi:
             _check_aghq_structure(self.re_terms)     # crossed factors: no quadrature
-        obj = self.objective(nagq)
         if start_params is not None:
             _check_start_covariances(self, start_params)
+        obj = self.objective(nagq)
         x0 = None if start_params is None else self.theta_from_params(start_params)
         try:
             if auto:

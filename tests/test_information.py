@@ -126,6 +126,19 @@ def test_separated_fit_reports_nan_never_zero_everywhere():
     assert "0.0000" not in row and row.split()[2:] == ["nan"] * 5
 
 
+def test_prediction_standard_errors_nan_only_where_the_separated_level_enters():
+    """get_prediction: rows of the separated level (their prediction depends on its
+    coefficient) have NaN SEs, the others finite ones (before: all too small, from a
+    covariance of zeros; a NaN block would otherwise make every row NaN)."""
+    res, _ = _fit_separated(8)
+    df = separated_binomial(8)
+    frame = res.get_prediction(df.iloc[:200]).summary_frame()
+    sep = (df["f"].iloc[:200] == "c").to_numpy()
+    assert sep.any() and (~sep).any()
+    assert frame["mean_se"][sep].isna().all()
+    assert np.all(np.isfinite(frame["mean_se"][~sep])) and np.all(frame["mean_se"][~sep] > 0)
+
+
 def test_hessian_false_reports_no_standard_errors_and_no_convergence():
     """fit(hessian=False) skips the observed information: nothing to judge the second
     order by (before: SEs 0 and converged=True)."""

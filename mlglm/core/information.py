@@ -5,11 +5,13 @@ directions the data determine.
 gradients per parameter, error O(h^2)) for the variance parameters and the log
 dispersion, where the log-likelihood is far from quadratic, forward differences with a
 step of a small fraction of a standard error (one gradient) for the fixed effects.
-Forward differences everywhere (relative step 1e-5) left standard errors ~1e-5 off (SE of
-log theta of an NB2 fit 0.2254086 against 0.2254056); central differences everywhere cost
-one more gradient per fixed effect, 28% of a 10^5-row Laplace fit and 52% of an AGHQ(11)
-fit with a random slope (the speed guard), for digits the mixed scheme already has to
-~1e-6 (benchmarks/RESULTS.md, issue 21).
+Forward differences everywhere (relative step 1e-5, taken before the final Newton steps)
+left standard errors up to ~1e-5 off (SE of log theta of an NB2 fit 0.2254086 against
+0.2254056, issue 21); this mixed scheme, taken at the reported estimates, is within
+~1e-6 relative of an O(h^4) reference. Central differences everywhere would be within
+~1e-9 but cost one more gradient per fixed effect: 28% more CPU on the 10^5-row Laplace
+case of the speed guard and 52% on its AGHQ(11) random-slope case, against 13% and
+none for this scheme (benchmarks/RESULTS.md).
 
 :func:`information_inverse` inverts it over the directions with information and gives no
 standard error (NaN) to the parameters along the others -- a coefficient running off to

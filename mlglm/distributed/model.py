@@ -216,6 +216,8 @@ class ShardedMixedGLM(MixedGLM):
         auto = method == "aghq" and isinstance(nagq, str) and nagq == "auto"
         q_dim = quadrature_dimension(self.re_terms)
         nagq = 1 if auto else _resolve_nagq(method, nagq, q_dim)
+        if start_params is not None:
+            _check_start_covariances(self, start_params)
         obj = self.objective(nagq, client, progress)
         x0 = None if start_params is None else self.theta_from_params(start_params)
         if auto:      # as in memory: the same ladder, through obj.with_nagq
