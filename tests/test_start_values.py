@@ -89,11 +89,8 @@ def test_start_with_variances_zero_reaches_the_optimum(name):
     assert any("boundary: log L rises off 0" in s for s in res.optim.stages)
 
 
-@pytest.mark.parametrize("name", [
-    "cbpp", "grouseticks",
-    pytest.param("contraception_slope", marks=pytest.mark.slow),
-    pytest.param("grouseticks_nested_aghq", marks=pytest.mark.slow),
-    pytest.param("epil_nb2", marks=pytest.mark.slow)])
+@pytest.mark.parametrize("name", ["cbpp", "grouseticks", "contraception_slope",
+                                  "grouseticks_nested_aghq", "epil_nb2"])
 def test_start_with_huge_variances_reaches_the_optimum(name):
     ref = _fit(name)
     _same_optimum(_fit(name, _start(ref, 1e4)), ref)
