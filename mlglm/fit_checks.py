@@ -17,6 +17,7 @@ import warnings
 
 import numpy as np
 
+from .core.covariance import Sigma_from_vech
 from .core.lmm import rank_deficient_columns
 from .core.quadrature import MAX_GRID_POINTS
 from .data_checks import DataWarning, MixedGLMInputError
@@ -55,7 +56,7 @@ def standard_error_note(res) -> str | None:
     infinity under (quasi-)separation (a level whose responses are all 0 or all 1, or
     all-zero counts), or parameters the data cannot tell apart --, whose parameters then
     have no SE while the others keep theirs (the inverse over the directions with
-    information, :func:`mlglm.core.optimize.information_inverse`); or it has negative
+    information, :func:`mlglm.core.information.information_inverse`); or it has negative
     curvature (not a maximum: the fit has not converged). Variance parameters at the
     boundary have NaN SEs too; the singular-fit note covers them.
     """
@@ -210,7 +211,6 @@ def _check_start_covariances(model, start_params):
     naming the term. A variance of 0 is a legal start (the fit leaves it when that
     raises the log-likelihood, :func:`mlglm.core.optimize._leave_boundary`).
     """
-    from .core.covariance import Sigma_from_vech
     params = np.asarray(start_params, dtype=float).reshape(-1)
     i = model.k_fe
     for t in model.re_terms:

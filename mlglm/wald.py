@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 from patsy import DesignInfo
+from statsmodels.stats.contrast import ContrastResults
 
 __all__ = ["constraint", "covariance_for", "nan_wald_test"]
 
@@ -76,7 +77,6 @@ def nan_wald_test(results, hypothesis, V, use_f, df_constraints=None):
     """A Wald test with NaN statistic and p-value when R V R' is not finite (the
     hypothesis involves a parameter without a standard error, see
     :func:`covariance_for`); None when it is finite (test as usual)."""
-    from statsmodels.stats.contrast import ContrastResults
     R = np.atleast_2d(np.asarray(hypothesis[0] if isinstance(hypothesis, tuple)
                                  else hypothesis, dtype=float))
     used = np.any(R != 0, axis=0)
