@@ -4,8 +4,12 @@
 lower triangle (MixedLM's order and names) and, for a negative binomial or
 Gamma fit, the estimated dispersion last (``theta`` or ``scale``, named by the
 family). ``cov_params()`` is the inverse observed information: for GLMMs the
-forward-difference Hessian of the exact gradient in (beta, theta, t), mapped
-to (beta, vech Sigma, dispersion = e^t) by the delta method; for Gaussian fits
+Hessian of the exact gradient in (beta, theta, t) by differences
+(:mod:`mlglm.core.information`), inverted over the directions the data determine
+and mapped to (beta, vech Sigma, dispersion = e^t) by the delta method -- a
+parameter without information (separation), held at the boundary, or of a
+``fit(hessian=False)`` has NaN there, never 0 (``se_missing`` lists the first
+kind); for Gaussian fits
 the fixed-effect block is lme4's
 sigma^2 (R_X'R_X)^{-1} and variance-component SEs are not reported (NaN; use
 profile intervals). Every inherited Gaussian formula that would be wrong for
@@ -51,6 +55,9 @@ class FitOutcome:
     bs: tuple = ()               # per term: (J_k, q_k) conditional modes
     b_covs: tuple = ()           # per term: (J_k, q_k, q_k) conditional covariances
     dispersion: float | None = None   # NB theta / Gamma phi (estimated or fixed), else None
+    #: params without a standard error because the observed information does not
+    #: determine them (NaN in cov_params; boundary parameters are not listed here)
+    se_missing: tuple = ()
 
 
 def _vech_jacobian(Lambda, pattern):
@@ -98,13 +105,19 @@ def build_results(model, fitted, method, nagq):
         J[-1, -1] = model.fam.dispersion_from_log(t)
     dispersion = (model.fam.dispersion_from_log(t) if t is not None
                   else model.fam.fixed_dispersion)
-    cov = J @ st.cov_x @ J.T
-    # parameters held at the boundary have no Wald SE
-    bad = ~st.free
-    if bad.any():
-        affected = np.any(np.abs(J[:, bad]) > 0, axis=1)
-        cov[affected, :] = np.nan
-        cov[:, affected] = np.nan
+    # parameters held at the boundary, and those the observed information does not
+    # determine (or all, without it), have no Wald SE: NaN, never 0 -- and every
+    # reported parameter that depends on one of them
+    no_info = np.zeros(st.x.size, dtype=bool) if st.no_se is None else (st.no_se & st.free)
+    bad = ~st.free | no_info
+    cov = J @ np.where(bad[:, None] | bad[None, :], 0.0, st.cov_x) @ J.T
+    affected = np.any(np.abs(J[:, bad]) > 0, axis=1)
+    cov[affected, :] = np.nan
+    cov[:, affected] = np.nan
+    names = list(model.data.param_names)
+    computed = not getattr(st.record, "information", "").startswith("not computed")
+    missing = tuple(str(names[i]) for i in np.flatnonzero(np.any(np.abs(J[:, no_info]) > 0,
+                                                                   axis=1))) if computed else ()
     Sigmas = tuple(L @ L.T for L in st.Lambdas)
     if getattr(model, "multi", False):
         singular = st.singular
@@ -115,7 +128,7 @@ def build_results(model, fitted, method, nagq):
                      b=st.b[0], b_cov=st.b_cov[0], method=method, nagq=nagq,
                      converged=st.record.converged, singular=singular, record=st.record,
                      n_params=st.x.size, theta=st.theta, Sigmas=Sigmas, bs=tuple(st.b),
-                     b_covs=tuple(st.b_cov), dispersion=dispersion)
+                     b_covs=tuple(st.b_cov), dispersion=dispersion, se_missing=missing)
     return MixedGLMResultsWrapper(MixedGLMResults(model, out))
 
 
@@ -143,7 +156,9 @@ class MixedGLMResults(MixedLMResults):
     Attributes beyond statsmodels' usual ones: ``method`` ("laplace", "aghq",
     "reml" or "ml"), ``nagq``, ``converged``, ``optim`` (the optimisation
     record), ``singular`` (per random-effect term), ``deviance`` (= -2 llf,
-    not lme4's sum of deviance residuals), ``n_groups``.
+    not lme4's sum of deviance residuals), ``n_groups``, ``se_missing`` (the
+    parameters whose standard errors the observed information does not determine:
+    NaN, with a ``StandardErrorWarning`` and a note in the summary).
 
     ``vcomp`` holds the variances of the ``vc_formula`` entries in sorted key order
     (``k_vc`` of them), as statsmodels' ``MixedLMResults.vcomp``; they are also in
@@ -205,6 +220,9 @@ class MixedGLMResults(MixedLMResults):
         self.reml_criterion = outcome.reml_criterion
         self.cov_pen = None
         self.freepat = None
+        #: parameters whose standard error the observed information does not determine
+        #: (NaN in bse, p-values and Wald intervals; see fit_checks.standard_error_note)
+        self.se_missing = list(outcome.se_missing)
 
     # ---------------------------------------------------------------- scalars
     @cache_readonly
@@ -469,13 +487,17 @@ class MixedGLMResults(MixedLMResults):
         """Joint Wald test of linear hypotheses (chi-square; F with ``use_f=True``, as
         ``f_test`` does); ``wald_test_terms`` tests every formula term with it;
         ``ddf=`` (Gaussian fits): lmerTest's / pbkrtest's F test (:mod:`mlglm.ddf`)."""
-        from .wald import constraint, covariance_for
+        from .wald import constraint, covariance_for, nan_wald_test
         R = constraint(self, r_matrix)
         if ddf is not None:
             from .ddf import ddf_f_test
             return ddf_f_test(self, *(R if isinstance(R, tuple) else (R,)), ddf=ddf,
                               use_f=use_f is not False, cov_p=cov_p, invcov=invcov)
         cov = covariance_for(self, R, cov_p) if invcov is None else cov_p
+        if invcov is None:
+            nan_test = nan_wald_test(self, R, cov, bool(use_f), df_constraints)
+            if nan_test is not None:
+                return nan_test
         return LikelihoodModelResults.wald_test(self, R, cov_p=cov, invcov=invcov,
                                                 use_f=bool(use_f), scalar=scalar,
                                                 df_constraints=df_constraints)
