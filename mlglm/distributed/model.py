@@ -36,8 +36,13 @@ from ..core.optimize import fit_glmm, fit_glmm_auto
 from ..core.quadrature import MAX_GRID_POINTS
 from ..core.terms import ReTerm, ReTerms
 from ..data_checks import MixedGLMInputError
+from ..mixedlm_view import single_term, term_labels
 from ..model import MixedGLM, _resolve_nagq, _warn_fit_problems
-from .cluster import ClusterTimeoutError
+from .cluster import ClusterTimeoutError, ShardSet
+from .lmm import LMMShard, sharded_lmm_fit
+from .objective import Placement, ShardedObjective
+from .results import sharded_results
+from .shard import Shard
 from .standin import standin_rows
 
 __all__ = ["ShardedMixedGLM"]
@@ -91,7 +96,7 @@ class ShardedMixedGLM(MixedGLM):
         self.dropped_levels = dict(facts.get("dropped_levels", {}))
         self.n_dropped = int(facts.get("n_missing", 0))
         sizes = facts["top_sizes"]
-        if not self.multi:
+        if single_term(self):           # MixedLM's one-factor attributes (mixedlm_view)
             self.group_labels = list(sizes.index)
             self.n_groups = len(self.group_labels)
             self.group_sizes = np.asarray(sizes, dtype=np.int64)
@@ -108,17 +113,13 @@ class ShardedMixedGLM(MixedGLM):
             return state
         if state is not None:
             self.release()
-        from .cluster import ShardSet
-        from .objective import Placement
         client = client or self._client or _default_client()
         spec = self._spec
         shuffled = self._source[spec.columns].shuffle(on=list(spec.top),
                                                       npartitions=self._npartitions,
                                                       shuffle_method=spec.shuffle_method)
         parts = shuffled.to_delayed()
-        kind = "glmm"
-        if self.fam.is_gaussian:
-            kind = "lmm_nested" if self.multi else "lmm"
+        kind = LMMShard if self.fam.is_gaussian else Shard
         shards = ShardSet(client, parts, spec, kind=kind,
                           retries=self._retries if retries is None else retries,
                           worker_timeout=self._worker_timeout)
@@ -179,8 +180,8 @@ class ShardedMixedGLM(MixedGLM):
         for k, specs in enumerate(getattr(self, "re_info", []) or []):
             for s in specs:
                 s.levels = placement.levels[k]
-        if not self.multi:
-            self.group_labels = list(placement.levels[0])
+        if single_term(self):           # MixedLM's one-factor attributes (mixedlm_view)
+            self.group_labels = term_labels(self.re_terms[0])
             self.group_sizes = placement.sizes(0)
             self.n_groups = len(self.group_labels)
             if self.n_groups < 2:
@@ -191,7 +192,6 @@ class ShardedMixedGLM(MixedGLM):
     def objective(self, nagq: int = 1, client=None, progress=None):
         """The sharded log-likelihood as an Objective (see
         :class:`~mlglm.distributed.objective.ShardedObjective`)."""
-        from .objective import ShardedObjective
         if self.fam.is_gaussian:
             raise NotImplementedError("Gaussian models are fitted by profiled (RE)ML; "
                                       "use fit()")
@@ -260,27 +260,18 @@ class ShardedMixedGLM(MixedGLM):
     def _fit(self, method, nagq, reml, start_params, maxiter, hessian, client, progress,
              npartitions, retries):
         """The fit of :meth:`fit` (results not yet checked for warnings)."""
-        from .results import sharded_results
         if isinstance(method, str):
             method = method.lower()          # "Laplace", "AGHQ", "REML" as in memory
         if npartitions is not None:
             self._npartitions = npartitions
         state = self._cluster(client, retries=retries)
         if self.fam.is_gaussian:
-            from .lmm import sharded_lmm_fit
             if method not in (None, "reml", "ml"):
                 raise MixedGLMInputError("Gaussian models are fitted exactly by 'reml' or 'ml'")
             reml = (method != "ml") if reml is None else reml
-            report = _lmm_reporter(progress)
-            if self.multi:
-                from .lmm_nested import sharded_nested_lmm_fit
-                fitted = sharded_nested_lmm_fit(state["shards"], state["placement"],
-                                                self.re_terms, self.nobs, self.k_fe, reml=reml,
-                                                progress=report)
-            else:
-                fitted = sharded_lmm_fit(state["shards"], state["placement"], self.nobs,
-                                         self.k_fe, self.q, reml=reml, diagonal=self.diagonal,
-                                         progress=report)
+            fitted = sharded_lmm_fit(state["shards"], state["placement"], self.re_terms,
+                                     self.nobs, self.k_fe, reml=reml,
+                                     progress=_lmm_reporter(progress))
             return sharded_results(self, fitted)
         if reml:
             raise MixedGLMInputError("REML is for Gaussian models; GLMMs are fitted by ML")

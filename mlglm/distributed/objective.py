@@ -38,6 +38,7 @@ import numpy as np
 
 from ..core.objective import Objective
 from ..core.optimize import _solve_sym
+from ..data_checks import MixedGLMInputError
 from .spec import _sorted_index
 
 __all__ = ["ShardedObjective", "Placement"]
@@ -62,7 +63,6 @@ class Placement:
             parts = [info.levels[k] for info in infos if info.n]
             allv = parts[0].append(parts[1:]) if len(parts) > 1 else parts[0]
             if allv.has_duplicates:
-                from ..data_checks import MixedGLMInputError
                 raise MixedGLMInputError(
                     f"levels of {term_names[k]} occur in several shards: the factor is not "
                     "nested in the top-level grouping factor, so the likelihood does not split "
