@@ -405,6 +405,25 @@ def test_gaussian_intervals_and_icc(client, hsb):
     assert float(mlglm.icc(r1)) == pytest.approx(float(mlglm.icc(r0)), rel=1e-8)
 
 
+def test_sharded_fit_is_the_in_memory_fit_with_its_engine_on_the_cluster(client, hsb, capsys):
+    """ShardedMixedGLM.fit is MixedGLM.fit with the engine step on the shards: the same
+    method checks and statsmodels keywords. nagq= on a Gaussian model was ignored, a
+    start_params that a Gaussian fit does not use passed silently, disp= was refused
+    as an unexpected keyword; now as in memory."""
+    ddf = dd.from_pandas(hsb, npartitions=2)
+    m = mlglm.lmer("mAch ~ cses + (1 | school)", ddf).model
+    with pytest.raises(MixedGLMInputError, match="nagq= is for"):
+        m.fit(nagq=3)
+    with pytest.raises(MixedGLMInputError, match="'reml' or 'ml'"):
+        m.fit(method="laplace")
+    with pytest.warns(UserWarning, match="start_params is not used"):
+        m.fit(start_params=[12.0, 2.0, 8.0])
+    res = m.fit(method="ML", disp=True)
+    assert "mlglm ml fit converged" in capsys.readouterr().out
+    r0 = mlglm.lmer("mAch ~ cses + (1 | school)", hsb, reml=False)
+    assert abs(res.llf - r0.llf) <= LLF_RTOL * abs(r0.llf)
+
+
 # ---------------------------------------------------------------- refusals
 def test_crossed_factors_are_refused_before_the_shuffle(client):
     rng = np.random.default_rng(15)
