@@ -20,10 +20,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..core.crossprod import level_sums, outer_rows
 from ..core.lmm_multi import (minimise_theta, moment_sums, moment_theta, multi_lmm_stats,
                               package_fit)
 from ..core.lmm_sums import block_effects, block_sums, combine
-from ..prediction import group_cross
 from .shard import Shard
 
 __all__ = ["LMMShard", "sharded_lmm_fit"]
@@ -84,9 +84,9 @@ class LMMShard(Shard):
         :meth:`Shard.group_zwx`."""
         if self.empty:
             return None
-        t = self._terms[0]
-        w = np.full(self._X.shape[0], 1.0 / scale)
-        return t.levels, group_cross(self._X, t.Z, t.codes, w, t.n_levels)
+        t, p = self._terms[0], self._X.shape[1]
+        ZX = level_sums(t.codes, t.n_levels, outer_rows(t.Z, self._X)) / scale
+        return t.levels, ZX.reshape(t.n_levels, t.q, p)
 
 
 def _add_moment_sums(parts) -> dict:
