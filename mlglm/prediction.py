@@ -356,7 +356,13 @@ def get_prediction(results, exog=None, which="mean", conditional=None, offset=No
             c = codes[known]
             grad[known] += np.einsum("nq,nqp->np", z, D[c][:, f.columns, :])
             var_re[known] += np.einsum("nq,nqr,nr->n", z, P[c][:, f.columns][:, :, f.columns], z)
+    # a coefficient without a standard error (separation; NaN in cov_params) makes the
+    # SE of every prediction that depends on it NaN, and no other
+    missing = ~np.isfinite(np.diag(V))
+    V = np.where(missing[:, None] | missing[None, :], 0.0, V)
     var_eta = np.einsum("np,pr,nr->n", grad, V, grad) + var_re
+    if missing.any():
+        var_eta[np.any(grad[:, missing] != 0, axis=1)] = np.nan
     gaussian = model.fam.is_gaussian
     linpred = PredictionResults(eta, var_eta, var_resid=results.scale if gaussian else np.nan,
                                 dist="norm", row_labels=index)
