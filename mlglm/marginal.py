@@ -97,6 +97,7 @@ def _mean_function(res, X, Z, offset, nagq):
                                                model.fam, nagq)
     q = model.q
     k = q * (q + 1) // 2        # params = (beta, vech Sigma[, dispersion]): the mean needs no dispersion
+    Z = Z[0] if isinstance(Z, (list, tuple)) else Z     # prediction.design gives one Z per term
     return lambda par: marginal_mean(X, Z, offset, par[:p], Sigma_from_vech(par[p:p + k], q),
                                      model.fam, nagq)
 

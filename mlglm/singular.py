@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .core.covariance import theta_from_Sigma, theta_to_Lambda
-from .factors import re_term_names
+from .core.record import SINGULAR_TOL
+from .mixedlm_view import term_prefix
 
 __all__ = ["describe_singular", "singular_advice"]
 
@@ -29,18 +29,13 @@ SD_ZERO = 1e-3
 
 def _terms(results):
     """(prefix, names, Sigma, Lambda, flags) per random-effects term: flags mark the
-    effects whose diagonal entry of Lambda is ~0 (the singularity test)."""
+    effects whose diagonal entry of Lambda is ~0 (the singularity test, the fit's
+    ``singular`` flags); the prefix names the factor when there are several."""
     model = results.model
-    if not getattr(model, "multi", False):
-        Sigma = np.asarray(results.cov_re, dtype=float)
-        Lam = theta_to_Lambda(theta_from_Sigma(Sigma, model.diagonal), model.q, model.diagonal)
-        yield "", re_term_names(model), Sigma, Lam, np.asarray(results.singular, dtype=bool)
-        return
-    from .core.lmm import SINGULAR_TOL
     Lams = model.re_terms.Lambdas(np.asarray(results.outcome.theta, dtype=float))
     for t, Sigma, Lam in zip(model.re_terms, results.outcome.Sigmas, Lams):
         names = [str(n) for n in t.column_names] or [f"re{k}" for k in range(t.q)]
-        yield (f"{t.name}: ", names, np.asarray(Sigma, dtype=float), Lam,
+        yield (term_prefix(model, t), names, np.asarray(Sigma, dtype=float), Lam,
                np.abs(np.diag(Lam)) < SINGULAR_TOL)
 
 
