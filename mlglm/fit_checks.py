@@ -19,6 +19,7 @@ import numpy as np
 
 from .core.quadrature import MAX_GRID_POINTS
 from .data_checks import DataWarning, MixedGLMInputError
+from .mixedlm_view import single_term
 
 __all__ = ["FitError", "SingularFitWarning", "SeparationWarning", "QuadratureWarning"]
 
@@ -77,24 +78,32 @@ def boundary_groups(model) -> str:
     trial a failure, or every one a success; counts: all zero) have conditional
     distributions of their random effects that are far from normal: the normal prior cut
     off by a steep likelihood next to the mode, which a Gauss-Hermite rule integrates
-    slowly (benchmarks/QUADRATURE.md, Part E). One grouping factor, rows in memory.
+    slowly (benchmarks/QUADRATURE.md, Part E). Counted for the levels of every grouping
+    factor (AGHQ integrates every level of a nested chain); rows in memory.
     """
-    if getattr(model, "multi", False) or not getattr(model, "rows_on_driver", True):
+    if not getattr(model, "rows_on_driver", True):
         return ""
     fam = model.fam
     if not (fam.is_binomial or fam.name in ("poisson", "negative_binomial")):
         return ""
-    codes, G = np.asarray(model.group_codes), int(model.n_groups)
-    ysum = np.bincount(codes, weights=np.asarray(model.endog, dtype=float), minlength=G)
-    if fam.is_binomial:
-        msum = np.bincount(codes, weights=np.asarray(model.n_trials, dtype=float), minlength=G)
-        n, what = int(np.sum((ysum == 0) | (ysum == msum))), "all 0 or all 1"
-    else:
-        n, what = int(np.sum(ysum == 0)), "all zero"
-    if n == 0:
+    y = np.asarray(model.endog, dtype=float)
+    m = np.asarray(model.n_trials, dtype=float)
+    what = "all 0 or all 1" if fam.is_binomial else "all zero"
+    parts = []
+    for t in model.re_terms:
+        ysum = np.bincount(t.codes, weights=y, minlength=t.n_levels)
+        at_boundary = ysum == 0
+        if fam.is_binomial:
+            at_boundary |= ysum == np.bincount(t.codes, weights=m, minlength=t.n_levels)
+        n = int(np.sum(at_boundary))
+        if n:
+            where = "groups" if single_term(model) else f"levels of {t.name}"
+            parts.append(f"{n} of {t.n_levels} {where}")
+    if not parts:
         return ""
-    return (f"{n} of {G} groups have responses {what}: the conditional distributions of "
-            "their random effects are far from normal, where the quadrature needs many points")
+    return (f"{' and '.join(parts)} have responses {what}: the conditional distributions "
+            "of their random effects are far from normal, where the quadrature needs many "
+            "points")
 
 
 def _report(res, disp):
