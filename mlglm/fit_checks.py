@@ -21,7 +21,8 @@ from .core.quadrature import MAX_GRID_POINTS
 from .data_checks import DataWarning, MixedGLMInputError
 from .mixedlm_view import single_term
 
-__all__ = ["FitError", "SingularFitWarning", "SeparationWarning", "QuadratureWarning"]
+__all__ = ["FitError", "SingularFitWarning", "SeparationWarning", "QuadratureWarning",
+           "singular_advice", "boundary_groups"]
 
 
 class FitError(RuntimeError):
@@ -53,9 +54,9 @@ def _warn_fit_problems(res):
                       "simpler model, rescale covariates, or check for separation",
                       ConvergenceWarning, stacklevel=3)
     if np.any(res.singular):
-        from .singular import describe_singular, singular_advice
-        warnings.warn(f"singular fit: {describe_singular(res)}; {singular_advice(res)}",
-                      SingularFitWarning, stacklevel=3)
+        what = res.singular_description()
+        warnings.warn(f"singular fit: {what}; {singular_advice(what)}", SingularFitWarning,
+                      stacklevel=3)
     sep = getattr(res, "separation", None)
     if sep:
         warnings.warn(f"possible separation: {sep}; remove or merge the offending terms or "
@@ -69,6 +70,15 @@ def _warn_fit_problems(res):
     if auto is not None and not auto.settled:
         warnings.warn(f"{auto.describe()}; the estimates at nagq={auto.nagq} are reported",
                       QuadratureWarning, stacklevel=3)
+
+
+def singular_advice(description: str) -> str:
+    """What to do about a singular fit described by ``description`` (the results'
+    ``singular_description()``): drop an effect whose SD is 0; for perfectly correlated
+    effects, drop one of them or their correlation (``||``)."""
+    if "correlated" in description or "combination" in description:
+        return "consider dropping one of those random effects, or their correlation (||)"
+    return "consider dropping that random effect"
 
 
 def boundary_groups(model) -> str:

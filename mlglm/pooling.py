@@ -49,6 +49,7 @@ from statsmodels.tools.sm_exceptions import (ConvergenceWarning, PerfectSeparati
                                              PerfectSeparationWarning)
 
 from .core.terms import nests_in
+from .data_checks import family_from_name
 from .icc import describe_model
 from .mixedlm_view import statsmodels_term, term_labels
 
@@ -211,7 +212,6 @@ def _family(family):
     if family is None:
         return None
     if isinstance(family, str):
-        from .lme4style import family_from_name
         family = family_from_name(family)
     if type(family).__name__ == "Gaussian":
         link = type(family.link).__name__

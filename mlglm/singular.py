@@ -11,7 +11,8 @@ of SDs tells them apart only if one knows where to look:
   clearly positive and it is an exact linear function of them (with one other
   effect, a correlation of +-1).
 
-:func:`describe_singular` says which, naming the effects.
+:func:`describe_singular` says which, naming the effects
+(:func:`mlglm.fit_checks.singular_advice` says what to do about it).
 """
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ import numpy as np
 from .core.record import SINGULAR_TOL
 from .mixedlm_view import term_prefix
 
-__all__ = ["describe_singular", "singular_advice"]
+__all__ = ["describe_singular"]
 
 #: an SD below this (on the scale of Lambda's singularity test: absolute for
 #: binomial/Poisson, relative to sigma for Gaussian fits) counts as 0
@@ -67,12 +68,3 @@ def describe_singular(results) -> str:
                              f"combination of {others}: the random-effects covariance matrix "
                              "is rank deficient")
     return "; ".join(parts) or "a random-effect SD is estimated at 0"
-
-
-def singular_advice(results) -> str:
-    """What to do: drop an effect whose SD is 0; for perfectly correlated effects,
-    drop one of them or their correlation (``||``)."""
-    text = describe_singular(results)
-    if "correlated" in text or "combination" in text:
-        return "consider dropping one of those random effects, or their correlation (||)"
-    return "consider dropping that random effect"

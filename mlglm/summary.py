@@ -22,8 +22,8 @@ from .core.nested import quadrature_dimension
 from .core.record import SINGULAR_TOL
 from .ddf import summary_coefficients
 from .factors import varcorr_rows
-from .fit_checks import boundary_groups
-from .singular import describe_singular, singular_advice
+from .fit_checks import boundary_groups, singular_advice
+from .singular import describe_singular
 
 __all__ = ["make_summary", "method_label"]
 
@@ -185,7 +185,8 @@ def _warnings(res):
         out.append(f"The optimiser did not converge (max |gradient| = {g:.2g}); try "
                    "start_params= from a simpler model, or rescale covariates.")
     if np.any(res.singular):
-        out.append(f"Singular fit: {describe_singular(res)}; {singular_advice(res)}.")
+        what = describe_singular(res)
+        out.append(f"Singular fit: {what}; {singular_advice(what)}.")
     dropped = getattr(res.model, "dropped_levels", None)
     if dropped:
         text = "; ".join(f"{col}: {', '.join(map(str, levels))}" for col, levels in dropped.items())
