@@ -21,7 +21,8 @@ from collections.abc import Mapping
 
 import statsmodels.api as sm
 
-from .data_checks import MixedGLMInputError, family_from_name, unexpected_keywords
+from .data_checks import (MixedGLMInputError, family_from_name, is_dask_frame,
+                          unexpected_keywords)
 from .expressions import evaluate
 from .formula import parse_lme4, split_offsets
 from .model import MixedGLM
@@ -152,7 +153,18 @@ def _control(control, function: str, fit_kwargs: dict) -> dict:
 
 
 #: Keywords of a fit on a Dask DataFrame (:mod:`mlglm.distributed`).
-_SHARDED_KEYWORDS = ("client", "progress", "npartitions", "retries")
+_SHARDED_KEYWORDS = ("client", "progress", "npartitions", "retries", "worker_timeout")
+
+#: Of those, the ones the model takes (the pass over the data that builds it runs on
+#: the cluster too): moved from the fit's keywords to the model's.
+_SHARDED_MODEL_KEYWORDS = ("client", "worker_timeout")
+
+
+def _model_keywords(data, fit_kwargs) -> dict:
+    """The sharded model's keywords taken out of ``fit_kwargs`` (a Dask DataFrame only)."""
+    if not is_dask_frame(data):
+        return {}
+    return {k: fit_kwargs.pop(k) for k in _SHARDED_MODEL_KEYWORDS if k in fit_kwargs}
 
 
 def _fit_keywords(function, fit_kwargs, data=None):
@@ -230,7 +242,7 @@ def glmer(formula, data, family="binomial", nagq=1, link=None, subset=None, offs
         raise MixedGLMInputError("nagq must be an integer >= 1 or 'auto' (nAGQ = 0 is not "
                                  "offered: mlglm's Laplace fit is already fast)")
     model = _model(formula, data, fam, subset=subset, offset=offset, exposure=exposure,
-                   n_trials=n_trials, missing=missing,
+                   n_trials=n_trials, missing=missing, **_model_keywords(data, fit_kwargs),
                    **_weights(freq_weights=freq_weights, var_weights=var_weights))
     if nagq == 1:
         return model.fit(method="laplace", **fit_kwargs)
@@ -258,6 +270,6 @@ def lmer(formula, data, reml=True, subset=None, offset=None, missing="none", REM
             raise MixedGLMInputError("weights= is lme4's spelling of var_weights=; give one")
         var_weights = weights
     model = _model(formula, data, sm.families.Gaussian(), subset=subset, offset=offset,
-                   missing=missing, **_weights(freq_weights=freq_weights,
-                                               var_weights=var_weights))
+                   missing=missing, **_model_keywords(data, fit_kwargs),
+                   **_weights(freq_weights=freq_weights, var_weights=var_weights))
     return model.fit(reml=reml, **fit_kwargs)

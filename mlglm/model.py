@@ -262,6 +262,10 @@ class MixedGLM(MixedLMSetup, MixedLM):
         if re_formula is not None:
             re_formula = quote_keywords(re_formula, data.columns)
         eval_env = kwargs.pop("eval_env", None)
+        names = None        # a dict of names (a shard, mlglm.distributed): given to statsmodels too
+        if isinstance(eval_env, dict):
+            import patsy
+            names, eval_env = eval_env, patsy.EvalEnvironment([eval_env])
         if eval_env is None:
             import patsy
             eval_env = patsy.EvalEnvironment.capture(1)
@@ -357,7 +361,9 @@ class MixedGLM(MixedLMSetup, MixedLM):
                                       else None)
         try:
             mod = super().from_formula(formula, data, re_formula=re_formula, subset=None,
-                                       use_sparse=use_sparse, missing="none", *args, **kwargs)
+                                       use_sparse=use_sparse, missing="none", *args,
+                                       **({} if names is None else {"eval_env": names}),
+                                       **kwargs)
         except MixedGLMInputError:
             raise
         except Exception as exc:  # patsy/formulaic errors: say which formula
