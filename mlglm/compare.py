@@ -22,6 +22,7 @@ for df = 1 the p-value is half the chi^2_1 one).
 """
 from __future__ import annotations
 
+import textwrap
 import warnings
 from dataclasses import dataclass
 
@@ -205,7 +206,6 @@ class AnovaTable(pd.DataFrame):
     :data:`PRINT_WIDTH` columns."""
 
     def to_text(self) -> str:
-        import textwrap
         short = [f"m{i + 1}" for i in range(len(self))]
         lines = ["Models:"]
         for tag, label in zip(short, self.index):

@@ -16,6 +16,7 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
+from statsmodels.tools.sm_exceptions import ConvergenceWarning
 
 from .core.quadrature import MAX_GRID_POINTS
 from .data_checks import DataWarning, MixedGLMInputError
@@ -43,7 +44,6 @@ class QuadratureWarning(UserWarning):
 
 def _warn_fit_problems(res):
     """One warning per problem, with advice; the summary shows the same flags."""
-    from statsmodels.tools.sm_exceptions import ConvergenceWarning
     if not res.converged:
         rec = res.optim
         detail = ""

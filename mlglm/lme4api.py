@@ -23,6 +23,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from .expressions import evaluate
+from .formula import update_formula
+from .lme4style import glmer, lmer
 from .mixedlm_view import term_labels
 
 __all__ = ["fixef", "ranef", "Ranef", "VarCorr", "VarCorrResult", "coef", "update",
@@ -205,8 +208,6 @@ def update(results, formula=None, data=None, **changes):
     -------
     The new fit's results.
     """
-    from .formula import update_formula
-    from .lme4style import glmer, lmer
     model = results.model
     old = lme4_formula(model)
     new = old if formula is None else update_formula(old, formula)
@@ -216,7 +217,6 @@ def update(results, formula=None, data=None, **changes):
         kwargs = {k: v for k, v in getattr(model, "formula_arrays", {}).items() if v is not None}
         terms = getattr(model, "formula_offsets", ())
         if terms and "offset" in kwargs:     # the formula's offset terms are in the formula
-            from .expressions import evaluate
             rest = kwargs.pop("offset") - sum(evaluate(t, data) for t in terms)
             if np.any(rest != 0):
                 kwargs["offset"] = rest

@@ -37,6 +37,7 @@ school far from the mean is pulled towards its school, and the school towards
 """
 from __future__ import annotations
 
+import html
 import warnings
 from dataclasses import dataclass
 
@@ -52,6 +53,7 @@ from .core.terms import nests_in
 from .data_checks import family_from_name
 from .icc import describe_model
 from .mixedlm_view import statsmodels_term, term_labels
+from .plotting import pooling_lines, pooling_shrinkage
 
 __all__ = ["PoolingComparison", "compare_pooling", "compare_pooling_from_results"]
 
@@ -146,7 +148,6 @@ class PoolingComparison:
     def _repr_html_(self) -> str:
         """In a notebook: the shrinkage table per term, the first groups' three
         estimates side by side, and the failed no-pooling fits."""
-        import html
         n_groups = self.table["group"].nunique()
         fmt = lambda v: f"{v:.4g}"  # noqa: E731
         parts = [f"<p><b>Pooling comparison</b>: <code>{html.escape(self.formula)}</code>, "
@@ -183,7 +184,6 @@ class PoolingComparison:
             value as a horizontal line.
         ax : an Axes (one panel) or a sequence of Axes (one per panel).
         """
-        from .plotting import pooling_lines, pooling_shrinkage
         if kind == "lines":
             return pooling_lines(self, groups=groups, x=x, ax=ax, ncols=ncols)
         if kind == "shrinkage":
