@@ -179,14 +179,14 @@ def _effect_source(model, term, k):
     whether or not the fixed part has one), the position of the fixed-effect column of
     the same name, or None (only the term's own formula can build it)."""
     name = str(term.column_names[k])
-    names = list(model.exog_names)
+    fitted = term.Z[:, k] if term.Z.shape[0] else None      # a sharded model holds no rows
+    ones = fitted is None or bool(np.all(fitted == 1.0))
     if name == "Intercept":
-        return "ones"
+        return "ones" if ones else None                     # e.g. a vc indicator with zeros
+    names = list(model.exog_names)
     if name in names:
         return names.index(name)
-    if term.Z.shape[0] and np.all(term.Z[:, k] == 1.0):     # a sharded model holds no rows
-        return "ones"
-    return None
+    return "ones" if fitted is not None and ones else None
 
 
 def _term_design(model, term, specs, exog, X):
