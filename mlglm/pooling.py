@@ -51,6 +51,7 @@ from statsmodels.tools.sm_exceptions import (ConvergenceWarning, PerfectSeparati
 
 from .core.terms import nests_in
 from .data_checks import family_from_name
+from .formula_env import capture
 from .icc import describe_model
 from .mixedlm_view import statsmodels_term, term_labels
 from .plotting import pooling_lines, pooling_shrinkage
@@ -221,7 +222,8 @@ def _family(family):
     return family
 
 
-def compare_pooling(formula, data, groups, family=None, re_formula=None, nagq=1):
+def compare_pooling(formula, data, groups, family=None, re_formula=None, nagq=1,
+                    eval_env=None):
     """Compare complete, no and partial pooling for ``formula`` by ``groups``.
 
     Parameters
@@ -238,6 +240,8 @@ def compare_pooling(formula, data, groups, family=None, re_formula=None, nagq=1)
         e.g. ``"~cses"`` to let the slope vary too).
     nagq : int
         Laplace (1) or AGHQ points for the binomial/Poisson mixed model.
+    eval_env : where the formula's names that are not columns resolve (default: the
+        caller's namespace; see :mod:`mlglm.formula_env`).
 
     Returns
     -------
@@ -246,7 +250,8 @@ def compare_pooling(formula, data, groups, family=None, re_formula=None, nagq=1)
     from .model import MixedGLM
     fam = _family(family)
     model = MixedGLM.from_formula(formula, data, groups=groups, re_formula=re_formula,
-                                  family=sm.families.Gaussian() if fam is None else fam)
+                                  family=sm.families.Gaussian() if fam is None else fam,
+                                  eval_env=capture(eval_env, depth=1))
     if fam is None:
         res = model.fit(reml=True)
     elif nagq == 1:
@@ -274,7 +279,9 @@ def compare_pooling_from_results(results) -> PoolingComparison:
         raise ValueError("the pooling comparison needs a model built from a formula")
     fam = _family(getattr(model, "family", None))
     frame = model.data.frame.reset_index(drop=True)
-    y, X = patsy.dmatrices(formula, frame, return_type="dataframe", NA_action="raise")
+    env = patsy.EvalEnvironment([getattr(model, "formula_env", None) or {}])  # the fit's names
+    y, X = patsy.dmatrices(formula, frame, eval_env=env, return_type="dataframe",
+                           NA_action="raise")
     if len(X) != _fitted_terms(results)[0].n:
         raise ValueError("the formula drops rows of the model's data; remove missing values "
                          "first")
