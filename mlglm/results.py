@@ -22,10 +22,12 @@ from statsmodels.regression.mixed_linear_model import MixedLMResults, MixedLMRes
 from statsmodels.tools._decorators import cache_readonly
 
 from . import mixedlm_view as view
+from .bootstrap import bootstrap
 from .compare import compare_lr_test
 from .factors import variance_components
 from .fit_checks import collinearity
 from .icc import icc
+from .marginal import marginal_params, simulate
 from .pooling import compare_pooling_from_results
 from .prediction import get_prediction, predict, predict_marginal
 from .residuals import deviance_residuals, pearson_residuals, response_residuals
@@ -104,6 +106,14 @@ class MixedGLMResults(MixedLMResults):
         self.reml_criterion = fit.reml_criterion
         self.cov_pen = None
         self.freepat = None
+
+    def rebuild(self, model, fit):
+        """A results object of this class for ``model`` and the core's fit record ``fit``
+        (:class:`~mlglm.core.record.CoreFit`), wrapped as ``fit()`` returns it: e.g. a
+        bootstrap replicate's, for a copy of the model holding the replicate's response
+        and its refit. Code below the results layer (inference) makes results objects
+        through this method instead of importing this module."""
+        return MixedGLMResultsWrapper(type(self)(model, fit))
 
     # ---------------------------------------------------------------- scalars
     @cache_readonly
@@ -296,7 +306,6 @@ class MixedGLMResults(MixedLMResults):
 
     def simulate(self, n=1, seed=None, conditional=True):
         """New responses from the fitted model (see :func:`mlglm.marginal.simulate`)."""
-        from .marginal import simulate
         return simulate(self, n=n, seed=seed, conditional=conditional)
 
     @cache_readonly
@@ -478,13 +487,11 @@ class MixedGLMResults(MixedLMResults):
         """Parametric bootstrap: simulate with new random effects (for every grouping
         factor), refit, n times (see :func:`mlglm.bootstrap.bootstrap`); returns a
         ``BootstrapResult``."""
-        from .bootstrap import bootstrap
         return bootstrap(self, n=n, seed=seed, progress=progress, n_jobs=n_jobs)
 
     def marginal_params(self, nagq=15, level=0.95):
         """Population-averaged coefficients with SEs, by quadrature
         (see :func:`mlglm.marginal.marginal_params`)."""
-        from .marginal import marginal_params
         return marginal_params(self, nagq=nagq, level=level)
 
     def profile_re(self, *args, **kwargs):
