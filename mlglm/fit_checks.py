@@ -19,12 +19,15 @@ import numpy as np
 from statsmodels.tools.sm_exceptions import ConvergenceWarning
 
 from .core.blocked import dense_block_problem
+from .core.covariance import Sigma_from_vech
+from .core.lmm import rank_deficient_columns
 from .core.quadrature import grid_problem
 from .data_checks import DataWarning, MixedGLMInputError, is_integer
 from .mixedlm_view import single_term
 
 __all__ = ["FitError", "SingularFitWarning", "SeparationWarning", "QuadratureWarning",
-           "CollinearityWarning", "collinearity", "singular_advice", "boundary_groups"]
+           "CollinearityWarning", "collinearity", "StandardErrorWarning",
+           "standard_error_note", "singular_advice", "boundary_groups"]
 
 
 class FitError(RuntimeError):
@@ -99,14 +102,66 @@ def collinearity(cov, beta, names, huge: bool = True):
     return text, {str(names[j]) for j in big} if cancel else set()
 
 
+class StandardErrorWarning(UserWarning):
+    """Some standard errors are not available (NaN): the observed information does not
+    determine those parameters, or it was not computed (``fit(hessian=False)``)."""
+
+
+def standard_error_note(res) -> str | None:
+    """Why some standard errors are NaN, in words (None when all that can be are there).
+
+    Three reasons: the observed information was not computed (``fit(hessian=False)``);
+    it is singular in some directions -- the log-likelihood is flat along them to the
+    accuracy of the differenced gradient, typically a coefficient running off to
+    infinity under (quasi-)separation (a level whose responses are all 0 or all 1, or
+    all-zero counts), or parameters the data cannot tell apart --, whose parameters then
+    have no SE while the others keep theirs (the inverse over the directions with
+    information, :func:`mlglm.core.information.information_inverse`); or it has negative
+    curvature (not a maximum: the fit has not converged). Variance parameters at the
+    boundary have NaN SEs too; the singular-fit note covers them.
+    """
+    rec = res.optim
+    info = getattr(rec, "information", "")
+    if info.startswith("not computed"):
+        return ("Standard errors were not computed (fit(hessian=False)): bse, p-values and "
+                "Wald intervals are NaN, and convergence was checked to first order only "
+                "(converged is False); refit with hessian=True for both")
+    missing = list(getattr(res, "se_missing", []) or [])
+    if not missing:
+        return None
+    k = getattr(rec, "n_null", 0)
+    neg = getattr(rec, "n_negative", 0)
+    names = ", ".join(missing)
+    if neg:
+        why = (f"the observed information has {neg} negative eigenvalue(s) (the fit is not at "
+               "a maximum)")
+    else:
+        why = (f"the observed information is singular in {k} direction(s) involving them: the "
+               "log-likelihood is flat there, e.g. under separation (a coefficient running off "
+               "to infinity: a level whose responses are all 0 or all 1, or all-zero counts) "
+               "or for parameters the data cannot tell apart")
+    return (f"No standard error for {names} (NaN, and NaN z, p-values and Wald intervals): "
+            f"{why}. The other standard errors hold those directions fixed; remove or merge "
+            "the offending terms or levels, or use profile intervals")
+
+
 def _warn_fit_problems(res):
     """One warning per problem, with advice; the summary shows the same flags."""
-    if not res.converged:
-        rec = res.optim
+    rec = res.optim
+    not_computed = getattr(rec, "information", "").startswith("not computed")
+    if not_computed:
+        warnings.warn(f"fit(hessian=False): convergence checked to first order only (max "
+                      f"|gradient| {rec.grad_norm:.2g}; converged is False) and no standard "
+                      "errors (NaN); refit with hessian=True for both", ConvergenceWarning,
+                      stacklevel=3)
+    elif not res.converged:
         detail = ""
         if hasattr(rec, "newton_decrement"):
             detail = (f" (max |gradient| {rec.grad_norm:.2g}, Newton decrement "
-                      f"{rec.newton_decrement:.2g}, Hessian PD: {rec.hessian_pd})")
+                      f"{rec.newton_decrement:.2g}, information: {rec.information})")
+        if getattr(rec, "boundary_unresolved", False):
+            detail += ("; a variance estimated at 0 would rise if moved off it, but the "
+                       "restarts from inside did not get away")
         warnings.warn("the fit has not converged" + detail + "; try start_params= from a "
                       "simpler model, rescale covariates, or check for separation",
                       ConvergenceWarning, stacklevel=3)
@@ -117,6 +172,9 @@ def _warn_fit_problems(res):
     col = getattr(res, "collinearity", None)
     if col:
         warnings.warn(f"near-collinear fixed effects: {col}", CollinearityWarning, stacklevel=3)
+    se_note = None if not_computed else standard_error_note(res)
+    if se_note:
+        warnings.warn(se_note, StandardErrorWarning, stacklevel=3)
     sep = getattr(res, "separation", None)
     if sep:
         warnings.warn(f"possible separation: {sep}; remove or merge the offending terms or "
@@ -204,7 +262,9 @@ def _check_re_in_fixed(X, Z, names):
 
 
 def _check_rank(X, names):
-    """Refuse a rank-deficient fixed-effects design, naming the redundant columns."""
+    """Refuse a rank-deficient fixed-effects design, naming the redundant columns (the
+    core's tolerance-based test, :func:`mlglm.core.lmm.rank_deficient_columns`, so the
+    model and the core agree whatever the CPU)."""
     if X.shape[1] == 0:
         return
     scale = np.sqrt((X * X).sum(axis=0))
@@ -212,15 +272,47 @@ def _check_rank(X, names):
         bad = [names[i] for i in np.flatnonzero(scale == 0)]
         raise MixedGLMInputError(f"fixed-effect column(s) {', '.join(bad)} are all zero; "
                                  "drop them from the formula")
-    R = np.linalg.qr(X / scale, mode="r")
-    d = np.abs(np.diag(R))
-    tol = d.max() * max(X.shape) * np.finfo(float).eps * 10
-    if np.any(d <= tol):
-        bad = [names[i] for i in np.flatnonzero(d <= tol)]
+    dependent = rank_deficient_columns(X)
+    if dependent.size:
+        bad = [names[i] for i in dependent]
         raise MixedGLMInputError(
             f"the fixed-effects design is rank deficient: {', '.join(bad)} "
             "is a linear combination of the columns before it; drop it (or a level) "
             "from the formula")
+
+
+def _check_start_covariances(model, start_params):
+    """Refuse ``start_params`` whose random-effect covariances are not covariances.
+
+    Each term's block of ``start_params`` is vech(Sigma_k) (row-major lower triangle). A
+    negative variance, or a correlation beyond +-1, is no covariance matrix; mapped to
+    the nearest one it would silently start somewhere else than asked, so it is refused
+    naming the term. A variance of 0 is a legal start (the fit leaves it when that
+    raises the log-likelihood, :func:`mlglm.core.optimize._leave_boundary`).
+    """
+    params = np.asarray(start_params, dtype=float).reshape(-1)
+    i = model.k_fe
+    for t in model.re_terms:
+        k = t.q * (t.q + 1) // 2
+        if params.size < i + k:
+            return                       # a length error is reported elsewhere
+        S = Sigma_from_vech(params[i:i + k], t.q)
+        scale = max(1.0, float(np.max(np.abs(np.diag(S))))) if S.size else 1.0
+        if np.all(np.isfinite(S)) and np.linalg.eigvalsh(S)[0] < -1e-12 * scale:
+            d = np.diag(S)
+            what = (f"the variance of {t.column_names[int(np.argmin(d))]} is {d.min():g}"
+                    if d.min() < 0 and t.column_names else
+                    "a variance is negative" if d.min() < 0 else
+                    "a correlation is beyond +-1")
+            raise MixedGLMInputError(
+                f"start_params: the random-effect covariance of {t.name!r} is not a "
+                f"covariance matrix ({what}): give variances >= 0 and correlations within "
+                "[-1, 1]; a variance of 0 starts on the boundary, which the fit leaves "
+                "if that raises the log-likelihood")
+        i += k
+    if model.fam.estimates_dispersion and params.size > i and not params[i] > 0:
+        raise MixedGLMInputError(f"start_params: the {model.fam.dispersion_name} (last entry) "
+                                 f"must be positive, got {params[i]:g}")
 
 
 def _check_start_params(model, start_params) -> np.ndarray:

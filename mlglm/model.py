@@ -28,14 +28,15 @@ from .core.adequacy import auto_schedule
 from .core.optimize import fit_glmm, fit_glmm_auto
 from .core.quadrature import MAX_GRID_POINTS, grid_problem
 from .data_checks import (MixedGLMInputError, binomial_response, check_categorical_response,
-                          category_levels, checked_count, count_response, did_you_mean,
-                          drop_unused_levels, family_from_name, family_link_names, family_spec,
-                          is_dask_frame, positive_response, prior_weights, report_nonfinite,
-                          sharded)
+                          category_levels, check_constant_response, checked_count,
+                          count_response, did_you_mean, drop_unused_levels, family_from_name,
+                          family_link_names, family_spec, is_dask_frame, positive_response,
+                          prior_weights, report_nonfinite, sharded)
 from .design import quote_keywords
 from .fit_checks import (FitError, SeparationWarning, SingularFitWarning,  # noqa: F401
                          _check_dense_memory, _check_rank, _check_re_in_fixed,
-                         _check_start_params, _report, _resolve_nagq, _warn_fit_problems)
+                         _check_start_covariances, _check_start_params, _report,
+                         _resolve_nagq, _warn_fit_problems)
 from .formula_data import (_ROW_KEYWORDS, _endog_name, _formula_columns, _nullable_as_numpy,
                            _num, _strings_as_categories, _take, check_duplicate_columns,
                            check_frame, column_values, computed_terms, formula_hint,
@@ -169,6 +170,7 @@ class MixedGLM(MixedLMSetup, MixedLM):
             endog_sm.index = exog.index
         self._init_mixedlm(endog_sm, exog, groups, exog_re, **kwargs)
         if self._checks:
+            check_constant_response(fam, y, m, freq_weights)
             _check_rank(np.asarray(self.exog, dtype=float), self.exog_names)
             if self.n_groups < 2 and not no_group_re:
                 raise MixedGLMInputError("a mixed model needs at least two groups; found "
@@ -498,7 +500,26 @@ class MixedGLM(MixedLMSetup, MixedLM):
             log-likelihood shifts (``results.optim.quadrature_check``, shown in
             the summary).
         reml : Gaussian only; same as method="reml"/"ml".
-        start_params : (fe_params, vech(cov_re)) to start from.
+        start_params : (fe_params, vech(cov_re)[, dispersion]) to start from (GLMMs; the
+            Gaussian model optimises from its own start). A variance of 0 is a legal
+            start: the log-likelihood is even in each random effect's column of the
+            covariance factor, so its gradient there is exactly 0, and the fit probes
+            just inside the boundary and restarts from inside when that raises the
+            log-likelihood (``results.optim.stages`` says so). A negative variance or a
+            correlation beyond +-1 is refused.
+        maxiter : iterations of the quasi-Newton search.
+        hessian : compute the observed information (default True): central differences
+            of the exact gradient for the variance parameters and the dispersion,
+            forward differences for the fixed effects (one or two gradients per
+            parameter). It gives the standard errors, the final Newton steps and the
+            second-order half of the convergence check. With ``hessian=False`` (a
+            faster point estimate) every standard error, p-value and Wald interval is
+            NaN and ``converged`` is False, since only the gradient was checked; the
+            summary says "not checked". Where the information is singular in some
+            directions (separation: a coefficient running off to infinity) the
+            parameters along them get NaN standard errors and the others keep theirs
+            (``results.se_missing``, a ``StandardErrorWarning`` and a note in the
+            summary).
         **kwargs : statsmodels' fit keywords: ``disp`` (True prints the outcome),
             ``full_output``, ``do_cg``, ``niter_sa=0``, ``cov_type="nonrobust"``,
             ``use_t=False`` are accepted; the others (``free``, ``fe_pen``,
@@ -545,6 +566,8 @@ class MixedGLM(MixedLMSetup, MixedLM):
         nagq = 1 if auto else _resolve_nagq(method, nagq, q_dim, max_rows)
         if auto:
             check_quadrature_structure(self.re_terms, nagq="auto")  # crossed: no quadrature
+        if start_params is not None:
+            _check_start_covariances(self, start_params)
         obj = self.objective(nagq)
         x0 = None if start_params is None else self.theta_from_params(start_params)
         try:
@@ -563,6 +586,13 @@ class MixedGLM(MixedLMSetup, MixedLM):
                     if wide else "")
             raise FitError(f"the fit broke down numerically ({exc}){hint}; try a simpler "
                            "random-effects structure or start_params=") from exc
+        if not np.isfinite(state.llf):
+            hint = ("; with the inverse link every fitted mean 1 / eta must be positive, "
+                    "which no parameters reached here: use the log link (family="
+                    "sm.families.Gamma(sm.families.links.Log()), or glmer(..., "
+                    "family='gamma(link=log)'))" if self.link_name == "inverse" else
+                    "; try start_params= from a simpler model")
+            raise FitError(f"the fit ended where the log-likelihood is {state.llf}{hint}")
         res = build_results(self, state)
         _warn_fit_problems(res)
         _report(res, options.get("disp"))

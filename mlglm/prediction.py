@@ -431,7 +431,13 @@ def get_prediction(results, exog=None, which="mean", conditional=None, offset=No
         codes = group_codes(results, exog, allow_new_levels)
         eta = eta + random_part(model.re_terms, results.outcome.b, Z, codes)
         grad, var_re = conditional_error_terms(results, X, Z, codes)
+    # a coefficient without a standard error (separation; NaN in cov_params) makes the
+    # SE of every prediction that depends on it NaN, and no other
+    missing = ~np.isfinite(np.diag(V))
+    V = np.where(missing[:, None] | missing[None, :], 0.0, V)
     var_eta = np.einsum("np,pr,nr->n", grad, V, grad) + var_re
+    if missing.any():
+        var_eta[np.any(grad[:, missing] != 0, axis=1)] = np.nan
     gaussian = model.fam.is_gaussian
     linpred = PredictionResults(eta, var_eta, var_resid=results.scale if gaussian else np.nan,
                                 dist="norm", row_labels=index)

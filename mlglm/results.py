@@ -4,8 +4,12 @@
 lower triangle (MixedLM's order and names) and, for a negative binomial or
 Gamma fit, the estimated dispersion last (``theta`` or ``scale``, named by the
 family). ``cov_params()`` is the inverse observed information: for GLMMs the
-forward-difference Hessian of the exact gradient in (beta, theta, t), mapped
-to (beta, vech Sigma, dispersion = e^t) by the delta method; for Gaussian fits
+Hessian of the exact gradient in (beta, theta, t) by differences
+(:mod:`mlglm.core.information`), inverted over the directions the data determine
+and mapped to (beta, vech Sigma, dispersion = e^t) by the delta method -- a
+parameter without information (separation), held at the boundary, or of a
+``fit(hessian=False)`` has NaN there, never 0 (``se_missing`` lists the first
+kind); for Gaussian fits
 the fixed-effect block is lme4's
 sigma^2 (R_X'R_X)^{-1} and variance-component SEs are not reported (NaN; use
 profile intervals). Every inherited Gaussian formula that would be wrong for
@@ -50,7 +54,9 @@ class MixedGLMResults(MixedLMResults):
     Attributes beyond statsmodels' usual ones: ``method`` ("laplace", "aghq",
     "reml" or "ml"), ``nagq``, ``converged``, ``optim`` (the optimisation
     record), ``singular`` (per random-effect term), ``deviance`` (= -2 llf,
-    not lme4's sum of deviance residuals), ``n_groups``.
+    not lme4's sum of deviance residuals), ``n_groups``, ``se_missing`` (the
+    parameters whose standard errors the observed information does not determine:
+    NaN, with a ``StandardErrorWarning`` and a note in the summary).
 
     ``vcomp`` holds the variances of the ``vc_formula`` entries in sorted key order
     (``k_vc`` of them), as statsmodels' ``MixedLMResults.vcomp``; they are also in
@@ -106,6 +112,11 @@ class MixedGLMResults(MixedLMResults):
         self.reml_criterion = fit.reml_criterion
         self.cov_pen = None
         self.freepat = None
+        #: parameters whose standard error the observed information does not determine
+        #: (NaN in bse, p-values and Wald intervals; see fit_checks.standard_error_note)
+        names = list(model.data.param_names)
+        self.se_missing = [] if fit.se_missing is None else \
+            [str(names[i]) for i in np.flatnonzero(fit.se_missing)]
 
     def rebuild(self, model, fit):
         """A results object of this class for ``model`` and the core's fit record ``fit``
@@ -360,13 +371,17 @@ class MixedGLMResults(MixedLMResults):
         """Joint Wald test of linear hypotheses (chi-square; F with ``use_f=True``, as
         ``f_test`` does); ``wald_test_terms`` tests every formula term with it;
         ``ddf=`` (Gaussian fits): lmerTest's / pbkrtest's F test (:mod:`mlglm.ddf`)."""
-        from .wald import constraint, covariance_for
+        from .wald import constraint, covariance_for, nan_wald_test
         R = constraint(self, r_matrix)
         if ddf is not None:
             from .ddf import ddf_f_test
             return ddf_f_test(self, *(R if isinstance(R, tuple) else (R,)), ddf=ddf,
                               use_f=use_f is not False, cov_p=cov_p, invcov=invcov)
         cov = covariance_for(self, R, cov_p) if invcov is None else cov_p
+        if invcov is None:
+            nan_test = nan_wald_test(self, R, cov, bool(use_f), df_constraints)
+            if nan_test is not None:
+                return nan_test
         return LikelihoodModelResults.wald_test(self, R, cov_p=cov, invcov=invcov,
                                                 use_f=bool(use_f), scalar=scalar,
                                                 df_constraints=df_constraints)

@@ -22,7 +22,7 @@ from .core.nested import quadrature_dimension
 from .core.record import SINGULAR_TOL
 from .ddf import summary_coefficients
 from .factors import varcorr_rows
-from .fit_checks import boundary_groups, singular_advice
+from .fit_checks import boundary_groups, singular_advice, standard_error_note
 from .singular import describe_singular
 
 __all__ = ["make_summary", "method_label"]
@@ -44,15 +44,34 @@ def method_label(res) -> str:
     return "ML (Laplace)"
 
 
-def _fmt(x, d=3):
-    return "nan" if x is None or not np.isfinite(x) else f"{x:.{d}f}"
+#: numbers this large print in scientific notation (a separated coefficient's SE would
+#: otherwise stretch its table by dozens of columns)
+SCIENTIFIC_ABOVE = 1e6
+
+
+def _fmt(x, d=3, sci=False):
+    """x with d decimals; with ``sci`` (table cells) in scientific notation from
+    SCIENTIFIC_ABOVE up."""
+    if x is None or not np.isfinite(x):
+        return "nan"
+    if sci and abs(x) >= SCIENTIFIC_ABOVE:
+        return f"{x:.{max(d - 1, 1)}e}"
+    return f"{x:.{d}f}"
 
 
 def _convergence_detail(res):
     rec = res.optim
+    if getattr(rec, "information", "").startswith("not computed"):
+        return f"{rec.grad_norm:.1e} / not computed"
     if hasattr(rec, "hessian_pd"):
         return f"{rec.grad_norm:.1e} / {'yes' if rec.hessian_pd else 'NO'}"
     return f"{getattr(rec, 'grad_norm', float('nan')):.1e} / exact (profiled)"
+
+
+def _converged(res) -> str:
+    if getattr(res.optim, "information", "").startswith("not computed"):
+        return "not checked"
+    return "yes" if res.converged else "NO"
 
 
 def _groups_info(model) -> dict:
@@ -85,7 +104,7 @@ def _header(res):
         "AIC:": _fmt(res.aic, 4),
         "BIC:": _fmt(res.bic, 4),
         "Deviance (-2 llf):": _fmt(res.deviance, 4),
-        "Converged:": "yes" if res.converged else "NO",
+        "Converged:": _converged(res),
         "Max |gradient| / Hessian PD:": _convergence_detail(res),
         "Singular fit:": "YES" if np.any(res.singular) else "no",
     }
@@ -117,7 +136,8 @@ def _fe_table(res, alpha, table=None):
     lo, hi = f"[{alpha / 2:.3f}", f"{1 - alpha / 2:.3f}]"
     df = pd.DataFrame({"Coef.": coef, "Std.Err.": se, "z": z, "P>|z|": pv,
                        lo: coef - crit * se, hi: coef + crit * se}, index=names[:p])
-    return df.map(lambda v: _fmt(v, 4)) if hasattr(df, "map") else df.applymap(_fmt)
+    cell = (lambda v: _fmt(v, 4, sci=True))      # noqa: E731
+    return df.map(cell) if hasattr(df, "map") else df.applymap(cell)
 
 
 def _re_table(res):
@@ -137,7 +157,7 @@ def _re_table(res):
     rows = []
     q = len(names)
     for i, nm in enumerate(names):
-        row = {"Variance": _fmt(S[i, i], 4), "Std.Dev.": _fmt(sd[i], 4)}
+        row = {"Variance": _fmt(S[i, i], 4, sci=True), "Std.Dev.": _fmt(sd[i], 4, sci=True)}
         for j in range(i):
             c = S[i, j] / (sd[i] * sd[j]) if sd[i] > 0 and sd[j] > 0 else np.nan
             row[f"Corr({names[j]})"] = _fmt(c, 3)
@@ -179,7 +199,11 @@ def _with_dispersion(res, df):
 
 def _warnings(res):
     out = []
-    if not res.converged:
+    se_note = standard_error_note(res)
+    if se_note:
+        out.append(se_note + ".")
+    if not res.converged and not getattr(res.optim, "information", "").startswith(
+            "not computed"):
         rec = res.optim
         g = getattr(rec, "grad_norm", np.nan)
         out.append(f"The optimiser did not converge (max |gradient| = {g:.2g}); try "

@@ -33,6 +33,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from .blocked import BlockedFactor, BlockedStructure
+from .lmm import _check_full_rank
 from .crossprod import (Cross, CrossPlan, diag_blocks_M_Lambda_Sigma, diag_blocks_scalar,
                         lam_D_left, level_sums, outer_rows, split_by_term)
 from .layouts import ParamLayout
@@ -103,6 +104,7 @@ def multi_lmm_stats(y, X, terms: ReTerms, st: BlockedStructure | None = None,
     plan = CrossPlan(terms, st) if plan is None else plan
     st = plan.st
     if beta_ols is None:
+        _check_full_rank(X)
         beta_ols = np.linalg.solve(X.T @ X, X.T @ y)
     beta_ols = np.asarray(beta_ols, dtype=float)
     E = np.column_stack([X, y - X @ beta_ols])

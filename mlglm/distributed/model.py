@@ -36,7 +36,7 @@ from ..core.optimize import fit_glmm, fit_glmm_auto
 from ..core.quadrature import MAX_GRID_POINTS
 from ..core.terms import ReTerm, ReTerms
 from ..data_checks import MixedGLMInputError
-from ..model import MixedGLM, _resolve_nagq, _warn_fit_problems
+from ..model import MixedGLM, _check_start_covariances, _resolve_nagq, _warn_fit_problems
 from .cluster import ClusterTimeoutError
 from .standin import standin_rows
 
@@ -290,6 +290,8 @@ class ShardedMixedGLM(MixedGLM):
         auto = method == "aghq" and isinstance(nagq, str) and nagq == "auto"
         q_dim = quadrature_dimension(self.re_terms)
         nagq = 1 if auto else _resolve_nagq(method, nagq, q_dim)
+        if start_params is not None:
+            _check_start_covariances(self, start_params)
         obj = self.objective(nagq, client, progress)
         x0 = None if start_params is None else self.theta_from_params(start_params)
         if auto:      # as in memory: the same ladder, through obj.with_nagq
