@@ -404,10 +404,3 @@ def is_dask_frame(data) -> bool:
     """A dask DataFrame, recognised without importing dask (an optional extra)."""
     return type(data).__module__.split(".")[0] in ("dask", "dask_expr") and hasattr(
         data, "npartitions")
-
-
-def sharded(*args, **kwargs):
-    """The model of :mod:`mlglm.distributed` for a Dask DataFrame (imported on first use:
-    dask is an optional extra)."""
-    from .distributed.frontend import sharded_model as build
-    return build(*args, **kwargs)

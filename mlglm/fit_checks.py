@@ -2,9 +2,11 @@
 
 Before fitting: a rank-deficient fixed-effects design is refused naming the
 redundant column (:func:`_check_rank`), a random effect without a fixed effect
-is warned about (:func:`_check_re_in_fixed`), ``nagq`` is validated against
-the size of the product grid (:func:`_resolve_nagq`) and against the random-
-effects structure (:func:`mlglm.core.problem.check_quadrature_structure`: quadrature needs nested
+is warned about (:func:`check_re_in_fixed`), ``method`` / ``nagq`` / ``reml`` are
+resolved once for every engine, in memory or sharded (:func:`resolve_fit_method`):
+``nagq`` is validated against the size of the product grid (:func:`_resolve_nagq`)
+and against the random-effects structure
+(:func:`mlglm.core.problem.check_quadrature_structure`: quadrature needs nested
 factors). After fitting, :func:`_warn_fit_problems` raises one warning per
 problem -- non-convergence, a singular fit, separation, an AGHQ fit whose
 estimates would move with more points (the fit-time check of
@@ -14,6 +16,7 @@ with advice; the summary shows the same flags.
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
 
 import numpy as np
 from statsmodels.tools.sm_exceptions import ConvergenceWarning
@@ -21,13 +24,16 @@ from statsmodels.tools.sm_exceptions import ConvergenceWarning
 from .core.blocked import dense_block_problem
 from .core.covariance import Sigma_from_vech
 from .core.lmm import rank_deficient_columns
+from .core.nested import quadrature_dimension
+from .core.problem import check_quadrature_structure
 from .core.quadrature import grid_problem
 from .data_checks import DataWarning, MixedGLMInputError, is_integer
 from .mixedlm_view import single_term
 
 __all__ = ["FitError", "SingularFitWarning", "SeparationWarning", "QuadratureWarning",
            "CollinearityWarning", "collinearity", "StandardErrorWarning",
-           "standard_error_note", "singular_advice", "boundary_groups"]
+           "standard_error_note", "FitMethod", "resolve_fit_method", "check_re_in_fixed",
+           "singular_advice", "boundary_groups"]
 
 
 class FitError(RuntimeError):
@@ -245,9 +251,13 @@ def _report(res, disp):
           f"{getattr(rec, 'grad_norm', float('nan')):.2g}")
 
 
-def _check_re_in_fixed(X, Z, names):
-    """Warn when a random-effect column is not in the fixed part: its mean is then
-    forced to zero, which is rarely intended (allowed, as in lme4)."""
+def check_re_in_fixed(model):
+    """Warn when a random-effect column (``model.exog_re``) is not in the fixed part
+    (``model.exog``): its mean is then forced to zero, which is rarely intended
+    (allowed, as in lme4)."""
+    X = np.asarray(model.exog, dtype=float)
+    Z = None if model.exog_re is None else np.asarray(model.exog_re)
+    names = getattr(model.data, "exog_re_names", None)
     if Z is None or Z.ndim != 2:
         return
     missing = []
@@ -279,6 +289,63 @@ def _check_rank(X, names):
             f"the fixed-effects design is rank deficient: {', '.join(bad)} "
             "is a linear combination of the columns before it; drop it (or a level) "
             "from the formula")
+
+
+@dataclass(frozen=True)
+class FitMethod:
+    """How a fit runs, resolved from ``fit()``'s method / nagq / reml
+    (:func:`resolve_fit_method`).
+
+    method : ``"reml"`` or ``"ml"`` (Gaussian: exact), ``"laplace"`` or ``"aghq"``.
+    nagq : points per random-effect dimension (1: Laplace; the first rung of
+        ``nagq="auto"``); None for Gaussian models.
+    auto : ``nagq="auto"``: the points are raised until the estimates settle.
+    """
+
+    method: str
+    nagq: int | None = None
+    auto: bool = False
+
+    @property
+    def gaussian(self) -> bool:
+        return self.method in ("reml", "ml")
+
+    @property
+    def reml(self) -> bool:
+        return self.method == "reml"
+
+
+def resolve_fit_method(model, method=None, nagq=None, reml=None) -> FitMethod:
+    """``fit()``'s method, nagq and reml, checked against the family and the
+    random-effects terms of ``model`` (any case of the method name; ``nagq > 1``
+    without a method means AGHQ); the rules of :meth:`mlglm.model.MixedGLM.fit`,
+    for every engine."""
+    fam = model.fam
+    if isinstance(method, str):
+        method = method.lower()
+    if method is None and nagq not in (None, 1) and not fam.is_gaussian:
+        method = "aghq"
+    if fam.is_gaussian:
+        if method not in (None, "reml", "ml"):
+            raise MixedGLMInputError("Gaussian models are fitted exactly by 'reml' or 'ml'")
+        if nagq not in (None, 1):
+            raise MixedGLMInputError("Gaussian models are fitted exactly; nagq= is for "
+                                     "binomial and Poisson models")
+        if reml is None:
+            reml = method != "ml"
+        return FitMethod("reml" if reml else "ml")
+    if reml:
+        raise MixedGLMInputError("REML is for Gaussian models; GLMMs are fitted by ML")
+    method = "laplace" if method is None else method
+    if method not in ("laplace", "aghq"):
+        raise MixedGLMInputError(f"method must be 'laplace' or 'aghq', got {method!r}")
+    auto = method == "aghq" and isinstance(nagq, str) and nagq == "auto"
+    if auto:
+        check_quadrature_structure(model.re_terms, nagq="auto")  # crossed: no quadrature
+        return FitMethod(method, 1, True)
+    max_rows = model._largest_group_rows() if method == "aghq" else None
+    return FitMethod(method, _resolve_nagq(method, nagq, quadrature_dimension(model.re_terms),
+                                           max_rows))
 
 
 def _check_start_covariances(model, start_params):

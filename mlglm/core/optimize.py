@@ -33,7 +33,7 @@ import numpy as np
 from scipy import optimize
 
 from .adequacy import check_at_optimum, fit_auto
-from .information import (FORWARD_STEP_SE, HESSIAN_REL_STEP, Information,  # noqa: F401
+from .information import (FORWARD_STEP_SE, HESSIAN_REL_STEP,  # noqa: F401
                           _difference_hessian, information_inverse, numerical_hessian,
                           parameter_scales)
 from .lmm_minimise import _BFGS_TAKES_HESS0
@@ -41,7 +41,7 @@ from .modes import ModeFailure
 from .objective import START_SD, Objective
 from .record import SINGULAR_TOL, CoreFit, OptimizationRecord, reported_covariance
 
-__all__ = ["glm_start", "fit_glmm", "fit_glmm_auto",
+__all__ = ["glm_start", "glm_newton", "solve_sym", "fit_glmm", "fit_glmm_auto",
            "numerical_hessian", "GRAD_TOL", "DECREMENT_TOL", "SINGULAR_TOL",
            "SECOND_START_LLF", "SECOND_START_SD", "BOUNDARY_PROBE"]
 
@@ -86,32 +86,48 @@ def glm_start(fl, data, maxiter: int = 100, tol: float = 1e-10) -> np.ndarray:
     w = getattr(data, "weights", None)
     z = fl.start_response(getattr(data, "y_obs", y), getattr(data, "m_obs", data.m_rows))
     XW = X.T if w is None else X.T * w
-    beta = _solve_sym(XW @ X, XW @ (z - o), X, z - o)
-    eta = o + X @ beta
-    if not np.isfinite(np.sum(fl.kernel(eta, y, m))):
+    beta = solve_sym(XW @ X, XW @ (z - o), X, z - o)
+    if not np.isfinite(np.sum(fl.kernel(o + X @ beta, y, m))):
         centre = np.full_like(z, np.average(z, weights=w)) - o
         beta = np.linalg.lstsq(X, centre, rcond=None)[0]
-        eta = o + X @ beta
-    ker, d1, d2 = fl.kernel_derivatives(eta, y, m)
-    ll = np.sum(ker)
+
+    def at(beta):
+        ker, d1, d2 = fl.kernel_derivatives(o + X @ beta, y, m)
+        # X is column-major: X.T's rows are contiguous
+        return np.sum(ker), lambda: (X.T @ d1, (X.T * d2) @ X)
+
+    return glm_newton(at, beta, maxiter, tol)
+
+
+def glm_newton(at, beta, maxiter: int = 100, tol: float = 1e-10) -> np.ndarray:
+    """Maximise a concave GLM log-likelihood by Newton's method with step halving.
+
+    ``at(beta) -> (log L, derivatives)``, ``derivatives()`` giving the score X'd1 and
+    the information X'D2X at beta (d1, -D2 the kernel's first and second derivatives
+    in eta): how the sums are formed is the caller's -- from rows in memory
+    (:func:`glm_start`, which asks for them only at accepted points, as they cost
+    n p^2) or added up over shards (:mod:`mlglm.distributed`). A step is halved until
+    log L does not fall (to 1e-12 relative); iterations stop when a step moves every
+    coefficient by less than ``tol``.
+    """
+    ll, derivatives = at(beta)
     for _ in range(maxiter):
-        info = (X.T * d2) @ X            # X is column-major: X.T's rows are contiguous
-        step = _solve_sym(info, X.T @ d1)
+        score, info = derivatives()
+        step = solve_sym(info, score)
         t = 1.0
         for _ in range(50):
             new = beta + t * step
-            ker, d1_new, d2_new = fl.kernel_derivatives(o + X @ new, y, m)
-            ll_new = np.sum(ker)
+            ll_new, derivatives_new = at(new)
             if ll_new >= ll - 1e-12 * abs(ll):
                 break
             t *= 0.5
-        beta, ll, d1, d2 = new, ll_new, d1_new, d2_new
+        beta, ll, derivatives = new, ll_new, derivatives_new
         if np.max(np.abs(t * step)) < tol:
             break
     return beta
 
 
-def _solve_sym(A, b, X=None, r=None):
+def solve_sym(A, b, X=None, r=None):
     """A^{-1} b for a small symmetric positive-definite A; least squares if it is
     singular (then, with X and r given, the least-squares fit of r on X)."""
     try:
