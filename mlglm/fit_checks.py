@@ -19,6 +19,7 @@ import warnings
 from dataclasses import dataclass
 
 import numpy as np
+from statsmodels.tools.sm_exceptions import ConvergenceWarning
 
 from .core.blocked import dense_block_problem
 from .core.covariance import Sigma_from_vech
@@ -27,10 +28,12 @@ from .core.nested import quadrature_dimension
 from .core.problem import check_quadrature_structure
 from .core.quadrature import grid_problem
 from .data_checks import DataWarning, MixedGLMInputError, is_integer
+from .mixedlm_view import single_term
 
 __all__ = ["FitError", "SingularFitWarning", "SeparationWarning", "QuadratureWarning",
            "CollinearityWarning", "collinearity", "StandardErrorWarning",
-           "standard_error_note", "FitMethod", "resolve_fit_method", "check_re_in_fixed"]
+           "standard_error_note", "FitMethod", "resolve_fit_method", "check_re_in_fixed",
+           "singular_advice", "boundary_groups"]
 
 
 class FitError(RuntimeError):
@@ -150,7 +153,6 @@ def standard_error_note(res) -> str | None:
 
 def _warn_fit_problems(res):
     """One warning per problem, with advice; the summary shows the same flags."""
-    from statsmodels.tools.sm_exceptions import ConvergenceWarning
     rec = res.optim
     not_computed = getattr(rec, "information", "").startswith("not computed")
     if not_computed:
@@ -170,9 +172,9 @@ def _warn_fit_problems(res):
                       "simpler model, rescale covariates, or check for separation",
                       ConvergenceWarning, stacklevel=3)
     if np.any(res.singular):
-        from .singular import describe_singular, singular_advice
-        warnings.warn(f"singular fit: {describe_singular(res)}; {singular_advice(res)}",
-                      SingularFitWarning, stacklevel=3)
+        what = res.singular_description()
+        warnings.warn(f"singular fit: {what}; {singular_advice(what)}", SingularFitWarning,
+                      stacklevel=3)
     col = getattr(res, "collinearity", None)
     if col:
         warnings.warn(f"near-collinear fixed effects: {col}", CollinearityWarning, stacklevel=3)
@@ -194,6 +196,15 @@ def _warn_fit_problems(res):
                       QuadratureWarning, stacklevel=3)
 
 
+def singular_advice(description: str) -> str:
+    """What to do about a singular fit described by ``description`` (the results'
+    ``singular_description()``): drop an effect whose SD is 0; for perfectly correlated
+    effects, drop one of them or their correlation (``||``)."""
+    if "correlated" in description or "combination" in description:
+        return "consider dropping one of those random effects, or their correlation (||)"
+    return "consider dropping that random effect"
+
+
 def boundary_groups(model) -> str:
     """Where adaptive quadrature struggles, in words ("" if nowhere in particular).
 
@@ -201,24 +212,32 @@ def boundary_groups(model) -> str:
     trial a failure, or every one a success; counts: all zero) have conditional
     distributions of their random effects that are far from normal: the normal prior cut
     off by a steep likelihood next to the mode, which a Gauss-Hermite rule integrates
-    slowly (benchmarks/QUADRATURE.md, Part E). One grouping factor, rows in memory.
+    slowly (benchmarks/QUADRATURE.md, Part E). Counted for the levels of every grouping
+    factor (AGHQ integrates every level of a nested chain); rows in memory.
     """
-    if getattr(model, "multi", False) or not getattr(model, "rows_on_driver", True):
+    if not getattr(model, "rows_on_driver", True):
         return ""
     fam = model.fam
     if not (fam.is_binomial or fam.is_count):
         return ""
-    codes, G = np.asarray(model.group_codes), int(model.n_groups)
-    ysum = np.bincount(codes, weights=np.asarray(model.endog, dtype=float), minlength=G)
-    if fam.is_binomial:
-        msum = np.bincount(codes, weights=np.asarray(model.n_trials, dtype=float), minlength=G)
-        n, what = int(np.sum((ysum == 0) | (ysum == msum))), "all 0 or all 1"
-    else:
-        n, what = int(np.sum(ysum == 0)), "all zero"
-    if n == 0:
+    y = np.asarray(model.endog, dtype=float)
+    m = np.asarray(model.n_trials, dtype=float)
+    what = "all 0 or all 1" if fam.is_binomial else "all zero"
+    parts = []
+    for t in model.re_terms:
+        ysum = np.bincount(t.codes, weights=y, minlength=t.n_levels)
+        at_boundary = ysum == 0
+        if fam.is_binomial:
+            at_boundary |= ysum == np.bincount(t.codes, weights=m, minlength=t.n_levels)
+        n = int(np.sum(at_boundary))
+        if n:
+            where = "groups" if single_term(model) else f"levels of {t.name}"
+            parts.append(f"{n} of {t.n_levels} {where}")
+    if not parts:
         return ""
-    return (f"{n} of {G} groups have responses {what}: the conditional distributions of "
-            "their random effects are far from normal, where the quadrature needs many points")
+    return (f"{' and '.join(parts)} have responses {what}: the conditional distributions "
+            "of their random effects are far from normal, where the quadrature needs many "
+            "points")
 
 
 def _report(res, disp):

@@ -27,9 +27,17 @@ from statsmodels.tools._decorators import cache_readonly
 
 from . import mixedlm_view as view
 from .bootstrap import bootstrap
+from .compare import compare_lr_test
 from .factors import variance_components
 from .fit_checks import collinearity
+from .icc import icc
 from .marginal import marginal_params, simulate
+from .pooling import compare_pooling_from_results
+from .prediction import get_prediction, predict, predict_marginal
+from .residuals import deviance_residuals, pearson_residuals, response_residuals
+from .singular import describe_singular
+from .summary import make_summary
+
 
 __all__ = ["MixedGLMResults", "MixedGLMResultsWrapper", "build_results"]
 
@@ -232,7 +240,6 @@ class MixedGLMResults(MixedLMResults):
     # ------------------------------------------------------------- prediction
     def singular_description(self) -> str:
         """Which variance parameters sit on the boundary, in words (per factor)."""
-        from .singular import describe_singular
         return describe_singular(self)
 
     def predict(self, exog=None, which="mean", conditional=None, offset=None, exposure=None,
@@ -276,7 +283,6 @@ class MixedGLMResults(MixedLMResults):
         -------
         A Series with the DataFrame's index for DataFrame input, else an ndarray.
         """
-        from .prediction import predict
         return predict(self, exog, which=which, conditional=conditional, offset=offset,
                        exposure=exposure, transform=transform, marginal=marginal, nagq=nagq,
                        allow_new_levels=allow_new_levels)
@@ -297,7 +303,6 @@ class MixedGLMResults(MixedLMResults):
         ``conf_int(alpha=0.05)`` and ``summary_frame(alpha=0.05)`` with columns
         ``mean``, ``mean_se``, ``mean_ci_lower``, ``mean_ci_upper``.
         """
-        from .prediction import get_prediction
         return get_prediction(self, exog, which=which, conditional=conditional, offset=offset,
                               exposure=exposure, transform=transform,
                               allow_new_levels=allow_new_levels)
@@ -307,7 +312,6 @@ class MixedGLMResults(MixedLMResults):
         """Population-averaged means E_b[g^{-1}(x'beta + z'b)] by quadrature, with
         delta-method standard errors and a Wald interval (DataFrame with columns
         ``mean``, ``se``, ``lower``, ``upper``)."""
-        from .prediction import predict_marginal
         return predict_marginal(self, exog, offset=offset, exposure=exposure, se=se,
                                 level=level, nagq=nagq)
 
@@ -323,7 +327,6 @@ class MixedGLMResults(MixedLMResults):
     @cache_readonly
     def resid_response(self):
         """Response residuals y/m - fitted mean (per trial for binomial)."""
-        from .residuals import response_residuals
         return response_residuals(self)
 
     @cache_readonly
@@ -335,13 +338,11 @@ class MixedGLMResults(MixedLMResults):
     def resid_pearson(self):
         """(y - m mu) / sqrt(m V(mu)) with the family's variance function
         (Gaussian: (y - mu) / sigma)."""
-        from .residuals import pearson_residuals
         return pearson_residuals(self)
 
     @cache_readonly
     def resid_deviance(self):
         """sign(y - m mu) sqrt(unit deviance) (see :mod:`mlglm.residuals`)."""
-        from .residuals import deviance_residuals
         return deviance_residuals(self)
 
     # ------------------------------------------------------------- inference
@@ -515,12 +516,10 @@ class MixedGLMResults(MixedLMResults):
 
     def icc(self, **kwargs):
         """Intraclass correlation (see :func:`mlglm.icc`)."""
-        from .icc import icc
         return icc(self, **kwargs)
 
     def compare_lr_test(self, other, boundary=True):
         """Likelihood-ratio test against a nested fit (see :func:`mlglm.compare.compare_lr_test`)."""
-        from .compare import compare_lr_test
         return compare_lr_test(self, other, boundary=boundary)
 
     def check_quadrature(self, nagq=None, refit=True):
@@ -530,7 +529,6 @@ class MixedGLMResults(MixedLMResults):
 
     def compare_pooling(self):
         """Complete / no / partial pooling for this fit (see :func:`mlglm.compare_pooling`)."""
-        from .pooling import compare_pooling_from_results
         return compare_pooling_from_results(self)
 
     def summary(self, alpha=0.05, ddf=None, **kwargs):
@@ -538,7 +536,6 @@ class MixedGLMResults(MixedLMResults):
 
         Gaussian fits show t tests with Satterthwaite df (lmerTest's default) unless
         ``ddf`` says ``"kenward-roger"`` or ``"normal"``; GLMMs show Wald z tests."""
-        from .summary import make_summary
         return make_summary(self, alpha=alpha, ddf=ddf)
 
     def _repr_html_(self):
