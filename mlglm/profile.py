@@ -61,10 +61,15 @@ from .core.natural import Lambda_to_natural, natural_to_Lambda, natural_vector
 from .core.objective import MarginalLoglik
 
 __all__ = ["profile_conf_int", "profile_direction", "LikelihoodProblem", "observed_information", "Profiler", "natural_names",
-           "natural_values", "profile_label"]
+           "natural_values", "profile_label", "ProfileError"]
 
 #: how far (in log s) below its estimate an SD is taken to be "at zero"
 SD_ZERO_SHIFT = 20.0
+#: a profile that finds a log-likelihood this much above the fit's maximum (its own
+#: polished maximum, or the fit's reported one) refuses: the fit is not at the maximum
+#: (lme4: "profiling detected new, lower deviance"), and intervals computed against it
+#: would exclude the estimate
+PROFILE_GAIN_TOL = 1e-4
 #: correlations are evaluated at +-CORR_LIMIT for the "+-1" boundary test
 CORR_LIMIT = 0.9999
 
@@ -260,10 +265,15 @@ class Profiler:
 
     ``w_hat`` is polished to the exact optimum of this problem first (the
     reported fit may be converged only to the optimiser's tolerance, and a
-    zeta computed against a slightly low maximum would be biased).
+    zeta computed against a slightly low maximum would be biased). With ``ll_fit``
+    (the fit's own maximum on this criterion) a polish that climbs more than
+    PROFILE_GAIN_TOL above it, or a profile point above the polished maximum, raises
+    :class:`ProfileError`: the fit is not at the maximum (as lme4's
+    "profiling detected new, lower deviance"), and intervals computed against it would
+    exclude the estimate.
     """
 
-    def __init__(self, problem: LikelihoodProblem, w_start):
+    def __init__(self, problem: LikelihoodProblem, w_start, ll_fit=None):
         self.problem = problem
         # the information at the fit's estimates whitens every search and predicts
         # the profile paths; the polish below moves w by ~the optimiser's tolerance,
@@ -271,6 +281,8 @@ class Profiler:
         self.H = observed_information(self.problem, np.asarray(w_start, float))
         self.Hinv = np.linalg.inv(self.H)
         self.w_hat, self.ll_hat = self._maximise(np.asarray(w_start, float), None, None)
+        if ll_fit is not None and self.ll_hat > ll_fit + PROFILE_GAIN_TOL:
+            _not_at_maximum(self.ll_hat, ll_fit, "maximising from the fit's estimates")
         self.n_fits = 0
 
     def _maximise(self, w0, a, c):
@@ -323,6 +335,8 @@ class Profiler:
             w, ll = self._maximise(w0, a, c)
             break
         self.n_fits += 1
+        if ll > self.ll_hat + PROFILE_GAIN_TOL:
+            _not_at_maximum(ll, self.ll_hat, f"a profile point (working coordinate {c:.6g})")
         c_hat = a @ self.w_hat
         z = np.sign(c - c_hat) * np.sqrt(max(0.0, 2.0 * (self.ll_hat - ll)))
         if w is not None and not boundary:
@@ -360,6 +374,26 @@ class Profiler:
         lo, hi = sorted((prev_c, c))
         return optimize.brentq(lambda t: abs(self.zeta(a, t, cache)) - z_crit, lo, hi,
                                xtol=1e-7 * max(1.0, abs(c_hat)), rtol=1e-9)
+
+
+class ProfileError(RuntimeError):
+    """A profile found a higher log-likelihood than the fit: the fit is not at the
+    maximum and its profile intervals would be wrong (the message says what to do)."""
+
+
+def _not_at_maximum(ll, ll_ref, where):
+    raise ProfileError(
+        f"profiling found a higher log-likelihood than the fit: {ll:.6f} at {where}, "
+        f"{ll - ll_ref:+.3g} above {ll_ref:.6f}; the fit is not at the maximum (a fit "
+        "that stopped short, or one left on a boundary it should have left), so profile "
+        "intervals around it would be wrong. Refit (other start_params, or the default "
+        "start) and profile the new fit")
+
+
+def fit_loglik(results, criterion):
+    """The fit's maximised log-likelihood on ``criterion`` (None if the profile uses
+    another criterion than the fit maximised, e.g. ML profiles of a REML fit)."""
+    return float(results.llf) if criterion == fit_criterion(results) else None
 
 
 def _natural_start(problem, results):
@@ -405,8 +439,9 @@ def profile_direction(results, direction, level=0.95, lower_shift=None):
     below c-hat (returned as None when the profile stays inside to there).
     Returns (c_hat, lower, upper) on the working scale.
     """
-    prob = LikelihoodProblem(results, np.arange(results.model.q), fit_criterion(results))
-    prof = Profiler(prob, _natural_start(prob, results))
+    crit = fit_criterion(results)
+    prob = LikelihoodProblem(results, np.arange(results.model.q), crit)
+    prof = Profiler(prob, _natural_start(prob, results), fit_loglik(results, crit))
     a = np.asarray(direction(prob), dtype=float)
     c_hat = float(a @ prof.w_hat)
     z_crit = stats.norm.ppf(0.5 + level / 2.0)
@@ -462,7 +497,7 @@ def profile_conf_int(results, level=0.95, which=None, criterion=None) -> pd.Data
         if not jobs:
             return
         prob = LikelihoodProblem(results, problem_perm, crit)
-        prof = Profiler(prob, _natural_start(prob, results))
+        prof = Profiler(prob, _natural_start(prob, results), fit_loglik(results, crit))
         for name, idx, kind in jobs:
             lo, hi = profile_limits(prof, idx, kind, z_crit)
             rows[name] = (float(estimates[name]), lo, hi, profile_label(crit))

@@ -41,7 +41,8 @@ from scipy import stats
 from .core.lmm_multi import multi_gaussian_loglik, multi_lmm_stats
 from .core.modes import ModeFailure
 from .core.natural_layout import NaturalLayout
-from .profile import Profiler, extra_names, fit_criterion, profile_label, profile_limits
+from .profile import (Profiler, extra_names, fit_criterion, fit_loglik, profile_label,
+                      profile_limits)
 
 __all__ = ["multi_layout", "multi_natural_names", "multi_natural_values",
            "MultiLikelihoodProblem", "multi_profile_conf_int", "term_Sigmas"]
@@ -212,7 +213,7 @@ def multi_profile_conf_int(results, level=0.95, which=None, criterion=None) -> p
         if not jobs:
             return
         prob = MultiLikelihoodProblem(results, layout, crit)
-        prof = Profiler(prob, _start(prob, results))
+        prof = Profiler(prob, _start(prob, results), fit_loglik(results, crit))
         for name, idx, kind in jobs:
             if idx < 0:
                 idx += prob.dim

@@ -46,6 +46,17 @@ def test_link_derivative_and_inverse(name):
     np.testing.assert_allclose(link.link(link.inverse(eta)), eta, rtol=1e-10, atol=1e-10)
 
 
+def test_only_the_inverse_link_restricts_the_linear_predictor():
+    """Link.restricted marks a g^{-1} that gives a valid (positive) mean on part of the
+    line only: 1 / eta needs eta > 0; the other links map every eta to a valid mean. The
+    fit's advice after a log-likelihood of -inf (use the log link) asks this flag."""
+    assert [link.name for link in LINKS.values() if link.restricted] == ["inverse"]
+    for link in LINKS.values():
+        if not link.restricted:
+            mu = link.inverse(np.linspace(-30.0, 30.0, 61))
+            assert np.all(np.isfinite(mu))
+
+
 @pytest.mark.parametrize("dist, link", KERNEL_PAIRS)
 def test_the_family_makes_its_kernel_from_the_composition(dist, link):
     """The kernel knows its distribution and link; its mean function is the link's and

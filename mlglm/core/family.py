@@ -89,13 +89,15 @@ class Link:
     log_scale : eta is the log of the mean (effects multiply it; an exposure enters as
         log(exposure); the log-scale variances of the ICC apply).
     linear : g^{-1} is linear, so E g^{-1}(eta + z'b) = g^{-1}(eta).
+    restricted : g^{-1} gives a positive mean on part of the line only (the inverse link:
+        eta > 0), which a fit may fail to reach.
     """
 
     def __init__(self, name, inverse, link, mu_eta, statsmodels, latent=None,
-                 log_scale=False, linear=False):
+                 log_scale=False, linear=False, restricted=False):
         self.name, self.inverse, self.link, self.mu_eta = name, inverse, link, mu_eta
         self.statsmodels, self.latent = tuple(statsmodels), latent
-        self.log_scale, self.linear = log_scale, linear
+        self.log_scale, self.linear, self.restricted = log_scale, linear, restricted
 
     def __str__(self):
         return self.name
@@ -117,7 +119,8 @@ CLOGLOG = Link("cloglog", lambda eta: -np.expm1(-np.exp(np.minimum(eta, ETA_MAX)
                latent=(np.pi ** 2 / 6, "pi^2/6"))
 LOG = Link("log", _exp, np.log, _exp, ("Log", "log"), log_scale=True)
 INVERSE = Link("inverse", lambda eta: 1.0 / eta, lambda mu: 1.0 / mu,
-               lambda eta: -1.0 / (eta * eta), ("InversePower", "inverse_power"))
+               lambda eta: -1.0 / (eta * eta), ("InversePower", "inverse_power"),
+               restricted=True)
 IDENTITY = Link("identity", lambda eta: eta, lambda mu: mu, np.ones_like,
                 ("Identity", "identity"), linear=True)
 

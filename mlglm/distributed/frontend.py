@@ -1,7 +1,8 @@
 """The front door: ``from_formula`` / ``glmer`` / ``lmer`` with a Dask DataFrame.
 
 :meth:`MixedGLM.from_formula` hands a Dask DataFrame to :func:`sharded_model`
-(it recognises one without importing dask). Here the caller's names that the
+(it recognises one without importing dask and loads this package on demand,
+:func:`mlglm.model.sharded_engine`). Here the caller's names that the
 formulas use are captured (:func:`~mlglm.distributed.spec.formula_namespace`),
 the coding is learned from the whole data
 (:func:`~mlglm.distributed.spec.learn_spec`: categorical levels, missing
@@ -24,7 +25,7 @@ import sys
 import warnings
 
 from ..data_checks import DataWarning, MixedGLMInputError, resolve_family
-from ..model import _check_re_in_fixed
+from ..fit_checks import check_re_in_fixed
 from .model import ShardedMixedGLM
 from .spec import _show, formula_namespace, learn_spec
 
@@ -79,7 +80,7 @@ def sharded_model(cls, formula, data, re_formula=None, vc_formula=None, subset=N
             "columns, the names of the calling namespace it mentions (pickled on the "
             "driver; or pass eval_env={name: value}), numpy as np, patsy's builtins and "
             f"Python's builtins{why}") from exc
-    _check_re_in_fixed(model.exog, model.exog_re, getattr(model.data, "exog_re_names", None))
+    check_re_in_fixed(model)
     model._attach(spec, facts, data, client, npartitions, retries, worker_timeout)
     return model
 
