@@ -45,6 +45,11 @@ The log dispersion t of a negative binomial or Gamma kernel is one more psi:
 it moves the kernel at every node (dl/dpsi|_u = sum_i dK_ik/dt), the mode
 through dg = Lambda'Z'(d d1/dt) and H through the direct term
 Lambda'(sum_i d d2_i/dt z_i z_i')Lambda besides d3 deta (``dispersion=True``).
+The auxiliary coordinates of a zero-inflated, hurdle or beta kernel (``aux=True``,
+:class:`~mlglm.core.families_auxiliary.BoundAuxiliaryKernel`) enter the same way,
+each a per-row value with a design D (X_zi for the zero part, a column of ones for
+t): dl/dpsi|_u = D'(sum_k pi_k dK_k/dpsi), dg = Lambda'Z' diag(d d1/dpsi) D and the
+direct term of dH, sum_i (d d2_i/dpsi) D_i z_i z_i'.
 """
 from __future__ import annotations
 
@@ -87,12 +92,14 @@ def _slice_state(state: ModeState, data: GroupedData, lo: int, hi: int) -> ModeS
 
 def aghq_loglik(fl, data: GroupedData, state: ModeState, Lambda: np.ndarray, nagq: int,
                 theta_rc=None, gradient: bool = False,
-                chunk_elements: int = DEFAULT_CHUNK_ELEMENTS, dispersion: bool = False):
+                chunk_elements: int = DEFAULT_CHUNK_ELEMENTS, dispersion: bool = False,
+                aux: bool = False):
     """Per-group AGHQ log-likelihood (G,) without response constants.
 
     With ``gradient=True`` also returns the gradient in (beta, theta[, t]) where
     theta_rc = (rows, cols) names the free entries of Lambda and ``dispersion``
-    adds the kernel's log dispersion t (module docstring).
+    adds the kernel's log dispersion t (module docstring); ``aux`` (a kernel bound to
+    auxiliary predictors) adds its coordinates (beta, theta, gamma, t) instead.
     """
     t, lw = product_grid(nagq, data.q)
     out = np.empty(data.n_groups)
@@ -100,20 +107,24 @@ def aghq_loglik(fl, data: GroupedData, state: ModeState, Lambda: np.ndarray, nag
     for lo, hi in _chunks(data, t.shape[0], chunk_elements):
         d = data.subset_groups(lo, hi) if (lo, hi) != (0, data.n_groups) else data
         s = _slice_state(state, data, lo, hi) if d is not data else state
-        val, g = _aghq_block(fl, d, s, Lambda, t, lw, theta_rc, gradient, dispersion)
+        fc = fl if d is data else fl.rows(slice(data.starts[lo], data.starts[lo] + d.n))
+        val, g = _aghq_block(fc, d, s, Lambda, t, lw, theta_rc, gradient, dispersion, aux)
         out[lo:hi] = val
         if gradient:
             grad = g if grad is None else grad + g
     return (out, grad) if gradient else out
 
 
-def _aghq_block(fl, data, state, Lambda, t, lw, theta_rc, gradient, dispersion=False):
+def _aghq_block(fl, data, state, Lambda, t, lw, theta_rc, gradient, dispersion=False,
+                aux=False):
     q = data.q
     R = np.linalg.cholesky(state.H)
     S = np.swapaxes(np.linalg.inv(R), 1, 2)                      # R^{-T}, upper
     U = state.u[:, None, :] + np.einsum("gij,kj->gki", S, t)    # (G, K, q)
     eta = state.eta_fixed[:, None] + np.einsum("nq,nkq->nk", state.A, data.expand(U))
-    if gradient and dispersion:
+    if gradient and aux:
+        ker, d1k, dKk = fl.kernel_aux_nodes(eta, data.y[:, None], data.m[:, None])
+    elif gradient and dispersion:
         ker, d1k, dKk = fl.kernel_ddisp(eta, data.y[:, None], data.m[:, None])
     elif gradient:
         ker, d1k = fl.kernel_d1(eta, data.y[:, None], data.m[:, None])
@@ -153,6 +164,11 @@ def _aghq_block(fl, data, state, Lambda, t, lw, theta_rc, gradient, dispersion=F
         col[:, c] += Zd1[:, r]
         dg_theta[:, :, l] = col
     blocks = [dg_beta, dg_theta]
+    if aux:             # each coordinate: rows dK, d d1, d d2 at the mode with a design D
+        coords = fl.coordinates(state.eta, data.y)
+        designs = [np.ones((data.n, 1)) if D is None else D for D in fl.designs]
+        for (_, dd1, _), D in zip(coords, designs):
+            blocks.append(data.gsum((A * dd1[:, None])[:, :, None] * D[:, None, :]))
     if dispersion:      # the mode's and the curvature's direct derivatives in t
         _, dd1, dd2 = fl.dispersion_derivatives(state.eta, data.y, data.m, state.d1, d2, d3)
         blocks.append((data.gsum(Z * dd1[:, None]) @ Lambda)[:, :, None])
@@ -165,6 +181,11 @@ def _aghq_block(fl, data, state, Lambda, t, lw, theta_rc, gradient, dispersion=F
     curv = d3[:, None] * deta
     if dispersion:
         curv[:, -1] += dd2
+    if aux:
+        k = p + nt
+        for (_, _, dd2a), D in zip(coords, designs):
+            curv[:, k:k + D.shape[1]] += dd2a[:, None] * D
+            k += D.shape[1]
     T = data.gsum(curv[:, :, None] * data.ZZ[:, None, :])                   # (G, npsi, npairs)
     dH = Lambda.T @ sym_from_pairs(T, q) @ Lambda
     ML = M @ Lambda                                # M Lambda
@@ -187,4 +208,10 @@ def _aghq_block(fl, data, state, Lambda, t, lw, theta_rc, gradient, dispersion=F
     g_all[p:p + nt] += g_L_u[rows, cols]
     if dispersion:
         g_all[-1] += np.sum(dKk * data.expand(pi))
+    if aux:
+        k = p + nt
+        pi_rows = data.expand(pi)
+        for dK, D in zip(dKk, designs):
+            g_all[k:k + D.shape[1]] += D.T @ np.einsum("nk,nk->n", dK, pi_rows)
+            k += D.shape[1]
     return value, g_all

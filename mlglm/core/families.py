@@ -87,6 +87,11 @@ class Kernel:
         """The kernel at a dispersion (families without one: itself)."""
         return self
 
+    def rows(self, sl) -> "Kernel":
+        """The kernel for the rows ``sl`` of the data (a chunk of groups): itself; a
+        kernel bound to per-row predictors slices them."""
+        return self
+
     # ---------------------------------- what the distribution and the link answer
     def inverse_link(self, eta):
         """mu = g^{-1}(eta) (:class:`~mlglm.core.family.Link`)."""

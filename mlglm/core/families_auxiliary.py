@@ -67,7 +67,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-__all__ = ["AuxDerivatives", "AuxiliaryKernel", "softplus"]
+__all__ = ["AuxDerivatives", "AuxiliaryKernel", "BoundAuxiliaryKernel", "softplus"]
 
 
 def softplus(x):
@@ -139,3 +139,85 @@ class AuxiliaryKernel:
 
     def __repr__(self):
         return f"{type(self).__name__}({self.name}, {self.link_name})"
+
+
+class BoundAuxiliaryKernel:
+    """An auxiliary kernel bound to the zero-part predictor a (one value per row, in the
+    engines' row order) and the log dispersion t, with the interface of the engines'
+    row kernels (:class:`~mlglm.core.families.Kernel`: functions of (eta, y, m), eta a
+    row vector or rows x nodes).
+
+    Not log-concave in eta: the conditional modes are found by the safeguarded Newton
+    iteration (:mod:`mlglm.core.modes_safeguarded`), which also asks for :meth:`fisher`. The
+    gradient terms of the auxiliary coordinates come from :meth:`coordinates` (at the
+    modes) and :meth:`kernel_aux_nodes` (at quadrature nodes), one entry per
+    coordinate in the order of x: the zero part (design ``designs[0]``, n x n_zi) then
+    t (design None: a column of ones). ``m`` is ignored (no trials; frequency weights are
+    not taken by these families).
+
+    Parameters
+    ----------
+    kernel : the :class:`AuxiliaryKernel`.
+    a : (n,) zero-part predictor, or None without a zero part.
+    t : the log dispersion, or None without one.
+    X_zi : (n, n_zi) zero-part design in the same row order (None without a zero part).
+    """
+
+    has_dispersion = False      # the plain kernels' dispersion interface is not offered
+    log_dispersion = None
+
+    def __init__(self, kernel: AuxiliaryKernel, a=None, t=None, X_zi=None):
+        self.aux, self.a, self.t, self.X_zi = kernel, a, t, X_zi
+
+    def rows(self, sl) -> "BoundAuxiliaryKernel":
+        return BoundAuxiliaryKernel(self.aux, None if self.a is None else self.a[sl], self.t,
+                                    None if self.X_zi is None else self.X_zi[sl])
+
+    @property
+    def designs(self) -> list:
+        """One design per auxiliary coordinate: X_zi (zero part), None (t)."""
+        out = [self.X_zi] if self.aux.has_zero_part else []
+        return out + ([None] if self.aux.has_dispersion else [])
+
+    def _a(self, eta):
+        if self.a is None:
+            return None
+        return self.a if np.ndim(eta) == 1 else self.a[:, None]
+
+    def derivatives_at(self, eta, y, third=True, auxiliary=True) -> AuxDerivatives:
+        return self.aux.derivatives(eta, y, self._a(eta), self.t, third=third,
+                                    auxiliary=auxiliary)
+
+    # ------------------------------------------- the engines' kernel interface
+    def kernel(self, eta, y, m=None):
+        return self.derivatives_at(eta, y, False, False).K
+
+    def kernel_d1(self, eta, y, m=None):
+        d = self.derivatives_at(eta, y, False, False)
+        return d.K, d.d1
+
+    def kernel_derivatives(self, eta, y, m=None):
+        d = self.derivatives_at(eta, y, False, False)
+        return d.K, d.d1, d.d2
+
+    def third(self, eta, y, m, d1, d2):
+        return self.derivatives_at(eta, y, True, False).d3
+
+    def fisher(self, eta):
+        return self.aux.fisher(eta, self._a(eta), self.t)
+
+    # ------------------------------------------- the auxiliary coordinates
+    def coordinates(self, eta, y) -> list:
+        """[(dK, d d1, d d2) per row] per auxiliary coordinate at the modes eta."""
+        d = self.derivatives_at(eta, y, False, True)
+        out = [(d.K_a, d.d1_a, d.d2_a)] if self.aux.has_zero_part else []
+        return out + ([(d.K_t, d.d1_t, d.d2_t)] if self.aux.has_dispersion else [])
+
+    def kernel_aux_nodes(self, eta, y, m=None):
+        """(K, d1, [dK per coordinate]) at the nodes eta (rows x nodes)."""
+        d = self.derivatives_at(eta, y, False, True)
+        direct = [d.K_a] if self.aux.has_zero_part else []
+        return d.K, d.d1, direct + ([d.K_t] if self.aux.has_dispersion else [])
+
+    def __repr__(self):
+        return f"BoundAuxiliaryKernel({self.aux!r}, t={self.t!r})"

@@ -73,13 +73,24 @@ def _rows_dot(data, Vp, rowsT):
     return out
 
 
-def laplace_gradient(data: GroupedData, state: ModeState, Lambda: np.ndarray, fl=None):
+def laplace_gradient(data: GroupedData, state: ModeState, Lambda: np.ndarray, fl=None,
+                     aux=None):
     """Exact gradient of sum_j log L_j in beta (p,) and in Lambda (q, q, full matrix),
     and, when the kernel ``fl`` with a dispersion is given, in its log dispersion t
     (the eta-dependent part; the constants' derivative is the caller's).
 
+    ``aux``: the auxiliary coordinates of a zero-inflated, hurdle or beta kernel
+    (:class:`~mlglm.core.families_auxiliary.BoundAuxiliaryKernel`), a list of per-row
+    triples (dK/dpsi, d d1/dpsi, d d2/dpsi) at the modes, one per coordinate psi
+    taken as a separate value on every row; for each the per-row array
+    r_i = dK_i - (s_i d d2_i + (a_i'v_j) d d1_i) / 2 is returned, whose sum is the
+    gradient in a constant psi and whose product X_zi' r the gradient in the
+    coefficients of a predictor psi_i = x_zi,i' gamma (the module docstring's
+    formula for t, row by row).
+
     The caller picks the theta entries out of the Lambda gradient.
-    Returns (g_beta, g_Lambda) or, with ``fl``, (g_beta, g_Lambda, g_t).
+    Returns (g_beta, g_Lambda), with ``fl`` (g_beta, g_Lambda, g_t), with ``aux``
+    (g_beta, g_Lambda, [r per coordinate]).
     """
     uT = state.u.T                                     # (q, G)
     Pp = pairs_inv(state.Hp)                           # P_j = H_j^{-1}
@@ -97,6 +108,8 @@ def laplace_gradient(data: GroupedData, state: ModeState, Lambda: np.ndarray, fl
         dK, dd1, dd2 = fl.dispersion_derivatives(state.eta, data.y, data.m_rows, state.d1,
                                                  state.d2, state.d3)
         g_t = float(np.sum(dK) - 0.5 * (s @ dd2 + av @ dd1))
+    if aux is not None:
+        aux_rows = [dK - 0.5 * (s * dd2 + av * dd1) for dK, dd1, dd2 in aux]
     # d1 - (c - d2 (a'v)) / 2, in place
     av *= state.d2
     av -= cvec
@@ -110,4 +123,6 @@ def laplace_gradient(data: GroupedData, state: ModeState, Lambda: np.ndarray, fl
     g_Lambda = Zd1 @ u - S.T - 0.5 * (Zc @ u + Zd1 @ v.T - w @ u)
     if fl is not None:
         return g_beta, g_Lambda, g_t
+    if aux is not None:
+        return g_beta, g_Lambda, aux_rows
     return g_beta, g_Lambda
