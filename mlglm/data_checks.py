@@ -25,7 +25,7 @@ __all__ = ["MixedGLMInputError", "resolve_family", "family_from_name",
            "prior_weights", "finite_mask", "DataWarning", "did_you_mean",
            "drop_unused_levels", "category_levels",
            "check_categorical_response", "response_label", "is_integer",
-           "checked_count"]
+           "checked_count", "zero_part", "unit_interval_response", "hurdle_response"]
 
 
 class DataWarning(UserWarning):
@@ -284,6 +284,55 @@ def count_response(endog, family="negative binomial"):
         raise MixedGLMInputError(f"{family} counts must be whole numbers; for rates use counts "
                                  "with exposure= (or offset=log(exposure))")
     return y
+
+
+def zero_part(family, fam: Family, exog_zi):
+    """(statsmodels-side family, Family) with the zero part applied: a zero-part design
+    (``ziformula`` with columns) turns a Poisson or negative binomial into its
+    zero-inflated version and is required by a hurdle (truncated) family; any other
+    family with one is refused, and so is a zero-inflated family named directly without
+    one."""
+    has = exog_zi is not None
+    if fam.zero_part is not None:
+        if not has:
+            kind = ("a hurdle model: Pr(y = 0) is the zero part's" if fam.zero_part == "hurdle"
+                    else "a zero-inflated model")
+            raise MixedGLMInputError(
+                f"family {fam.name!r} is {kind}, and needs ziformula= (e.g. ziformula='~ 1' "
+                "for a constant zero part, or '~ x' for a zero part that depends on x)")
+        return family, fam
+    if not has:
+        return family, fam
+    try:
+        zi = fam.with_zero_inflation()
+    except ValueError as exc:
+        raise MixedGLMInputError(str(exc)) from None
+    return statsmodels_family(zi), zi
+
+
+def unit_interval_response(endog, family="beta"):
+    """A single column strictly between 0 and 1 (the beta)."""
+    y = _one_column(endog, f"a {family} response must be a single column")
+    bad = y[~((y > 0) & (y < 1))]
+    if bad.size:
+        raise MixedGLMInputError(
+            f"a {family} response must be strictly between 0 and 1 (found {bad.size} values "
+            f"outside (0, 1), e.g. {list(bad[:3])}). Usual fixes: the Smithson-Verkuilen "
+            "squeeze y' = (y (n - 1) + 0.5) / n (n the number of rows), or a zero-one-inflated "
+            "model for exact 0s and 1s; proportions of counts are binomial (successes + "
+            "failures ~ ...)")
+    return y
+
+
+def hurdle_response(y, family="hurdle"):
+    """A hurdle model's counts must have zeros and positive counts: its zero part is the
+    probability of a zero, its count part the distribution of the positives."""
+    if not np.any(y == 0):
+        raise MixedGLMInputError(f"a {family} model needs zeros in the response (there are "
+                                 "none); fit the count model to the positive counts instead")
+    if not np.any(y > 0):
+        raise MixedGLMInputError(f"a {family} model needs positive counts in the response "
+                                 "(every count is 0)")
 
 
 def positive_response(endog, family="Gamma"):

@@ -30,8 +30,9 @@ from .core.optimize import fit_glmm, fit_glmm_auto
 from .core.quadrature import MAX_GRID_POINTS, grid_problem
 from .data_checks import (MixedGLMInputError, binomial_response, check_categorical_response,
                           category_levels, check_constant_response, checked_count,
-                          count_response, did_you_mean, drop_unused_levels, is_dask_frame,
-                          positive_response, prior_weights, report_nonfinite, resolve_family)
+                          count_response, did_you_mean, drop_unused_levels, hurdle_response,
+                          is_dask_frame, positive_response, prior_weights, report_nonfinite,
+                          resolve_family, unit_interval_response, zero_part)
 from .design import quote_keywords
 from .fit_checks import (FitError, SeparationWarning, SingularFitWarning,  # noqa: F401
                          _check_dense_memory, _check_rank, _check_start_covariances,
@@ -109,6 +110,14 @@ class MixedGLM(MixedLMSetup, MixedLM):
         ``"diagonal"`` (independent, lme4's ``||``).
     missing : ``"none"`` (NaN/inf raise with advice) or ``"drop"`` (rows with
         NaN/inf in any array are dropped, with a warning giving the count).
+    exog_zi : (n, k) design of the zero part (glmmTMB's ``ziformula``; built from a
+        formula by ``from_formula(..., ziformula="~ x")``): with ``family="poisson"`` or
+        ``"negative_binomial"`` a zero-inflated model (a structural zero with
+        probability expit(x_zi' gamma)), with ``"truncated_poisson"`` or
+        ``"truncated_negative_binomial"`` a hurdle model (Pr(y = 0) = expit(x_zi'
+        gamma)), which needs one. None or no columns: no zero part. The zero-part
+        coefficients are reported as ``zi_<name>`` after the variance parameters.
+        ``family="beta"``: a response strictly in (0, 1), logit link, precision phi.
     """
 
     _formula_max_endog = 2
@@ -129,7 +138,8 @@ class MixedGLM(MixedLMSetup, MixedLM):
 
     def __init__(self, endog, exog, groups, exog_re=None, family=None, offset=None,
                  exposure=None, n_trials=None, cov_struct="unstructured", missing="none",
-                 exog_vc=None, freq_weights=None, var_weights=None, **kwargs):
+                 exog_vc=None, freq_weights=None, var_weights=None, exog_zi=None, **kwargs):
+        zi_names = kwargs.pop("_zi_names", None)
         extra_specs = list(kwargs.pop("_extra_specs", None) or [])
         self._checks = kwargs.pop("_global_checks", True)  # False: a shard (mlglm.distributed)
         no_group_re = kwargs.pop("_no_group_re", False)
@@ -141,6 +151,10 @@ class MixedGLM(MixedLMSetup, MixedLM):
                 "variance components given as exog_vc arrays are not supported; use "
                 "from_formula(..., vc_formula={...}) or lme4 terms in glmer()/lmer()")
         family, spec = resolve_family(family, default=self._default_family)
+        exog_zi, zi_names = _zero_part_design(exog_zi, zi_names)
+        family, spec = zero_part(family, spec, exog_zi)
+        if spec.auxiliary and (freq_weights is not None or var_weights is not None):
+            raise MixedGLMInputError(f"prior weights are not taken by {spec.label} models yet")
         if cov_struct not in ("unstructured", "diagonal"):
             raise MixedGLMInputError("cov_struct must be 'unstructured' or 'diagonal'")
         endog_names = kwargs.pop("_endog_names", None)
@@ -153,18 +167,18 @@ class MixedGLM(MixedLMSetup, MixedLM):
                                      "exog_re": _num(exog_re), "offset": offset,
                                      "exposure": exposure, "n_trials": n_trials,
                                      "freq_weights": freq_weights,
-                                     "var_weights": var_weights}, "drop")
+                                     "var_weights": var_weights, "exog_zi": exog_zi}, "drop")
             if mask is not None:
                 n_dropped += int((~mask).sum())
                 (endog, exog, groups, exog_re, offset, exposure, n_trials, freq_weights,
-                 var_weights) = (_take(a, mask) for a in (
+                 var_weights, exog_zi) = (_take(a, mask) for a in (
                      endog, exog, groups, exog_re, offset, exposure, n_trials, freq_weights,
-                     var_weights))
+                     var_weights, exog_zi))
         elif missing in ("none", "raise"):
             report_nonfinite({"endog": _num(endog), "exog": _num(exog), "groups": groups_chk,
                               "exog_re": _num(exog_re), "offset": offset, "exposure": exposure,
                               "n_trials": n_trials, "freq_weights": freq_weights,
-                              "var_weights": var_weights}, "none")
+                              "var_weights": var_weights, "exog_zi": exog_zi}, "none")
         else:
             raise MixedGLMInputError("missing must be 'none' or 'drop'")
         if endog_names is None and isinstance(endog, pd.DataFrame):
@@ -190,6 +204,8 @@ class MixedGLM(MixedLMSetup, MixedLM):
         if self._checks:
             check_constant_response(spec, y, m, freq_weights)
             _check_rank(np.asarray(self.exog, dtype=float), self.exog_names)
+            if exog_zi is not None:
+                _check_rank(exog_zi, [f"zi_{n}" for n in zi_names])
             if self.n_groups < 2 and not no_group_re:
                 raise MixedGLMInputError("a mixed model needs at least two groups; found "
                                          f"{self.n_groups}")
@@ -199,13 +215,15 @@ class MixedGLM(MixedLMSetup, MixedLM):
         self.freq_weights = prior_weights(freq_weights, n, "freq_weights")
         self.var_weights = prior_weights(var_weights, n, "var_weights")
         self.n_trials = m
+        self.exog_zi = exog_zi
+        self.exog_zi_names = zi_names
         self.offset = off
         self.exposure = exposure
         self.cov_struct = cov_struct
         self.n_dropped = n_dropped
         self.reml = spec.is_gaussian
         self._init_keys.extend(["family", "offset", "exposure", "n_trials", "cov_struct",
-                                "freq_weights", "var_weights"])
+                                "freq_weights", "var_weights", "exog_zi"])
         self._term_args = (extra_specs, no_group_re, group_factors)
         if not from_formula:
             self._build_re_terms(*self._term_args)
@@ -240,6 +258,10 @@ class MixedGLM(MixedLMSetup, MixedLM):
         self.data.exog_re_names_full = variance_param_names(terms)
         self.data.param_names = list(self.exog_names) + self.data.exog_re_names_full
         self.k_params = len(self.data.param_names)
+        if self.exog_zi is not None:               # the zero part after the variances
+            self.data.param_names = list(self.data.param_names) + [
+                f"zi_{n}" for n in self.exog_zi_names]
+            self.k_params = len(self.data.param_names)
         if self.fam.estimates_dispersion:          # the dispersion is the last parameter
             self.data.param_names = list(self.data.param_names) + [self.fam.dispersion_name]
             self.k_params = len(self.data.param_names)
@@ -262,6 +284,10 @@ class MixedGLM(MixedLMSetup, MixedLM):
             raise MixedGLMInputError("n_trials= is for binomial models")
         if fam.is_count:
             y = count_response(endog, fam.label)
+            if fam.zero_part == "hurdle":
+                hurdle_response(y, fam.label)
+        elif fam.distribution.unit_interval:
+            y = unit_interval_response(endog, fam.label)
         elif fam.distribution.positive:
             y = positive_response(endog, fam.label)
         else:
@@ -296,6 +322,10 @@ class MixedGLM(MixedLMSetup, MixedLM):
             return sharded_engine().sharded_model(cls, formula, data, re_formula, vc_formula,
                                                   subset, missing, **kwargs)
         random_terms = list(kwargs.pop("_random_terms", None) or [])
+        ziformula = kwargs.pop("ziformula", None)
+        if ziformula is not None and not isinstance(ziformula, str):
+            raise MixedGLMInputError(f"ziformula must be a string such as '~ x' or '~ 1', got "
+                                     f"{type(ziformula).__name__}")
         namespace = capture(kwargs.pop("eval_env", None), depth=1)
         if not isinstance(data, pd.DataFrame):
             data = pd.DataFrame(data)
@@ -310,8 +340,11 @@ class MixedGLM(MixedLMSetup, MixedLM):
         if re_formula is not None:
             re_formula = quote_keywords(re_formula, data.columns)
         refuse_r_dot(formula, data, kwargs.get("groups"))
+        if ziformula is not None:
+            ziformula = quote_keywords(ziformula, data.columns)
         extra_text = " ".join(list((vc_formula or {}).values())
-                              + [f"{t.re_formula} {' '.join(t.factors)}" for t in random_terms])
+                              + [f"{t.re_formula} {' '.join(t.factors)}" for t in random_terms]
+                              + [_zi_rhs(ziformula)])
         names = formula_names(namespace, [formula, re_formula, extra_text,
                                           subset if isinstance(subset, str) else None])
         data = check_duplicate_columns(data, identifiers(formula, re_formula, extra_text) | {
@@ -388,6 +421,9 @@ class MixedGLM(MixedLMSetup, MixedLM):
                      (isinstance(group_name, str) and c == group_name)]
         full_data = data
         env = patsy.EvalEnvironment([names])
+        if ziformula is not None:
+            kwargs["exog_zi"], kwargs["_zi_names"] = _zero_part_from_formula(
+                ziformula, full_data, env)
         if vc_formula is not None and re_formula is None:
             kwargs["_no_group_re"] = True        # statsmodels: no group effect besides the vc
         if vc_formula is not None or random_terms:
@@ -460,7 +496,8 @@ class MixedGLM(MixedLMSetup, MixedLM):
                        X=np.asarray(self.exog, dtype=float),
                        offset=np.asarray(self.offset, dtype=float), terms=self.re_terms,
                        family=fam, freq=self.freq_weights,
-                       var=self.var_weights, estimate_dispersion=self.fam.estimates_dispersion)
+                       var=self.var_weights, estimate_dispersion=self.fam.estimates_dispersion,
+                       X_zi=self.exog_zi)
 
     def objective(self, nagq: int = 1):
         """The marginal log-likelihood as a function of x = (beta, theta)
@@ -468,14 +505,18 @@ class MixedGLM(MixedLMSetup, MixedLM):
         return self.problem.objective(nagq)
 
     def theta_from_params(self, params) -> np.ndarray:
-        """x = (beta, theta[, t]) from params = (fe_params, vech(cov_re) per term[,
-        dispersion]), t = log(dispersion)."""
+        """x = (beta, theta[, gamma][, t]) from params = (fe_params, vech(cov_re) per
+        term[, zero-part coefficients][, dispersion]), t = log(dispersion)."""
         params = np.asarray(params, dtype=float)
         p = self.k_fe
         thetas, i = [], p
         for t in self.re_terms:
             k = t.q * (t.q + 1) // 2
             thetas.append(t.pattern.theta_from_Sigma(Sigma_from_vech(params[i:i + k], t.q)))
+            i += k
+        if self.exog_zi is not None:
+            k = self.exog_zi.shape[1]
+            thetas.append(params[i:i + k])
             i += k
         if self.fam.estimates_dispersion:
             thetas.append([self.fam.log_dispersion(params[i])])
@@ -646,6 +687,48 @@ class MixedGLM(MixedLMSetup, MixedLM):
         if which == "linear":
             return eta
         return self.fam.inverse_link(eta)
+
+
+def _zi_rhs(ziformula) -> str:
+    """The right-hand side of a zero-part formula ("" for none)."""
+    if ziformula is None:
+        return ""
+    return ziformula.split("~", 1)[1] if "~" in ziformula else ziformula
+
+
+def _zero_part_from_formula(ziformula, data, env):
+    """(X_zi, names) of ``ziformula`` ("~ x + z", "~ 1", "~ 0") on the model's rows."""
+    rhs = _zi_rhs(ziformula).strip()
+    if "|" in rhs:
+        raise MixedGLMInputError("random effects in the zero part (ziformula with a bar "
+                                 "term) are not supported; the zero part takes fixed effects")
+    try:
+        D = patsy.dmatrix(rhs or "0", data, eval_env=env, return_type="dataframe", NA_action="raise")
+    except Exception as exc:  # patsy's errors: say which formula and what the columns are
+        raise MixedGLMInputError(f"could not build the zero part from ziformula="
+                                 f"{ziformula!r}: {exc}"
+                                 + formula_hint(exc, ziformula, data.columns)) from exc
+    if D.shape[1] == 0:
+        return None, None
+    return D.to_numpy(dtype=float), [str(c) for c in D.columns]
+
+
+def _zero_part_design(exog_zi, names):
+    """(array (n, k) or None, column names) of a zero-part design: a DataFrame's columns
+    name it, else ``names`` or zi0, zi1, ...; no columns is no zero part (None)."""
+    if exog_zi is None:
+        return None, None
+    if isinstance(exog_zi, pd.DataFrame):
+        names = [str(c) for c in exog_zi.columns] if names is None else names
+    X = np.asarray(exog_zi, dtype=float)
+    X = X.reshape(X.shape[0], -1)
+    if X.shape[1] == 0:
+        return None, None
+    if names is None:
+        names = [f"zi{k}" for k in range(X.shape[1])]
+    if len(names) != X.shape[1]:
+        raise MixedGLMInputError(f"exog_zi has {X.shape[1]} columns for {len(names)} names")
+    return X, list(names)
 
 
 class BinomialMixedGLM(MixedGLM):

@@ -1,9 +1,10 @@
 """Results of a MixedGLM fit: a statsmodels ``MixedLMResults`` done right for GLMMs.
 
-``params`` = (fe_params, vech(cov_re)[, dispersion]) with vech the row-major
-lower triangle (MixedLM's order and names) and, for a negative binomial or
-Gamma fit, the estimated dispersion last (``theta`` or ``scale``, named by the
-family). ``cov_params()`` is the inverse observed information: for GLMMs the
+``params`` = (fe_params, vech(cov_re)[, zero part][, dispersion]) with vech the
+row-major lower triangle (MixedLM's order and names), the zero-part coefficients of
+a zero-inflated or hurdle model (``zi_<name>``, also ``zi_params``) and, for a
+negative binomial, Gamma or beta fit, the estimated dispersion last (``theta``,
+``scale`` or ``phi``, named by the family). ``cov_params()`` is the inverse observed information: for GLMMs the
 Hessian of the exact gradient in (beta, theta, t) by differences
 (:mod:`mlglm.core.information`), inverted over the directions the data determine
 and mapped to (beta, vech Sigma, dispersion = e^t) by the delta method -- a
@@ -75,7 +76,7 @@ class MixedGLMResults(MixedLMResults):
     def __init__(self, model, fit):
         # params = (beta, vech Sigma_k per term, [the dispersion a GLMM estimates])
         params = np.concatenate([fit.beta] + [S[np.tril_indices(S.shape[0])]
-                                              for S in fit.Sigmas])
+                                              for S in fit.Sigmas] + [fit.zi])
         if model.fam.estimates_dispersion:
             params = np.concatenate([params, [fit.dispersion]])
         scale = model.fam.scale(fit.dispersion)
@@ -159,8 +160,23 @@ class MixedGLMResults(MixedLMResults):
     @cache_readonly
     def bse_re(self):
         """Delta-method SEs of the variances/covariances (unreliable near zero)."""
-        k = len(self.params) - int(self.model.fam.estimates_dispersion)
+        k = len(self.params) - int(self.model.fam.estimates_dispersion) - self.k_zi
         return np.sqrt(np.diag(self.cov_params())[self.k_fe:k])
+
+    @property
+    def k_zi(self) -> int:
+        """Number of zero-part coefficients (0 without a zero part)."""
+        return int(self.outcome.zi.size)
+
+    @cache_readonly
+    def zi_params(self):
+        """The zero-part coefficients gamma (zero-inflated and hurdle models: the
+        structural-zero, or zero, probability is expit(x_zi' gamma)), named as in
+        ``params`` (``zi_<name>``); an empty Series without a zero part."""
+        names = list(self.model.data.param_names)
+        k = len(names) - int(self.model.fam.estimates_dispersion)
+        return pd.Series(np.asarray(self.outcome.zi), index=names[k - self.k_zi:k],
+                         dtype=float, name="zi_params")
 
     @cache_readonly
     def bse_dispersion(self):

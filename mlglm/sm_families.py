@@ -40,7 +40,11 @@ def statsmodels_link(link) -> Link | None:
 def statsmodels_family(fam: Family, dispersion=None):
     """The statsmodels family object of ``fam``, e.g. for ``sm.GLM``. A negative binomial
     is ``NegativeBinomial(alpha=1 / theta)`` with theta the fixed one, else ``dispersion``
-    (an estimate), else NaN (estimated: what ``family="negative_binomial"`` makes)."""
+    (an estimate), else NaN (estimated: what ``family="negative_binomial"`` makes).
+    A family statsmodels has no class for (zero-inflated, hurdle, beta) is its own
+    object: ``fam`` itself."""
+    if fam.distribution.statsmodels is None:
+        return fam
     link = getattr(sm.families.links, fam.link.statsmodels[0])()
     cls = getattr(sm.families, fam.distribution.statsmodels)
     if fam.distribution.dispersion_fixable:

@@ -50,12 +50,16 @@ from scipy import special
 
 from .families import (ETA_MAX, BinomialCloglog, BinomialLogit, BinomialProbit, Kernel,
                        PoissonLog, RowConstants, weight_product)
+from .families_beta import BetaLogit
 from .families_dispersion import (GammaConstants, GammaInverse, GammaLog, NBConstants,
                                   NegativeBinomialLog)
+from .families_zero import HurdleNB2, HurdlePoisson, ZeroInflatedNB2, ZeroInflatedPoisson
 
-__all__ = ["Family", "Distribution", "Link", "LINKS", "DISTRIBUTIONS", "FAMILY_NAMES",
-           "KERNEL_PAIRS", "distribution_named", "link_named", "BINOMIAL", "POISSON",
-           "NEGATIVE_BINOMIAL", "GAMMA", "GAUSSIAN"]
+__all__ = ["Family", "Distribution", "AuxiliaryDistribution", "Link", "LINKS",
+           "DISTRIBUTIONS", "AUXILIARY_DISTRIBUTIONS", "FAMILY_NAMES", "KERNEL_PAIRS",
+           "distribution_named", "link_named", "BINOMIAL", "POISSON", "NEGATIVE_BINOMIAL",
+           "GAMMA", "GAUSSIAN", "ZI_POISSON", "ZI_NEGATIVE_BINOMIAL", "TRUNCATED_POISSON",
+           "TRUNCATED_NEGATIVE_BINOMIAL", "BETA"]
 
 
 # ------------------------------------------------------------------------ links
@@ -177,6 +181,18 @@ class Distribution:
     #: the distribution it becomes at the boundary of its dispersion (NB2 at theta =
     #: infinity: the Poisson), or None
     limit = None
+    #: the row kernel takes auxiliary linear predictors (a zero part, the log
+    #: dispersion: :mod:`mlglm.core.families_auxiliary`); fitted by the one-term engine
+    #: :class:`~mlglm.core.objective_aux.AuxiliaryLoglik`
+    auxiliary = False
+    #: "inflation" (structural zeros with probability expit(a)), "hurdle" (Pr(y = 0) =
+    #: expit(a), positives from the zero-truncated model) or None: the model has a
+    #: zero part a = X_zi gamma (glmmTMB's ``ziformula``)
+    zero_part: str | None = None
+    #: the zero-inflated version of this distribution (``ziformula=``), or None
+    zero_inflated = None
+    #: responses strictly between 0 and 1 (the beta)
+    unit_interval = False
 
     def __repr__(self):
         return f"Distribution({self.name})"
@@ -417,14 +433,124 @@ class Gaussian(Distribution):
         return mu + rng.normal(size=mu.size) * np.sqrt(self._needs(d) / v)
 
 
+class AuxiliaryDistribution(Distribution):
+    """A distribution whose row kernel takes auxiliary linear predictors: zero-inflated
+    and hurdle Poisson / NB2 (a zero part a = X_zi gamma) and the beta (glmmTMB's
+    parametrisation, ``docs/zero_inflation_math.md``). The kernel classes are
+    :mod:`mlglm.core.families_zero` and :mod:`mlglm.core.families_beta`; the engine is
+    :class:`~mlglm.core.objective_aux.AuxiliaryLoglik` (one grouping factor, Laplace and
+    AGHQ). The normalising constants are the kernel's (``row_constants``), the start
+    the engine's. Means, variances and draws of these models involve the zero part and
+    are not offered through the one-predictor methods of :class:`Distribution`.
+    """
+
+    auxiliary = True
+    statsmodels = None
+
+    def _no(self, what):
+        raise NotImplementedError(f"{what} is not available for the {self.label} family yet")
+
+    def row_constants(self, y, m, freq=None, var=None) -> RowConstants:
+        return self.kernels[self.default_link]().row_constants(y, weight_product(freq, var))
+
+    def variance(self, mu, d, m):
+        self._no("the variance function (Pearson residuals)")
+
+    def unit_deviance(self, y, mu, m, d):
+        self._no("the unit deviance (deviance residuals)")
+
+    def draw(self, mu, rng, m, d, v):
+        self._no("simulation")
+
+    def log_scale_cv2(self, lam, d):
+        self._no("a log-scale distribution variance (ICC)")
+
+
+class ZeroInflatedPoissonDistribution(AuxiliaryDistribution):
+    """Zero-inflated Poisson: y = 0 with probability pi = expit(a), else Poisson(mu)
+    (glmmTMB ``family = poisson()`` with ``ziformula``)."""
+
+    name, label = "zero_inflated_poisson", "zero-inflated Poisson"
+    aliases = ("zipoisson",)
+    kernels = {"log": ZeroInflatedPoisson}
+    default_link = "log"
+    is_count = discrete = True
+    zero_part = "inflation"
+
+
+class ZeroInflatedNBDistribution(AuxiliaryDistribution):
+    """Zero-inflated NB2 (glmmTMB ``nbinom2()`` with ``ziformula``); theta estimated."""
+
+    name, label = "zero_inflated_negative_binomial", "zero-inflated negative binomial"
+    aliases = ("zinbinom2", "zinb2")
+    kernels = {"log": ZeroInflatedNB2}
+    default_link = "log"
+    is_count = discrete = True
+    zero_part = "inflation"
+    dispersion_name = "theta"
+    dispersion_description = "NB2: Var = mu + mu^2 / theta (count part)"
+
+
+class TruncatedPoissonDistribution(AuxiliaryDistribution):
+    """Poisson hurdle: Pr(y = 0) = expit(a), positives zero-truncated Poisson (glmmTMB
+    ``truncated_poisson()`` with ``ziformula``)."""
+
+    name, label = "truncated_poisson", "truncated Poisson (hurdle)"
+    aliases = ("hurdle_poisson",)
+    kernels = {"log": HurdlePoisson}
+    default_link = "log"
+    is_count = discrete = True
+    zero_part = "hurdle"
+
+
+class TruncatedNBDistribution(AuxiliaryDistribution):
+    """NB2 hurdle (glmmTMB ``truncated_nbinom2()`` with ``ziformula``); theta estimated."""
+
+    name, label = "truncated_negative_binomial", "truncated negative binomial (hurdle)"
+    aliases = ("truncated_nbinom2", "hurdle_nb2", "hurdle_negative_binomial")
+    kernels = {"log": HurdleNB2}
+    default_link = "log"
+    is_count = discrete = True
+    zero_part = "hurdle"
+    dispersion_name = "theta"
+    dispersion_description = "NB2: Var = mu + mu^2 / theta (count part, before truncation)"
+
+
+class BetaDistribution(AuxiliaryDistribution):
+    """Beta, logit link, precision phi (glmmTMB ``beta_family()``): Var = mu (1 - mu) /
+    (1 + phi), y strictly in (0, 1)."""
+
+    name, label = "beta", "beta"
+    aliases = ("beta_family",)
+    kernels = {"logit": BetaLogit}
+    default_link = "logit"
+    link_hint = "the beta model is fitted with the logit link (glmmTMB's default)"
+    unit_interval = True
+    dispersion_name = "phi"
+    dispersion_description = "beta precision: Var = mu (1 - mu) / (1 + phi)"
+
+
 BINOMIAL, POISSON, NEGATIVE_BINOMIAL, GAMMA, GAUSSIAN = (
     Binomial(), Poisson(), NegativeBinomial(), Gamma(), Gaussian())
 NegativeBinomial.limit = POISSON
+ZI_POISSON, ZI_NEGATIVE_BINOMIAL, TRUNCATED_POISSON, TRUNCATED_NEGATIVE_BINOMIAL, BETA = (
+    ZeroInflatedPoissonDistribution(), ZeroInflatedNBDistribution(),
+    TruncatedPoissonDistribution(), TruncatedNBDistribution(), BetaDistribution())
+Poisson.zero_inflated = ZI_POISSON
+NegativeBinomial.zero_inflated = ZI_NEGATIVE_BINOMIAL
 
-#: the distributions by name
+#: the distributions by name (the plain kernels in eta alone)
 DISTRIBUTIONS = {d.name: d for d in (BINOMIAL, POISSON, NEGATIVE_BINOMIAL, GAMMA, GAUSSIAN)}
-FAMILY_NAMES = tuple(DISTRIBUTIONS)
-_ALIASES = {a: d for d in DISTRIBUTIONS.values() for a in d.aliases}
+#: the distributions whose kernels take auxiliary predictors (issue 23)
+AUXILIARY_DISTRIBUTIONS = {d.name: d for d in (ZI_POISSON, ZI_NEGATIVE_BINOMIAL,
+                                               TRUNCATED_POISSON, TRUNCATED_NEGATIVE_BINOMIAL,
+                                               BETA)}
+#: the family names a user types (zero inflation is ``poisson`` or ``negative_binomial``
+#: with a ``ziformula``)
+FAMILY_NAMES = tuple(DISTRIBUTIONS) + (TRUNCATED_POISSON.name,
+                                       TRUNCATED_NEGATIVE_BINOMIAL.name, BETA.name)
+_ALIASES = {a: d for d in (*DISTRIBUTIONS.values(), *AUXILIARY_DISTRIBUTIONS.values())
+            for a in d.aliases}
 #: (distribution, link) names of every pair with a row kernel (the GLMMs fitted)
 KERNEL_PAIRS = tuple((d.name, link) for d in DISTRIBUTIONS.values()
                      for link, kernel in d.kernels.items() if kernel is not None)
@@ -433,7 +559,7 @@ KERNEL_PAIRS = tuple((d.name, link) for d in DISTRIBUTIONS.values()
 def distribution_named(name: str) -> Distribution:
     """The distribution called ``name`` or one of its aliases (ValueError otherwise)."""
     key = name.strip().lower()
-    found = DISTRIBUTIONS.get(key) or _ALIASES.get(key)
+    found = DISTRIBUTIONS.get(key) or AUXILIARY_DISTRIBUTIONS.get(key) or _ALIASES.get(key)
     if found is None:
         raise ValueError(f"unknown family {name!r}; use one of {FAMILY_NAMES}")
     return found
@@ -522,6 +648,30 @@ class Family:
     def dispersion_description(self) -> str:
         return self.distribution.dispersion_description
 
+    @property
+    def auxiliary(self) -> bool:
+        """The kernel takes auxiliary predictors (zero-inflated, hurdle, beta)."""
+        return self.distribution.auxiliary
+
+    @property
+    def zero_part(self) -> str | None:
+        """"inflation", "hurdle" or None: the model has a zero part a = X_zi gamma."""
+        return self.distribution.zero_part
+
+    def with_zero_inflation(self) -> "Family":
+        """The zero-inflated version of this family (``ziformula=`` on a Poisson or
+        negative binomial); ValueError for a family without one."""
+        zi = self.distribution.zero_inflated
+        if zi is None:
+            raise ValueError(f"the {self.label} family has no zero-inflated version; "
+                             "ziformula= is for family='poisson' or 'negative_binomial' "
+                             "(zero inflation) and 'truncated_poisson' or "
+                             "'truncated_negative_binomial' (hurdle models)")
+        if self.fixed_dispersion is not None:
+            raise ValueError("a zero-inflated negative binomial estimates theta; a fixed "
+                             "dispersion is not offered with ziformula=")
+        return Family(zi, self.link)
+
     def nests_at_boundary(self, distribution) -> bool:
         """``distribution`` is this family's at the boundary of its estimated dispersion
         (a Poisson fit within a negative binomial one: 1 / theta = 0)."""
@@ -551,6 +701,8 @@ class Family:
         cls = self.distribution.kernels[self.link.name]
         if cls is None:
             raise ValueError("the Gaussian model is fitted exactly; it has no GLMM kernel")
+        if self.distribution.auxiliary:     # a kernel in (eta, a, t), bound by the engine
+            return cls()
         if not cls.has_dispersion:
             return cls(self.distribution, self.link)
         if log_dispersion is None and self.fixed_dispersion is not None:

@@ -284,14 +284,14 @@ def fit_glmm(obj: Objective, x0=None, maxiter: int = 1000, laplace_first: bool =
     t_hat = layout.log_dispersion(x)
     cov_params, se_missing = reported_covariance(
         obj.p, Lambdas, patterns, cov_x, free, no_se & free,
-        np.exp(t_hat) if obj.n_disp else None, computed=hessian)
+        np.exp(t_hat) if obj.n_disp else None, computed=hessian, n_zi=layout.n_zi)
     fitted = CoreFit(
         method="aghq" if obj.nagq > 1 else "laplace", nagq=obj.nagq, layout=layout, x=x,
         beta=beta.copy(), theta=theta.copy(), patterns=patterns, Lambdas=tuple(Lambdas),
         Sigmas=tuple(L @ L.T for L in Lambdas), b=tuple(b), b_cov=tuple(b_cov),
         dispersion=_dispersion(obj, t_hat), llf=llf, cov_params=cov_params, free=free,
         singular=singular, record=record, n_params=x.size, hessian=Hm, cov_x=cov_x,
-        no_se=no_se, se_missing=se_missing)
+        no_se=no_se, se_missing=se_missing, zi=layout.zi(x).copy())
     if check and obj.nagq > 1 and hessian:
         chk = check_at_optimum(obj, fitted)
         fitted = replace(fitted, record=replace(record, quadrature_check=chk))

@@ -86,12 +86,14 @@ class CoreFit:
     b, b_cov : per term, (J_k, q_k) conditional modes and (J_k, q_k, q_k) conditional
         covariances.
     dispersion : negative binomial theta or Gamma phi (estimated or held fixed),
-        the LMM's sigma^2; None for binomial and Poisson fits.
+        the beta's precision phi, the LMM's sigma^2; None for binomial and Poisson fits.
+    zi : gamma, the coefficients of the zero part (zero-inflated and hurdle models;
+        empty otherwise).
     llf : the log-likelihood with every constant (REML fits: -REMLcrit / 2).
     reml_criterion : lme4's REMLcrit (REML fits), else None.
     deviance_ml : the LMM's ML deviance at theta, beta and sigma^2 re-profiled; None
         for GLMMs.
-    cov_params : covariance of psi = (beta, vech Sigma_k..., [dispersion]) (module
+    cov_params : covariance of psi = (beta, vech Sigma_k..., [gamma], [dispersion]) (module
         docstring); NaN where there is no Wald value.
     hessian, cov_x : observed information in x and its inverse over the directions of
         the free parameters the data determine (GLMMs; None for the LMM); NaN rows and
@@ -131,11 +133,12 @@ class CoreFit:
     cov_x: np.ndarray | None = field(default=None, repr=False)
     no_se: np.ndarray | None = None
     se_missing: np.ndarray | None = None
+    zi: np.ndarray = field(default_factory=lambda: np.zeros(0))
 
     def __post_init__(self):
         # a frozen record: its arrays are read-only too
         for name in ("x", "beta", "theta", "cov_params", "free", "singular", "hessian",
-                     "cov_x", "no_se", "se_missing"):
+                     "cov_x", "no_se", "se_missing", "zi"):
             _freeze(getattr(self, name))
         for name in ("Lambdas", "Sigmas", "b", "b_cov"):
             for a in getattr(self, name):
@@ -183,8 +186,9 @@ def vech_jacobian(Lambda, pattern) -> np.ndarray:
 
 
 def reported_covariance(p, Lambdas, patterns, cov_x, free, no_info, dispersion=None,
-                        computed=True):
-    """(cov(psi), missing) for psi = (beta, vech Sigma_k..., [dispersion]) of a GLMM:
+                        computed=True, n_zi=0):
+    """(cov(psi), missing) for psi = (beta, vech Sigma_k..., [gamma], [dispersion]) of a
+    GLMM (``n_zi`` zero-part coefficients gamma, reported as they are in x):
     cov(psi) = J cov(x) J' (module docstring), ``dispersion`` the estimated one
     (d/dt = dispersion) or None. Every entry of psi that depends on a parameter held at
     the boundary (not ``free``) or without information (``no_info``, bool over x) has NaN
@@ -194,12 +198,13 @@ def reported_covariance(p, Lambdas, patterns, cov_x, free, no_info, dispersion=N
     blocks = [vech_jacobian(L, pat) for L, pat in zip(Lambdas, patterns)]
     n_vech = sum(B.shape[0] for B in blocks)
     has_t = dispersion is not None
-    J = np.zeros((p + n_vech + has_t, cov_x.shape[0]))
+    J = np.zeros((p + n_vech + n_zi + has_t, cov_x.shape[0]))
     J[:p, :p] = np.eye(p)
     r, c = p, p
     for B in blocks:
         J[r:r + B.shape[0], c:c + B.shape[1]] = B
         r, c = r + B.shape[0], c + B.shape[1]
+    J[r:r + n_zi, c:c + n_zi] = np.eye(n_zi)
     if has_t:
         J[-1, -1] = dispersion
     no_info = np.zeros(cov_x.shape[0], dtype=bool) if no_info is None else no_info
