@@ -211,7 +211,8 @@ def _fit_keywords(function, fit_kwargs, data=None):
 
 def glmer(formula, data, family="binomial", nagq=1, link=None, subset=None, offset=None,
           exposure=None, n_trials=None, missing="none", nAGQ=None, REML=None, weights=None,
-          freq_weights=None, var_weights=None, control=None, eval_env=None, **fit_kwargs):
+          freq_weights=None, var_weights=None, control=None, eval_env=None, ziformula=None,
+          **fit_kwargs):
     """Fit a GLMM written in lme4's syntax, e.g. ``"y ~ x + (1 + x | g)"``.
 
     Parameters
@@ -219,7 +220,15 @@ def glmer(formula, data, family="binomial", nagq=1, link=None, subset=None, offs
     family : "binomial" | "poisson" | "negative_binomial" (NB2, theta estimated by ML
         jointly with everything else -- not lme4's alternating ``glmer.nb``) |
         "gamma" (inverse link, as R's ``Gamma()``; ``link="log"``) | a statsmodels
-        family object.
+        family object | glmmTMB's "truncated_poisson", "truncated_negative_binomial"
+        (hurdle models, with ``ziformula``) and "beta" (``beta_family()``: logit link,
+        precision phi estimated; y strictly in (0, 1)).
+    ziformula : glmmTMB's zero part, e.g. ``"~ spp + mined"``, ``"~ 1"`` (constant),
+        ``"~ 0"`` or None (none): with "poisson" or "negative_binomial" a zero-inflated
+        model, Pr(structural zero) = expit(x_zi' gamma); with a truncated family a
+        hurdle, Pr(y = 0) = expit(x_zi' gamma). glmmTMB's parametrisation, so the
+        numbers port one to one; the coefficients are ``zi_<name>`` in ``params`` and
+        ``res.zi_params``. One grouping factor (Laplace or AGHQ).
     nagq, nAGQ : 1 for the Laplace approximation (default, as lme4), K > 1 for
         K-point adaptive Gauss-Hermite quadrature per random-effect dimension,
         "auto" to raise K until the estimates settle (see :meth:`MixedGLM.fit`)
@@ -280,7 +289,8 @@ def glmer(formula, data, family="binomial", nagq=1, link=None, subset=None, offs
     model = _model(formula, data, fam, subset=subset, offset=offset, exposure=exposure,
                    n_trials=n_trials, missing=missing, namespace=namespace,
                    **_model_keywords(data, fit_kwargs),
-                   **_weights(freq_weights=freq_weights, var_weights=var_weights))
+                   **_weights(freq_weights=freq_weights, var_weights=var_weights),
+                   **({} if ziformula is None else {"ziformula": ziformula}))
     if nagq == 1:
         return model.fit(method="laplace", **fit_kwargs)
     return model.fit(method="aghq", nagq=nagq, **fit_kwargs)

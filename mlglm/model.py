@@ -319,6 +319,10 @@ class MixedGLM(MixedLMSetup, MixedLM):
         demand (:func:`sharded_engine`).
         """
         if is_dask_frame(data):        # rows on a Dask cluster: the optional engine (plugin)
+            if kwargs.get("ziformula") is not None or resolve_family(
+                    kwargs.get("family"), default=cls._default_family)[1].auxiliary:
+                raise NotImplementedError("zero-inflated, hurdle and beta models are fitted "
+                                          "in memory only: pass a pandas DataFrame")
             return sharded_engine().sharded_model(cls, formula, data, re_formula, vc_formula,
                                                   subset, missing, **kwargs)
         random_terms = list(kwargs.pop("_random_terms", None) or [])

@@ -126,16 +126,34 @@ def _fe_table(res, alpha, table=None):
         fmt = lambda v: _fmt(v, 4)        # noqa: E731
         return table.map(fmt) if hasattr(table, "map") else table.applymap(fmt)
     p = res.k_fe
-    names = list(res.model.exog_names)
-    coef = np.asarray(res.fe_params)
-    se = np.asarray(res.bse_fe)
+    return _wald_table(np.asarray(res.fe_params), np.asarray(res.bse_fe),
+                       list(res.model.exog_names)[:p], alpha)
+
+
+def _zi_table(res, alpha):
+    """(table, heading): the zero part's coefficients (zero-inflated and hurdle models) as
+    a Wald z table of their own and a line saying what the zero part is; None without
+    one."""
+    k = res.k_zi
+    if not k:
+        return None
+    names = list(res.model.data.param_names)
+    end = len(names) - int(res.model.fam.estimates_dispersion)
+    se = np.sqrt(np.diag(np.asarray(res.cov_params()))[end - k:end])
+    what = ("Zero-inflation model, logit Pr(structural zero):"
+            if res.model.fam.zero_part == "inflation" else
+            "Zero (hurdle) model, logit Pr(y = 0):")
+    return _wald_table(np.asarray(res.zi_params), se, list(res.zi_params.index), alpha), what
+
+
+def _wald_table(coef, se, names, alpha):
     with np.errstate(divide="ignore", invalid="ignore"):
         z = coef / se
     pv = 2 * stats.norm.sf(np.abs(z))
     crit = stats.norm.ppf(1 - alpha / 2)
     lo, hi = f"[{alpha / 2:.3f}", f"{1 - alpha / 2:.3f}]"
     df = pd.DataFrame({"Coef.": coef, "Std.Err.": se, "z": z, "P>|z|": pv,
-                       lo: coef - crit * se, hi: coef + crit * se}, index=names[:p])
+                       lo: coef - crit * se, hi: coef + crit * se}, index=names)
     cell = (lambda v: _fmt(v, 4, sci=True))      # noqa: E731
     return df.map(cell) if hasattr(df, "map") else df.applymap(cell)
 
@@ -272,6 +290,11 @@ def make_summary(res, alpha=0.05, ddf=None):
     smry.add_title(f"{type(res.model).__name__} results: {method_label(res)}")
     smry.add_dict({**_header(res), "Fixed-effect tests:": how}, ncols=2)
     smry.add_df(_fe_table(res, alpha, table), float_format="%s")
+    zi = _zi_table(res, alpha)
+    if zi is not None:          # its own block, headed by a row saying what it models
+        table, what = zi
+        head = pd.DataFrame([[""] * table.shape[1]], index=[what], columns=table.columns)
+        smry.add_df(pd.concat([head, table]), float_format="%s")
     smry.add_df(_re_table(res), float_format="%s")
     for w in _warnings(res) + notes:
         smry.add_text(w)
