@@ -242,8 +242,9 @@ def check_at_optimum(obj, state) -> AdequacyCheck:
         ok = state.free & np.isfinite(np.diag(state.cov_x))
         dx[ok] = state.cov_x[np.ix_(ok, ok)] @ g[ok]
         se = _standard_errors(state)
-        p = obj.p
-        fe = float(np.nanmax(np.abs(dx[:p]) / se[:p])) if p else 0.0
+        # the fixed effects of the mean and of a zero part (zero-inflated, hurdle)
+        coef = np.r_[np.arange(obj.p), np.arange(x.size)[obj.param_layout.zi_slice]]
+        fe = float(np.nanmax(np.abs(dx[coef]) / se[coef])) if coef.size else 0.0
         sd0 = obj.random_sds(x)
         sd1 = obj.random_sds(x + dx)
         rel = np.abs(sd1 - sd0) / np.maximum(sd0, 1e-8)

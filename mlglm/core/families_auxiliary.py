@@ -100,12 +100,18 @@ class AuxiliaryKernel:
     link_name : the link of the conditional mean (``"log"``, ``"logit"``).
     has_zero_part : the kernel takes a zero-part predictor a (zero inflation, hurdle).
     has_dispersion : the kernel takes a log dispersion t.
+    counts : the response is a count with mean e^eta (else a proportion in (0, 1)).
+    hurdle : the zero part gives Pr(y = 0) itself.
     """
 
     name = ""
     link_name = ""
     has_zero_part = False
     has_dispersion = False
+    #: the response is a count (zero-inflated and hurdle kernels), else in (0, 1) (beta)
+    counts = False
+    #: the zero part is the probability of a zero (hurdle), not of a structural zero
+    hurdle = False
 
     # ------------------------------------------------------------------ values
     def derivatives(self, eta, y, a=None, t=None, third=True,

@@ -152,6 +152,7 @@ class ZeroCountKernel(AuxiliaryKernel):
 
     link_name = "log"
     has_zero_part = True
+    counts = True
     hurdle = False
     pieces = staticmethod(poisson_pieces)
 

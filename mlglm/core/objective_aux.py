@@ -186,7 +186,7 @@ class AuxiliaryLoglik(MarginalLoglik):
         y, X, o = self.y, self.X, self.offset
         theta0 = np.where(self.theta_on_diagonal, START_SD, 0.0)
         aux = self.aux
-        if aux.link_name == "logit":        # beta: least squares on logit(y), moments for phi
+        if not aux.counts:          # beta: least squares on logit(y), moments for phi
             z = special.logit(y) - o
             beta = solve_sym(X.T @ X, X.T @ z, X, z)
             mu = special.expit(o + X @ beta)
@@ -194,7 +194,7 @@ class AuxiliaryLoglik(MarginalLoglik):
             t = float(np.log(np.clip(phi, 1e-2, 1e4)))
             return np.concatenate([beta, theta0, [t]])
         zero = y == 0
-        hurdle = getattr(aux, "hurdle", False)
+        hurdle = aux.hurdle
         rows = ~zero if hurdle else np.ones_like(zero)
         poisson = PoissonLog(None, None)
         beta = glm_start(_PoissonStart(poisson), _Rows(y[rows], X[rows], o[rows]))
