@@ -127,6 +127,8 @@ class MixedGLM(MixedLMSetup, MixedLM):
     #: given, or given as an array); ``predict`` on new rows reads them there
     offset_column = None
     exposure_column = None
+    #: patsy's design info of ``ziformula`` (from_formula), which codes new rows' zero part
+    zi_design_info = None
     #: the rows are in this process (a sharded model, :mod:`mlglm.distributed`, holds a
     #: stand-in with the data's moments instead)
     rows_on_driver = True
@@ -425,8 +427,9 @@ class MixedGLM(MixedLMSetup, MixedLM):
                      (isinstance(group_name, str) and c == group_name)]
         full_data = data
         env = patsy.EvalEnvironment([names])
+        zi_design = None
         if ziformula is not None:
-            kwargs["exog_zi"], kwargs["_zi_names"] = _zero_part_from_formula(
+            kwargs["exog_zi"], kwargs["_zi_names"], zi_design = _zero_part_from_formula(
                 ziformula, full_data, env)
         if vc_formula is not None and re_formula is None:
             kwargs["_no_group_re"] = True        # statsmodels: no group effect besides the vc
@@ -460,6 +463,7 @@ class MixedGLM(MixedLMSetup, MixedLM):
                     from exc
             raise
         mod.group_name = group_name if isinstance(group_name, str) else "Group"
+        mod.zi_design_info = zi_design      # the zero part's coding, for new rows
         mod.data.frame = full_data      # as statsmodels attaches it: every column
         mod.re_formula = re_formula
         mod.dropped_levels = dropped_levels
@@ -701,7 +705,8 @@ def _zi_rhs(ziformula) -> str:
 
 
 def _zero_part_from_formula(ziformula, data, env):
-    """(X_zi, names) of ``ziformula`` ("~ x + z", "~ 1", "~ 0") on the model's rows."""
+    """(X_zi, names, patsy design info) of ``ziformula`` ("~ x + z", "~ 1", "~ 0") on the
+    model's rows; (None, None, None) for no columns."""
     rhs = _zi_rhs(ziformula).strip()
     if "|" in rhs:
         raise MixedGLMInputError("random effects in the zero part (ziformula with a bar "
@@ -713,8 +718,8 @@ def _zero_part_from_formula(ziformula, data, env):
                                  f"{ziformula!r}: {exc}"
                                  + formula_hint(exc, ziformula, data.columns)) from exc
     if D.shape[1] == 0:
-        return None, None
-    return D.to_numpy(dtype=float), [str(c) for c in D.columns]
+        return None, None, None
+    return D.to_numpy(dtype=float), [str(c) for c in D.columns], D.design_info
 
 
 def _zero_part_design(exog_zi, names):

@@ -58,6 +58,7 @@ from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd
+import patsy
 from scipy import stats
 try:                                     # statsmodels >= 0.14
     from statsmodels.base._prediction_inference import PredictionResultsMean
@@ -253,9 +254,14 @@ def inverse_link(results, eta):
 def predict(results, exog=None, which="mean", conditional=None, offset=None, exposure=None,
             transform=True, marginal=False, nagq=15, allow_new_levels=False):
     """Predicted means or linear predictors (see :meth:`MixedGLMResults.predict`)."""
-    if which not in ("mean", "linear"):
-        raise ValueError("which must be 'mean' or 'linear'")
+    auxiliary = results.model.fam.auxiliary
+    if which not in (AUXILIARY_SCALES if auxiliary else ("mean", "linear")):
+        raise ValueError("which must be " + (", ".join(repr(w) for w in AUXILIARY_SCALES)
+                                             if auxiliary else "'mean' or 'linear'"))
     exog = as_frame(exog)
+    if auxiliary and marginal:
+        raise NotImplementedError(f"population-averaged (marginal=True) predictions are not "
+                                  f"available for {results.model.fam.label} models yet")
     if marginal:
         if which != "mean" or conditional or allow_new_levels:
             raise ValueError("marginal=True averages means over the random effects; use "
@@ -271,8 +277,54 @@ def predict(results, exog=None, which="mean", conditional=None, offset=None, exp
         codes = group_codes(results, exog, allow_new_levels)
         eta = eta + random_part(results.model.re_terms, results.outcome.b,
                                 _need_Z(results.model, Z), codes)
-    out = eta if which == "linear" else inverse_link(results, eta)
+    if auxiliary:
+        out = auxiliary_response(results, eta, exog, which)
+    else:
+        out = eta if which == "linear" else inverse_link(results, eta)
     return out if index is None else pd.Series(out, index=index)
+
+
+#: the prediction scales of zero-inflated, hurdle and beta fits
+AUXILIARY_SCALES = ("mean", "conditional_mean", "zero_prob", "linear")
+
+
+def zero_part_design(results, exog) -> np.ndarray:
+    """X_zi of the fit's rows (``exog`` None) or of new rows (a DataFrame, coded as the
+    fit's ``ziformula``)."""
+    model = results.model
+    if exog is None:
+        return np.asarray(model.exog_zi, dtype=float)
+    if not isinstance(exog, pd.DataFrame) or model.zi_design_info is None:
+        raise ValueError("predictions of a zero-inflated or hurdle model on new rows need "
+                         "a DataFrame with the columns of ziformula (and a model built "
+                         "from a formula)")
+    (D,) = patsy.build_design_matrices([model.zi_design_info], exog, NA_action="raise")
+    return np.asarray(D, dtype=float)
+
+
+def auxiliary_response(results, eta, exog, which) -> np.ndarray:
+    """Predictions of a zero-inflated, hurdle or beta fit at linear predictors ``eta``
+    (glmmTMB's ``predict`` types): ``"mean"`` E y = (1 - pi) mu (zero inflation),
+    (1 - pi) mu / (1 - f(0)) (hurdle), mu (beta); ``"conditional_mean"`` the count
+    model's mean mu = e^eta (glmmTMB's "conditional"; the beta's mu); ``"zero_prob"``
+    Pr(y = 0) = pi + (1 - pi) f(0) (zero inflation) or pi (hurdle), pi = expit(x_zi'
+    gamma) (glmmTMB's "zprob" is pi itself); ``"linear"`` eta."""
+    model = results.model
+    fam = model.fam
+    if which == "linear":
+        return eta
+    kernel = fam.kernel()
+    t = None if results.dispersion is None else float(np.log(results.dispersion))
+    if which == "conditional_mean":
+        return fam.inverse_link(eta)
+    a = zero_part_design(results, exog) @ np.asarray(results.outcome.zi) \
+        if fam.zero_part is not None else None
+    if which == "zero_prob":
+        if fam.zero_part is None:
+            raise ValueError(f"a {fam.label} response has no zeros: which='zero_prob' is for "
+                             "zero-inflated and hurdle models")
+        return kernel.zero_prob(eta, a, t)
+    return kernel.mean(eta, a, t)
 
 
 def _prior_weights(model):
@@ -416,6 +468,10 @@ def get_prediction(results, exog=None, which="mean", conditional=None, offset=No
     statsmodels' ``PredictionResultsMean``: ``predicted_mean``, ``se_mean``,
     ``conf_int(alpha=)``, ``summary_frame(alpha=)`` (columns ``mean``, ``mean_se``,
     ``mean_ci_lower``, ``mean_ci_upper``)."""
+    if results.model.fam.auxiliary:
+        raise NotImplementedError(f"predictions with standard errors are not available for "
+                                  f"{results.model.fam.label} models yet; predict() gives "
+                                  "the estimates")
     if which not in ("mean", "linear"):
         raise ValueError("which must be 'mean' or 'linear'")
     conditional = resolve_conditional(conditional, allow_new_levels)

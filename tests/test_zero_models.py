@@ -264,3 +264,55 @@ def test_rows_dropped_for_missing_values_in_the_zero_part():
                           ziformula="~ w")
     assert res.nobs == len(d) - 10
     assert res.llf == pytest.approx(ref.llf, rel=1e-10)
+
+
+# ------------------------------------------------------------------------ prediction
+def test_predict_scales_zero_inflation(fits):
+    res, _ = fits["sal_zinb2"]
+    d = mlglm.datasets.load_salamanders()
+    mean = res.predict(which="mean", conditional=True)
+    mu = res.predict(which="conditional_mean", conditional=True)
+    eta = res.predict(which="linear", conditional=True)
+    p0 = res.predict(which="zero_prob", conditional=True)
+    X_zi = np.asarray(res.model.exog_zi)
+    pi = 1 / (1 + np.exp(-(X_zi @ res.zi_params.to_numpy())))
+    np.testing.assert_allclose(mu, np.exp(eta), rtol=1e-12)
+    np.testing.assert_allclose(mean, (1 - pi) * mu, rtol=1e-12)
+    theta = res.dispersion
+    f0 = (theta / (theta + mu)) ** theta
+    np.testing.assert_allclose(p0, pi + (1 - pi) * f0, rtol=1e-10)
+    # new rows (a DataFrame) through both formulas: the fit's own rows again
+    np.testing.assert_allclose(res.predict(d.iloc[:40], which="mean", conditional=True),
+                               np.asarray(mean)[:40], rtol=1e-12)
+    # the residuals are y - E y
+    np.testing.assert_allclose(res.resid_response, d["count"].to_numpy() - np.asarray(mean),
+                               rtol=1e-10, atol=1e-12)
+
+
+def test_predict_hurdle_zero_share_is_the_observed_one(fits):
+    # the hurdle's zero part is a logistic regression with an intercept and no random
+    # effect, so its fitted Pr(y = 0) average the observed share of zeros (score equation)
+    res, _ = fits["sal_hurdle_nb2"]
+    d = mlglm.datasets.load_salamanders()
+    p0 = np.asarray(res.predict(which="zero_prob", conditional=True))
+    assert p0.mean() == pytest.approx(np.mean(d["count"] == 0), abs=1e-5)
+    mu = np.asarray(res.predict(which="conditional_mean", conditional=True))
+    theta = res.dispersion
+    f0 = (theta / (theta + mu)) ** theta
+    np.testing.assert_allclose(res.predict(which="mean", conditional=True),
+                               (1 - p0) * mu / (1 - f0), rtol=1e-10)
+
+
+def test_predict_refusals(fits):
+    res, _ = fits["beta_sim"]
+    with pytest.raises(ValueError, match="no zeros"):
+        res.predict(which="zero_prob")
+    with pytest.raises(ValueError, match="which must be"):
+        res.predict(which="zprob")
+    zinb, _ = fits["sal_zinb2"]
+    with pytest.raises(NotImplementedError, match="marginal"):
+        zinb.predict(marginal=True)
+    with pytest.raises(NotImplementedError, match="standard errors"):
+        zinb.get_prediction()
+    with pytest.raises(NotImplementedError, match="simulation"):
+        zinb.simulate(seed=1)
