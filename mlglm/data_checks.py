@@ -307,7 +307,7 @@ def zero_part(family, fam: Family, exog_zi):
         zi = fam.with_zero_inflation()
     except ValueError as exc:
         raise MixedGLMInputError(str(exc)) from None
-    return statsmodels_family(zi), zi
+    return family, zi       # the family as given stays the model's (update() passes it on)
 
 
 def unit_interval_response(endog, family="beta"):

@@ -386,7 +386,8 @@ def _check_start_params(model, start_params) -> np.ndarray:
     """``start_params`` as floats, one per parameter of ``model``, all finite; else a
     clear error naming what the parameters are."""
     names = [str(n) for n in model.data.param_names]
-    expected = model.k_fe + sum(t.q * (t.q + 1) // 2 for t in model.re_terms) + (
+    n_zi = 0 if model.exog_zi is None else model.exog_zi.shape[1]
+    expected = model.k_fe + sum(t.q * (t.q + 1) // 2 for t in model.re_terms) + n_zi + (
         1 if model.fam.estimates_dispersion else 0)
     try:
         sp = np.asarray(start_params, dtype=float)
@@ -397,8 +398,8 @@ def _check_start_params(model, start_params) -> np.ndarray:
         raise MixedGLMInputError(
             f"start_params has {sp.size} values; the model has {expected} parameters{shown}: "
             "the fixed effects, then the lower triangle (row by row) of each random-effects "
-            "covariance matrix" + (", then the dispersion" if model.fam.estimates_dispersion
-                                   else ""))
+            "covariance matrix" + (", then the zero part's coefficients" if n_zi else "")
+            + (", then the dispersion" if model.fam.estimates_dispersion else ""))
     bad = ~np.isfinite(sp)
     if bad.any():
         which = [names[i] if len(names) == expected else str(i) for i in np.flatnonzero(bad)]

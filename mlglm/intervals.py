@@ -126,8 +126,24 @@ def wald_conf_int(results, level=0.95) -> pd.DataFrame:
         else:
             lo = hi = np.nan
         rows.append((name, lo, hi, "Wald, atanh scale" if np.isfinite(lo) else _NA))
-    rows += _dispersion_rows(results, est, z)
+    zi_rows, est = _zero_part_rows(results, est, z, cov)
+    rows += zi_rows + _dispersion_rows(results, est, z)
     return _frame(rows, est, level)
+
+
+def _zero_part_rows(results, est, z, cov):
+    """(Wald rows, estimates with them) of the zero-part coefficients (zero-inflated and
+    hurdle fits), on their own (logit) scale."""
+    zi = results.zi_params
+    if not len(zi):
+        return [], est
+    names = list(results.model.data.param_names)
+    rows = []
+    for name, value in zi.items():
+        i = names.index(name)
+        se = np.sqrt(cov[i, i])
+        rows.append((name, value - z * se, value + z * se, "Wald"))
+    return rows, pd.concat([est, zi])
 
 
 def _dispersion_rows(results, est, z):

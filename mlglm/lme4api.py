@@ -241,6 +241,8 @@ def update(results, formula=None, data=None, eval_env=None, **changes):
         return lmer(new, data, **{k: v for k, v in kwargs.items()
                                   if k not in ("exposure", "n_trials")})
     kwargs.setdefault("family", model.family)
+    if model.ziformula is not None:
+        kwargs.setdefault("ziformula", model.ziformula)
     if not any(k in kwargs for k in ("nagq", "nAGQ")):
         kwargs["nagq"] = int(results.nagq or 1)
     return glmer(new, data, **kwargs)

@@ -202,10 +202,17 @@ def simulate(res, n=1, seed=None, conditional=True):
     Ls = term_factors(terms, fit.Sigmas)
     dispersion = fit_dispersion(res)
     out = np.empty((n, eta_fixed.size))
+    a = None
+    if model.fam.auxiliary and model.fam.zero_part is not None:
+        a = np.asarray(model.exog_zi, float) @ np.asarray(fit.zi, float)
     for r in range(n):
         bs = fit.b if conditional else draw_random_effects(terms, Ls, rng)
-        out[r] = draw_response(model.fam, eta_fixed + random_part(terms, bs), rng,
-                               model.n_trials, dispersion, model.var_weights)
+        eta = eta_fixed + random_part(terms, bs)
+        if model.fam.auxiliary:         # zero-inflated, hurdle, beta: with the zero part
+            out[r] = model.fam.draw_rows(eta, a, rng, dispersion)
+        else:
+            out[r] = draw_response(model.fam, eta, rng, model.n_trials, dispersion,
+                                   model.var_weights)
     return out
 
 

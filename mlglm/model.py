@@ -129,6 +129,10 @@ class MixedGLM(MixedLMSetup, MixedLM):
     exposure_column = None
     #: patsy's design info of ``ziformula`` (from_formula), which codes new rows' zero part
     zi_design_info = None
+    #: the zero-part formula from_formula was given (None: none)
+    ziformula = None
+    #: the zero part's design (n, k) and column names (None without a zero part)
+    exog_zi = exog_zi_names = None
     #: the rows are in this process (a sharded model, :mod:`mlglm.distributed`, holds a
     #: stand-in with the data's moments instead)
     rows_on_driver = True
@@ -464,6 +468,7 @@ class MixedGLM(MixedLMSetup, MixedLM):
             raise
         mod.group_name = group_name if isinstance(group_name, str) else "Group"
         mod.zi_design_info = zi_design      # the zero part's coding, for new rows
+        mod.ziformula = ziformula           # update() refits with it
         mod.data.frame = full_data      # as statsmodels attaches it: every column
         mod.re_formula = re_formula
         mod.dropped_levels = dropped_levels

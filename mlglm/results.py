@@ -450,6 +450,8 @@ class MixedGLMResults(MixedLMResults):
         from .intervals import params_conf_int, select_rows
         if not isinstance(method, str) and cols is None:    # statsmodels' (alpha, cols)
             method, cols = "wald", method
+        if method != "wald":
+            self._not_with_auxiliary(f"method={method!r} intervals")
         if ddf is not None:
             if method != "wald":
                 raise ValueError("ddf= is for Wald intervals (method='wald')")
@@ -485,6 +487,8 @@ class MixedGLMResults(MixedLMResults):
         ``upper``, ``interval``.
         """
         from .intervals import conf_int
+        if method != "wald":
+            self._not_with_auxiliary(f"method={method!r} intervals")
         return conf_int(self, level=level, method=method, which=which, n_boot=n_boot,
                         seed=seed, n_jobs=n_jobs, progress=progress, boot=boot,
                         criterion=criterion)
@@ -518,11 +522,13 @@ class MixedGLMResults(MixedLMResults):
         """Parametric bootstrap: simulate with new random effects (for every grouping
         factor), refit, n times (see :func:`mlglm.bootstrap.bootstrap`); returns a
         ``BootstrapResult``."""
+        self._not_with_auxiliary("the parametric bootstrap")
         return bootstrap(self, n=n, seed=seed, progress=progress, n_jobs=n_jobs)
 
     def marginal_params(self, nagq=15, level=0.95):
         """Population-averaged coefficients with SEs, by quadrature
         (see :func:`mlglm.marginal.marginal_params`)."""
+        self._not_with_auxiliary("population-averaged coefficients")
         return marginal_params(self, nagq=nagq, level=level)
 
     def profile_re(self, *args, **kwargs):
@@ -545,7 +551,17 @@ class MixedGLMResults(MixedLMResults):
 
     def compare_pooling(self):
         """Complete / no / partial pooling for this fit (see :func:`mlglm.compare_pooling`)."""
+        self._not_with_auxiliary("the pooling comparison")
         return compare_pooling_from_results(self)
+
+    def _not_with_auxiliary(self, what):
+        """Refuse ``what`` for zero-inflated, hurdle and beta fits (not built for their
+        zero part and dispersion yet), saying so, instead of a wrong or cryptic answer."""
+        fam = self.model.fam
+        if fam.auxiliary:
+            raise NotImplementedError(f"{what} is not available for {fam.label} models yet; "
+                                      "Wald intervals (conf_int()), predict() and simulate() "
+                                      "are")
 
     def summary(self, alpha=0.05, ddf=None, **kwargs):
         """statsmodels ``Summary``: header, fixed effects, random effects.

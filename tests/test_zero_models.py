@@ -314,5 +314,25 @@ def test_predict_refusals(fits):
         zinb.predict(marginal=True)
     with pytest.raises(NotImplementedError, match="standard errors"):
         zinb.get_prediction()
-    with pytest.raises(NotImplementedError, match="simulation"):
-        zinb.simulate(seed=1)
+
+
+@pytest.mark.parametrize("key", ["sal_zinb2", "sal_hurdle_nb2", "sal_zip", "beta_sim"])
+def test_simulate_matches_the_predicted_moments(fits, key):
+    # 1000 replicates at the conditional modes: the simulated mean of every row and the
+    # share of zeros, averaged over rows, against the predictions, within 5 Monte Carlo
+    # standard errors (computed from the draws themselves)
+    res, _ = fits[key]
+    Y = res.simulate(1000, seed=23)
+    assert Y.shape == (1000, res.nobs)
+    mean = np.asarray(res.predict(which="mean", conditional=True))
+    se = Y.mean(axis=1).std(ddof=1) / np.sqrt(Y.shape[0])
+    assert abs(Y.mean() - mean.mean()) < 5 * se
+    if res.model.fam.zero_part is not None:
+        p0 = np.asarray(res.predict(which="zero_prob", conditional=True))
+        zeros = (Y == 0).mean(axis=1)
+        assert abs(zeros.mean() - p0.mean()) < 5 * zeros.std(ddof=1) / np.sqrt(Y.shape[0])
+        if res.model.fam.zero_part == "hurdle":
+            assert np.all(Y[Y > 0] >= 1)
+    else:
+        assert np.all((Y > 0) & (Y < 1))
+    np.testing.assert_array_equal(res.simulate(3, seed=5), res.simulate(3, seed=5))

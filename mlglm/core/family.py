@@ -46,7 +46,7 @@ also have theta held fixed (``dispersion=``), which is what a statsmodels
 from __future__ import annotations
 
 import numpy as np
-from scipy import special
+from scipy import special, stats
 
 from .families import (ETA_MAX, BinomialCloglog, BinomialLogit, BinomialProbit, Kernel,
                        PoissonLog, RowConstants, weight_product)
@@ -460,13 +460,49 @@ class AuxiliaryDistribution(Distribution):
         self._no("the unit deviance (deviance residuals)")
 
     def draw(self, mu, rng, m, d, v):
-        self._no("simulation")
+        self._no("a draw from the mean alone (the zero part is needed: draw_rows)")
+
+    def draw_rows(self, mu, pi, d, rng):  # pragma: no cover - abstract
+        """New responses with count (or beta) mean ``mu``, zero-part probability ``pi``
+        (None without a zero part) and dispersion ``d``."""
+        raise NotImplementedError
 
     def log_scale_cv2(self, lam, d):
         self._no("a log-scale distribution variance (ICC)")
 
 
-class ZeroInflatedPoissonDistribution(AuxiliaryDistribution):
+def _count_law(mu, theta):
+    """scipy's Poisson (theta None) or NB2 (size theta) at means mu."""
+    if theta is None:
+        return stats.poisson(mu)
+    return stats.nbinom(theta, theta / (theta + mu))
+
+
+def _draw_count(mu, theta, rng):
+    if theta is None:
+        return rng.poisson(mu).astype(float)
+    return rng.negative_binomial(theta, theta / (theta + mu)).astype(float)
+
+
+class _ZeroInflated(AuxiliaryDistribution):
+    def draw_rows(self, mu, pi, d, rng):
+        """A structural zero with probability pi, else a count of the count model."""
+        y = _draw_count(mu, d, rng)
+        return np.where(rng.uniform(size=np.shape(mu)) < pi, 0.0, y)
+
+
+class _Hurdle(AuxiliaryDistribution):
+    def draw_rows(self, mu, pi, d, rng):
+        """0 with probability pi, else a draw of the zero-truncated count model by its
+        inverse distribution function on (F(0), 1)."""
+        law = _count_law(mu, d)
+        f0 = law.cdf(0)
+        u = f0 + rng.uniform(size=np.shape(mu)) * (1.0 - f0)
+        y = np.maximum(law.ppf(u), 1.0)
+        return np.where(rng.uniform(size=np.shape(mu)) < pi, 0.0, y)
+
+
+class ZeroInflatedPoissonDistribution(_ZeroInflated):
     """Zero-inflated Poisson: y = 0 with probability pi = expit(a), else Poisson(mu)
     (glmmTMB ``family = poisson()`` with ``ziformula``)."""
 
@@ -478,7 +514,7 @@ class ZeroInflatedPoissonDistribution(AuxiliaryDistribution):
     zero_part = "inflation"
 
 
-class ZeroInflatedNBDistribution(AuxiliaryDistribution):
+class ZeroInflatedNBDistribution(_ZeroInflated):
     """Zero-inflated NB2 (glmmTMB ``nbinom2()`` with ``ziformula``); theta estimated."""
 
     name, label = "zero_inflated_negative_binomial", "zero-inflated negative binomial"
@@ -491,7 +527,7 @@ class ZeroInflatedNBDistribution(AuxiliaryDistribution):
     dispersion_description = "NB2: Var = mu + mu^2 / theta (count part)"
 
 
-class TruncatedPoissonDistribution(AuxiliaryDistribution):
+class TruncatedPoissonDistribution(_Hurdle):
     """Poisson hurdle: Pr(y = 0) = expit(a), positives zero-truncated Poisson (glmmTMB
     ``truncated_poisson()`` with ``ziformula``)."""
 
@@ -503,7 +539,7 @@ class TruncatedPoissonDistribution(AuxiliaryDistribution):
     zero_part = "hurdle"
 
 
-class TruncatedNBDistribution(AuxiliaryDistribution):
+class TruncatedNBDistribution(_Hurdle):
     """NB2 hurdle (glmmTMB ``truncated_nbinom2()`` with ``ziformula``); theta estimated."""
 
     name, label = "truncated_negative_binomial", "truncated negative binomial (hurdle)"
@@ -528,6 +564,9 @@ class BetaDistribution(AuxiliaryDistribution):
     unit_interval = True
     dispersion_name = "phi"
     dispersion_description = "beta precision: Var = mu (1 - mu) / (1 + phi)"
+
+    def draw_rows(self, mu, pi, d, rng):
+        return rng.beta(mu * d, (1.0 - mu) * d)
 
 
 BINOMIAL, POISSON, NEGATIVE_BINOMIAL, GAMMA, GAUSSIAN = (
@@ -737,6 +776,13 @@ class Family:
         return self.distribution.unit_deviance(np.asarray(y, dtype=float),
                                                np.asarray(mu, dtype=float), m,
                                                self._dispersion(dispersion))
+
+    def draw_rows(self, eta, a, rng, dispersion=None):
+        """New responses of a zero-inflated, hurdle or beta family at linear predictors
+        eta and zero-part predictors a (None without a zero part)."""
+        mu = self.inverse_link(eta)
+        pi = None if a is None else special.expit(np.asarray(a, dtype=float))
+        return self.distribution.draw_rows(mu, pi, self._dispersion(dispersion), rng)
 
     def draw(self, mu, rng, m=1.0, dispersion=None, var_weights=None):
         """New responses with means mu (binomial: successes out of m trials).
