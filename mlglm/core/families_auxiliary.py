@@ -171,6 +171,7 @@ class BoundAuxiliaryKernel:
 
     has_dispersion = False      # the plain kernels' dispersion interface is not offered
     log_dispersion = None
+    _at_modes = None            # (eta, AuxDerivatives) of the latest third()
 
     def __init__(self, kernel: AuxiliaryKernel, a=None, t=None, X_zi=None):
         self.aux, self.a, self.t, self.X_zi = kernel, a, t, X_zi
@@ -207,7 +208,10 @@ class BoundAuxiliaryKernel:
         return d.K, d.d1, d.d2
 
     def third(self, eta, y, m, d1, d2):
-        return self.derivatives_at(eta, y, True, False).d3
+        """d3 at the modes; every field there is computed in the same call and kept for
+        :meth:`coordinates` at the same eta (the engines ask for both at the modes)."""
+        self._at_modes = (eta, self.derivatives_at(eta, y, True, True))
+        return self._at_modes[1].d3
 
     def fisher(self, eta):
         return self.aux.fisher(eta, self._a(eta), self.t)
@@ -215,7 +219,9 @@ class BoundAuxiliaryKernel:
     # ------------------------------------------- the auxiliary coordinates
     def coordinates(self, eta, y) -> list:
         """[(dK, d d1, d d2) per row] per auxiliary coordinate at the modes eta."""
-        d = self.derivatives_at(eta, y, False, True)
+        kept = self._at_modes
+        d = kept[1] if kept is not None and kept[0] is eta else \
+            self.derivatives_at(eta, y, False, True)
         out = [(d.K_a, d.d1_a, d.d2_a)] if self.aux.has_zero_part else []
         return out + ([(d.K_t, d.d1_t, d.d2_t)] if self.aux.has_dispersion else [])
 

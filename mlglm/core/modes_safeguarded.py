@@ -97,12 +97,19 @@ def _iterate(fl, data, beta, Lambda, u, tol, maxiter):
     for it in range(1, maxiter + 1):
         Zd1 = np.add.reduceat(ZT * d1, starts, axis=1)
         grad = Lambda.T @ Zd1 - u                        # (q, G)
-        H = pairs_to_full(hess(d2))                      # (G, q, q), observed
-        newton = np.linalg.eigvalsh(H)[:, 0] > PD_FLOOR if q > 1 else H[:, 0, 0] > PD_FLOOR
-        if not newton.all():
-            F = pairs_to_full(hess(fl.fisher(eta)))
-            H = np.where(newton[:, None, None], H, F)
-        step = np.linalg.solve(H, grad.T[:, :, None])[:, :, 0].T      # (q, G)
+        Hp = hess(d2)                                    # observed, unique entries
+        if q == 1:
+            newton = Hp[0] > PD_FLOOR
+            if not newton.all():
+                Hp = np.where(newton, Hp, hess(fl.fisher(eta)))
+            step = grad / Hp
+        else:
+            H = pairs_to_full(Hp)                        # (G, q, q)
+            newton = np.linalg.eigvalsh(H)[:, 0] > PD_FLOOR
+            if not newton.all():
+                F = pairs_to_full(hess(fl.fisher(eta)))
+                H = np.where(newton[:, None, None], H, F)
+            step = np.linalg.solve(H, grad.T[:, :, None])[:, :, 0].T      # (q, G)
         slope = np.einsum("kg,kg->g", grad, step)                      # g'd >= 0
         s = np.ones(G)
         for _ in range(60):

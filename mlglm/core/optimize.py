@@ -223,10 +223,12 @@ def fit_glmm(obj: Objective, x0=None, maxiter: int = 1000, laplace_first: bool =
     described = "not computed (hessian=False)"
     if hessian:
         gfun = _Gradient(obj, ref)
-        # beta columns by forward differences with steps of FORWARD_STEP_SE standard
-        # errors (the whitening's scale); theta and the log dispersion, where the
-        # likelihood is far from quadratic, by central differences
+        # beta columns (and a zero part's gamma, fixed effects too) by forward
+        # differences with steps of FORWARD_STEP_SE standard errors (the whitening's
+        # scale); theta and the log dispersion, where the likelihood is far from
+        # quadratic, by central differences
         forward = np.arange(x.size) < layout.p
+        forward[layout.zi_slice] = True
         sigma = np.sqrt(np.einsum("ij,ij->i", res.T, res.T))
         steps = np.where(np.isfinite(sigma) & (sigma > 0), FORWARD_STEP_SE * sigma,
                          HESSIAN_REL_STEP * np.maximum(np.abs(x), 0.1))
