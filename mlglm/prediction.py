@@ -285,7 +285,7 @@ def predict(results, exog=None, which="mean", conditional=None, offset=None, exp
 
 
 #: the prediction scales of zero-inflated, hurdle and beta fits
-AUXILIARY_SCALES = ("mean", "conditional_mean", "zero_prob", "linear")
+AUXILIARY_SCALES = ("mean", "conditional_mean", "zero_prob", "variance", "linear")
 
 
 def zero_part_design(results, exog) -> np.ndarray:
@@ -308,7 +308,8 @@ def auxiliary_response(results, eta, exog, which) -> np.ndarray:
     (1 - pi) mu / (1 - f(0)) (hurdle), mu (beta); ``"conditional_mean"`` the count
     model's mean mu = e^eta (glmmTMB's "conditional"; the beta's mu); ``"zero_prob"``
     Pr(y = 0) = pi + (1 - pi) f(0) (zero inflation) or pi (hurdle), pi = expit(x_zi'
-    gamma) (glmmTMB's "zprob" is pi itself); ``"linear"`` eta."""
+    gamma) (glmmTMB's "zprob" is pi itself); ``"variance"`` Var y (the zero part and the
+    dispersion included); ``"linear"`` eta."""
     model = results.model
     fam = model.fam
     if which == "linear":
@@ -324,6 +325,8 @@ def auxiliary_response(results, eta, exog, which) -> np.ndarray:
             raise ValueError(f"a {fam.label} response has no zeros: which='zero_prob' is for "
                              "zero-inflated and hurdle models")
         return kernel.zero_prob(eta, a, t)
+    if which == "variance":
+        return kernel.variance(eta, a, t)
     return kernel.mean(eta, a, t)
 
 

@@ -10,7 +10,9 @@ With y the response (successes out of m trials for binomial rows) and
   :math:`\phi\mu^2` Gamma, :math:`\sigma^2` Gaussian) at the fitted dispersion,
   divided by the row's variance weight (so they have variance ~1; statsmodels' Gamma
   and Gaussian GLMs leave the scale out); mu clipped to machine epsilon from 0 and 1
-  in V, as statsmodels does;
+  in V, as statsmodels does; zero-inflated, hurdle and beta fits: (y - E y) / sqrt(Var y)
+  with the zero part and the dispersion (``predict(which="variance")``), as glmmTMB's
+  Pearson residuals;
 * ``resid_deviance``: :math:`\mathrm{sign}(y - m\mu)\sqrt{d_i}` with the unit
   deviance (:meth:`~mlglm.core.family.Family.unit_deviance`, e.g.
   :math:`d_i = 2[y\log\frac{y}{m\mu} + (m-y)\log\frac{m-y}{m(1-\mu)}]` binomial,
@@ -55,6 +57,9 @@ def pearson_residuals(results) -> np.ndarray:
     """(y - m mu) / sqrt(V), V = Var(y | mu) of the family at the fit's dispersion
     divided by the row's variance weight (Gaussian: (y - mu) / sigma)."""
     fam, y, m, mu = _parts(results)
+    if fam.auxiliary:       # zero-inflated, hurdle, beta: Var y with the zero part
+        var = np.asarray(results.predict(which="variance", conditional=True), dtype=float)
+        return (y - mu) / np.sqrt(var)
     mu_v = mu
     if fam.is_binomial:
         mu_v = np.clip(mu, _EPS, 1 - _EPS)

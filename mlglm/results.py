@@ -353,7 +353,7 @@ class MixedGLMResults(MixedLMResults):
     @cache_readonly
     def resid_pearson(self):
         """(y - m mu) / sqrt(m V(mu)) with the family's variance function
-        (Gaussian: (y - mu) / sigma)."""
+        (Gaussian: (y - mu) / sigma; zero-inflated, hurdle, beta: (y - E y) / sqrt(Var y))."""
         return pearson_residuals(self)
 
     @cache_readonly
@@ -560,8 +560,8 @@ class MixedGLMResults(MixedLMResults):
         fam = self.model.fam
         if fam.auxiliary:
             raise NotImplementedError(f"{what} is not available for {fam.label} models yet; "
-                                      "Wald intervals (conf_int()), predict() and simulate() "
-                                      "are")
+                                      "Wald intervals (conf_int()), predict(), simulate() and "
+                                      "response and Pearson residuals are")
 
     def summary(self, alpha=0.05, ddf=None, **kwargs):
         """statsmodels ``Summary``: header, fixed effects, random effects.

@@ -23,7 +23,9 @@ import pytest
 
 import mlglm
 from conftest import reference_path
+from mlglm.core.families_zero import ZERO_KERNELS
 from mlglm.data_checks import MixedGLMInputError
+from zi_oracle import row_logpdf
 
 #: issue 23's bounds against glmmTMB (optimiser outputs): the maximised llf at or above
 #: glmmTMB's and within ZI_LLF_WINDOW of it, fixed effects of both parts within
@@ -336,3 +338,40 @@ def test_simulate_matches_the_predicted_moments(fits, key):
     else:
         assert np.all((Y > 0) & (Y < 1))
     np.testing.assert_array_equal(res.simulate(3, seed=5), res.simulate(3, seed=5))
+
+
+def _moments_by_summation(family, eta, a, t):
+    """(E y, Var y) of one row by summing the oracle's scipy pmf over y = 0..3999."""
+    y = np.arange(4000.0)
+    p = np.exp(row_logpdf(family, y, np.full_like(y, eta), np.full_like(y, a), t))
+    m1 = np.sum(y * p)
+    return m1, np.sum(y * y * p) - m1 * m1
+
+
+@pytest.mark.parametrize("family", ["zipoisson", "zinb2", "hurdle_poisson", "hurdle_nb2"])
+def test_mean_zero_prob_and_variance_by_summation(family):
+    names = {"zipoisson": "zipoisson", "zinb2": "zinbinom2", "hurdle_poisson": "truncated_poisson",
+             "hurdle_nb2": "truncated_nbinom2"}
+    k = ZERO_KERNELS[names[family]]()
+    t = 0.4 if family.endswith("nb2") else None
+    for eta, a in [(-2.0, -1.0), (0.3, 0.5), (2.5, -3.0), (4.0, 1.2)]:
+        m1, var = _moments_by_summation(family, eta, a, t)
+        assert float(k.mean(eta, a, t)) == pytest.approx(m1, rel=1e-9)
+        assert float(k.variance(eta, a, t)) == pytest.approx(var, rel=1e-9)
+        p0 = np.exp(row_logpdf(family, np.zeros(1), np.full(1, eta), np.full(1, a), t))[0]
+        assert float(k.zero_prob(eta, a, t)) == pytest.approx(p0, rel=1e-12)
+
+
+def test_pearson_residuals(fits):
+    for key in ("sal_zinb2", "sal_hurdle_nb2", "beta_sim"):
+        res, _ = fits[key]
+        y = np.asarray(res.model.endog, dtype=float)
+        mean = np.asarray(res.predict(which="mean", conditional=True))
+        var = np.asarray(res.predict(which="variance", conditional=True))
+        np.testing.assert_allclose(res.resid_pearson, (y - mean) / np.sqrt(var), rtol=1e-12)
+        # roughly unit variance at the fit (a sanity bound, not a test of the model)
+        assert 0.5 < np.var(res.resid_pearson) < 2.0
+    res, _ = fits["beta_sim"]
+    mu = np.asarray(res.predict(which="mean", conditional=True))
+    np.testing.assert_allclose(res.predict(which="variance", conditional=True),
+                               mu * (1 - mu) / (1 + res.dispersion), rtol=1e-12)

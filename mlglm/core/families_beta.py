@@ -139,3 +139,8 @@ class BetaLogit(AuxiliaryKernel):
     def mean(self, eta, a=None, t=None):
         """E y = mu = expit(eta)."""
         return special.expit(np.asarray(eta, dtype=float))
+
+    def variance(self, eta, a=None, t=None):
+        """Var y = mu (1 - mu) / (1 + phi)."""
+        mu = special.expit(np.asarray(eta, dtype=float))
+        return mu * (1.0 - mu) / (1.0 + np.exp(t))

@@ -80,7 +80,8 @@ of about 1e-16 (their exact values are of order mu).
 Prediction scale (glmmTMB's ``predict(type = "response")`` and ``"zprob"``):
 :meth:`ZeroCountKernel.mean` is E y = (1 - pi) mu (zero inflation) or
 (1 - pi) mu / (1 - f0) (hurdle); :meth:`ZeroCountKernel.zero_prob` is
-Pr(y = 0) = pi + (1 - pi) f0 (zero inflation) or pi (hurdle).
+Pr(y = 0) = pi + (1 - pi) f0 (zero inflation) or pi (hurdle);
+:meth:`ZeroCountKernel.variance` is Var y (Pearson residuals).
 """
 from __future__ import annotations
 
@@ -292,6 +293,22 @@ class ZeroCountKernel(AuxiliaryKernel):
             return special.expit(-a) * mu
         c0 = np.minimum(self.pieces(eta, 0.0, t).c, _C0_MAX)
         return special.expit(-a) * mu / -np.expm1(c0)
+
+    def variance(self, eta, a, t=None):
+        """Var y: with V_c = mu (+ mu^2 / theta) the count model's variance and pi =
+        expit(a), (1 - pi)(V_c + pi mu^2) (zero inflation) or (1 - pi)(V_c + mu^2) /
+        (1 - f0) - (E y)^2 (hurdle: the zero-truncated moments)."""
+        self._check(a, t)
+        a = np.asarray(a, dtype=float)
+        eta = np.asarray(eta, dtype=float)
+        mu = self.count_mean(eta, t)
+        vc = mu + mu * mu / np.exp(t) if self.has_dispersion else mu
+        keep = special.expit(-a)
+        if not self.hurdle:
+            return keep * (vc + special.expit(a) * mu * mu)
+        tail = -np.expm1(np.minimum(self.pieces(eta, 0.0, t).c, _C0_MAX))
+        mean = keep * mu / tail
+        return keep * (vc + mu * mu) / tail - mean * mean
 
 
 class ZeroInflatedPoisson(ZeroCountKernel):
