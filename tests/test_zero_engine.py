@@ -20,10 +20,15 @@ from mlglm.core.aghq import aghq_loglik
 from mlglm.core.families_auxiliary import BoundAuxiliaryKernel
 from mlglm.core.families_beta import BetaLogit
 from mlglm.core.families_zero import HurdleNB2, ZeroInflatedNB2, ZeroInflatedPoisson
+from mlglm.core.covpattern import unstructured
+from mlglm.core.crossprod import CrossPlan
 from mlglm.core.grouping import make_grouped_data
+from mlglm.core.laplace_multi import multi_modes
+from mlglm.core.laplace_multi_aux import safeguarded_multi_modes
 from mlglm.core.modes import ModeFailure, conditional_modes
 from mlglm.core.modes_safeguarded import safeguarded_modes
 from mlglm.core.objective_aux import AuxiliaryLoglik
+from mlglm.core.terms import ReTerm, ReTerms
 from test_zero_families import CASES, _case
 from tolerances import EXACT_RTOL, GRAD_ATOL, GRAD_RTOL, LLF_AT_PARAMS_RTOL, ORACLE_RTOL
 from zi_oracle import marginal_loglik
@@ -147,3 +152,21 @@ def test_safeguarded_iteration_from_far_starts():
     for start in (-20.0, -3.0, 0.5, 8.0, 30.0):
         u = safeguarded_modes(fl, data, beta, Lambda, u0=np.array([[start]])).u[0, 0]
         assert u == pytest.approx(ref, abs=1e-8)
+
+
+def test_safeguarded_joint_modes_where_plain_newton_fails():
+    # the same group through the several-factor engine's joint iteration
+    data, fl, beta, Lambda = _hard_group()
+    terms = ReTerms((ReTerm("g", np.zeros(31, dtype=int), 1, np.ones((31, 1)),
+                            unstructured(1)),))
+    plan = CrossPlan(terms)
+    eta_fixed = np.full(31, 0.5)
+    try:
+        with np.errstate(invalid="ignore"):
+            plain = multi_modes(fl, plan, data.y, 1.0, eta_fixed, (Lambda,))
+        plain_b = float(plain.u[0][0, 0] * 3.0)
+    except (ModeFailure, np.linalg.LinAlgError):
+        plain_b = None
+    st = safeguarded_multi_modes(fl, plan, data.y, 1.0, eta_fixed, (Lambda,))
+    assert float(st.u[0][0, 0] * 3.0) == pytest.approx(-1.99186, abs=1e-5)
+    assert plain_b is None or abs(plain_b + 1.99186) > 1.0

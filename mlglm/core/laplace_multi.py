@@ -181,6 +181,9 @@ class MultiLaplace(Objective):
     """
 
     nagq = 1
+    #: the joint conditional modes (a subclass for kernels that are not log-concave
+    #: takes the safeguarded iteration)
+    _find_modes = staticmethod(multi_modes)
 
     def __init__(self, fl: Kernel, y, m, X, offset, terms: ReTerms,
                  plan: CrossPlan | None = None, freq=None, var=None,
@@ -281,8 +284,8 @@ class MultiLaplace(Objective):
     def modes(self, x, u0=None) -> MultiModes:
         beta, theta = self.split(x)
         Lams = self.terms.Lambdas(theta)
-        return multi_modes(self.kernel_at(x), self.plan, self.y, self.m_rows,
-                           self.offset + self.X @ beta, Lams, self.u if u0 is None else u0)
+        return self._find_modes(self.kernel_at(x), self.plan, self.y, self.m_rows,
+                                self.offset + self.X @ beta, Lams, self.u if u0 is None else u0)
 
     def __call__(self, x) -> float:
         """The Laplace log-likelihood at x, every constant included."""
@@ -302,8 +305,8 @@ class MultiLaplace(Objective):
         beta, theta = self.split(x)
         Lams = self.terms.Lambdas(theta)
         fl = self.kernel_at(x)
-        st = multi_modes(fl, self.plan, self.y, self.m_rows,
-                         self.offset + self.X @ beta, Lams, self._predicted_modes(beta, Lams))
+        st = self._find_modes(fl, self.plan, self.y, self.m_rows,
+                              self.offset + self.X @ beta, Lams, self._predicted_modes(beta, Lams))
         self._set_state(st, beta, Lams)
         value = st.h - 0.5 * st.factor.logdet + self._constants(x)
         grad = self._gradient(st, Lams, fl)
@@ -349,6 +352,18 @@ class MultiLaplace(Objective):
 
     # ------------------------------------------------------------ gradient
     def _gradient(self, st: MultiModes, Lams, fl):
+        g_beta, g_theta, s, av, d3 = self._gradient_parts(st, Lams, fl)
+        if not self.n_disp:
+            return np.concatenate([g_beta] + g_theta)
+        dK, dd1, dd2 = fl.dispersion_derivatives(st.eta, self.y, self.m_rows, st.d1, st.d2, d3)
+        g_t = float(np.sum(dK) - 0.5 * (s @ dd2 + av @ dd1))
+        return np.concatenate([g_beta] + g_theta + [[g_t]])
+
+    def _gradient_parts(self, st: MultiModes, Lams, fl):
+        """(g_beta, [g_theta per term], s, a'v, d3): the gradient in beta and theta and the
+        per-row leverage s_i, a_i'v and d3_i, from which the gradient in a parameter that
+        enters only the kernel (a log dispersion, a zero-part predictor) is one dot
+        product over the rows (module docstring)."""
         terms, plan = self.terms, self.plan
         sel = st.factor.selected_inverse()
         s = self._leverage(Lams, sel)
@@ -370,11 +385,7 @@ class MultiLaplace(Objective):
             E = lambda a, b: np.einsum("jr,jc->rc", a, b)   # noqa: E731
             gL = E(zd, uk) - Sk - 0.5 * (E(zc, uk) + E(zd, vk) - E(wk, uk))
             g_theta.append(t.pattern.gradient(gL))
-        if not self.n_disp:
-            return np.concatenate([g_beta] + g_theta)
-        dK, dd1, dd2 = fl.dispersion_derivatives(st.eta, self.y, self.m_rows, st.d1, st.d2, d3)
-        g_t = float(np.sum(dK) - 0.5 * (s @ dd2 + av @ dd1))
-        return np.concatenate([g_beta] + g_theta + [[g_t]])
+        return g_beta, g_theta, s, av, d3
 
     def _leverage(self, Lams, sel):
         """s_i = a_i' Sigma a_i from the selected inverse (module docstring)."""

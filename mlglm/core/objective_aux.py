@@ -39,7 +39,7 @@ from .objective import START_SD, MarginalLoglik
 from .optimize import glm_newton, glm_start, solve_sym
 from .terms import ReTerm, ReTerms
 
-__all__ = ["AuxiliaryLoglik"]
+__all__ = ["AuxiliaryLoglik", "auxiliary_start"]
 
 
 class _Rows:
@@ -181,41 +181,47 @@ class AuxiliaryLoglik(MarginalLoglik):
 
     # ----------------------------------------------------------- start
     def start(self) -> np.ndarray:
-        """GLM starts (module docstring): beta, theta = START_SD on the diagonals, gamma,
-        t."""
-        y, X, o = self.y, self.X, self.offset
+        """GLM starts (:func:`auxiliary_start`) with theta = START_SD on the diagonals."""
         theta0 = np.where(self.theta_on_diagonal, START_SD, 0.0)
-        aux = self.aux
-        if not aux.counts:          # beta: least squares on logit(y), moments for phi
-            z = special.logit(y) - o
-            beta = solve_sym(X.T @ X, X.T @ z, X, z)
-            mu = special.expit(o + X @ beta)
-            phi = np.sum(mu * (1 - mu)) / max(np.sum((y - mu) ** 2), 1e-12) - 1.0
-            t = float(np.log(np.clip(phi, 1e-2, 1e4)))
-            return np.concatenate([beta, theta0, [t]])
-        zero = y == 0
-        hurdle = aux.hurdle
-        rows = ~zero if hurdle else np.ones_like(zero)
-        poisson = PoissonLog(None, None)
-        beta = glm_start(_PoissonStart(poisson), _Rows(y[rows], X[rows], o[rows]))
-        mu = np.exp(np.clip(o + X @ beta, -700, 700))
-        gamma = np.zeros(self.n_zi)
-        if self.n_zi:
-            if hurdle:
-                gamma = _logistic_fit(zero.astype(float), self.X_zi)
-            else:
-                ones = np.flatnonzero(np.all(self.X_zi == 1.0, axis=0))
-                p0 = np.exp(-mu)
-                excess = (zero.mean() - p0.mean()) / max(1.0 - p0.mean(), 1e-12)
-                if ones.size:
-                    gamma[ones[0]] = special.logit(np.clip(excess, 0.05, 0.95))
-        parts = [beta, theta0, gamma]
-        if self.n_disp:
-            ypos, mpos = y[rows], mu[rows]
-            excess = np.sum((ypos - mpos) ** 2 - ypos)
-            theta = np.sum(mpos ** 2) / excess if excess > 0 else 1e4
-            parts.append([float(np.log(np.clip(theta, 1e-2, 1e4)))])
-        return np.concatenate(parts)
+        return auxiliary_start(self.aux, self.y, self.X, self.offset, self.X_zi, theta0)
+
+
+def auxiliary_start(aux, y, X, offset, X_zi, theta0) -> np.ndarray:
+    """x0 = (beta, theta0, gamma, t) of a zero-inflated, hurdle or beta model (module
+    docstring): the count GLM (Poisson on every row for zero inflation, on the positive
+    rows for a hurdle) or least squares on logit(y) (beta); gamma from the excess of zeros
+    over that fit (zero inflation: the intercept of X_zi, if it has one) or the logistic
+    fit of y = 0 on X_zi (hurdle); the log dispersion by the moments."""
+    o = offset
+    if not aux.counts:          # beta: least squares on logit(y), moments for phi
+        z = special.logit(y) - o
+        beta = solve_sym(X.T @ X, X.T @ z, X, z)
+        mu = special.expit(o + X @ beta)
+        phi = np.sum(mu * (1 - mu)) / max(np.sum((y - mu) ** 2), 1e-12) - 1.0
+        t = float(np.log(np.clip(phi, 1e-2, 1e4)))
+        return np.concatenate([beta, theta0, [t]])
+    zero = y == 0
+    rows = ~zero if aux.hurdle else np.ones_like(zero)
+    beta = glm_start(_PoissonStart(PoissonLog(None, None)), _Rows(y[rows], X[rows], o[rows]))
+    mu = np.exp(np.clip(o + X @ beta, -700, 700))
+    n_zi = 0 if X_zi is None or not aux.has_zero_part else X_zi.shape[1]
+    gamma = np.zeros(n_zi)
+    if n_zi:
+        if aux.hurdle:
+            gamma = _logistic_fit(zero.astype(float), X_zi)
+        else:
+            ones = np.flatnonzero(np.all(X_zi == 1.0, axis=0))
+            p0 = np.exp(-mu)
+            excess = (zero.mean() - p0.mean()) / max(1.0 - p0.mean(), 1e-12)
+            if ones.size:
+                gamma[ones[0]] = special.logit(np.clip(excess, 0.05, 0.95))
+    parts = [beta, theta0, gamma]
+    if aux.has_dispersion:
+        ypos, mpos = y[rows], mu[rows]
+        excess = np.sum((ypos - mpos) ** 2 - ypos)
+        theta = np.sum(mpos ** 2) / excess if excess > 0 else 1e4
+        parts.append([float(np.log(np.clip(theta, 1e-2, 1e4)))])
+    return np.concatenate(parts)
 
 
 class _PoissonStart:
