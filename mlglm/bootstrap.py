@@ -166,17 +166,20 @@ class BootstrapResult:
     def replicate_params(self) -> pd.DataFrame:
         """The replicates in the layout of ``results.params``: fixed effects, vech(Sigma_k)
         per term (variances and covariances, Sigma_k = diag(s) R diag(s) from the
-        replicate's SDs and correlations)[, the dispersion], one row per replicate (NaN
-        rows for failed refits)."""
+        replicate's SDs and correlations)[, the zero part][, the dispersion], one row per
+        replicate (NaN rows for failed refits)."""
         model = self.results.model
         p = model.k_fe
         layout = _layout(model)
-        disp = [p + layout.dim] if model.fam.estimates_dispersion else []
+        # the zero part and a GLMM's dispersion as they are (a Gaussian's sigma is not in
+        # params)
+        k = p + layout.dim + self.results.outcome.zi.size + int(model.fam.estimates_dispersion)
+        rest = slice(p + layout.dim, k)
         rows = []
         for v in self.replicates.to_numpy(dtype=float):
             Sigmas = layout.Sigmas_from_natural(v[p:p + layout.dim])
             rows.append(np.concatenate([v[:p]] + [S[np.tril_indices(S.shape[0])]
-                                                  for S in Sigmas] + [v[disp]]))
+                                                  for S in Sigmas] + [v[rest]]))
         out = pd.DataFrame(rows, columns=list(model.data.param_names))
         out[self.replicates.isna().all(axis=1).to_numpy()] = np.nan     # failed refits
         return out
@@ -215,13 +218,17 @@ def _layout(model) -> NaturalLayout:
 
 def natural_estimates(results) -> pd.Series:
     """The fit's natural parameters, labelled as the replicates' columns: fixed effects,
-    SDs and correlations per term (:func:`~mlglm.mixedlm_view.natural_label`), then
-    ``sigma`` (Gaussian) or the dispersion a GLMM estimates (``theta``, ``scale``)."""
+    SDs and correlations per term (:func:`~mlglm.mixedlm_view.natural_label`), the
+    zero-part coefficients (``zi_<name>``), then ``sigma`` (Gaussian) or the dispersion a
+    GLMM estimates (``theta``, ``scale``, ``phi``)."""
     model = results.model
     layout = _layout(model)
     names = [str(n) for n in model.exog_names] + [natural_label(model.re_terms, e)
                                                   for e in layout.entries]
     values = [np.asarray(results.fe_params, float), layout.natural(results.outcome.Sigmas)]
+    if results.outcome.zi.size:             # the zero part (zero-inflated, hurdle)
+        names += [str(n) for n in results.zi_params.index]
+        values.append(np.asarray(results.outcome.zi, float))
     if model.fam.is_gaussian:
         names.append("sigma")
         values.append([np.sqrt(results.scale)])
@@ -243,7 +250,10 @@ def _spec(results):
     offset = np.asarray(model.offset, float)
     start = (np.asarray(fit.theta, float) if model.fam.is_gaussian
              else model.theta_from_params(np.asarray(results.params, float)))
-    return dict(problem=model.problem, fam=model.fam, terms=terms,
+    a = None
+    if model.fam.zero_part is not None:     # zero-inflated, hurdle: the zero part's predictor
+        a = np.asarray(model.exog_zi, float) @ np.asarray(fit.zi, float)
+    return dict(problem=model.problem, fam=model.fam, terms=terms, a=a,
                 m=np.asarray(model.n_trials, float),
                 eta_fixed=offset + X @ np.asarray(fit.beta, float),
                 Ls=term_factors(terms, fit.Sigmas), dispersion=fit_dispersion(results),
@@ -255,6 +265,8 @@ def _draw(spec, rng):
     """One response vector from the fitted model with new random effects for every term."""
     bs = draw_random_effects(spec["terms"], spec["Ls"], rng)
     eta = spec["eta_fixed"] + random_part(spec["terms"], bs)
+    if spec["fam"].auxiliary:           # zero-inflated, hurdle, beta: with the zero part
+        return spec["fam"].draw_rows(eta, spec["a"], rng, spec["dispersion"])
     return draw_response(spec["fam"], eta, rng, spec["m"], spec["dispersion"], spec["var"])
 
 
@@ -267,7 +279,7 @@ def _refit(spec, y):
     else:
         f = fit_glmm(problem.objective(spec["nagq"]), x0=spec["start"])  # with the polish
         extra = [] if f.log_dispersion is None else [np.exp(f.log_dispersion)]
-    vec = np.concatenate([f.beta, spec["layout"].natural(f.Sigmas), extra])
+    vec = np.concatenate([f.beta, spec["layout"].natural(f.Sigmas), f.zi, extra])
     return vec, float(f.llf), f.converged, f
 
 

@@ -101,8 +101,9 @@ def multi_wald_conf_int(results, level=0.95) -> pd.DataFrame:
             idx = np.flatnonzero(g)
             se = np.sqrt(g[idx] @ cov[np.ix_(idx, idx)] @ g[idx])
         rows.append(_transformed(name, rho, se, z, "cor"))
-    from .intervals import _dispersion_rows
-    rows += _dispersion_rows(results, est, z)
+    from .intervals import _dispersion_rows, _zero_part_rows
+    zi_rows, est = _zero_part_rows(results, est, z, cov)
+    rows += zi_rows + _dispersion_rows(results, est, z)
     return _frame(rows, est, level)
 
 

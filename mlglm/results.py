@@ -450,8 +450,8 @@ class MixedGLMResults(MixedLMResults):
         from .intervals import params_conf_int, select_rows
         if not isinstance(method, str) and cols is None:    # statsmodels' (alpha, cols)
             method, cols = "wald", method
-        if method != "wald":
-            self._not_with_auxiliary(f"method={method!r} intervals")
+        if method == "profile":
+            self._not_with_auxiliary("profile intervals")
         if ddf is not None:
             if method != "wald":
                 raise ValueError("ddf= is for Wald intervals (method='wald')")
@@ -487,8 +487,8 @@ class MixedGLMResults(MixedLMResults):
         ``upper``, ``interval``.
         """
         from .intervals import conf_int
-        if method != "wald":
-            self._not_with_auxiliary(f"method={method!r} intervals")
+        if method == "profile":
+            self._not_with_auxiliary("profile intervals")
         return conf_int(self, level=level, method=method, which=which, n_boot=n_boot,
                         seed=seed, n_jobs=n_jobs, progress=progress, boot=boot,
                         criterion=criterion)
@@ -522,7 +522,6 @@ class MixedGLMResults(MixedLMResults):
         """Parametric bootstrap: simulate with new random effects (for every grouping
         factor), refit, n times (see :func:`mlglm.bootstrap.bootstrap`); returns a
         ``BootstrapResult``."""
-        self._not_with_auxiliary("the parametric bootstrap")
         return bootstrap(self, n=n, seed=seed, progress=progress, n_jobs=n_jobs)
 
     def marginal_params(self, nagq=15, level=0.95):
@@ -560,7 +559,7 @@ class MixedGLMResults(MixedLMResults):
         fam = self.model.fam
         if fam.auxiliary:
             raise NotImplementedError(f"{what} is not available for {fam.label} models yet; "
-                                      "Wald intervals (conf_int()), predict(), simulate() and "
+                                      "Wald and bootstrap intervals, predict(), simulate() and "
                                       "response and Pearson residuals are")
 
     def summary(self, alpha=0.05, ddf=None, **kwargs):

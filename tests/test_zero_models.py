@@ -318,8 +318,39 @@ def test_predict_refusals(fits):
     zinb, _ = fits["sal_zinb2"]
     with pytest.raises(NotImplementedError, match="marginal"):
         zinb.predict(marginal=True)
+    with pytest.raises(NotImplementedError, match="population-averaged"):
+        zinb.marginal_params()
     with pytest.raises(NotImplementedError, match="standard errors"):
         zinb.get_prediction()
+    with pytest.raises(NotImplementedError, match="profile intervals"):
+        zinb.conf_int(method="profile")
+    with pytest.raises(NotImplementedError, match="pooling"):
+        zinb.compare_pooling()
+
+
+def test_bootstrap_zero_inflated():
+    # replicates carry the zero part; a replicate is the fit of the model to its simulated
+    # response; replicate_params is in the layout of params
+    d = mlglm.datasets.load_salamanders()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = mlglm.glmer("count ~ mined + (1 | site)", d, family="negative_binomial",
+                          ziformula="~ mined")
+        boot = res.bootstrap(6, seed=3)
+    assert list(boot.replicates.columns) == ["Intercept", "mined[T.no]", "sd(Intercept)",
+                                             "zi_Intercept", "zi_mined[T.no]", "theta"]
+    assert list(boot.replicate_params().columns) == list(res.params.index)
+    y = boot.response(2)
+    assert np.all(y >= 0) and np.all(y == np.round(y))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        refit = mlglm.glmer("count ~ mined + (1 | site)", d.assign(count=y),
+                            family="negative_binomial", ziformula="~ mined")
+    rep = boot.replicates.iloc[2]
+    np.testing.assert_allclose(rep[list(res.zi_params.index)], refit.zi_params, atol=1e-5)
+    np.testing.assert_allclose(rep["theta"], refit.dispersion, rtol=1e-5)
+    ci = res.conf_int(method="bootstrap", boot=boot)
+    assert list(ci.index) == list(res.params.index)
 
 
 @pytest.mark.parametrize("key", ["sal_zinb2", "sal_hurdle_nb2", "sal_zip", "beta_sim"])
