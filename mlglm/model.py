@@ -137,6 +137,22 @@ class MixedGLM(MixedLMSetup, MixedLM):
     #: stand-in with the data's moments instead)
     rows_on_driver = True
 
+    def __getstate__(self):
+        # patsy's design info of the zero part does not pickle: rebuilt on demand
+        # (zero_part_coding)
+        state = self.__dict__.copy()
+        state.pop("zi_design_info", None)
+        return state
+
+    def zero_part_coding(self):
+        """patsy's design info of ``ziformula`` (how new rows' zero part is coded), rebuilt
+        from the fit's rows after unpickling; None without a formula's zero part."""
+        if self.zi_design_info is None and self.ziformula is not None:
+            env = patsy.EvalEnvironment([getattr(self, "formula_env", None) or {}])
+            self.zi_design_info = _zero_part_from_formula(self.ziformula, self.data.frame,
+                                                          env)[2]
+        return self.zi_design_info
+
     def _handle_data(self, *args, **kwargs):
         """statsmodels' data handling, with a data object that unpickles at the top level
         of a script too (:mod:`mlglm.model_data`)."""

@@ -294,11 +294,12 @@ def zero_part_design(results, exog) -> np.ndarray:
     model = results.model
     if exog is None:
         return np.asarray(model.exog_zi, dtype=float)
-    if not isinstance(exog, pd.DataFrame) or model.zi_design_info is None:
+    coding = model.zero_part_coding()
+    if not isinstance(exog, pd.DataFrame) or coding is None:
         raise ValueError("predictions of a zero-inflated or hurdle model on new rows need "
                          "a DataFrame with the columns of ziformula (and a model built "
                          "from a formula)")
-    (D,) = patsy.build_design_matrices([model.zi_design_info], exog, NA_action="raise")
+    (D,) = patsy.build_design_matrices([coding], exog, NA_action="raise")
     return np.asarray(D, dtype=float)
 
 

@@ -14,6 +14,7 @@ within 1.2e-5 relative, SD within 6e-6, fixed-effect SEs within 5e-6 relative.
 from __future__ import annotations
 
 import json
+import pickle
 import re
 import warnings
 
@@ -503,3 +504,15 @@ def test_several_factor_gradient_against_central_differences(formula, family, zi
     obj.u, obj._last, obj._pred = None, None, None
     g = obj.value_and_gradient(x)[1]
     np.testing.assert_allclose(g, _central_gradient(obj, x), rtol=1e-6, atol=1e-6)
+
+
+def test_pickle_round_trip(fits):
+    res, _ = fits["sal_zinb2"]
+    d = mlglm.datasets.load_salamanders()
+    back = pickle.loads(pickle.dumps(res))
+    assert back.llf == res.llf
+    np.testing.assert_array_equal(back.zi_params, res.zi_params)
+    # new rows' zero part coded again from ziformula after unpickling
+    np.testing.assert_allclose(back.predict(d.iloc[:7], which="zero_prob", conditional=True),
+                               res.predict(d.iloc[:7], which="zero_prob", conditional=True),
+                               rtol=1e-12)
