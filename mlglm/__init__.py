@@ -20,7 +20,8 @@ from .fit_checks import CollinearityWarning, QuadratureWarning, StandardErrorWar
 from .model import (BinomialMixedGLM, FitError, MixedGLM, PoissonMixedGLM, SeparationWarning,
                     SingularFitWarning)
 from .plotting import caterpillar, effect_plot
-from .pooling import PoolingComparison, compare_pooling, compare_pooling_from_results
+from .pooling import PoolingComparison, compare_pooling_from_results
+from .pooling_fit import compare_pooling
 from .ranef import random_effects_frame
 from .results import MixedGLMResults
 # after .ranef: the name mlglm.ranef is lme4's function, not that module

@@ -63,7 +63,7 @@ def run_demo(out="mlglm_demo_out", plots=True, file=None) -> dict:
     """
     import mlglm
     from .icc import icc, variance_explained
-    from .pooling import compare_pooling
+    from .pooling_fit import compare_pooling
 
     say = _Printer(sys.stdout if file is None else file)
     t0 = time.perf_counter()

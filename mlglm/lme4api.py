@@ -28,7 +28,7 @@ import pandas as pd
 from .expressions import evaluate_terms
 from .formula import update_formula
 from .formula_env import capture
-from .lme4style import glmer, lmer
+from .lme4_front import glmer_fit, lmer_fit
 from .mixedlm_view import term_labels
 
 __all__ = ["fixef", "ranef", "Ranef", "VarCorr", "VarCorrResult", "coef", "update",
@@ -233,14 +233,14 @@ def update(results, formula=None, data=None, eval_env=None, **changes):
             if column is not None and column in data.columns:
                 kwargs[key] = column
     kwargs.update(changes)
-    kwargs["eval_env"] = names
+    cls = type(model)
     gaussian = model.fam.is_gaussian and "family" not in changes
     if gaussian:
         if not any(k in kwargs for k in ("reml", "REML")):
             kwargs["reml"] = results.method == "reml"
-        return lmer(new, data, **{k: v for k, v in kwargs.items()
-                                  if k not in ("exposure", "n_trials")})
+        return lmer_fit(cls, new, data, namespace=names,
+                        **{k: v for k, v in kwargs.items() if k not in ("exposure", "n_trials")})
     kwargs.setdefault("family", model.family)
     if not any(k in kwargs for k in ("nagq", "nAGQ")):
         kwargs["nagq"] = int(results.nagq or 1)
-    return glmer(new, data, **kwargs)
+    return glmer_fit(cls, new, data, namespace=names, **kwargs)

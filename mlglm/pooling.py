@@ -51,12 +51,11 @@ from statsmodels.tools.sm_exceptions import (ConvergenceWarning, PerfectSeparati
 
 from .core.terms import nests_in
 from .data_checks import family_from_name
-from .formula_env import capture
 from .icc import describe_model
 from .mixedlm_view import statsmodels_term, term_labels
 from .plotting import pooling_lines, pooling_shrinkage
 
-__all__ = ["PoolingComparison", "compare_pooling", "compare_pooling_from_results"]
+__all__ = ["PoolingComparison", "compare_pooling_from_results", "pooling_family"]
 
 _TABLE_COLUMNS = ["group", "n", "term", "complete_pooling", "no_pooling", "partial_pooling",
                   "shrinkage"]
@@ -209,7 +208,9 @@ class PoolingComparison:
 
 
 # ------------------------------------------------------------------- fitting
-def _family(family):
+def pooling_family(family):
+    """The statsmodels family of the no-pooling and complete-pooling GLMs, None for a
+    Gaussian model (fitted by least squares); a family name is read as ``glmer``'s."""
     if family is None:
         return None
     if isinstance(family, str):
@@ -220,45 +221,6 @@ def _family(family):
             raise ValueError("Gaussian pooling comparison needs the identity link")
         return None
     return family
-
-
-def compare_pooling(formula, data, groups, family=None, re_formula=None, nagq=1,
-                    eval_env=None):
-    """Compare complete, no and partial pooling for ``formula`` by ``groups``.
-
-    Parameters
-    ----------
-    formula : str
-        Fixed-effects formula without bars, e.g. ``"mAch ~ cses"``.
-    data : pandas.DataFrame
-    groups : str or array
-        The grouping column (or labels per row).
-    family : None (Gaussian), ``"binomial"``, ``"poisson"`` or a statsmodels family.
-    re_formula : str, optional
-        Random effects of the mixed model, as in ``MixedLM.from_formula``
-        (default: a random intercept only, so slopes are fully pooled; pass
-        e.g. ``"~cses"`` to let the slope vary too).
-    nagq : int
-        Laplace (1) or AGHQ points for the binomial/Poisson mixed model.
-    eval_env : where the formula's names that are not columns resolve (default: the
-        caller's namespace; see :mod:`mlglm.formula_env`).
-
-    Returns
-    -------
-    PoolingComparison
-    """
-    from .model import MixedGLM
-    fam = _family(family)
-    model = MixedGLM.from_formula(formula, data, groups=groups, re_formula=re_formula,
-                                  family=sm.families.Gaussian() if fam is None else fam,
-                                  eval_env=capture(eval_env, depth=1))
-    if fam is None:
-        res = model.fit(reml=True)
-    elif nagq == 1:
-        res = model.fit(method="laplace")
-    else:
-        res = model.fit(method="aghq", nagq=nagq)
-    return compare_pooling_from_results(res)
 
 
 def compare_pooling_from_results(results) -> PoolingComparison:
@@ -277,7 +239,7 @@ def compare_pooling_from_results(results) -> PoolingComparison:
     formula = getattr(model, "formula", None)
     if not isinstance(formula, str):
         raise ValueError("the pooling comparison needs a model built from a formula")
-    fam = _family(getattr(model, "family", None))
+    fam = pooling_family(getattr(model, "family", None))
     frame = model.data.frame.reset_index(drop=True)
     env = patsy.EvalEnvironment([getattr(model, "formula_env", None) or {}])  # the fit's names
     y, X = patsy.dmatrices(formula, frame, eval_env=env, return_type="dataframe",

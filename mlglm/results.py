@@ -25,6 +25,7 @@ from statsmodels.base.model import LikelihoodModelResults
 from statsmodels.regression.mixed_linear_model import MixedLMResults, MixedLMResultsWrapper
 from statsmodels.tools._decorators import cache_readonly
 
+from . import lme4api
 from . import mixedlm_view as view
 from .bootstrap import bootstrap
 from .compare import compare_lr_test
@@ -485,12 +486,11 @@ class MixedGLMResults(MixedLMResults):
         """Refit with a changed formula or settings, as lme4's ``update``
         (see :func:`mlglm.update`), e.g. ``res.update("~ . - x")``; names the
         original formula did not use resolve in the caller's namespace."""
-        from .lme4api import update
         if eval_env is None:
             eval_env = 0
         if isinstance(eval_env, int) and eval_env >= 0:
             eval_env += 1             # this method's frame is one more on the stack
-        return update(self, formula, eval_env=eval_env, **changes)
+        return lme4api.update(self, formula, eval_env=eval_env, **changes)
 
     def remove_data(self):
         """statsmodels' ``remove_data``, after computing what ``conf_int()`` and

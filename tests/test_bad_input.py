@@ -534,10 +534,10 @@ def test_crossed_factors_beyond_memory_are_refused_when_the_model_is_built(monke
     monkeypatch.setattr(memory, "LIMIT", None)
     # beyond the dense limit of 12,000 whatever the memory: refused before the fit
     big = _crossed(12_500, 12_100, n=25_000)
-    model_only = mlglm.lme4style._model
     with pytest.raises(MixedGLMInputError, match="dense block of 12,100 x 12,100.*the limit "
                                                  "is 12,000"):
-        model_only("resp ~ x + (1 | a) + (1 | b)", big, sm.families.Gaussian())
+        mlglm.lme4_front.lme4_model(mlglm.MixedGLM, "resp ~ x + (1 | a) + (1 | b)", big,
+                                    sm.families.Gaussian())
 
 
 # ------------------------------------------------------------------------------------------

@@ -22,7 +22,7 @@ from scipy import stats  # noqa: E402
 
 import mlglm  # noqa: E402
 from mlglm.plotting import caterpillar, effect_plot  # noqa: E402
-from mlglm.pooling import compare_pooling  # noqa: E402
+from mlglm.pooling_fit import compare_pooling  # noqa: E402
 from mlglm.ranef import random_effects_frame  # noqa: E402
 
 GLMM = "y ~ age + I(age**2) + urban + livch + (1 + urban | district)"

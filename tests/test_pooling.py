@@ -15,7 +15,8 @@ import statsmodels.api as sm
 import statsmodels.formula.api as smf
 
 import mlglm
-from mlglm.pooling import PoolingComparison, compare_pooling, compare_pooling_from_results
+from mlglm.pooling import PoolingComparison, compare_pooling_from_results
+from mlglm.pooling_fit import compare_pooling
 
 
 @pytest.fixture(scope="module")

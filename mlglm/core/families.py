@@ -82,7 +82,7 @@ class FamilyLink:
 
     def start_response(self, y, m):
         """A transform of the raw response on the linear-predictor scale, for the
-        least-squares start of the GLM fit (:func:`mlglm.core.optimize.glm_start`)."""
+        least-squares start of the GLM fit (:func:`mlglm.core.glm_fit.glm_start`)."""
         return np.log(y + 0.5)
 
     def log_const(self, y, m):  # pragma: no cover - abstract

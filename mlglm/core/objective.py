@@ -29,6 +29,7 @@ from .aghq import aghq_loglik
 from .covpattern import diagonal as diagonal_pattern
 from .covpattern import unstructured
 from .families import FamilyLink
+from .glm_fit import glm_start
 from .grouping import GroupedData
 from .layouts import ParamLayout
 from .laplace import laplace_gradient, laplace_loglik
@@ -158,9 +159,8 @@ class Objective:
         return np.concatenate([self.glm_beta(t), theta0, [t]])
 
     def glm_beta(self, log_dispersion=None) -> np.ndarray:
-        """beta of the GLM without random effects (:func:`~mlglm.core.optimize.glm_start`),
+        """beta of the GLM without random effects (:func:`~mlglm.core.glm_fit.glm_start`),
         the kernel at ``log_dispersion`` when given."""
-        from .optimize import glm_start
         return glm_start(self.fl if log_dispersion is None else self.fl.at(log_dispersion),
                          self)
 

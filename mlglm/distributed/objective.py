@@ -37,7 +37,7 @@ import time
 import numpy as np
 
 from ..core.objective import Objective
-from ..core.optimize import glm_newton, solve_sym
+from ..core.glm_fit import glm_newton, solve_sym
 from ..data_checks import MixedGLMInputError
 from .spec import _sorted_index
 
@@ -219,7 +219,7 @@ class ShardedObjective(Objective):
     def glm_beta(self, log_dispersion=None) -> np.ndarray:
         """:meth:`Objective.glm_beta` from per-shard sums: the in-memory start's least
         squares (one round of X'WX, X'W(z - offset)), then the same Newton iteration
-        (:func:`~mlglm.core.optimize.glm_newton`), each trial point one round of (kernel
+        (:func:`~mlglm.core.glm_fit.glm_newton`), each trial point one round of (kernel
         sum, X'd1, X'D2X) (the kernel at ``log_dispersion`` when given). With
         :meth:`dispersion_moments` all :meth:`Objective.start` needs."""
         def at(beta):

@@ -290,7 +290,7 @@ class Shard:
     # ------------------------------------------------------- GLM start pieces
     def glm_initial(self, nagq):
         """(X'WX, X'W(z - offset)) with z the transformed response of
-        :func:`mlglm.core.optimize.glm_start` (W the prior weights, if any)."""
+        :func:`mlglm.core.glm_fit.glm_start` (W the prior weights, if any)."""
         obj = self.objective(nagq) if not self.empty else None
         if obj is None:
             return None

@@ -1,0 +1,54 @@
+"""The pooling comparison from a formula: fits the mixed model, then compares.
+
+:func:`compare_pooling` is a front door (it builds and fits a
+:class:`~mlglm.model.MixedGLM`); the comparison itself -- complete, no and partial
+pooling, table and plot -- is :func:`mlglm.pooling.compare_pooling_from_results`,
+which works on any fit and lives with the results.
+"""
+from __future__ import annotations
+
+import statsmodels.api as sm
+
+from .formula_env import capture
+from .model import MixedGLM
+from .pooling import compare_pooling_from_results, pooling_family
+
+__all__ = ["compare_pooling"]
+
+
+def compare_pooling(formula, data, groups, family=None, re_formula=None, nagq=1,
+                    eval_env=None):
+    """Compare complete, no and partial pooling for ``formula`` by ``groups``.
+
+    Parameters
+    ----------
+    formula : str
+        Fixed-effects formula without bars, e.g. ``"mAch ~ cses"``.
+    data : pandas.DataFrame
+    groups : str or array
+        The grouping column (or labels per row).
+    family : None (Gaussian), ``"binomial"``, ``"poisson"`` or a statsmodels family.
+    re_formula : str, optional
+        Random effects of the mixed model, as in ``MixedLM.from_formula``
+        (default: a random intercept only, so slopes are fully pooled; pass
+        e.g. ``"~cses"`` to let the slope vary too).
+    nagq : int
+        Laplace (1) or AGHQ points for the binomial/Poisson mixed model.
+    eval_env : where the formula's names that are not columns resolve (default: the
+        caller's namespace; see :mod:`mlglm.formula_env`).
+
+    Returns
+    -------
+    PoolingComparison
+    """
+    fam = pooling_family(family)
+    model = MixedGLM.from_formula(formula, data, groups=groups, re_formula=re_formula,
+                                  family=sm.families.Gaussian() if fam is None else fam,
+                                  eval_env=capture(eval_env, depth=1))
+    if fam is None:
+        res = model.fit(reml=True)
+    elif nagq == 1:
+        res = model.fit(method="laplace")
+    else:
+        res = model.fit(method="aghq", nagq=nagq)
+    return compare_pooling_from_results(res)
