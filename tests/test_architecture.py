@@ -46,3 +46,100 @@ def test_only_the_plugin_hook_loads_the_dask_engine():
                 for a in node.names:
                     assert not a.name.startswith("mlglm.distributed"), \
                         f"{path.name}:{node.lineno}"
+
+
+# ------------------------------------------------------------------ the import graph
+def _modules(root):
+    """Dotted module name -> path, for every module of the package at ``root`` (a
+    package's ``__init__`` under the package's name)."""
+    out = {}
+    for path in root.rglob("*.py"):
+        parts = path.relative_to(root.parent).with_suffix("").parts
+        if parts[-1] == "__init__":
+            parts = parts[:-1]
+        out[".".join(parts)] = path
+    return out
+
+
+def import_graph(root=PKG):
+    """module -> {imported module: first line}, every import counted: at the top, inside
+    a function, under ``if TYPE_CHECKING`` alike (a function-local import is still a
+    dependency; it only hides a cycle). ``from . import x`` names module x; an import
+    of a package's face (``__init__``) is not an edge, as the faces only re-export."""
+    mods = _modules(root)
+    graph = {}
+    for name, path in mods.items():
+        package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
+        edges = graph.setdefault(name, {})
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                targets = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    parts = package.split(".")[: len(package.split(".")) - node.level + 1]
+                    base = ".".join(parts + ([node.module] if node.module else []))
+                targets = [f"{base}.{a.name}" for a in node.names] + [base]
+            else:
+                continue
+            for target in targets:
+                while target and target not in mods:
+                    target = target.rpartition(".")[0]
+                if target and target != name and mods[target].name != "__init__.py":
+                    edges.setdefault(target, node.lineno)
+                    break
+    return graph
+
+
+def _cycles(graph):
+    """The strongly connected components of more than one module (Tarjan)."""
+    index, low, stack, on, out = {}, {}, [], set(), []
+
+    def visit(v):
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on.add(v)
+        for w in graph.get(v, {}):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = []
+            while True:
+                w = stack.pop()
+                on.discard(w)
+                comp.append(w)
+                if w == v:
+                    break
+            if len(comp) > 1:
+                out.append(sorted(comp))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return out
+
+
+def test_the_import_graph_has_no_cycle():
+    """Imports point one way (issue 22): no module reaches itself through imports,
+    function-local ones included."""
+    graph = import_graph()
+    cycles = _cycles(graph)
+    detail = [" <-> ".join(c) + ": " + "; ".join(
+        f"{a} -> {b} (line {graph[a][b]})" for a in c for b in graph[a] if b in c)
+        for c in cycles]
+    assert not cycles, "\n".join(detail)
+
+
+def test_the_cycle_check_sees_function_local_imports(tmp_path):
+    """The check finds a cycle hidden in a function (so the test above can fail)."""
+    pkg = tmp_path / "mlglm"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "a.py").write_text("from .b import g\n")
+    (pkg / "b.py").write_text("def g():\n    from . import a\n    return a\n")
+    assert _cycles(import_graph(pkg)) == [["mlglm.a", "mlglm.b"]]
+    (pkg / "b.py").write_text("def g():\n    return 1\n")
+    assert _cycles(import_graph(pkg)) == []
