@@ -49,13 +49,14 @@ from scipy import stats
 from statsmodels.tools.sm_exceptions import (ConvergenceWarning, PerfectSeparationError,
                                              PerfectSeparationWarning)
 
+from .core.family import GAUSSIAN, Family
 from .core.terms import nests_in
-from .data_checks import family_from_name
 from .icc import describe_model
 from .mixedlm_view import statsmodels_term, term_labels
 from .plotting import pooling_lines, pooling_shrinkage
+from .sm_families import statsmodels_family
 
-__all__ = ["PoolingComparison", "compare_pooling_from_results", "pooling_family"]
+__all__ = ["PoolingComparison", "compare_pooling_from_results"]
 
 _TABLE_COLUMNS = ["group", "n", "term", "complete_pooling", "no_pooling", "partial_pooling",
                   "shrinkage"]
@@ -88,6 +89,8 @@ class PoolingComparison:
     complete : statsmodels results of the complete-pooling fit.
     mixed : the mixed-model results (partial pooling).
     formula, group_name, family_name : what was compared.
+    family : the statsmodels family of the complete- and no-pooling GLMs (None: OLS).
+    fam : the mixed model's :class:`~mlglm.core.family.Family`.
     """
 
     table: pd.DataFrame
@@ -102,6 +105,7 @@ class PoolingComparison:
     groups: np.ndarray
     design_info: object
     family: object
+    fam: object = None
 
     @property
     def terms(self) -> list[str]:
@@ -208,21 +212,6 @@ class PoolingComparison:
 
 
 # ------------------------------------------------------------------- fitting
-def pooling_family(family):
-    """The statsmodels family of the no-pooling and complete-pooling GLMs, None for a
-    Gaussian model (fitted by least squares); a family name is read as ``glmer``'s."""
-    if family is None:
-        return None
-    if isinstance(family, str):
-        family = family_from_name(family)
-    if type(family).__name__ == "Gaussian":
-        link = type(family.link).__name__
-        if link != "Identity":
-            raise ValueError("Gaussian pooling comparison needs the identity link")
-        return None
-    return family
-
-
 def compare_pooling_from_results(results) -> PoolingComparison:
     """The pooling comparison for an existing mixed-model fit (mlglm or statsmodels
     ``MixedLMResults``): its fixed formula, data, groups and family, with the
@@ -239,7 +228,10 @@ def compare_pooling_from_results(results) -> PoolingComparison:
     formula = getattr(model, "formula", None)
     if not isinstance(formula, str):
         raise ValueError("the pooling comparison needs a model built from a formula")
-    fam = pooling_family(getattr(model, "family", None))
+    spec = getattr(model, "fam", None) or Family(GAUSSIAN)    # statsmodels' MixedLM: Gaussian
+    # the GLMs' family: the mixed model's, with its dispersion (NB theta) held at the estimate
+    fam = None if spec.is_gaussian else \
+        statsmodels_family(spec, getattr(results, "dispersion", None))
     frame = model.data.frame.reset_index(drop=True)
     env = patsy.EvalEnvironment([getattr(model, "formula_env", None) or {}])  # the fit's names
     y, X = patsy.dmatrices(formula, frame, eval_env=env, return_type="dataframe",
@@ -253,7 +245,7 @@ def compare_pooling_from_results(results) -> PoolingComparison:
     Xv = np.asarray(X, dtype=float)
     names = list(X.columns)
     extra = _glm_extras(model, fam, len(Xv))
-    complete = _fit_glm(yv, Xv, fam, extra, slice(None))
+    complete = _fit_glm(yv, Xv, fam, spec, extra, slice(None))
     if isinstance(complete, str):
         raise RuntimeError(f"the complete-pooling fit failed: {complete}")
     beta_c = np.asarray(complete.params)
@@ -268,7 +260,7 @@ def compare_pooling_from_results(results) -> PoolingComparison:
     for g in labels:
         idx = np.asarray(rows_of.get(str(g), []), dtype=np.intp)
         n = int(idx.size)
-        out = _fit_glm(yv, Xv, fam, extra, idx, check=True, names=names)
+        out = _fit_glm(yv, Xv, fam, spec, extra, idx, check=True, names=names)
         if isinstance(out, str):
             failed.append({"group": g, "n": n, "reason": out})
             bn = np.full(len(names), np.nan)
@@ -291,8 +283,8 @@ def compare_pooling_from_results(results) -> PoolingComparison:
         warnings.warn(msg, stacklevel=2)
     return PoolingComparison(table=table, failed=failed, shrinkage=shrink, complete=complete,
                              mixed=results, formula=formula, group_name=group_name,
-                             family_name=type(fam).__name__.lower() if fam else "gaussian",
-                             frame=frame, groups=groups, design_info=design_info, family=fam)
+                             family_name=spec.name, frame=frame, groups=groups,
+                             design_info=design_info, family=fam, fam=spec)
 
 
 def _glm_extras(model, fam, n):
@@ -307,8 +299,9 @@ def _glm_extras(model, fam, n):
     return extra
 
 
-def _fit_glm(y, X, fam, extra, idx, check=False, names=None):
-    """A fitted GLM/OLS on rows ``idx`` or a string saying why there is none."""
+def _fit_glm(y, X, fam, spec, extra, idx, check=False, names=None):
+    """A fitted GLM/OLS on rows ``idx`` or a string saying why there is none (``fam``:
+    the statsmodels family, None for OLS; ``spec``: the mixed model's Family)."""
     Xg, yg = X[idx], y[idx]
     n, p = Xg.shape
     kw = {k: v[idx] for k, v in extra.items()}
@@ -319,7 +312,7 @@ def _fit_glm(y, X, fam, extra, idx, check=False, names=None):
         if rank < p:
             return (f"singular design: rank {rank} < {p} coefficients"
                     f"{_why_singular(Xg, names)}")
-        degenerate = _degenerate_response(yg, fam)
+        degenerate = _degenerate_response(yg, spec)
         if degenerate:
             return degenerate
     with warnings.catch_warnings(record=True) as caught:
@@ -337,10 +330,9 @@ def _fit_glm(y, X, fam, extra, idx, check=False, names=None):
         return res
     # statsmodels also raises PerfectSeparationWarning for an exact Poisson fit (y == mu,
     # e.g. every count equal): only a binomial perfect prediction is separation.
-    binomial = type(fam).__name__ == "Binomial"
     for w in caught:
-        if binomial and issubclass(w.category, PerfectSeparationWarning):
-            return f"separation ({_short(w.message)}){_separation_detail(res, fam, yg)}"
+        if spec.is_binomial and issubclass(w.category, PerfectSeparationWarning):
+            return f"separation ({_short(w.message)}){_separation_detail(res, spec, yg)}"
     for w in caught:
         if issubclass(w.category, ConvergenceWarning):
             return f"did not converge ({_short(w.message)})"
@@ -349,37 +341,33 @@ def _fit_glm(y, X, fam, extra, idx, check=False, names=None):
         return "non-finite estimates"
     if fam is not None and not getattr(res, "converged", True):
         return "did not converge (IRLS)"
-    detail = _separation_detail(res, fam, yg)
+    detail = _separation_detail(res, spec, yg)
     if detail:
         return "separation" + detail
     return res
 
 
-def _degenerate_response(y, fam):
+def _degenerate_response(y, spec):
     """'' or the reason a group's response alone makes the ML estimate infinite."""
-    name = type(fam).__name__ if fam is not None else ""
-    if name == "Binomial":
+    if spec.is_binomial:
         succ, fail = (y[:, 0], y[:, 1]) if y.ndim == 2 else (y, 1.0 - y)
         if np.all(succ == 0) or np.all(fail == 0):
             what = "0" if np.all(succ == 0) else "1"
             return (f"separation: every outcome is {what} in this group, so the maximum-"
                     "likelihood estimate is infinite")
-    if name == "Poisson" and np.all(y == 0):
+    if spec.is_count and np.all(y == 0):
         return ("all counts are zero: fitted mean 0, the maximum-likelihood intercept is "
                 "-infinite")
     return ""
 
 
-def _separation_detail(res, fam, y):
+def _separation_detail(res, spec, y):
     """'' or ': ...' when fitted means sit at the boundary (quasi-complete separation)."""
-    if fam is None:
-        return ""
     mu = np.asarray(res.fittedvalues, dtype=float)
-    name = type(fam).__name__
-    if name == "Binomial":
+    if spec.is_binomial:
         edge = (mu < 1e-6) | (mu > 1 - 1e-6)
         what = "fitted probability 0 or 1"
-    elif name == "Poisson":
+    elif spec.is_count:
         edge = mu < 1e-8
         what = "fitted mean 0"
     else:

@@ -7,11 +7,9 @@ which works on any fit and lives with the results.
 """
 from __future__ import annotations
 
-import statsmodels.api as sm
-
 from .formula_env import capture
 from .model import MixedGLM
-from .pooling import compare_pooling_from_results, pooling_family
+from .pooling import compare_pooling_from_results
 
 __all__ = ["compare_pooling"]
 
@@ -27,7 +25,8 @@ def compare_pooling(formula, data, groups, family=None, re_formula=None, nagq=1,
     data : pandas.DataFrame
     groups : str or array
         The grouping column (or labels per row).
-    family : None (Gaussian), ``"binomial"``, ``"poisson"`` or a statsmodels family.
+    family : None (Gaussian), a name (``"binomial"``, ``"poisson"``, ...) or a statsmodels
+        family, as :class:`~mlglm.model.MixedGLM` takes it.
     re_formula : str, optional
         Random effects of the mixed model, as in ``MixedLM.from_formula``
         (default: a random intercept only, so slopes are fully pooled; pass
@@ -41,11 +40,9 @@ def compare_pooling(formula, data, groups, family=None, re_formula=None, nagq=1,
     -------
     PoolingComparison
     """
-    fam = pooling_family(family)
     model = MixedGLM.from_formula(formula, data, groups=groups, re_formula=re_formula,
-                                  family=sm.families.Gaussian() if fam is None else fam,
-                                  eval_env=capture(eval_env, depth=1))
-    if fam is None:
+                                  family=family, eval_env=capture(eval_env, depth=1))
+    if model.fam.is_gaussian:
         res = model.fit(reml=True)
     elif nagq == 1:
         res = model.fit(method="laplace")
