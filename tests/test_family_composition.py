@@ -25,7 +25,7 @@ from mlglm.core.family import (DISTRIBUTIONS, GAUSSIAN, KERNEL_PAIRS, LINKS, LOG
                                NEGATIVE_BINOMIAL, POISSON, Family)
 from mlglm.data_checks import MixedGLMInputError, resolve_family
 from mlglm.sm_families import statsmodels_distribution, statsmodels_family
-from mlglm.pooling import compare_pooling
+from mlglm.pooling_fit import compare_pooling
 
 PAIRS = KERNEL_PAIRS + (("gaussian", "identity"),)
 
