@@ -38,6 +38,7 @@ from .core.lmm_ddf import (LevelSpace, dense_component_size, kenward_roger, kenw
                            kenward_roger_t, satterthwaite, satterthwaite_f, satterthwaite_t,
                            t_pvalue)
 from .data_checks import MixedGLMInputError
+from .hypotheses import term_hypotheses
 
 __all__ = ["resolve_ddf", "coef_table", "anova_table", "contrast_t", "contrast_f",
            "ddf_t_test", "ddf_f_test", "ddf_conf_int", "summary_coefficients",
@@ -214,7 +215,6 @@ def coef_table(res, ddf="satterthwaite") -> pd.DataFrame:
 
 def anova_table(res, type=3, ddf="satterthwaite") -> pd.DataFrame:
     """lmerTest's ``anova(m, type=, ddf=)`` table (see :meth:`MixedGLMResults.anova`)."""
-    from .hypotheses import term_hypotheses
     if isinstance(type, str):
         type = {"i": 1, "ii": 2, "iii": 3, "1": 1, "2": 2, "3": 3}.get(type.strip().lower(), type)
     method = resolve_ddf(res, ddf)

@@ -23,6 +23,7 @@ import pandas as pd
 # absolute terms (LLF_TOL). The same numbers judge the check every AGHQ fit
 # makes at its optimum (mlglm.core.adequacy).
 from .core.adequacy import LLF_TOL, SD_RELATIVE, SE_FRACTION
+from .core.nested import quadrature_dimension
 
 __all__ = ["QuadratureCheck", "check_quadrature"]
 
@@ -47,7 +48,6 @@ class QuadratureCheck:
 
 
 def _default_points(res):
-    from .core.nested import quadrature_dimension
     q = quadrature_dimension(res.model.re_terms)      # every nested level is integrated
     k = res.nagq or 1
     if q >= 3:

@@ -32,19 +32,22 @@ from .data_checks import (MixedGLMInputError, binomial_response, check_categoric
                           category_levels, check_constant_response, checked_count,
                           count_response, did_you_mean, drop_unused_levels, is_dask_frame,
                           positive_response, prior_weights, report_nonfinite, resolve_family)
-from .design import quote_keywords
+from .design import (TermSpec, bar_term_specs, blocks_for, build_terms, quote_keywords,
+                     vc_term_specs)
 from .fit_checks import (FitError, SeparationWarning, SingularFitWarning,  # noqa: F401
                          _check_dense_memory, _check_rank, _check_start_covariances,
                          _check_start_params, _report, _resolve_nagq, _warn_fit_problems,
                          check_re_in_fixed, resolve_fit_method)
+from .fit_keywords import check_fit_keywords
 from .formula_data import (_ROW_KEYWORDS, _endog_name, _formula_columns, _nullable_as_numpy,
                            _num, _strings_as_categories, _take, check_duplicate_columns,
                            check_frame, column_values, computed_terms, formula_hint,
                            refuse_r_dot, row_values, subset_mask)
 from .formula_env import capture, formula_names, identifiers
-from .mixedlm_setup import MixedLMSetup
+from .mixedlm_setup import MixedLMSetup, _factorize_groups
 from .mixedlm_view import adopt_single_term, variance_param_names
 from .model_data import robust_data
+from .results import build_results
 
 __all__ = ["MixedGLM", "BinomialMixedGLM", "PoissonMixedGLM", "sharded_engine"]
 
@@ -214,7 +217,6 @@ class MixedGLM(MixedLMSetup, MixedLM):
         """``self.re_terms``: the grouping factor of ``groups`` with ``exog_re``
         (unless a ``vc_formula`` replaced it), then the other terms; terms on the
         same factor merged (:func:`mlglm.design.build_terms`)."""
-        from .design import TermSpec, blocks_for, build_terms
         specs = []
         gname = getattr(self, "group_name", None) or "Group"
         if not no_group_re:
@@ -391,8 +393,6 @@ class MixedGLM(MixedLMSetup, MixedLM):
         if vc_formula is not None and re_formula is None:
             kwargs["_no_group_re"] = True        # statsmodels: no group effect besides the vc
         if vc_formula is not None or random_terms:
-            from .design import bar_term_specs, vc_term_specs
-            from .mixedlm_setup import _factorize_groups
             specs = bar_term_specs(random_terms, full_data, env)
             if vc_formula:
                 labels, codes = _factorize_groups(kwargs["groups"] if not isinstance(
@@ -549,7 +549,6 @@ class MixedGLM(MixedLMSetup, MixedLM):
             ``cov_pen``, ``gtol``, ``callback``, ...) are refused with the reason
             (:mod:`mlglm.fit_keywords`).
         """
-        from .fit_keywords import check_fit_keywords
         options = check_fit_keywords(kwargs, method, ("method", "nagq", "reml", "start_params",
                                                       "maxiter", "hessian"))
         maxiter = checked_count(maxiter, "maxiter", minimum=0)
@@ -574,7 +573,6 @@ class MixedGLM(MixedLMSetup, MixedLM):
         (:class:`~mlglm.fit_checks.FitMethod`): the results, not yet checked for
         warnings. A model whose rows live elsewhere (:mod:`mlglm.distributed`) overrides
         this step alone."""
-        from .results import build_results
         if how.gaussian:
             return build_results(self, self.problem.fit_lmm(reml=how.reml))
         return build_results(self, self._optimise(self.objective(how.nagq), how, start_params,

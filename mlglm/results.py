@@ -29,15 +29,19 @@ from . import lme4api
 from . import mixedlm_view as view
 from .bootstrap import bootstrap
 from .compare import compare_lr_test
+from .ddf import anova_table, coef_table, ddf_conf_int, ddf_f_test, ddf_t_test
+from .diagnostics import check_quadrature
 from .factors import variance_components
 from .fit_checks import collinearity
 from .icc import icc
+from .intervals import conf_int, params_conf_int, select_rows
 from .marginal import marginal_params, simulate
 from .pooling import compare_pooling_from_results
 from .prediction import get_prediction, predict, predict_marginal
 from .residuals import deviance_residuals, pearson_residuals, response_residuals
 from .singular import describe_singular
 from .summary import make_summary
+from .wald import constraint, covariance_for, nan_wald_test
 
 
 __all__ = ["MixedGLMResults", "MixedGLMResultsWrapper", "build_results"]
@@ -358,10 +362,8 @@ class MixedGLMResults(MixedLMResults):
         """Wald z-tests of linear hypotheses (strings such as ``"urban[T.Y] = 0"``,
         arrays over the fixed effects or over ``params``) -- see :mod:`mlglm.wald`;
         ``ddf=`` (Gaussian fits): t tests with those df (:mod:`mlglm.ddf`)."""
-        from .wald import constraint, covariance_for
         R = constraint(self, r_matrix)
         if ddf is not None:
-            from .ddf import ddf_t_test
             return ddf_t_test(self, *(R if isinstance(R, tuple) else (R,)), ddf=ddf,
                               cov_p=cov_p)
         cov = covariance_for(self, R, cov_p)
@@ -372,10 +374,8 @@ class MixedGLMResults(MixedLMResults):
         """Joint Wald test of linear hypotheses (chi-square; F with ``use_f=True``, as
         ``f_test`` does); ``wald_test_terms`` tests every formula term with it;
         ``ddf=`` (Gaussian fits): lmerTest's / pbkrtest's F test (:mod:`mlglm.ddf`)."""
-        from .wald import constraint, covariance_for, nan_wald_test
         R = constraint(self, r_matrix)
         if ddf is not None:
-            from .ddf import ddf_f_test
             return ddf_f_test(self, *(R if isinstance(R, tuple) else (R,)), ddf=ddf,
                               use_f=use_f is not False, cov_p=cov_p, invcov=invcov)
         cov = covariance_for(self, R, cov_p) if invcov is None else cov_p
@@ -394,13 +394,11 @@ class MixedGLMResults(MixedLMResults):
     def coef_table(self, ddf="satterthwaite"):
         """lmerTest's fixed-effects table (``Estimate``, ``Std. Error``, ``df``, ``t value``,
         ``Pr(>|t|)``); ``ddf`` "satterthwaite", "kenward-roger" or "normal" (:mod:`mlglm.ddf`)."""
-        from .ddf import coef_table
         return coef_table(self, ddf)
 
     def anova(self, type=3, ddf="satterthwaite"):
         """lmerTest's F tests of the formula's terms, type 3, 2 or 1 (:mod:`mlglm.ddf`); not
         :func:`mlglm.anova`, the likelihood-ratio comparison of several fits."""
-        from .ddf import anova_table
         return anova_table(self, type=type, ddf=ddf)
 
     def conf_int(self, alpha=0.05, method="wald", cols=None, ddf=None, **kwargs):
@@ -432,13 +430,11 @@ class MixedGLMResults(MixedLMResults):
         percentiles of the replicates' variances and covariances. The table with
         SDs, correlations and how each interval was made is :meth:`intervals`.
         """
-        from .intervals import params_conf_int, select_rows
         if not isinstance(method, str) and cols is None:    # statsmodels' (alpha, cols)
             method, cols = "wald", method
         if ddf is not None:
             if method != "wald":
                 raise ValueError("ddf= is for Wald intervals (method='wald')")
-            from .ddf import ddf_conf_int
             out = ddf_conf_int(self, alpha=alpha, ddf=ddf)
         else:
             out = params_conf_int(self, alpha=alpha, method=method, **kwargs)
@@ -469,7 +465,6 @@ class MixedGLMResults(MixedLMResults):
         factor, one ``sd`` per tied block) with columns ``estimate``, ``lower``,
         ``upper``, ``interval``.
         """
-        from .intervals import conf_int
         return conf_int(self, level=level, method=method, which=which, n_boot=n_boot,
                         seed=seed, n_jobs=n_jobs, progress=progress, boot=boot,
                         criterion=criterion)
@@ -524,7 +519,6 @@ class MixedGLMResults(MixedLMResults):
 
     def check_quadrature(self, nagq=None, refit=True):
         """Refit / re-evaluate with more AGHQ points (see :func:`mlglm.check_quadrature`)."""
-        from .diagnostics import check_quadrature
         return check_quadrature(self, nagq=nagq, refit=refit)
 
     def compare_pooling(self):
@@ -558,7 +552,6 @@ class MixedGLMResultsWrapper(MixedLMResultsWrapper):
         out = res.model.data.wrap_output(full, how="columns")
         if cols is None:
             return out
-        from .intervals import select_rows
         rows = select_rows(res, cols)
         return out.iloc[rows] if isinstance(out, pd.DataFrame) else out[rows]
 
