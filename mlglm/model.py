@@ -6,7 +6,7 @@ Gaussian-only piece: the response handling per family, offsets/exposure/
 trials, the objective (the numerical core in :mod:`mlglm.core`) and the
 results class. The stages are lme4's: parse (statsmodels/patsy) -> design
 (arrays sorted by group, :class:`~mlglm.core.grouping.GroupedData`) ->
-objective (:class:`~mlglm.core.objective.MarginalLoglik`) -> optimise
+objective (:class:`~mlglm.core.blockdiag_objective.MarginalLoglik`) -> optimise
 (:func:`~mlglm.core.optimize.fit_glmm`) -> package (:mod:`mlglm.results`).
 """
 from __future__ import annotations
@@ -22,7 +22,7 @@ from statsmodels.regression.mixed_linear_model import MixedLM
 
 from .core.covariance import Sigma_from_vech
 from .core.family import POISSON
-from .core.modes import ModeFailure
+from .core.errors import ModeFailure
 from .core.nested import quadrature_dimension
 from .core.problem import Problem
 from .core.adequacy import auto_schedule

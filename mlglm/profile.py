@@ -56,9 +56,9 @@ from .core.covariance import Lambda_to_theta
 from .core.grouping import make_grouped_data
 from .core.lmm import lmm_stats
 from .core.lmm_loglik import gaussian_loglik, permute_stats
-from .core.modes import ModeFailure
+from .core.errors import ModeFailure
 from .core.natural import Lambda_to_natural, natural_to_Lambda, natural_vector
-from .core.objective import MarginalLoglik
+from .core.blockdiag_objective import MarginalLoglik
 
 __all__ = ["profile_conf_int", "profile_direction", "LikelihoodProblem", "observed_information", "Profiler", "natural_names",
            "natural_values", "profile_label", "ProfileError"]

@@ -39,7 +39,7 @@ import pandas as pd
 from scipy import stats
 
 from .core.lmm_multi import multi_gaussian_loglik, multi_lmm_stats
-from .core.modes import ModeFailure
+from .core.errors import ModeFailure
 from .core.natural_layout import NaturalLayout
 from .profile import (Profiler, extra_names, fit_criterion, fit_loglik, profile_label,
                       profile_limits)

@@ -28,7 +28,7 @@ from mlglm.core.family import KERNEL_PAIRS, Family
 from mlglm.core.grouping import make_grouped_data
 from mlglm.core.laplace import laplace_gradient, laplace_loglik
 from mlglm.core.modes import conditional_modes
-from mlglm.core.objective import MarginalLoglik
+from mlglm.core.blockdiag_objective import MarginalLoglik
 from mlglm.core.quadrature import MAX_GRID_POINTS, gauss_hermite, product_grid
 
 from tolerances import (FAMILY_FD_ATOL, FAMILY_FD_RTOL, GRAD_ATOL, GRAD_RTOL,

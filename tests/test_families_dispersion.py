@@ -21,7 +21,7 @@ from scipy import stats
 
 from mlglm.core.family import Family
 from mlglm.core.grouping import make_grouped_data
-from mlglm.core.objective import MarginalLoglik
+from mlglm.core.blockdiag_objective import MarginalLoglik
 
 from tolerances import FAMILY_FD_ATOL, FAMILY_FD_RTOL, GRAD_ATOL, GRAD_RTOL, SAME_NUMBER_RTOL
 from numdiff import fd_gradient as _fd, value_at  # noqa: F401

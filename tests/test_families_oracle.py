@@ -19,7 +19,7 @@ import oracle
 from mlglm.core.covariance import theta_from_Sigma, theta_to_Lambda
 from mlglm.core.family import Family
 from mlglm.core.grouping import make_grouped_data
-from mlglm.core.objective import MarginalLoglik
+from mlglm.core.blockdiag_objective import MarginalLoglik
 
 from tolerances import EXACT_RTOL, ORACLE_RTOL
 

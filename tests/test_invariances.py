@@ -25,7 +25,7 @@ from mlglm.core.family import Family
 from mlglm.core.grouping import make_grouped_data
 from mlglm.core.laplace import laplace_loglik
 from mlglm.core.modes import conditional_modes
-from mlglm.core.objective import MarginalLoglik
+from mlglm.core.blockdiag_objective import MarginalLoglik
 
 from tolerances import (INVARIANCE_LLF_RTOL, REFIT_LLF_ATOL, REFIT_PARAM_ATOL,
                         SAME_NUMBER_RTOL)

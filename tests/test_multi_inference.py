@@ -29,7 +29,7 @@ import mlglm
 from conftest import HERE, _load_json
 from mlglm.core.covpattern import CovBlock, CovPattern, diagonal, tied, unstructured
 from mlglm.core.lmm_multi import multi_gaussian_loglik, multi_lmm_stats
-from mlglm.core.modes import ModeFailure
+from mlglm.core.errors import ModeFailure
 from mlglm.core.natural import natural_to_Lambda
 from mlglm.core.natural_layout import NaturalLayout
 

@@ -11,7 +11,7 @@ from mlglm.core.crossprod import CrossPlan
 from mlglm.core.family import Family
 from mlglm.core.grouping import make_grouped_data
 from mlglm.core.laplace_multi import MultiLaplace
-from mlglm.core.objective import MarginalLoglik
+from mlglm.core.blockdiag_objective import MarginalLoglik
 from mlglm.core.terms import ReTerm, ReTerms
 from tolerances import GRAD_ATOL, GRAD_RTOL, ORACLE_RTOL, SAME_NUMBER_RTOL
 

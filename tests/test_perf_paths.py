@@ -20,7 +20,7 @@ from mlglm.core.covariance import theta_to_Lambda
 from mlglm.core.family import Family
 from mlglm.core.grouping import make_grouped_data
 from mlglm.core.lmm import lmm_stats
-from mlglm.core.objective import MarginalLoglik
+from mlglm.core.blockdiag_objective import MarginalLoglik
 from mlglm.core.smallmat import chol_and_inverse
 
 

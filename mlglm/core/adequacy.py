@@ -7,7 +7,7 @@ per dimension), ``__call__(x)``, ``value_and_gradient(x)``, ``random_sds(x)`` an
 start), and to a fit through :class:`~mlglm.core.record.CoreFit` (``x``, ``llf``,
 ``hessian``, ``cov_x``, ``free``). Nothing here knows how the integral is laid out, so
 the same code serves every objective with that interface: one grouping factor
-(:class:`~mlglm.core.objective.MarginalLoglik`) and nested factors
+(:class:`~mlglm.core.blockdiag_objective.MarginalLoglik`) and nested factors
 (:class:`~mlglm.core.nested.NestedObjective`, where K points per dimension are taken at
 every level).
 

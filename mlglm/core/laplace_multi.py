@@ -38,7 +38,7 @@ import numpy as np
 from .blocked import BlockedFactor
 from .crossprod import CrossPlan, diag_blocks_M_Lambda_Sigma, level_sums
 from .families import Kernel
-from .modes import ModeFailure
+from .errors import ModeFailure
 from .objective import Objective
 from .terms import ReTerms
 

@@ -14,6 +14,8 @@ from __future__ import annotations
 import numpy as np
 import scipy.optimize
 
+from .optimize import BFGS_TAKES_HESS0
+
 __all__ = ["POLISH_GTOL"]
 
 
@@ -212,10 +214,6 @@ SCALAR_FLOOR = 1e-10
 _SCALAR_MESSAGE = "Brent's method on the derivative (one parameter)"
 
 
-#: Whether SciPy's BFGS takes a start for its inverse Hessian (``hess_inv0``, SciPy >= 1.15).
-_BFGS_TAKES_HESS0 = "hess_inv0" in scipy.optimize.fmin_bfgs.__code__.co_varnames
-
-
 def _minimise_log(theta0, fg, gtol, on_diag, max_polish=4, hess0=None):
     """Minimise over theta for expensive criteria: BFGS in log coordinates, then Newton.
 
@@ -248,7 +246,7 @@ def _minimise_log(theta0, fg, gtol, on_diag, max_polish=4, hess0=None):
         return f, np.where(on_diag, g * th, g)
 
     options = {"maxiter": 500, "gtol": 1e-3}
-    if hess0 is not None and _BFGS_TAKES_HESS0:
+    if hess0 is not None and BFGS_TAKES_HESS0:
         options["hess_inv0"] = np.diag(1.0 / np.asarray(hess0, dtype=float))
     opt = scipy.optimize.minimize(f_phi, start, jac=True, method="BFGS", options=options)
     theta = to_theta(opt.x)

@@ -31,15 +31,12 @@ from functools import cached_property
 
 import numpy as np
 
+from .errors import ModeFailure
 from .families import Kernel
 from .grouping import GroupedData
 from .smallmat import congruence, pair_index, pairs_solve, pairs_to_full
 
-__all__ = ["ModeState", "conditional_modes", "ModeFailure"]
-
-
-class ModeFailure(RuntimeError):
-    """The inner Newton iteration did not converge."""
+__all__ = ["ModeState", "conditional_modes"]
 
 
 @dataclass(frozen=True, eq=False)

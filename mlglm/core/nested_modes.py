@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .families import Kernel
-from .modes import ModeFailure
+from .errors import ModeFailure
 from .nested_tree import NestedLayout, TreeFactor, expand, reduce, tree_factor, tree_solve
 from .smallmat import pair_index, pairs_to_full
 

@@ -36,14 +36,16 @@ from .adequacy import check_at_optimum, fit_auto
 from .information import (FORWARD_STEP_SE, HESSIAN_REL_STEP,  # noqa: F401
                           _difference_hessian, information_inverse, numerical_hessian,
                           parameter_scales)
-from .lmm_minimise import _BFGS_TAKES_HESS0
-from .modes import ModeFailure
+from .errors import ModeFailure
 from .objective import START_SD, Objective
 from .record import SINGULAR_TOL, CoreFit, OptimizationRecord, reported_covariance
 
 __all__ = ["fit_glmm", "fit_glmm_auto",
            "numerical_hessian", "GRAD_TOL", "DECREMENT_TOL", "SINGULAR_TOL",
            "SECOND_START_LLF", "SECOND_START_SD", "BOUNDARY_PROBE"]
+
+#: Whether SciPy's BFGS takes a start for its inverse Hessian (``hess_inv0``, SciPy >= 1.15).
+BFGS_TAKES_HESS0 = "hess_inv0" in optimize.fmin_bfgs.__code__.co_varnames
 
 #: Converged needs max |projected gradient| of log L below this ...
 GRAD_TOL = 1e-3
@@ -414,7 +416,7 @@ def _quasi_newton(obj, x0, maxiter, T=None, gtol=None, hess_inv0=None):
             return np.inf, np.zeros_like(z)
         return -v, -(T.T @ g)
     options = {"maxiter": maxiter, "gtol": BFGS_GTOL if gtol is None else gtol, "xrtol": 1e-12}
-    if hess_inv0 is not None and _BFGS_TAKES_HESS0:
+    if hess_inv0 is not None and BFGS_TAKES_HESS0:
         options["hess_inv0"] = hess_inv0
     res = optimize.minimize(f, np.zeros_like(x0), jac=True, method="BFGS", options=options)
     res.x = obj.canonical(x0 + T @ res.x)

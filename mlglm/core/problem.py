@@ -16,7 +16,7 @@ The engine is chosen here and nowhere else, from the structure of the terms
 =========  ==============================================  =========================
 kind       GLMM (Laplace, AGHQ)                            Gaussian LMM
 =========  ==============================================  =========================
-single     :class:`~mlglm.core.objective.MarginalLoglik`   :func:`~mlglm.core.lmm.lmm_fit`
+single     :class:`~mlglm.core.blockdiag_objective.MarginalLoglik`   :func:`~mlglm.core.lmm.lmm_fit`
            (per-group q x q blocks; any nagq)              (per-group statistics)
 nested     :class:`~mlglm.core.nested.NestedObjective`     :func:`~mlglm.core.lmm_multi.multi_lmm_fit`
            (tree elimination; any nagq)                    (blocked Cholesky)
@@ -40,7 +40,7 @@ from .laplace_multi import MultiLaplace
 from .lmm import lmm_fit
 from .lmm_multi import multi_lmm_fit, multi_lmm_stats
 from .nested import NestedObjective
-from .objective import MarginalLoglik
+from .blockdiag_objective import MarginalLoglik
 from .terms import ReTerms
 
 __all__ = ["Problem", "check_quadrature_structure"]
