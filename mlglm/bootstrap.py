@@ -40,6 +40,7 @@ from .core.covariance import theta_from_Sigma, theta_to_Lambda
 from .core.natural import Sigma_from_natural, natural_vector
 from .core.optimize import fit_glmm
 from .marginal import draw_response, fit_dispersion
+from .profile import natural_values
 
 __all__ = ["BootstrapResult", "bootstrap"]
 
@@ -355,10 +356,6 @@ def bootstrap(results, n=200, seed=None, progress=None, n_jobs=1) -> BootstrapRe
         run has taken 2 s).
     n_jobs : worker processes (-1: one per CPU).
     """
-    if getattr(results.model, "multi", False):
-        from .profile_multi import multi_natural_values as natural_values
-    else:
-        from .profile import natural_values
     if n < 1:
         raise ValueError("n must be a positive number of replicates")
     t0 = time.perf_counter()

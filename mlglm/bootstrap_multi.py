@@ -15,7 +15,7 @@ then refits by the same method:
   :func:`~mlglm.core.optimize.fit_glmm` from the fit's (beta, theta).
 
 What is kept per replicate is the natural parameter vector of
-:func:`~mlglm.profile_multi.multi_natural_values` (fixed effects, SDs and
+:func:`~mlglm.profile.natural_values` (fixed effects, SDs and
 correlations per factor[, sigma]) and the refit's frozen state, from which
 :func:`replicate_results` builds a real results object.
 """
@@ -26,7 +26,7 @@ import pandas as pd
 
 from .core.optimize import fit_glmm
 from .marginal import draw_random_effects, draw_response, fit_dispersion, term_factors
-from .profile_multi import multi_layout, term_Sigmas
+from .profile import natural_layout, term_Sigmas
 
 __all__ = ["multi_spec", "multi_draw", "multi_refit", "replicate_results",
            "multi_replicate_params"]
@@ -45,7 +45,7 @@ def multi_spec(results) -> dict:
                 eta_fixed=offset + X @ beta, Ls=term_factors(model.re_terms, Sigmas),
                 dispersion=fit_dispersion(results), freq=model.freq_weights,
                 var=model.var_weights, method=results.method, nagq=results.nagq or 1,
-                layout=multi_layout(model), gaussian=gaussian)
+                layout=natural_layout(model), gaussian=gaussian)
     spec.update(problem=model.problem)
     if gaussian:
         spec.update(theta0=np.asarray(results.outcome.theta, float))
@@ -90,7 +90,7 @@ def multi_replicate_params(boot) -> pd.DataFrame:
     factor (variances and covariances)[, the dispersion], one row per replicate."""
     model = boot.results.model
     p = model.k_fe
-    layout = multi_layout(model)
+    layout = natural_layout(model)
     rows = []
     for v in boot.replicates.to_numpy(dtype=float):
         if np.isnan(v).all():             # a failed refit

@@ -23,6 +23,8 @@ from statsmodels.tools._decorators import cache_readonly
 
 from . import mixedlm_view as view
 from .factors import variance_components
+from .intervals import conf_int as intervals_table
+from .intervals import params_conf_int, select_rows
 
 
 __all__ = ["MixedGLMResults", "MixedGLMResultsWrapper", "build_results"]
@@ -382,7 +384,6 @@ class MixedGLMResults(MixedLMResults):
         percentiles of the replicates' variances and covariances. The table with
         SDs, correlations and how each interval was made is :meth:`intervals`.
         """
-        from .intervals import params_conf_int, select_rows
         if not isinstance(method, str) and cols is None:    # statsmodels' (alpha, cols)
             method, cols = "wald", method
         if ddf is not None:
@@ -419,8 +420,7 @@ class MixedGLMResults(MixedLMResults):
         factor, one ``sd`` per tied block) with columns ``estimate``, ``lower``,
         ``upper``, ``interval``.
         """
-        from .intervals import conf_int
-        return conf_int(self, level=level, method=method, which=which, n_boot=n_boot,
+        return intervals_table(self, level=level, method=method, which=which, n_boot=n_boot,
                         seed=seed, n_jobs=n_jobs, progress=progress, boot=boot,
                         criterion=criterion)
 
@@ -510,7 +510,6 @@ class MixedGLMResultsWrapper(MixedLMResultsWrapper):
         out = res.model.data.wrap_output(full, how="columns")
         if cols is None:
             return out
-        from .intervals import select_rows
         rows = select_rows(res, cols)
         return out.iloc[rows] if isinstance(out, pd.DataFrame) else out[rows]
 

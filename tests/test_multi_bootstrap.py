@@ -81,7 +81,7 @@ def test_gaussian_replicate_equals_a_refit_of_its_response(pastes, pastes_data, 
         for f in ("batch", "batch:cask"):
             assert np.allclose(rep.random_effects[f], direct.random_effects[f], atol=1e-4)
         assert boot_pastes.replicates.iloc[r].to_numpy() == pytest.approx(
-            mlglm.profile_multi.multi_natural_values(direct).to_numpy(), abs=1e-4)
+            mlglm.profile.natural_values(direct).to_numpy(), abs=1e-4)
 
 
 def test_glmm_replicate_equals_a_refit_of_its_response(grouse, boot_grouse):

@@ -202,10 +202,16 @@ class NaturalLayout:
                     w[jc:jc + z.size] = np.arctanh(np.clip(z, -corr_limit, corr_limit))
         return w
 
-    def Lambdas(self, w) -> list[np.ndarray]:
+    def Lambdas(self, w, triangular: bool = True) -> list[np.ndarray]:
         """Lambda_k (lower triangular, pattern-shaped) per term from working coordinates:
         per unpermuted block diag(exp(log s)) L_R(tanh a); per permuted block the
-        Cholesky factor of P' Sigma_perm P; per tied block exp(log s) I."""
+        Cholesky factor of P' Sigma_perm P; per tied block exp(log s) I.
+
+        ``triangular=False`` returns, for a permuted block, the factor L_perm with its
+        rows put back in the term's order (F F' = P' Sigma_perm P = Sigma, F = P' L_perm)
+        instead of refactorising: any factor of Sigma gives a Gaussian likelihood, and
+        this one is exact up to the boundary (rho -> +-1), where a Cholesky of the
+        back-permuted Sigma loses accuracy. theta needs the triangular one."""
         w = np.asarray(w, dtype=float)
         out = []
         for k, blocks in enumerate(self._blocks):
@@ -221,6 +227,9 @@ class NaturalLayout:
                 if (k, i) in self.perms:
                     p = self._perm(k, i, b.size)
                     inv = np.argsort(p)
+                    if not triangular:
+                        L[cs, cs] = Lp[inv]
+                        continue
                     S = (Lp @ Lp.T)[np.ix_(inv, inv)]
                     try:
                         Lp = np.linalg.cholesky(S)
