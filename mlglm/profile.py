@@ -229,10 +229,8 @@ class LikelihoodProblem:
                 return float(self.obj(self._x(beta, self.layout.theta(w_re), w)))
             except (ModeFailure, np.linalg.LinAlgError, FloatingPointError):
                 return -np.inf
-        reml = self.criterion == "reml"
-        beta = np.zeros(self.p) if reml else beta
-        return self._loglik(beta, self.layout.Lambdas(w_re, triangular=False),
-                            np.exp(2 * log_sigma), reml)
+        return self._loglik(beta, self.layout.Lambdas(w_re, triangular=False),  # REML: no beta
+                            np.exp(2 * log_sigma), self.criterion == "reml")
 
     def value_and_gradient(self, w):
         """(l, dl/dw): the exact gradient chained through w (GLMMs), central differences

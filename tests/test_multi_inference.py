@@ -130,6 +130,9 @@ def test_permuted_layout_makes_a_later_correlation_a_coordinate():
         assert np.tanh(w[idx]) == pytest.approx(S[1][k, l] / np.sqrt(S[1][k, k] * S[1][l, l]))
         for a, b in zip(perm.Lambdas(w), S):        # same Sigma, pattern-shaped factor
             assert np.allclose(a @ a.T, b, atol=1e-12) and np.allclose(a, np.tril(a))
+        # the untriangular factor (Gaussian profiles): the same Sigma without refactorising
+        for a, b in zip(perm.Lambdas(w, triangular=False), S):
+            assert np.allclose(a @ a.T, b, atol=1e-12)
 
 
 # -------------------------------------------------------------------------- labels

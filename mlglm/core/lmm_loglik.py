@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["gaussian_loglik", "permute_stats"]
+__all__ = ["gaussian_loglik"]
 
 _LOG2PI = np.log(2.0 * np.pi)
 
@@ -67,10 +67,3 @@ def gaussian_loglik(beta, Lambda, sigma2, stats, reml: bool = False) -> float:
     n_eff = n - p if reml else n
     return -0.5 * (n_eff * _LOG2PI + logdetV + logdet_x + quad)
 
-
-def permute_stats(stats, perm):
-    """The same statistics with the random-effect columns reordered as ``perm``."""
-    from dataclasses import replace
-    perm = np.asarray(perm)
-    return replace(stats, ZtZ=stats.ZtZ[:, perm][:, :, perm], ZtX=stats.ZtX[:, perm],
-                   Zty=stats.Zty[:, perm])

@@ -23,10 +23,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .covariance import Lambda_to_theta
-
 __all__ = ["cpc_to_corr_chol", "corr_chol_to_cpc", "natural_to_Lambda", "Lambda_to_natural",
-           "natural_to_theta", "correlations", "natural_vector", "Sigma_from_natural"]
+           "correlations", "natural_vector", "Sigma_from_natural"]
 
 
 def cpc_to_corr_chol(z, q: int) -> np.ndarray:
@@ -64,11 +62,6 @@ def natural_to_Lambda(log_s, atanh_z, q: int, diagonal: bool = False) -> np.ndar
     if diagonal or q == 1:
         return np.diag(s)
     return s[:, None] * cpc_to_corr_chol(np.tanh(atanh_z), q)
-
-
-def natural_to_theta(log_s, atanh_z, q: int, diagonal: bool = False) -> np.ndarray:
-    """theta of :func:`natural_to_Lambda` (column-major lower triangle)."""
-    return Lambda_to_theta(natural_to_Lambda(log_s, atanh_z, q, diagonal), diagonal)
 
 
 def Lambda_to_natural(Lambda, diagonal: bool = False, floor: float = 1e-300):

@@ -104,6 +104,19 @@ class NaturalLayout:
                 self._w_sd.setdefault(key, j)
             else:
                 self._w_cor.setdefault(key, j)
+        # per term, per block: what :meth:`Lambdas` needs, worked out once (it runs per
+        # likelihood evaluation of a profile): (columns, size, tied, first log s,
+        # first atanh z, number of z, inverse permutation or None)
+        self._q = [p.q for p in self.patterns]
+        self._slots = []
+        for k, blocks in enumerate(self._blocks):
+            slots = []
+            for i, (b, cs) in enumerate(blocks):
+                j = self._w_sd[(k, i)]
+                inv = np.argsort(self._perm(k, i, b.size)) if (k, i) in self.perms else None
+                slots.append((cs, b.size, b.kind == "tied", j, self._w_cor.get((k, i), j),
+                              b.size * (b.size - 1) // 2, inv))
+            self._slots.append(slots)
 
     # ------------------------------------------------------------ permutations
     def _perm(self, k, i, size):
@@ -214,19 +227,19 @@ class NaturalLayout:
         back-permuted Sigma loses accuracy. theta needs the triangular one."""
         w = np.asarray(w, dtype=float)
         out = []
-        for k, blocks in enumerate(self._blocks):
-            L = np.zeros((self.patterns[k].q,) * 2)
-            for i, (b, cs) in enumerate(blocks):
-                j = self._w_sd[(k, i)]
-                if b.kind == "tied":
-                    L[cs, cs] = np.exp(w[j]) * np.eye(b.size)
+        for q, slots in zip(self._q, self._slots):
+            if len(slots) == 1 and slots[0][1] == q and slots[0][6] is None:
+                _, size, tied, j, jc, n_z, _ = slots[0]       # one unpermuted block
+                out.append(np.exp(w[j]) * np.eye(q) if tied else
+                           natural_to_Lambda(w[j:j + size], w[jc:jc + n_z], size))
+                continue
+            L = np.zeros((q, q))
+            for cs, size, tied, j, jc, n_z, inv in slots:
+                if tied:
+                    L[cs, cs] = np.exp(w[j]) * np.eye(size)
                     continue
-                jc = self._w_cor.get((k, i), j)
-                n_z = b.size * (b.size - 1) // 2
-                Lp = natural_to_Lambda(w[j:j + b.size], w[jc:jc + n_z], b.size)
-                if (k, i) in self.perms:
-                    p = self._perm(k, i, b.size)
-                    inv = np.argsort(p)
+                Lp = natural_to_Lambda(w[j:j + size], w[jc:jc + n_z], size)
+                if inv is not None:
                     if not triangular:
                         L[cs, cs] = Lp[inv]
                         continue
