@@ -16,7 +16,7 @@ from .diagnostics import QuadratureCheck, check_quadrature
 from .formula import FormulaError
 from .icc import ICCResult, VarianceExplained, icc, variance_explained
 from .lme4style import glmer, lmer
-from .fit_checks import QuadratureWarning
+from .fit_checks import CollinearityWarning, QuadratureWarning
 from .model import (BinomialMixedGLM, FitError, MixedGLM, PoissonMixedGLM, SeparationWarning,
                     SingularFitWarning)
 from .plotting import caterpillar, effect_plot
@@ -41,4 +41,5 @@ __all__ = ["MixedGLM", "BinomialMixedGLM", "PoissonMixedGLM", "MixedGLMResults",
            "caterpillar", "effect_plot", "datasets", "FormulaError", "MixedGLMInputError",
            "DataWarning", "SingularFitWarning", "SeparationWarning", "FitError", "anova",
            "compare_lr_test", "LRTest", "check_quadrature", "QuadratureCheck", "fixef", "ranef",
-           "VarCorr", "coef", "update", "isSingular", "QuadratureWarning", "__version__"]
+           "VarCorr", "coef", "update", "isSingular", "QuadratureWarning",
+           "CollinearityWarning", "__version__"]

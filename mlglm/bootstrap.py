@@ -39,6 +39,7 @@ import pandas as pd
 from .core.covariance import theta_from_Sigma, theta_to_Lambda
 from .core.natural import Sigma_from_natural, natural_vector
 from .core.optimize import fit_glmm
+from .data_checks import MixedGLMInputError, checked_count, is_integer
 from .marginal import draw_response, fit_dispersion
 from .profile import natural_values
 
@@ -356,8 +357,10 @@ def bootstrap(results, n=200, seed=None, progress=None, n_jobs=1) -> BootstrapRe
         run has taken 2 s).
     n_jobs : worker processes (-1: one per CPU).
     """
-    if n < 1:
-        raise ValueError("n must be a positive number of replicates")
+    n = checked_count(n, "n (the number of bootstrap replicates)")
+    if not (is_integer(n_jobs) and (n_jobs >= 1 or n_jobs == -1)):
+        raise MixedGLMInputError(f"n_jobs must be a positive integer (worker processes) or "
+                                 f"-1 (one per CPU), got {n_jobs!r}")
     t0 = time.perf_counter()
     spec = _spec(results)
     ss = np.random.SeedSequence(seed)

@@ -19,7 +19,9 @@ from .core.errors import MixedGLMInputError
 __all__ = ["MixedGLMInputError", "family_link_names", "family_from_name", "family_spec",
            "binomial_response", "poisson_response", "count_response", "positive_response",
            "prior_weights", "finite_mask", "DataWarning", "did_you_mean",
-           "drop_unused_levels", "check_categorical_response", "response_label"]
+           "drop_unused_levels", "category_levels",
+           "check_categorical_response", "response_label", "is_integer",
+           "checked_count"]
 
 
 class DataWarning(UserWarning):
@@ -109,6 +111,19 @@ def family_from_name(family, link=None):
     return families[name](link=link_classes[link]())
 
 
+def is_integer(value) -> bool:
+    """A Python or numpy integer (not a bool, not a float such as 2.0)."""
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+def checked_count(value, name: str, minimum: int = 1) -> int:
+    """``value`` as an int if it is an integer (Python or numpy) >= ``minimum``; else
+    a :class:`MixedGLMInputError` naming ``name``."""
+    if not is_integer(value) or value < minimum:
+        raise MixedGLMInputError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
 def did_you_mean(name, candidates) -> str:
     """``"; did you mean 'x'?"`` for the closest of ``candidates``, or ``""``."""
     close = difflib.get_close_matches(str(name), [str(c) for c in candidates], n=1, cutoff=0.6)
@@ -129,17 +144,41 @@ def unexpected_keywords(function: str, given, valid) -> None:
 def drop_unused_levels(data: pd.DataFrame, columns) -> tuple[pd.DataFrame, dict]:
     """``data`` with the categories no row uses removed from the categorical
     ``columns`` (left over after filtering; patsy would make all-zero dummy columns
-    of them), and {column: [dropped levels]}."""
+    of them), and {column: [dropped levels]}.
+
+    This is the one place where the fit's coding of a categorical column is decided
+    (what :func:`category_levels` then records and
+    :func:`mlglm.factors.match_categories` applies to new data): the categories in
+    their declared order, less those no row uses. A ``DataWarning`` names the levels
+    dropped (the summary repeats it).
+    """
     dropped = {}
     for c in columns:
         col = data[c]
         if isinstance(col.dtype, pd.CategoricalDtype):
-            unused = [lev for lev in col.cat.categories if lev not in set(col.dropna().unique())]
+            present = set(col.dropna().unique())
+            unused = [lev for lev in col.cat.categories if lev not in present]
             if unused:
                 dropped[c] = unused
     if dropped:
         data = data.assign(**{c: data[c].cat.remove_unused_categories() for c in dropped})
+        text = "; ".join(f"{c}: {', '.join(map(str, levels))}" for c, levels in dropped.items())
+        warnings.warn(f"unused categories dropped (no row of the data has them): {text}. "
+                      "The model has no coefficient for them; predictions on frames with "
+                      "the same categorical dtype work, rows with these levels are refused",
+                      DataWarning, stacklevel=4)
     return data, dropped
+
+
+def category_levels(data: pd.DataFrame, columns) -> dict:
+    """{column: [levels]} of the categorical ``columns`` of ``data`` as the fit codes
+    them (after :func:`drop_unused_levels`; string columns, made sorted categoricals
+    for patsy, included)."""
+    out = {}
+    for c in columns:
+        if c in data.columns and isinstance(data[c].dtype, pd.CategoricalDtype):
+            out[c] = list(data[c].cat.categories)
+    return out
 
 
 def check_categorical_response(data: pd.DataFrame, lhs: str, family_name: str) -> None:

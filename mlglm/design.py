@@ -169,16 +169,27 @@ def level_codes(levels: pd.Index, values) -> np.ndarray:
 
 
 def quote_keywords(formula: str, columns) -> str:
-    """Write columns named like Python keywords (``class``, ``in``, ``lambda``) as
-    ``Q("class")``: patsy evaluates formula terms as Python, where a bare keyword
-    is a syntax error (so statsmodels' own ``{"class": "0 + C(class)"}`` fails)."""
+    """Write the columns patsy cannot read as bare names as ``Q("name")``: columns named
+    like Python keywords (``class``, ``in``, ``lambda``; patsy evaluates formula terms
+    as Python, where a bare keyword is a syntax error, so statsmodels' own
+    ``{"class": "0 + C(class)"}`` fails) and R-style names with dots (``x.1``,
+    ``age.c``: Python would read an attribute). A dotted name is quoted only when it
+    is exactly a column and not called (``np.log(x)`` stays as written)."""
     import keyword
     cols = {str(c) for c in columns}
 
     def repl(m):
         name = m.group(0)
         return f'Q("{name}")' if keyword.iskeyword(name) and name in cols else name
-    return re.sub(r"(?<![\w.\"'])[A-Za-z_][A-Za-z0-9_]*(?![\w\"'(])", repl, formula)
+
+    def repl_dotted(m):
+        name = m.group(0)
+        return f'Q("{name}")' if name in cols else name
+    formula = re.sub(r"(?<![\w.\"'])[A-Za-z_][A-Za-z0-9_]*(?![\w\"'(])", repl, formula)
+    if any("." in c for c in cols):
+        formula = re.sub(r"(?<![\w.\"'])[^\W\d]\w*(?:\.\w+)+(?![\w.\"'(])", repl_dotted,
+                         formula)
+    return formula
 
 
 def _canon(index) -> list:

@@ -11,6 +11,7 @@ With nested grouping factors the check integrates every level (nested AGHQ).
 """
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass
 
 import numpy as np
@@ -77,7 +78,14 @@ def check_quadrature(res, nagq=None, refit=True) -> QuadratureCheck:
     model = res.model
     if model.fam.is_gaussian:
         raise ValueError("Gaussian fits are exact; there is no quadrature to check")
-    points = list(nagq) if nagq is not None else _default_points(res)
+    if nagq is None:
+        points = _default_points(res)
+    else:
+        points = [nagq] if np.ndim(nagq) == 0 else list(nagq)
+        if not all(isinstance(k, numbers.Integral) and not isinstance(k, bool) and k >= 1
+                   for k in points):
+            raise ValueError(f"nagq must be an integer >= 1 or a list of them, got {nagq!r}")
+        points = [int(k) for k in points]
     k0 = res.nagq or 1
     se = np.asarray(res.bse_fe)
     sd0 = _sds(res)

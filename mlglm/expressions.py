@@ -1,75 +1,96 @@
-"""Evaluating an R-style column expression, such as ``size - incidence`` or ``log(n)``,
-on a DataFrame.
+"""Evaluating a column expression of an lme4 formula, such as ``size - incidence`` or
+``log(n)``, as patsy evaluates a formula term.
 
 lme4 formulas compute some columns inline: the failures of ``cbind(s, n - s)`` and
-the offset of ``offset(log(n))``. :func:`evaluate` computes such an expression from
-the data's columns and numpy's elementwise functions only, so it does not depend on
-what else the data contain: a name in call position (``log`` in ``log(n)``) is a
-function, any other name a column, so columns named ``I`` or ``log`` change nothing.
+the offset of ``offset(log(n))``. :func:`evaluate` runs such an expression as patsy
+runs a term of the fixed part: Python, with a name looked up among the data's
+columns first and then among the names the formula may use
+(:mod:`mlglm.formula_env`: the caller's namespace, R's function names, Python's
+built-ins). It is not a sandbox -- neither is patsy: an expression can do whatever
+Python code in the caller's namespace can. Never build a formula from untrusted text.
 """
 from __future__ import annotations
 
-import ast
+import builtins
+from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd
 
-__all__ = ["evaluate"]
+from .formula_env import formula_names
 
-#: functions an expression may call (R's names, applied elementwise)
-_FUNCTIONS = {"log": np.log, "log1p": np.log1p, "log2": np.log2, "log10": np.log10,
-              "exp": np.exp, "sqrt": np.sqrt, "abs": np.abs, "round": np.round,
-              "floor": np.floor, "ceiling": np.ceil, "np": np, "numpy": np}
+__all__ = ["evaluate", "evaluate_terms", "ExpressionError"]
 
 
-_PREFIX = "__mlglm_function_"
+class ExpressionError(ValueError):
+    """A column expression that cannot be evaluated, or whose values are not one
+    number per row (the message says which and why)."""
 
 
-class _Functions(ast.NodeTransformer):
-    """Rename the names in function position (``log`` in ``log(n)``, ``np`` in
-    ``np.log(n)``) so that they never resolve to a column of the same name."""
+class _DataFirst(Mapping):
+    """Columns of ``data`` first, then ``names`` (patsy's lookup order)."""
 
-    def visit_Call(self, node):
-        self.generic_visit(node)
-        target = node.func
-        while isinstance(target, ast.Attribute):
-            target = target.value
-        if isinstance(target, ast.Name) and target.id in _FUNCTIONS:
-            target.id = _PREFIX + target.id
-        return node
+    def __init__(self, data, names):
+        self.data, self.names = data, names
 
-
-class _Names(dict):
-    """Name lookup for :func:`evaluate`: functions in call position, else data columns."""
-
-    def __init__(self, data: pd.DataFrame):
-        super().__init__()
-        self.data = data
-
-    def __missing__(self, key):
-        if key.startswith(_PREFIX):
-            return _FUNCTIONS[key[len(_PREFIX):]]
+    def __getitem__(self, key):
         if key in self.data.columns:
-            return self.data[key].to_numpy()
-        raise NameError(f"{key!r} is not a column of the data (functions: "
-                        f"{', '.join(k for k in _FUNCTIONS if k not in ('np', 'numpy'))})")
+            return self.data[key]
+        return self.names[key]
+
+    def __iter__(self):
+        return iter(list(self.data.columns) + list(self.names))
+
+    def __len__(self):
+        return len(self.data.columns) + len(self.names)
 
 
-def evaluate(expr: str, data: pd.DataFrame) -> np.ndarray:
-    """The values of ``expr`` (Python/R arithmetic on column names) for every row of
-    ``data``, as a float array of length ``len(data)``.
+def evaluate(expr: str, data, names, what: str = "expression") -> np.ndarray:
+    """The values of ``expr`` for every row of ``data`` as floats, the names looked up
+    as patsy looks them up (module docstring): ``offset(log(n))``'s ``log(n)``, the
+    failures ``n - s`` of ``cbind(s, n - s)``.
 
-    Raises ``ValueError`` naming the expression when it cannot be evaluated.
+    ``what`` names the place in messages (``"offset(log(n))"``). Raises
+    :class:`ExpressionError` (a ``ValueError``) when the expression cannot be
+    evaluated or its values are not numbers, one per row.
     """
+    text = expr.strip()
     try:
-        tree = _Functions().visit(ast.parse(expr.strip(), mode="eval"))
-        code = compile(ast.fix_missing_locations(tree), "<formula>", "eval")
-        value = eval(code, {"__builtins__": {}}, _Names(data))  # noqa: S307 - data names only
-    except (NameError, SyntaxError, TypeError, ValueError, AttributeError) as exc:
-        raise ValueError(f"cannot evaluate {expr!r} on the data: {exc}") from exc
-    out = np.asarray(value, dtype=float)
+        code = compile(text, "<formula>", "eval")
+        value = eval(code, {"__builtins__": builtins}, _DataFirst(data, names))  # noqa: S307
+    except Exception as exc:
+        hint = ""
+        if isinstance(exc, NameError):
+            hint = ("; a name must be a column of the data or defined where the model is "
+                    "built (or passed with eval_env=)")
+        raise ExpressionError(f"cannot evaluate {what}: {type(exc).__name__}: {exc}{hint}") \
+            from exc
+    return _per_row(value, text, what, len(data))
+
+
+def _per_row(value, text: str, what: str, n: int) -> np.ndarray:
+    """``value`` as n floats (a scalar is repeated); a clear error otherwise."""
+    if isinstance(value, pd.Series) and pd.api.types.is_extension_array_dtype(value.dtype) \
+            and (pd.api.types.is_numeric_dtype(value.dtype)
+                 or pd.api.types.is_bool_dtype(value.dtype)):
+        value = value.to_numpy(dtype=float, na_value=np.nan)   # nullable Int64, boolean
+    raw = np.asarray(value)
+    if raw.dtype.kind not in "biuf":
+        sample = [v for v in np.ravel(raw)[:3]]
+        raise ExpressionError(f"{what} must give numbers, one per row; {text} gives "
+                                 f"values such as {sample}")
+    out = raw.astype(float)
     if out.ndim == 0:
-        out = np.full(len(data), float(out))
-    if out.shape != (len(data),):
-        raise ValueError(f"{expr!r} evaluates to shape {out.shape}, not one value per row")
+        out = np.full(n, float(out))
+    if out.shape != (n,):
+        raise ExpressionError(f"{what} gives {out.size} values for {n} rows; "
+                                 "it must give one number per row")
     return out
+
+
+def evaluate_terms(terms, data, names) -> np.ndarray:
+    """The sum of the offset expressions ``terms`` on ``data`` (zeros for none), with
+    R's functions available where ``names`` (a model's ``formula_env``; empty once
+    unpickled) does not define them."""
+    env = formula_names(names or {}, terms, r_names=True)
+    return sum((evaluate(t, data, env, f"offset({t})") for t in terms), np.zeros(len(data)))

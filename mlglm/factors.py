@@ -99,6 +99,34 @@ def _level_key(value):
     return ("str", text)
 
 
+def match_categories(data: pd.DataFrame, levels: dict) -> pd.DataFrame:
+    """New rows coded as the fit coded them: every categorical column of ``levels``
+    ({column: the fit's levels}, :func:`mlglm.data_checks.category_levels`, decided by
+    :func:`mlglm.data_checks.drop_unused_levels`) gets exactly the fit's categories
+    (patsy refuses a categorical whose categories differ, such as the fit's own frame
+    before its unused categories were dropped). A row with a level the fit never saw is
+    refused (``ValueError`` naming it): the model has no coefficient for it.
+    """
+    cast = {}
+    for c, fit_levels in (levels or {}).items():
+        if c not in data.columns:
+            continue
+        col = data[c]
+        known = set(fit_levels)
+        unseen = [v for v in pd.unique(col.dropna()) if v not in known]
+        if unseen:
+            shown = ", ".join(map(repr, unseen[:5])) + (" ..." if len(unseen) > 5 else "")
+            fitted = ", ".join(map(repr, fit_levels[:10])) + (" ..." if len(fit_levels) > 10
+                                                               else "")
+            raise ValueError(
+                f"column {c!r} has level(s) {shown} that no row of the fit had (its levels: "
+                f"{fitted}); the model has no coefficient for them: drop those rows or map "
+                "them to a fitted level")
+        if isinstance(col.dtype, pd.CategoricalDtype) and list(col.cat.categories) != fit_levels:
+            cast[c] = col.cat.set_categories(fit_levels)
+    return data.assign(**cast) if cast else data
+
+
 def match_levels(labels, values, name, allow_new_levels=False) -> np.ndarray:
     """Position of each of ``values`` among the fitted levels ``labels`` (-1: new level).
 

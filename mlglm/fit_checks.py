@@ -17,10 +17,12 @@ import warnings
 
 import numpy as np
 
-from .core.quadrature import MAX_GRID_POINTS
-from .data_checks import DataWarning, MixedGLMInputError
+from .core.blocked import dense_block_problem
+from .core.quadrature import grid_problem
+from .data_checks import DataWarning, MixedGLMInputError, is_integer
 
-__all__ = ["FitError", "SingularFitWarning", "SeparationWarning", "QuadratureWarning"]
+__all__ = ["FitError", "SingularFitWarning", "SeparationWarning", "QuadratureWarning",
+           "CollinearityWarning", "collinearity"]
 
 
 class FitError(RuntimeError):
@@ -39,6 +41,62 @@ class QuadratureWarning(UserWarning):
     """The AGHQ estimates move with more quadrature points (advice in the message)."""
 
 
+class CollinearityWarning(UserWarning):
+    """Fixed-effect columns that are nearly linear combinations of one another."""
+
+
+#: condition number of the correlation matrix of the fixed-effect columns beyond which
+#: they are reported as near-collinear whatever the estimates (standard errors inflated
+#: by about this factor; a raw quartic polynomial in an age of 15-50 has about 1.8e3)
+COLLINEAR_COND = 1e4
+#: an effect over one SD of its column beyond this (linear-predictor scale) is "huge"
+HUGE_EFFECT = 10.0
+
+
+def collinearity(cov, beta, names, huge: bool = True):
+    """Near-collinear fixed-effect columns, from their covariance matrix ``cov`` (p x p,
+    the intercept's row and column zero) and the estimates ``beta``.
+
+    Two findings: the condition number kappa of the correlation matrix of the
+    non-constant columns (square root of the ratio of its extreme eigenvalues; the
+    columns with the largest loadings in the smallest eigenvalue's eigenvector are
+    the near-dependent ones) exceeds :data:`COLLINEAR_COND`; or (``huge``: the link
+    scale is one where an effect of 10 is extreme) coefficients are huge over one SD
+    of their columns, |b_j| sd_j > 10, while together they move the linear predictor
+    by an SD of at most 10 -- large estimates that cancel, which is collinearity,
+    not separation (where the linear predictor itself runs off).
+
+    Returns (description or None, the huge columns collinearity explains).
+    """
+    cov = np.asarray(cov, dtype=float)
+    beta = np.asarray(beta, dtype=float)
+    sd = np.sqrt(np.clip(np.diag(cov), 0.0, None))
+    live = np.flatnonzero(sd > 0)
+    if live.size < 2:
+        return None, set()
+    corr = cov[np.ix_(live, live)] / np.outer(sd[live], sd[live])
+    evals, evecs = np.linalg.eigh((corr + corr.T) / 2)
+    kappa = float(np.sqrt(evals[-1] / evals[0])) if evals[0] > 0 else np.inf
+    big = [j for j in live if abs(beta[j]) * sd[j] > HUGE_EFFECT] if huge else []
+    combined = float(np.sqrt(max(beta[big] @ cov[np.ix_(big, big)] @ beta[big], 0.0))) \
+        if len(big) > 1 else np.inf
+    cancel = combined <= HUGE_EFFECT
+    if not (kappa > COLLINEAR_COND or cancel):
+        return None, set()
+    load = np.abs(evecs[:, 0])
+    involved = [str(names[live[k]]) for k in np.flatnonzero(load >= 0.1 * load.max())]
+    if cancel:
+        text = (f"{', '.join(str(names[j]) for j in big)} have huge coefficients that cancel "
+                f"(together they move the linear predictor by an SD of {combined:.2g}), which "
+                "is collinearity, not separation")
+    else:
+        text = f"the columns {', '.join(involved)} are nearly linear combinations of each other"
+    text += (f" (condition number {kappa:.2g} of the columns' correlation matrix); their "
+             "separate estimates and SEs are unstable: drop or combine them, or centre a "
+             "polynomial")
+    return text, {str(names[j]) for j in big} if cancel else set()
+
+
 def _warn_fit_problems(res):
     """One warning per problem, with advice; the summary shows the same flags."""
     from statsmodels.tools.sm_exceptions import ConvergenceWarning
@@ -55,6 +113,9 @@ def _warn_fit_problems(res):
         from .singular import describe_singular, singular_advice
         warnings.warn(f"singular fit: {describe_singular(res)}; {singular_advice(res)}",
                       SingularFitWarning, stacklevel=3)
+    col = getattr(res, "collinearity", None)
+    if col:
+        warnings.warn(f"near-collinear fixed effects: {col}", CollinearityWarning, stacklevel=3)
     sep = getattr(res, "separation", None)
     if sep:
         warnings.warn(f"possible separation: {sep}; remove or merge the offending terms or "
@@ -144,7 +205,51 @@ def _check_rank(X, names):
             "from the formula")
 
 
-def _resolve_nagq(method, nagq, q):
+def _check_start_params(model, start_params) -> np.ndarray:
+    """``start_params`` as floats, one per parameter of ``model``, all finite; else a
+    clear error naming what the parameters are."""
+    names = [str(n) for n in model.data.param_names]
+    expected = model.k_fe + sum(t.q * (t.q + 1) // 2 for t in model.re_terms) + (
+        1 if model.fam.estimates_dispersion else 0)
+    try:
+        sp = np.asarray(start_params, dtype=float)
+    except (TypeError, ValueError) as exc:
+        raise MixedGLMInputError(f"start_params must be numbers ({exc})") from exc
+    if sp.ndim != 1 or sp.size != expected:
+        shown = f" ({', '.join(names)})" if len(names) == expected else ""
+        raise MixedGLMInputError(
+            f"start_params has {sp.size} values; the model has {expected} parameters{shown}: "
+            "the fixed effects, then the lower triangle (row by row) of each random-effects "
+            "covariance matrix" + (", then the dispersion" if model.fam.estimates_dispersion
+                                   else ""))
+    bad = ~np.isfinite(sp)
+    if bad.any():
+        which = [names[i] if len(names) == expected else str(i) for i in np.flatnonzero(bad)]
+        raise MixedGLMInputError(f"start_params must be finite; {', '.join(which)} is NaN "
+                                 "or inf")
+    return sp
+
+
+def _check_dense_memory(terms, gaussian: bool) -> None:
+    """Refuse, before the fit allocates it, a dense part of the blocked factorisation
+    (several factors: every linear mixed model, crossed GLMMs) that is too large or
+    would not fit in memory, with the estimated figure (:mod:`mlglm.core.memory`)."""
+    if len(terms) < 2 or not (gaussian or terms.kind == "crossed"):
+        return                  # one factor, or nested GLMM factors: no dense block
+    problem = dense_block_problem(terms, gaussian=gaussian)
+    if problem:
+        raise MixedGLMInputError(problem)
+
+
+def _resolve_nagq(method, nagq, q, max_rows=None):
+    """The number of quadrature points per dimension of a fit, validated: an integer
+    (Python or numpy) >= 1 whose rule can be computed (at most
+    :data:`~mlglm.core.quadrature.MAX_POINTS_PER_DIMENSION`), whose product grid of
+    nagq^q points per group stays within :data:`~mlglm.core.quadrature.MAX_GRID_POINTS`
+    and, with ``max_rows`` (the rows of the largest top-level group), whose chunk of
+    rows x points fits in memory (:func:`mlglm.core.memory.grid_bytes`). The fit-time
+    check's nagq + 2 points are not held to these limits: where they exceed them the
+    check is skipped with a note (:func:`mlglm.core.quadrature.grid_problem`)."""
     if method == "laplace":
         if nagq not in (None, 1):
             raise MixedGLMInputError("nagq > 1 and nagq='auto' need method='aghq'")
@@ -155,11 +260,9 @@ def _resolve_nagq(method, nagq, q):
         raise MixedGLMInputError("nagq='auto' chooses the points while fitting (fit(method="
                                  "'aghq', nagq='auto') or glmer(..., nagq='auto')); give a "
                                  "positive integer here")
-    if not isinstance(nagq, (int, np.integer)) or nagq < 1:
+    if not is_integer(nagq) or nagq < 1:
         raise MixedGLMInputError(f"nagq must be a positive integer or 'auto', got {nagq!r}")
-    if nagq ** q > MAX_GRID_POINTS:
-        raise MixedGLMInputError(
-            f"nagq={nagq} with {q} random effects is a product grid of {nagq ** q:,} points per "
-            f"group (about {nagq ** q * 8 / 1e6:,.0f} MB per 1,000 rows); the limit is "
-            f"{MAX_GRID_POINTS:,}: lower nagq")
+    problem = grid_problem(int(nagq), q, max_rows)
+    if problem:
+        raise MixedGLMInputError(problem)
     return int(nagq)

@@ -12,8 +12,11 @@ expects. It plays the part of lme4's ``findbars``/``nobars``.
 
 R spellings are translated where Python's differ: ``^`` becomes ``**``
 (``I(age^2)`` is ``I(age**2)``; ``(a + b)^2`` is the same interaction
-expansion in patsy), and a ``cbind(successes, failures)`` response is kept
-as written but also split into :attr:`ParsedFormula.response_terms`.
+expansion in patsy), ``as.factor(x)`` becomes ``factor(x)`` (R's other function
+names, ``log``, ``factor``, ``scale``, ... are provided where the formula is
+evaluated, :mod:`mlglm.formula_env`), and a ``cbind(successes, failures)``
+response is kept as written but also split into
+:attr:`ParsedFormula.response_terms`.
 
 Errors are :class:`FormulaError` (a ``ValueError``) whose message repeats the
 formula with a caret under the offending part, like Python's SyntaxError.
@@ -30,6 +33,7 @@ _CLOSE = {v: k for k, v in _OPEN.items()}
 _QUOTES = "'\"`"
 _NAME = re.compile(r"[A-Za-z_.][A-Za-z0-9_.]*")
 _QUOTED_NAME = re.compile(r"`([^`]+)`|Q\(\s*(['\"])(.+)\2\s*\)")
+_AS_FACTOR = re.compile(r"as\.factor\s*\(")
 _NO_RE_TERM = ("no random-effects term like (1 | group); use statsmodels' GLM/OLS "
                "for a model without random effects")
 
@@ -190,10 +194,25 @@ class _Scan:
         return start, end
 
     def piece(self, start: int, end: int) -> str:
-        """The text of [start, end), stripped, with R's ``^`` written as ``**``."""
+        """The text of [start, end), stripped, with R's ``^`` written as ``**`` and R's
+        ``as.factor(`` as ``factor(`` (``as`` is a Python keyword; ``factor`` is R's
+        name for patsy's ``C``, :mod:`mlglm.formula_env`)."""
         start, end = self.strip(start, end)
-        return "".join("**" if ch == "^" and self.depth[i] >= 0 else ch
-                       for i, ch in enumerate(self.text[start:end], start))
+        out, i = [], start
+        while i < end:
+            ch = self.text[i]
+            if self.depth[i] >= 0 and ch == "^":
+                out.append("**")
+            elif (self.depth[i] >= 0 and self.text.startswith("as.factor", i)
+                  and _AS_FACTOR.match(self.text, i)
+                  and (i == 0 or not (self.text[i - 1].isalnum() or self.text[i - 1] in "_."))):
+                out.append("factor")
+                i += len("as.factor")
+                continue
+            else:
+                out.append(ch)
+            i += 1
+        return "".join(out)
 
     def terms(self, start: int, end: int, level: int) -> list[_Term]:
         """Split [start, end) into the terms of a sum at bracket depth ``level``."""

@@ -20,10 +20,14 @@ per district and one column per random effect.
 """
 from __future__ import annotations
 
+from collections import ChainMap
+
 import numpy as np
 import pandas as pd
 
+from .expressions import evaluate_terms
 from .factors import grouping_factors, re_term_names
+from .formula_env import capture
 
 __all__ = ["fixef", "ranef", "Ranef", "VarCorr", "VarCorrResult", "coef", "update",
            "isSingular"]
@@ -199,7 +203,7 @@ def _bar_terms(model) -> str:
     return " + ".join(out)
 
 
-def update(results, formula=None, data=None, **changes):
+def update(results, formula=None, data=None, eval_env=None, **changes):
     """Refit ``results``'s model with a changed formula and/or settings, as lme4's
     ``update``.
 
@@ -210,6 +214,10 @@ def update(results, formula=None, data=None, **changes):
         None keeps the formula.
     data : new data (default: the fit's data, after its ``subset``/``missing``
         handling; then its offsets, exposure and trials are kept too).
+    eval_env : where names the original formula did not use resolve (default: the
+        caller's namespace; statsmodels' keyword, see :mod:`mlglm.formula_env`). The
+        names the original formula used keep the values they had at its fit, as R's
+        ``update`` keeps the formula's environment.
     **changes : ``family``, ``link``, ``nagq``/``nAGQ``, ``method``, ``reml``/``REML``,
         ``offset``, ``exposure``, ``n_trials``, ``missing``, ``subset``.
 
@@ -222,14 +230,14 @@ def update(results, formula=None, data=None, **changes):
     model = results.model
     old = lme4_formula(model)
     new = old if formula is None else update_formula(old, formula)
+    names = ChainMap(getattr(model, "formula_env", None) or {}, capture(eval_env, depth=1))
     kwargs = {}
     if data is None:
         data = model.data.frame
         kwargs = {k: v for k, v in getattr(model, "formula_arrays", {}).items() if v is not None}
         terms = getattr(model, "formula_offsets", ())
         if terms and "offset" in kwargs:     # the formula's offset terms are in the formula
-            from .expressions import evaluate
-            rest = kwargs.pop("offset") - sum(evaluate(t, data) for t in terms)
+            rest = kwargs.pop("offset") - evaluate_terms(terms, data, names)
             if np.any(rest != 0):
                 kwargs["offset"] = rest
         for key in ("offset", "exposure"):      # named columns stay named (for predict)
@@ -237,6 +245,7 @@ def update(results, formula=None, data=None, **changes):
             if column is not None and column in data.columns:
                 kwargs[key] = column
     kwargs.update(changes)
+    kwargs["eval_env"] = names
     gaussian = model.fam.is_gaussian and "family" not in changes
     if gaussian:
         if not any(k in kwargs for k in ("reml", "REML")):

@@ -7,11 +7,14 @@ it. ``nagq`` follows lme4: 1 is Laplace, K > 1 is K-point AGHQ per dimension
 (here also for random slopes); lme4's spellings ``nAGQ=`` and ``REML=`` are
 accepted too.
 
-Columns an lme4 formula computes inline are evaluated on the data by
-:func:`mlglm.expressions.evaluate`, whatever other columns the data hold: the
-failures of ``cbind(s, n - s)`` become a column of their own (named so as not
-to clash with any column of the data), and ``offset(expr)`` terms are summed
-into the offset (with ``offset=`` if given too).
+Columns an lme4 formula computes inline are evaluated as patsy evaluates formula
+terms (:func:`mlglm.expressions.evaluate`): the failures of ``cbind(s, n - s)``
+become a column of their own (named so as not to clash with any column of the
+data), and ``offset(expr)`` terms are summed into the offset (with ``offset=`` if
+given too). Names resolve as everywhere in a formula (:mod:`mlglm.formula_env`):
+columns, then the caller's namespace (``eval_env=``), then R's spellings of common
+functions (``log``, ``exp``, ``sqrt``, ``factor``, ``scale``, ...), then patsy's
+and Python's built-ins.
 """
 from __future__ import annotations
 
@@ -21,9 +24,11 @@ from collections.abc import Mapping
 
 import statsmodels.api as sm
 
-from .data_checks import MixedGLMInputError, family_from_name, unexpected_keywords
-from .expressions import evaluate
+from .data_checks import (MixedGLMInputError, family_from_name, is_dask_frame, is_integer,
+                          unexpected_keywords)
+from .expressions import ExpressionError, evaluate
 from .formula import parse_lme4, split_offsets
+from .formula_env import R_FUNCTIONS, capture, formula_names, identifiers
 from .model import MixedGLM
 
 __all__ = ["glmer", "lmer", "family_from_name"]
@@ -39,9 +44,10 @@ def _fresh_name(data, stem):
     return name
 
 
-def _model(formula, data, family, offset=None, **kwargs):
+def _model(formula, data, family, offset=None, namespace=None, **kwargs):
     """The MixedGLM of an lme4 formula (computed response columns and offset terms
-    evaluated on ``data``)."""
+    evaluated on ``data``); names that are not columns resolve in ``namespace`` (the
+    caller's), then among R's functions (:mod:`mlglm.formula_env`)."""
     import numpy as np
     import pandas as pd
     from .data_checks import is_dask_frame
@@ -51,12 +57,26 @@ def _model(formula, data, family, offset=None, **kwargs):
     parsed = parse_lme4(formula)
     fixed_rhs, offset_terms = split_offsets(parsed.fixed_rhs)
     terms = parsed.response_terms
+    names = formula_names({} if namespace is None else namespace,
+                          [parsed.fixed, *offset_terms, *terms,
+                           *(f"{t.re_formula}" for t in parsed.random_terms),
+                           kwargs.get("subset") if isinstance(kwargs.get("subset"), str)
+                           else None], r_names=True)
     added = {}
     if dask and (offset_terms or (len(terms) == 2 and not all(
             _NAME.fullmatch(t) and t in data.columns for t in terms))):
         raise NotImplementedError(
             "on a Dask DataFrame, cbind() arguments and offset() terms must be column names: "
             "add the computed columns to the frame first (ddf.assign(...))")
+    r_used = sorted(n for n in identifiers(parsed.fixed, *(t.re_formula for t in
+                                                            parsed.random_terms))
+                    if n in set(R_FUNCTIONS) - {"abs", "round"}     # (Python built-ins work)
+                    and (namespace is None or n not in namespace))  # (the caller's own win)
+    if dask and r_used:     # the workers evaluate with numpy and patsy's names only
+        raise NotImplementedError(
+            f"on a Dask DataFrame, R's function names ({', '.join(r_used)}) are not "
+            "translated: write numpy's (np.log(x), np.exp(x), np.sqrt(x)) or patsy's "
+            "(C(x) for factor(x)), or add the column to the frame first")
     if len(terms) == 2:
         cols = []
         for k, t in enumerate(terms):
@@ -64,7 +84,8 @@ def _model(formula, data, family, offset=None, **kwargs):
                 cols.append(t)
             else:
                 name = _fresh_name(data, f"cbind_{'failures' if k else 'successes'}")
-                added[name] = evaluate(t, data)
+                added[name] = _evaluated(t, data, names, f"the {'failures' if k else 'successes'} "
+                                       f"{t} of {parsed.response}")
                 cols.append(name)
         lhs = f"{cols[0]} + {cols[1]}"
     else:
@@ -74,24 +95,34 @@ def _model(formula, data, family, offset=None, **kwargs):
         if isinstance(offset, str):
             offset = data[offset].to_numpy(dtype=float)
         total = np.zeros(len(data)) if offset is None else np.asarray(offset, dtype=float)
-        offset = total + sum(evaluate(t, data) for t in offset_terms)
+        offset = total + sum(_evaluated(t, data, names, f"offset({t})") for t in offset_terms)
     if added:
         data = data.assign(**added)
     first, rest = parsed.random_terms[0], list(parsed.random_terms[1:])
     if len(first.factors) > 1:
         # an interaction a:b first: every term goes through mlglm's own design
         model = MixedGLM.from_formula(f"{lhs} ~ {fixed_rhs}", data, family=family,
-                                      offset=offset, _random_terms=[first] + rest, **kwargs)
+                                      offset=offset, _random_terms=[first] + rest,
+                                      eval_env=names, **kwargs)
     else:
         cov_struct = "diagonal" if first.diagonal else "unstructured"
         model = MixedGLM.from_formula(f"{lhs} ~ {fixed_rhs}", data, groups=first.group,
                                       re_formula=first.re_formula, family=family,
                                       cov_struct=cov_struct, offset=offset, _random_terms=rest,
-                                      **kwargs)
+                                      eval_env=names, **kwargs)
     model.formula_offsets = offset_terms
     if offset_column is not None:        # read from new rows by predict, as from_formula's
         model.offset_column = offset_column
+    model.formula_env = names
     return model
+
+
+def _evaluated(expr, data, names, what):
+    """:func:`~mlglm.expressions.evaluate`, its errors as input errors."""
+    try:
+        return evaluate(expr, data, names, what)
+    except ExpressionError as exc:
+        raise MixedGLMInputError(str(exc)) from exc
 
 
 def _weights(**given):
@@ -152,7 +183,18 @@ def _control(control, function: str, fit_kwargs: dict) -> dict:
 
 
 #: Keywords of a fit on a Dask DataFrame (:mod:`mlglm.distributed`).
-_SHARDED_KEYWORDS = ("client", "progress", "npartitions", "retries")
+_SHARDED_KEYWORDS = ("client", "progress", "npartitions", "retries", "worker_timeout")
+
+#: Of those, the ones the model takes (the pass over the data that builds it runs on
+#: the cluster too): moved from the fit's keywords to the model's.
+_SHARDED_MODEL_KEYWORDS = ("client", "worker_timeout")
+
+
+def _model_keywords(data, fit_kwargs) -> dict:
+    """The sharded model's keywords taken out of ``fit_kwargs`` (a Dask DataFrame only)."""
+    if not is_dask_frame(data):
+        return {}
+    return {k: fit_kwargs.pop(k) for k in _SHARDED_MODEL_KEYWORDS if k in fit_kwargs}
 
 
 def _fit_keywords(function, fit_kwargs, data=None):
@@ -171,7 +213,7 @@ def _fit_keywords(function, fit_kwargs, data=None):
 
 def glmer(formula, data, family="binomial", nagq=1, link=None, subset=None, offset=None,
           exposure=None, n_trials=None, missing="none", nAGQ=None, REML=None, weights=None,
-          freq_weights=None, var_weights=None, control=None, **fit_kwargs):
+          freq_weights=None, var_weights=None, control=None, eval_env=None, **fit_kwargs):
     """Fit a GLMM written in lme4's syntax, e.g. ``"y ~ x + (1 + x | g)"``.
 
     Parameters
@@ -197,12 +239,18 @@ def glmer(formula, data, family="binomial", nagq=1, link=None, subset=None, offs
     control : lme4's ``glmerControl()`` options as a dict: ``{"optCtrl": {"maxfun":
         n}}`` (or ``maxit``, ``maxeval``) is honoured as ``maxiter=n``; every other
         option (``optimizer``, ``check.*``, ...) is refused with the reason.
+    eval_env : where names in the formula that are not columns resolve (statsmodels'
+        keyword): by default the caller's namespace; see :mod:`mlglm.formula_env`.
     **fit_kwargs : passed to :meth:`MixedGLM.fit`; a misspelt keyword is an
         error with a did-you-mean.
 
     A ``cbind(successes, failures)`` response and ``offset(expr)`` terms are
-    accepted as in R.
+    accepted as in R, and so are R's ``log(x)``, ``exp(x)``, ``sqrt(x)``,
+    ``factor(x)`` (``as.factor(x)``), ``scale(x)`` and a few more
+    (:data:`mlglm.formula_env.R_FUNCTIONS`) where your namespace does not define
+    the name.
     """
+    namespace = capture(eval_env, depth=1)
     _fit_keywords(glmer, fit_kwargs, data)
     fit_kwargs = _control(control, "glmer", fit_kwargs)
     if REML:
@@ -226,11 +274,14 @@ def glmer(formula, data, family="binomial", nagq=1, link=None, subset=None, offs
                 raise MixedGLMInputError("weights= is lme4's spelling of freq_weights= for "
                                          "this family; give one of them")
             freq_weights = weights
-    if nagq != "auto" and (not isinstance(nagq, int) or nagq < 1):
-        raise MixedGLMInputError("nagq must be an integer >= 1 or 'auto' (nAGQ = 0 is not "
-                                 "offered: mlglm's Laplace fit is already fast)")
+    if not (isinstance(nagq, str) and nagq == "auto"):
+        if not is_integer(nagq) or nagq < 1:
+            raise MixedGLMInputError("nagq must be an integer >= 1 or 'auto' (nAGQ = 0 is not "
+                                     "offered: mlglm's Laplace fit is already fast)")
+        nagq = int(nagq)
     model = _model(formula, data, fam, subset=subset, offset=offset, exposure=exposure,
-                   n_trials=n_trials, missing=missing,
+                   n_trials=n_trials, missing=missing, namespace=namespace,
+                   **_model_keywords(data, fit_kwargs),
                    **_weights(freq_weights=freq_weights, var_weights=var_weights))
     if nagq == 1:
         return model.fit(method="laplace", **fit_kwargs)
@@ -238,7 +289,8 @@ def glmer(formula, data, family="binomial", nagq=1, link=None, subset=None, offs
 
 
 def lmer(formula, data, reml=True, subset=None, offset=None, missing="none", REML=None,
-         weights=None, freq_weights=None, var_weights=None, control=None, **fit_kwargs):
+         weights=None, freq_weights=None, var_weights=None, control=None, eval_env=None,
+         **fit_kwargs):
     """Fit a linear mixed model written in lme4's syntax by REML (default) or ML.
 
     ``REML=`` is lme4's spelling of ``reml=``; ``offset(expr)`` terms are accepted
@@ -247,8 +299,10 @@ def lmer(formula, data, reml=True, subset=None, offset=None, missing="none", REM
     row f times (column names or arrays). ``control=`` (lme4's ``lmerControl()``
     options as a dict) is refused with the reason for each option: the profiled
     criterion is minimised to convergence by mlglm's own optimiser, so none of them
-    has a counterpart.
+    has a counterpart. Names in the formula resolve as in :func:`glmer`
+    (``eval_env=``, R's ``log``, ``factor``, ... ).
     """
+    namespace = capture(eval_env, depth=1)
     _fit_keywords(lmer, fit_kwargs, data)
     fit_kwargs = _control(control, "lmer", fit_kwargs)
     if REML is not None:
@@ -258,6 +312,6 @@ def lmer(formula, data, reml=True, subset=None, offset=None, missing="none", REM
             raise MixedGLMInputError("weights= is lme4's spelling of var_weights=; give one")
         var_weights = weights
     model = _model(formula, data, sm.families.Gaussian(), subset=subset, offset=offset,
-                   missing=missing, **_weights(freq_weights=freq_weights,
-                                               var_weights=var_weights))
+                   missing=missing, namespace=namespace, **_model_keywords(data, fit_kwargs),
+                   **_weights(freq_weights=freq_weights, var_weights=var_weights))
     return model.fit(reml=reml, **fit_kwargs)

@@ -26,6 +26,8 @@ delta-method SEs in (beta, vech Sigma_k per factor).
 """
 from __future__ import annotations
 
+import numbers
+
 import numpy as np
 import pandas as pd
 from scipy import stats
@@ -190,6 +192,10 @@ def simulate(res, n=1, seed=None, conditional=True):
     Gaussian (sigma^2 / v) values with the variance weights v. Reproducible for a
     seed (``np.random.default_rng``).
     """
+    if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1:
+        raise ValueError(f"n (the number of simulated responses) must be an integer >= 1, "
+                         f"got {n!r}")
+    n = int(n)
     rng = np.random.default_rng(seed)
     model = res.model
     if getattr(model, "multi", False):

@@ -16,6 +16,7 @@ from functools import cached_property
 
 import numpy as np
 import pandas as pd
+import patsy
 import statsmodels.api as sm
 from statsmodels.regression.mixed_linear_model import MixedLM
 
@@ -25,16 +26,21 @@ from .core.nested import quadrature_dimension
 from .core.problem import Problem, check_quadrature_structure
 from .core.adequacy import auto_schedule
 from .core.optimize import fit_glmm, fit_glmm_auto
-from .core.quadrature import MAX_GRID_POINTS
+from .core.quadrature import MAX_GRID_POINTS, grid_problem
 from .data_checks import (MixedGLMInputError, binomial_response, check_categorical_response,
-                          count_response, drop_unused_levels, family_from_name,
-                          family_link_names, family_spec, is_dask_frame, positive_response,
-                          prior_weights, report_nonfinite, sharded)
+                          category_levels, checked_count, count_response, did_you_mean,
+                          drop_unused_levels, family_from_name, family_link_names, family_spec,
+                          is_dask_frame, positive_response, prior_weights, report_nonfinite,
+                          sharded)
+from .design import quote_keywords
 from .fit_checks import (FitError, SeparationWarning, SingularFitWarning,  # noqa: F401
-                         _check_rank, _check_re_in_fixed, _report,
-                         _resolve_nagq, _warn_fit_problems)
-from .formula_data import (_endog_name, _formula_columns, _num,
-                           _strings_as_categories, _take)
+                         _check_dense_memory, _check_rank, _check_re_in_fixed,
+                         _check_start_params, _report, _resolve_nagq, _warn_fit_problems)
+from .formula_data import (_ROW_KEYWORDS, _endog_name, _formula_columns, _nullable_as_numpy,
+                           _num, _strings_as_categories, _take, check_duplicate_columns,
+                           check_frame, column_values, computed_terms, formula_hint,
+                           refuse_r_dot, row_values, subset_mask)
+from .formula_env import capture, formula_names, identifiers
 from .mixedlm_setup import MixedLMSetup
 from .mixedlm_view import adopt_single_term, variance_param_names
 from .model_data import robust_data
@@ -205,6 +211,8 @@ class MixedGLM(MixedLMSetup, MixedLM):
         if not specs:
             raise MixedGLMInputError("the model has no random effects; use statsmodels' GLM")
         terms, info = build_terms(specs, self.fam.is_gaussian, self.nobs, self._checks)
+        if self._checks:
+            _check_dense_memory(terms, self.fam.is_gaussian)
         self.re_terms = terms
         self.re_info = info
         if not (len(info) == 1 and len(info[0]) == 1 and info[0][0].source == "groups"):
@@ -247,49 +255,65 @@ class MixedGLM(MixedLMSetup, MixedLM):
         """Model from a formula, as :meth:`MixedLM.from_formula`.
 
         ``groups`` (column name or array), ``re_formula`` (e.g. ``"~urban"``),
-        ``subset`` (boolean mask or index labels), ``offset``/``exposure``/
-        ``n_trials`` (column names or arrays) and ``missing`` are applied
-        consistently to every array. A two-column response ``s + f ~ ...``
-        is (successes, failures) for the binomial.
+        ``offset``/``exposure``/``n_trials``/``freq_weights``/``var_weights``
+        (column names or arrays) and ``missing`` are applied consistently to every
+        array; an array given as a pandas Series is aligned with ``data`` by its
+        index, as pandas aligns (its index must hold every row label of ``data``).
+        ``subset`` is a boolean mask (a Series is aligned by its index, an array
+        taken by position), index labels, or a string evaluated by pandas'
+        ``data.eval`` (``subset="x > 0 and g != 'a'"``; your variables as
+        ``@name``). A two-column response ``s + f ~ ...`` is (successes,
+        failures) for the binomial.
+
+        ``eval_env`` (statsmodels' keyword) is where the formulas' names that are not
+        columns resolve: by default the namespace of the caller (an int k: k frames
+        further up; -1: none; or a dict). See :mod:`mlglm.formula_env` for exactly
+        what a formula can use.
         """
         if is_dask_frame(data):        # sharded across a Dask cluster: mlglm.distributed
             return sharded(cls, formula, data, re_formula, vc_formula, subset, missing, **kwargs)
         random_terms = list(kwargs.pop("_random_terms", None) or [])
+        namespace = capture(kwargs.pop("eval_env", None), depth=1)
         if not isinstance(data, pd.DataFrame):
             data = pd.DataFrame(data)
-        from .design import quote_keywords
-        formula = quote_keywords(formula, data.columns)
-        if re_formula is not None:
-            re_formula = quote_keywords(re_formula, data.columns)
-        eval_env = kwargs.pop("eval_env", None)
-        if eval_env is None:
-            import patsy
-            eval_env = patsy.EvalEnvironment.capture(1)
+        if not isinstance(formula, str):
+            raise MixedGLMInputError(f"formula must be a string such as 'y ~ x', got "
+                                     f"{type(formula).__name__}")
         if vc_formula is not None and not isinstance(vc_formula, dict):
             raise MixedGLMInputError("vc_formula must be a dict {name: formula}, e.g. "
                                      "{'class': '0 + C(class)'}")
+        check_frame(data, "data")
+        formula = quote_keywords(formula, data.columns)
+        if re_formula is not None:
+            re_formula = quote_keywords(re_formula, data.columns)
+        refuse_r_dot(formula, data, kwargs.get("groups"))
+        extra_text = " ".join(list((vc_formula or {}).values())
+                              + [f"{t.re_formula} {' '.join(t.factors)}" for t in random_terms])
+        names = formula_names(namespace, [formula, re_formula, extra_text,
+                                          subset if isinstance(subset, str) else None])
+        data = check_duplicate_columns(data, identifiers(formula, re_formula, extra_text) | {
+            v for k, v in kwargs.items() if isinstance(v, str) and k in _ROW_KEYWORDS})
         if "groups" not in kwargs and random_terms:
             kwargs["groups"] = np.zeros(len(data), dtype=np.intp)
             kwargs["_no_group_re"] = True
         if "groups" not in kwargs:
             raise MixedGLMInputError("groups= is required: the column name (or array) of the "
                                      "grouping factor")
-        if not isinstance(data, pd.DataFrame):
-            data = pd.DataFrame(data)
         arrays = {}
         group_name = kwargs.get("groups")
         # offset=/exposure= given as column names: predictions on new rows read them there
         named = {k: kwargs[k] for k in ("offset", "exposure") if isinstance(kwargs.get(k), str)}
-        for key in ("groups", "offset", "exposure", "n_trials", "freq_weights", "var_weights"):
+        for key in _ROW_KEYWORDS:
             val = kwargs.pop(key, None)
             if isinstance(val, str):
                 if val not in data.columns:
                     raise MixedGLMInputError(
                         f"{key}={val!r} is not a column of data; columns are "
-                        f"{', '.join(map(str, data.columns[:20]))}")
-                val = data[val].to_numpy()
+                        f"{', '.join(map(str, data.columns[:20]))}"
+                        + did_you_mean(val, data.columns))
+                val = column_values(data[val])
             elif val is not None:
-                val = np.asarray(val)
+                val = row_values(val, data.index, key)
                 if val.ndim == 0:             # a scalar (e.g. n_trials=2): every row
                     val = np.full(data.shape[0], val[()])
                 if val.shape[0] != data.shape[0]:
@@ -297,14 +321,14 @@ class MixedGLM(MixedLMSetup, MixedLM):
                                              f"{data.shape[0]} rows of data")
             arrays[key] = val
         if subset is not None:
-            keep = data.index.isin(data.loc[subset].index) if not (
-                np.asarray(subset).dtype == bool) else np.asarray(subset)
+            keep = subset_mask(subset, data, names)
             data = data.loc[keep]
             arrays = {k: (v[keep] if v is not None else None) for k, v in arrays.items()}
-        extra_text = " ".join(list((vc_formula or {}).values())
-                              + [f"{t.re_formula} {' '.join(t.factors)}" for t in random_terms])
+            check_frame(data, "data after subset=")
         used = _formula_columns(data, formula, (re_formula or "") + " " + extra_text)
         check = {c: data[c].to_numpy() for c in used}
+        check.update(computed_terms(data, [formula, re_formula] + list(
+            (vc_formula or {}).values()) + [t.re_formula for t in random_terms], names, used))
         check.update({k: v for k, v in arrays.items() if v is not None})
         mask = report_nonfinite(check, missing)
         n_dropped = 0
@@ -312,10 +336,13 @@ class MixedGLM(MixedLMSetup, MixedLM):
             n_dropped = int((~mask).sum())
             data = data.loc[mask]
             arrays = {k: (v[mask] if v is not None else None) for k, v in arrays.items()}
+            if kwargs.get("_global_checks", True):     # (a shard: counted on the whole data)
+                check_frame(data, "data after missing='drop'")
         if kwargs.get("_global_checks", True):
             data, dropped_levels = drop_unused_levels(data, used)
         else:           # a shard: the coding was fixed on the whole data (mlglm.distributed)
             dropped_levels = {}
+        data = _nullable_as_numpy(data, used)
         lhs = formula.split("~", 1)[0]
         family_name = type(family_from_name(kwargs.get("family"))).__name__.lower() \
             if kwargs.get("family") is not None else cls._default_family_name
@@ -338,38 +365,49 @@ class MixedGLM(MixedLMSetup, MixedLM):
         used_cols = [c for c in data.columns if str(c) in text or
                      (isinstance(group_name, str) and c == group_name)]
         full_data = data
+        env = patsy.EvalEnvironment([names])
         if vc_formula is not None and re_formula is None:
             kwargs["_no_group_re"] = True        # statsmodels: no group effect besides the vc
         if vc_formula is not None or random_terms:
             from .design import bar_term_specs, vc_term_specs
             from .mixedlm_setup import _factorize_groups
-            specs = bar_term_specs(random_terms, full_data, eval_env)
+            specs = bar_term_specs(random_terms, full_data, env)
             if vc_formula:
                 labels, codes = _factorize_groups(kwargs["groups"] if not isinstance(
                     kwargs["groups"], str) else full_data[kwargs["groups"]].to_numpy())
                 specs += vc_term_specs(vc_formula, codes, labels,
                                        group_name if isinstance(group_name, str) else "Group",
-                                       full_data, eval_env)
+                                       full_data, env)
             kwargs["_extra_specs"] = specs
-        if len(used_cols) < data.shape[1] and not data.columns.has_duplicates:
+        if len(used_cols) < data.shape[1]:
             data = data[used_cols]
         data = _strings_as_categories(data, exclude=group_name if isinstance(group_name, str)
                                       else None)
         try:
             mod = super().from_formula(formula, data, re_formula=re_formula, subset=None,
-                                       use_sparse=use_sparse, missing="none", *args, **kwargs)
+                                       use_sparse=use_sparse, missing="none", *args,
+                                       eval_env=names, **kwargs)
         except MixedGLMInputError:
             raise
         except Exception as exc:  # patsy/formulaic errors: say which formula
             if type(exc).__name__ in ("PatsyError", "FormulaSyntaxError", "FactorEvaluationError",
-                                      "FormulaParsingError"):
+                                      "FormulaParsingError", "SyntaxError"):
                 raise MixedGLMInputError(f"could not build the model from {formula!r} "
-                                         f"(re_formula={re_formula!r}): {exc}") from exc
+                                         f"(re_formula={re_formula!r}): {exc}"
+                                         + formula_hint(exc, formula, full_data.columns)) \
+                    from exc
             raise
         mod.group_name = group_name if isinstance(group_name, str) else "Group"
         mod.data.frame = full_data      # as statsmodels attaches it: every column
         mod.re_formula = re_formula
         mod.dropped_levels = dropped_levels
+        # how the fit codes each categorical column of the effects (not of the grouping
+        # factors, which take new levels): new data are coded the same (prediction)
+        rhs = formula.split("~", 1)[1]
+        mod.category_levels = category_levels(data, [c for c in data.columns if str(c) in (
+            identifiers(rhs, re_formula, *(t.re_formula for t in random_terms))
+            | set(_formula_columns(data, rhs, re_formula or "")))])
+        mod.formula_env = names
         # the row-aligned arrays (after subset= and missing="drop"), for update()
         mod.formula_arrays = {k: v for k, v in arrays.items() if k != "groups"}
         mod.formula_arrays["missing"] = missing
@@ -421,6 +459,11 @@ class MixedGLM(MixedLMSetup, MixedLM):
             thetas.append([self.fam.log_dispersion(params[i])])
         return np.concatenate([params[:p]] + thetas)
 
+    def _largest_group_rows(self) -> int:
+        """Rows of the largest group of any grouping factor (with nested factors: of the
+        largest top-level group), what one chunk of the quadrature holds at least."""
+        return max(int(np.bincount(np.asarray(t.codes)).max()) for t in self.re_terms)
+
     def loglike(self, params, method="laplace", nagq=None):
         """Marginal log-likelihood at ``params`` = (fe_params, vech(cov_re) [per term]),
         constants included.
@@ -429,7 +472,8 @@ class MixedGLM(MixedLMSetup, MixedLM):
         """
         if self.fam.is_gaussian:
             raise NotImplementedError("use results.llf for Gaussian fits")
-        nagq = _resolve_nagq(method, nagq, quadrature_dimension(self.re_terms))
+        nagq = _resolve_nagq(method, nagq, quadrature_dimension(self.re_terms),
+                             self._largest_group_rows())
         return self.objective(nagq)(self.theta_from_params(params))
 
     def fit(self, method=None, nagq=None, reml=None, start_params=None, maxiter=1000,
@@ -467,6 +511,9 @@ class MixedGLM(MixedLMSetup, MixedLM):
                                                       "maxiter", "hessian"))
         if isinstance(method, str):
             method = method.lower()
+        maxiter = checked_count(maxiter, "maxiter", minimum=0)
+        if start_params is not None and not self.fam.is_gaussian:
+            start_params = _check_start_params(self, start_params)
         if method is None and nagq not in (None, 1) and not self.fam.is_gaussian:
             method = "aghq"
         _check_re_in_fixed(np.asarray(self.exog, dtype=float), np.asarray(self.exog_re),
@@ -494,15 +541,19 @@ class MixedGLM(MixedLMSetup, MixedLM):
             raise MixedGLMInputError(f"method must be 'laplace' or 'aghq', got {method!r}")
         auto = method == "aghq" and isinstance(nagq, str) and nagq == "auto"
         q_dim = quadrature_dimension(self.re_terms)
-        nagq = 1 if auto else _resolve_nagq(method, nagq, q_dim)
+        max_rows = self._largest_group_rows() if method == "aghq" else None
+        nagq = 1 if auto else _resolve_nagq(method, nagq, q_dim, max_rows)
         if auto:
             check_quadrature_structure(self.re_terms, nagq="auto")  # crossed: no quadrature
         obj = self.objective(nagq)
         x0 = None if start_params is None else self.theta_from_params(start_params)
         try:
             if auto:
-                state = fit_glmm_auto(obj, auto_schedule(q_dim, MAX_GRID_POINTS), x0=x0,
-                                      maxiter=maxiter)
+                schedule = auto_schedule(q_dim, MAX_GRID_POINTS)
+                fits = [k for k in schedule if not grid_problem(k, q_dim, max_rows)]
+                if not fits:
+                    raise MixedGLMInputError(grid_problem(schedule[0], q_dim, max_rows))
+                state = fit_glmm_auto(obj, fits, x0=x0, maxiter=maxiter)
             else:
                 state = fit_glmm(obj, x0=x0, maxiter=maxiter, hessian=hessian, check=hessian)
         except (ModeFailure, np.linalg.LinAlgError) as exc:

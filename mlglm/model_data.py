@@ -7,13 +7,17 @@ in the caller's frames 2, 3, 1, 0 and 4 levels up. At the top level of a script 
 ``python -c`` there are fewer frames than that, patsy gets ``None`` for a frame and the
 load fails with ``AttributeError: 'NoneType' object has no attribute 'f_locals'`` -- for
 any formula, even ``y ~ x``. :class:`FormulaPandasData` lets statsmodels try first
-and, when it runs out of frames, re-parses in the namespace of ``__main__`` (where a
-script's names live) with numpy as ``np``.
+and, when it runs out of frames or meets a name they do not define, re-parses in the
+namespace of ``__main__`` (where a script's names live) with R's function names of
+lme4 strings (``log(x)``, ``factor(x)``: :mod:`mlglm.formula_env`) and numpy as ``np``
+beneath it. Functions of the user's own must be defined where the model is loaded.
 """
 from __future__ import annotations
 
-import numpy as np
+from patsy import PatsyError
 from statsmodels.base.data import PandasData
+
+from .formula_env import r_functions
 
 __all__ = ["FormulaPandasData", "robust_data"]
 
@@ -33,16 +37,23 @@ class FormulaPandasData(PandasData):
         try:
             super().__setstate__(dict(d))
             return
-        except AttributeError:          # patsy walked off the top of the stack
+        except (AttributeError, NameError, PatsyError):
+            # patsy walked off the top of the stack, or the formula uses a name the
+            # loader's frames do not define (an R spelling such as log(x) of glmer)
             if "restore_model_spec" not in d:
                 raise
         import __main__
         from statsmodels.formula._manager import FormulaManager
-        env = {"np": np, "numpy": np}
+        env = r_functions()            # R's spellings (mlglm.formula_env), then numpy
         env.update(vars(__main__))
         data = d["frame"] if "frame" in d else d["orig_endog"].join(d["orig_exog"])
         mgr = FormulaManager()
-        mgr.get_matrices(d["formula"], data, eval_env=env, pandas=True)
+        try:
+            mgr.get_matrices(d["formula"], data, eval_env=env, pandas=True)
+        except (NameError, PatsyError) as exc:
+            raise NameError(f"the model's formula {d['formula']!r} uses a name that is not "
+                            f"defined where it is loaded ({exc}); define it (e.g. import your "
+                            "function) before pickle.load") from exc
         d = dict(d)
         del d["restore_model_spec"]
         self.__dict__.update(d)

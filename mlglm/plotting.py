@@ -298,8 +298,9 @@ def _default_x(pc):
 
 def _response(pc, rows):
     import patsy
-    y = np.asarray(patsy.dmatrices(pc.formula, pc.frame.iloc[rows], return_type="dataframe",
-                                   NA_action="raise")[0], dtype=float)
+    env = patsy.EvalEnvironment([getattr(pc.mixed.model, "formula_env", None) or {}])
+    y = np.asarray(patsy.dmatrices(pc.formula, pc.frame.iloc[rows], eval_env=env,
+                                   return_type="dataframe", NA_action="raise")[0], dtype=float)
     if y.shape[1] == 2:  # (successes, failures)
         return y[:, 0] / np.maximum(y.sum(axis=1), 1)
     return y[:, 0]

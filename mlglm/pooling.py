@@ -36,6 +36,8 @@ from scipy import stats
 from statsmodels.tools.sm_exceptions import (ConvergenceWarning, PerfectSeparationError,
                                              PerfectSeparationWarning)
 
+from .formula_env import capture
+
 __all__ = ["PoolingComparison", "compare_pooling", "compare_pooling_from_results"]
 
 _TABLE_COLUMNS = ["group", "n", "term", "complete_pooling", "no_pooling", "partial_pooling",
@@ -205,7 +207,8 @@ def _family(family):
     return family
 
 
-def compare_pooling(formula, data, groups, family=None, re_formula=None, nagq=1):
+def compare_pooling(formula, data, groups, family=None, re_formula=None, nagq=1,
+                    eval_env=None):
     """Compare complete, no and partial pooling for ``formula`` by ``groups``.
 
     Parameters
@@ -222,6 +225,8 @@ def compare_pooling(formula, data, groups, family=None, re_formula=None, nagq=1)
         e.g. ``"~cses"`` to let the slope vary too).
     nagq : int
         Laplace (1) or AGHQ points for the binomial/Poisson mixed model.
+    eval_env : where the formula's names that are not columns resolve (default: the
+        caller's namespace; see :mod:`mlglm.formula_env`).
 
     Returns
     -------
@@ -230,7 +235,8 @@ def compare_pooling(formula, data, groups, family=None, re_formula=None, nagq=1)
     from .model import MixedGLM
     fam = _family(family)
     model = MixedGLM.from_formula(formula, data, groups=groups, re_formula=re_formula,
-                                  family=sm.families.Gaussian() if fam is None else fam)
+                                  family=sm.families.Gaussian() if fam is None else fam,
+                                  eval_env=capture(eval_env, depth=1))
     if fam is None:
         res = model.fit(reml=True)
     elif nagq == 1:
@@ -265,7 +271,9 @@ def compare_pooling_from_results(results) -> PoolingComparison:
     else:
         groups = np.asarray(model.groups)
     group_name = getattr(model, "group_name", None) or "group"
-    y, X = patsy.dmatrices(formula, frame, return_type="dataframe", NA_action="raise")
+    env = patsy.EvalEnvironment([getattr(model, "formula_env", None) or {}])  # the fit's names
+    y, X = patsy.dmatrices(formula, frame, eval_env=env, return_type="dataframe",
+                           NA_action="raise")
     if len(X) != len(groups):
         raise ValueError("the formula drops rows of the model's data; remove missing values "
                          "first")

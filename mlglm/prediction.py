@@ -44,7 +44,8 @@ except ImportError:  # pragma: no cover - older statsmodels: the same class, GLM
 from statsmodels.genmod.families import links
 from statsmodels.regression._prediction import PredictionResults
 
-from .factors import grouping_factors, match_levels
+from .expressions import evaluate_terms
+from .factors import grouping_factors, match_categories, match_levels
 
 __all__ = ["predict", "get_prediction", "predict_marginal", "design"]
 
@@ -87,8 +88,7 @@ def _new_data_offset(model, exog, n):
         return off
     terms = getattr(model, "formula_offsets", ())
     if terms:
-        from .expressions import evaluate
-        off = sum((evaluate(t, exog) for t in terms), off)
+        off = off + evaluate_terms(terms, exog, getattr(model, "formula_env", None))
     column = getattr(model, "offset_column", None)
     if column is not None:
         off = off + _column(exog, column, "offset").astype(float)
@@ -100,6 +100,25 @@ def _column(exog, column, what):
         raise ValueError(f"the model was fitted with {what}={column!r}: the new rows need "
                          f"the column {column!r} (or pass {what}= to predict)")
     return exog[column].to_numpy()
+
+
+def _design_rows(exog, model) -> np.ndarray:
+    """Rows of the fixed-effects design given as an array: numbers, one column per
+    fixed effect (a single row may be 1-d); else a clear error."""
+    names = [str(c) for c in model.exog_names]
+    try:
+        X = np.atleast_2d(np.asarray(exog, dtype=float))
+    except (TypeError, ValueError) as exc:
+        raise ValueError(
+            f"exog must be numbers, the fixed-effects design's {len(names)} columns "
+            f"({', '.join(names)}); got values that are not ({exc}). Pass a DataFrame with "
+            "the data's columns to have the formula build the design") from exc
+    if X.ndim != 2 or X.shape[1] != len(names):
+        raise ValueError(
+            f"exog has {X.shape[-1]} columns; the fixed-effects design has {len(names)} "
+            f"({', '.join(names)}): pass those columns in that order, or a DataFrame with "
+            "the data's columns to have the formula build the design")
+    return X
 
 
 def design(results, exog=None, offset=None, exposure=None, transform=True):
@@ -123,12 +142,14 @@ def design(results, exog=None, offset=None, exposure=None, transform=True):
         Z = [t.Z for t in model.re_terms] if multi else np.asarray(model.exog_re, float)
         return np.asarray(model.exog, float), Z, np.asarray(model.offset, float), None
     index = exog.index if isinstance(exog, (pd.DataFrame, pd.Series)) else None
+    if isinstance(exog, pd.DataFrame):      # categorical columns coded as in the fit
+        exog = match_categories(exog, getattr(model, "category_levels", None))
     if (transform and isinstance(exog, pd.DataFrame)
             and getattr(model, "formula", None) is not None):
         X, index = results._transform_predict_exog(exog, transform=True)
         X = np.asarray(X, dtype=float)
     else:
-        X = np.atleast_2d(np.asarray(exog, dtype=float))
+        X = _design_rows(exog, model)
     n = X.shape[0]
     if offset is None:
         off = _new_data_offset(model, exog, n)

@@ -23,9 +23,9 @@ from statsmodels.tools._decorators import cache_readonly
 
 from . import mixedlm_view as view
 from .factors import variance_components
+from .fit_checks import collinearity
 from .intervals import conf_int as intervals_table
 from .intervals import params_conf_int, select_rows
-
 
 __all__ = ["MixedGLMResults", "MixedGLMResultsWrapper", "build_results"]
 
@@ -173,7 +173,9 @@ class MixedGLMResults(MixedLMResults):
         X = np.asarray(model.exog, dtype=float)
         sd = X.std(axis=0)
         beta = np.asarray(self.outcome.beta)
-        big = [str(n) for n, b, s in zip(model.exog_names, beta, sd) if s > 0 and abs(b) * s > 10]
+        explained = self._collinearity[1]       # huge but cancelling: collinearity
+        big = [str(n) for n, b, s in zip(model.exog_names, beta, sd)
+               if s > 0 and abs(b) * s > 10 and str(n) not in explained]
         eta = self.predict(which="linear", conditional=True)
         y, m = model.endog, model.n_trials
         extreme = int(np.sum(((eta > 15) & (y == m)) | ((eta < -15) & (y == 0))))
@@ -185,6 +187,28 @@ class MixedGLMResults(MixedLMResults):
         if extreme:
             parts.append(f"{extreme} rows fitted at probability 0 or 1")
         return "; ".join(parts) + " (estimates and SEs of those terms are not meaningful)"
+
+    @cache_readonly
+    def _collinearity(self):
+        model = self.model
+        if model.exog is None or model.exog.shape[1] < 2:
+            return None, set()
+        if getattr(model, "rows_on_driver", True):
+            X = np.asarray(model.exog, dtype=float)
+            cov = np.cov(X, rowvar=False, bias=True)
+        else:       # a sharded fit: the data's moments, not the driver's stand-in rows
+            mean, second = model._X_moments
+            cov = np.asarray(second) - np.outer(mean, mean)
+        huge = model.fam.is_binomial or model.link_name == "log"
+        return collinearity(cov, self.outcome.beta,
+                            [str(n) for n in model.exog_names], huge=huge)
+
+    @cache_readonly
+    def collinearity(self):
+        """A description of near-collinear fixed-effect columns, or None
+        (:func:`mlglm.fit_checks.collinearity`: the condition number of their
+        correlation matrix, and huge coefficients that cancel)."""
+        return self._collinearity[0]
 
     # ------------------------------------------------------------- prediction
     def singular_description(self) -> str:
@@ -432,11 +456,16 @@ class MixedGLMResults(MixedLMResults):
         on_diagonal = self.model.re_terms.theta_on_diagonal()
         return bool(np.any(np.abs(theta[on_diagonal]) < tol))
 
-    def update(self, formula=None, **changes):
+    def update(self, formula=None, eval_env=None, **changes):
         """Refit with a changed formula or settings, as lme4's ``update``
-        (see :func:`mlglm.update`), e.g. ``res.update("~ . - x")``."""
+        (see :func:`mlglm.update`), e.g. ``res.update("~ . - x")``; names the
+        original formula did not use resolve in the caller's namespace."""
         from .lme4api import update
-        return update(self, formula, **changes)
+        if eval_env is None:
+            eval_env = 0
+        if isinstance(eval_env, int) and eval_env >= 0:
+            eval_env += 1             # this method's frame is one more on the stack
+        return update(self, formula, eval_env=eval_env, **changes)
 
     def remove_data(self):
         """statsmodels' ``remove_data``, after computing what ``conf_int()`` and

@@ -183,6 +183,9 @@ def _warnings(res):
         if np.all(res.model.n_trials == 1) and len(sizes) and np.median(sizes) < 10:
             out.append("Binary data with small groups: the Laplace approximation can be biased; "
                        "compare with method='aghq'.")
+    col = getattr(res, "collinearity", None)
+    if col:
+        out.append(f"Near-collinear fixed effects: {col}.")
     sep = getattr(res, "separation", None)
     if sep:
         out.append(f"Possible separation: {sep}")

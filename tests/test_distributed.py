@@ -498,3 +498,285 @@ def test_exposure_column_is_used_by_predictions_of_a_sharded_fit(client):
         np.testing.assert_allclose(r1.predict(dd.from_pandas(new, npartitions=1),
                                               **kw).compute(),
                                    r0.predict(new, **kw), rtol=1e-6)
+
+
+# ---------------------------------------------------------------- coding and bad inputs
+# (issue 21 item 2 and item 6, its Dask friction; issue 25 items 7, 8, 9 and 13)
+def _schools(seed=21, n_groups=30, per_group=16):
+    """A small binomial data set with the kinds of columns a Dask user brings: a pandas
+    categorical whose categories are not in sorted order (['Public', 'Catholic'], as in
+    issue 21), a string column, a numeric covariate; groups 0..G-1 in row order, so that
+    dd.from_pandas puts the last groups in the last partition."""
+    rng = np.random.default_rng(seed)
+    g = np.repeat(np.arange(n_groups), per_group)
+    sector = np.where(rng.random(n_groups) < 0.5, "Public", "Catholic")[g]
+    region = rng.choice(["north", "south", "east"], g.size)
+    x = rng.standard_normal(g.size)
+    eta = (-0.2 + 0.6 * x + 0.5 * (sector == "Catholic") - 0.4 * (region == "east")
+           + rng.normal(0, 0.8, n_groups)[g])
+    y = (rng.random(g.size) < 1 / (1 + np.exp(-eta))).astype(int)
+    return pd.DataFrame({"y": y, "x": x, "g": g, "region": region,
+                         "sector": pd.Categorical(sector, categories=["Public", "Catholic"])})
+
+
+SCHOOLS = "y ~ x + sector + region + (1 | g)"
+
+
+def _same_coding(r0, r1):
+    """Same coefficient names in the same order, same estimates (issue 21's done-when)."""
+    assert list(r1.params.index) == list(r0.params.index)
+    _same(r0, r1, bse=False)
+
+
+@pytest.mark.parametrize("source", ["parquet", "from_pandas"])
+def test_categorical_coding_equals_in_memory(client, tmp_path, source):
+    """Issue 21 item 2: dd.read_parquet gives categoricals whose categories Dask does not
+    know; the levels were learned with sorted order, so the sharded fit had
+    sector[T.Public] where the in-memory fit has sector[T.Catholic] (the categories'
+    order: Public is the reference), and predict(ddf) / predict(pandas rows) failed with
+    patsy's "mismatching levels". Oracle: the in-memory fit of the same frame."""
+    df = _schools()
+    ddf = dd.from_pandas(df, npartitions=3)
+    if source == "parquet":
+        ddf.to_parquet(tmp_path / "schools")
+        ddf = dd.read_parquet(tmp_path / "schools")
+        assert not ddf.sector.cat.known
+    r0 = mlglm.glmer(SCHOOLS, df)
+    r1 = mlglm.glmer(SCHOOLS, ddf)
+    assert "sector[T.Catholic]" in r0.params.index and "region[T.north]" in r0.params.index
+    _same_coding(r0, r1)
+    got = r1.predict(ddf).compute()
+    np.testing.assert_allclose(got.to_numpy(), r0.predict(df.loc[got.index]), atol=1e-6)
+    new = df.iloc[::7]
+    np.testing.assert_allclose(r1.predict(new), r0.predict(new), atol=1e-6)
+    np.testing.assert_allclose(r1.predict(new, conditional=True),
+                               r0.predict(new, conditional=True), atol=1e-6)
+
+
+def test_unused_level_is_dropped_as_in_memory(client):
+    """Issue 21 item 6 (Dask half): a category no row uses (left by a filter) is dropped
+    at fit time in memory; the sharded fit kept it and refused the model ("column all
+    zero"). Now one behaviour: dropped (with a warning naming it), and predict works on
+    the frame the model was fitted on, whose column still has the unused category."""
+    base = _schools(seed=5)
+    df = base.assign(sector=base.sector.cat.set_categories(["Public", "Catholic", "Other"]))
+    ddf = dd.from_pandas(df, npartitions=3)
+    r0 = mlglm.glmer(SCHOOLS, df)
+    with pytest.warns(mlglm.DataWarning, match="unused categories dropped .*sector: Other"):
+        r1 = mlglm.glmer(SCHOOLS, ddf)
+    _same_coding(r0, r1)
+    assert r1.model.dropped_levels == {"sector": ["Other"]}
+    got = r1.predict(ddf).compute()
+    np.testing.assert_allclose(got.to_numpy(), r0.predict(base.loc[got.index]), atol=1e-6)
+    np.testing.assert_allclose(r1.predict(df.iloc[:9]), r0.predict(base.iloc[:9]), atol=1e-6)
+
+
+def test_levels_the_frame_does_not_declare_are_learned_not_dropped(client):
+    """Issue 25 item 7: a Dask frame whose declared categorical dtype lacks a level its
+    partitions hold (a meta that disagrees with the data): every row with that level was
+    cast to NaN and dropped as "NaN or inf" (here 1/3 of the rows, silently, with
+    missing='drop'). Now the levels are learned from the data, as in memory, with a
+    warning about the frame's dtype; no row is dropped."""
+    df = _schools(seed=7)
+    df["region"] = pd.Categorical(df.region, categories=["south", "north", "east"])
+    declared = df.head(0).astype({"region": pd.CategoricalDtype(["south", "north"])})
+    ddf = dd.from_pandas(df, npartitions=3).map_partitions(lambda p: p, meta=declared)
+    assert ddf.region.cat.known and list(ddf.dtypes["region"].categories) == ["south", "north"]
+    r0 = mlglm.glmer(SCHOOLS, df, missing="drop")
+    with pytest.warns(mlglm.DataWarning, match="lack \\['east'\\]"):
+        r1 = mlglm.glmer(SCHOOLS, ddf, missing="drop")
+    assert r1.nobs == r0.nobs == len(df) and r1.model.n_dropped == 0
+    _same_coding(r0, r1)
+    assert "region[T.east]" in r1.params.index        # reference 'south', the categories' first
+
+
+def test_pinning_never_turns_a_value_into_a_missing_one():
+    """A value outside the learned levels is an error naming it (it was cast to NaN, with
+    pandas' FutureWarning about Categoricals built from values outside their categories,
+    issue 21's friction); the ordinary cases emit no warning at all."""
+    import warnings
+
+    from mlglm.distributed.spec import DesignSpec
+    spec = DesignSpec("y ~ s", None, None, {}, "none", ["y", "s"], {"s": ["b", "a"]}, ("g",))
+    part = pd.DataFrame({"y": [1, 0, 1], "s": ["a", "b", "a"]})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        pinned = spec.pin(part)
+        cat = spec.pin(part.astype({"s": pd.CategoricalDtype(["a", "b", "z"])}))
+    assert list(pinned.s.cat.categories) == ["b", "a"] and list(pinned.s) == ["a", "b", "a"]
+    assert list(cat.s.cat.categories) == ["b", "a"] and list(cat.s) == ["a", "b", "a"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(MixedGLMInputError, match="'c'"):
+            spec.pin(pd.DataFrame({"y": [1, 0], "s": ["a", "c"]}))
+        # ... unless missing="drop" drops its row anyway (its level was not learned)
+        spec.missing = "drop"
+        out = spec.pin(pd.DataFrame({"y": [1, np.nan], "s": ["a", "c"]}))
+        assert out.s.isna().tolist() == [False, True]
+        with pytest.raises(MixedGLMInputError, match="'c'"):
+            spec.pin(pd.DataFrame({"y": [np.nan, 0], "s": ["a", "c"]}))
+
+
+def test_missing_values_are_counted_on_the_whole_data_and_warned_once(client):
+    """Issue 21 friction: the missing-value error counted the driver's template rows (a
+    few) instead of the data's, and every shard repeated the "dropped rows" warning on its
+    worker. Oracle: the in-memory fit's count."""
+    import re
+    import warnings
+
+    from mlglm.distributed.shard import Shard
+    df = _schools(seed=9)
+    df.loc[df.index[3::11], "x"] = np.nan
+    df.loc[df.index[3::33], "region"] = "west"      # only on rows that are dropped
+    ddf = dd.from_pandas(df, npartitions=3)
+    with pytest.raises(MixedGLMInputError) as e0:
+        mlglm.glmer(SCHOOLS, df)
+    with pytest.raises(MixedGLMInputError) as e1:
+        mlglm.glmer(SCHOOLS, ddf)
+    n0 = int(re.search(r"(\d+) rows contain NaN", str(e0.value)).group(1))
+    assert n0 == df.x.isna().sum() > 40
+    assert f"{n0} rows contain NaN or inf (in x)" in str(e1.value)
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        model = mlglm.MixedGLM.from_formula("y ~ x + sector + region", ddf, groups="g",
+                                            family="binomial", missing="drop")
+    dropped = [str(w.message) for w in seen if "dropped" in str(w.message)]
+    assert dropped == [f"dropped {n0} rows with NaN or inf (in x)"]
+    m0 = mlglm.MixedGLM.from_formula("y ~ x + sector + region", df, groups="g",
+                                     family="binomial", missing="drop")
+    assert model.exog_names == m0.exog_names and "region[T.west]" not in m0.exog_names
+    with warnings.catch_warnings(record=True) as seen:      # a shard says nothing
+        warnings.simplefilter("always")
+        shard = Shard(df.iloc[:160], model._spec)
+    assert shard.info.n_dropped == df.x.iloc[:160].isna().sum() > 0
+    assert not [w for w in seen if issubclass(w.category, mlglm.DataWarning)]
+
+
+def test_progress_prints_one_line_per_evaluation(client, capsys):
+    """Issue 21 friction: progress=True printed every round of the GLM start and of the
+    beta information too (101 of ~128 lines before the first evaluation on a messy data
+    set); now one line per evaluation of the log-likelihood, numbered 1, 2, ..."""
+    import re
+    df = _schools(seed=11)
+    mlglm.glmer(SCHOOLS, dd.from_pandas(df, npartitions=2), progress=True)
+    lines = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("mlglm:")]
+    pattern = re.compile(r"mlglm: evaluation (\d+) \(value(\+gradient)?, nagq=1\) log L -\d")
+    assert lines and all(pattern.match(ln) for ln in lines), lines[:3]
+    assert [int(pattern.match(ln).group(1)) for ln in lines] == list(range(1, len(lines) + 1))
+
+
+def test_errors_in_any_partition_reach_the_driver(client):
+    """Issue 25 item 9: a bad value in any partition but the first (where the driver's
+    template rows come from) surfaced as Dask's "Only use allow_other_workers= if using
+    workers="; the real message was only in the worker's log. Now the driver raises the
+    worker's error, its type and message as in memory, naming the shard and its groups.
+    A missing group label is found by the whole-data check; group labels mixing int and
+    str across partitions gave a bare TypeError and now fit as in memory."""
+    import re
+
+    import dask
+    df = _schools(seed=13)
+    last = df.index[-1]
+    bad_y = df.copy()
+    bad_y.loc[last, "y"] = 2
+    with pytest.raises(MixedGLMInputError) as e0:
+        mlglm.glmer(SCHOOLS, bad_y)
+    with pytest.raises(MixedGLMInputError) as e1:
+        mlglm.glmer(SCHOOLS, dd.from_pandas(bad_y, npartitions=3))
+    assert str(e0.value) in str(e1.value)
+    assert re.search(r"on shard \d of 3 \(the rows of \d+ groups of g: \d+, ", str(e1.value))
+
+    bad_g = df.astype({"g": float})
+    bad_g.loc[last, "g"] = np.nan
+    with pytest.raises(MixedGLMInputError, match="1 rows contain NaN or inf"):
+        mlglm.glmer(SCHOOLS, dd.from_pandas(bad_g, npartitions=3))
+
+    mixed = df.astype({"g": object})
+    mixed.loc[mixed.g >= 15, "g"] = "s" + mixed.g[mixed.g >= 15].astype(str)
+    with dask.config.set({"dataframe.convert-string": False}):    # keep the ints ints
+        ddf = dd.from_pandas(mixed, npartitions=3)
+    r0 = mlglm.glmer(SCHOOLS, mixed)
+    r1 = mlglm.glmer(SCHOOLS, ddf)
+    _same_coding(r0, r1)
+    assert r1.model.group_labels == r0.model.group_labels
+
+
+def test_formula_names_from_the_calling_namespace(client):
+    """Issue 25 items 2 and 13 (Dask): the workers evaluated formulas with numpy only, so
+    a function or constant of the caller's failed there. Now the names a formula mentions
+    are taken from the calling namespace (statsmodels' eval_env), pickled on the driver
+    and shipped; a name that is missing or cannot be pickled fails on the driver, saying
+    what a formula can use. Oracle: the in-memory fit written without the names."""
+    df = _schools(seed=17)
+    ddf = dd.from_pandas(df, npartitions=3)
+    scale = 10.0        # noqa: F841 - named in the formula
+
+    def sq(v):
+        return v ** 2
+    r0 = mlglm.glmer("y ~ I(x ** 2) + I(x * 10.0) + (1 | g)", df)
+    r1 = mlglm.glmer("y ~ sq(x) + I(x * scale) + (1 | g)", ddf)
+    np.testing.assert_allclose(np.asarray(r1.params), np.asarray(r0.params), atol=EST_TOL)
+    got = r1.predict(ddf).compute()
+    np.testing.assert_allclose(got.to_numpy(), r0.predict(df.loc[got.index]), atol=1e-6)
+    m = mlglm.MixedGLM.from_formula("y ~ cube(x)", ddf, groups="g", family="binomial",
+                                    eval_env={"cube": lambda v: v ** 3})
+    assert m.exog_names == ["Intercept", "cube(x)"]
+
+    with pytest.raises(MixedGLMInputError, match="(?s)nosuch.*calling namespace"):
+        mlglm.glmer("y ~ nosuch(x) + (1 | g)", ddf)
+
+    class Unpicklable:
+        def __call__(self, v):
+            return v
+
+        def __reduce__(self):
+            raise TypeError("not today")
+    f = Unpicklable()
+    assert f(1) == 1
+    with pytest.raises(MixedGLMInputError, match="f cannot be sent to the workers.*not today"):
+        mlglm.glmer("y ~ f(x) + (1 | g)", ddf)
+
+
+def test_a_cluster_without_workers_times_out(contraception):
+    """Issue 25 item 8: a cluster that lost all its workers made the fit wait forever.
+    Now every wait gives up after worker_timeout seconds without any worker, saying what
+    to do; the error carries the best point reached, from which a later fit resumes (and
+    reaches the in-memory optimum). A cluster of its own (one in-process worker), so that
+    the module's cluster keeps its workers."""
+    import time
+
+    from mlglm.distributed.cluster import ClusterTimeoutError
+    cluster = distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
+                                       dashboard_address=":0")
+    c = distributed.Client(cluster, set_as_default=False)
+    try:
+        df = contraception
+        f = "y ~ age + urban + (1 | district)"
+        model = mlglm.MixedGLM.from_formula(f.split(" + (")[0], dd.from_pandas(df, 2),
+                                            groups="district", family="binomial", client=c,
+                                            worker_timeout=1.0)
+
+        def lose_the_workers(rec):
+            if rec["evaluation"] == 4:
+                cluster.scale(0)
+        t0 = time.monotonic()
+        with pytest.raises(ClusterTimeoutError, match="no workers for 1 s") as err:
+            model.fit(progress=lose_the_workers)
+        assert time.monotonic() - t0 < 30
+        assert "start_params=err.params" in str(err.value)
+        params = err.value.params
+        assert list(params.index) == list(model.data.param_names)
+        cluster.scale(1)
+        c.wait_for_workers(1, timeout=30)
+        r1 = model.fit(start_params=params)
+        _same(mlglm.glmer(f, df), r1, bse=False)
+
+        cluster.scale(0)
+        deadline = time.monotonic() + 30
+        while c.nthreads() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        with pytest.raises(ClusterTimeoutError, match="reading the data"):
+            mlglm.glmer(f, dd.from_pandas(df, 2), client=c, worker_timeout=0.5)
+    finally:
+        c.close()
+        cluster.close()

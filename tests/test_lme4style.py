@@ -115,3 +115,39 @@ def test_cbind_and_offset_with_subset_and_missing(cbpp):
     for r in (a, b):
         np.testing.assert_allclose(r.params, c.params, atol=1e-10)
     assert pd.Series(a.model.group_labels).isin(["1"]).sum() == 0
+
+
+def test_r_function_spellings_in_the_fixed_part(df):
+    """Issue 21 item 8: log(x), exp(x), sqrt(x), factor(x) failed with NameError in lmer /
+    glmer strings while offset(log(n)) and I(x^2) were translated. R's spellings give
+    the fits of np.log(x), np.exp(x), np.sqrt(x), C(x) (as.factor(x) too; scale(x) with
+    R's n - 1 SD, kept for new data); a function of the user's own named log wins."""
+    d = df.assign(pos=df["expo"] + 1.0)
+    r = mlglm.lmer("score ~ log(pos) + exp(x1) + sqrt(pos) + factor(c) + abs(x2) + (1 | g)",
+                   d)
+    p = mlglm.lmer("score ~ np.log(pos) + np.exp(x1) + np.sqrt(pos) + C(c) + np.abs(x2) "
+                   "+ (1 | g)", d)
+    np.testing.assert_allclose(r.params.to_numpy(), p.params.to_numpy(), rtol=1e-10)
+    assert r.llf == pytest.approx(p.llf, rel=1e-12)
+    assert "factor(c)[T.b]" in r.params.index
+    a = mlglm.glmer("y ~ as.factor(c) + scale(x1) + (1 | g)", d)
+    z = (d["x1"] - d["x1"].mean()) / d["x1"].std(ddof=1)       # R's scale(): n - 1
+    b = mlglm.glmer("y ~ C(c) + z + (1 | g)", d.assign(z=z))
+    np.testing.assert_allclose(a.params.to_numpy(), b.params.to_numpy(), rtol=1e-8)
+    new = d.iloc[[1, 5, 40]]
+    np.testing.assert_allclose(a.predict(new), b.predict(new.assign(z=z.iloc[[1, 5, 40]])),
+                               rtol=1e-8)
+    import pickle          # a loaded fit re-parses its formula: R's names are found there too
+    back = pickle.loads(pickle.dumps(a))
+    np.testing.assert_allclose(back.predict(new), a.predict(new), rtol=1e-12)
+    back = pickle.loads(pickle.dumps(r))
+    np.testing.assert_allclose(back.predict(new), r.predict(new), rtol=1e-12)
+
+    def log(v):                     # the user's own log: theirs, not R's
+        return np.log(v) * 2.0
+    mine = mlglm.lmer("score ~ log(pos) + (1 | g)", d)
+    want = mlglm.lmer("score ~ lp + (1 | g)", d.assign(lp=2.0 * np.log(d["pos"])))
+    np.testing.assert_allclose(mine.params.to_numpy(), want.params.to_numpy(), rtol=1e-10)
+    # statsmodels' spelling is statsmodels': patsy has no log(), the error says what to do
+    with pytest.raises(MixedGLMInputError, match="NameError.*exp"):
+        mlglm.MixedGLM.from_formula("score ~ exp(x1)", d, groups="g")

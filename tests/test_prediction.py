@@ -217,3 +217,32 @@ def test_glmm_conditional_se_by_differences_of_the_modes(df, family):
     np.testing.assert_allclose(mean["mean_se"], dmu * pr.se_mean, rtol=1e-12)
     np.testing.assert_allclose(mean["mean_ci_lower"], inv(eta - Z95 * pr.se_mean), rtol=1e-10)
     np.testing.assert_allclose(mean["mean_ci_upper"], inv(eta + Z95 * pr.se_mean), rtol=1e-10)
+
+
+def test_unused_categorical_levels_dropped_with_a_warning_and_predict_on_the_fits_frame(df):
+    """Issue 21 item 6: a category no row uses was dropped at fit time without a word,
+    and predict() on the very frame the model was fitted on failed with patsy's
+    "mismatching levels". Now a DataWarning names the level, the summary notes it, and
+    the fit's frame, its rows, and new rows with the same categorical dtype predict as
+    the same rows with plain labels do; a row with the dropped level is refused."""
+    cats = ["a", "b", "c", "never"]
+    frame = df.assign(c=pd.Categorical(df["c"].astype(str), categories=cats))
+    with pytest.warns(mlglm.DataWarning, match="unused categories dropped .*c: never"):
+        res = mlglm.glmer("y ~ x1 + c + (1 | g)", frame)
+    want = mlglm.glmer("y ~ x1 + c + (1 | g)", df.assign(c=df["c"].astype(str)))
+    np.testing.assert_allclose(res.params, want.params, rtol=1e-10)
+    assert "Unused levels dropped" in str(res.summary())
+    plain = df.assign(c=df["c"].astype(str))
+    for conditional in (False, True):
+        np.testing.assert_allclose(res.predict(frame, conditional=conditional),
+                                   want.predict(plain, conditional=conditional), rtol=1e-10)
+    new = frame.iloc[[3, 9, 27]]
+    np.testing.assert_allclose(res.predict(new), want.predict(plain.iloc[[3, 9, 27]]),
+                               rtol=1e-10)
+    few = new.assign(c=pd.Categorical(["b", "b", "a"]))          # fewer categories
+    np.testing.assert_allclose(res.predict(few), want.predict(plain.iloc[[3, 9, 27]].assign(
+        c=["b", "b", "a"])), rtol=1e-10)
+    assert res.get_prediction(frame.head(4)).summary_frame().shape[0] == 4
+    bad = new.assign(c=pd.Categorical(["never", "a", "b"], categories=cats))
+    with pytest.raises(ValueError, match="'never' that no row of the fit had"):
+        res.predict(bad)

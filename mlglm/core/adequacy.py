@@ -54,6 +54,8 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from .quadrature import grid_problem
+
 __all__ = ["AdequacyCheck", "AutoRecord", "check_at_optimum", "fit_auto", "auto_schedule",
            "check_points", "LLF_TOL", "LLF_WARN", "SE_FRACTION", "SD_RELATIVE", "AUTO_LLF_TOL",
            "AUTO_SE_FRACTION", "GRADIENT_TRIGGER"]
@@ -110,7 +112,10 @@ class AdequacyCheck:
     sd_shift_rel : largest predicted |change of a random-effect SD| / SD (or of an
         estimated dispersion, relative to itself).
     adequate : the predicted moves are below SE_FRACTION and SD_RELATIVE and
-        |llf_shift| < LLF_WARN (:attr:`estimates_stable`, :attr:`llf_stable`).
+        |llf_shift| < LLF_WARN (:attr:`estimates_stable`, :attr:`llf_stable`); True
+        when the check was skipped (nothing found, nothing looked at).
+    skipped : why the check was not made ("" if it was): its nagq_check points per
+        dimension are beyond the limits of :func:`~mlglm.core.quadrature.grid_problem`.
     """
 
     nagq: int
@@ -120,6 +125,7 @@ class AdequacyCheck:
     fe_shift_se: float
     sd_shift_rel: float
     adequate: bool
+    skipped: str = ""
 
     @property
     def llf_shift(self) -> float:
@@ -137,10 +143,15 @@ class AdequacyCheck:
 
     def verdict(self) -> str:
         """A few words for the summary header."""
+        if self.skipped:
+            return "not checked"
         return f"{'adequate' if self.adequate else 'NOT adequate'} (vs nagq={self.nagq_check})"
 
     def describe(self) -> str:
         """One sentence for the notes under the summary."""
+        if self.skipped:
+            return (f"Quadrature check skipped: the check would use nagq={self.nagq_check}, "
+                    f"and {self.skipped}")
         moved = ("the estimates would not move measurably" if not np.isfinite(self.fe_shift_se)
                  else f"the fixed effects would move by up to {self.fe_shift_se:.2g} SE and the "
                  f"random-effect SDs by up to {self.sd_shift_rel:.1%}")
@@ -188,10 +199,26 @@ def _standard_errors(state):
     return np.where(state.free & (se > 0), se, np.nan)
 
 
+def _grid_problem_of(obj, K: int) -> str:
+    """:func:`~mlglm.core.quadrature.grid_problem` for ``obj``'s random effects with K
+    points per dimension (nested factors: every level's effects; the largest
+    top-level group's rows)."""
+    terms = obj.terms
+    q = sum(t.q for t in terms) if terms.kind == "nested" else max(t.q for t in terms)
+    rows = max((int(np.bincount(np.asarray(t.codes)).max()) for t in terms
+                if np.size(t.codes)), default=None)
+    return grid_problem(K, q, rows)
+
+
 def check_at_optimum(obj, state) -> AdequacyCheck:
     """The fit-time quadrature check of ``state`` (fitted with ``obj``); see module notes."""
     K = int(obj.nagq)
     Kc = check_points(K)
+    problem = _grid_problem_of(obj, Kc)
+    if problem:             # nothing allocated: the fit stands, the check is skipped
+        return AdequacyCheck(nagq=K, nagq_check=Kc, llf=float(state.llf), llf_check=np.nan,
+                             fe_shift_se=np.nan, sd_shift_rel=np.nan, adequate=True,
+                             skipped=problem.removesuffix("; lower nagq"))
     finer = obj.with_nagq(Kc)
     u_fit = obj.u             # the modes at the estimates (the same class: the same layout)
     finer.u = u_fit

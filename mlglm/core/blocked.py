@@ -39,10 +39,12 @@ import numpy as np
 from scipy import sparse
 from scipy.linalg import blas, lapack
 
+from .memory import available_bytes, dense_block_bytes, format_bytes
 from .smallmat import chol_and_inverse
 from .terms import ReTerms
 
-__all__ = ["BlockedStructure", "BlockedFactor", "MAX_DENSE", "MAX_PAIRS"]
+__all__ = ["BlockedStructure", "BlockedFactor", "MAX_DENSE", "MAX_PAIRS", "dense_size",
+           "dense_block_problem"]
 
 #: Largest dense part N_D (beyond the first term) we factorise densely.
 MAX_DENSE = 12_000
@@ -52,6 +54,39 @@ MAX_PAIRS = 30_000_000
 SMALL_DENSE = 200_000
 #: Relative speed of BLAS flops over gathered multiply-adds, for the mode choice.
 _BLAS_ADVANTAGE = 200.0
+
+
+def dense_size(terms: ReTerms, first: int | None = None) -> tuple[int, int]:
+    """(N_D, first): scalar random effects beyond the block-diagonal first term (by
+    default the term with the most, J q) -- the side of the dense part."""
+    if first is None:
+        first = int(np.argmax([t.size for t in terms]))
+    return int(sum(t.size for k, t in enumerate(terms) if k != first)), first
+
+
+def dense_block_problem(terms: ReTerms, gaussian: bool = True, first: int | None = None) -> str:
+    """Why the blocked factorisation of ``terms`` cannot be done here, or "": a dense part
+    beyond :data:`MAX_DENSE` rows, or one whose estimated memory
+    (:func:`~mlglm.core.memory.dense_block_bytes`) exceeds what is available. Made
+    before anything of that size is allocated."""
+    N, first = dense_size(terms, first)
+    t1 = terms[first]
+    need = dense_block_bytes(N, gaussian)
+    what = (f"the random-effects structure needs a dense block of {N:,} x {N:,} beyond the "
+            f"largest factor ({t1.name}, {t1.n_levels:,} levels)")
+    if N > MAX_DENSE:
+        return (f"{what}; the limit is {MAX_DENSE:,} (each evaluation factorises it: "
+                f"about N^3/3 = {N ** 3 / 3:.2g} flops, and it needs about "
+                f"{format_bytes(need)}). Factors crossed with this many levels are beyond "
+                "mlglm's blocked factorisation: model the smaller factor as a fixed effect, "
+                "or aggregate its levels")
+    avail = available_bytes()
+    if need > avail:
+        return (f"{what}, about {format_bytes(need)} during the fit; "
+                f"{format_bytes(avail)} is available. Fit it on a machine with more "
+                "memory, model the smaller factor as a fixed effect or aggregate its levels "
+                "(mlglm.core.memory.LIMIT sets the budget)")
+    return ""
 
 
 @dataclass(frozen=True, eq=False)
@@ -100,11 +135,9 @@ class BlockedStructure:
             offs.append(N)
             N += terms[k].size
         self.offsets, self.N_D = offs, N
-        if N > MAX_DENSE:
-            raise MemoryError(
-                f"the random-effects structure needs a dense block of {N:,} rows beyond the "
-                f"largest factor ({t1.name}); the limit is {MAX_DENSE:,}. Factors crossed "
-                "with this many levels are beyond mlglm's blocked factorisation.")
+        problem = dense_block_problem(terms, first=first)   # before anything N^2 is made
+        if problem:
+            raise MemoryError(problem)
         self.pairs = []
         for k, off in zip(self.dense, offs):
             t = terms[k]
@@ -153,9 +186,13 @@ class BlockedStructure:
                                 and 2 * n_pairs <= dense_cost) else "dense"
         self.mode = mode
         self.n_pairs = n_pairs
-        if self.mode == "dense" and N * self.J1 * self.q1 > 4e8:
-            raise MemoryError("the crossed structure is too large for the dense update "
-                              f"({N:,} x {self.J1 * self.q1:,})")
+        if self.mode == "dense":
+            need = 8.0 * N * self.J1 * self.q1          # the dense L_D1 buffer
+            if N * self.J1 * self.q1 > 4e8 or need > available_bytes():
+                raise MemoryError(
+                    f"the crossed structure is too large for the dense update: L_D1 is "
+                    f"{N:,} x {self.J1 * self.q1:,}, {format_bytes(need)}, beyond the limit "
+                    f"(4e8 entries; {format_bytes(available_bytes())} available)")
         self._triples = None
 
     @property

@@ -17,11 +17,43 @@ from functools import lru_cache
 import numpy as np
 from numpy.polynomial.hermite_e import hermegauss
 
-__all__ = ["gauss_hermite", "product_grid", "MAX_GRID_POINTS"]
+from .memory import available_bytes, format_bytes, grid_bytes
+
+__all__ = ["gauss_hermite", "product_grid", "MAX_GRID_POINTS", "MAX_POINTS_PER_DIMENSION",
+           "grid_problem"]
 
 #: Largest product grid we build (K^q nodes); beyond it the memory and time
 #: per evaluation stop being sensible for any data set.
 MAX_GRID_POINTS = 200_000
+#: Most points of a one-dimensional rule. numpy's ``hermegauss`` (Golub-Welsch on a
+#: K x K companion matrix) overflows from K = 372 on (NaN weights); up to 371 its
+#: rules integrate t^2, t^4 and e^t against N(0, 1) to 3e-15. 301 leaves a margin
+#: (and nodes beyond |t| = 35 carry weights below 1e-250 anyway).
+MAX_POINTS_PER_DIMENSION = 301
+
+
+def grid_problem(K: int, q: int, max_rows: int | None = None) -> str:
+    """Why K points per dimension in q dimensions cannot be used, or "": more than
+    :data:`MAX_POINTS_PER_DIMENSION` per dimension, more than :data:`MAX_GRID_POINTS`
+    in the product, or (given the rows of the largest group) a chunk of rows x points
+    whose arrays would not fit in the memory available (:mod:`mlglm.core.memory`).
+    Checked before any rule or grid is built."""
+    if K > MAX_POINTS_PER_DIMENSION:
+        return (f"nagq={K} points per dimension is beyond the {MAX_POINTS_PER_DIMENSION} "
+                "a Gauss-Hermite rule can be computed for (its weights overflow); lower nagq")
+    nodes = K ** q
+    if nodes > MAX_GRID_POINTS:
+        return (f"nagq={K} with {q} random effects is a product grid of {nodes:,} points per "
+                f"group (about {nodes * 8 / 1e6:,.0f} MB per 1,000 rows); the limit is "
+                f"{MAX_GRID_POINTS:,}; lower nagq")
+    if max_rows is not None:
+        need, avail = grid_bytes(nodes, max_rows), available_bytes()
+        if need > avail:
+            return (f"nagq={K} with {q} random effects is {nodes:,} points per group; with "
+                    f"{max_rows:,} rows in the largest group the quadrature needs about "
+                    f"{format_bytes(need)} at once, and {format_bytes(avail)} is available; "
+                    "lower nagq")
+    return ""
 
 
 @lru_cache(maxsize=64)
@@ -32,6 +64,8 @@ def gauss_hermite(K: int) -> tuple[np.ndarray, np.ndarray]:
     """
     if K < 1:
         raise ValueError(f"nagq must be at least 1, got {K}")
+    if K > MAX_POINTS_PER_DIMENSION:
+        raise ValueError(grid_problem(K, 1))
     t, w = hermegauss(K)
     t = (t - t[::-1]) / 2.0
     w = (w + w[::-1]) / 2.0
@@ -47,10 +81,9 @@ def product_grid(K: int, q: int) -> tuple[np.ndarray, np.ndarray]:
 
     Log-weights are returned because the objective sums in log space.
     """
-    if K ** q > MAX_GRID_POINTS:
-        raise ValueError(
-            f"nagq={K} with {q} random effects needs {K ** q:,} quadrature points per "
-            f"group (limit {MAX_GRID_POINTS:,}); lower nagq")
+    problem = grid_problem(K, q)
+    if problem:
+        raise ValueError(problem)
     t, w = gauss_hermite(K)
     grids = np.meshgrid(*([t] * q), indexing="ij")
     nodes = np.stack([g.ravel() for g in grids], axis=1)

@@ -11,13 +11,15 @@ shards send back. Modules, from the front door down:
 * :mod:`.frontend` -- the entry point ``from_formula`` hands a Dask frame to;
 * :mod:`.spec` -- the coding learned once from the whole data;
 * :mod:`.model` -- the driver's model object; :mod:`.standin` its stand-in rows;
-* :mod:`.cluster` -- the shards as pinned futures, retries after lost workers;
+* :mod:`.cluster` -- the shards as pinned futures, retries after lost workers, and
+  :class:`ClusterTimeoutError` when the cluster has no workers at all;
 * :mod:`.shard` -- a shard on a worker; :mod:`.lmm` the Gaussian shard and fit;
 * :mod:`.objective` -- the sharded Objective the unchanged driver optimises;
 * :mod:`.results` -- results whose per-row outputs are Dask Series.
 
 Nothing here is imported by ``import mlglm``; dask is imported on first use.
 """
+from .cluster import ClusterTimeoutError
 from .model import ShardedMixedGLM
 
-__all__ = ["ShardedMixedGLM"]
+__all__ = ["ShardedMixedGLM", "ClusterTimeoutError"]

@@ -25,16 +25,100 @@ Fault tolerance comes in two layers.
 A rebuilt shard has lost its warm starts, so its modes restart from zero:
 the same optimum (the inner problem is solved to 1e-10), a few more Newton
 steps.
+
+Two things are not retried. A cluster with *no workers* (all lost, or scaled
+to zero) runs nothing and Dask waits for workers without limit: every wait
+here watches the number of workers and, after ``worker_timeout`` seconds
+without any (:data:`WORKER_TIMEOUT` by default), raises
+:class:`ClusterTimeoutError`, which says what to do. And an error of the model
+on a shard (a bad value in its rows) is raised on the driver with its own type
+and message, naming the shard and some of its groups
+(:func:`~mlglm.distributed.shard.build_shard`).
 """
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 import time
 
-__all__ = ["ShardSet", "worker_errors"]
+__all__ = ["ShardSet", "worker_errors", "ClusterTimeoutError", "WORKER_TIMEOUT", "compute",
+           "wait_for"]
 
 log = logging.getLogger("mlglm.distributed")
+
+#: seconds a wait on the cluster tolerates having no worker at all (``worker_timeout=``)
+WORKER_TIMEOUT = 120.0
+
+
+class ClusterTimeoutError(RuntimeError):
+    """The cluster had no workers for ``worker_timeout`` seconds.
+
+    ``params`` holds the best point a fit had reached (statsmodels' parameter
+    order), to pass as ``start_params=`` once the cluster has workers again; None
+    when the fit had not evaluated the likelihood yet.
+    """
+
+    def __init__(self, message, params=None):
+        super().__init__(message)
+        self.params = params
+
+
+def _n_workers(client) -> int:
+    try:
+        return len(client.nthreads())
+    except Exception:       # noqa: BLE001 - a scheduler that does not answer has no workers
+        return 0
+
+
+def wait_for(client, futures, timeout=None, what: str = "the computation") -> None:
+    """Wait until ``futures`` are finished (or failed), like ``distributed.wait``, but
+    give up when the cluster has had no worker for ``timeout`` seconds (None: the
+    default :data:`WORKER_TIMEOUT`; ``float("inf")``: never).
+
+    A legitimately long computation is never cut short: only the absence of every
+    worker counts.
+    """
+    from distributed import wait
+    timeout = WORKER_TIMEOUT if timeout is None else float(timeout)
+    poll = min(1.0, max(timeout / 4.0, 0.05))
+    since = None
+    while True:
+        try:
+            wait(futures, timeout=poll)
+            return
+        except (TimeoutError, asyncio.TimeoutError):      # the same class from Python 3.11
+            pass
+        if _n_workers(client):
+            since = None
+            continue
+        now = time.monotonic()
+        if since is None:
+            since = now
+            log.warning("mlglm: %s is waiting for workers: the cluster has none (giving up "
+                        "after %g s)", what, timeout)
+        elif now - since >= timeout:
+            raise ClusterTimeoutError(
+                f"{what} gave up: the cluster has had no workers for {timeout:g} s (all "
+                "were lost, or it was scaled to zero). Start workers (cluster.scale(n), or "
+                "check the scheduler's logs for why they died) and run it again; to wait "
+                "longer, pass worker_timeout= (seconds) to the model or fit()")
+
+
+def compute(client, collections, timeout=None, what: str = "the computation") -> list:
+    """``dask.compute(*collections)`` on ``client`` (default: the active client),
+    watched by :func:`wait_for`; with no distributed client at all, dask's local
+    scheduler."""
+    import dask
+    if client is None:
+        try:
+            from distributed import default_client
+            client = default_client()
+        except (ImportError, ValueError):
+            return list(dask.compute(*collections))
+    futures = client.compute(list(collections))
+    wait_for(client, futures, timeout, what)
+    return client.gather(futures)
 
 
 @functools.lru_cache(maxsize=1)
@@ -66,14 +150,18 @@ class ShardSet:
     kind : "glmm" (shards with objectives), "lmm" or "lmm_nested" (Gaussian shards with
         cross products; see :func:`~mlglm.distributed.shard.build_shard`).
     retries : how many times a call is repeated after worker failures.
+    worker_timeout : seconds any wait tolerates a cluster without workers
+        (:func:`wait_for`; None: :data:`WORKER_TIMEOUT`).
     """
 
-    def __init__(self, client, parts, spec, kind: str = "glmm", retries: int = 3):
+    def __init__(self, client, parts, spec, kind: str = "glmm", retries: int = 3,
+                 worker_timeout=None):
         self.client = client
         self.parts = list(parts)
         self.spec = spec
         self.kind = kind
         self.retries = int(retries)
+        self.worker_timeout = worker_timeout
         self.rebuilds = 0
         from .shard import ShardJanitor
         client.register_plugin(ShardJanitor())      # frees shards with their futures
@@ -88,8 +176,9 @@ class ShardSet:
 
         from .shard import build_shard
         spec = dask.delayed(self.spec, traverse=False)
-        shards = [dask.delayed(build_shard, pure=False)(p, spec, self.kind)
-                  for p in self.parts]
+        n = len(self.parts)
+        shards = [dask.delayed(build_shard, pure=False)(p, spec, self.kind, i, n)
+                  for i, p in enumerate(self.parts)]
         return self.client.compute(shards)
 
     def rebuild(self):
@@ -103,8 +192,10 @@ class ShardSet:
     def holders(self) -> list:
         """The worker holding each shard (asked once per set of shards)."""
         if self._holders is None:
-            from distributed import wait
-            wait(self.futures)
+            wait_for(self.client, self.futures, self.worker_timeout, "building the shards")
+            for f in self.futures:
+                if f.status == "error":      # the model's error on a shard's rows
+                    f.result()
             who = self.client.who_has(self.futures)
             self._holders = [(list(who.get(f.key, ())) or [None])[0] for f in self.futures]
         return self._holders
@@ -146,9 +237,10 @@ class ShardSet:
             batches = self._batches()
             futs = [self.client.submit(call_many, [self.futures[i] for i in idx], method, *args,
                                        pure=False, workers=None if w is None else [w],
-                                       allow_other_workers=True)
+                                       allow_other_workers=w is not None)
                     for w, idx in batches]
             try:
+                wait_for(self.client, futs, self.worker_timeout, what or method)
                 res = self.client.gather(futs)
             except worker_errors() + (ShardLost,) as exc:
                 last = exc

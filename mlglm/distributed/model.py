@@ -28,6 +28,7 @@ it.
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 
 from ..core.adequacy import auto_schedule
 from ..core.nested import quadrature_dimension
@@ -36,6 +37,7 @@ from ..core.quadrature import MAX_GRID_POINTS
 from ..core.terms import ReTerm, ReTerms
 from ..data_checks import MixedGLMInputError
 from ..model import MixedGLM, _resolve_nagq, _warn_fit_problems
+from .cluster import ClusterTimeoutError
 from .standin import standin_rows
 
 __all__ = ["ShardedMixedGLM"]
@@ -53,18 +55,41 @@ class ShardedMixedGLM(MixedGLM):
     rows_on_driver = False
 
     def __getstate__(self):
+        """The model without its cluster side; the patsy design (which does not pickle)
+        is rebuilt on unpickling from the template rows with the formula names of the
+        spec (:meth:`__setstate__`), not from the unpickling process's stack frames,
+        where statsmodels would look for them and a worker has none of the caller's."""
         state = dict(self.__dict__)
-        for key in ("_cluster_state", "_source", "_client"):
+        for key in ("_cluster_state", "_source", "_client", "_last_objective"):
             state.pop(key, None)
+        data = state.get("data")
+        if data is not None and "model_spec" in data.__dict__ and "_spec" in state:
+            copy = object.__new__(type(data))
+            copy.__dict__.update({k: v for k, v in data.__dict__.items() if k != "model_spec"})
+            state["data"] = copy
+            state["_rebuild_model_spec"] = True
         return state
 
+    def __setstate__(self, state):
+        rebuild = state.pop("_rebuild_model_spec", False)
+        self.__dict__.update(state)
+        if rebuild:
+            from statsmodels.formula._manager import FormulaManager
+            mgr = FormulaManager()
+            mgr.get_matrices(self.data.formula, self.data.frame, eval_env=self._spec.eval_env(),
+                             pandas=True)
+            self.data.model_spec = mgr.spec
+
     # -------------------------------------------------------------- set-up
-    def _attach(self, spec, facts, source, client, npartitions, retries):
+    def _attach(self, spec, facts, source, client, npartitions, retries, worker_timeout=None):
         self._spec = spec
         self._source = source
         self._client = client
         self._npartitions = npartitions
         self._retries = retries
+        self._worker_timeout = worker_timeout
+        self.dropped_levels = dict(facts.get("dropped_levels", {}))
+        self.n_dropped = int(facts.get("n_missing", 0))
         sizes = facts["top_sizes"]
         if not self.multi:
             self.group_labels = list(sizes.index)
@@ -73,7 +98,11 @@ class ShardedMixedGLM(MixedGLM):
         self.nobs = self.n_totobs = int(np.sum(np.asarray(sizes)))
 
     def _cluster(self, client=None, retries=None):
-        """The shards on the cluster, built on first use (again for another client)."""
+        """The shards on the cluster, built on first use (again for another client).
+
+        If the cluster has no workers for ``worker_timeout`` seconds the half-built
+        shards are released (a later fit builds them again) and
+        :class:`~mlglm.distributed.cluster.ClusterTimeoutError` is raised."""
         state = self._cluster_state
         if state is not None and (client is None or client is state["shards"].client):
             return state
@@ -84,14 +113,20 @@ class ShardedMixedGLM(MixedGLM):
         client = client or self._client or _default_client()
         spec = self._spec
         shuffled = self._source[spec.columns].shuffle(on=list(spec.top),
-                                                      npartitions=self._npartitions)
+                                                      npartitions=self._npartitions,
+                                                      shuffle_method=spec.shuffle_method)
         parts = shuffled.to_delayed()
         kind = "glmm"
         if self.fam.is_gaussian:
             kind = "lmm_nested" if self.multi else "lmm"
         shards = ShardSet(client, parts, spec, kind=kind,
-                          retries=self._retries if retries is None else retries)
-        infos = shards.map("summary", what="shard summaries")
+                          retries=self._retries if retries is None else retries,
+                          worker_timeout=self._worker_timeout)
+        try:
+            infos = shards.map("summary", what="building the shards")
+        except BaseException:
+            shards.release()
+            raise
         placement = Placement(infos, [t.name for t in self.re_terms])
         self._cluster_state = {"shards": shards, "placement": placement, "infos": infos}
         self._apply_global_facts(infos, placement)
@@ -103,13 +138,9 @@ class ShardedMixedGLM(MixedGLM):
         if n == 0:
             raise MixedGLMInputError("no rows left to fit (after dropping missing values)")
         self.nobs = self.n_totobs = n
+        # rows dropped for missing values: counted (and warned about) on the whole data
+        # when the model was built; the shards' own count is the same rows
         self.n_dropped = sum(i.n_dropped for i in infos)
-        if self.n_dropped:
-            import warnings
-
-            from ..data_checks import DataWarning
-            warnings.warn(f"dropped {self.n_dropped} rows with NaN or inf", DataWarning,
-                          stacklevel=4)
         total = sum(i.moments[0] for i in infos if i.n)
         cross = sum(i.moments[1] for i in infos if i.n)
         p, q = self.exog.shape[1], self.exog_re.shape[1]
@@ -170,22 +201,65 @@ class ShardedMixedGLM(MixedGLM):
         if nagq > 1:      # built first, the AGHQ objective shares its data with its Laplace twin
             state["shards"].map("build_objective", nagq, what="objective")
         fl = self.fam.kernel()
-        return ShardedObjective(state["shards"], fl, self.re_terms, self.k_fe, nagq,
-                                state["placement"], progress,
-                                estimate_dispersion=self.fam.estimates_dispersion)
+        obj = ShardedObjective(state["shards"], fl, self.re_terms, self.k_fe, nagq,
+                               state["placement"], progress,
+                               estimate_dispersion=self.fam.estimates_dispersion)
+        self._last_objective = obj
+        return obj
 
     def fit(self, method=None, nagq=None, reml=None, start_params=None, maxiter=1000,
-            hessian=True, client=None, progress=None, npartitions=None, retries=None):
+            hessian=True, client=None, progress=None, npartitions=None, retries=None,
+            worker_timeout=None):
         """Fit on the cluster; the same arguments as :meth:`MixedGLM.fit`, plus
 
         client : the ``distributed.Client`` (default: the one given to
             ``from_formula``, else the active one).
-        progress : ``True`` prints one line per evaluation; a callable receives a
-            dict per evaluation (evaluation, what, nagq, loglik, seconds, rebuilds).
+        progress : ``True`` prints one line per evaluation of the log-likelihood
+            (nothing else); a callable receives the same records as dicts
+            (evaluation, what, nagq, loglik, seconds, rebuilds).
         npartitions : shards to cut the data into (default: the Dask DataFrame's
             partitions); used when the shards are first built.
         retries : repeats of an evaluation after worker failures (default 3).
+        worker_timeout : seconds any wait on the cluster tolerates having no worker at
+            all (default: the model's, 120). Then
+            :class:`~mlglm.distributed.cluster.ClusterTimeoutError` is raised; its
+            ``params`` is the best point the fit had reached, to pass as
+            ``start_params=`` to a fit once the cluster has workers again.
         """
+        if worker_timeout is not None:
+            self._worker_timeout = worker_timeout
+            if self._cluster_state is not None:
+                self._cluster_state["shards"].worker_timeout = worker_timeout
+        self._last_objective = None
+        try:
+            res = self._fit(method, nagq, reml, start_params, maxiter, hessian, client,
+                            progress, npartitions, retries)
+        except ClusterTimeoutError as exc:
+            self.release()          # a later fit builds the shards again from the source
+            best = getattr(self._last_objective, "best", None)
+            params = None if best is None else self._params_from_x(best[1])
+            resume = ("" if params is None else
+                      f" To go on from the best point this fit reached (log L {best[0]:.6f}), "
+                      "pass start_params=err.params to fit().")
+            raise ClusterTimeoutError(f"{exc}.{resume}", params=params) from None
+        _warn_fit_problems(res)
+        return res
+
+    def _params_from_x(self, x):
+        """params (fe_params, vech(Sigma) per term[, dispersion]) from x = (beta, theta[,
+        log dispersion]): the inverse of :meth:`theta_from_params`."""
+        x = np.asarray(x, dtype=float)
+        p, n_theta = self.k_fe, self.re_terms.n_theta
+        parts = [x[:p]]
+        for L in self.re_terms.Lambdas(x[p:p + n_theta]):
+            parts.append((L @ L.T)[np.tril_indices(L.shape[0])])
+        if self.fam.estimates_dispersion:
+            parts.append([self.fam.dispersion_from_log(x[-1])])
+        return pd.Series(np.concatenate(parts), index=list(self.data.param_names))
+
+    def _fit(self, method, nagq, reml, start_params, maxiter, hessian, client, progress,
+             npartitions, retries):
+        """The fit of :meth:`fit` (results not yet checked for warnings)."""
         from .results import sharded_results
         if isinstance(method, str):
             method = method.lower()          # "Laplace", "AGHQ", "REML" as in memory
@@ -207,9 +281,7 @@ class ShardedMixedGLM(MixedGLM):
                 fitted = sharded_lmm_fit(state["shards"], state["placement"], self.nobs,
                                          self.k_fe, self.q, reml=reml, diagonal=self.diagonal,
                                          progress=report)
-            res = sharded_results(self, fitted)
-            _warn_fit_problems(res)
-            return res
+            return sharded_results(self, fitted)
         if reml:
             raise MixedGLMInputError("REML is for Gaussian models; GLMMs are fitted by ML")
         method = "laplace" if method is None else method
@@ -229,9 +301,7 @@ class ShardedMixedGLM(MixedGLM):
             fitstate = fit_glmm(obj, x0=x0, maxiter=maxiter, hessian=hessian, check=hessian)
         state["shards"].map("keep_objectives", (1, nagq), what="objectives")
         extreme = obj.extreme_rows() if self.fam.is_binomial else 0
-        res = sharded_results(self, fitstate, extreme_rows=extreme)
-        _warn_fit_problems(res)
-        return res
+        return sharded_results(self, fitstate, extreme_rows=extreme)
 
     def predict(self, params, exog=None, offset=None, which="mean"):
         """As :meth:`MixedGLM.predict` for given rows; without ``exog`` (the data of the

@@ -18,9 +18,15 @@ evaluation start every shard from the modes it saved under it
 (:class:`~mlglm.distributed.shard.Shard`). ``None`` is a cold start, as in
 memory.
 
-Progress. ``progress`` is called after every evaluation with a dict
-(evaluation number, what was evaluated, log L, seconds, shards rebuilt so
-far); ``progress=True`` prints one line per evaluation.
+Progress. ``progress`` is called after every evaluation of the
+log-likelihood with a dict (evaluation number, what was evaluated, log L,
+seconds, shards rebuilt so far); ``progress=True`` prints one line per
+evaluation. The rounds of the GLM start and of the beta information are not
+evaluations and are not reported (the GLM start alone can take a hundred
+rounds when a coefficient runs off, as under separation).
+
+The best point evaluated so far (:attr:`ShardedObjective.best`) is kept, so
+that a fit cut short by a cluster without workers can say where to resume.
 """
 from __future__ import annotations
 
@@ -32,6 +38,7 @@ import numpy as np
 
 from ..core.objective import Objective
 from ..core.optimize import _solve_sym
+from .spec import _sorted_index
 
 __all__ = ["ShardedObjective", "Placement"]
 
@@ -42,7 +49,8 @@ class Placement:
     """Where each shard's levels go in the global level order, per term.
 
     Built once from the shards' level labels: the global levels of term k are
-    the sorted union (for the top-level factor: the labels of all groups);
+    the sorted union, for the top-level factor the labels of all groups (sorted
+    as in memory: numbers before strings when labels mix them);
     ``index[s][k]`` gives the global positions of shard s's levels. A level in
     two shards means the factor is not nested in the top-level one.
     """
@@ -59,7 +67,7 @@ class Placement:
                     f"levels of {term_names[k]} occur in several shards: the factor is not "
                     "nested in the top-level grouping factor, so the likelihood does not split "
                     "by shard; fit crossed models in memory")
-            self.levels.append(allv.sort_values())
+            self.levels.append(_sorted_index(allv))
         self.index = [[self.levels[k].get_indexer(info.levels[k]) for k in range(self.n_terms)]
                       if info.n else None for info in infos]
         self._sizes = [info.sizes for info in infos]
@@ -104,7 +112,18 @@ class ShardedObjective(Objective):
         self._last_x = None
 
     # ----------------------------------------------------------------- seam
-    def _report(self, what, value):
+    @property
+    def best(self):
+        """(log L, x) of the best evaluation so far at the latest nagq, or None."""
+        return self._counter.get("best")
+
+    def _report(self, what, value, x=None):
+        if value is None:           # a round of the start or of the information: not shown
+            return
+        best = self._counter.get("best")
+        if x is not None and np.isfinite(value) and (
+                best is None or best[2] != self.nagq or value > best[0]):
+            self._counter["best"] = (value, np.array(x, dtype=float), self.nagq)
         self._counter["n"] += 1
         if self.progress is None:
             return
@@ -133,7 +152,7 @@ class ShardedObjective(Objective):
         self.u = tok
         value = float(sum(v for v, _ in out))
         grad = np.sum([g for _, g in out], axis=0)
-        self._report("value+gradient", value)
+        self._report("value+gradient", value, x)
         return value, grad
 
     def __call__(self, x) -> float:
@@ -143,7 +162,7 @@ class ShardedObjective(Objective):
         out = self.shards.map("value", self.nagq, x, self.u, tok, x.size, what="log-likelihood")
         self.u = tok
         value = float(sum(out))
-        self._report("value", value)
+        self._report("value", value, x)
         return value
 
     def beta_information(self, x) -> np.ndarray:

@@ -19,6 +19,8 @@ driver's few stand-in rows.
 """
 from __future__ import annotations
 
+import uuid
+
 import numpy as np
 import pandas as pd
 from statsmodels.base import wrapper as wrap
@@ -44,6 +46,7 @@ def _needs_rows(what: str):
 
 
 def _predict_partition(df, results, kwargs):
+    df = results.model._spec.for_prediction(df)
     out = MixedGLMResults.predict(results, df, **kwargs)
     return pd.Series(np.asarray(out, dtype=float), index=df.index)
 
@@ -55,15 +58,27 @@ class ShardedMixedGLMResults(MixedGLMResults):
         super().__init__(model, outcome)
         self.df_resid = self.nobs - model._rank_X
         self.extreme_rows = int(extreme_rows)
+        self._dask_token = uuid.uuid4().hex
 
     def __getstate__(self):
         return dict(self.__dict__)
+
+    def __dask_tokenize__(self):
+        """Dask's name for this results object in a graph (``predict(ddf)``): one per
+        object. Hashing its pickle is not deterministic when the formula uses a
+        function of the caller's (pickled by value)."""
+        return ("mlglm.ShardedMixedGLMResults", self._dask_token)
 
     # ----------------------------------------------------------- prediction
     def predict(self, exog=None, which="mean", conditional=None, offset=None, exposure=None,
                 transform=True, marginal=False, nagq=15, **kwargs):
         """As :meth:`MixedGLMResults.predict`; a Dask DataFrame (or ``exog=None``: the
-        data of the fit) gives a Dask Series computed partition by partition."""
+        data of the fit) gives a Dask Series computed partition by partition.
+
+        Categorical columns are coded with the fit's levels
+        (:meth:`~mlglm.distributed.spec.DesignSpec.for_prediction`): the frame the model
+        was fitted on predicts even when its categories are in another order or
+        include levels no row used."""
         if exog is None:
             exog = getattr(self.model, "_source", None)
             if exog is None:
@@ -76,6 +91,7 @@ class ShardedMixedGLMResults(MixedGLMResults):
                 raise ValueError("with a Dask DataFrame, put offset/exposure in a column and "
                                  "name it in the model formula's data")
             return exog.map_partitions(_predict_partition, self, kw, meta=(None, "f8"))
+        exog = self.model._spec.for_prediction(exog)
         return MixedGLMResults.predict(self, exog, offset=offset, exposure=exposure, **kw)
 
     @cache_readonly
@@ -183,11 +199,13 @@ class ShardedMixedGLMResults(MixedGLMResults):
                 "get_prediction holds every row's prediction and standard error in memory, "
                 "and this fit's rows live on a Dask cluster; pass pandas rows "
                 "(get_prediction(ddf.head(1000))) or use predict(ddf) for lazy predictions")
+        exog = self.model._spec.for_prediction(exog)
         return MixedGLMResults.get_prediction(self, exog, *args, **kwargs)
 
     def predict_marginal(self, exog=None, *args, **kwargs):
         if exog is None or is_dask_frame(exog):
             _needs_rows("predict_marginal on the data of the fit")
+        exog = self.model._spec.for_prediction(exog)
         return MixedGLMResults.predict_marginal(self, exog, *args, **kwargs)
 
     def compare_pooling(self):

@@ -319,22 +319,82 @@ class Shard:
         return None if self.empty else self.objective(nagq).dispersion_moments(beta)
 
 
-def build_shard(part: pd.DataFrame, spec, kind: str = "glmm") -> ShardHandle:
+def build_shard(part: pd.DataFrame, spec, kind: str = "glmm", index: int | None = None,
+                count: int | None = None) -> ShardHandle:
     """A shard of ``part`` registered in this worker process; returns its handle.
 
     kind : "glmm" (:class:`Shard`), "lmm" (one-factor Gaussian,
     ``lmm.LMMShard``) or "lmm_nested" (several nested factors,
     ``lmm_nested.NestedLMMShard``).
+    index, count : the shard's position among the shards, for error messages.
+
+    An error of the model on these rows (a response out of range, a label that
+    cannot be coded) is raised again with its own type and message, prefixed by
+    the shard and some of its top-level groups (:func:`in_shard`), so that the
+    driver shows what the in-memory fit would have said and where to look.
     """
-    if kind == "lmm":
-        from .lmm import LMMShard
-        return ShardHandle(LMMShard(part, spec))
-    if kind == "lmm_nested":
-        from .lmm_nested import NestedLMMShard
-        return ShardHandle(NestedLMMShard(part, spec))
-    return ShardHandle(Shard(part, spec))
+    try:
+        if kind == "lmm":
+            from .lmm import LMMShard
+            shard = LMMShard(part, spec)
+        elif kind == "lmm_nested":
+            from .lmm_nested import NestedLMMShard
+            shard = NestedLMMShard(part, spec)
+        else:
+            shard = Shard(part, spec)
+    except Exception as exc:            # noqa: BLE001 - re-raised with where it happened
+        raise in_shard(exc, _where(part, spec, index, count)) from exc
+    return ShardHandle(shard)
+
+
+def _where(part, spec, index, count) -> str:
+    """'shard 2 of 3 (groups of g such as 5, 9, 12)' for ``part``."""
+    name = "shard" if index is None else f"shard {index + 1} of {count}"
+    try:
+        labels = part[list(spec.top)].drop_duplicates()
+        shown = [str(tuple(r)) if len(r) > 1 else repr(r[0])
+                 for r in labels.head(3).itertuples(index=False)]
+        more = ", ..." if labels.shape[0] > 3 else ""
+        return (f"{name} (the rows of {labels.shape[0]} groups of {':'.join(spec.top)}: "
+                f"{', '.join(shown)}{more})")
+    except Exception:     # noqa: BLE001 - the description must not hide the error
+        return name
+
+
+def in_shard(exc: BaseException, where: str) -> BaseException:
+    """``exc`` again, its message prefixed with ``where``: the same type when it can be
+    built from one message, else ``exc`` itself with a note."""
+    message = f"on {where}: {exc}"
+    try:
+        new = type(exc)(message)
+        if str(new) in (message, repr(message)):
+            return new
+    except Exception:     # noqa: BLE001 - exception types with other signatures
+        pass
+    if hasattr(exc, "add_note"):
+        exc.add_note(f"(raised on {where})")
+    return exc
 
 
 def call_many(handles, method: str, *args):
     """``[shard.method(*args) for each shard]`` on the worker holding them (a Dask task)."""
-    return [getattr(h.get(), method)(*args) for h in handles]
+    out = []
+    for h in handles:
+        shard = h.get()
+        try:
+            out.append(getattr(shard, method)(*args))
+        except ShardLost:
+            raise
+        except Exception as exc:        # noqa: BLE001 - re-raised with where it happened
+            raise in_shard(exc, _describe(shard)) from exc
+    return out
+
+
+def _describe(shard) -> str:
+    info = getattr(shard, "info", None)
+    if info is None or not info.levels:
+        return "a shard"
+    labels = list(info.levels[0][:3])
+    more = ", ..." if len(info.levels[0]) > 3 else ""
+    return (f"the shard of the groups {', '.join(map(repr, labels))}{more} "
+            f"({len(info.levels[0])} groups, {info.n} rows)")
