@@ -21,6 +21,8 @@ Cholesky factor, and theta (column-major lower of Lambda) follows directly.
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 __all__ = ["cpc_to_corr_chol", "corr_chol_to_cpc", "natural_to_Lambda", "Lambda_to_natural",
@@ -29,18 +31,18 @@ __all__ = ["cpc_to_corr_chol", "corr_chol_to_cpc", "natural_to_Lambda", "Lambda_
 
 def cpc_to_corr_chol(z, q: int) -> np.ndarray:
     """L_R from canonical partial correlations z (rows k = 1..q-1, l < k)."""
-    z = np.asarray(z, dtype=float)
-    L = np.zeros((q, q))
-    L[0, 0] = 1.0
+    z = np.asarray(z, dtype=float).tolist()     # scalar work: Python floats (per evaluation
+    rows = [[1.0] + [0.0] * (q - 1)]              # of a profile likelihood, so kept cheap)
     i = 0
     for k in range(1, q):
-        rest = 1.0
+        row, rest = [0.0] * q, 1.0
         for l in range(k):
-            L[k, l] = z[i] * np.sqrt(rest)
-            rest -= L[k, l] ** 2
+            row[l] = z[i] * math.sqrt(rest)
+            rest -= row[l] * row[l]
             i += 1
-        L[k, k] = np.sqrt(max(rest, 0.0))
-    return L
+        row[k] = math.sqrt(max(rest, 0.0))
+        rows.append(row)
+    return np.array(rows)
 
 
 def corr_chol_to_cpc(L) -> np.ndarray:
