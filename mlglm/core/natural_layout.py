@@ -108,6 +108,9 @@ class NaturalLayout:
         # likelihood evaluation of a profile): (columns, size, tied, first log s,
         # first atanh z, number of z, inverse permutation or None)
         self._q = [p.q for p in self.patterns]
+        # where each term's theta sits in its Lambda (CovPattern.theta's entries)
+        self._theta_entries = [(p.rows[p.first_entry], p.cols[p.first_entry])
+                               for p in self.patterns]
         self._slots = []
         for k, blocks in enumerate(self._blocks):
             slots = []
@@ -254,7 +257,11 @@ class NaturalLayout:
 
     def theta(self, w) -> np.ndarray:
         """theta (all terms, concatenated) from working coordinates."""
-        return np.concatenate([p.theta(L) for p, L in zip(self.patterns, self.Lambdas(w))])
+        Ls = self.Lambdas(w)
+        if len(Ls) == 1:
+            r, c = self._theta_entries[0]
+            return Ls[0][r, c]
+        return np.concatenate([L[r, c] for L, (r, c) in zip(Ls, self._theta_entries)])
 
     def theta_jacobian(self, w, rel_step: float = 1e-6) -> np.ndarray:
         """d theta / d w by central differences of the closed form :meth:`theta`
@@ -263,7 +270,8 @@ class NaturalLayout:
         J = np.empty((sum(self.theta_sizes), self.dim))
         for i in range(self.dim):
             h = rel_step * max(1.0, abs(w[i]))
-            e = np.zeros_like(w)
-            e[i] = h
-            J[:, i] = (self.theta(w + e) - self.theta(w - e)) / (2 * h)
+            up, down = w.copy(), w.copy()
+            up[i] += h
+            down[i] -= h
+            J[:, i] = (self.theta(up) - self.theta(down)) / (2 * h)
         return J
