@@ -35,11 +35,12 @@ one the core chooses for their structure):
   its exact gradient chained through w: dl/dw_re = (dtheta/dw_re)' dl/dtheta (the
   Jacobian of the closed-form map by central differences);
 * Gaussian models: the unprofiled ML or REML log-likelihood at (beta, Sigma_k,
-  sigma^2), with the gradient by central differences of that exact likelihood --
-  for one term :func:`~mlglm.core.lmm_loglik.gaussian_loglik` from per-group
-  statistics (q x q work per group), for several
+  sigma^2) -- for one term :func:`~mlglm.core.lmm_loglik.gaussian_loglik` from
+  per-group statistics (q x q work per group) with its exact gradient
+  (:func:`~mlglm.core.lmm_loglik.gaussian_loglik_grad`, chained through the factor
+  of Sigma: dl/dw_re = (dvec Lambda/dw_re)' dl/dvec Lambda); for several
   :func:`~mlglm.core.lmm_multi.multi_gaussian_loglik` (one blocked factorisation
-  per value).
+  per value) with the gradient by central differences.
 
 Each profile point maximises l over the affine subspace a'w = c. Starting
 point: the nearest solved point moved by the quadratic prediction
@@ -77,7 +78,7 @@ import pandas as pd
 from scipy import optimize, stats
 
 from .core.lmm import lmm_stats
-from .core.lmm_loglik import gaussian_loglik
+from .core.lmm_loglik import gaussian_loglik, gaussian_loglik_grad
 from .core.lmm_multi import multi_gaussian_loglik, multi_lmm_stats
 from .core.modes import ModeFailure
 from .core.natural_layout import NaturalLayout
@@ -176,6 +177,7 @@ class LikelihoodProblem:
                                       "rows, which this fit keeps on a Dask cluster; fit the "
                                       "data in memory for profile intervals")
         self.layout = layout
+        self._last_w_re = self._last_factors = None
         self.criterion = criterion
         self.p = model.k_fe
         self.n_beta = 0 if criterion == "reml" else self.p
@@ -198,11 +200,13 @@ class LikelihoodProblem:
                                   ZtX=_groups_innermost(st.ZtX), Zty=_groups_innermost(st.Zty))
             self._loglik = lambda beta, Lams, s2, reml: gaussian_loglik(
                 beta, Lams[0], s2, self._stats, reml=reml)
+            self._exact_gradient = True
         else:                                    # one blocked factorisation per value
             self._stats = multi_lmm_stats(r, problem.X, problem.terms, plan=problem.plan,
                                           freq=problem.freq, var=problem.var)
             self._loglik = lambda beta, Lams, s2, reml: multi_gaussian_loglik(
                 beta, Lams, s2, self._stats, reml=reml)
+            self._exact_gradient = False
 
     # ----------------------------------------------------------- coordinates
     def unpack(self, w):
@@ -242,13 +246,31 @@ class LikelihoodProblem:
                 return float(self.obj(self._x(beta, self.layout.theta(w_re), w)))
             except (ModeFailure, np.linalg.LinAlgError, FloatingPointError):
                 return -np.inf
-        return self._loglik(beta, self.layout.Lambdas(w_re, triangular=False),  # REML: no beta
-                            np.exp(2 * log_sigma), self.criterion == "reml")
+        return self._loglik(beta, self._factors(w_re), np.exp(2 * log_sigma),  # REML: no beta
+                            self.criterion == "reml")
+
+    def _factors(self, w_re):
+        """A factor of every Sigma_k, remembered for the last w_re (the central
+        differences in beta and log sigma leave it unchanged)."""
+        key = w_re.tobytes()
+        if key != self._last_w_re:
+            self._last_w_re, self._last_factors = key, self.layout.Lambdas(w_re,
+                                                                           triangular=False)
+        return self._last_factors
 
     def value_and_gradient(self, w):
-        """(l, dl/dw): the exact gradient chained through w (GLMMs), central differences
-        of the exact likelihood (Gaussian)."""
+        """(l, dl/dw): the exact gradient chained through w (GLMMs, Gaussian with one
+        term), central differences of the exact likelihood (Gaussian, several terms)."""
         w = np.asarray(w, dtype=float)
+        if self.criterion != "glmm" and self._exact_gradient:
+            beta, w_re, log_sigma = self.unpack(w)
+            s2 = np.exp(2 * log_sigma)
+            f, dbeta, dF, ds2 = gaussian_loglik_grad(beta, self._factors(w_re)[0], s2,
+                                                     self._stats, reml=self.criterion == "reml")
+            if not np.isfinite(f):
+                return -np.inf, np.zeros_like(w)
+            dw_re = self.layout.factor_jacobian(w_re).T @ dF.ravel()     # chain rule
+            return f, np.concatenate([dbeta[:self.n_beta], dw_re, [2.0 * s2 * ds2]])
         if self.criterion != "glmm":
             f0 = self.value(w)
             g = np.empty_like(w)

@@ -22,7 +22,9 @@ from scipy import optimize, stats
 
 import mlglm
 from mlglm.core.lmm import lmm_stats
-from mlglm.core.lmm_loglik import gaussian_loglik
+from mlglm.core.lmm_loglik import gaussian_loglik, gaussian_loglik_grad
+from mlglm.core.natural_layout import NaturalLayout
+from mlglm.profile import LikelihoodProblem, natural_layout
 from mlglm.core.natural import (Lambda_to_natural, corr_chol_to_cpc, cpc_to_corr_chol,
                                 natural_to_Lambda)
 from conftest import _load_json
@@ -95,6 +97,63 @@ def test_gaussian_loglik_matches_dense_oracle(reml):
     # Sigma with its rows put back (what a profile of a later correlation evaluates)
     Lp = np.linalg.cholesky(Sigma[np.ix_([1, 0], [1, 0])])
     assert gaussian_loglik(beta, Lp[[1, 0]], 1.3, st, reml=reml) == pytest.approx(got, rel=1e-12)
+
+
+def _central(f, x, h=1e-5):
+    """Central differences of a scalar function of an array (any shape)."""
+    x = np.asarray(x, dtype=float)
+    g = np.empty(x.shape)
+    for i in np.ndindex(x.shape):
+        e = np.zeros(x.shape)
+        e[i] = h * max(1.0, abs(x[i]))
+        g[i] = (f(x + e) - f(x - e)) / (2 * e[i])
+    return g
+
+
+@pytest.mark.parametrize("reml", [False, True])
+def test_gaussian_loglik_gradient_matches_central_differences(reml):
+    # simulated two-effect LMM with prior weights; Lambda deliberately not triangular
+    # (a profile of a later correlation evaluates such a factor)
+    rng = np.random.default_rng(11)
+    G, nj = 15, 6
+    codes = np.repeat(np.arange(G), nj)
+    x = rng.normal(size=codes.size)
+    X = np.column_stack([np.ones_like(x), x, rng.normal(size=codes.size)])
+    Z = X[:, :2].copy()
+    b = rng.normal(size=(G, 2)) * [1.0, 0.4]
+    y = X @ [1.0, 0.5, 0.2] + b[codes, 0] + b[codes, 1] * x + rng.normal(size=codes.size)
+    st = lmm_stats(y, X, Z, codes, var=rng.uniform(0.5, 2.0, codes.size))
+    beta, L, s2 = np.array([0.9, 0.4, 0.1]), np.array([[0.8, 0.3], [-0.2, 0.5]]), 1.3
+    ll, dbeta, dL, ds2 = gaussian_loglik_grad(beta, L, s2, st, reml=reml)
+    assert ll == pytest.approx(gaussian_loglik(beta, L, s2, st, reml=reml), rel=1e-13)
+    assert dL == pytest.approx(_central(lambda v: gaussian_loglik(beta, v, s2, st, reml), L),
+                               rel=1e-6, abs=1e-7)
+    assert ds2 == pytest.approx(_central(lambda v: gaussian_loglik(beta, L, v[0], st, reml),
+                                         [s2])[0], rel=1e-6)
+    want_beta = (np.zeros(3) if reml else
+                 _central(lambda v: gaussian_loglik(v, L, s2, st, reml), beta))
+    assert dbeta == pytest.approx(want_beta, rel=1e-6, abs=1e-7)
+    assert np.abs(dL).min() > 1e-2 and np.abs(ds2) > 1e-2     # the check has teeth
+    assert gaussian_loglik_grad(beta, L, -1.0, st, reml=reml)[0] == -np.inf
+
+
+@pytest.mark.parametrize("reml", [False, True])
+def test_gaussian_profile_problem_gradient_matches_central_differences(reml):
+    # the gradient a Gaussian one-term profile searches with, in working coordinates
+    # (log sd, z = atanh of the CPC, log sigma), also in a layout with the block's
+    # effects permuted (its factor of Sigma is then not triangular, as in a profile of a
+    # later correlation); away from the fit, where it is not zero
+    r = mlglm.lmer("Reaction ~ Days + (Days | Subject)", mlglm.datasets.load_sleepstudy(),
+                   reml=reml)
+    crit = "reml" if reml else "ml"
+    ident = natural_layout(r.model)
+    for layout in (ident, NaturalLayout(ident.patterns, {(0, 0): (1, 0)})):
+        prob = LikelihoodProblem(r, layout, crit)
+        w = prob.start(r) + np.linspace(-0.3, 0.3, prob.dim)
+        f, g = prob.value_and_gradient(w)
+        assert f == pytest.approx(prob.value(w), rel=1e-12)
+        assert g == pytest.approx(_central(prob.value, w), rel=1e-5, abs=1e-5)
+        assert np.abs(g).max() > 1.0
 
 
 @pytest.mark.parametrize("reml", [False, True])

@@ -266,12 +266,25 @@ class NaturalLayout:
     def theta_jacobian(self, w, rel_step: float = 1e-6) -> np.ndarray:
         """d theta / d w by central differences of the closed form :meth:`theta`
         ((n_theta, dim); rounding error ~1e-10 relative)."""
-        w = np.asarray(w, dtype=float)
-        J = np.empty((sum(self.theta_sizes), self.dim))
-        for i in range(self.dim):
-            h = rel_step * max(1.0, abs(w[i]))
-            up, down = w.copy(), w.copy()
-            up[i] += h
-            down[i] -= h
-            J[:, i] = (self.theta(up) - self.theta(down)) / (2 * h)
-        return J
+        return _central_jacobian(self.theta, w, rel_step)
+
+    def factor_jacobian(self, w, rel_step: float = 1e-6) -> np.ndarray:
+        """d vec(F_k) / d w, F_k = ``Lambdas(w, triangular=False)[k]`` (row-major
+        entries, term after term), by central differences of the closed form
+        ((sum_k q_k^2, dim))."""
+        def vec(v):
+            return np.concatenate([F.ravel() for F in self.Lambdas(v, triangular=False)])
+        return _central_jacobian(vec, w, rel_step)
+
+
+def _central_jacobian(f, w, rel_step) -> np.ndarray:
+    """d f / d w by central differences, step ``rel_step * max(1, |w_i|)``."""
+    w = np.asarray(w, dtype=float)
+    cols = []
+    for i in range(w.size):
+        h = rel_step * max(1.0, abs(w[i]))
+        up, down = w.copy(), w.copy()
+        up[i] += h
+        down[i] -= h
+        cols.append((f(up) - f(down)) / (2 * h))
+    return np.column_stack(cols)
