@@ -16,7 +16,7 @@ from .diagnostics import QuadratureCheck, check_quadrature
 from .formula import FormulaError
 from .icc import ICCResult, VarianceExplained, icc, variance_explained
 from .lme4style import glmer, lmer
-from .fit_checks import CollinearityWarning, QuadratureWarning
+from .fit_checks import CollinearityWarning, QuadratureWarning, StandardErrorWarning
 from .model import (BinomialMixedGLM, FitError, MixedGLM, PoissonMixedGLM, SeparationWarning,
                     SingularFitWarning)
 from .plotting import caterpillar, effect_plot
@@ -42,4 +42,4 @@ __all__ = ["MixedGLM", "BinomialMixedGLM", "PoissonMixedGLM", "MixedGLMResults",
            "DataWarning", "SingularFitWarning", "SeparationWarning", "FitError", "anova",
            "compare_lr_test", "LRTest", "check_quadrature", "QuadratureCheck", "fixef", "ranef",
            "VarCorr", "coef", "update", "isSingular", "QuadratureWarning",
-           "CollinearityWarning", "__version__"]
+           "CollinearityWarning", "StandardErrorWarning", "__version__"]

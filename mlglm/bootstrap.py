@@ -1,49 +1,59 @@
 """Parametric bootstrap of a fit: simulate from it, refit, collect the estimates.
 
-Each replicate r draws new random effects b_j ~ N(0, Sigma-hat) for every
-group and a response from the fitted family at
-eta = offset + X beta-hat + Z b and the fitted dispersion (negative binomial
-theta, Gamma scale; Gaussian: plus N(0, sigma-hat^2 / v) noise), then
-refits the same model by the same method, starting from the original
-estimates (lme4's ``bootMer(use.u = FALSE, type = "parametric")``). What is
-kept per replicate is the natural parameter vector -- fixed effects, SDs,
-correlations (and sigma, or the dispersion) -- with its log-likelihood and convergence flag, and
-the refit itself (the frozen state the results are built from: O(groups x q^2)
-numbers), so that :meth:`BootstrapResult.replicate` gives a real results object
-of the refit -- a copy of the model holding the replicate's response, with the
-refit's estimates, standard errors, random effects and log-likelihood -- and
-:meth:`BootstrapResult.apply` evaluates any statistic on it (lme4's
-``bootMer(fit, FUN)``) without fitting again. The replicate's response is drawn
-again from its seed when needed (the draw is deterministic).
+Each replicate r draws new random effects for every level of every term,
+b_k = u_k L_k' with u_k standard normal and L_k L_k' = Sigma-hat_k (term order,
+:func:`~mlglm.marginal.draw_random_effects`), and a response from the fitted family at
+eta = offset + X beta-hat + sum_k Z_k b_k and the fitted dispersion (negative binomial
+theta, Gamma scale; Gaussian: plus N(0, sigma-hat^2 / v) noise), then refits the
+same model by the same method, starting from the original estimates (lme4's
+``bootMer(use.u = FALSE, type = "parametric")``). The refit goes straight to the
+numerical core -- ``model.problem.with_response(y)`` (same design, new response; no
+formula or statsmodels model per replicate), fitted by
+:meth:`~mlglm.core.problem.Problem.fit_lmm` (Gaussian, REML or ML as fitted, from
+the fit's theta) or by :func:`~mlglm.core.optimize.fit_glmm` on
+:meth:`~mlglm.core.problem.Problem.objective` (Laplace or AGHQ as fitted, from the
+fit's (beta, theta[, t])) -- and the core picks the engine for the terms' structure
+(the fast one-term engines for one grouping factor).
 
-Several grouping factors: new random effects for every factor, the refit by
-the same method (:mod:`mlglm.bootstrap_multi`).
+What is kept per replicate is the natural parameter vector -- fixed effects, then per
+term the SDs and correlations in the order of
+:class:`~mlglm.core.natural_layout.NaturalLayout` (and sigma, or the dispersion) --
+with its log-likelihood and convergence flag, and the refit itself (its
+:class:`~mlglm.core.record.CoreFit`: O(groups x q^2) numbers), so that
+:meth:`BootstrapResult.replicate` gives a real results object of the refit -- a copy
+of the model holding the replicate's response, with the refit's estimates, standard
+errors, random effects and log-likelihood, made by the original results'
+``rebuild(model, fit)`` -- and :meth:`BootstrapResult.apply` evaluates any statistic
+on it (lme4's ``bootMer(fit, FUN)``) without fitting again. The replicate's response
+is drawn again from its seed when needed (the draw is deterministic).
 
 Reproducibility: replicate r uses its own generator,
 ``np.random.default_rng(SeedSequence(seed).spawn(n)[r])``, so the replicates
 are the same for a seed whatever ``n_jobs`` is and in whichever order the
-worker processes finish. Refits go straight to the numerical core (no
-formula or statsmodels model per replicate). Failed refits are kept as NaN
-rows, counted, and warned about -- never dropped silently.
+worker processes finish. Failed refits are kept as NaN rows, counted, and warned
+about -- never dropped silently; so are replicates whose worker process died.
 """
 from __future__ import annotations
 
+import os
 import sys
 import time
 import warnings
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
-from .core.covariance import theta_from_Sigma, theta_to_Lambda
-from .core.natural import Sigma_from_natural, natural_vector
+from .core.natural_layout import NaturalLayout
 from .core.optimize import fit_glmm
 from .data_checks import MixedGLMInputError, checked_count, is_integer
-from .marginal import draw_response, fit_dispersion
-from .profile import natural_values
+from .factors import random_part
+from .marginal import draw_random_effects, draw_response, fit_dispersion, term_factors
+from .mixedlm_view import natural_label
 
-__all__ = ["BootstrapResult", "bootstrap"]
+__all__ = ["BootstrapResult", "bootstrap", "natural_estimates"]
 
 
 @dataclass(eq=False)
@@ -58,7 +68,8 @@ class BootstrapResult:
     llf, converged : per-replicate log-likelihood and convergence flag.
     seed, n_failed, seconds : as named.
     results : the original fit.
-    fits : per replicate, the refit's frozen state (None for failed refits).
+    fits : per replicate, the refit (its :class:`~mlglm.core.record.CoreFit`; None for
+        failed refits).
     seeds : per replicate, the ``SeedSequence`` its response was drawn with.
     lost : the replicates lost with a worker process that died (``n_jobs > 1``;
         NaN rows like failed refits).
@@ -113,22 +124,15 @@ class BootstrapResult:
         """Replicate ``r`` as a results object of its refit (``ValueError`` if that
         refit failed): its model is a copy of the original model whose response is
         :meth:`response`, so every statistic -- ``llf``, ``params``, ``bse``,
-        ``predict``, ``random_effects``, ``summary()`` -- is the refit's."""
-        from .results import build_results
+        ``predict``, ``random_effects``, ``summary()`` -- is the refit's. Made by the
+        original results' ``rebuild(model, fit)``, so it is of the same class."""
         if self.fits[r] is None:
             what = "was lost with a worker process" if r in self.lost else "failed"
             raise ValueError(f"bootstrap refit {r} {what}; it has no results")
-        if r in self._replicates:
-            return self._replicates[r]
-        res = self.results
-        if getattr(res.model, "multi", False):
-            from .bootstrap_multi import replicate_results
-            out = replicate_results(res, self.response(r), self.fits[r])
-        else:
-            model = _model_with_response(res.model, self.response(r))
-            out = build_results(model, self.fits[r])
-        self._replicates[r] = out
-        return out
+        if r not in self._replicates:
+            model = _model_with_response(self.results.model, self.response(r))
+            self._replicates[r] = self.results.rebuild(model, self.fits[r])
+        return self._replicates[r]
 
     def clear_cache(self):
         """Forget the replicates' results objects (:meth:`replicate` builds them again)."""
@@ -160,22 +164,22 @@ class BootstrapResult:
         return pd.DataFrame(rows, columns=columns)
 
     def replicate_params(self) -> pd.DataFrame:
-        """The replicates in the layout of ``results.params``: fixed effects and
-        vech(Sigma) (variances and covariances; per factor with several)[, the
-        dispersion], one row per replicate."""
+        """The replicates in the layout of ``results.params``: fixed effects, vech(Sigma_k)
+        per term (variances and covariances, Sigma_k = diag(s) R diag(s) from the
+        replicate's SDs and correlations)[, the dispersion], one row per replicate (NaN
+        rows for failed refits)."""
         model = self.results.model
-        if getattr(model, "multi", False):
-            from .bootstrap_multi import multi_replicate_params
-            return multi_replicate_params(self)
-        p, q = model.k_fe, model.q
-        n_rho = 0 if (model.diagonal or q == 1) else q * (q - 1) // 2
-        tril = np.tril_indices(q)
-        k = p + q + n_rho
-        disp = model.fam.estimates_dispersion
-        rows = [np.concatenate([v[:p], Sigma_from_natural(v[p:p + q], v[p + q:k], q)[tril]]
-                               + ([v[k:k + 1]] if disp else []))
-                for v in self.replicates.to_numpy(dtype=float)]
-        return pd.DataFrame(rows, columns=list(model.data.param_names))
+        p = model.k_fe
+        layout = _layout(model)
+        disp = [p + layout.dim] if model.fam.estimates_dispersion else []
+        rows = []
+        for v in self.replicates.to_numpy(dtype=float):
+            Sigmas = layout.Sigmas_from_natural(v[p:p + layout.dim])
+            rows.append(np.concatenate([v[:p]] + [S[np.tril_indices(S.shape[0])]
+                                                  for S in Sigmas] + [v[disp]]))
+        out = pd.DataFrame(rows, columns=list(model.data.param_names))
+        out[self.replicates.isna().all(axis=1).to_numpy()] = np.nan     # failed refits
+        return out
 
     def __repr__(self) -> str:
         return (f"BootstrapResult(n={self.n}, failed={self.n_failed}, seed={self.seed!r}, "
@@ -204,58 +208,67 @@ def _model_with_response(model, y):
     return clone
 
 
-def _spec(results):
-    """Everything a worker needs to simulate and refit (plain arrays; picklable),
-    with what is the same for every replicate computed once: the fixed part of
-    eta, the factor L of Sigma (zero columns for a singular Sigma) and the start
-    x0 = (beta, theta) of every refit."""
+def _layout(model) -> NaturalLayout:
+    """The natural parameters of the model's terms (identity layout)."""
+    return NaturalLayout([t.pattern for t in model.re_terms])
+
+
+def natural_estimates(results) -> pd.Series:
+    """The fit's natural parameters, labelled as the replicates' columns: fixed effects,
+    SDs and correlations per term (:func:`~mlglm.mixedlm_view.natural_label`), then
+    ``sigma`` (Gaussian) or the dispersion a GLMM estimates (``theta``, ``scale``)."""
     model = results.model
-    if getattr(model, "multi", False):
-        from .bootstrap_multi import multi_spec
-        return multi_spec(results)
+    layout = _layout(model)
+    names = [str(n) for n in model.exog_names] + [natural_label(model.re_terms, e)
+                                                  for e in layout.entries]
+    values = [np.asarray(results.fe_params, float), layout.natural(results.outcome.Sigmas)]
+    if model.fam.is_gaussian:
+        names.append("sigma")
+        values.append([np.sqrt(results.scale)])
+    elif model.fam.estimates_dispersion:
+        names.append(model.fam.dispersion_name)
+        values.append([results.dispersion])
+    return pd.Series(np.concatenate(values), index=names)
+
+
+def _spec(results):
+    """Everything a worker needs to simulate and refit (plain arrays and the core's
+    problem; picklable), with what is the same for every replicate computed once: the
+    fixed part of eta, the factors L_k of Sigma_k (zero columns where singular) and
+    the start of every refit (the fit's theta for the LMM, its x = (beta, theta[, t])
+    for a GLMM)."""
+    model, fit = results.model, results.outcome
+    terms = model.re_terms
     X = np.asarray(model.exog, float)
-    beta = np.asarray(results.fe_params, float)
     offset = np.asarray(model.offset, float)
-    theta = theta_from_Sigma(np.asarray(results.cov_re, float), model.diagonal)
-    x0 = np.concatenate([beta, theta] + (
-        [[np.log(results.dispersion)]] if model.fam.estimates_dispersion else []))
-    return dict(problem=model.problem, fam=model.fam, X=X,
-                Z=np.asarray(model.exog_re, float), codes=np.asarray(model.group_codes),
-                m=np.asarray(model.n_trials, float), offset=offset, n_groups=model.n_groups,
-                eta_fixed=offset + X @ beta, x0=x0,
-                L=theta_to_Lambda(theta, model.q, model.diagonal),
-                dispersion=fit_dispersion(results), freq=model.freq_weights,
+    start = (np.asarray(fit.theta, float) if model.fam.is_gaussian
+             else model.theta_from_params(np.asarray(results.params, float)))
+    return dict(problem=model.problem, fam=model.fam, terms=terms,
+                m=np.asarray(model.n_trials, float),
+                eta_fixed=offset + X @ np.asarray(fit.beta, float),
+                Ls=term_factors(terms, fit.Sigmas), dispersion=fit_dispersion(results),
                 var=model.var_weights, method=results.method, nagq=results.nagq or 1,
-                diagonal=model.diagonal)
+                start=start, layout=_layout(model))
 
 
 def _draw(spec, rng):
-    """One response vector from the fitted model with new random effects."""
-    if spec.get("multi"):
-        from .bootstrap_multi import multi_draw
-        return multi_draw(spec, rng)
-    b = rng.standard_normal((spec["n_groups"], spec["L"].shape[0])) @ spec["L"].T
-    eta = spec["eta_fixed"] + np.einsum("nq,nq->n", spec["Z"], b[spec["codes"]])
+    """One response vector from the fitted model with new random effects for every term."""
+    bs = draw_random_effects(spec["terms"], spec["Ls"], rng)
+    eta = spec["eta_fixed"] + random_part(spec["terms"], bs)
     return draw_response(spec["fam"], eta, rng, spec["m"], spec["dispersion"], spec["var"])
 
 
 def _refit(spec, y):
-    """(natural parameters, llf, converged, fit state) of the model refitted to y."""
-    if spec.get("multi"):
-        from .bootstrap_multi import multi_refit
-        return multi_refit(spec, y)
-    correlated = spec["Z"].shape[1] > 1 and not spec["diagonal"]
+    """(natural parameters, llf, converged, CoreFit) of the model refitted to y."""
     problem = spec["problem"].with_response(y)
     if problem.gaussian:
-        f = problem.fit_lmm(reml=spec["method"] == "reml")
-        vec = natural_vector(f.beta, f.Sigmas[0], correlated, np.sqrt(f.dispersion))
-        return vec, float(f.llf), bool(f.converged), f
-    obj = problem.objective(spec["nagq"])
-    st = fit_glmm(obj, x0=spec["x0"])       # with the Newton polish, as results.fit()
-    vec = natural_vector(st.beta, st.Sigmas[0], correlated)
-    if st.log_dispersion is not None:
-        vec = np.append(vec, np.exp(st.log_dispersion))
-    return vec, float(st.llf), bool(st.record.converged), st
+        f = problem.fit_lmm(reml=spec["method"] == "reml", theta0=spec["start"])
+        extra = [np.sqrt(f.dispersion)]
+    else:
+        f = fit_glmm(problem.objective(spec["nagq"]), x0=spec["start"])  # with the polish
+        extra = [] if f.log_dispersion is None else [np.exp(f.log_dispersion)]
+    vec = np.concatenate([f.beta, spec["layout"].natural(f.Sigmas), extra])
+    return vec, float(f.llf), f.converged, f
 
 
 def _run_chunk(spec, items):
@@ -278,8 +291,6 @@ def _run_pool(spec, units, n_workers, collect) -> list:
     """Run ``units`` (lists of (r, seed) items) in a fresh pool of ``n_workers``
     processes, handing each finished unit's output to ``collect``; returns the units
     lost when a worker process died (``BrokenProcessPool``), in submission order."""
-    from concurrent.futures import ProcessPoolExecutor, as_completed
-    from concurrent.futures.process import BrokenProcessPool
     with ProcessPoolExecutor(max_workers=n_workers) as ex:
         futures = [ex.submit(_run_chunk, spec, u) for u in units]
         for fut in as_completed(futures):
@@ -365,7 +376,7 @@ def bootstrap(results, n=200, seed=None, progress=None, n_jobs=1) -> BootstrapRe
     spec = _spec(results)
     ss = np.random.SeedSequence(seed)
     items = list(enumerate(ss.spawn(n)))
-    estimates = natural_values(results)
+    estimates = natural_estimates(results)
     rows = np.full((n, estimates.size), np.nan)
     llf = np.full(n, np.nan)
     conv = np.zeros(n, dtype=bool)
@@ -382,7 +393,6 @@ def bootstrap(results, n=200, seed=None, progress=None, n_jobs=1) -> BootstrapRe
         bar.update(done)
 
     if n_jobs == -1:
-        import os
         n_jobs = os.cpu_count() or 1
     lost, n_rerun = [], 0
     if n_jobs <= 1:

@@ -22,12 +22,15 @@ for df = 1 the p-value is half the chi^2_1 one).
 """
 from __future__ import annotations
 
+import textwrap
 import warnings
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 from scipy import stats
+
+from .factors import random_terms_text
 
 __all__ = ["LRTest", "compare_lr_test", "anova", "AnovaTable", "check_same_data", "is_reml"]
 
@@ -47,10 +50,12 @@ def _n_params(res) -> int:
 
 
 def _n_re(res) -> int:
-    """The number of variance components (random-effect SDs) of a fit."""
+    """The number of variance components (random-effect SDs) of a fit: one per effect
+    of an unstructured block, one per tied block, summed over the terms (statsmodels'
+    ``MixedLM``: its random-effect columns)."""
     model = getattr(res, "model", None)
     terms = getattr(model, "re_terms", None)
-    if terms is not None and getattr(model, "multi", False):
+    if terms is not None:
         return sum(b.size if b.kind == "unstructured" else 1
                    for t in terms for b in t.pattern.blocks)
     if model is None or not hasattr(model, "exog_re"):
@@ -59,9 +64,9 @@ def _n_re(res) -> int:
 
 
 def _label(res) -> str:
+    """The model of a fit in words: its formula with the random part in lme4's syntax."""
     model = res.model
-    if getattr(model, "multi", False) and getattr(model, "formula", None):
-        from .factors import random_terms_text
+    if getattr(model, "re_terms", None) is not None and getattr(model, "formula", None):
         return f"{model.formula} + {random_terms_text(model)}"
     text = getattr(model, "formula", None) or type(model).__name__
     if hasattr(model, "exog_re") and hasattr(model, "group_name"):
@@ -201,7 +206,6 @@ class AnovaTable(pd.DataFrame):
     :data:`PRINT_WIDTH` columns."""
 
     def to_text(self) -> str:
-        import textwrap
         short = [f"m{i + 1}" for i in range(len(self))]
         lines = ["Models:"]
         for tag, label in zip(short, self.index):

@@ -18,6 +18,7 @@ from .core.errors import MixedGLMInputError
 
 __all__ = ["MixedGLMInputError", "family_link_names", "family_from_name", "family_spec",
            "binomial_response", "poisson_response", "count_response", "positive_response",
+           "check_constant_response",
            "prior_weights", "finite_mask", "DataWarning", "did_you_mean",
            "drop_unused_levels", "category_levels",
            "check_categorical_response", "response_label", "is_integer",
@@ -302,6 +303,47 @@ def positive_response(endog, family="Gamma"):
     return y
 
 
+def check_constant_response(family: str, y, m, freq=None) -> None:
+    """Refuse a response at a degenerate constant (issue 25): every binomial trial a
+    failure or every one a success, every count 0, or a Gaussian or Gamma response with
+    one value. Such data put the fixed-effects estimates at infinity (an intercept
+    running to -inf: a fit "converged" at -100 with SEs of 1e20) or the residual
+    variance at 0, and no variance component can be estimated; lme4 stops with
+    "Response is constant". Rows with frequency weight 0 do not count."""
+    y = np.asarray(y, dtype=float)
+    m = np.broadcast_to(np.asarray(m, dtype=float), y.shape)
+    if freq is not None:
+        keep = np.asarray(freq, dtype=float) > 0
+        y, m = y[keep], m[keep]
+    if y.size == 0:
+        return
+    if family == "binomial":
+        if np.all(y == 0):
+            what, p, inf = "every trial is a failure (y = 0 throughout)", 0, "-infinity"
+        elif np.all(y == m):
+            what, p, inf = "every trial is a success (y = 1 throughout)", 1, "+infinity"
+        else:
+            return
+        why = f"the probability estimate is {p} (the intercept runs off to {inf})"
+    elif family in ("poisson", "negative_binomial"):
+        if not np.all(y == 0):
+            return
+        what = "every count is 0"
+        why = "the mean estimate is 0 (the intercept runs off to -infinity)"
+    elif family in ("gaussian", "gamma"):
+        if np.ptp(y) > 0:
+            return
+        what = f"every value is {y[0]:g}"
+        why = ("the residual variance" if family == "gaussian" else "the dispersion") + \
+            " estimate would be 0"
+    else:
+        return
+    raise MixedGLMInputError(
+        f"the response is constant: {what}. No model can be fitted to it: {why}, and no "
+        "random-effect variance can be estimated (lme4: 'Response is constant'). Check the "
+        "response column and any subset= or missing-value filtering")
+
+
 def prior_weights(weights, n, name):
     """(n,) float prior weights, or None: finite, non-negative, one per row, not all zero."""
     if weights is None:
@@ -362,10 +404,3 @@ def is_dask_frame(data) -> bool:
     """A dask DataFrame, recognised without importing dask (an optional extra)."""
     return type(data).__module__.split(".")[0] in ("dask", "dask_expr") and hasattr(
         data, "npartitions")
-
-
-def sharded(*args, **kwargs):
-    """The model of :mod:`mlglm.distributed` for a Dask DataFrame (imported on first use:
-    dask is an optional extra)."""
-    from .distributed.frontend import sharded_model as build
-    return build(*args, **kwargs)

@@ -220,7 +220,6 @@ def run_demo(out="mlglm_demo_out", plots=True, file=None) -> dict:
 def _three_levels(say, numbers):
     """Section 7: pupils in schools in local education authorities (Chem97), two ICCs."""
     import mlglm
-    from .icc_multilevel import multilevel_icc
     say.head("7. Three levels: 31,022 pupils in 2,410 schools in 131 LEAs (Chem97)")
     say("The lecture's models extend to more levels by adding a random-effects term per",
         "level: lmer(score ~ gcsecnt + (1 | school) + (1 | lea)), ML. Schools are nested in",
@@ -231,7 +230,7 @@ def _three_levels(say, numbers):
     r = mlglm.lmer("score ~ gcsecnt + (1 | school) + (1 | lea)", chem, reml=False)
     secs = time.perf_counter() - t
     say(str(r.summary()), f"(fitted in {secs:.2f} s; lme4 0.24 s, glmmTMB 1.4 s)")
-    ic = multilevel_icc(r)
+    ic = mlglm.icc(r)
     tau_s = float(r.cov_re["school"].iloc[0, 0])
     tau_l = float(r.cov_re["lea"].iloc[0, 0])
     sig2 = float(r.scale)

@@ -1,17 +1,17 @@
-"""Grouping factors of a fitted model, matching new data to their levels, per-factor views.
+"""Grouping factors of a fitted model: matching new data to their levels, per-term helpers.
 
 A mixed model has one random-effects term per grouping factor (lme4's
-``(1 + x | g)``, or ``(1 | school) + (1 | school:class)`` with two); every
-per-group output -- ``ranef``, ``coef``, ``VarCorr``, conditional predictions on
-new data -- is computed factor by factor through :func:`grouping_factors`.
+``(1 + x | g)``, or ``(1 | school) + (1 | school:class)`` with two), listed in
+``model.re_terms``; every per-group output -- ``ranef``, ``coef``, ``VarCorr``,
+conditional predictions on new data -- is computed term by term. Names and
+shapes that depend on the number of terms (statsmodels' one-factor vocabulary)
+are decided in :mod:`mlglm.mixedlm_view`, not here.
 
-With several factors a fit carries, per term, Sigma_k, the conditional modes
-b_k (J_k x q_k) and their conditional covariances; results expose them keyed by
-the factor's name (``res.cov_re["school"]``), as lme4's ``VarCorr`` and
-``ranef`` do, while one-factor fits keep statsmodels' shapes. The second half
-of this module builds those views, the random part sum_k Z_k b_k of the linear
-predictor, the rows of the ``VarCorr``-style table the summary prints, and
-statsmodels' ``vcomp`` (the variances of ``vc_formula`` entries).
+This module holds what is common to every term: :func:`match_factor` /
+:func:`match_levels` (new data's level codes), :func:`random_part` (sum_k
+Z_k b_k of the linear predictor), :func:`random_terms_text` (the random part in
+lme4's syntax), :func:`varcorr_rows` (lme4's ``VarCorr`` rows the summary
+prints) and statsmodels' ``vcomp`` (:func:`variance_components`).
 
 :func:`match_levels` is the one place where labels in new data are matched to
 the levels of a fit. Labels are matched by value across dtypes (a factor fitted
@@ -22,59 +22,12 @@ naming it unless ``allow_new_levels=True`` (lme4's ``allow.new.levels``).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
-__all__ = ["GroupingFactor", "grouping_factors", "match_levels", "re_term_names",
-           "term_labels", "cov_re_dict", "random_effects_dict", "random_effects_cov_dict",
-           "random_part", "varcorr_rows", "new_data_design", "random_terms_text"]
-
-
-@dataclass(frozen=True, eq=False)
-class GroupingFactor:
-    """One grouping factor of a model.
-
-    Attributes
-    ----------
-    name : the grouping column (``model.group_name``).
-    labels : the levels, sorted, in the order of every per-group array.
-    codes : (nobs,) position of each fitted row's level in ``labels``.
-    columns : positions of this factor's random effects among the columns of
-        ``exog_re`` (and of the conditional modes ``b``).
-    terms : names of those random effects, with the intercept called
-        ``"Intercept"`` as in the fixed part (statsmodels names it after the group).
-    """
-
-    name: str
-    labels: list
-    codes: np.ndarray
-    columns: np.ndarray
-    terms: list
-    term: object = None        # the core ReTerm (models with several factors)
-    specs: tuple = ()          # the design.TermSpecs merged into it (new data)
-
-
-def re_term_names(model) -> list[str]:
-    """Random-effect names with the intercept called "Intercept" (statsmodels calls it
-    after the group column, or "Group"; the fixed part calls it "Intercept")."""
-    names = getattr(model.data, "exog_re_names", None) or [f"re{k}" for k in range(model.q)]
-    gname = getattr(model, "group_name", None)
-    return ["Intercept" if n in (gname, "Group", "Group Var") else str(n) for n in names]
-
-
-def grouping_factors(model) -> list[GroupingFactor]:
-    """The grouping factors of ``model`` (one for a one-factor model)."""
-    if getattr(model, "multi", False):
-        return [GroupingFactor(name=t.name, labels=term_labels(t), codes=t.codes,
-                               columns=np.arange(t.q), terms=list(t.column_names), term=t,
-                               specs=tuple(specs))
-                for t, specs in zip(model.re_terms, model.re_info)]
-    return [GroupingFactor(name=str(getattr(model, "group_name", "Group")),
-                           labels=list(model.group_labels),
-                           codes=np.asarray(model.group_codes),
-                           columns=np.arange(model.q), terms=re_term_names(model))]
+__all__ = ["match_levels", "match_factor", "variance_components", "random_part",
+           "random_terms_text", "varcorr_rows"]
 
 
 def _level_key(value):
@@ -164,17 +117,25 @@ def match_levels(labels, values, name, allow_new_levels=False) -> np.ndarray:
     return codes
 
 
-def match_factor(factor: GroupingFactor, data: pd.DataFrame, model,
-                 allow_new_levels=False) -> np.ndarray:
-    """Level codes of new data's rows for one factor of a several-factor model
-    (-1 for unseen levels, an error naming them unless ``allow_new_levels``)."""
-    spec = factor.specs[0]
-    if len(spec.factors) == 1 and not spec.indicator:
-        if spec.factors[0] not in data.columns:
-            raise ValueError(f"conditional predictions on new data need the column "
-                             f"{spec.factors[0]!r} (factor {factor.name}); or pass "
-                             "conditional=False")
-        return match_levels(list(spec.levels), data[spec.factors[0]], factor.name,
+def match_factor(term, specs, data, model, allow_new_levels=False) -> np.ndarray:
+    """Level codes of new data's rows for one random-effects term (-1 for levels the fit
+    never saw, an error naming them unless ``allow_new_levels``): by label on the
+    grouping column of a one-column factor, else through the term's first
+    :class:`~mlglm.design.TermSpec` (interactions ``a:b``, ``vc_formula`` indicators).
+
+    ``specs``: the TermSpecs merged into ``term`` (``model.re_info``)."""
+    spec = specs[0]
+    simple = len(spec.factors) == 1 and not spec.indicator
+    if not isinstance(data, pd.DataFrame) or (simple and spec.factors[0] not in data.columns):
+        if not simple:
+            raise ValueError("conditional predictions on new data need a DataFrame with the "
+                             "grouping columns; or pass conditional=False")
+        column = spec.factors[0]
+        named = "" if column == term.name else f" (factor {term.name})"
+        raise ValueError(f"conditional predictions on new data need the group column "
+                         f"{column!r} in the DataFrame{named}; or pass conditional=False")
+    if simple:
+        return match_levels(list(spec.levels), data[spec.factors[0]], term.name,
                             allow_new_levels)
     codes = spec.codes_for(data, model)
     if np.any(codes < 0) and not allow_new_levels:
@@ -182,27 +143,13 @@ def match_factor(factor: GroupingFactor, data: pd.DataFrame, model,
         shown = ", ".join(repr(str(u)) for u in unseen[:10]) + (" ..." if len(unseen) > 10
                                                                  else "")
         raise ValueError(
-            f"{len(unseen)} level(s) of {factor.name!r} not in the fit: {shown}; pass "
+            f"{len(unseen)} level(s) of {term.name!r} not in the fit: {shown}; pass "
             "allow_new_levels=True to predict them at the population level (random "
             "effects 0), as lme4's allow.new.levels = TRUE")
     return codes
 
 
-# ------------------------------------------------------ per-factor views (several factors)
-def term_labels(term) -> list:
-    """Printable labels of a term's levels ("a:b" for interactions)."""
-    levels = term.levels
-    if isinstance(levels, pd.MultiIndex):
-        return [":".join(map(str, t)) for t in levels]
-    return list(levels) if levels is not None else list(range(term.n_levels))
-
-
-def cov_re_dict(terms, Sigmas) -> dict:
-    """{factor: DataFrame Sigma_k} labelled by the effects."""
-    return {t.name: pd.DataFrame(S, index=list(t.column_names), columns=list(t.column_names))
-            for t, S in zip(terms, Sigmas)}
-
-
+# ---------------------------------------------------------------- per-term helpers
 def variance_components(model, Sigmas) -> np.ndarray:
     """statsmodels' ``vcomp``: the variance of every ``vc_formula`` entry, in sorted key
     order (statsmodels' order, its ``data.vcomp_names``). An entry is a random effect
@@ -219,22 +166,6 @@ def variance_components(model, Sigmas) -> np.ndarray:
     return np.array([found[k] for k in sorted(found)], dtype=float)
 
 
-def random_effects_dict(terms, bs) -> dict:
-    """{factor: DataFrame (levels x effects)} of conditional modes."""
-    return {t.name: pd.DataFrame(b, index=pd.Index(term_labels(t), name=t.name),
-                                 columns=list(t.column_names)) for t, b in zip(terms, bs)}
-
-
-def random_effects_cov_dict(terms, b_covs) -> dict:
-    """{factor: {level: DataFrame}} of conditional covariances."""
-    out = {}
-    for t, C in zip(terms, b_covs):
-        names = list(t.column_names)
-        out[t.name] = {g: pd.DataFrame(C[j], index=names, columns=names)
-                       for j, g in enumerate(term_labels(t))}
-    return out
-
-
 def random_part(terms, bs, Zs=None, codes=None) -> np.ndarray:
     """sum_k z_ik' b_k[level_k(i)] for every row (levels coded -1 contribute 0)."""
     n = terms.n if Zs is None else Zs[0].shape[0]
@@ -247,22 +178,22 @@ def random_part(terms, bs, Zs=None, codes=None) -> np.ndarray:
     return out
 
 
-def new_data_design(model, data: pd.DataFrame) -> list:
-    """Every term's Z for new data, built with the fit's coding."""
-    return [np.column_stack([s.effects_for(data, model) for s in specs])
-            for specs in model.re_info]
-
-
 def random_terms_text(model) -> str:
-    """The random part in lme4's syntax, one ``(effects | factor)`` per term
-    (``||`` for independent effects), e.g. ``(1 | batch) + (1 | batch:cask)``."""
+    """The random part in lme4's syntax, one ``(effects | factor)`` per term and
+    correlated block (``||`` for independent effects), e.g. ``(1 | batch) +
+    (1 | batch:cask)`` or ``(1 + x | g) + (0 + z | g)``."""
     parts = []
     for t in model.re_terms:
         names = ["1" if n == "Intercept" else str(n) for n in t.column_names]
-        if "1" not in names:
-            names = ["0"] + names
-        bar = "||" if t.q > 1 and t.pattern.is_diagonal else "|"
-        parts.append(f"({' + '.join(names)} {bar} {t.name})")
+        if t.q > 1 and t.pattern.is_diagonal:
+            groups, bar = [names], "||"
+        else:
+            sizes = [b.size for b in t.pattern.blocks]
+            starts = np.cumsum([0] + sizes)
+            groups, bar = [names[a:a + n] for a, n in zip(starts, sizes)], "|"
+        for g in groups:
+            g = g if "1" in g else ["0"] + g
+            parts.append(f"({' + '.join(g)} {bar} {t.name})")
     return " + ".join(parts)
 
 

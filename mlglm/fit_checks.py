@@ -2,9 +2,11 @@
 
 Before fitting: a rank-deficient fixed-effects design is refused naming the
 redundant column (:func:`_check_rank`), a random effect without a fixed effect
-is warned about (:func:`_check_re_in_fixed`), ``nagq`` is validated against
-the size of the product grid (:func:`_resolve_nagq`) and against the random-
-effects structure (:func:`mlglm.core.problem.check_quadrature_structure`: quadrature needs nested
+is warned about (:func:`check_re_in_fixed`), ``method`` / ``nagq`` / ``reml`` are
+resolved once for every engine, in memory or sharded (:func:`resolve_fit_method`):
+``nagq`` is validated against the size of the product grid (:func:`_resolve_nagq`)
+and against the random-effects structure
+(:func:`mlglm.core.problem.check_quadrature_structure`: quadrature needs nested
 factors). After fitting, :func:`_warn_fit_problems` raises one warning per
 problem -- non-convergence, a singular fit, separation, an AGHQ fit whose
 estimates would move with more points (the fit-time check of
@@ -14,15 +16,24 @@ with advice; the summary shows the same flags.
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
 
 import numpy as np
+from statsmodels.tools.sm_exceptions import ConvergenceWarning
 
 from .core.blocked import dense_block_problem
+from .core.covariance import Sigma_from_vech
+from .core.lmm import rank_deficient_columns
+from .core.nested import quadrature_dimension
+from .core.problem import check_quadrature_structure
 from .core.quadrature import grid_problem
 from .data_checks import DataWarning, MixedGLMInputError, is_integer
+from .mixedlm_view import single_term
 
 __all__ = ["FitError", "SingularFitWarning", "SeparationWarning", "QuadratureWarning",
-           "CollinearityWarning", "collinearity"]
+           "CollinearityWarning", "collinearity", "StandardErrorWarning",
+           "standard_error_note", "FitMethod", "resolve_fit_method", "check_re_in_fixed",
+           "singular_advice", "boundary_groups"]
 
 
 class FitError(RuntimeError):
@@ -97,25 +108,79 @@ def collinearity(cov, beta, names, huge: bool = True):
     return text, {str(names[j]) for j in big} if cancel else set()
 
 
+class StandardErrorWarning(UserWarning):
+    """Some standard errors are not available (NaN): the observed information does not
+    determine those parameters, or it was not computed (``fit(hessian=False)``)."""
+
+
+def standard_error_note(res) -> str | None:
+    """Why some standard errors are NaN, in words (None when all that can be are there).
+
+    Three reasons: the observed information was not computed (``fit(hessian=False)``);
+    it is singular in some directions -- the log-likelihood is flat along them to the
+    accuracy of the differenced gradient, typically a coefficient running off to
+    infinity under (quasi-)separation (a level whose responses are all 0 or all 1, or
+    all-zero counts), or parameters the data cannot tell apart --, whose parameters then
+    have no SE while the others keep theirs (the inverse over the directions with
+    information, :func:`mlglm.core.information.information_inverse`); or it has negative
+    curvature (not a maximum: the fit has not converged). Variance parameters at the
+    boundary have NaN SEs too; the singular-fit note covers them.
+    """
+    rec = res.optim
+    info = getattr(rec, "information", "")
+    if info.startswith("not computed"):
+        return ("Standard errors were not computed (fit(hessian=False)): bse, p-values and "
+                "Wald intervals are NaN, and convergence was checked to first order only "
+                "(converged is False); refit with hessian=True for both")
+    missing = list(getattr(res, "se_missing", []) or [])
+    if not missing:
+        return None
+    k = getattr(rec, "n_null", 0)
+    neg = getattr(rec, "n_negative", 0)
+    names = ", ".join(missing)
+    if neg:
+        why = (f"the observed information has {neg} negative eigenvalue(s) (the fit is not at "
+               "a maximum)")
+    else:
+        why = (f"the observed information is singular in {k} direction(s) involving them: the "
+               "log-likelihood is flat there, e.g. under separation (a coefficient running off "
+               "to infinity: a level whose responses are all 0 or all 1, or all-zero counts) "
+               "or for parameters the data cannot tell apart")
+    return (f"No standard error for {names} (NaN, and NaN z, p-values and Wald intervals): "
+            f"{why}. The other standard errors hold those directions fixed; remove or merge "
+            "the offending terms or levels, or use profile intervals")
+
+
 def _warn_fit_problems(res):
     """One warning per problem, with advice; the summary shows the same flags."""
-    from statsmodels.tools.sm_exceptions import ConvergenceWarning
-    if not res.converged:
-        rec = res.optim
+    rec = res.optim
+    not_computed = getattr(rec, "information", "").startswith("not computed")
+    if not_computed:
+        warnings.warn(f"fit(hessian=False): convergence checked to first order only (max "
+                      f"|gradient| {rec.grad_norm:.2g}; converged is False) and no standard "
+                      "errors (NaN); refit with hessian=True for both", ConvergenceWarning,
+                      stacklevel=3)
+    elif not res.converged:
         detail = ""
         if hasattr(rec, "newton_decrement"):
             detail = (f" (max |gradient| {rec.grad_norm:.2g}, Newton decrement "
-                      f"{rec.newton_decrement:.2g}, Hessian PD: {rec.hessian_pd})")
+                      f"{rec.newton_decrement:.2g}, information: {rec.information})")
+        if getattr(rec, "boundary_unresolved", False):
+            detail += ("; a variance estimated at 0 would rise if moved off it, but the "
+                       "restarts from inside did not get away")
         warnings.warn("the fit has not converged" + detail + "; try start_params= from a "
                       "simpler model, rescale covariates, or check for separation",
                       ConvergenceWarning, stacklevel=3)
     if np.any(res.singular):
-        from .singular import describe_singular, singular_advice
-        warnings.warn(f"singular fit: {describe_singular(res)}; {singular_advice(res)}",
-                      SingularFitWarning, stacklevel=3)
+        what = res.singular_description()
+        warnings.warn(f"singular fit: {what}; {singular_advice(what)}", SingularFitWarning,
+                      stacklevel=3)
     col = getattr(res, "collinearity", None)
     if col:
         warnings.warn(f"near-collinear fixed effects: {col}", CollinearityWarning, stacklevel=3)
+    se_note = None if not_computed else standard_error_note(res)
+    if se_note:
+        warnings.warn(se_note, StandardErrorWarning, stacklevel=3)
     sep = getattr(res, "separation", None)
     if sep:
         warnings.warn(f"possible separation: {sep}; remove or merge the offending terms or "
@@ -131,6 +196,15 @@ def _warn_fit_problems(res):
                       QuadratureWarning, stacklevel=3)
 
 
+def singular_advice(description: str) -> str:
+    """What to do about a singular fit described by ``description`` (the results'
+    ``singular_description()``): drop an effect whose SD is 0; for perfectly correlated
+    effects, drop one of them or their correlation (``||``)."""
+    if "correlated" in description or "combination" in description:
+        return "consider dropping one of those random effects, or their correlation (||)"
+    return "consider dropping that random effect"
+
+
 def boundary_groups(model) -> str:
     """Where adaptive quadrature struggles, in words ("" if nowhere in particular).
 
@@ -138,24 +212,32 @@ def boundary_groups(model) -> str:
     trial a failure, or every one a success; counts: all zero) have conditional
     distributions of their random effects that are far from normal: the normal prior cut
     off by a steep likelihood next to the mode, which a Gauss-Hermite rule integrates
-    slowly (benchmarks/QUADRATURE.md, Part E). One grouping factor, rows in memory.
+    slowly (benchmarks/QUADRATURE.md, Part E). Counted for the levels of every grouping
+    factor (AGHQ integrates every level of a nested chain); rows in memory.
     """
-    if getattr(model, "multi", False) or not getattr(model, "rows_on_driver", True):
+    if not getattr(model, "rows_on_driver", True):
         return ""
     fam = model.fam
     if not (fam.is_binomial or fam.name in ("poisson", "negative_binomial")):
         return ""
-    codes, G = np.asarray(model.group_codes), int(model.n_groups)
-    ysum = np.bincount(codes, weights=np.asarray(model.endog, dtype=float), minlength=G)
-    if fam.is_binomial:
-        msum = np.bincount(codes, weights=np.asarray(model.n_trials, dtype=float), minlength=G)
-        n, what = int(np.sum((ysum == 0) | (ysum == msum))), "all 0 or all 1"
-    else:
-        n, what = int(np.sum(ysum == 0)), "all zero"
-    if n == 0:
+    y = np.asarray(model.endog, dtype=float)
+    m = np.asarray(model.n_trials, dtype=float)
+    what = "all 0 or all 1" if fam.is_binomial else "all zero"
+    parts = []
+    for t in model.re_terms:
+        ysum = np.bincount(t.codes, weights=y, minlength=t.n_levels)
+        at_boundary = ysum == 0
+        if fam.is_binomial:
+            at_boundary |= ysum == np.bincount(t.codes, weights=m, minlength=t.n_levels)
+        n = int(np.sum(at_boundary))
+        if n:
+            where = "groups" if single_term(model) else f"levels of {t.name}"
+            parts.append(f"{n} of {t.n_levels} {where}")
+    if not parts:
         return ""
-    return (f"{n} of {G} groups have responses {what}: the conditional distributions of "
-            "their random effects are far from normal, where the quadrature needs many points")
+    return (f"{' and '.join(parts)} have responses {what}: the conditional distributions "
+            "of their random effects are far from normal, where the quadrature needs many "
+            "points")
 
 
 def _report(res, disp):
@@ -169,9 +251,13 @@ def _report(res, disp):
           f"{getattr(rec, 'grad_norm', float('nan')):.2g}")
 
 
-def _check_re_in_fixed(X, Z, names):
-    """Warn when a random-effect column is not in the fixed part: its mean is then
-    forced to zero, which is rarely intended (allowed, as in lme4)."""
+def check_re_in_fixed(model):
+    """Warn when a random-effect column (``model.exog_re``) is not in the fixed part
+    (``model.exog``): its mean is then forced to zero, which is rarely intended
+    (allowed, as in lme4)."""
+    X = np.asarray(model.exog, dtype=float)
+    Z = None if model.exog_re is None else np.asarray(model.exog_re)
+    names = getattr(model.data, "exog_re_names", None)
     if Z is None or Z.ndim != 2:
         return
     missing = []
@@ -186,7 +272,9 @@ def _check_re_in_fixed(X, Z, names):
 
 
 def _check_rank(X, names):
-    """Refuse a rank-deficient fixed-effects design, naming the redundant columns."""
+    """Refuse a rank-deficient fixed-effects design, naming the redundant columns (the
+    core's tolerance-based test, :func:`mlglm.core.lmm.rank_deficient_columns`, so the
+    model and the core agree whatever the CPU)."""
     if X.shape[1] == 0:
         return
     scale = np.sqrt((X * X).sum(axis=0))
@@ -194,15 +282,104 @@ def _check_rank(X, names):
         bad = [names[i] for i in np.flatnonzero(scale == 0)]
         raise MixedGLMInputError(f"fixed-effect column(s) {', '.join(bad)} are all zero; "
                                  "drop them from the formula")
-    R = np.linalg.qr(X / scale, mode="r")
-    d = np.abs(np.diag(R))
-    tol = d.max() * max(X.shape) * np.finfo(float).eps * 10
-    if np.any(d <= tol):
-        bad = [names[i] for i in np.flatnonzero(d <= tol)]
+    dependent = rank_deficient_columns(X)
+    if dependent.size:
+        bad = [names[i] for i in dependent]
         raise MixedGLMInputError(
             f"the fixed-effects design is rank deficient: {', '.join(bad)} "
             "is a linear combination of the columns before it; drop it (or a level) "
             "from the formula")
+
+
+@dataclass(frozen=True)
+class FitMethod:
+    """How a fit runs, resolved from ``fit()``'s method / nagq / reml
+    (:func:`resolve_fit_method`).
+
+    method : ``"reml"`` or ``"ml"`` (Gaussian: exact), ``"laplace"`` or ``"aghq"``.
+    nagq : points per random-effect dimension (1: Laplace; the first rung of
+        ``nagq="auto"``); None for Gaussian models.
+    auto : ``nagq="auto"``: the points are raised until the estimates settle.
+    """
+
+    method: str
+    nagq: int | None = None
+    auto: bool = False
+
+    @property
+    def gaussian(self) -> bool:
+        return self.method in ("reml", "ml")
+
+    @property
+    def reml(self) -> bool:
+        return self.method == "reml"
+
+
+def resolve_fit_method(model, method=None, nagq=None, reml=None) -> FitMethod:
+    """``fit()``'s method, nagq and reml, checked against the family and the
+    random-effects terms of ``model`` (any case of the method name; ``nagq > 1``
+    without a method means AGHQ); the rules of :meth:`mlglm.model.MixedGLM.fit`,
+    for every engine."""
+    fam = model.fam
+    if isinstance(method, str):
+        method = method.lower()
+    if method is None and nagq not in (None, 1) and not fam.is_gaussian:
+        method = "aghq"
+    if fam.is_gaussian:
+        if method not in (None, "reml", "ml"):
+            raise MixedGLMInputError("Gaussian models are fitted exactly by 'reml' or 'ml'")
+        if nagq not in (None, 1):
+            raise MixedGLMInputError("Gaussian models are fitted exactly; nagq= is for "
+                                     "binomial and Poisson models")
+        if reml is None:
+            reml = method != "ml"
+        return FitMethod("reml" if reml else "ml")
+    if reml:
+        raise MixedGLMInputError("REML is for Gaussian models; GLMMs are fitted by ML")
+    method = "laplace" if method is None else method
+    if method not in ("laplace", "aghq"):
+        raise MixedGLMInputError(f"method must be 'laplace' or 'aghq', got {method!r}")
+    auto = method == "aghq" and isinstance(nagq, str) and nagq == "auto"
+    if auto:
+        check_quadrature_structure(model.re_terms, nagq="auto")  # crossed: no quadrature
+        return FitMethod(method, 1, True)
+    max_rows = model._largest_group_rows() if method == "aghq" else None
+    return FitMethod(method, _resolve_nagq(method, nagq, quadrature_dimension(model.re_terms),
+                                           max_rows))
+
+
+def _check_start_covariances(model, start_params):
+    """Refuse ``start_params`` whose random-effect covariances are not covariances.
+
+    Each term's block of ``start_params`` is vech(Sigma_k) (row-major lower triangle). A
+    negative variance, or a correlation beyond +-1, is no covariance matrix; mapped to
+    the nearest one it would silently start somewhere else than asked, so it is refused
+    naming the term. A variance of 0 is a legal start (the fit leaves it when that
+    raises the log-likelihood, :func:`mlglm.core.optimize._leave_boundary`).
+    """
+    params = np.asarray(start_params, dtype=float).reshape(-1)
+    i = model.k_fe
+    for t in model.re_terms:
+        k = t.q * (t.q + 1) // 2
+        if params.size < i + k:
+            return                       # a length error is reported elsewhere
+        S = Sigma_from_vech(params[i:i + k], t.q)
+        scale = max(1.0, float(np.max(np.abs(np.diag(S))))) if S.size else 1.0
+        if np.all(np.isfinite(S)) and np.linalg.eigvalsh(S)[0] < -1e-12 * scale:
+            d = np.diag(S)
+            what = (f"the variance of {t.column_names[int(np.argmin(d))]} is {d.min():g}"
+                    if d.min() < 0 and t.column_names else
+                    "a variance is negative" if d.min() < 0 else
+                    "a correlation is beyond +-1")
+            raise MixedGLMInputError(
+                f"start_params: the random-effect covariance of {t.name!r} is not a "
+                f"covariance matrix ({what}): give variances >= 0 and correlations within "
+                "[-1, 1]; a variance of 0 starts on the boundary, which the fit leaves "
+                "if that raises the log-likelihood")
+        i += k
+    if model.fam.estimates_dispersion and params.size > i and not params[i] > 0:
+        raise MixedGLMInputError(f"start_params: the {model.fam.dispersion_name} (last entry) "
+                                 f"must be positive, got {params[i]:g}")
 
 
 def _check_start_params(model, start_params) -> np.ndarray:

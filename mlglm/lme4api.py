@@ -1,8 +1,8 @@
 """lme4's accessors under lme4's names: ``fixef``, ``ranef``, ``VarCorr``, ``coef``,
 ``update``.
 
-Each works per grouping factor (:func:`mlglm.factors.grouping_factors`), as lme4
-returns one entry per factor: ``ranef(res)["district"]`` is a DataFrame with one row
+Each works per grouping factor (one entry per random-effects term,
+``model.re_terms``), as lme4 returns one entry per factor: ``ranef(res)["district"]`` is a DataFrame with one row
 per district and one column per random effect.
 
 * ``fixef(res)``: the fixed effects beta-hat (``res.fe_params``).
@@ -26,8 +26,10 @@ import numpy as np
 import pandas as pd
 
 from .expressions import evaluate_terms
-from .factors import grouping_factors, re_term_names
+from .formula import update_formula
 from .formula_env import capture
+from .lme4style import glmer, lmer
+from .mixedlm_view import term_labels
 
 __all__ = ["fixef", "ranef", "Ranef", "VarCorr", "VarCorrResult", "coef", "update",
            "isSingular"]
@@ -56,14 +58,14 @@ def ranef(results) -> Ranef:
     conditional SDs (see :class:`Ranef`)."""
     out = results.outcome
     modes, sds, covs = {}, {}, {}
-    for f, b, V in zip(grouping_factors(results.model), out.b, out.b_cov):
+    for t, b, V in zip(results.model.re_terms, out.b, out.b_cov):
         b, V = np.asarray(b, dtype=float), np.asarray(V, dtype=float)
-        index = pd.Index(f.labels, name=f.name)
-        cv = V[:, f.columns][:, :, f.columns]
-        modes[f.name] = pd.DataFrame(b[:, f.columns], index=index, columns=f.terms)
-        sds[f.name] = pd.DataFrame(np.sqrt(np.clip(np.diagonal(cv, axis1=1, axis2=2), 0, None)),
-                                   index=index, columns=f.terms)
-        covs[f.name] = cv
+        index = pd.Index(term_labels(t), name=t.name)
+        names = list(t.column_names)
+        modes[t.name] = pd.DataFrame(b, index=index, columns=names)
+        sds[t.name] = pd.DataFrame(np.sqrt(np.clip(np.diagonal(V, axis1=1, axis2=2), 0, None)),
+                                   index=index, columns=names)
+        covs[t.name] = V
     return Ranef(modes, sds, covs)
 
 
@@ -150,11 +152,9 @@ class VarCorrResult(dict):
 def VarCorr(results) -> VarCorrResult:  # noqa: N802 - lme4's name
     """Estimated covariance matrices of the random effects per grouping factor and
     the residual SD (see :class:`VarCorrResult`)."""
-    covs = {}
-    for f, Sigma in zip(grouping_factors(results.model), results.outcome.Sigmas):
-        Sigma = np.asarray(Sigma, dtype=float)
-        covs[f.name] = pd.DataFrame(Sigma[np.ix_(f.columns, f.columns)], index=f.terms,
-                                    columns=f.terms)
+    covs = {t.name: pd.DataFrame(np.asarray(Sigma, dtype=float), index=list(t.column_names),
+                                 columns=list(t.column_names))
+            for t, Sigma in zip(results.model.re_terms, results.outcome.Sigmas)}
     sigma = float(np.sqrt(results.scale)) if results.model.fam.is_gaussian else None
     return VarCorrResult(covs, sigma)
 
@@ -173,23 +173,13 @@ def lme4_formula(model) -> str:
                          "or lmer)")
     lhs, rhs = model.formula.split("~", 1)
     offsets = "".join(f" + offset({t})" for t in getattr(model, "formula_offsets", ()))
-    if getattr(model, "multi", False):
-        return f"{lhs.strip()} ~ {rhs.strip()}{offsets} + {_bar_terms(model)}"
-    terms = re_term_names(model)
-    re_formula = getattr(model, "re_formula", None)
-    if re_formula is None or str(re_formula).strip() in ("1", "~1", "~ 1"):
-        inner = "1"
-    else:
-        inner = str(re_formula).strip().lstrip("~").strip()
-        if "Intercept" in terms and not inner.startswith(("1", "0", "-1")):
-            inner = "1 + " + inner
-    bar = "||" if model.diagonal else "|"
-    return f"{lhs.strip()} ~ {rhs.strip()}{offsets} + ({inner} {bar} {model.group_name})"
+    return f"{lhs.strip()} ~ {rhs.strip()}{offsets} + {_bar_terms(model)}"
 
 
 def _bar_terms(model) -> str:
-    """Every random-effects term of a model with several factors as an lme4 bar term,
-    from the effects formula and grouping columns each was built from."""
+    """Every random-effects term of the model as an lme4 bar term, from the effects
+    formula and grouping columns each was built from (``groups``/``re_formula``
+    become ``(1 + re_formula | groups)``)."""
     out = []
     for spec in (s for specs in model.re_info for s in specs):
         if spec.source == "vc":
@@ -225,8 +215,6 @@ def update(results, formula=None, data=None, eval_env=None, **changes):
     -------
     The new fit's results.
     """
-    from .formula import update_formula
-    from .lme4style import glmer, lmer
     model = results.model
     old = lme4_formula(model)
     new = old if formula is None else update_formula(old, formula)

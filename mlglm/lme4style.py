@@ -50,7 +50,6 @@ def _model(formula, data, family, offset=None, namespace=None, **kwargs):
     caller's), then among R's functions (:mod:`mlglm.formula_env`)."""
     import numpy as np
     import pandas as pd
-    from .data_checks import is_dask_frame
     dask = is_dask_frame(data)
     if not dask and not isinstance(data, pd.DataFrame):
         data = pd.DataFrame(data)
@@ -201,7 +200,6 @@ def _fit_keywords(function, fit_kwargs, data=None):
     """Refuse misspelt keywords with a did-you-mean over the function's own
     arguments and those of :meth:`MixedGLM.fit` (statsmodels' own are checked there);
     a Dask DataFrame adds the sharded fit's keywords."""
-    from .data_checks import is_dask_frame
     from .fit_keywords import ACCEPTED, REFUSED
     own = [p for p in inspect.signature(function).parameters if p != "fit_kwargs"]
     fit = [p for p in inspect.signature(MixedGLM.fit).parameters if p not in ("self", "kwargs")]

@@ -18,20 +18,38 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-__all__ = ["single_term", "effect_names", "variance_param_names", "natural_label",
-           "adopt_single_term", "term_labels", "cov_re", "random_effects",
-           "random_effects_cov", "n_groups"]
+from .core.covpattern import CovBlock, CovPattern
+from .core.terms import ReTerm, ReTerms
+
+__all__ = ["single_term", "effect_names", "effect_labels", "variance_param_names",
+           "natural_label", "term_prefix", "adopt_single_term", "term_labels", "cov_re",
+           "random_effects", "random_effects_cov", "n_groups", "statsmodels_term"]
 
 
 def single_term(model) -> bool:
-    """Whether the model has one random-effects term (statsmodels' shape)."""
-    return len(model.re_terms) == 1
+    """Whether the model has one random-effects term (statsmodels' shape; a statsmodels
+    ``MixedLM`` always has one)."""
+    terms = getattr(model, "re_terms", None)
+    return terms is None or len(terms) == 1
 
 
 def effect_names(term) -> list[str]:
     """statsmodels' ``exog_re_names`` of a single term: its effects, the intercept named
     after the grouping factor (MixedLM names it ``"Group"`` without a name)."""
     return [term.name if n == "Intercept" else str(n) for n in term.column_names]
+
+
+def effect_labels(model, term) -> list[str]:
+    """Names of a term's effects in per-group outputs (``random_effects_frame``'s
+    ``term``): statsmodels' :func:`effect_names` for one term, the effects' own names
+    (``"Intercept"``, ``"x"``) next to the factor's name with several."""
+    return effect_names(term) if single_term(model) else [str(n) for n in term.column_names]
+
+
+def term_prefix(model, term) -> str:
+    """What a sentence about one term starts with: nothing for one term,
+    ``"school: "`` with several."""
+    return "" if single_term(model) else f"{term.name}: "
 
 
 def variance_param_names(terms) -> list[str]:
@@ -142,3 +160,28 @@ def n_groups(model):
     if single_term(model):
         return model.re_terms[0].n_levels
     return {t.name: t.n_levels for t in model.re_terms}
+
+
+def statsmodels_term(results):
+    """A statsmodels ``MixedLM`` fit read as mlglm's one term: (ReTerms, Sigmas, b,
+    b_cov) with the term named after the group (statsmodels names the random
+    intercept so; ``"group"`` without one) and its effects under statsmodels'
+    ``exog_re_names``, so that code written over ``model.re_terms`` serves such fits
+    too (``icc``, ``random_effects_frame``, ``compare_pooling``)."""
+    model = results.model
+    Z = np.asarray(model.exog_re, dtype=float)
+    q = Z.shape[1]
+    names = list(getattr(model.data, "exog_re_names", None) or [f"re{k}" for k in range(q)])
+    labels = list(model.group_labels)
+    ones = [k for k in range(q) if np.all(Z[:, k] == 1.0)]
+    term = ReTerm(str(names[ones[0]]) if ones else "group",
+                  pd.Index(labels).get_indexer(np.asarray(model.groups)), len(labels), Z,
+                  CovPattern((CovBlock("unstructured", q),)), tuple(names), pd.Index(labels))
+    b = np.array([pd.Series(results.random_effects[g]).reindex(names).to_numpy(dtype=float)
+                  for g in labels])
+    covs = [results.random_effects_cov[g] for g in labels]
+    b_cov = np.array([c.reindex(index=names, columns=names).to_numpy(dtype=float)
+                      if isinstance(c, pd.DataFrame) else np.atleast_2d(np.asarray(c, float))
+                      for c in covs])
+    return ReTerms((term,)), (np.atleast_2d(np.asarray(results.cov_re, dtype=float)),), \
+        (b,), (b_cov,)

@@ -11,6 +11,7 @@ objective (:class:`~mlglm.core.objective.MarginalLoglik`) -> optimise
 """
 from __future__ import annotations
 
+import importlib
 import warnings
 from functools import cached_property
 
@@ -23,19 +24,20 @@ from statsmodels.regression.mixed_linear_model import MixedLM
 from .core.covariance import Sigma_from_vech
 from .core.modes import ModeFailure
 from .core.nested import quadrature_dimension
-from .core.problem import Problem, check_quadrature_structure
+from .core.problem import Problem
 from .core.adequacy import auto_schedule
 from .core.optimize import fit_glmm, fit_glmm_auto
 from .core.quadrature import MAX_GRID_POINTS, grid_problem
 from .data_checks import (MixedGLMInputError, binomial_response, check_categorical_response,
-                          category_levels, checked_count, count_response, did_you_mean,
-                          drop_unused_levels, family_from_name, family_link_names, family_spec,
-                          is_dask_frame, positive_response, prior_weights, report_nonfinite,
-                          sharded)
+                          category_levels, check_constant_response, checked_count,
+                          count_response, did_you_mean, drop_unused_levels, family_from_name,
+                          family_link_names, family_spec, is_dask_frame, positive_response,
+                          prior_weights, report_nonfinite)
 from .design import quote_keywords
 from .fit_checks import (FitError, SeparationWarning, SingularFitWarning,  # noqa: F401
-                         _check_dense_memory, _check_rank, _check_re_in_fixed,
-                         _check_start_params, _report, _resolve_nagq, _warn_fit_problems)
+                         _check_dense_memory, _check_rank, _check_start_covariances,
+                         _check_start_params, _report, _resolve_nagq, _warn_fit_problems,
+                         check_re_in_fixed, resolve_fit_method)
 from .formula_data import (_ROW_KEYWORDS, _endog_name, _formula_columns, _nullable_as_numpy,
                            _num, _strings_as_categories, _take, check_duplicate_columns,
                            check_frame, column_values, computed_terms, formula_hint,
@@ -45,9 +47,28 @@ from .mixedlm_setup import MixedLMSetup
 from .mixedlm_view import adopt_single_term, variance_param_names
 from .model_data import robust_data
 
-__all__ = ["MixedGLM", "BinomialMixedGLM", "PoissonMixedGLM"]
+__all__ = ["MixedGLM", "BinomialMixedGLM", "PoissonMixedGLM", "sharded_engine"]
 
 _METHODS = ("laplace", "aghq", "reml", "ml")
+
+#: The module of the optional Dask engine (the ``mlglm[dask]`` extra), see
+#: :func:`sharded_engine`.
+SHARDED_ENGINE = "mlglm.distributed"
+
+
+def sharded_engine():
+    """The Dask engine, :data:`SHARDED_ENGINE`, imported on first use: the plugin
+    mechanism of the optional ``mlglm[dask]`` extra.
+
+    The engine sits above the model, inference and results layers and builds on
+    them, so nothing below imports it: a front door that receives a Dask DataFrame
+    (recognised by duck typing, :func:`~mlglm.data_checks.is_dask_frame`, without
+    importing dask) loads the module here and calls its ``sharded_model(cls, formula,
+    data, re_formula, vc_formula, subset, missing, **kwargs)``, which returns the model
+    (:class:`mlglm.distributed.ShardedMixedGLM`). ``import mlglm`` imports neither
+    dask nor the engine.
+    """
+    return importlib.import_module(SHARDED_ENGINE)
 
 
 class MixedGLM(MixedLMSetup, MixedLM):
@@ -97,6 +118,9 @@ class MixedGLM(MixedLMSetup, MixedLM):
     #: given, or given as an array); ``predict`` on new rows reads them there
     offset_column = None
     exposure_column = None
+    #: the rows are in this process (a sharded model, :mod:`mlglm.distributed`, holds a
+    #: stand-in with the data's moments instead)
+    rows_on_driver = True
 
     def _handle_data(self, *args, **kwargs):
         """statsmodels' data handling, with a data object that unpickles at the top level
@@ -169,6 +193,7 @@ class MixedGLM(MixedLMSetup, MixedLM):
             endog_sm.index = exog.index
         self._init_mixedlm(endog_sm, exog, groups, exog_re, **kwargs)
         if self._checks:
+            check_constant_response(fam, y, m, freq_weights)
             _check_rank(np.asarray(self.exog, dtype=float), self.exog_names)
             if self.n_groups < 2 and not no_group_re:
                 raise MixedGLMInputError("a mixed model needs at least two groups; found "
@@ -269,9 +294,12 @@ class MixedGLM(MixedLMSetup, MixedLM):
         columns resolve: by default the namespace of the caller (an int k: k frames
         further up; -1: none; or a dict). See :mod:`mlglm.formula_env` for exactly
         what a formula can use.
+        A Dask DataFrame ``data`` is handed to the optional Dask engine, loaded on
+        demand (:func:`sharded_engine`).
         """
-        if is_dask_frame(data):        # sharded across a Dask cluster: mlglm.distributed
-            return sharded(cls, formula, data, re_formula, vc_formula, subset, missing, **kwargs)
+        if is_dask_frame(data):        # rows on a Dask cluster: the optional engine (plugin)
+            return sharded_engine().sharded_model(cls, formula, data, re_formula, vc_formula,
+                                                  subset, missing, **kwargs)
         random_terms = list(kwargs.pop("_random_terms", None) or [])
         namespace = capture(kwargs.pop("eval_env", None), depth=1)
         if not isinstance(data, pd.DataFrame):
@@ -459,9 +487,12 @@ class MixedGLM(MixedLMSetup, MixedLM):
             thetas.append([self.fam.log_dispersion(params[i])])
         return np.concatenate([params[:p]] + thetas)
 
-    def _largest_group_rows(self) -> int:
+    def _largest_group_rows(self) -> int | None:
         """Rows of the largest group of any grouping factor (with nested factors: of the
-        largest top-level group), what one chunk of the quadrature holds at least."""
+        largest top-level group), what one chunk of the quadrature holds at least; None
+        when the rows are not here (a sharded model's are on the cluster)."""
+        if not self.rows_on_driver:
+            return None
         return max(int(np.bincount(np.asarray(t.codes)).max()) for t in self.re_terms)
 
     def loglike(self, params, method="laplace", nagq=None):
@@ -498,7 +529,26 @@ class MixedGLM(MixedLMSetup, MixedLM):
             log-likelihood shifts (``results.optim.quadrature_check``, shown in
             the summary).
         reml : Gaussian only; same as method="reml"/"ml".
-        start_params : (fe_params, vech(cov_re)) to start from.
+        start_params : (fe_params, vech(cov_re)[, dispersion]) to start from (GLMMs; the
+            Gaussian model optimises from its own start). A variance of 0 is a legal
+            start: the log-likelihood is even in each random effect's column of the
+            covariance factor, so its gradient there is exactly 0, and the fit probes
+            just inside the boundary and restarts from inside when that raises the
+            log-likelihood (``results.optim.stages`` says so). A negative variance or a
+            correlation beyond +-1 is refused.
+        maxiter : iterations of the quasi-Newton search.
+        hessian : compute the observed information (default True): central differences
+            of the exact gradient for the variance parameters and the dispersion,
+            forward differences for the fixed effects (one or two gradients per
+            parameter). It gives the standard errors, the final Newton steps and the
+            second-order half of the convergence check. With ``hessian=False`` (a
+            faster point estimate) every standard error, p-value and Wald interval is
+            NaN and ``converged`` is False, since only the gradient was checked; the
+            summary says "not checked". Where the information is singular in some
+            directions (separation: a coefficient running off to infinity) the
+            parameters along them get NaN standard errors and the others keep theirs
+            (``results.se_missing``, a ``StandardErrorWarning`` and a note in the
+            summary).
         **kwargs : statsmodels' fit keywords: ``disp`` (True prints the outcome),
             ``full_output``, ``do_cg``, ``niter_sa=0``, ``cov_type="nonrobust"``,
             ``use_t=False`` are accepted; the others (``free``, ``fe_pen``,
@@ -506,49 +556,46 @@ class MixedGLM(MixedLMSetup, MixedLM):
             (:mod:`mlglm.fit_keywords`).
         """
         from .fit_keywords import check_fit_keywords
-        from .results import build_results
         options = check_fit_keywords(kwargs, method, ("method", "nagq", "reml", "start_params",
                                                       "maxiter", "hessian"))
-        if isinstance(method, str):
-            method = method.lower()
         maxiter = checked_count(maxiter, "maxiter", minimum=0)
-        if start_params is not None and not self.fam.is_gaussian:
-            start_params = _check_start_params(self, start_params)
-        if method is None and nagq not in (None, 1) and not self.fam.is_gaussian:
-            method = "aghq"
-        _check_re_in_fixed(np.asarray(self.exog, dtype=float), np.asarray(self.exog_re),
-                           getattr(self.data, "exog_re_names", None))
-        if self.fam.is_gaussian:
-            if method not in (None, "reml", "ml"):
-                raise MixedGLMInputError("Gaussian models are fitted exactly by 'reml' or 'ml'")
-            if nagq not in (None, 1):
-                raise MixedGLMInputError("Gaussian models are fitted exactly; nagq= is for "
-                                         "binomial and Poisson models")
-            if reml is None:
-                reml = method != "ml"
-            if start_params is not None:
+        if self.rows_on_driver:     # a sharded model checked its template rows when built
+            check_re_in_fixed(self)
+        how = resolve_fit_method(self, method, nagq, reml)
+        if start_params is not None:
+            if how.gaussian:
                 warnings.warn("start_params is not used for Gaussian models: the profiled "
                               "(RE)ML criterion is optimised over theta from its own start",
                               UserWarning, stacklevel=2)
-            res = build_results(self, self.problem.fit_lmm(reml=reml))
-            _warn_fit_problems(res)
-            _report(res, options.get("disp"))
-            return res
-        if reml:
-            raise MixedGLMInputError("REML is for Gaussian models; GLMMs are fitted by ML")
-        method = "laplace" if method is None else method
-        if method not in ("laplace", "aghq"):
-            raise MixedGLMInputError(f"method must be 'laplace' or 'aghq', got {method!r}")
-        auto = method == "aghq" and isinstance(nagq, str) and nagq == "auto"
-        q_dim = quadrature_dimension(self.re_terms)
-        max_rows = self._largest_group_rows() if method == "aghq" else None
-        nagq = 1 if auto else _resolve_nagq(method, nagq, q_dim, max_rows)
-        if auto:
-            check_quadrature_structure(self.re_terms, nagq="auto")  # crossed: no quadrature
-        obj = self.objective(nagq)
+            else:
+                start_params = _check_start_params(self, start_params)
+                _check_start_covariances(self, start_params)
+        res = self._fit(how, start_params, maxiter, hessian)
+        _warn_fit_problems(res)
+        _report(res, options.get("disp"))
+        return res
+
+    def _fit(self, how, start_params, maxiter, hessian):
+        """The engine step of :meth:`fit`, for a resolved method
+        (:class:`~mlglm.fit_checks.FitMethod`): the results, not yet checked for
+        warnings. A model whose rows live elsewhere (:mod:`mlglm.distributed`) overrides
+        this step alone."""
+        from .results import build_results
+        if how.gaussian:
+            return build_results(self, self.problem.fit_lmm(reml=how.reml))
+        return build_results(self, self._optimise(self.objective(how.nagq), how, start_params,
+                                                  maxiter, hessian))
+
+    def _optimise(self, obj, how, start_params, maxiter, hessian):
+        """The GLMM fit on the objective ``obj``: :func:`~mlglm.core.optimize.fit_glmm`, or
+        ``nagq="auto"``'s ladder of fits (the rungs whose grids fit in memory); a numerical
+        breakdown, or an optimum where the log-likelihood is not finite, is a
+        :class:`FitError` that says what to try."""
         x0 = None if start_params is None else self.theta_from_params(start_params)
         try:
-            if auto:
+            if how.auto:
+                q_dim = quadrature_dimension(self.re_terms)
+                max_rows = self._largest_group_rows()
                 schedule = auto_schedule(q_dim, MAX_GRID_POINTS)
                 fits = [k for k in schedule if not grid_problem(k, q_dim, max_rows)]
                 if not fits:
@@ -563,10 +610,14 @@ class MixedGLM(MixedLMSetup, MixedLM):
                     if wide else "")
             raise FitError(f"the fit broke down numerically ({exc}){hint}; try a simpler "
                            "random-effects structure or start_params=") from exc
-        res = build_results(self, state)
-        _warn_fit_problems(res)
-        _report(res, options.get("disp"))
-        return res
+        if not np.isfinite(state.llf):
+            hint = ("; with the inverse link every fitted mean 1 / eta must be positive, "
+                    "which no parameters reached here: use the log link (family="
+                    "sm.families.Gamma(sm.families.links.Log()), or glmer(..., "
+                    "family='gamma(link=log)'))" if self.link_name == "inverse" else
+                    "; try start_params= from a simpler model")
+            raise FitError(f"the fit ended where the log-likelihood is {state.llf}{hint}")
+        return state
 
     # -------------------------------------------------- Gaussian-only methods off
     def score(self, params, *args, **kwargs):

@@ -18,13 +18,26 @@ The shrinkage factor of group j for a coefficient is
 0 when the partial-pooling estimate equals the group's own estimate, 1 when
 it equals the population value :math:`\hat\gamma`.
 
-For a fit with several grouping factors the comparison is made for the lowest
-(innermost) level, with the partial-pooling coefficients of a level summing
-the random effects of that level and of every factor it is nested in
-(:mod:`mlglm.pooling_multi`).
+The groups are the levels of the model's **lowest** grouping factor, the
+innermost of a nested chain (class in ``(1 | school/class)``, school in
+``(1 | lea) + (1 | school)``), the factor with the most levels when they are
+crossed (subject in ``(1 | subject) + (1 | item)``), the one factor of a
+one-factor model. For a level c of that factor the partial-pooling coefficients
+are the ones the mixed model uses for the rows of c,
+
+.. math:: \hat\beta^{p}_c = \hat\gamma + \hat b_c + \sum_{f \supset c} \hat b_{f(c)},
+
+the fixed effects plus the conditional modes of c and of every factor c is
+nested in (its school, its LEA). A crossed factor varies within c, so its
+effects average out over c's rows and are left at 0. Shrinkage is measured
+toward the population value :math:`\hat\gamma`, so for a nested fit it is the
+combined shrinkage of the level's own effect and its parents' (a class in a
+school far from the mean is pulled towards its school, and the school towards
+:math:`\hat\gamma`).
 """
 from __future__ import annotations
 
+import html
 import warnings
 from dataclasses import dataclass
 
@@ -36,7 +49,12 @@ from scipy import stats
 from statsmodels.tools.sm_exceptions import (ConvergenceWarning, PerfectSeparationError,
                                              PerfectSeparationWarning)
 
+from .core.terms import nests_in
+from .data_checks import family_from_name
 from .formula_env import capture
+from .icc import describe_model
+from .mixedlm_view import statsmodels_term, term_labels
+from .plotting import pooling_lines, pooling_shrinkage
 
 __all__ = ["PoolingComparison", "compare_pooling", "compare_pooling_from_results"]
 
@@ -131,7 +149,6 @@ class PoolingComparison:
     def _repr_html_(self) -> str:
         """In a notebook: the shrinkage table per term, the first groups' three
         estimates side by side, and the failed no-pooling fits."""
-        import html
         n_groups = self.table["group"].nunique()
         fmt = lambda v: f"{v:.4g}"  # noqa: E731
         parts = [f"<p><b>Pooling comparison</b>: <code>{html.escape(self.formula)}</code>, "
@@ -168,7 +185,6 @@ class PoolingComparison:
             value as a horizontal line.
         ax : an Axes (one panel) or a sequence of Axes (one per panel).
         """
-        from .plotting import pooling_lines, pooling_shrinkage
         if kind == "lines":
             return pooling_lines(self, groups=groups, x=x, ax=ax, ncols=ncols)
         if kind == "shrinkage":
@@ -197,7 +213,6 @@ def _family(family):
     if family is None:
         return None
     if isinstance(family, str):
-        from .lme4style import family_from_name
         family = family_from_name(family)
     if type(family).__name__ == "Gaussian":
         link = type(family.link).__name__
@@ -251,30 +266,23 @@ def compare_pooling_from_results(results) -> PoolingComparison:
     ``MixedLMResults``): its fixed formula, data, groups and family, with the
     fit itself as the partial-pooling estimates.
 
-    With several grouping factors the groups are the levels of the innermost
-    factor (class in ``(1 | school/class)``; the factor with the most levels
+    The groups are the levels of the lowest grouping factor (the one factor of a
+    one-factor fit; class in ``(1 | school/class)``; the factor with the most levels
     when they are crossed): no pooling fits one GLM per level, partial pooling is
     the fixed effects plus the conditional modes of the level and of every factor
     it is nested in -- the coefficients the mixed model uses for that level's rows
     (crossed factors, which vary within a level, at 0) -- and shrinkage is measured
-    towards the fixed effects (see :mod:`mlglm.pooling_multi`)."""
+    towards the fixed effects (module notes)."""
     model = results.model
     formula = getattr(model, "formula", None)
     if not isinstance(formula, str):
         raise ValueError("the pooling comparison needs a model built from a formula")
     fam = _family(getattr(model, "family", None))
     frame = model.data.frame.reset_index(drop=True)
-    multi = getattr(model, "multi", False)
-    if multi:
-        from .pooling_multi import multi_partial
-        groups = np.asarray(model.re_terms[0].codes)           # row count; replaced below
-    else:
-        groups = np.asarray(model.groups)
-    group_name = getattr(model, "group_name", None) or "group"
     env = patsy.EvalEnvironment([getattr(model, "formula_env", None) or {}])  # the fit's names
     y, X = patsy.dmatrices(formula, frame, eval_env=env, return_type="dataframe",
                            NA_action="raise")
-    if len(X) != len(groups):
+    if len(X) != _fitted_terms(results)[0].n:
         raise ValueError("the formula drops rows of the model's data; remove missing values "
                          "first")
     design_info = X.design_info
@@ -288,10 +296,7 @@ def compare_pooling_from_results(results) -> PoolingComparison:
         raise RuntimeError(f"the complete-pooling fit failed: {complete}")
     beta_c = np.asarray(complete.params)
 
-    if multi:
-        gamma, partial, re_terms, groups, group_name = multi_partial(results, names)
-    else:
-        gamma, partial, re_terms = _partial(results, names)
+    gamma, partial, re_terms, groups, group_name = _partial(results, names)
     labels = list(partial)
     codes = pd.Series(groups).astype(str)
     rows_of = {}
@@ -457,39 +462,67 @@ def _level2_columns(X, groups, names):
     return out
 
 
-def _re_to_fe(model, fe_names):
-    """Map each random-effect column to a fixed-effect name (intercept -> 'Intercept')."""
-    re_names = list(model.data.exog_re_names)
-    Z = np.asarray(model.exog_re, dtype=float)
+def lowest_term(terms) -> int:
+    """Index of the lowest-level factor: the innermost of a nested chain (the one term
+    of a one-term model), else the factor with the most levels (the first such in term
+    order)."""
+    order = terms.nesting_order()
+    if order is not None:
+        return order[0]
+    return int(np.argmax([t.n_levels for t in terms]))
+
+
+def _fe_columns(term, fe_names) -> list[str]:
+    """The fixed effect each of the term's random effects varies (intercept -> 'Intercept')."""
     out = []
-    for k, nm in enumerate(re_names):
-        if np.all(Z[:, k] == 1.0) and "Intercept" in fe_names:
+    for k, nm in enumerate(term.column_names):
+        if nm == "Intercept" or (np.all(term.Z[:, k] == 1.0) and "Intercept" in fe_names):
+            if "Intercept" not in fe_names:
+                raise ValueError("the random intercept has no fixed intercept to pool with")
             out.append("Intercept")
         elif nm in fe_names:
-            out.append(nm)
+            out.append(str(nm))
         else:
             raise ValueError(f"random effect {nm!r} has no matching fixed effect; the "
                              "pooling comparison needs every random term in the fixed part")
-    return re_names, out
+    return out
+
+
+def _fitted_terms(results):
+    """(ReTerms, conditional modes per term) of the fit (statsmodels' ``MixedLM``: its one
+    factor as a term)."""
+    if getattr(results.model, "re_terms", None) is None:
+        terms, _, bs, _ = statsmodels_term(results)
+        return terms, bs
+    return results.model.re_terms, results.outcome.b
 
 
 def _partial(results, names):
-    """gamma (fixed effects in ``names`` order), {group: gamma + b_j}, terms with b."""
-    fe = results.fe_params
-    fe = pd.Series(np.asarray(fe, dtype=float), index=list(getattr(fe, "index", names)))
+    """(gamma, {level: partial-pooling coefficients}, fixed effects with random effects,
+    level label of every row, factor name) for the lowest factor (module notes)."""
+    terms, bs = _fitted_terms(results)
+    k = lowest_term(terms)
+    inner = terms[k]
+    fe = pd.Series(np.asarray(results.fe_params, dtype=float),
+                   index=list(getattr(results.fe_params, "index", names)))
     gamma = fe.reindex(names).to_numpy()
     if np.any(np.isnan(gamma)):
         raise ValueError("the mixed model's fixed effects do not match the formula's columns")
-    re_names, fe_for_re = _re_to_fe(results.model, names)
-    pos = [names.index(t) for t in fe_for_re]
-    partial = {}
-    for g, b in results.random_effects.items():
-        bj = np.asarray(pd.Series(b).reindex(re_names), dtype=float) if isinstance(
-            b, pd.Series) else np.asarray(b, dtype=float)
-        coef = gamma.copy()
-        coef[pos] += bj
-        partial[g] = coef
-    return gamma, partial, fe_for_re
+    included = [k] + [j for j, t in enumerate(terms) if j != k and nests_in(inner, t)]
+    _, first_row = np.unique(inner.codes, return_index=True)     # a row of every level
+    coefs = np.tile(gamma, (inner.n_levels, 1))
+    with_re = []
+    for j in included:
+        t = terms[j]
+        cols = _fe_columns(t, names)
+        with_re += cols
+        b = np.asarray(bs[j], dtype=float)[t.codes[first_row]]
+        for c, name in enumerate(cols):
+            coefs[:, names.index(name)] += b[:, c]
+    labels = term_labels(inner)
+    partial = {g: coefs[i] for i, g in enumerate(labels)}
+    groups = np.asarray(labels, dtype=object)[inner.codes]
+    return gamma, partial, list(dict.fromkeys(with_re)), groups, inner.name
 
 
 def _shrinkage_table(table, names, beta_c, gamma, re_terms):
@@ -516,7 +549,6 @@ def _shrinkage_table(table, names, beta_c, gamma, re_terms):
 
 
 def _describe(results):
-    from .icc import describe_model
     try:
         return describe_model(results)
     except Exception:  # pragma: no cover - description is cosmetic

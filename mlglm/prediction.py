@@ -7,28 +7,50 @@ For a row with fixed-effects design x, random-effects design z and offset o:
   ``MixedLMResults.predict``): :math:`\eta = o + x'\hat\beta`, the random effects
   at 0;
 * conditional (``conditional=True``, lme4's default ``re.form = NULL``):
-  :math:`\eta = o + x'\hat\beta + z'\hat b_j` with :math:`\hat b_j` the
-  conditional mode of the row's group j. Groups are matched by label
-  (:func:`mlglm.factors.match_levels`); a group the fit never saw is an error
-  unless ``allow_new_levels=True``, which predicts it at the population level;
+  :math:`\eta = o + x'\hat\beta + \sum_k z_k'\hat b_{k j_k}` with
+  :math:`\hat b_{kj}` the conditional mode of level j of term (grouping factor) k.
+  Levels are matched by label (:func:`mlglm.factors.match_factor`); a level the
+  fit never saw is an error unless ``allow_new_levels=True``, which leaves that
+  term at the population level (its random effects 0);
 * the mean is :math:`g^{-1}(\eta)` (per trial for binomial models).
 
 Standard errors (:func:`get_prediction`) are by the delta method. At the population
 level :math:`\mathrm{Var}(\hat\eta) = x' V_\beta x` with :math:`V_\beta` the
-fixed-effects block of ``cov_params()``. Conditionally, the prediction error
-:math:`x'(\hat\beta - \beta) + z'(\hat b_j - b_j)` has variance
+fixed-effects block of ``cov_params()``. Conditionally, with :math:`\zeta` the row's
+random-effects design spread over the levels of every term (b all terms' effects
+stacked), the prediction error :math:`x'(\hat\beta - \beta) + \zeta'(\hat b - b)`
+has variance
 
-.. math:: (x + D_j'z)' V_\beta (x + D_j'z) + z' P_j z,
+.. math:: (x + D'\zeta)' V_\beta (x + D'\zeta) + \zeta' P \zeta,
+          \qquad P = \mathrm{Var}(b \mid y, \beta), \quad D = -P Z'WX,
 
-with :math:`P_j = \mathrm{Var}(b_j \mid y, \beta)` (``random_effects_cov``) and
-:math:`D_j = \partial \hat b_j / \partial\beta = -P_j Z_j' W_j X_j` the movement of
-the group's mode with the fixed effects (W the per-row curvature -d2l/deta2 at the
-conditional modes, times the row's prior weight; w/sigma^2 for Gaussian models).
-For a linear mixed model this
-is exactly Henderson's prediction error variance from the inverse of the
+:math:`D = \partial\hat b / \partial\beta` being the movement of the modes with the
+fixed effects (W the per-row curvature -d2l/deta2 at the conditional modes, times
+the row's prior weight; w/sigma^2 for Gaussian models). For a linear mixed model
+this is exactly Henderson's prediction error variance from the inverse of the
 mixed-model equations; for GLMMs it is its Laplace (mode and curvature)
 counterpart. Intervals for the mean are the linear predictor's interval mapped
 through the inverse link (statsmodels' ``PredictionResultsMean``).
+
+:func:`conditional_error_terms` computes the two terms in one of two ways, chosen
+by the term structure (``re_terms.kind``):
+
+* **one term** (``"single"``): P is block diagonal over the groups,
+  :math:`P_j = ` ``random_effects_cov`` and :math:`D_j = -P_j Z_j'W_jX_j`, so a
+  row needs only its group's q x q block -- the per-group closed form, a few
+  einsums over the rows (the sums :math:`Z_j'W_jX_j` come from the shards when a
+  sharded fit's rows are not in memory);
+* **several terms** (nested or crossed): P is no longer block diagonal (the
+  factors couple the levels), so with F block diagonal, :math:`F_kF_k' =
+  \Sigma_k` (any square root; a singular :math:`\Sigma_k` is fine), A = ZF and
+  the sparse :math:`H = I + A'WA`,
+
+  .. math:: P = F H^{-1} F', \qquad \zeta'P\zeta = v' H^{-1} v, \qquad
+            D'\zeta = -(A'WX)' H^{-1} v, \qquad v = F'\zeta,
+
+  one sparse factorisation of H and one solve per prediction row (in blocks of
+  columns). With one term this is the same number as the closed form
+  (tests/test_prediction_multi.py), only slower.
 """
 from __future__ import annotations
 
@@ -41,13 +63,21 @@ try:                                     # statsmodels >= 0.14
     from statsmodels.base._prediction_inference import PredictionResultsMean
 except ImportError:  # pragma: no cover - older statsmodels: the same class, GLM's name
     from statsmodels.genmod._prediction import PredictionResults as PredictionResultsMean
+from scipy import sparse
+from scipy.sparse.linalg import splu
 from statsmodels.genmod.families import links
 from statsmodels.regression._prediction import PredictionResults
 
 from .expressions import evaluate_terms
-from .factors import grouping_factors, match_categories, match_levels
+from .factors import match_categories, match_factor, random_part
+from .marginal import marginal_predict
 
-__all__ = ["predict", "get_prediction", "predict_marginal", "design"]
+__all__ = ["predict", "get_prediction", "predict_marginal", "design",
+           "conditional_error_terms"]
+
+#: prediction rows solved for at once by the sparse path (a dense n_b x BLOCK right-hand
+#: side)
+BLOCK = 256
 
 
 def as_frame(exog):
@@ -122,25 +152,25 @@ def _design_rows(exog, model) -> np.ndarray:
 
 
 def design(results, exog=None, offset=None, exposure=None, transform=True):
-    """(X, Z, offset, index) for the fit's rows (``exog=None``) or for new data.
+    """(X, Zs, offset, index) for the fit's rows (``exog=None``) or for new data.
 
-    A DataFrame (or a dict of columns) goes through the model's formula (same coding
-    as the fit) when ``transform`` is true; ``index`` is its index (None for arrays
-    and in-sample). On new rows the offset is, unless ``offset=`` is given, the
-    formula's offset terms (``offset(log(n))``) plus the column the model's
-    ``offset=`` named, evaluated on the new DataFrame; likewise ``log`` of the
-    column its ``exposure=`` named unless ``exposure=`` is given (so a rate model
-    predicts counts for the new rows' exposures, as the ``offset(log(t))``
-    spelling does). ``Z`` is None where the random-effects design cannot be built
-    from the rows given (arrays whose random effects are not fixed-effect columns):
-    only conditional and population-averaged predictions need it.
+    ``Zs`` holds one random-effects design per term (``model.re_terms``). A DataFrame
+    (or a dict of columns) goes through the model's formula (same coding as the fit)
+    when ``transform`` is true; ``index`` is its index (None for arrays and in-sample).
+    On new rows the offset is, unless ``offset=`` is given, the formula's offset
+    terms (``offset(log(n))``) plus the column the model's ``offset=`` named,
+    evaluated on the new DataFrame; likewise ``log`` of the column its ``exposure=``
+    named unless ``exposure=`` is given (so a rate model predicts counts for the new
+    rows' exposures, as the ``offset(log(t))`` spelling does). ``Zs`` is None where a
+    term's design cannot be built from the rows given (arrays whose random effects
+    are not fixed-effect columns): only conditional and population-averaged
+    predictions need it.
     """
     model = results.model
-    multi = getattr(model, "multi", False)
     exog = as_frame(exog)
     if exog is None:
-        Z = [t.Z for t in model.re_terms] if multi else np.asarray(model.exog_re, float)
-        return np.asarray(model.exog, float), Z, np.asarray(model.offset, float), None
+        return (np.asarray(model.exog, float), [t.Z for t in model.re_terms],
+                np.asarray(model.offset, float), None)
     index = exog.index if isinstance(exog, (pd.DataFrame, pd.Series)) else None
     if isinstance(exog, pd.DataFrame):      # categorical columns coded as in the fit
         exog = match_categories(exog, getattr(model, "category_levels", None))
@@ -160,38 +190,46 @@ def design(results, exog=None, offset=None, exposure=None, transform=True):
         exposure = _column(exog, model.exposure_column, "exposure")
     if exposure is not None:
         off = off + np.log(np.asarray(exposure, dtype=float))
-    if multi:
-        from .factors import new_data_design
-        Z = new_data_design(model, exog) if isinstance(exog, pd.DataFrame) else None
-        return X, Z, off, index
-    return X, _re_design(model, X), off, index
+    Zs = [_term_design(model, t, specs, exog, X)
+          for t, specs in zip(model.re_terms, model.re_info)]
+    return X, (None if any(Z is None for Z in Zs) else Zs), off, index
 
 
-def _re_design(model, X):
-    """Random-effects columns for new rows, taken from the fixed-effects design (a
-    random intercept is a column of ones whether or not the fixed part has one);
-    None when some random-effect column is not a fixed-effect column."""
+def _effect_source(model, term, k):
+    """Where column k of ``term`` comes from on new rows: "ones" (a random intercept,
+    whether or not the fixed part has one), the position of the fixed-effect column of
+    the same name, or None (only the term's own formula can build it)."""
+    name = str(term.column_names[k])
+    fitted = term.Z[:, k] if term.Z.shape[0] else None      # a sharded model holds no rows
+    ones = fitted is None or bool(np.all(fitted == 1.0))
+    if name == "Intercept":
+        return "ones" if ones else None                     # e.g. a vc indicator with zeros
     names = list(model.exog_names)
-    from .factors import re_term_names
-    Z_fit = np.asarray(model.exog_re, dtype=float)
-    cols = []
-    for k, term in enumerate(re_term_names(model)):
-        if term in names:
-            cols.append(X[:, names.index(term)])
-        elif np.all(Z_fit[:, k] == 1.0):
-            cols.append(np.ones(X.shape[0]))
-        else:
-            return None
-    return np.column_stack(cols) if cols else np.zeros((X.shape[0], 0))
+    if name in names:
+        return names.index(name)
+    return "ones" if fitted is not None and ones else None
 
 
-def _need_Z(model, Z):
-    """``Z``, or the error saying why conditional predictions of these rows fail."""
-    if Z is not None or getattr(model, "multi", False):
-        return Z     # several factors: group_codes refuses arrays; marginal means take None
-    from .factors import re_term_names
-    missing = [str(nm) for nm, term in zip(model.data.exog_re_names, re_term_names(model))
-               if term not in list(model.exog_names)]
+def _term_design(model, term, specs, exog, X):
+    """One term's Z for new rows: its columns taken from the fixed-effects design where
+    they are fixed-effect columns (a random intercept is ones), else built from a
+    DataFrame through the term's effects formulas with the fit's coding; None for an
+    array whose random effects are not fixed-effect columns."""
+    sources = [_effect_source(model, term, k) for k in range(term.q)]
+    if all(s is not None for s in sources):
+        return np.column_stack([np.ones(X.shape[0]) if s == "ones" else X[:, s]
+                                for s in sources])
+    if not isinstance(exog, pd.DataFrame):
+        return None
+    return np.column_stack([s.effects_for(exog, model) for s in specs])
+
+
+def _need_Z(model, Zs):
+    """``Zs``, or the error saying why conditional predictions of these rows fail."""
+    if Zs is not None:
+        return Zs
+    missing = [str(t.column_names[k]) for t in model.re_terms for k in range(t.q)
+               if _effect_source(model, t, k) is None]
     raise NotImplementedError(
         f"the random-effect column(s) {', '.join(missing)} are not fixed-effect columns, so "
         "they cannot be built from these rows; pass a DataFrame (formula models), include "
@@ -199,38 +237,12 @@ def _need_Z(model, Z):
 
 
 def group_codes(results, exog, allow_new_levels):
-    """Per grouping factor, each row's level among the fit's (-1: new level)."""
+    """Per term (grouping factor), each row's level among the fit's (-1: new level)."""
     model = results.model
-    factors = grouping_factors(model)
     if exog is None:
-        return [f.codes for f in factors]
-    if getattr(model, "multi", False):
-        from .factors import match_factor
-        if not isinstance(exog, pd.DataFrame):
-            raise ValueError("conditional predictions on new data need a DataFrame with the "
-                             "grouping columns; or pass conditional=False")
-        return [match_factor(f, exog, model, allow_new_levels) for f in factors]
-    out = []
-    for f in factors:
-        if not isinstance(exog, pd.DataFrame) or f.name not in exog.columns:
-            raise ValueError(f"conditional predictions on new data need the group column "
-                             f"{f.name!r} in the DataFrame; or pass conditional=False")
-        out.append(match_levels(f.labels, exog[f.name], f.name, allow_new_levels))
-    return out
-
-
-def _conditional_part(results, Z, codes_by_factor):
-    """z'b for every row (0 for new levels), summed over grouping factors."""
-    if getattr(results.model, "multi", False):
-        from .factors import random_part
-        return random_part(results.model.re_terms, results.outcome.b, Z, codes_by_factor)
-    b = np.asarray(results.outcome.b[0])
-    total = np.zeros(Z.shape[0])
-    for f, codes in zip(grouping_factors(results.model), codes_by_factor):
-        known = codes >= 0
-        cols = f.columns
-        total[known] += np.einsum("nq,nq->n", Z[known][:, cols], b[codes[known]][:, cols])
-    return total
+        return [t.codes for t in model.re_terms]
+    return [match_factor(t, specs, exog, model, allow_new_levels)
+            for t, specs in zip(model.re_terms, model.re_info)]
 
 
 def inverse_link(results, eta):
@@ -257,7 +269,8 @@ def predict(results, exog=None, which="mean", conditional=None, offset=None, exp
     eta = off + X @ np.asarray(results.outcome.beta)
     if conditional:
         codes = group_codes(results, exog, allow_new_levels)
-        eta = eta + _conditional_part(results, _need_Z(results.model, Z), codes)
+        eta = eta + random_part(results.model.re_terms, results.outcome.b,
+                                _need_Z(results.model, Z), codes)
     out = eta if which == "linear" else inverse_link(results, eta)
     return out if index is None else pd.Series(out, index=index)
 
@@ -303,16 +316,98 @@ def working_weights(results) -> np.ndarray:
 
 
 def mode_sensitivity(results) -> np.ndarray:
-    """D_j = d b_j / d beta = -P_j Z_j' W_j X_j for every group, (G, q, p); the sums
-    Z_j'W_j X_j come from the shards when the rows are not here (``group_zwx``)."""
+    """D_j = d b_j / d beta = -P_j Z_j' W_j X_j for every group of a one-term fit,
+    (G, q, p); the sums Z_j'W_j X_j come from the shards when the rows are not here
+    (``group_zwx``)."""
     model = results.model
     if getattr(model, "rows_on_driver", True):
-        ZWX = group_cross(np.asarray(model.exog, float), np.asarray(model.exog_re, float),
-                          np.asarray(model.group_codes), working_weights(results),
-                          model.n_groups)
+        t = model.re_terms[0]
+        ZWX = group_cross(np.asarray(model.exog, float), t.Z, t.codes,
+                          working_weights(results), t.n_levels)
     else:
         ZWX = results.group_zwx()
     return -np.einsum("gqr,grp->gqp", np.asarray(results.outcome.b_cov[0]), ZWX)
+
+
+def conditional_error_terms(results, X, Zs, codes):
+    """(grad, var_re) of conditional predictions for rows with designs X (n, p), Zs (per
+    term, n x q_k) and level codes (per term, -1: a level the fit never saw):
+    grad = x + D'zeta and var_re = zeta' P zeta (module notes), so that the variance of
+    the linear predictor is grad' V_beta grad + var_re.
+
+    One term: the per-group closed form (block diagonal P); several: one sparse
+    factorisation of H = I + A'WA (the fit's rows must be in memory)."""
+    if results.model.re_terms.kind == "single":
+        return _block_diagonal_terms(results, X, Zs[0], codes[0])
+    return _sparse_terms(results, X, Zs, codes)
+
+
+def _block_diagonal_terms(results, X, Z, codes):
+    """:func:`conditional_error_terms` for one term: z'D_j and z'P_j z per row."""
+    D = mode_sensitivity(results)
+    P = np.asarray(results.outcome.b_cov[0])
+    grad = np.array(X, dtype=float)
+    var_re = np.zeros(grad.shape[0])
+    known = codes >= 0
+    z, c = Z[known], codes[known]
+    grad[known] += np.einsum("nq,nqp->np", z, D[c])
+    var_re[known] += np.einsum("nq,nqr,nr->n", z, P[c], z)
+    return grad, var_re
+
+
+def _root(Sigma) -> np.ndarray:
+    """F with F F' = Sigma (symmetric square root; Sigma may be singular)."""
+    lam, V = np.linalg.eigh(np.asarray(Sigma, float))
+    return V * np.sqrt(np.clip(lam, 0.0, None))
+
+
+def _spread(Zs, codes, Fs, offsets, n_b):
+    """The sparse (rows x n_b) matrix Z F: row i holds z_ik' F_k at the columns of level
+    codes[k][i] of every term k (levels coded -1 contribute nothing). For the fit's rows
+    it is A; for prediction rows its rows are the v' = zeta' F of the module notes."""
+    n = Zs[0].shape[0]
+    rows, cols, vals = [], [], []
+    for Z, c, F, off in zip(Zs, codes, Fs, offsets):
+        q = F.shape[0]
+        c = np.asarray(c)
+        known = np.flatnonzero(c >= 0)
+        rows.append(np.repeat(known, q))
+        cols.append((off + c[known, None] * q + np.arange(q)).ravel())
+        vals.append((np.asarray(Z, float)[known] @ F).ravel())
+    return sparse.csr_matrix((np.concatenate(vals), (np.concatenate(rows),
+                                                     np.concatenate(cols))), shape=(n, n_b))
+
+
+def _sparse_terms(results, X, Zs, codes):
+    """:func:`conditional_error_terms` for several terms, by the sparse joint system."""
+    model = results.model
+    if not getattr(model, "rows_on_driver", True):
+        raise NotImplementedError(
+            "standard errors of conditional predictions with several grouping factors "
+            "need the sparse system of every row of the fit on one machine, and this "
+            "fit's rows live on a Dask cluster; use predict(conditional=True) for the "
+            "predictions, or fit the data in memory (df = ddf.compute())")
+    terms = model.re_terms
+    Fs = [_root(S) for S in results.outcome.Sigmas]
+    sizes = [t.n_levels * t.q for t in terms]
+    offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(int)
+    n_b = int(sum(sizes))
+    A = _spread([t.Z for t in terms], [t.codes for t in terms], Fs, offsets, n_b)
+    w = working_weights(results)
+    H = sparse.identity(n_b, format="csc") + (A.T @ A.multiply(w[:, None])).tocsc()
+    lu = splu(H.tocsc(), permc_spec="MMD_AT_PLUS_A", diag_pivot_thresh=0.0,
+              options={"SymmetricMode": True})      # H is SPD: symmetric ordering, no pivoting
+    AWX = np.asarray(A.T @ (np.asarray(model.exog, float) * w[:, None]))       # (n_b, p)
+    Vt = _spread(Zs, codes, Fs, offsets, n_b)                                 # (rows, n_b)
+    X = np.asarray(X, float)
+    grad = X.copy()
+    var_re = np.zeros(X.shape[0])
+    for lo in range(0, X.shape[0], BLOCK):
+        Vb = Vt[lo:lo + BLOCK].toarray().T                                    # (n_b, block)
+        S = lu.solve(Vb)
+        var_re[lo:lo + BLOCK] = np.einsum("ij,ij->j", Vb, S)
+        grad[lo:lo + BLOCK] -= S.T @ AWX
+    return grad, var_re
 
 
 def get_prediction(results, exog=None, which="mean", conditional=None, offset=None,
@@ -329,34 +424,20 @@ def get_prediction(results, exog=None, which="mean", conditional=None, offset=No
     p = model.k_fe
     V = np.asarray(results.cov_params(), dtype=float)[:p, :p]
     X, Z, off, index = design(results, exog, offset, exposure, transform)
+    eta = off + X @ np.asarray(results.outcome.beta)
+    grad, var_re = X, np.zeros(X.shape[0])
     if conditional:
         Z = _need_Z(model, Z)
-    eta = off + X @ np.asarray(results.outcome.beta)
-    grad = X.copy()
-    var_re = np.zeros(X.shape[0])
-    if conditional and getattr(model, "multi", False):
-        if not getattr(model, "rows_on_driver", True):
-            raise NotImplementedError(
-                "standard errors of conditional predictions with several grouping factors "
-                "need the sparse system of every row of the fit on one machine, and this "
-                "fit's rows live on a Dask cluster; use predict(conditional=True) for the "
-                "predictions, or fit the data in memory (df = ddf.compute())")
-        from .prediction_multi import conditional_error_terms
         codes = group_codes(results, exog, allow_new_levels)
-        eta = eta + _conditional_part(results, Z, codes)
+        eta = eta + random_part(model.re_terms, results.outcome.b, Z, codes)
         grad, var_re = conditional_error_terms(results, X, Z, codes)
-    elif conditional:
-        eta = eta + _conditional_part(results, Z, group_codes(results, exog, allow_new_levels))
-        D = mode_sensitivity(results)
-        P = np.asarray(results.outcome.b_cov[0])
-        for f, codes in zip(grouping_factors(model),
-                            group_codes(results, exog, allow_new_levels)):
-            known = codes >= 0
-            z = Z[known][:, f.columns]
-            c = codes[known]
-            grad[known] += np.einsum("nq,nqp->np", z, D[c][:, f.columns, :])
-            var_re[known] += np.einsum("nq,nqr,nr->n", z, P[c][:, f.columns][:, :, f.columns], z)
+    # a coefficient without a standard error (separation; NaN in cov_params) makes the
+    # SE of every prediction that depends on it NaN, and no other
+    missing = ~np.isfinite(np.diag(V))
+    V = np.where(missing[:, None] | missing[None, :], 0.0, V)
     var_eta = np.einsum("np,pr,nr->n", grad, V, grad) + var_re
+    if missing.any():
+        var_eta[np.any(grad[:, missing] != 0, axis=1)] = np.nan
     gaussian = model.fam.is_gaussian
     linpred = PredictionResults(eta, var_eta, var_resid=results.scale if gaussian else np.nan,
                                 dist="norm", row_labels=index)
@@ -374,7 +455,6 @@ def predict_marginal(results, exog=None, offset=None, exposure=None, se=True, le
                      nagq=15) -> pd.DataFrame:
     """Population-averaged means E_b[g^{-1}(x'beta + z'b)] by quadrature, with
     delta-method standard errors and a Wald interval (see :mod:`mlglm.marginal`)."""
-    from .marginal import marginal_predict
     X, Z, off, index = design(results, exog, offset, exposure)
     mu, sd = marginal_predict(results, X, _need_Z(results.model, Z), off, nagq=nagq, se=se)
     out = pd.DataFrame({"mean": mu}, index=index)

@@ -86,10 +86,15 @@ from .mixedlm_view import natural_label
 
 __all__ = ["profile_conf_int", "profile_direction", "LikelihoodProblem", "observed_information",
            "Profiler", "natural_layout", "natural_names", "natural_values", "term_Sigmas",
-           "profile_label", "fit_criterion", "profile_limits"]
+           "profile_label", "fit_criterion", "profile_limits", "ProfileError"]
 
 #: how far (in log s) below its estimate an SD is taken to be "at zero"
 SD_ZERO_SHIFT = 20.0
+#: a profile that finds a log-likelihood this much above the fit's maximum (its own
+#: polished maximum, or the fit's reported one) refuses: the fit is not at the maximum
+#: (lme4: "profiling detected new, lower deviance"), and intervals computed against it
+#: would exclude the estimate
+PROFILE_GAIN_TOL = 1e-4
 #: correlations are evaluated at +-CORR_LIMIT for the "+-1" boundary test
 CORR_LIMIT = 0.9999
 
@@ -312,10 +317,15 @@ class Profiler:
 
     ``w_hat`` is polished to the exact optimum of this problem first (the
     reported fit may be converged only to the optimiser's tolerance, and a
-    zeta computed against a slightly low maximum would be biased).
+    zeta computed against a slightly low maximum would be biased). With ``ll_fit``
+    (the fit's own maximum on this criterion) a polish that climbs more than
+    PROFILE_GAIN_TOL above it, or a profile point above the polished maximum, raises
+    :class:`ProfileError`: the fit is not at the maximum (as lme4's
+    "profiling detected new, lower deviance"), and intervals computed against it would
+    exclude the estimate.
     """
 
-    def __init__(self, problem: LikelihoodProblem, w_start):
+    def __init__(self, problem: LikelihoodProblem, w_start, ll_fit=None):
         self.problem = problem
         # the information at the fit's estimates whitens every search and predicts
         # the profile paths; the polish below moves w by ~the optimiser's tolerance,
@@ -323,6 +333,8 @@ class Profiler:
         self.H = observed_information(self.problem, np.asarray(w_start, float))
         self.Hinv = np.linalg.inv(self.H)
         self.w_hat, self.ll_hat = self._maximise(np.asarray(w_start, float), None, None)
+        if ll_fit is not None and self.ll_hat > ll_fit + PROFILE_GAIN_TOL:
+            _not_at_maximum(self.ll_hat, ll_fit, "maximising from the fit's estimates")
         self.n_fits = 0
 
     def _maximise(self, w0, a, c):
@@ -375,6 +387,8 @@ class Profiler:
             w, ll = self._maximise(w0, a, c)
             break
         self.n_fits += 1
+        if ll > self.ll_hat + PROFILE_GAIN_TOL:
+            _not_at_maximum(ll, self.ll_hat, f"a profile point (working coordinate {c:.6g})")
         c_hat = a @ self.w_hat
         z = np.sign(c - c_hat) * np.sqrt(max(0.0, 2.0 * (self.ll_hat - ll)))
         if w is not None and not boundary:
@@ -414,6 +428,26 @@ class Profiler:
                                xtol=1e-7 * max(1.0, abs(c_hat)), rtol=1e-9)
 
 
+class ProfileError(RuntimeError):
+    """A profile found a higher log-likelihood than the fit: the fit is not at the
+    maximum and its profile intervals would be wrong (the message says what to do)."""
+
+
+def _not_at_maximum(ll, ll_ref, where):
+    raise ProfileError(
+        f"profiling found a higher log-likelihood than the fit: {ll:.6f} at {where}, "
+        f"{ll - ll_ref:+.3g} above {ll_ref:.6f}; the fit is not at the maximum (a fit "
+        "that stopped short, or one left on a boundary it should have left), so profile "
+        "intervals around it would be wrong. Refit (other start_params, or the default "
+        "start) and profile the new fit")
+
+
+def fit_loglik(results, criterion):
+    """The fit's maximised log-likelihood on ``criterion`` (None if the profile uses
+    another criterion than the fit maximised, e.g. ML profiles of a REML fit)."""
+    return float(results.llf) if criterion == fit_criterion(results) else None
+
+
 def profile_limits(prof, idx: int, kind: str, z_crit: float):
     """(lower, upper) of the natural parameter ``idx`` of a :class:`Profiler`, on its
     reporting scale: a fixed effect as is, an SD (log scale; the lower end is 0 when
@@ -450,8 +484,9 @@ def profile_direction(results, direction, level=0.95, lower_shift=None):
     ``lower_shift`` puts a boundary that far below c-hat (returned as None when the
     profile stays inside to there). Returns (c_hat, lower, upper) on the working scale.
     """
-    prob = LikelihoodProblem(results, natural_layout(results.model), fit_criterion(results))
-    prof = Profiler(prob, prob.start(results))
+    crit = fit_criterion(results)
+    prob = LikelihoodProblem(results, natural_layout(results.model), crit)
+    prof = Profiler(prob, prob.start(results), fit_loglik(results, crit))
     a = np.asarray(direction(prob), dtype=float)
     c_hat = float(a @ prof.w_hat)
     z_crit = stats.norm.ppf(0.5 + level / 2.0)
@@ -511,7 +546,7 @@ def profile_conf_int(results, level=0.95, which=None, criterion=None) -> pd.Data
         if not jobs:
             return
         prob = LikelihoodProblem(results, layout, crit)
-        prof = Profiler(prob, prob.start(results))
+        prof = Profiler(prob, prob.start(results), fit_loglik(results, crit))
         for name, idx, kind in jobs:
             if idx < 0:
                 idx += prob.dim

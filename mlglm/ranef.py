@@ -9,15 +9,17 @@ Laplace approximation, exact for Gaussian models). The interval is
 ``condVar`` intervals (they ignore the uncertainty in the fixed effects and
 the variance parameters).
 
-With several grouping factors every factor's levels are listed, one block per
-factor in term order, and a ``factor`` column says which factor a row's group
-belongs to.
+Every factor's levels are listed, one block per factor in term order; with
+several grouping factors a ``factor`` column says which factor a row's group
+belongs to (one factor: statsmodels' names, the intercept named after the group).
 """
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 from scipy import stats
+
+from . import mixedlm_view as view
 
 __all__ = ["random_effects_frame"]
 
@@ -43,39 +45,30 @@ def random_effects_frame(results, level=0.95) -> pd.DataFrame:
     if not 0 < level < 1:
         raise ValueError(f"level must be in (0, 1), got {level!r}")
     z = stats.norm.ppf(0.5 + level / 2.0)
-    if getattr(getattr(results, "model", None), "multi", False):
-        return _multi_frame(results, z)
-    re = results.random_effects
-    cov = results.random_effects_cov
-    rows = []
-    for g, b in re.items():
-        b = pd.Series(b)
-        c = cov[g]
-        cv = np.atleast_2d(np.asarray(c, dtype=float))
-        names = list(b.index)
-        if isinstance(c, pd.DataFrame):
-            cv = c.reindex(index=names, columns=names).to_numpy(dtype=float)
-        se = np.sqrt(np.clip(np.diag(cv), 0.0, None))
-        for k, term in enumerate(names):
-            est = float(b.iloc[k])
-            rows.append((g, term, est, se[k], est - z * se[k], est + z * se[k]))
-    return pd.DataFrame.from_records(rows, columns=["group", "term", "estimate", "se", "lower",
-                                                    "upper"])
-
-
-def _multi_frame(results, z) -> pd.DataFrame:
-    """:func:`random_effects_frame` for several factors, from the per-term conditional
-    modes (J_k x q_k) and covariances (J_k x q_k x q_k)."""
-    from .factors import term_labels
+    model = results.model
+    if getattr(model, "re_terms", None) is None:            # statsmodels' MixedLM
+        terms, _, bs, b_covs = view.statsmodels_term(results)
+        effects = [list(t.column_names) for t in terms]
+    else:
+        terms, bs, b_covs = model.re_terms, results.outcome.b, results.outcome.b_cov
+        effects = [view.effect_labels(model, t) for t in terms]
     frames = []
-    for t, b, C in zip(results.model.re_terms, results.outcome.b, results.outcome.b_cov):
+    for t, b, C, names in zip(terms, bs, b_covs, effects):
         b = np.asarray(b, dtype=float)
         se = np.sqrt(np.clip(np.diagonal(np.asarray(C, dtype=float), axis1=1, axis2=2), 0.0,
                              None))
         J, q = b.shape
         est, s = b.reshape(-1), se.reshape(-1)
         frames.append(pd.DataFrame({
-            "factor": t.name, "group": np.repeat(np.asarray(term_labels(t), dtype=object), q),
-            "term": np.tile(np.asarray(t.column_names, dtype=object), J), "estimate": est,
-            "se": s, "lower": est - z * s, "upper": est + z * s}))
-    return pd.concat(frames, ignore_index=True)
+            "factor": t.name, "group": _repeat(view.term_labels(t), q),
+            "term": np.tile(np.asarray(names, dtype=object), J),
+            "estimate": est, "se": s, "lower": est - z * s, "upper": est + z * s}))
+    out = pd.concat(frames, ignore_index=True)
+    return out.drop(columns="factor") if view.single_term(model) else out
+
+
+def _repeat(labels, q) -> np.ndarray:
+    """Each level label q times, as an array of the labels' own type (object when mixed)."""
+    out = np.repeat(np.asarray(labels, dtype=object), q)
+    inferred = pd.Series(out).infer_objects()
+    return out if inferred.dtype == object else inferred.to_numpy()

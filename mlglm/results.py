@@ -4,8 +4,12 @@
 lower triangle (MixedLM's order and names) and, for a negative binomial or
 Gamma fit, the estimated dispersion last (``theta`` or ``scale``, named by the
 family). ``cov_params()`` is the inverse observed information: for GLMMs the
-forward-difference Hessian of the exact gradient in (beta, theta, t), mapped
-to (beta, vech Sigma, dispersion = e^t) by the delta method; for Gaussian fits
+Hessian of the exact gradient in (beta, theta, t) by differences
+(:mod:`mlglm.core.information`), inverted over the directions the data determine
+and mapped to (beta, vech Sigma, dispersion = e^t) by the delta method -- a
+parameter without information (separation), held at the boundary, or of a
+``fit(hessian=False)`` has NaN there, never 0 (``se_missing`` lists the first
+kind); for Gaussian fits
 the fixed-effect block is lme4's
 sigma^2 (R_X'R_X)^{-1} and variance-component SEs are not reported (NaN; use
 profile intervals). Every inherited Gaussian formula that would be wrong for
@@ -22,10 +26,19 @@ from statsmodels.regression.mixed_linear_model import MixedLMResults, MixedLMRes
 from statsmodels.tools._decorators import cache_readonly
 
 from . import mixedlm_view as view
+from .bootstrap import bootstrap
+from .compare import compare_lr_test
 from .factors import variance_components
 from .fit_checks import collinearity
+from .icc import icc
 from .intervals import conf_int as intervals_table
 from .intervals import params_conf_int, select_rows
+from .marginal import marginal_params, simulate
+from .pooling import compare_pooling_from_results
+from .prediction import get_prediction, predict, predict_marginal
+from .residuals import deviance_residuals, pearson_residuals, response_residuals
+from .singular import describe_singular
+from .summary import make_summary
 
 __all__ = ["MixedGLMResults", "MixedGLMResultsWrapper", "build_results"]
 
@@ -42,7 +55,9 @@ class MixedGLMResults(MixedLMResults):
     Attributes beyond statsmodels' usual ones: ``method`` ("laplace", "aghq",
     "reml" or "ml"), ``nagq``, ``converged``, ``optim`` (the optimisation
     record), ``singular`` (per random-effect term), ``deviance`` (= -2 llf,
-    not lme4's sum of deviance residuals), ``n_groups``.
+    not lme4's sum of deviance residuals), ``n_groups``, ``se_missing`` (the
+    parameters whose standard errors the observed information does not determine:
+    NaN, with a ``StandardErrorWarning`` and a note in the summary).
 
     ``vcomp`` holds the variances of the ``vc_formula`` entries in sorted key order
     (``k_vc`` of them), as statsmodels' ``MixedLMResults.vcomp``; they are also in
@@ -98,6 +113,19 @@ class MixedGLMResults(MixedLMResults):
         self.reml_criterion = fit.reml_criterion
         self.cov_pen = None
         self.freepat = None
+        #: parameters whose standard error the observed information does not determine
+        #: (NaN in bse, p-values and Wald intervals; see fit_checks.standard_error_note)
+        names = list(model.data.param_names)
+        self.se_missing = [] if fit.se_missing is None else \
+            [str(names[i]) for i in np.flatnonzero(fit.se_missing)]
+
+    def rebuild(self, model, fit):
+        """A results object of this class for ``model`` and the core's fit record ``fit``
+        (:class:`~mlglm.core.record.CoreFit`), wrapped as ``fit()`` returns it: e.g. a
+        bootstrap replicate's, for a copy of the model holding the replicate's response
+        and its refit. Code below the results layer (inference) makes results objects
+        through this method instead of importing this module."""
+        return MixedGLMResultsWrapper(type(self)(model, fit))
 
     # ---------------------------------------------------------------- scalars
     @cache_readonly
@@ -213,7 +241,6 @@ class MixedGLMResults(MixedLMResults):
     # ------------------------------------------------------------- prediction
     def singular_description(self) -> str:
         """Which variance parameters sit on the boundary, in words (per factor)."""
-        from .singular import describe_singular
         return describe_singular(self)
 
     def predict(self, exog=None, which="mean", conditional=None, offset=None, exposure=None,
@@ -257,7 +284,6 @@ class MixedGLMResults(MixedLMResults):
         -------
         A Series with the DataFrame's index for DataFrame input, else an ndarray.
         """
-        from .prediction import predict
         return predict(self, exog, which=which, conditional=conditional, offset=offset,
                        exposure=exposure, transform=transform, marginal=marginal, nagq=nagq,
                        allow_new_levels=allow_new_levels)
@@ -278,7 +304,6 @@ class MixedGLMResults(MixedLMResults):
         ``conf_int(alpha=0.05)`` and ``summary_frame(alpha=0.05)`` with columns
         ``mean``, ``mean_se``, ``mean_ci_lower``, ``mean_ci_upper``.
         """
-        from .prediction import get_prediction
         return get_prediction(self, exog, which=which, conditional=conditional, offset=offset,
                               exposure=exposure, transform=transform,
                               allow_new_levels=allow_new_levels)
@@ -288,13 +313,11 @@ class MixedGLMResults(MixedLMResults):
         """Population-averaged means E_b[g^{-1}(x'beta + z'b)] by quadrature, with
         delta-method standard errors and a Wald interval (DataFrame with columns
         ``mean``, ``se``, ``lower``, ``upper``)."""
-        from .prediction import predict_marginal
         return predict_marginal(self, exog, offset=offset, exposure=exposure, se=se,
                                 level=level, nagq=nagq)
 
     def simulate(self, n=1, seed=None, conditional=True):
         """New responses from the fitted model (see :func:`mlglm.marginal.simulate`)."""
-        from .marginal import simulate
         return simulate(self, n=n, seed=seed, conditional=conditional)
 
     @cache_readonly
@@ -305,7 +328,6 @@ class MixedGLMResults(MixedLMResults):
     @cache_readonly
     def resid_response(self):
         """Response residuals y/m - fitted mean (per trial for binomial)."""
-        from .residuals import response_residuals
         return response_residuals(self)
 
     @cache_readonly
@@ -317,13 +339,11 @@ class MixedGLMResults(MixedLMResults):
     def resid_pearson(self):
         """(y - m mu) / sqrt(m V(mu)) with the family's variance function
         (Gaussian: (y - mu) / sigma)."""
-        from .residuals import pearson_residuals
         return pearson_residuals(self)
 
     @cache_readonly
     def resid_deviance(self):
         """sign(y - m mu) sqrt(unit deviance) (see :mod:`mlglm.residuals`)."""
-        from .residuals import deviance_residuals
         return deviance_residuals(self)
 
     # ------------------------------------------------------------- inference
@@ -352,13 +372,17 @@ class MixedGLMResults(MixedLMResults):
         """Joint Wald test of linear hypotheses (chi-square; F with ``use_f=True``, as
         ``f_test`` does); ``wald_test_terms`` tests every formula term with it;
         ``ddf=`` (Gaussian fits): lmerTest's / pbkrtest's F test (:mod:`mlglm.ddf`)."""
-        from .wald import constraint, covariance_for
+        from .wald import constraint, covariance_for, nan_wald_test
         R = constraint(self, r_matrix)
         if ddf is not None:
             from .ddf import ddf_f_test
             return ddf_f_test(self, *(R if isinstance(R, tuple) else (R,)), ddf=ddf,
                               use_f=use_f is not False, cov_p=cov_p, invcov=invcov)
         cov = covariance_for(self, R, cov_p) if invcov is None else cov_p
+        if invcov is None:
+            nan_test = nan_wald_test(self, R, cov, bool(use_f), df_constraints)
+            if nan_test is not None:
+                return nan_test
         return LikelihoodModelResults.wald_test(self, R, cov_p=cov, invcov=invcov,
                                                 use_f=bool(use_f), scalar=scalar,
                                                 df_constraints=df_constraints)
@@ -477,13 +501,11 @@ class MixedGLMResults(MixedLMResults):
         """Parametric bootstrap: simulate with new random effects (for every grouping
         factor), refit, n times (see :func:`mlglm.bootstrap.bootstrap`); returns a
         ``BootstrapResult``."""
-        from .bootstrap import bootstrap
         return bootstrap(self, n=n, seed=seed, progress=progress, n_jobs=n_jobs)
 
     def marginal_params(self, nagq=15, level=0.95):
         """Population-averaged coefficients with SEs, by quadrature
         (see :func:`mlglm.marginal.marginal_params`)."""
-        from .marginal import marginal_params
         return marginal_params(self, nagq=nagq, level=level)
 
     def profile_re(self, *args, **kwargs):
@@ -493,12 +515,10 @@ class MixedGLMResults(MixedLMResults):
 
     def icc(self, **kwargs):
         """Intraclass correlation (see :func:`mlglm.icc`)."""
-        from .icc import icc
         return icc(self, **kwargs)
 
     def compare_lr_test(self, other, boundary=True):
         """Likelihood-ratio test against a nested fit (see :func:`mlglm.compare.compare_lr_test`)."""
-        from .compare import compare_lr_test
         return compare_lr_test(self, other, boundary=boundary)
 
     def check_quadrature(self, nagq=None, refit=True):
@@ -508,7 +528,6 @@ class MixedGLMResults(MixedLMResults):
 
     def compare_pooling(self):
         """Complete / no / partial pooling for this fit (see :func:`mlglm.compare_pooling`)."""
-        from .pooling import compare_pooling_from_results
         return compare_pooling_from_results(self)
 
     def summary(self, alpha=0.05, ddf=None, **kwargs):
@@ -516,7 +535,6 @@ class MixedGLMResults(MixedLMResults):
 
         Gaussian fits show t tests with Satterthwaite df (lmerTest's default) unless
         ``ddf`` says ``"kenward-roger"`` or ``"normal"``; GLMMs show Wald z tests."""
-        from .summary import make_summary
         return make_summary(self, alpha=alpha, ddf=ddf)
 
     def _repr_html_(self):

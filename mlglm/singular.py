@@ -11,16 +11,17 @@ of SDs tells them apart only if one knows where to look:
   clearly positive and it is an exact linear function of them (with one other
   effect, a correlation of +-1).
 
-:func:`describe_singular` says which, naming the effects.
+:func:`describe_singular` says which, naming the effects
+(:func:`mlglm.fit_checks.singular_advice` says what to do about it).
 """
 from __future__ import annotations
 
 import numpy as np
 
-from .core.covariance import theta_from_Sigma, theta_to_Lambda
-from .factors import re_term_names
+from .core.record import SINGULAR_TOL
+from .mixedlm_view import term_prefix
 
-__all__ = ["describe_singular", "singular_advice"]
+__all__ = ["describe_singular"]
 
 #: an SD below this (on the scale of Lambda's singularity test: absolute for
 #: binomial/Poisson, relative to sigma for Gaussian fits) counts as 0
@@ -29,18 +30,13 @@ SD_ZERO = 1e-3
 
 def _terms(results):
     """(prefix, names, Sigma, Lambda, flags) per random-effects term: flags mark the
-    effects whose diagonal entry of Lambda is ~0 (the singularity test)."""
+    effects whose diagonal entry of Lambda is ~0 (the singularity test, the fit's
+    ``singular`` flags); the prefix names the factor when there are several."""
     model = results.model
-    if not getattr(model, "multi", False):
-        Sigma = np.asarray(results.cov_re, dtype=float)
-        Lam = theta_to_Lambda(theta_from_Sigma(Sigma, model.diagonal), model.q, model.diagonal)
-        yield "", re_term_names(model), Sigma, Lam, np.asarray(results.singular, dtype=bool)
-        return
-    from .core.lmm import SINGULAR_TOL
     Lams = model.re_terms.Lambdas(np.asarray(results.outcome.theta, dtype=float))
     for t, Sigma, Lam in zip(model.re_terms, results.outcome.Sigmas, Lams):
         names = [str(n) for n in t.column_names] or [f"re{k}" for k in range(t.q)]
-        yield (f"{t.name}: ", names, np.asarray(Sigma, dtype=float), Lam,
+        yield (term_prefix(model, t), names, np.asarray(Sigma, dtype=float), Lam,
                np.abs(np.diag(Lam)) < SINGULAR_TOL)
 
 
@@ -72,12 +68,3 @@ def describe_singular(results) -> str:
                              f"combination of {others}: the random-effects covariance matrix "
                              "is rank deficient")
     return "; ".join(parts) or "a random-effect SD is estimated at 0"
-
-
-def singular_advice(results) -> str:
-    """What to do: drop an effect whose SD is 0; for perfectly correlated effects,
-    drop one of them or their correlation (``||``)."""
-    text = describe_singular(results)
-    if "correlated" in text or "combination" in text:
-        return "consider dropping one of those random effects, or their correlation (||)"
-    return "consider dropping that random effect"

@@ -17,8 +17,13 @@ import pandas as pd
 from scipy import stats
 from statsmodels.iolib import summary2
 
+from . import mixedlm_view as view
+from .core.nested import quadrature_dimension
+from .core.record import SINGULAR_TOL
 from .ddf import summary_coefficients
-from .fit_checks import boundary_groups
+from .factors import varcorr_rows
+from .fit_checks import boundary_groups, singular_advice, standard_error_note
+from .singular import describe_singular
 
 __all__ = ["make_summary", "method_label"]
 
@@ -30,33 +35,56 @@ def method_label(res) -> str:
         return "ML (exact)"
     if res.method == "aghq" and res.nagq and res.nagq > 1:
         how = " (auto)" if getattr(res.optim, "auto", None) is not None else ""
-        terms = getattr(res.model, "re_terms", None)
-        if terms is not None and terms.kind == "nested":
+        terms = res.model.re_terms
+        if terms.kind == "nested":
             return (f"ML (AGHQ, nAGQ={res.nagq}{how} at each of {len(terms)} nested "
                     "levels)")
-        return f"ML (AGHQ, nAGQ={res.nagq}{how}, {res.nagq ** res.model.q} points/group)"
+        points = res.nagq ** quadrature_dimension(terms)
+        return f"ML (AGHQ, nAGQ={res.nagq}{how}, {points} points/group)"
     return "ML (Laplace)"
 
 
-def _fmt(x, d=3):
-    return "nan" if x is None or not np.isfinite(x) else f"{x:.{d}f}"
+#: numbers this large print in scientific notation (a separated coefficient's SE would
+#: otherwise stretch its table by dozens of columns)
+SCIENTIFIC_ABOVE = 1e6
+
+
+def _fmt(x, d=3, sci=False):
+    """x with d decimals; with ``sci`` (table cells) in scientific notation from
+    SCIENTIFIC_ABOVE up."""
+    if x is None or not np.isfinite(x):
+        return "nan"
+    if sci and abs(x) >= SCIENTIFIC_ABOVE:
+        return f"{x:.{max(d - 1, 1)}e}"
+    return f"{x:.{d}f}"
 
 
 def _convergence_detail(res):
     rec = res.optim
+    if getattr(rec, "information", "").startswith("not computed"):
+        return f"{rec.grad_norm:.1e} / not computed"
     if hasattr(rec, "hessian_pd"):
         return f"{rec.grad_norm:.1e} / {'yes' if rec.hessian_pd else 'NO'}"
     return f"{getattr(rec, 'grad_norm', float('nan')):.1e} / exact (profiled)"
 
 
+def _converged(res) -> str:
+    if getattr(res.optim, "information", "").startswith("not computed"):
+        return "not checked"
+    return "yes" if res.converged else "NO"
+
+
 def _groups_info(model) -> dict:
-    """"No. groups" line(s): one factor with its group sizes, or every factor's levels."""
-    if getattr(model, "multi", False):
-        return {"No. groups:": ", ".join(f"{t.n_levels} ({t.name})" for t in model.re_terms)}
-    sizes = getattr(model, "group_sizes", None)     # a sharded model holds no rows
-    sizes = np.bincount(model.group_codes) if sizes is None else np.asarray(sizes)
-    return {"No. groups:": f"{model.n_groups} ({getattr(model, 'group_name', 'Group')})",
-            "Group size min/mean/max:": f"{sizes.min()} / {sizes.mean():.1f} / {sizes.max()}"}
+    """"No. groups" line: every factor's levels; with one factor (statsmodels' header)
+    also its group sizes."""
+    terms = model.re_terms
+    info = {"No. groups:": ", ".join(f"{t.n_levels} ({t.name})" for t in terms)}
+    if view.single_term(model):
+        sizes = getattr(model, "group_sizes", None)     # a sharded model holds no rows
+        sizes = np.bincount(terms[0].codes) if sizes is None else np.asarray(sizes)
+        info["Group size min/mean/max:"] = (f"{sizes.min()} / {sizes.mean():.1f} / "
+                                            f"{sizes.max()}")
+    return info
 
 
 def _header(res):
@@ -76,7 +104,7 @@ def _header(res):
         "AIC:": _fmt(res.aic, 4),
         "BIC:": _fmt(res.bic, 4),
         "Deviance (-2 llf):": _fmt(res.deviance, 4),
-        "Converged:": "yes" if res.converged else "NO",
+        "Converged:": _converged(res),
         "Max |gradient| / Hessian PD:": _convergence_detail(res),
         "Singular fit:": "YES" if np.any(res.singular) else "no",
     }
@@ -108,34 +136,40 @@ def _fe_table(res, alpha, table=None):
     lo, hi = f"[{alpha / 2:.3f}", f"{1 - alpha / 2:.3f}]"
     df = pd.DataFrame({"Coef.": coef, "Std.Err.": se, "z": z, "P>|z|": pv,
                        lo: coef - crit * se, hi: coef + crit * se}, index=names[:p])
-    return df.map(lambda v: _fmt(v, 4)) if hasattr(df, "map") else df.applymap(_fmt)
+    cell = (lambda v: _fmt(v, 4, sci=True))      # noqa: E731
+    return df.map(cell) if hasattr(df, "map") else df.applymap(cell)
 
 
 def _re_table(res):
-    if getattr(res.model, "multi", False):
-        from .factors import varcorr_rows
-        return _with_dispersion(res, varcorr_rows(
-            res.model.re_terms, res.outcome.Sigmas,
-            scale=res.scale if res.model.fam.is_gaussian else None))
-    names = list(res.model.data.exog_re_names)
-    S = np.asarray(res.cov_re, dtype=float)
+    """The random-effects table: statsmodels' MixedLM layout for one factor (rows named
+    by its effects, correlations in columns), lme4's ``VarCorr`` layout (a block per
+    factor) for several; the residual variance of a Gaussian fit last."""
+    model = res.model
+    scale = res.scale if model.fam.is_gaussian else None
+    if not view.single_term(model):
+        return _with_dispersion(res, varcorr_rows(model.re_terms, res.outcome.Sigmas, scale))
+    t = model.re_terms[0]
+    names = view.effect_names(t)
+    S = np.asarray(res.outcome.Sigmas[0], dtype=float)
+    Lam = model.re_terms.Lambdas(np.asarray(res.outcome.theta, dtype=float))[0]
+    singular = np.abs(np.diag(Lam)) < SINGULAR_TOL
     sd = np.sqrt(np.clip(np.diag(S), 0, None))
     rows = []
     q = len(names)
     for i, nm in enumerate(names):
-        row = {"Variance": _fmt(S[i, i], 4), "Std.Dev.": _fmt(sd[i], 4)}
+        row = {"Variance": _fmt(S[i, i], 4, sci=True), "Std.Dev.": _fmt(sd[i], 4, sci=True)}
         for j in range(i):
             c = S[i, j] / (sd[i] * sd[j]) if sd[i] > 0 and sd[j] > 0 else np.nan
             row[f"Corr({names[j]})"] = _fmt(c, 3)
-        if res.singular[i] if i < len(res.singular) else False:
+        if singular[i]:
             row["Note"] = "singular (see note)"
         rows.append(row)
     index = names[:]
-    if res.model.fam.is_gaussian:
-        rows.append({"Variance": _fmt(res.scale, 4), "Std.Dev.": _fmt(np.sqrt(res.scale), 4)})
+    if scale is not None:
+        rows.append({"Variance": _fmt(scale, 4), "Std.Dev.": _fmt(np.sqrt(scale), 4)})
         index.append("Residual")
     df = pd.DataFrame(rows, index=index).fillna("")
-    if q > 1 and getattr(res.model, "diagonal", False):
+    if q > 1 and t.pattern.is_diagonal and not t.pattern.is_unstructured:
         df["Note"] = ["uncorrelated (diagonal)"] * q + [""] * (len(index) - q)
     return _with_dispersion(res, df)
 
@@ -165,14 +199,18 @@ def _with_dispersion(res, df):
 
 def _warnings(res):
     out = []
-    if not res.converged:
+    se_note = standard_error_note(res)
+    if se_note:
+        out.append(se_note + ".")
+    if not res.converged and not getattr(res.optim, "information", "").startswith(
+            "not computed"):
         rec = res.optim
         g = getattr(rec, "grad_norm", np.nan)
         out.append(f"The optimiser did not converge (max |gradient| = {g:.2g}); try "
                    "start_params= from a simpler model, or rescale covariates.")
     if np.any(res.singular):
-        from .singular import describe_singular, singular_advice
-        out.append(f"Singular fit: {describe_singular(res)}; {singular_advice(res)}.")
+        what = describe_singular(res)
+        out.append(f"Singular fit: {what}; {singular_advice(what)}.")
     dropped = getattr(res.model, "dropped_levels", None)
     if dropped:
         text = "; ".join(f"{col}: {', '.join(map(str, levels))}" for col, levels in dropped.items())

@@ -538,3 +538,55 @@ def test_crossed_factors_beyond_memory_are_refused_when_the_model_is_built(monke
     with pytest.raises(MixedGLMInputError, match="dense block of 12,100 x 12,100.*the limit "
                                                  "is 12,000"):
         model_only("resp ~ x + (1 | a) + (1 | b)", big, sm.families.Gaussian())
+
+
+# ------------------------------------------------------------------------------------------
+# Issue 25, "Silently wrong": 1 (a start on the variance boundary: a negative variance is
+# refused; 0 is legal and left, tests/test_start_values.py) and 3 (a constant response: lme4
+# stops with "Response is constant"; mlglm returned converged=True, an intercept of -100.7
+# and SEs of ~1e20 for all-zero counts)
+# ------------------------------------------------------------------------------------------
+SILENTLY_WRONG_25 = [
+    ("all-zero Poisson counts",
+     lambda d: _fit("count ~ x", d.assign(count=0), family=P), "every count is 0"),
+    ("all-zero negative binomial counts",
+     lambda d: mlglm.glmer("count ~ x + (1 | g)", d.assign(count=0), family="negative_binomial"),
+     "every count is 0"),
+    ("binomial, every trial a failure",
+     lambda d: _fit("y ~ x", d.assign(y=0)), "every trial is a failure"),
+    ("binomial, every trial a success",
+     lambda d: _fit("y ~ x", d.assign(y=1)), "every trial is a success"),
+    ("binomial counts, every trial a success",
+     lambda d: mlglm.glmer("s + f ~ x + (1 | g)", d.assign(s=3, f=0), family="binomial"),
+     "every trial is a success"),
+    ("constant Gaussian response",
+     lambda d: mlglm.lmer("y ~ x + (1 | g)", d.assign(y=2.5)), "every value is 2.5"),
+    ("constant Gamma response",
+     lambda d: mlglm.glmer("t ~ x + (1 | g)", d.assign(t=2.0), family="gamma"),
+     "every value is 2"),
+    ("a negative variance in start_params",
+     lambda d: mlglm.MixedGLM.from_formula("y ~ x", d, groups="g", family=B).fit(
+         start_params=[0.3, 0.8, -0.5]), "the variance of Intercept is -0.5"),
+    ("a correlation beyond 1 in start_params",
+     lambda d: mlglm.MixedGLM.from_formula("y ~ x", d, groups="g", re_formula="~x",
+                                           family=B).fit(start_params=[0.3, 0.8, 1.0, 3.0, 1.0]),
+     "correlation is beyond"),
+]
+
+
+@pytest.mark.parametrize("name, call, fragment", SILENTLY_WRONG_25,
+                         ids=[c[0] for c in SILENTLY_WRONG_25])
+def test_issue25_silently_wrong_inputs_are_refused(name, call, fragment):
+    with pytest.raises(MixedGLMInputError) as info:
+        call(_data())
+    assert fragment in str(info.value)
+
+
+def test_constant_response_check_counts_only_weighted_rows():
+    """Rows with frequency weight 0 are absent: a response that is constant on the others
+    (every weighted count 0) is refused."""
+    d = _data()
+    w = np.ones(len(d))
+    w[d["count"].to_numpy() > 0] = 0.0
+    with pytest.raises(MixedGLMInputError, match="every count is 0"):
+        mlglm.glmer("count ~ x + (1 | g)", d, family="poisson", freq_weights=w)

@@ -13,6 +13,7 @@ agreement is to the refit tolerances of tests/tolerances.py.
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 import warnings
 
@@ -163,7 +164,7 @@ class _KillerProblem:
 
 @pytest.mark.parametrize("formula,data", [
     ("Reaction ~ Days + (1 | Subject)", "sleepstudy"),       # one grouping factor
-    ("strength ~ 1 + (1 | batch/cask)", "pastes"),           # nested (bootstrap_multi)
+    ("strength ~ 1 + (1 | batch/cask)", "pastes"),           # nested factors
 ])
 def test_a_dead_worker_loses_only_its_own_replicate(monkeypatch, formula, data):
     """Issue 25, item 10: bootstrap(n_jobs=2) raised BrokenProcessPool and lost every
@@ -209,3 +210,45 @@ def test_apply_builds_each_replicate_once():
     boot.clear_cache()
     rebuilt = boot.replicate(2)
     assert rebuilt is not first[2] and rebuilt.llf == pytest.approx(boot.llf[2], abs=1e-12)
+
+
+def test_one_term_is_labelled_alike_however_spelled(hsb):
+    """Issue 22: the bootstrap's labels of one random-effects term do not depend on how the
+    term was spelled. An array-built random intercept (``MixedGLM(endog, exog, groups)``)
+    was labelled "sd(Group Var)" in binomial fits, and one term of two blocks spelled with
+    bars, ``(1 + cses | school) + (0 + meanses | school)``, "sd(Intercept | school)" (the
+    several-factor labels); both now have the labels of a ``groups=`` / one-bar model, and
+    the array-built fit's replicates are the formula-built one's (same model, same seed)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        formula = mlglm.glmer("I(mAch > 13) ~ cses + (1 | school)", hsb, family="binomial")
+        X = np.column_stack([np.ones(len(hsb)), hsb["cses"]])
+        arrays = mlglm.MixedGLM((hsb["mAch"] > 13).to_numpy(float), X, hsb["school"].to_numpy(),
+                                family=sm.families.Binomial()).fit()
+        blocks = mlglm.lmer("mAch ~ cses + (1 + cses | school) + (0 + meanses | school)", hsb)
+    a, b = (r.bootstrap(2, seed=4, progress=False) for r in (formula, arrays))
+    assert list(a.replicates.columns) == ["Intercept", "cses", "sd(Intercept)"]
+    assert list(b.replicates.columns) == ["const", "x1", "sd(Intercept)"]
+    np.testing.assert_allclose(b.replicates.to_numpy(), a.replicates.to_numpy(),
+                               atol=REFIT_PARAM_ATOL)
+    c = blocks.bootstrap(1, seed=4, progress=False)
+    assert list(c.replicates.columns) == ["Intercept", "cses", "sd(Intercept)", "sd(cses)",
+                                          "sd(meanses)", "cor(Intercept, cses)", "sigma"]
+
+
+def test_replicate_params_of_a_refit_at_the_boundary(boots):
+    """A refit whose intercept SD is 0 has no correlation (NaN) but its covariance is 0:
+    replicate_params made that covariance NaN for one grouping factor, so the bootstrap
+    intervals of ``conf_int(method="bootstrap")`` (which drop NaN rows) lost the refit."""
+    res, boot = boots["binomial"]
+    reps = boot.replicates.copy()
+    reps.loc[0, "sd(Intercept)"] = 0.0
+    reps.loc[0, "cor(Intercept, urban[T.Y])"] = np.nan
+    at_zero = dataclasses.replace(boot, replicates=reps)
+    row = at_zero.replicate_params().iloc[0]
+    assert not row.isna().any()
+    assert row["district Var"] == 0.0 and row["district x urban[T.Y] Cov"] == 0.0
+    assert row["urban[T.Y] Var"] == pytest.approx(reps.loc[0, "sd(urban[T.Y])"] ** 2, rel=1e-14)
+    ci = res.conf_int(method="bootstrap", boot=at_zero)
+    assert ci.loc["district Var", 0] == pytest.approx(
+        at_zero.replicate_params()["district Var"].quantile(0.025), rel=1e-12)

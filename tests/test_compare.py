@@ -1,4 +1,6 @@
 """LR tests and anova() tables against lme4 (Contraception, Laplace) and statsmodels GLM."""
+import warnings
+
 import numpy as np
 import pytest
 import statsmodels.formula.api as smf
@@ -92,3 +94,24 @@ def test_anova_prints_whole_in_80_columns(fits):
     assert float(row[2]) == pytest.approx(tab["AIC"].iloc[1], abs=0.005)
     assert float(row[6]) == pytest.approx(tab["Chisq"].iloc[1], abs=5e-5)
     assert "..." not in text and str(tab) == text
+
+
+def test_anova_labels_spell_the_random_part_as_lme4():
+    """The random part in each label is lme4's spelling of the fitted model, however it
+    was built: independent effects with ||, a term without intercept with 0 +, a term
+    with two blocks as two bar terms (groups= fits used to print (1 + cses | school) and
+    (cses | school) for the first two)."""
+    d = mlglm.datasets.load_hsb()
+    fit = dict(family=sm.families.Gaussian())
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        diag = mlglm.MixedGLM.from_formula("mAch ~ cses", d, groups="school", re_formula="~cses",
+                                           cov_struct="diagonal", **fit).fit(reml=False)
+        slope = mlglm.MixedGLM.from_formula("mAch ~ cses", d, groups="school",
+                                            re_formula="~0 + cses", **fit).fit(reml=False)
+        blocks = mlglm.lmer("mAch ~ cses + meanses + (1 + cses | school) + "
+                            "(0 + meanses | school)", d, reml=False)
+    assert list(mlglm.anova(slope, diag).index) == ["mAch ~ cses + (0 + cses | school)",
+                                                    "mAch ~ cses + (1 + cses || school)"]
+    assert mlglm.anova(blocks, diag).index[1] == \
+        "mAch ~ cses + meanses + (1 + cses | school) + (0 + meanses | school)"

@@ -181,6 +181,24 @@ def test_gaussian_equals_in_memory(client, hsb, reml):
     assert r1.scale == pytest.approx(r0.scale, rel=1e-8)
 
 
+@pytest.mark.parametrize("formula", ["mAch ~ cses + (1 + cses || school)",
+                                     "mAch ~ cses + (1 | school) + (0 + cses | school)",
+                                     "mAch ~ cses + (1 | school)"])
+def test_gaussian_one_term_spellings_equal_in_memory(client, hsb, formula):
+    """One term however spelled (independent effects, two bars on one factor, a random
+    intercept): the shards' sums (core.lmm_sums, one term) and the in-memory one-factor
+    fit (core.lmm.lmm_fit) reach the same optimum; oracle: the in-memory fit, tolerances
+    of test_gaussian_equals_in_memory."""
+    r0 = mlglm.lmer(formula, hsb)
+    r1 = mlglm.lmer(formula, dd.from_pandas(hsb, npartitions=3))
+    assert abs(r1.llf - r0.llf) <= LLF_RTOL * abs(r0.llf)
+    np.testing.assert_allclose(np.asarray(r1.params), np.asarray(r0.params), atol=EST_TOL)
+    np.testing.assert_allclose(r1.bse_fe, r0.bse_fe, rtol=1e-8)
+    assert list(r1.params.index) == list(r0.params.index)
+    e0, e1 = pd.DataFrame(r0.random_effects).T, pd.DataFrame(r1.random_effects).T
+    np.testing.assert_allclose(e1.loc[e0.index].to_numpy(), e0.to_numpy(), atol=EST_TOL)
+
+
 @pytest.mark.parametrize("reml", [True, False])
 def test_gaussian_nested_equals_in_memory(client, reml):
     """Schools nested in LEAs (Chem97), a random slope at the top level: each shard
@@ -385,6 +403,25 @@ def test_gaussian_intervals_and_icc(client, hsb):
     assert ci1.loc["sigma", "interval"] == "not available (sharded fit)"
     pd.testing.assert_frame_equal(r1.conf_int(), r0.conf_int(), atol=1e-8)
     assert float(mlglm.icc(r1)) == pytest.approx(float(mlglm.icc(r0)), rel=1e-8)
+
+
+def test_sharded_fit_is_the_in_memory_fit_with_its_engine_on_the_cluster(client, hsb, capsys):
+    """ShardedMixedGLM.fit is MixedGLM.fit with the engine step on the shards: the same
+    method checks and statsmodels keywords. nagq= on a Gaussian model was ignored, a
+    start_params that a Gaussian fit does not use passed silently, disp= was refused
+    as an unexpected keyword; now as in memory."""
+    ddf = dd.from_pandas(hsb, npartitions=2)
+    m = mlglm.lmer("mAch ~ cses + (1 | school)", ddf).model
+    with pytest.raises(MixedGLMInputError, match="nagq= is for"):
+        m.fit(nagq=3)
+    with pytest.raises(MixedGLMInputError, match="'reml' or 'ml'"):
+        m.fit(method="laplace")
+    with pytest.warns(UserWarning, match="start_params is not used"):
+        m.fit(start_params=[12.0, 2.0, 8.0])
+    res = m.fit(method="ML", disp=True)
+    assert "mlglm ml fit converged" in capsys.readouterr().out
+    r0 = mlglm.lmer("mAch ~ cses + (1 | school)", hsb, reml=False)
+    assert abs(res.llf - r0.llf) <= LLF_RTOL * abs(r0.llf)
 
 
 # ---------------------------------------------------------------- refusals

@@ -92,7 +92,9 @@ def test_dispersion_derivatives_match_finite_differences(family, link):
             d1, d2, d3 = fl.derivatives(eta, y, m, third=True)
             dK, dd1, dd2 = fl.dispersion_derivatives(eta, y, m, d1, d2, d3)
             K, d1n, dKn = fl.kernel_ddisp(eta, y, m)
-            np.testing.assert_array_equal(d1n, d1)
+            # two formulas for d1 (the quadrature's fused one and the modes'): equal to
+            # rounding, not bit for bit
+            np.testing.assert_allclose(d1n, d1, rtol=SAME_NUMBER_RTOL, atol=1e-12)
             np.testing.assert_allclose(dKn, dK, rtol=1e-12, atol=1e-12)
 
             def in_t(f):
@@ -144,8 +146,9 @@ def test_loglik_matches_scipy_and_constants(family, link, weighted):
 @pytest.mark.parametrize("family, link", PAIRS, ids=IDS)
 def test_finite_and_log_concave(family, link):
     """No NaN/inf over the grid (no floating-point error but underflow), d2 >= 0: the
-    inner Newton problem is concave; the inverse link's eta <= 0 is no density (-inf,
-    derivatives 0)."""
+    inner Newton problem is concave; the inverse link's eta <= 0 is no density (-inf),
+    with the derivatives of the kernel's quadratic extension from eta = 0.01 / y, which
+    point back into the domain (d1 > 0, d2 > 0: issue 21 item 9)."""
     eta = np.linspace(-30.0, 30.0, 6001) if link == "log" else np.linspace(1e-3, 30.0, 3001)
     for t in T_VALUES[family]:
         fl = get_family_link(family, link).at(t)
@@ -162,7 +165,11 @@ def test_finite_and_log_concave(family, link):
         e = np.array([-1.0, 0.0, 0.5])
         k, d1, d2 = fl.kernel_derivatives(e, np.ones(3), np.ones(3))
         assert np.all(np.isneginf(k[:2])) and np.isfinite(k[2])
-        assert np.all(d1[:2] == 0.0) and np.all(d2[:2] == 0.0)
+        # quadratic extension from eps = 0.01 / y = 0.01 (y = 1, shape 1):
+        # d1 = (2 eps - eta) / eps^2 - y, d2 = 1 / eps^2
+        np.testing.assert_allclose(d1[:2], [(0.02 + 1.0) / 1e-4 - 1.0, 0.02 / 1e-4 - 1.0],
+                                   rtol=1e-12)
+        np.testing.assert_allclose(d2[:2], [1e4, 1e4], rtol=1e-12)
 
 
 # ------------------------------------------------------------- objective gradients

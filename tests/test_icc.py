@@ -250,3 +250,21 @@ def test_iccresult_pickles(hsb_fits):
     ve = variance_explained(hsb_fits["null"], hsb_fits["meanses"])
     assert pickle.loads(pickle.dumps(ve)) == ve
     assert hash(out) == hash(back)
+
+
+def test_one_factor_with_several_blocks_is_reported_as_one_factor(hsb):
+    """(1 + cses | school) + (0 + meanses | school) is one grouping factor (two blocks of
+    its covariance): its ICC is tau00 / (tau00 + sigma^2) in the one-factor form (it was
+    reported as a table of factors) and the summary's random-effects table is MixedLM's."""
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        r = mlglm.lmer("mAch ~ cses + meanses + (1 + cses | school) + (0 + meanses | school)",
+                       hsb)
+    S = np.asarray(r.cov_re, dtype=float)
+    out = icc(r)
+    assert dict(out.components) == {"tau00": S[0, 0], "sigma2": r.scale}
+    assert out.value == pytest.approx(S[0, 0] / (S[0, 0] + r.scale), rel=1e-12)
+    assert repr(out).startswith("ICCResult(value=")
+    table = r.summary().tables[2]
+    assert list(table.index) == ["school", "cses", "meanses", "Residual"]

@@ -171,3 +171,39 @@ def test_varcorr_of_uncorrelated_effects_shows_no_correlation(hsb):
     assert rows[1][:2] == ["school", "Intercept"] and rows[2][0] == "cses"
     assert len(rows[2]) == 2                     # name and SD, no correlation
     assert float(rows[2][1]) == pytest.approx(np.sqrt(res.cov_re.iloc[1, 1]), abs=1e-5)
+
+
+def test_update_keeps_every_block_of_a_term(hsb):
+    """(1 | school) + (0 + cses | school) is one term with two blocks: update() rewrites
+    it with both (it used to drop the slope: ``(1 || school)``) and refits the same model."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = mlglm.lmer("mAch ~ cses + (1 | school) + (0 + cses | school)", hsb)
+        again = res.update()
+    assert mlglm.lme4api.lme4_formula(res.model) == \
+        "mAch ~ cses + (1 | school) + (0 + cses | school)"
+    assert again.llf == pytest.approx(res.llf, rel=1e-12)
+    assert list(again.params.index) == list(res.params.index)
+
+
+def test_vc_slope_keeps_its_name_in_ranef_coef_and_varcorr():
+    """groups="Subject", vc_formula={"d": "0 + Days"}: one term, a random slope on Days
+    named d. ranef/VarCorr name it d (it used to be called "Intercept") and coef adds it
+    as a column of its own, not to the intercept (lme4's coef for a random effect without
+    a fixed counterpart); update() refuses, vc terms having no lme4 spelling."""
+    import statsmodels.api as sm
+    d = mlglm.datasets.load_sleepstudy()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = mlglm.MixedGLM.from_formula("Reaction ~ Days", d, groups="Subject",
+                                          vc_formula={"d": "0 + Days"},
+                                          family=sm.families.Gaussian()).fit()
+    b = np.asarray(res.outcome.b[0])[:, 0]
+    modes = mlglm.ranef(res)["d"]
+    assert list(modes.columns) == ["d"] and np.allclose(modes["d"], b)
+    assert list(mlglm.VarCorr(res)["d"].index) == ["d"]
+    c = mlglm.coef(res)["d"]
+    assert np.allclose(c["Intercept"], res.fe_params["Intercept"])
+    assert np.allclose(c["d"], b)
+    with pytest.raises(ValueError, match="vc_formula"):
+        res.update()

@@ -18,7 +18,7 @@ def test_marginal_mean_matches_brute_force_integration(fit):
     d = load_contraception().head(4)
     got = fit.predict(d, marginal=True)
     from mlglm.prediction import design
-    X, Z, off, _ = design(fit, d)
+    X, (Z,), off, _ = design(fit, d)      # one random-effects design per term
     beta = np.asarray(fit.fe_params)
     S = np.asarray(fit.cov_re)
     Sinv, logdet = np.linalg.inv(S), np.linalg.slogdet(S)[1]

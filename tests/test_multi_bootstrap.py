@@ -17,6 +17,7 @@ import pytest
 from scipy import integrate, special, stats
 
 import mlglm
+from mlglm.bootstrap import natural_estimates
 from tolerances import REFIT_LLF_ATOL, REFIT_PARAM_ATOL
 
 
@@ -81,7 +82,7 @@ def test_gaussian_replicate_equals_a_refit_of_its_response(pastes, pastes_data, 
         for f in ("batch", "batch:cask"):
             assert np.allclose(rep.random_effects[f], direct.random_effects[f], atol=1e-4)
         assert boot_pastes.replicates.iloc[r].to_numpy() == pytest.approx(
-            mlglm.profile.natural_values(direct).to_numpy(), abs=1e-4)
+            natural_estimates(direct).to_numpy(), abs=1e-4)
 
 
 def test_glmm_replicate_equals_a_refit_of_its_response(grouse, boot_grouse):

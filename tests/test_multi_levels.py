@@ -233,3 +233,38 @@ def test_update_keeps_every_factor(verbagg):
     one = _quiet(r.update, "~ . - (1 | batch)")    # written (1 | batch) + (1 | batch:cask)
     assert one.llf == pytest.approx(_quiet(mlglm.lmer, "strength ~ 1 + (1 | batch:cask)",
                                            d).llf, abs=1e-8)
+
+
+def test_one_icc_class_whatever_the_number_of_factors(chem):
+    """icc() returns an ICCResult for one factor and for several; with several its value
+    is the share of every factor's variance, (tau_lea + tau_school) / total, and one
+    factor's result reads by the factor's name too."""
+    r = chem[0]
+    got = mlglm.icc(r)
+    assert type(got) is mlglm.ICCResult
+    tl, ts = _tau(r, "lea"), _tau(r, "school")
+    assert got.value == pytest.approx((tl + ts) / (tl + ts + r.scale), rel=1e-12)
+    assert got.between == pytest.approx(tl + ts, rel=1e-12) and got.within == r.scale
+    assert repr(got) == f"ICCResult(lea={got['lea']:.4f}, school={got['school']:.4f})"
+    one = mlglm.icc(_quiet(mlglm.lmer, "score ~ 1 + (1 | school)", mlglm.datasets.load_chem97()))
+    assert type(one) is mlglm.ICCResult and one["school"] == one.value
+    assert list(one.table.index) == ["school"] and repr(one).startswith("ICCResult(value=")
+
+
+def test_boundary_groups_per_factor():
+    """Poisson counts of (1 | BROOD) + (1 | LOCATION) (broods in locations): the levels
+    whose counts are all zero, counted by hand for each factor (it used to say nothing
+    with more than one factor)."""
+    d = mlglm.datasets.load_grouseticks()
+    r = _quiet(mlglm.glmer, "TICKS ~ YEAR + cHEIGHT + (1 | BROOD) + (1 | LOCATION)", d,
+               family="poisson")
+    zero = {f: int((d.groupby(f, observed=True)["TICKS"].sum() == 0).sum())
+            for f in ("BROOD", "LOCATION")}
+    n = {f: d[f].nunique() for f in ("BROOD", "LOCATION")}
+    text = mlglm.fit_checks.boundary_groups(r.model)
+    assert text.startswith(f"{zero['BROOD']} of {n['BROOD']} levels of BROOD and "
+                           f"{zero['LOCATION']} of {n['LOCATION']} levels of LOCATION have "
+                           "responses all zero")
+    one = _quiet(mlglm.glmer, "TICKS ~ YEAR + cHEIGHT + (1 | BROOD)", d, family="poisson")
+    assert mlglm.fit_checks.boundary_groups(one.model).startswith(
+        f"{zero['BROOD']} of {n['BROOD']} groups have responses all zero")

@@ -219,6 +219,31 @@ def test_glmm_conditional_se_by_differences_of_the_modes(df, family):
     np.testing.assert_allclose(mean["mean_ci_upper"], inv(eta + Z95 * pr.se_mean), rtol=1e-10)
 
 
+def test_conditional_predictions_of_a_vc_slope_on_new_rows():
+    """A one-term model spelled with vc_formula ({"d": "0 + Days"} within Subject, a random
+    slope): conditional predictions and their SEs on new rows are those of the same
+    rows in the fit (they used to ask for a column named after the vc key)."""
+    import statsmodels.api as sm
+    d = mlglm.datasets.load_sleepstudy()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = mlglm.MixedGLM.from_formula("Reaction ~ Days", d, groups="Subject",
+                                          vc_formula={"d": "0 + Days"},
+                                          family=sm.families.Gaussian()).fit()
+    rows = d.iloc[[3, 17, 55, 170]]
+    inside = res.get_prediction(conditional=True)
+    new = res.get_prediction(rows, conditional=True)
+    np.testing.assert_allclose(new.predicted_mean, inside.predicted_mean[[3, 17, 55, 170]],
+                               rtol=1e-12)
+    np.testing.assert_allclose(new.se_mean, inside.se_mean[[3, 17, 55, 170]], rtol=1e-12)
+    # the slope is Days times the subject's mode
+    b = np.asarray(res.outcome.b[0])[:, 0]
+    subj = pd.Index(res.model.re_terms[0].levels.get_level_values(0)).get_indexer(
+        rows["Subject"])
+    want = res.fe_params["Intercept"] + rows["Days"] * (res.fe_params["Days"] + b[subj])
+    np.testing.assert_allclose(res.predict(rows, conditional=True), want, rtol=1e-12)
+
+
 def test_unused_categorical_levels_dropped_with_a_warning_and_predict_on_the_fits_frame(df):
     """Issue 21 item 6: a category no row uses was dropped at fit time without a word,
     and predict() on the very frame the model was fitted on failed with patsy's

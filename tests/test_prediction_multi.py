@@ -1,6 +1,6 @@
 """Standard errors of conditional predictions with several grouping factors.
 
-Oracles, written plainly with dense matrices (nothing from mlglm.prediction_multi):
+Oracles, written plainly with dense matrices (nothing from mlglm.prediction):
 
 * linear mixed models: Henderson's prediction error variance [x; zeta]' C [x; zeta],
   C the inverse of the mixed-model equations [[X'X, X'Z], [Z'X, Z'Z + sigma^2 G^{-1}]]
@@ -21,7 +21,7 @@ from scipy.linalg import block_diag
 
 import mlglm
 from mlglm.prediction import working_weights
-from mlglm.prediction_multi import conditional_error_terms
+from mlglm.prediction import conditional_error_terms
 
 RTOL = 1e-8     # dense inverse vs sparse solves, both in double precision
 

@@ -237,10 +237,10 @@ def check_at_optimum(obj, state) -> AdequacyCheck:
         finer.u = u_fit
         _, g = finer.value_and_gradient(x)
         dx = np.zeros_like(x)
-        try:
-            dx[idx] = np.linalg.solve(Hf, g[idx])
-        except np.linalg.LinAlgError:
-            dx[idx] = np.nan
+        # the Newton step over the parameters with a standard error: cov_x is the inverse
+        # information over the directions the data determine (NaN along the others)
+        ok = state.free & np.isfinite(np.diag(state.cov_x))
+        dx[ok] = state.cov_x[np.ix_(ok, ok)] @ g[ok]
         se = _standard_errors(state)
         p = obj.p
         fe = float(np.nanmax(np.abs(dx[:p]) / se[:p])) if p else 0.0

@@ -234,6 +234,11 @@ class GammaLog(_GammaBase):
         return np.exp(np.minimum(eta, _ETA_MAX))
 
 
+#: Gamma with the inverse link, outside its domain: the Newton derivatives are those of
+#: the kernel's quadratic extension from eta = _DOMAIN_EDGE / y (GammaInverse).
+_DOMAIN_EDGE = 0.01
+
+
 class GammaInverse(_GammaBase):
     link = "inverse"
 
@@ -241,6 +246,14 @@ class GammaInverse(_GammaBase):
         return 1.0 / y
 
     def kernel_derivatives(self, eta, y, m):
+        """K, dK/deta, -d2K/deta2; outside the domain (eta <= 0: a mean 1 / eta <= 0)
+        K = -inf (no density), and the derivatives are those of the kernel's quadratic
+        extension from eta_i = _DOMAIN_EDGE / y_i (near the edge of the domain, where
+        the log barrier of K is steep: 1 / y_i is the row's own saturated value), which point
+        back into the domain: a Newton iteration for the conditional modes started
+        outside (the outer optimiser's trial points can put the fixed part of eta
+        below 0 on some row, which the random effects may still lift) then steps
+        into it instead of stalling on a flat -inf."""
         nu = self.shape
         ok = eta > 0
         e = eta if ok.all() else np.where(ok, eta, 1.0)
@@ -250,9 +263,15 @@ class GammaInverse(_GammaBase):
         d2 = nu * m * inv * inv
         if not ok.all():                 # mean 1 / eta <= 0: no density there
             bad = ~ok
-            K = np.where(bad & (np.broadcast_to(m, K.shape) > 0), -np.inf, K)
-            d1 = np.where(bad, 0.0, d1)
-            d2 = np.where(bad, 0.0, d2)
+            mb = np.broadcast_to(m, K.shape)
+            K = np.where(bad & (mb > 0), -np.inf, K)
+            # K(eps) + K'(eps)(eta - eps) + K''(eps)(eta - eps)^2 / 2 at eps = 0.01 / y:
+            # d1 = nu (m (2 eps - eta) / eps^2 - y) > 0, d2 = nu m / eps^2 (a row alone
+            # would step to eta ~ 2 eps)
+            yb = np.broadcast_to(y, K.shape)
+            eps = _DOMAIN_EDGE / yb
+            d1 = np.where(bad, nu * (mb * (2.0 * eps - eta) / eps ** 2 - yb), d1)
+            d2 = np.where(bad, nu * mb / eps ** 2, d2)
         return K, d1, d2
 
     def third(self, eta, y, m, d1, d2):

@@ -93,12 +93,43 @@ from .record import SINGULAR_TOL, CoreFit, OptimizationRecord
 from .smallmat import chol_and_inverse
 
 __all__ = ["LMMStats", "lmm_stats", "profiled_deviance", "profiled_deviance_grad",
-           "lmm_fit", "lmm_evaluate", "lmm_record", "SINGULAR_TOL"]
+           "lmm_fit", "lmm_evaluate", "lmm_record", "SINGULAR_TOL", "rank_deficient_columns",
+           "RANK_TOL_FACTOR"]
 
 LOG_2PI = np.log(2.0 * np.pi)
 
 START_OFF_BOUNDARY = 0.1
 """A zero diagonal entry in a user's theta0 is moved here (zero is a stationary point)."""
+
+
+#: A column of X is a linear combination of the columns before it when the diagonal
+#: entry of R (QR of X with unit-norm columns) is at most RANK_TOL_FACTOR max(n, p) eps
+#: times the largest: for an exact duplicate or multiple it is ~eps (rounding), four or
+#: more orders of magnitude below, whatever the CPU or BLAS kernel.
+RANK_TOL_FACTOR = 10.0
+
+
+def rank_deficient_columns(X) -> np.ndarray:
+    """Indices of the columns of X that are (numerically) linear combinations of the
+    columns before them, all-zero columns included.
+
+    Householder QR of X with every column scaled to unit norm; column k is dependent
+    when |R_kk| <= RANK_TOL_FACTOR max(n, p) eps max_j |R_jj|. A relative threshold on
+    an orthogonal factorisation, not the failure of a Cholesky factorisation or a
+    solve, which for a duplicated column succeeds or fails with the last bit of
+    rounding (a test passed on one CPU and failed on another).
+    """
+    X = np.asarray(X, dtype=float)
+    if X.ndim != 2 or X.shape[1] == 0:
+        return np.zeros(0, dtype=np.intp)
+    norm = np.sqrt(np.einsum("ij,ij->j", X, X))
+    zero = ~(norm > 0)
+    R = np.linalg.qr(X / np.where(zero, 1.0, norm), mode="r")
+    d = np.abs(np.diagonal(R))
+    if d.size < X.shape[1]:                      # fewer rows than columns
+        d = np.concatenate([d, np.zeros(X.shape[1] - d.size)])
+    tol = RANK_TOL_FACTOR * max(X.shape) * np.finfo(float).eps * max(float(d.max()), 1e-300)
+    return np.flatnonzero(zero | (d <= tol))
 
 
 def _readonly(a):
@@ -213,6 +244,7 @@ def lmm_stats(y, X, Z, group, n_groups: int | None = None, freq=None, var=None) 
     if freq is not None or var is not None:
         y, X, Z, n_eff, ldW = weighted_rows(y, X, Z, freq, var)
 
+    _check_full_rank(X)
     XtX = X.T @ X
     try:
         # Any beta_ols gives an exact reparametrisation; the normal equations are
@@ -240,6 +272,15 @@ def lmm_stats(y, X, Z, group, n_groups: int | None = None, freq=None, var=None) 
                     Zty=_readonly(W[:, :, q + p].copy()),
                     XtX=_readonly(XtX), Xty=_readonly(X.T @ e), yty=float(e @ e),
                     beta_ols=_readonly(beta_ols), n=n_eff, p=p, q=q, n_groups=G, ldW=ldW)
+
+
+def _check_full_rank(X) -> None:
+    """LinAlgError naming the dependent columns of X (:func:`rank_deficient_columns`)."""
+    bad = rank_deficient_columns(X)
+    if bad.size:
+        raise np.linalg.LinAlgError(
+            f"X is rank deficient: column(s) {', '.join(map(str, bad))} are linear "
+            "combinations of the columns before them")
 
 
 def weighted_rows(y, X, Z, freq, var):

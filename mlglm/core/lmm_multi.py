@@ -33,11 +33,12 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from .blocked import BlockedFactor, BlockedStructure
+from .lmm import _check_full_rank
 from .crossprod import (Cross, CrossPlan, diag_blocks_M_Lambda_Sigma, diag_blocks_scalar,
                         lam_D_left, level_sums, outer_rows, split_by_term)
 from .layouts import ParamLayout
 from .lmm import START_OFF_BOUNDARY, gaussian_record, weighted_rows
-from .lmm_minimise import _minimise_log, _minimise_scalar
+from .lmm_minimise import _minimise, _minimise_log, _minimise_scalar
 from .record import SINGULAR_TOL, CoreFit, OptimizationRecord
 from .scalar_schur import scalar_schur
 from .terms import ReTerms
@@ -103,6 +104,7 @@ def multi_lmm_stats(y, X, terms: ReTerms, st: BlockedStructure | None = None,
     plan = CrossPlan(terms, st) if plan is None else plan
     st = plan.st
     if beta_ols is None:
+        _check_full_rank(X)
         beta_ols = np.linalg.solve(X.T @ X, X.T @ y)
     beta_ols = np.asarray(beta_ols, dtype=float)
     E = np.column_stack([X, y - X @ beta_ols])
@@ -322,9 +324,14 @@ def _log_sd_curvature(terms: ReTerms, theta0):
 
 def minimise_theta(terms: ReTerms, theta0, criterion, gtol: float = 1e-8, hess0=None):
     """Minimise ``criterion(theta) -> (value, gradient)`` from theta0; returns (theta in
-    canonical form, message, evaluations). Brent's method for one theta, else
-    :func:`~mlglm.core.lmm_minimise._minimise_log`; a zero diagonal start is moved off
-    the boundary (log SDs need it). The last few evaluations are cached."""
+    canonical form, message, evaluations). Brent's method for one theta; else, for one
+    term, the one-factor fit's minimiser (:func:`~mlglm.core.lmm_minimise._minimise`:
+    BFGS in theta, then Newton steps to the gradient's rounding level, as
+    :func:`~mlglm.core.lmm.lmm_fit`, so that a fit from sums -- a sharded one -- agrees
+    with it to rounding), and for several terms
+    :func:`~mlglm.core.lmm_minimise._minimise_log` (fewer evaluations, each a dense
+    factorisation). A zero diagonal start is moved off the boundary (log SDs need it).
+    The last few evaluations are cached."""
     on_diag = terms.theta_on_diagonal()
     theta0 = terms.canonical(np.asarray(theta0, dtype=float))
     theta0 = np.where(on_diag & (theta0 == 0.0), START_OFF_BOUNDARY, theta0)
@@ -343,6 +350,8 @@ def minimise_theta(terms: ReTerms, theta0, criterion, gtol: float = 1e-8, hess0=
         return hit[0], hit[1].copy()
 
     found = _minimise_scalar(theta0, fg) if theta0.size == 1 else None
+    if found is None and terms.kind == "single":
+        found = _minimise(theta0, fg, gtol)
     theta, message = found if found is not None else _minimise_log(theta0, fg, gtol, on_diag,
                                                                   hess0=hess0)
     return terms.canonical(theta), message, count[0]

@@ -89,11 +89,13 @@ def conditional_modes(fl: FamilyLink, data: GroupedData, beta, Lambda, u0=None,
     Parameters
     ----------
     u0 : (G, q) warm start (e.g. the modes at the previous outer evaluation);
-        zeros when None. Any start is valid: the iteration is globally
-        convergent for these concave problems. If Newton has not converged
-        from it within WARM_MAXITER steps (a start far from the new mode after
-        a long outer step can cost many halved steps, e.g. a Poisson mean
-        overshooting by e^50), the iteration restarts from u = 0.
+        zeros when None. Any start inside the family's domain is valid: the
+        iteration is globally convergent for these concave problems. If Newton
+        has not converged from it within WARM_MAXITER steps (a start far from the
+        new mode after a long outer step can cost many halved steps, e.g. a
+        Poisson mean overshooting by e^50), or the start is outside the domain (a
+        Gamma mean 1 / eta <= 0 on some row: h_j = -inf, where no step could be
+        judged), the iteration restarts from u = 0.
 
     Each iteration evaluates the kernel and its first two derivatives in one
     fused call at the trial point; when the full step is accepted (the usual
@@ -102,9 +104,10 @@ def conditional_modes(fl: FamilyLink, data: GroupedData, beta, Lambda, u0=None,
     if u0 is not None:
         try:
             u = np.ascontiguousarray(np.asarray(u0, dtype=float).T)
-            return _newton(fl, data, beta, Lambda, u, tol, WARM_MAXITER)
+            return _newton(fl, data, beta, Lambda, u, tol, WARM_MAXITER, warm=True)
         except ModeFailure:
-            pass  # the start was far off (a long outer step): restart from u = 0
+            pass  # the start was far off (a long outer step), or outside the family's
+            # domain (Gamma, inverse link: a mean <= 0): restart from u = 0
     return _newton(fl, data, beta, Lambda, np.zeros((data.q, data.n_groups)), tol, maxiter)
 
 
@@ -112,8 +115,9 @@ def conditional_modes(fl: FamilyLink, data: GroupedData, beta, Lambda, u0=None,
 WARM_MAXITER = 12
 
 
-def _newton(fl, data, beta, Lambda, u, tol, maxiter):
-    """Newton's method on (q, G) modes ``u``; see the module docstring."""
+def _newton(fl, data, beta, Lambda, u, tol, maxiter, warm=False):
+    """Newton's method on (q, G) modes ``u``; see the module docstring. A ``warm`` start
+    outside the family's domain (h_j = -inf) raises ModeFailure."""
     q, G = data.q, data.n_groups
     y, m, sizes, starts = data.y, data.m_rows, data.sizes, data.starts
     ZT, ZZT = data.ZT, data.ZZT
@@ -152,6 +156,8 @@ def _newton(fl, data, beta, Lambda, u, tol, maxiter):
     ker, d1, d2 = fl.kernel_derivatives(eta, y, m)
     h, Zd1, Mp = group_sums(ker, d1, d2)
     f = h - 0.5 * np.einsum("kg,kg->g", u, u)
+    if warm and np.isneginf(f).any():
+        raise ModeFailure("the warm start of the modes is outside the family's domain")
     for it in range(1, maxiter + 1):
         grad = Lambda.T @ Zd1 - u                        # sum_i a_i d1_i - u
         step = pairs_solve(hess(Mp), grad)

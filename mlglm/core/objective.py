@@ -36,7 +36,12 @@ from .modes import ModeState, conditional_modes
 from .smallmat import spd_inv
 from .terms import ReTerm, ReTerms
 
-__all__ = ["Objective", "MarginalLoglik"]
+__all__ = ["Objective", "MarginalLoglik", "START_SD"]
+
+#: The default start of every diagonal element of every Lambda_k (an SD of 0.5 on the
+#: linear-predictor scale); the fit driver also restarts a variance it finds stuck at 0
+#: from here (:func:`mlglm.core.optimize.fit_glmm`).
+START_SD = 0.5
 
 
 class Objective:
@@ -140,12 +145,12 @@ class Objective:
         return x
 
     def start(self) -> np.ndarray:
-        """beta of the GLM without random effects; 0.5 on Lambda's diagonals; the
+        """beta of the GLM without random effects; START_SD (0.5) on Lambda's diagonals; the
         log dispersion by the moments of that GLM fit (``fl.dispersion_moments``, then
         ``fl.dispersion_from_moments``), with beta refitted at it. The two row sums
         (:meth:`glm_beta`, :meth:`dispersion_moments`) are what an objective whose rows
         are held in pieces overrides."""
-        theta0 = np.where(self.theta_on_diagonal, 0.5, 0.0)
+        theta0 = np.where(self.theta_on_diagonal, START_SD, 0.0)
         if not self.n_disp:
             return np.concatenate([self.glm_beta(), theta0])
         beta = self.glm_beta(0.0)

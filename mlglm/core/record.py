@@ -45,7 +45,8 @@ class OptimizationRecord:
     n_iter: int
     message: str
     grad_norm: float          # max |projected gradient| of log L (LMM: of the criterion)
-    newton_decrement: float   # g'H^{-1}g over the free parameters (NaN where not computed)
+    newton_decrement: float   # g'H^{-1}g over the free parameters' identified directions
+                              # (NaN where not computed)
     hessian_pd: bool
     converged: bool
     start: tuple = ()
@@ -57,6 +58,15 @@ class OptimizationRecord:
     quadrature_check: object = None
     #: the path of nagq="auto" (mlglm.core.adequacy.AutoRecord) or None
     auto: object = None
+    #: the observed information in words: "positive definite", "singular in k
+    #: direction(s)", "k negative eigenvalue(s)" or "not computed (hessian=False)"
+    information: str = ""
+    #: eigenvalues of the information without information (~0) / with negative curvature
+    n_null: int = 0
+    n_negative: int = 0
+    #: True when a variance at 0 could be improved by moving off it and the restarts
+    #: from inside did not get away (the fit is then not converged)
+    boundary_unresolved: bool = False
 
 
 @dataclass(frozen=True, eq=False)
@@ -83,9 +93,15 @@ class CoreFit:
         for GLMMs.
     cov_params : covariance of psi = (beta, vech Sigma_k..., [dispersion]) (module
         docstring); NaN where there is no Wald value.
-    hessian, cov_x : observed information in x and its inverse over the free
-        parameters (GLMMs; None for the LMM).
+    hessian, cov_x : observed information in x and its inverse over the directions of
+        the free parameters the data determine (GLMMs; None for the LMM); NaN rows and
+        columns for the parameters without a standard error.
     free : bool over x, False for parameters held at the boundary.
+    no_se : bool over x, True for parameters without a standard error (held at the
+        boundary, along a direction without information, or all when the information
+        was not computed); None for the LMM.
+    se_missing : bool over the reported parameters psi: no standard error because the
+        observed information does not determine them (not for boundary reasons).
     singular : bool per theta: a diagonal entry estimated at ~0.
     record : :class:`OptimizationRecord`.
     n_params : parameters counted by AIC/BIC (beta, theta, the dispersion or sigma).
@@ -113,11 +129,13 @@ class CoreFit:
     deviance_ml: float | None = None
     hessian: np.ndarray | None = field(default=None, repr=False)
     cov_x: np.ndarray | None = field(default=None, repr=False)
+    no_se: np.ndarray | None = None
+    se_missing: np.ndarray | None = None
 
     def __post_init__(self):
         # a frozen record: its arrays are read-only too
         for name in ("x", "beta", "theta", "cov_params", "free", "singular", "hessian",
-                     "cov_x"):
+                     "cov_x", "no_se", "se_missing"):
             _freeze(getattr(self, name))
         for name in ("Lambdas", "Sigmas", "b", "b_cov"):
             for a in getattr(self, name):
@@ -164,11 +182,15 @@ def vech_jacobian(Lambda, pattern) -> np.ndarray:
     return J
 
 
-def reported_covariance(p, Lambdas, patterns, cov_x, free, dispersion=None) -> np.ndarray:
-    """cov(psi) = J cov(x) J' for psi = (beta, vech Sigma_k..., [dispersion]) of a GLMM
-    (module docstring); ``dispersion`` is the estimated one (d/dt = dispersion) or None.
-    Rows and columns that depend on a parameter that is not ``free`` are NaN, as are
-    those of NaN entries of cov_x (directions the information does not identify)."""
+def reported_covariance(p, Lambdas, patterns, cov_x, free, no_info, dispersion=None,
+                        computed=True):
+    """(cov(psi), missing) for psi = (beta, vech Sigma_k..., [dispersion]) of a GLMM:
+    cov(psi) = J cov(x) J' (module docstring), ``dispersion`` the estimated one
+    (d/dt = dispersion) or None. Every entry of psi that depends on a parameter held at
+    the boundary (not ``free``) or without information (``no_info``, bool over x) has NaN
+    rows and columns -- never 0. ``missing`` (bool over psi) marks those that lack a
+    standard error because the information does not determine them (all of them when
+    the information was not ``computed``: then every SE is NaN, none "missing")."""
     blocks = [vech_jacobian(L, pat) for L, pat in zip(Lambdas, patterns)]
     n_vech = sum(B.shape[0] for B in blocks)
     has_t = dispersion is not None
@@ -180,11 +202,12 @@ def reported_covariance(p, Lambdas, patterns, cov_x, free, dispersion=None) -> n
         r, c = r + B.shape[0], c + B.shape[1]
     if has_t:
         J[-1, -1] = dispersion
-    unknown = ~np.asarray(free, dtype=bool) | np.any(~np.isfinite(cov_x), axis=0)
-    C = np.where(np.isfinite(cov_x), cov_x, 0.0)
-    cov = J @ C @ J.T
-    if unknown.any():
-        affected = np.any(np.abs(J[:, unknown]) > 0, axis=1)
-        cov[affected, :] = np.nan
-        cov[:, affected] = np.nan
-    return cov
+    no_info = np.zeros(cov_x.shape[0], dtype=bool) if no_info is None else no_info
+    bad = ~np.asarray(free, dtype=bool) | no_info | np.all(np.isnan(cov_x), axis=0)
+    cov = J @ np.where(bad[:, None] | bad[None, :], 0.0, cov_x) @ J.T
+    affected = np.any(np.abs(J[:, bad]) > 0, axis=1)
+    cov[affected, :] = np.nan
+    cov[:, affected] = np.nan
+    missing = np.any(np.abs(J[:, no_info]) > 0, axis=1) if computed else \
+        np.zeros(J.shape[0], dtype=bool)
+    return cov, missing

@@ -42,6 +42,8 @@ import functools
 import logging
 import time
 
+from .shard import Shard, ShardJanitor, ShardLost, build_shard, call_many
+
 __all__ = ["ShardSet", "worker_errors", "ClusterTimeoutError", "WORKER_TIMEOUT", "compute",
            "wait_for"]
 
@@ -147,14 +149,15 @@ class ShardSet:
     client : distributed.Client.
     parts : the shuffled frame's partitions as ``dask.delayed`` objects.
     spec : the DesignSpec the shards are built with.
-    kind : "glmm" (shards with objectives), "lmm" or "lmm_nested" (Gaussian shards with
-        cross products; see :func:`~mlglm.distributed.shard.build_shard`).
+    kind : the class of the shards: :class:`~mlglm.distributed.shard.Shard` (objectives)
+        or a subclass (the Gaussian shard's cross products); see
+        :func:`~mlglm.distributed.shard.build_shard`.
     retries : how many times a call is repeated after worker failures.
     worker_timeout : seconds any wait tolerates a cluster without workers
         (:func:`wait_for`; None: :data:`WORKER_TIMEOUT`).
     """
 
-    def __init__(self, client, parts, spec, kind: str = "glmm", retries: int = 3,
+    def __init__(self, client, parts, spec, kind: type = Shard, retries: int = 3,
                  worker_timeout=None):
         self.client = client
         self.parts = list(parts)
@@ -163,7 +166,6 @@ class ShardSet:
         self.retries = int(retries)
         self.worker_timeout = worker_timeout
         self.rebuilds = 0
-        from .shard import ShardJanitor
         client.register_plugin(ShardJanitor())      # frees shards with their futures
         self.futures = self._build()
         self._holders = None
@@ -174,7 +176,6 @@ class ShardSet:
     def _build(self):
         import dask
 
-        from .shard import build_shard
         spec = dask.delayed(self.spec, traverse=False)
         n = len(self.parts)
         shards = [dask.delayed(build_shard, pure=False)(p, spec, self.kind, i, n)
@@ -231,7 +232,6 @@ class ShardSet:
         worker is gone the restriction lapses and the scheduler rebuilds the
         shards from their lineage wherever it likes.
         """
-        from .shard import ShardLost, call_many
         last = None
         for attempt in range(self.retries + 1):
             batches = self._batches()

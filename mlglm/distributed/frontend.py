@@ -1,7 +1,8 @@
 """The front door: ``from_formula`` / ``glmer`` / ``lmer`` with a Dask DataFrame.
 
 :meth:`MixedGLM.from_formula` hands a Dask DataFrame to :func:`sharded_model`
-(it recognises one without importing dask). Here the caller's names that the
+(it recognises one without importing dask and loads this package on demand,
+:func:`mlglm.model.sharded_engine`). Here the caller's names that the
 formulas use are captured (:func:`~mlglm.distributed.spec.formula_namespace`),
 the coding is learned from the whole data
 (:func:`~mlglm.distributed.spec.learn_spec`: categorical levels, missing
@@ -25,8 +26,9 @@ import warnings
 
 import statsmodels.api as sm
 
-from ..data_checks import DataWarning, MixedGLMInputError
-from ..model import _check_re_in_fixed
+from ..data_checks import DataWarning, MixedGLMInputError, family_from_name, family_spec
+from ..fit_checks import check_re_in_fixed
+from ..model import BinomialMixedGLM, PoissonMixedGLM
 from .model import ShardedMixedGLM
 from .spec import _show, formula_namespace, learn_spec
 
@@ -46,8 +48,6 @@ def sharded_model(cls, formula, data, re_formula=None, vc_formula=None, subset=N
     :class:`~mlglm.distributed.cluster.ClusterTimeoutError`; default 120).
     ``eval_env`` is where the formulas' names are looked up (module docstring).
     """
-    from ..lme4style import family_from_name
-    from ..model import BinomialMixedGLM, PoissonMixedGLM
     client = kwargs.pop("client", None)
     npartitions = kwargs.pop("npartitions", None)
     retries = kwargs.pop("retries", 3)
@@ -68,7 +68,7 @@ def sharded_model(cls, formula, data, re_formula=None, vc_formula=None, subset=N
     if family is not None:
         kwargs["family"] = family
     weighted = kwargs.get("freq_weights") is not None or kwargs.get("var_weights") is not None
-    if weighted and (family is None or type(family).__name__ == "Gaussian"):
+    if weighted and (family is None or family_spec(family).is_gaussian):
         raise NotImplementedError(     # the Gaussian shards' sums are unweighted
             "prior weights with a Gaussian (linear mixed) model are not taken by sharded "
             "fits: their per-shard sums are unweighted; fit the data in memory "
@@ -91,7 +91,7 @@ def sharded_model(cls, formula, data, re_formula=None, vc_formula=None, subset=N
             "columns, the names of the calling namespace it mentions (pickled on the "
             "driver; or pass eval_env={name: value}), numpy as np, patsy's builtins and "
             f"Python's builtins{why}") from exc
-    _check_re_in_fixed(model.exog, model.exog_re, getattr(model.data, "exog_re_names", None))
+    check_re_in_fixed(model)
     model._attach(spec, facts, data, client, npartitions, retries, worker_timeout)
     return model
 

@@ -27,17 +27,21 @@ it.
 """
 from __future__ import annotations
 
+import sys
+import time
+
 import numpy as np
 import pandas as pd
 
-from ..core.adequacy import auto_schedule
-from ..core.nested import quadrature_dimension
-from ..core.optimize import fit_glmm, fit_glmm_auto
-from ..core.quadrature import MAX_GRID_POINTS
 from ..core.terms import ReTerm, ReTerms
 from ..data_checks import MixedGLMInputError
-from ..model import MixedGLM, _resolve_nagq, _warn_fit_problems
-from .cluster import ClusterTimeoutError
+from ..mixedlm_view import single_term, term_labels
+from ..model import MixedGLM
+from .cluster import ClusterTimeoutError, ShardSet
+from .lmm import LMMShard, sharded_lmm_fit
+from .objective import Placement, ShardedObjective
+from .results import sharded_results
+from .shard import Shard
 from .standin import standin_rows
 
 __all__ = ["ShardedMixedGLM"]
@@ -51,6 +55,8 @@ class ShardedMixedGLM(MixedGLM):
     """
 
     _cluster_state = None
+    #: this fit's cluster options (client, progress, retries), while :meth:`fit` runs
+    _run = None
     #: the arrays exog, endog, ... are a stand-in, not the rows (row-based code refuses)
     rows_on_driver = False
 
@@ -60,7 +66,7 @@ class ShardedMixedGLM(MixedGLM):
         spec (:meth:`__setstate__`), not from the unpickling process's stack frames,
         where statsmodels would look for them and a worker has none of the caller's."""
         state = dict(self.__dict__)
-        for key in ("_cluster_state", "_source", "_client", "_last_objective"):
+        for key in ("_cluster_state", "_source", "_client", "_last_objective", "_run"):
             state.pop(key, None)
         data = state.get("data")
         if data is not None and "model_spec" in data.__dict__ and "_spec" in state:
@@ -91,7 +97,7 @@ class ShardedMixedGLM(MixedGLM):
         self.dropped_levels = dict(facts.get("dropped_levels", {}))
         self.n_dropped = int(facts.get("n_missing", 0))
         sizes = facts["top_sizes"]
-        if not self.multi:
+        if single_term(self):           # MixedLM's one-factor attributes (mixedlm_view)
             self.group_labels = list(sizes.index)
             self.n_groups = len(self.group_labels)
             self.group_sizes = np.asarray(sizes, dtype=np.int64)
@@ -108,17 +114,13 @@ class ShardedMixedGLM(MixedGLM):
             return state
         if state is not None:
             self.release()
-        from .cluster import ShardSet
-        from .objective import Placement
         client = client or self._client or _default_client()
         spec = self._spec
         shuffled = self._source[spec.columns].shuffle(on=list(spec.top),
                                                       npartitions=self._npartitions,
                                                       shuffle_method=spec.shuffle_method)
         parts = shuffled.to_delayed()
-        kind = "glmm"
-        if self.fam.is_gaussian:
-            kind = "lmm_nested" if self.multi else "lmm"
+        kind = LMMShard if self.fam.is_gaussian else Shard
         shards = ShardSet(client, parts, spec, kind=kind,
                           retries=self._retries if retries is None else retries,
                           worker_timeout=self._worker_timeout)
@@ -179,19 +181,15 @@ class ShardedMixedGLM(MixedGLM):
         for k, specs in enumerate(getattr(self, "re_info", []) or []):
             for s in specs:
                 s.levels = placement.levels[k]
-        if not self.multi:
-            self.group_labels = list(placement.levels[0])
+        if single_term(self):           # MixedLM's one-factor attributes (mixedlm_view)
+            self.group_labels = term_labels(self.re_terms[0])
             self.group_sizes = placement.sizes(0)
             self.n_groups = len(self.group_labels)
-            if self.n_groups < 2:
-                raise MixedGLMInputError("a mixed model needs at least two groups; found "
-                                         f"{self.n_groups}")
 
     # ----------------------------------------------------------------- fit
     def objective(self, nagq: int = 1, client=None, progress=None):
         """The sharded log-likelihood as an Objective (see
         :class:`~mlglm.distributed.objective.ShardedObjective`)."""
-        from .objective import ShardedObjective
         if self.fam.is_gaussian:
             raise NotImplementedError("Gaussian models are fitted by profiled (RE)ML; "
                                       "use fit()")
@@ -209,8 +207,9 @@ class ShardedMixedGLM(MixedGLM):
 
     def fit(self, method=None, nagq=None, reml=None, start_params=None, maxiter=1000,
             hessian=True, client=None, progress=None, npartitions=None, retries=None,
-            worker_timeout=None):
-        """Fit on the cluster; the same arguments as :meth:`MixedGLM.fit`, plus
+            worker_timeout=None, **kwargs):
+        """Fit on the cluster: :meth:`MixedGLM.fit` (the same arguments, checks and
+        warnings), whose engine step (:meth:`_fit`) runs on the shards; plus
 
         client : the ``distributed.Client`` (default: the one given to
             ``from_formula``, else the active one).
@@ -230,10 +229,12 @@ class ShardedMixedGLM(MixedGLM):
             self._worker_timeout = worker_timeout
             if self._cluster_state is not None:
                 self._cluster_state["shards"].worker_timeout = worker_timeout
+        if npartitions is not None:
+            self._npartitions = npartitions
         self._last_objective = None
+        self._run = {"client": client, "progress": progress, "retries": retries}
         try:
-            res = self._fit(method, nagq, reml, start_params, maxiter, hessian, client,
-                            progress, npartitions, retries)
+            return super().fit(method, nagq, reml, start_params, maxiter, hessian, **kwargs)
         except ClusterTimeoutError as exc:
             self.release()          # a later fit builds the shards again from the source
             best = getattr(self._last_objective, "best", None)
@@ -242,8 +243,8 @@ class ShardedMixedGLM(MixedGLM):
                       f" To go on from the best point this fit reached (log L {best[0]:.6f}), "
                       "pass start_params=err.params to fit().")
             raise ClusterTimeoutError(f"{exc}.{resume}", params=params) from None
-        _warn_fit_problems(res)
-        return res
+        finally:
+            self._run = None
 
     def _params_from_x(self, x):
         """params (fe_params, vech(Sigma) per term[, dispersion]) from x = (beta, theta[,
@@ -257,51 +258,24 @@ class ShardedMixedGLM(MixedGLM):
             parts.append([self.fam.dispersion_from_log(x[-1])])
         return pd.Series(np.concatenate(parts), index=list(self.data.param_names))
 
-    def _fit(self, method, nagq, reml, start_params, maxiter, hessian, client, progress,
-             npartitions, retries):
-        """The fit of :meth:`fit` (results not yet checked for warnings)."""
-        from .results import sharded_results
-        if isinstance(method, str):
-            method = method.lower()          # "Laplace", "AGHQ", "REML" as in memory
-        if npartitions is not None:
-            self._npartitions = npartitions
-        state = self._cluster(client, retries=retries)
-        if self.fam.is_gaussian:
-            from .lmm import sharded_lmm_fit
-            if method not in (None, "reml", "ml"):
-                raise MixedGLMInputError("Gaussian models are fitted exactly by 'reml' or 'ml'")
-            reml = (method != "ml") if reml is None else reml
-            report = _lmm_reporter(progress)
-            if self.multi:
-                from .lmm_nested import sharded_nested_lmm_fit
-                fitted = sharded_nested_lmm_fit(state["shards"], state["placement"],
-                                                self.re_terms, self.nobs, self.k_fe, reml=reml,
-                                                progress=report)
-            else:
-                fitted = sharded_lmm_fit(state["shards"], state["placement"], self.nobs,
-                                         self.k_fe, self.q, reml=reml, diagonal=self.diagonal,
-                                         progress=report)
+    def _fit(self, how, start_params, maxiter, hessian):
+        """:meth:`MixedGLM._fit` on the shards, with this fit's cluster options
+        (:meth:`fit`): the Gaussian model by profiled (RE)ML from the shards' sums, a
+        GLMM by the in-memory optimiser (:meth:`MixedGLM._optimise`) on the sharded
+        objective."""
+        run = self._run or {}
+        state = self._cluster(run.get("client"), retries=run.get("retries"))
+        if how.gaussian:
+            fitted = sharded_lmm_fit(state["shards"], state["placement"], self.re_terms,
+                                     self.nobs, self.k_fe, reml=how.reml,
+                                     progress=_lmm_reporter(run.get("progress")))
             return sharded_results(self, fitted)
-        if reml:
-            raise MixedGLMInputError("REML is for Gaussian models; GLMMs are fitted by ML")
-        method = "laplace" if method is None else method
-        if method not in ("laplace", "aghq"):
-            raise MixedGLMInputError(f"method must be 'laplace' or 'aghq', got {method!r}")
-        auto = method == "aghq" and isinstance(nagq, str) and nagq == "auto"
-        q_dim = quadrature_dimension(self.re_terms)
-        nagq = 1 if auto else _resolve_nagq(method, nagq, q_dim)
-        obj = self.objective(nagq, client, progress)
-        x0 = None if start_params is None else self.theta_from_params(start_params)
-        if auto:      # as in memory: the same ladder, through obj.with_nagq
-            fitstate = fit_glmm_auto(obj, auto_schedule(q_dim, MAX_GRID_POINTS), x0=x0,
-                                     maxiter=maxiter)
-            nagq = fitstate.nagq
-            obj = obj.with_nagq(nagq)
-        else:
-            fitstate = fit_glmm(obj, x0=x0, maxiter=maxiter, hessian=hessian, check=hessian)
-        state["shards"].map("keep_objectives", (1, nagq), what="objectives")
+        obj = self.objective(how.nagq, run.get("client"), run.get("progress"))
+        fitted = self._optimise(obj, how, start_params, maxiter, hessian)
+        obj = obj.with_nagq(fitted.nagq)         # nagq="auto": where the ladder settled
+        state["shards"].map("keep_objectives", (1, fitted.nagq), what="objectives")
         extreme = obj.extreme_rows() if self.fam.is_binomial else 0
-        return sharded_results(self, fitstate, extreme_rows=extreme)
+        return sharded_results(self, fitted, extreme_rows=extreme)
 
     def predict(self, params, exog=None, offset=None, which="mean"):
         """As :meth:`MixedGLM.predict` for given rows; without ``exog`` (the data of the
@@ -312,13 +286,6 @@ class ShardedMixedGLM(MixedGLM):
                 "the rows of this model live on a Dask cluster; use results.predict(ddf) "
                 "(a Dask Series) or pass exog")
         return MixedGLM.predict(self, params, exog, offset=offset, which=which)
-
-    def loglike(self, params, method="laplace", nagq=None):
-        """Marginal log-likelihood at params, summed over the shards."""
-        if self.fam.is_gaussian:
-            raise NotImplementedError("use results.llf for Gaussian fits")
-        nagq = _resolve_nagq(method, nagq, quadrature_dimension(self.re_terms))
-        return self.objective(nagq)(self.theta_from_params(params))
 
     def release(self):
         """Free the shards on the workers (a later fit rebuilds them)."""
@@ -341,8 +308,6 @@ def _default_client():
 def _lmm_reporter(progress):
     if not progress:
         return None
-    import sys
-    import time
     t0, n = time.perf_counter(), [0]
 
     def report(what, value):

@@ -37,7 +37,8 @@ import time
 import numpy as np
 
 from ..core.objective import Objective
-from ..core.optimize import _solve_sym
+from ..core.optimize import glm_newton, solve_sym
+from ..data_checks import MixedGLMInputError
 from .spec import _sorted_index
 
 __all__ = ["ShardedObjective", "Placement"]
@@ -62,7 +63,6 @@ class Placement:
             parts = [info.levels[k] for info in infos if info.n]
             allv = parts[0].append(parts[1:]) if len(parts) > 1 else parts[0]
             if allv.has_duplicates:
-                from ..data_checks import MixedGLMInputError
                 raise MixedGLMInputError(
                     f"levels of {term_names[k]} occur in several shards: the factor is not "
                     "nested in the top-level grouping factor, so the likelihood does not split "
@@ -217,41 +217,25 @@ class ShardedObjective(Objective):
         return np.sum(parts, axis=0)
 
     def glm_beta(self, log_dispersion=None) -> np.ndarray:
-        """:meth:`Objective.glm_beta` from per-shard sums (:meth:`glm_start`); with
+        """:meth:`Objective.glm_beta` from per-shard sums: the in-memory start's least
+        squares (one round of X'WX, X'W(z - offset)), then the same Newton iteration
+        (:func:`~mlglm.core.optimize.glm_newton`), each trial point one round of (kernel
+        sum, X'd1, X'D2X) (the kernel at ``log_dispersion`` when given). With
         :meth:`dispersion_moments` all :meth:`Objective.start` needs."""
-        return self.glm_start(log_dispersion=log_dispersion)
-
-    def glm_start(self, maxiter: int = 100, tol: float = 1e-10,
-                  log_dispersion=None) -> np.ndarray:
-        """beta maximising the GLM log-likelihood: the same Newton iteration with step
-        halving as in memory, each trial point one round of (kernel sum, X'd1, X'D2X)
-        (the kernel at ``log_dispersion`` when given)."""
         def at(beta):
             parts = [o for o in self.shards.map("glm_at", self.nagq, beta, log_dispersion,
                                                 what="GLM start")
                      if o is not None]
             self._report("GLM start", None)
-            return (sum(o[0] for o in parts), np.sum([o[1] for o in parts], axis=0),
-                    np.sum([o[2] for o in parts], axis=0))
+            score = np.sum([o[1] for o in parts], axis=0)
+            info = np.sum([o[2] for o in parts], axis=0)
+            return sum(o[0] for o in parts), lambda: (score, info)
+
         parts = [o for o in self.shards.map("glm_initial", self.nagq, what="GLM start")
                  if o is not None]
         XtX = np.sum([o[0] for o in parts], axis=0)
         Xtz = np.sum([o[1] for o in parts], axis=0)
-        beta = _solve_sym(XtX, Xtz)
-        ll, score, info = at(beta)
-        for _ in range(maxiter):
-            step = _solve_sym(info, score)
-            t = 1.0
-            for _ in range(50):
-                new = beta + t * step
-                ll_new, score_new, info_new = at(new)
-                if ll_new >= ll - 1e-12 * abs(ll):
-                    break
-                t *= 0.5
-            beta, ll, score, info = new, ll_new, score_new, info_new
-            if np.max(np.abs(t * step)) < tol:
-                break
-        return beta
+        return glm_newton(at, solve_sym(XtX, Xtz))
 
     def extreme_rows(self) -> int:
         return int(sum(self.shards.map("extreme_rows", self.nagq, what="separation check")))

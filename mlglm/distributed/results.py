@@ -23,10 +23,13 @@ import uuid
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 from statsmodels.base import wrapper as wrap
 from statsmodels.tools._decorators import cache_readonly
 
 from ..data_checks import is_dask_frame
+from ..intervals import interval_frame
+from ..profile import natural_names, natural_values
 from ..results import MixedGLMResults, MixedGLMResultsWrapper
 
 __all__ = ["ShardedMixedGLMResults", "sharded_results"]
@@ -104,7 +107,7 @@ class ShardedMixedGLMResults(MixedGLMResults):
         the rows are (one grouping factor; see ``Shard.group_zwx``): what the standard
         errors of conditional predictions need from the rows."""
         model = self.model
-        labels = pd.Index(model.group_labels)
+        labels = model.re_terms[0].levels
         parts = model._cluster()["shards"].map(
             "group_zwx", np.asarray(self.outcome.beta, float), labels,
             np.asarray(self.outcome.b[0], float), self.dispersion, float(self.scale),
@@ -166,10 +169,6 @@ class ShardedMixedGLMResults(MixedGLMResults):
         """Fixed-effect Wald rows; the variance parameters' Wald SEs come from the
         information of the REML criterion re-evaluated from rows (profile
         machinery), which a sharded fit does not hold: reported as not available."""
-        from scipy import stats
-
-        from ..intervals import interval_frame
-        from ..profile import natural_names, natural_values
         est = natural_values(self)
         fe, re, extra = natural_names(self.model)
         z = stats.norm.ppf(0.5 + level / 2.0)

@@ -20,10 +20,8 @@ raises :class:`ShardLost`, and the driver rebuilds the shards
 * the pinned rows (the model's columns only), from which the local model is
   rebuilt whenever an objective of another kind is asked for;
 * the per-shard objective: whatever ``model.objective(nagq)`` of the local
-  model is -- the one-factor :class:`~mlglm.core.objective.MarginalLoglik`
-  (Laplace or AGHQ), the several-factor
-  :class:`~mlglm.core.laplace_multi.MultiLaplace`, or any later engine behind
-  that seam; nothing here depends on which;
+  model is -- the core chooses the engine from the terms (one term, nested
+  factors; Laplace or AGHQ), and nothing here depends on which;
 * the warm starts of its conditional modes under *tokens*: the driver's
   objective stands for the modes of all shards by one token (see
   :mod:`mlglm.distributed.objective`); an evaluation restores the modes saved
@@ -34,8 +32,7 @@ raises :class:`ShardLost`, and the driver rebuilds the shards
   moments of [y, m, X, Z, offset] the driver's stand-in design is built from.
 
 The Gaussian model keeps cross products instead
-(:class:`mlglm.distributed.lmm.LMMShard` for one factor,
-:class:`mlglm.distributed.lmm_nested.NestedLMMShard` for nested factors).
+(:class:`mlglm.distributed.lmm.LMMShard`, one factor or nested factors).
 """
 from __future__ import annotations
 
@@ -46,6 +43,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 from distributed.diagnostics.plugin import WorkerPlugin
+
+from ..prediction import group_cross, row_curvature
 
 __all__ = ["Shard", "ShardInfo", "ShardHandle", "ShardLost", "ShardJanitor", "build_shard",
            "call_many"]
@@ -139,16 +138,14 @@ def _moments(model) -> tuple:
 
 
 def _sizes(model) -> tuple:
-    if model.multi:
-        return tuple(np.bincount(t.codes, minlength=t.n_levels) for t in model.re_terms)
-    return (np.bincount(model.group_codes, minlength=model.n_groups),)
+    """Rows per level, per random-effects term."""
+    return tuple(np.bincount(t.codes, minlength=t.n_levels) for t in model.re_terms)
 
 
 def _levels(model) -> tuple:
-    if model.multi:
-        return tuple(t.levels if t.levels is not None else pd.RangeIndex(t.n_levels)
-                     for t in model.re_terms)
-    return (pd.Index(model.group_labels),)
+    """The labels of each term's levels (in the local model's order)."""
+    return tuple(t.levels if t.levels is not None else pd.RangeIndex(t.n_levels)
+                 for t in model.re_terms)
 
 
 class Shard:
@@ -273,27 +270,27 @@ class Shard:
         return int(np.sum(((eta > 15) & (y == m)) | ((eta < -15) & (y == 0))))
 
     def group_zwx(self, beta, labels, b, dispersion, scale):
-        """Per group of this shard (one grouping factor), Z_j'W_j X_j at the estimates:
-        W (:func:`mlglm.prediction.row_curvature`) at eta = offset + X beta + z'b_j, b_j
-        the fit's conditional mode of the group (``b`` in the order of the global
-        ``labels``). Returns (this shard's labels, (G_s, q, p)); the driver turns them
-        into the modes' sensitivity to beta (:func:`mlglm.prediction.mode_sensitivity`)."""
+        """Per level of this shard's first random-effects term (the model's one term),
+        Z_j'W_j X_j at the estimates: W (:func:`mlglm.prediction.row_curvature`) at
+        eta = offset + X beta + z'b_j, b_j the fit's conditional mode of the level (``b``
+        in the order of the global ``labels``). Returns (this shard's levels,
+        (J_s, q, p)); the driver turns them into the modes' sensitivity to beta
+        (:func:`mlglm.prediction.mode_sensitivity`)."""
         if self.empty:
             return None
-        from ..prediction import group_cross, row_curvature
         model = self.spec.local_model(self.rows)
-        mine = pd.Index(model.group_labels)
-        bj = np.asarray(b, float)[pd.Index(labels).get_indexer(mine)]
-        X, Z = np.asarray(model.exog, float), np.asarray(model.exog_re, float)
-        codes = np.asarray(model.group_codes)
-        eta = np.asarray(model.offset, float) + X @ beta + np.einsum("nq,nq->n", Z, bj[codes])
+        t = model.re_terms[0]
+        bj = np.asarray(b, float)[pd.Index(labels).get_indexer(t.levels)]
+        X = np.asarray(model.exog, float)
+        eta = (np.asarray(model.offset, float) + X @ beta
+               + np.einsum("nq,nq->n", t.Z, bj[t.codes]))
         w = row_curvature(model, eta, scale, dispersion)
-        return mine, group_cross(X, Z, codes, w, len(mine))
+        return t.levels, group_cross(X, t.Z, t.codes, w, t.n_levels)
 
     # ------------------------------------------------------- GLM start pieces
     def glm_initial(self, nagq):
-        """(X'WX, X'W(z - offset)) with z the transformed response of :func:`glm_start`
-        (W the prior weights, if any)."""
+        """(X'WX, X'W(z - offset)) with z the transformed response of
+        :func:`mlglm.core.optimize.glm_start` (W the prior weights, if any)."""
         obj = self.objective(nagq) if not self.empty else None
         if obj is None:
             return None
@@ -319,13 +316,12 @@ class Shard:
         return None if self.empty else self.objective(nagq).dispersion_moments(beta)
 
 
-def build_shard(part: pd.DataFrame, spec, kind: str = "glmm", index: int | None = None,
+def build_shard(part: pd.DataFrame, spec, kind: type = Shard, index: int | None = None,
                 count: int | None = None) -> ShardHandle:
     """A shard of ``part`` registered in this worker process; returns its handle.
 
-    kind : "glmm" (:class:`Shard`), "lmm" (one-factor Gaussian,
-    ``lmm.LMMShard``) or "lmm_nested" (several nested factors,
-    ``lmm_nested.NestedLMMShard``).
+    kind : the class of the shard, :class:`Shard` (a GLMM: objectives and warm starts)
+    or a subclass (the Gaussian ``lmm.LMMShard``: cross products); ``kind(part, spec)``.
     index, count : the shard's position among the shards, for error messages.
 
     An error of the model on these rows (a response out of range, a label that
@@ -334,14 +330,7 @@ def build_shard(part: pd.DataFrame, spec, kind: str = "glmm", index: int | None 
     driver shows what the in-memory fit would have said and where to look.
     """
     try:
-        if kind == "lmm":
-            from .lmm import LMMShard
-            shard = LMMShard(part, spec)
-        elif kind == "lmm_nested":
-            from .lmm_nested import NestedLMMShard
-            shard = NestedLMMShard(part, spec)
-        else:
-            shard = Shard(part, spec)
+        shard = kind(part, spec)
     except Exception as exc:            # noqa: BLE001 - re-raised with where it happened
         raise in_shard(exc, _where(part, spec, index, count)) from exc
     return ShardHandle(shard)

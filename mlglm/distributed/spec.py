@@ -56,6 +56,8 @@ import numpy as np
 import pandas as pd
 
 from ..data_checks import DataWarning, MixedGLMInputError, finite_mask
+from ..model import MixedGLM
+from .cluster import compute
 
 __all__ = ["DesignSpec", "learn_spec", "formula_namespace", "TEMPLATE_ROWS"]
 
@@ -172,7 +174,6 @@ class DesignSpec:
 
         Its warning about rows dropped for missing values is silenced: the driver
         warns once, with the whole data's count (:func:`learn_spec`)."""
-        from ..model import MixedGLM
         cls = MixedGLM if cls is None else cls
         kw = dict(self.kwargs)
         if self.random_terms:
@@ -387,8 +388,6 @@ def learn_spec(formula, ddf, re_formula=None, vc_formula=None, missing="none", k
     (``dropped_levels``) and the levels present but not declared by the frame's
     dtype (``undeclared_levels``).
     """
-    from .cluster import compute
-
     kwargs = dict(kwargs or {})
     random_terms = list(kwargs.pop("_random_terms", None) or [])
     for key in ("groups", "offset", "exposure", "n_trials", "freq_weights", "var_weights"):
