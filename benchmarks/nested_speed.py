@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 import mlglm
-from mlglm.core.families import get_family_link
+from mlglm.core.family import Family
 from mlglm.core.laplace_multi import MultiLaplace
 from mlglm.core.nested import NestedObjective
 from mlglm.core.optimize import fit_glmm
@@ -70,7 +70,7 @@ def main(argv=None):
                            args.reps)
         print(f"glmer nagq={nagq:2d}, {len(d):,} rows, 1,000 communities: {secs:.2f} s "
               f"(llf {res.llf:.4f}; {', '.join(res.optim.stages)})")
-    fl = get_family_link("binomial", "logit")
+    fl = Family("binomial", "logit").kernel()
     rows = []
     for n_comm, n_fam in ((10, 500), (100, 50), (1000, 5), (3000, 5)):
         d = simulate(n_comm, n_fam)

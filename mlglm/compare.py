@@ -31,6 +31,7 @@ import pandas as pd
 from scipy import stats
 
 from .factors import random_terms_text
+from .sm_families import statsmodels_distribution
 
 __all__ = ["LRTest", "compare_lr_test", "anova", "AnovaTable", "check_same_data", "is_reml"]
 
@@ -44,7 +45,8 @@ def _n_params(res) -> int:
         return int(out.n_params)
     k = len(np.asarray(res.params))
     fam = getattr(getattr(res, "model", None), "family", None)
-    if fam is None or type(fam).__name__ in ("Gaussian", "Gamma"):
+    dist = statsmodels_distribution(fam)
+    if fam is None or (dist is not None and dist.dispersion_is_scale):
         k += 1  # OLS / Gaussian or Gamma GLM: the scale is a parameter too
     return k
 
@@ -141,14 +143,11 @@ def _nb_over_poisson(big, small) -> int:
     """1 when ``big`` is a negative binomial fit with estimated theta and ``small`` a
     Poisson fit: the Poisson is the boundary 1/theta = 0 of the negative binomial."""
     fb = getattr(getattr(big, "model", None), "fam", None)
-    fs = getattr(getattr(small, "model", None), "fam", None)
-    if fs is None:
-        fam = getattr(getattr(small, "model", None), "family", None)
-        small_poisson = type(fam).__name__ == "Poisson"
-    else:
-        small_poisson = fs.name == "poisson"
-    return int(fb is not None and fb.name == "negative_binomial" and fb.estimates_dispersion
-               and small_poisson)
+    small_model = getattr(small, "model", None)
+    fs = getattr(small_model, "fam", None)
+    small_dist = fs.distribution if fs is not None else \
+        statsmodels_distribution(getattr(small_model, "family", None))
+    return int(fb is not None and fb.nests_at_boundary(small_dist))
 
 
 @dataclass(frozen=True)

@@ -15,8 +15,11 @@ import numpy as np
 import pandas as pd
 
 from .core.errors import MixedGLMInputError
+from .core.family import FAMILY_NAMES, LINKS, Family, distribution_named
+from .sm_families import (statsmodels_distribution, statsmodels_family, statsmodels_link,
+                          supported_text)
 
-__all__ = ["MixedGLMInputError", "family_link_names", "family_from_name", "family_spec",
+__all__ = ["MixedGLMInputError", "resolve_family", "family_from_name",
            "binomial_response", "poisson_response", "count_response", "positive_response",
            "check_constant_response",
            "prior_weights", "finite_mask", "DataWarning", "did_you_mean",
@@ -29,46 +32,44 @@ class DataWarning(UserWarning):
     """Something about the data the user should know (rows dropped, columns removed)."""
 
 
-_LINKS = {"Logit": "logit", "Probit": "probit", "CLogLog": "cloglog", "cloglog": "cloglog",
-          "Log": "log", "Identity": "identity", "log": "log", "logit": "logit",
-          "probit": "probit", "identity": "identity", "InversePower": "inverse",
-          "inverse_power": "inverse", "inverse": "inverse"}
-
-#: the family x link pairs mlglm fits, by statsmodels' family class name
-SUPPORTED_PAIRS = {("binomial", "logit"), ("binomial", "probit"), ("binomial", "cloglog"),
-                   ("poisson", "log"), ("negativebinomial", "log"), ("gamma", "log"),
-                   ("gamma", "inverse"), ("gaussian", "identity")}
-_SUPPORTED_TEXT = ("Binomial (Logit, Probit, CLogLog), Poisson (Log), NegativeBinomial (Log), "
-                   "Gamma (Log, InversePower) or Gaussian (Identity)")
+def _unsupported(family_text: str, link_text: str, dist) -> MixedGLMInputError:
+    why = f"; {dist.link_hint}" if dist is not None and dist.link_hint else ""
+    return MixedGLMInputError(f"family {family_text} with link {link_text} is not supported; "
+                              f"use {supported_text()}{why}")
 
 
-def family_link_names(family) -> tuple[str, str]:
-    """(family name, link name) from a statsmodels family object, e.g.
-    ('negative_binomial', 'log'); a pair mlglm does not fit is an error."""
-    fam = type(family).__name__.lower()
-    link = _LINKS.get(type(family.link).__name__, type(family.link).__name__.lower())
-    if (fam, link) not in SUPPORTED_PAIRS:
-        why = ""
-        if fam == "gaussian":
-            why = ("; a Gaussian with another link is not log-concave in the linear predictor, "
-                   "so the conditional modes and the Laplace approximation are not guaranteed; "
-                   "use Gamma(link=Log()) for a positive response")
-        raise MixedGLMInputError(
-            f"family {type(family).__name__} with link {type(family.link).__name__} is not "
-            f"supported; use {_SUPPORTED_TEXT}{why}")
-    return ("negative_binomial" if fam == "negativebinomial" else fam), link
+def resolve_family(family=None, link=None, default: str = "gaussian"):
+    """(statsmodels family, :class:`~mlglm.core.family.Family`) of what the user gave:
+    the one place a family is read. Every layer then asks the ``Family`` (the model's
+    ``fam``); the statsmodels object is kept as ``model.family`` for statsmodels'
+    sake and not inspected again.
 
-
-def family_spec(family):
-    """The :class:`~mlglm.core.family.Family` of a statsmodels family object.
-
-    ``NegativeBinomial(alpha=a)`` holds theta = 1 / a fixed, as ``sm.GLM`` holds
-    alpha; ``alpha=nan`` (what ``family="negative_binomial"`` makes) estimates theta.
+    ``family``: a statsmodels family object (``Binomial(link=Probit())``;
+    ``NegativeBinomial(alpha=a)`` holds theta = 1 / a fixed, as ``sm.GLM`` holds alpha,
+    ``alpha=nan`` estimates it), or a name: ``"binomial"``, ``"poisson"``,
+    ``"negative_binomial"`` (theta estimated; also ``"nbinom2"``), ``"gamma"``,
+    ``"gaussian"``, with a link as ``"binomial(link='probit')"``, ``"gamma(link='log')"``
+    or ``link="probit"``; default links are statsmodels' (and R's): inverse for the
+    Gamma. None: ``default``. A pair mlglm does not fit is a
+    :class:`MixedGLMInputError`.
     """
-    from .core.family import Family
-    name, link = family_link_names(family)
+    if family is None:
+        family = default
+    if isinstance(family, type):
+        raise MixedGLMInputError("pass a family instance such as sm.families.Binomial(), "
+                                 "not the class")
+    if isinstance(family, Family):
+        return statsmodels_family(family), family
+    if isinstance(family, str):
+        fam = _family_from_text(family, link)
+        return statsmodels_family(fam), fam
+    dist = statsmodels_distribution(family)
+    link_obj = statsmodels_link(getattr(family, "link", None))
+    if dist is None or link_obj is None or link_obj.name not in dist.kernels:
+        raise _unsupported(type(family).__name__, type(getattr(family, "link", None)).__name__,
+                           dist)
     fixed = None
-    if name == "negative_binomial":
+    if dist.dispersion_fixable:         # NegativeBinomial(alpha): theta = 1 / alpha
         alpha = float(getattr(family, "alpha", np.nan))
         if np.isfinite(alpha):
             if alpha <= 0:
@@ -76,40 +77,33 @@ def family_spec(family):
                                          "alpha mu^2); use family='negative_binomial' to "
                                          "estimate it")
             fixed = 1.0 / alpha
-    return Family(name, link, dispersion=fixed)
+    return family, Family(dist, link_obj, dispersion=fixed)
 
 
-def family_from_name(family, link=None):
-    """A statsmodels family from ``"binomial"``, ``"poisson"``, ``"gaussian"``,
-    ``"negative_binomial"`` (theta estimated; also ``"nbinom2"``) or ``"gamma"`` (also
-    ``"binomial(link='probit')"``, ``"gamma(link='log')"`` or ``link="probit"``); family
-    objects pass through. Default links are statsmodels' (and R's): inverse for the Gamma."""
-    import statsmodels.api as sm
-    families = {"binomial": sm.families.Binomial, "poisson": sm.families.Poisson,
-                "gaussian": sm.families.Gaussian, "gamma": sm.families.Gamma,
-                "negative_binomial": lambda **kw: sm.families.NegativeBinomial(alpha=np.nan, **kw)}
-    aliases = {"nbinom2": "negative_binomial", "negativebinomial": "negative_binomial",
-               "negbin": "negative_binomial"}
-    link_classes = {"logit": sm.families.links.Logit, "probit": sm.families.links.Probit,
-                    "cloglog": sm.families.links.CLogLog, "log": sm.families.links.Log,
-                    "identity": sm.families.links.Identity,
-                    "inverse": sm.families.links.InversePower}
-    if not isinstance(family, str):
-        return family
+def _family_from_text(family: str, link):
     name = family.strip().lower()
     m = re.fullmatch(r"(\w+)\s*\(\s*(?:link\s*=\s*)?['\"]?(\w+)['\"]?\s*\)", name)
     if m:
         name, link = m.group(1), m.group(2)
-    name = aliases.get(name, name)
-    if name not in families:
-        raise MixedGLMInputError(f"unknown family {family!r}; use 'binomial', 'poisson', "
-                                 "'negative_binomial', 'gamma' or 'gaussian' (or a statsmodels "
-                                 "family object)" + did_you_mean(name, families))
-    if link is None:
-        return families[name]()
-    if link not in link_classes:
-        raise MixedGLMInputError(f"unknown link {link!r}; use one of {', '.join(link_classes)}")
-    return families[name](link=link_classes[link]())
+    try:
+        dist = distribution_named(name)
+    except ValueError:
+        names = [repr(n) for n in FAMILY_NAMES]
+        raise MixedGLMInputError(f"unknown family {family!r}; use {', '.join(names[:-1])} or "
+                                 f"{names[-1]} (or a statsmodels family object)"
+                                 + did_you_mean(name, FAMILY_NAMES)) from None
+    if link is not None and link not in LINKS:
+        raise MixedGLMInputError(f"unknown link {link!r}; use one of {', '.join(LINKS)}")
+    link_obj = LINKS[link or dist.default_link]
+    if link_obj.name not in dist.kernels:
+        raise _unsupported(dist.statsmodels or dist.name, link_obj.statsmodels[0], dist)
+    return Family(dist, link_obj)
+
+
+def family_from_name(family, link=None):
+    """A statsmodels family from a name such as ``"binomial"``, ``"gamma(link='log')"``
+    (see :func:`resolve_family`); family objects pass through."""
+    return resolve_family(family, link)[0]
 
 
 def is_integer(value) -> bool:
@@ -182,7 +176,7 @@ def category_levels(data: pd.DataFrame, columns) -> dict:
     return out
 
 
-def check_categorical_response(data: pd.DataFrame, lhs: str, family_name: str) -> None:
+def check_categorical_response(data: pd.DataFrame, lhs: str, fam: Family) -> None:
     """mlglm's message for a non-numeric response column that cannot be modelled:
     a binomial response needs exactly two levels; other families need numbers."""
     name = lhs.strip()
@@ -197,15 +191,15 @@ def check_categorical_response(data: pd.DataFrame, lhs: str, family_name: str) -
     if isinstance(col.dtype, pd.CategoricalDtype):
         levels = [lev for lev in col.cat.categories if lev in set(levels)]
     shown = ", ".join(map(repr, levels[:6])) + (" ..." if len(levels) > 6 else "")
-    if family_name == "binomial" and len(levels) > 2:
+    if fam.is_binomial and len(levels) > 2:
         last = levels[-1]
         raise MixedGLMInputError(
             f"the response {name!r} has {len(levels)} levels ({shown}); a binomial model "
             f"needs two: model one level against the others, e.g. "
             f"data[{name + '_' + str(last)!r}] = data[{name!r}] == {last!r}, or merge levels")
-    if family_name != "binomial":
+    if not fam.is_binomial:
         raise MixedGLMInputError(f"the response {name!r} is not numeric ({shown}); a "
-                                 f"{family_name} model needs numbers")
+                                 f"{fam.label} model needs numbers")
 
 
 def response_label(names):
@@ -303,7 +297,7 @@ def positive_response(endog, family="Gamma"):
     return y
 
 
-def check_constant_response(family: str, y, m, freq=None) -> None:
+def check_constant_response(fam: Family, y, m, freq=None) -> None:
     """Refuse a response at a degenerate constant (issue 25): every binomial trial a
     failure or every one a success, every count 0, or a Gaussian or Gamma response with
     one value. Such data put the fixed-effects estimates at infinity (an intercept
@@ -317,7 +311,7 @@ def check_constant_response(family: str, y, m, freq=None) -> None:
         y, m = y[keep], m[keep]
     if y.size == 0:
         return
-    if family == "binomial":
+    if fam.is_binomial:
         if np.all(y == 0):
             what, p, inf = "every trial is a failure (y = 0 throughout)", 0, "-infinity"
         elif np.all(y == m):
@@ -325,19 +319,17 @@ def check_constant_response(family: str, y, m, freq=None) -> None:
         else:
             return
         why = f"the probability estimate is {p} (the intercept runs off to {inf})"
-    elif family in ("poisson", "negative_binomial"):
+    elif fam.is_count:
         if not np.all(y == 0):
             return
         what = "every count is 0"
         why = "the mean estimate is 0 (the intercept runs off to -infinity)"
-    elif family in ("gaussian", "gamma"):
+    else:                           # a continuous response (Gaussian, Gamma)
         if np.ptp(y) > 0:
             return
         what = f"every value is {y[0]:g}"
-        why = ("the residual variance" if family == "gaussian" else "the dispersion") + \
+        why = ("the residual variance" if fam.is_gaussian else "the dispersion") + \
             " estimate would be 0"
-    else:
-        return
     raise MixedGLMInputError(
         f"the response is constant: {what}. No model can be fitted to it: {why}, and no "
         "random-effect variance can be estimated (lme4: 'Response is constant'). Check the "

@@ -218,7 +218,7 @@ def boundary_groups(model) -> str:
     if not getattr(model, "rows_on_driver", True):
         return ""
     fam = model.fam
-    if not (fam.is_binomial or fam.name in ("poisson", "negative_binomial")):
+    if not (fam.is_binomial or fam.is_count):
         return ""
     y = np.asarray(model.endog, dtype=float)
     m = np.asarray(model.n_trials, dtype=float)

@@ -69,7 +69,7 @@ import pandas as pd
 
 from . import mixedlm_view as view
 from .bootstrap import bootstrap
-from .core.family import Family
+from .core.family import GAUSSIAN, Family
 from .core.terms import nests_in
 from .factors import random_terms_text
 from .profile import profile_direction
@@ -262,7 +262,7 @@ def _family(results):
         return fam
     name = type(model).__name__
     if name == "MixedLM":
-        return Family("gaussian", "identity")
+        return Family(GAUSSIAN)
     raise TypeError(f"icc() needs an mlglm MixedGLM fit or a statsmodels MixedLM fit, got "
                     f"results of {name}")
 
@@ -381,12 +381,12 @@ def distribution_within(results, fam, between, method, beta0):
     method = "lognormal" if method is None else method
     if method not in DISTRIBUTION_METHODS:
         raise ValueError(f"{fam.name} ICC: method must be one of {list(DISTRIBUTION_METHODS)}")
-    if fam.link != "log":
+    if not fam.link.log_scale:
         raise NotImplementedError(f"the {fam.name} ICC approximations need the log link "
                                   f"(Nakagawa et al. 2017); this fit has the {fam.link} link")
     extra, desc = {}, ""
     lam = None
-    if fam.name != "gamma":
+    if fam.is_count:
         b0, lam, desc = _poisson_lambda(results, between, beta0)
         extra = {"lambda": lam, "beta0": b0}
     if fam.has_dispersion:
@@ -574,7 +574,7 @@ def _icc_point(results, at, adjusted, method, beta0) -> ICCResult:
         note = (bdesc + f"; latent error variance {wtext} ({link} link), so the ICC is on "
                 "the latent scale.")
     else:
-        lam_txt = "" if family.name == "gamma" else f", lambda = exp(beta0 + {b_txt}/2)"
+        lam_txt = f", lambda = exp(beta0 + {b_txt}/2)" if family.is_count else ""
         text = (f"{family.name} {method or 'lognormal'}, log scale (Nakagawa et al. 2017): "
                 f"{b_txt} / ({b_txt} + {wtext}){lam_txt}")
         note = bdesc + (f"; {wdesc}." if wdesc else ".")
@@ -588,7 +588,7 @@ def _method_by_factor(family, method, wtext) -> str:
     elif family.is_binomial:
         within = f"latent error variance ({family.link} link)"
     else:
-        lam = "" if family.name == "gamma" else ", lambda = exp(beta0 + sum tau / 2)"
+        lam = ", lambda = exp(beta0 + sum tau / 2)" if family.is_count else ""
         within = (f"{family.name} {method or 'lognormal'} {wtext}{lam} (Nakagawa et al. "
                   "2017, log scale)")
     return f"sum of shared tau / (sum of tau + {within})"
@@ -658,9 +658,9 @@ def variance_explained(reduced, full, at=None, adjusted=False) -> VarianceExplai
         The components of both fits, the proportions explained (``table``: per
         component), both ICCs, and the compared models' formulas.
     """
-    fr, ff = _family(reduced).name, _family(full).name
-    if fr != ff:
-        raise ValueError(f"the two fits have different families ({fr}, {ff})")
+    fr, ff = _family(reduced), _family(full)
+    if fr.distribution is not ff.distribution:
+        raise ValueError(f"the two fits have different families ({fr.name}, {ff.name})")
     if reduced.model.nobs != full.model.nobs:
         raise ValueError(f"the fits use different numbers of rows ({reduced.model.nobs}, "
                          f"{full.model.nobs}); variance components are only comparable on "
@@ -675,7 +675,7 @@ def variance_explained(reduced, full, at=None, adjusted=False) -> VarianceExplai
     with np.errstate(divide="ignore", invalid="ignore"):
         table["explained"] = (table["reduced"] - table["full"]) / table["reduced"]
     notes = []
-    if fr != "gaussian":
+    if not fr.is_gaussian:
         notes.append("on the latent/distribution scale the within-group variance is fixed by "
                      "the family, so the between-group proportion is affected by rescaling "
                      "when level-1 predictors are added (Hox 2010, sec. 6.5)")

@@ -25,7 +25,7 @@ from collections.abc import Mapping
 import statsmodels.api as sm
 
 from .data_checks import (MixedGLMInputError, family_from_name, is_dask_frame, is_integer,
-                          unexpected_keywords)
+                          resolve_family, unexpected_keywords)
 from .expressions import ExpressionError, evaluate
 from .formula import parse_lme4, split_offsets
 from .formula_env import R_FUNCTIONS, capture, formula_names, identifiers
@@ -258,11 +258,11 @@ def glmer(formula, data, family="binomial", nagq=1, link=None, subset=None, offs
         if nagq not in (1, nAGQ):
             raise MixedGLMInputError(f"nagq={nagq} and nAGQ={nAGQ} disagree; give one")
         nagq = nAGQ
-    fam = family_from_name(family, link)
-    if type(fam).__name__ == "Gaussian":
+    fam, spec = resolve_family(family, link)
+    if spec.is_gaussian:
         raise MixedGLMInputError("use lmer() for Gaussian models")
     if weights is not None:
-        if type(fam).__name__ == "Binomial":
+        if spec.is_binomial:
             if n_trials is not None:
                 raise MixedGLMInputError("give the binomial trials once: weights= (lme4's "
                                          "spelling) or n_trials=")

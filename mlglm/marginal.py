@@ -65,7 +65,7 @@ def marginal_mean(X, Zs, offset, beta, Sigmas, fam, nagq=15):
     nagq : points of the 1-D Gauss-Hermite rule.
     """
     eta0 = offset + X @ beta
-    if fam.link == "identity":
+    if fam.link.linear:
         return eta0
     t, w = gauss_hermite(nagq)
     sd = np.sqrt(np.clip(random_part_variance(Zs, Sigmas), 0.0, None))

@@ -18,10 +18,10 @@ from functools import cached_property
 import numpy as np
 import pandas as pd
 import patsy
-import statsmodels.api as sm
 from statsmodels.regression.mixed_linear_model import MixedLM
 
 from .core.covariance import Sigma_from_vech
+from .core.family import POISSON
 from .core.modes import ModeFailure
 from .core.nested import quadrature_dimension
 from .core.problem import Problem
@@ -30,9 +30,8 @@ from .core.optimize import fit_glmm, fit_glmm_auto
 from .core.quadrature import MAX_GRID_POINTS, grid_problem
 from .data_checks import (MixedGLMInputError, binomial_response, check_categorical_response,
                           category_levels, check_constant_response, checked_count,
-                          count_response, did_you_mean, drop_unused_levels, family_from_name,
-                          family_link_names, family_spec, is_dask_frame, positive_response,
-                          prior_weights, report_nonfinite)
+                          count_response, did_you_mean, drop_unused_levels, is_dask_frame,
+                          positive_response, prior_weights, report_nonfinite, resolve_family)
 from .design import quote_keywords
 from .fit_checks import (FitError, SeparationWarning, SingularFitWarning,  # noqa: F401
                          _check_dense_memory, _check_rank, _check_start_covariances,
@@ -113,7 +112,8 @@ class MixedGLM(MixedLMSetup, MixedLM):
     """
 
     _formula_max_endog = 2
-    _default_family_name = "gaussian"
+    #: the family when ``family=`` is not given (a name, :func:`resolve_family`)
+    _default_family = "gaussian"
     #: the data columns ``from_formula``'s ``offset=`` / ``exposure=`` named (None: not
     #: given, or given as an array); ``predict`` on new rows reads them there
     offset_column = None
@@ -140,12 +140,7 @@ class MixedGLM(MixedLMSetup, MixedLM):
             raise NotImplementedError(
                 "variance components given as exog_vc arrays are not supported; use "
                 "from_formula(..., vc_formula={...}) or lme4 terms in glmer()/lmer()")
-        family = sm.families.Gaussian() if family is None else family_from_name(family)
-        if isinstance(family, type):
-            raise MixedGLMInputError("pass a family instance such as sm.families.Binomial(), "
-                                     "not the class")
-        fam, link = family_link_names(family)
-        spec = family_spec(family)
+        family, spec = resolve_family(family, default=self._default_family)
         if cov_struct not in ("unstructured", "diagonal"):
             raise MixedGLMInputError("cov_struct must be 'unstructured' or 'diagonal'")
         endog_names = kwargs.pop("_endog_names", None)
@@ -174,11 +169,11 @@ class MixedGLM(MixedLMSetup, MixedLM):
             raise MixedGLMInputError("missing must be 'none' or 'drop'")
         if endog_names is None and isinstance(endog, pd.DataFrame):
             endog_names = list(endog.columns)
-        y, m = self._response(fam, endog, n_trials, endog_names)
+        y, m = self._response(spec, endog, n_trials, endog_names)
         n = y.shape[0]
         off = np.zeros(n) if offset is None else np.asarray(offset, dtype=float).reshape(-1)
         if exposure is not None:
-            if link != "log":
+            if not spec.link.log_scale:
                 raise MixedGLMInputError("exposure= is for log-link models (Poisson, negative "
                                          "binomial, Gamma with log link); use offset= otherwise")
             ex = np.asarray(exposure, dtype=float).reshape(-1)
@@ -193,14 +188,14 @@ class MixedGLM(MixedLMSetup, MixedLM):
             endog_sm.index = exog.index
         self._init_mixedlm(endog_sm, exog, groups, exog_re, **kwargs)
         if self._checks:
-            check_constant_response(fam, y, m, freq_weights)
+            check_constant_response(spec, y, m, freq_weights)
             _check_rank(np.asarray(self.exog, dtype=float), self.exog_names)
             if self.n_groups < 2 and not no_group_re:
                 raise MixedGLMInputError("a mixed model needs at least two groups; found "
                                          f"{self.n_groups}")
         self.family = family
         self.fam = spec           # what every layer asks of the family (mlglm.core.family)
-        self.family_name, self.link_name = fam, link
+        self.family_name, self.link_name = spec.name, spec.link_name
         self.freq_weights = prior_weights(freq_weights, n, "freq_weights")
         self.var_weights = prior_weights(var_weights, n, "var_weights")
         self.n_trials = m
@@ -261,14 +256,14 @@ class MixedGLM(MixedLMSetup, MixedLM):
 
     @staticmethod
     def _response(fam, endog, n_trials, names):
-        if fam == "binomial":
+        if fam.is_binomial:
             return binomial_response(endog, n_trials, names)
         if n_trials is not None:
             raise MixedGLMInputError("n_trials= is for binomial models")
-        if fam in ("poisson", "negative_binomial"):
-            y = count_response(endog, "Poisson" if fam == "poisson" else "negative binomial")
-        elif fam == "gamma":
-            y = positive_response(endog)
+        if fam.is_count:
+            y = count_response(endog, fam.label)
+        elif fam.distribution.positive:
+            y = positive_response(endog, fam.label)
         else:
             y = np.asarray(endog, dtype=float).reshape(-1)
         return y, np.ones_like(y)
@@ -372,10 +367,9 @@ class MixedGLM(MixedLMSetup, MixedLM):
             dropped_levels = {}
         data = _nullable_as_numpy(data, used)
         lhs = formula.split("~", 1)[0]
-        family_name = type(family_from_name(kwargs.get("family"))).__name__.lower() \
-            if kwargs.get("family") is not None else cls._default_family_name
         if "+" not in lhs:
-            check_categorical_response(data, lhs, family_name)
+            check_categorical_response(
+                data, lhs, resolve_family(kwargs.get("family"), default=cls._default_family)[1])
         kwargs.update({k: v for k, v in arrays.items() if v is not None})
         if isinstance(group_name, str):
             kwargs["groups"] = group_name  # MixedLM names the random effects after it
@@ -614,7 +608,7 @@ class MixedGLM(MixedLMSetup, MixedLM):
             hint = ("; with the inverse link every fitted mean 1 / eta must be positive, "
                     "which no parameters reached here: use the log link (family="
                     "sm.families.Gamma(sm.families.links.Log()), or glmer(..., "
-                    "family='gamma(link=log)'))" if self.link_name == "inverse" else
+                    "family='gamma(link=log)'))" if self.fam.link.restricted else
                     "; try start_params= from a simpler model")
             raise FitError(f"the fit ended where the log-likelihood is {state.llf}{hint}")
         return state
@@ -657,11 +651,11 @@ class MixedGLM(MixedLMSetup, MixedLM):
 class BinomialMixedGLM(MixedGLM):
     """MixedGLM with the binomial family (logit link unless ``family=`` says otherwise)."""
 
-    _default_family_name = "binomial"
+    _default_family = "binomial"
 
     def __init__(self, endog, exog, groups, exog_re=None, family=None, **kwargs):
-        family = sm.families.Binomial() if family is None else family_from_name(family)
-        if type(family).__name__ != "Binomial":
+        family, fam = resolve_family(family, default=self._default_family)
+        if not fam.is_binomial:
             raise MixedGLMInputError("BinomialMixedGLM takes a Binomial family (any of its links)")
         super().__init__(endog, exog, groups, exog_re=exog_re, family=family, **kwargs)
 
@@ -669,10 +663,10 @@ class BinomialMixedGLM(MixedGLM):
 class PoissonMixedGLM(MixedGLM):
     """MixedGLM with the Poisson family and log link (``exposure=`` for rates)."""
 
-    _default_family_name = "poisson"
+    _default_family = "poisson"
 
     def __init__(self, endog, exog, groups, exog_re=None, family=None, **kwargs):
-        family = sm.families.Poisson() if family is None else family_from_name(family)
-        if type(family).__name__ != "Poisson":
+        family, fam = resolve_family(family, default=self._default_family)
+        if fam.distribution is not POISSON:
             raise MixedGLMInputError("PoissonMixedGLM takes a Poisson family")
         super().__init__(endog, exog, groups, exog_re=exog_re, family=family, **kwargs)

@@ -199,7 +199,7 @@ def _mean_label(results):
     fam = getattr(model, "fam", None)
     if fam is not None and fam.is_binomial:
         return f"Pr({y} = 1)" if np.all(np.asarray(model.n_trials) == 1) else f"proportion {y}"
-    if fam is not None and fam.name in ("poisson", "negative_binomial"):
+    if fam is not None and fam.is_count:
         return f"expected {y}"
     return f"mean {y}"
 
@@ -336,7 +336,7 @@ def pooling_lines(pc, groups=None, x=None, ax=None, ncols=3):
         yv = _response(pc, rows)
         xv = sub[x].to_numpy(dtype=float)
         jitter = 0.0
-        if pc.family_name == "binomial" and np.all(np.isin(yv, (0.0, 1.0))):
+        if pc.fam.is_binomial and np.all(np.isin(yv, (0.0, 1.0))):
             jitter = np.random.default_rng(0).uniform(-0.03, 0.03, size=yv.size)
         a.scatter(xv, yv + jitter, s=9, color="0.35", alpha=0.45, lw=0)
         grid = np.linspace(np.nanmin(xv), np.nanmax(xv), 60) if np.ptp(xv) > 0 else xv[:1]

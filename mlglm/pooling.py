@@ -49,12 +49,13 @@ from scipy import stats
 from statsmodels.tools.sm_exceptions import (ConvergenceWarning, PerfectSeparationError,
                                              PerfectSeparationWarning)
 
+from .core.family import GAUSSIAN, Family
 from .core.terms import nests_in
-from .data_checks import family_from_name
 from .formula_env import capture
 from .icc import describe_model
 from .mixedlm_view import statsmodels_term, term_labels
 from .plotting import pooling_lines, pooling_shrinkage
+from .sm_families import statsmodels_family
 
 __all__ = ["PoolingComparison", "compare_pooling", "compare_pooling_from_results"]
 
@@ -89,6 +90,8 @@ class PoolingComparison:
     complete : statsmodels results of the complete-pooling fit.
     mixed : the mixed-model results (partial pooling).
     formula, group_name, family_name : what was compared.
+    family : the statsmodels family of the complete- and no-pooling GLMs (None: OLS).
+    fam : the mixed model's :class:`~mlglm.core.family.Family`.
     """
 
     table: pd.DataFrame
@@ -103,6 +106,7 @@ class PoolingComparison:
     groups: np.ndarray
     design_info: object
     family: object
+    fam: object = None
 
     @property
     def terms(self) -> list[str]:
@@ -209,19 +213,6 @@ class PoolingComparison:
 
 
 # ------------------------------------------------------------------- fitting
-def _family(family):
-    if family is None:
-        return None
-    if isinstance(family, str):
-        family = family_from_name(family)
-    if type(family).__name__ == "Gaussian":
-        link = type(family.link).__name__
-        if link != "Identity":
-            raise ValueError("Gaussian pooling comparison needs the identity link")
-        return None
-    return family
-
-
 def compare_pooling(formula, data, groups, family=None, re_formula=None, nagq=1,
                     eval_env=None):
     """Compare complete, no and partial pooling for ``formula`` by ``groups``.
@@ -233,7 +224,8 @@ def compare_pooling(formula, data, groups, family=None, re_formula=None, nagq=1,
     data : pandas.DataFrame
     groups : str or array
         The grouping column (or labels per row).
-    family : None (Gaussian), ``"binomial"``, ``"poisson"`` or a statsmodels family.
+    family : None (Gaussian), a name (``"binomial"``, ``"poisson"``, ...) or a statsmodels
+        family, as :class:`~mlglm.model.MixedGLM` takes it.
     re_formula : str, optional
         Random effects of the mixed model, as in ``MixedLM.from_formula``
         (default: a random intercept only, so slopes are fully pooled; pass
@@ -248,11 +240,9 @@ def compare_pooling(formula, data, groups, family=None, re_formula=None, nagq=1,
     PoolingComparison
     """
     from .model import MixedGLM
-    fam = _family(family)
     model = MixedGLM.from_formula(formula, data, groups=groups, re_formula=re_formula,
-                                  family=sm.families.Gaussian() if fam is None else fam,
-                                  eval_env=capture(eval_env, depth=1))
-    if fam is None:
+                                  family=family, eval_env=capture(eval_env, depth=1))
+    if model.fam.is_gaussian:
         res = model.fit(reml=True)
     elif nagq == 1:
         res = model.fit(method="laplace")
@@ -277,7 +267,10 @@ def compare_pooling_from_results(results) -> PoolingComparison:
     formula = getattr(model, "formula", None)
     if not isinstance(formula, str):
         raise ValueError("the pooling comparison needs a model built from a formula")
-    fam = _family(getattr(model, "family", None))
+    spec = getattr(model, "fam", None) or Family(GAUSSIAN)    # statsmodels' MixedLM: Gaussian
+    # the GLMs' family: the mixed model's, with its dispersion (NB theta) held at the estimate
+    fam = None if spec.is_gaussian else \
+        statsmodels_family(spec, getattr(results, "dispersion", None))
     frame = model.data.frame.reset_index(drop=True)
     env = patsy.EvalEnvironment([getattr(model, "formula_env", None) or {}])  # the fit's names
     y, X = patsy.dmatrices(formula, frame, eval_env=env, return_type="dataframe",
@@ -291,7 +284,7 @@ def compare_pooling_from_results(results) -> PoolingComparison:
     Xv = np.asarray(X, dtype=float)
     names = list(X.columns)
     extra = _glm_extras(model, fam, len(Xv))
-    complete = _fit_glm(yv, Xv, fam, extra, slice(None))
+    complete = _fit_glm(yv, Xv, fam, spec, extra, slice(None))
     if isinstance(complete, str):
         raise RuntimeError(f"the complete-pooling fit failed: {complete}")
     beta_c = np.asarray(complete.params)
@@ -306,7 +299,7 @@ def compare_pooling_from_results(results) -> PoolingComparison:
     for g in labels:
         idx = np.asarray(rows_of.get(str(g), []), dtype=np.intp)
         n = int(idx.size)
-        out = _fit_glm(yv, Xv, fam, extra, idx, check=True, names=names)
+        out = _fit_glm(yv, Xv, fam, spec, extra, idx, check=True, names=names)
         if isinstance(out, str):
             failed.append({"group": g, "n": n, "reason": out})
             bn = np.full(len(names), np.nan)
@@ -329,8 +322,8 @@ def compare_pooling_from_results(results) -> PoolingComparison:
         warnings.warn(msg, stacklevel=2)
     return PoolingComparison(table=table, failed=failed, shrinkage=shrink, complete=complete,
                              mixed=results, formula=formula, group_name=group_name,
-                             family_name=type(fam).__name__.lower() if fam else "gaussian",
-                             frame=frame, groups=groups, design_info=design_info, family=fam)
+                             family_name=spec.name, frame=frame, groups=groups,
+                             design_info=design_info, family=fam, fam=spec)
 
 
 def _glm_extras(model, fam, n):
@@ -345,8 +338,9 @@ def _glm_extras(model, fam, n):
     return extra
 
 
-def _fit_glm(y, X, fam, extra, idx, check=False, names=None):
-    """A fitted GLM/OLS on rows ``idx`` or a string saying why there is none."""
+def _fit_glm(y, X, fam, spec, extra, idx, check=False, names=None):
+    """A fitted GLM/OLS on rows ``idx`` or a string saying why there is none (``fam``:
+    the statsmodels family, None for OLS; ``spec``: the mixed model's Family)."""
     Xg, yg = X[idx], y[idx]
     n, p = Xg.shape
     kw = {k: v[idx] for k, v in extra.items()}
@@ -357,7 +351,7 @@ def _fit_glm(y, X, fam, extra, idx, check=False, names=None):
         if rank < p:
             return (f"singular design: rank {rank} < {p} coefficients"
                     f"{_why_singular(Xg, names)}")
-        degenerate = _degenerate_response(yg, fam)
+        degenerate = _degenerate_response(yg, spec)
         if degenerate:
             return degenerate
     with warnings.catch_warnings(record=True) as caught:
@@ -375,10 +369,9 @@ def _fit_glm(y, X, fam, extra, idx, check=False, names=None):
         return res
     # statsmodels also raises PerfectSeparationWarning for an exact Poisson fit (y == mu,
     # e.g. every count equal): only a binomial perfect prediction is separation.
-    binomial = type(fam).__name__ == "Binomial"
     for w in caught:
-        if binomial and issubclass(w.category, PerfectSeparationWarning):
-            return f"separation ({_short(w.message)}){_separation_detail(res, fam, yg)}"
+        if spec.is_binomial and issubclass(w.category, PerfectSeparationWarning):
+            return f"separation ({_short(w.message)}){_separation_detail(res, spec, yg)}"
     for w in caught:
         if issubclass(w.category, ConvergenceWarning):
             return f"did not converge ({_short(w.message)})"
@@ -387,37 +380,33 @@ def _fit_glm(y, X, fam, extra, idx, check=False, names=None):
         return "non-finite estimates"
     if fam is not None and not getattr(res, "converged", True):
         return "did not converge (IRLS)"
-    detail = _separation_detail(res, fam, yg)
+    detail = _separation_detail(res, spec, yg)
     if detail:
         return "separation" + detail
     return res
 
 
-def _degenerate_response(y, fam):
+def _degenerate_response(y, spec):
     """'' or the reason a group's response alone makes the ML estimate infinite."""
-    name = type(fam).__name__ if fam is not None else ""
-    if name == "Binomial":
+    if spec.is_binomial:
         succ, fail = (y[:, 0], y[:, 1]) if y.ndim == 2 else (y, 1.0 - y)
         if np.all(succ == 0) or np.all(fail == 0):
             what = "0" if np.all(succ == 0) else "1"
             return (f"separation: every outcome is {what} in this group, so the maximum-"
                     "likelihood estimate is infinite")
-    if name == "Poisson" and np.all(y == 0):
+    if spec.is_count and np.all(y == 0):
         return ("all counts are zero: fitted mean 0, the maximum-likelihood intercept is "
                 "-infinite")
     return ""
 
 
-def _separation_detail(res, fam, y):
+def _separation_detail(res, spec, y):
     """'' or ': ...' when fitted means sit at the boundary (quasi-complete separation)."""
-    if fam is None:
-        return ""
     mu = np.asarray(res.fittedvalues, dtype=float)
-    name = type(fam).__name__
-    if name == "Binomial":
+    if spec.is_binomial:
         edge = (mu < 1e-6) | (mu > 1 - 1e-6)
         what = "fitted probability 0 or 1"
-    elif name == "Poisson":
+    elif spec.is_count:
         edge = mu < 1e-8
         what = "fitted mean 0"
     else:

@@ -444,11 +444,10 @@ def get_prediction(results, exog=None, which="mean", conditional=None, offset=No
     if which == "linear" or gaussian:
         return PredictionResultsMean(eta, var_eta, dist="norm", row_labels=index,
                                      linpred=linpred, link=links.Identity())
-    link = model.family.link
     mu = inverse_link(results, eta)
-    dmu = np.asarray(link.inverse_deriv(eta), dtype=float)
+    dmu = model.fam.mu_eta(eta)
     return PredictionResultsMean(mu, dmu ** 2 * var_eta, dist="norm", row_labels=index,
-                                 linpred=linpred, link=link)
+                                 linpred=linpred, link=model.family.link)
 
 
 def predict_marginal(results, exog=None, offset=None, exposure=None, se=True, level=0.95,

@@ -227,7 +227,7 @@ class MixedGLMResults(MixedLMResults):
         else:       # a sharded fit: the data's moments, not the driver's stand-in rows
             mean, second = model._X_moments
             cov = np.asarray(second) - np.outer(mean, mean)
-        huge = model.fam.is_binomial or model.link_name == "log"
+        huge = model.fam.is_binomial or model.fam.link.log_scale
         return collinearity(cov, self.outcome.beta,
                             [str(n) for n in model.exog_names], huge=huge)
 

@@ -89,8 +89,8 @@ def _groups_info(model) -> dict:
 
 def _header(res):
     model = res.model
-    fam = type(model.family).__name__
-    link = model.link_name
+    fam = model.fam.distribution.title
+    link = model.fam.link_name
     nobs = f"{int(res.nobs)}" if model.freq_weights is None else \
         f"{res.nobs:g} (frequency-weighted; {model.nobs} rows)"
     info = {

@@ -24,7 +24,7 @@ from scipy import special, stats
 
 from mlglm.core.aghq import aghq_loglik
 from mlglm.core.covariance import n_theta, theta_is_diagonal_entry, theta_index, theta_to_Lambda
-from mlglm.core.families import SUPPORTED, get_family_link
+from mlglm.core.family import KERNEL_PAIRS, Family
 from mlglm.core.grouping import make_grouped_data
 from mlglm.core.laplace import laplace_gradient, laplace_loglik
 from mlglm.core.modes import conditional_modes
@@ -51,7 +51,7 @@ FAMILY_IDS = [f"{f}-{l}{'-trials' if t else ''}" for f, l, t in FAMILY_CASES]
 def simulate_core(family, link, q, trials, seed, n_groups=12, n_per=8, p=3):
     """Small data from the model itself; Z = [1, independent normals] (q columns).
 
-    Returns (FamilyLink, GroupedData, beta_true). Group sizes vary (n_per +- 3) and
+    Returns (Kernel, GroupedData, beta_true). Group sizes vary (n_per +- 3) and
     the Poisson case carries a non-zero offset.
     """
     rng = np.random.default_rng(seed)
@@ -66,7 +66,7 @@ def simulate_core(family, link, q, trials, seed, n_groups=12, n_per=8, p=3):
     beta = np.array([-0.3, 0.5, -0.4, 0.2])[:p]
     offset = rng.normal(scale=0.3, size=n) if family == "poisson" else None
     eta = X @ beta + np.einsum("nq,nq->n", Z, b[g]) + (0.0 if offset is None else offset)
-    fl = get_family_link(family, link)
+    fl = Family(family, link).kernel()
     mu = fl.inverse_link(eta)
     if family == "binomial":
         m = rng.integers(1, 7, size=n).astype(float) if trials else np.ones(n)
@@ -220,7 +220,7 @@ ETA = np.linspace(-30.0, 30.0, 241)
 RESPONSES = {"binomial": [(0, 1), (1, 1), (0, 5), (2, 5), (5, 5)],
              "poisson": [(0, 1), (3, 1), (40, 1)]}
 # the families without a dispersion (those with one: tests/test_families_dispersion.py)
-BASE_PAIRS = [pair for pair in SUPPORTED if pair[0] in RESPONSES]
+BASE_PAIRS = [pair for pair in KERNEL_PAIRS if pair[0] in RESPONSES]
 FL_IDS = [f"{f}-{l}" for f, l in BASE_PAIRS]
 
 
@@ -244,7 +244,7 @@ def _assert_fd(analytic, fd, what, m=1.0):
 
 @pytest.mark.parametrize("family, link", BASE_PAIRS, ids=FL_IDS)
 def test_family_derivatives_match_finite_differences(family, link):
-    fl = get_family_link(family, link)
+    fl = Family(family, link).kernel()
     for y0, m0 in RESPONSES[family]:
         y, m = np.full_like(ETA, y0), np.full_like(ETA, m0)
         ker = lambda e: fl.kernel(e, y, m)                              # noqa: E731
@@ -264,7 +264,7 @@ def test_family_derivatives_match_finite_differences(family, link):
 def test_family_finite_and_log_concave_at_extremes(family, link):
     """No NaN/inf (and no floating-point error other than underflow) for |eta| <= 30,
     and d2 >= 0 everywhere (the inner Newton problem is concave)."""
-    fl = get_family_link(family, link)
+    fl = Family(family, link).kernel()
     eta = np.linspace(-30.0, 30.0, 6001)
     for y0, m0 in RESPONSES[family]:
         y, m = np.full_like(eta, y0), np.full_like(eta, m0)
@@ -285,7 +285,7 @@ def test_family_loglik_matches_scipy(family, link):
     that 1 - mu is well represented in the float mu scipy gets (for larger eta ours is
     the more accurate one: it never forms 1 - mu)."""
     rng = np.random.default_rng(1)
-    fl = get_family_link(family, link)
+    fl = Family(family, link).kernel()
     eta = rng.uniform(-4, 1.5, size=200)
     mu = fl.inverse_link(eta)
     if family == "binomial":
@@ -303,32 +303,32 @@ def test_family_closed_forms_at_zero():
     """At eta = 0: logit d2 = m/4, d3 = 0; probit d1 = (y - (m - y)) phi(0) / Phi(0);
     cloglog mu = 1 - 1/e; Poisson d1 = y - 1, d2 = d3 = 1."""
     y, m, e = np.array([2.0]), np.array([5.0]), np.array([0.0])
-    d1, d2, d3 = get_family_link("binomial", "logit").derivatives(e, y, m, third=True)
+    d1, d2, d3 = Family("binomial", "logit").kernel().derivatives(e, y, m, third=True)
     assert (d1[0], d2[0], d3[0]) == pytest.approx((2 - 2.5, 5 / 4, 0.0), abs=1e-15)
-    d1, d2, _ = get_family_link("binomial", "probit").derivatives(e, y, m, third=True)
+    d1, d2, _ = Family("binomial", "probit").kernel().derivatives(e, y, m, third=True)
     r = stats.norm.pdf(0) / 0.5
     assert d1[0] == pytest.approx(2 * r - 3 * r, rel=1e-14)
     assert d2[0] == pytest.approx(5 * r * r, rel=1e-14)   # k(0) = r (0 + r)
-    assert get_family_link("binomial", "cloglog").inverse_link(e)[0] == pytest.approx(
+    assert Family("binomial", "cloglog").kernel().inverse_link(e)[0] == pytest.approx(
         1 - np.exp(-1), rel=1e-15)
-    d1, d2, d3 = get_family_link("poisson", "log").derivatives(e, np.array([3.0]),
+    d1, d2, d3 = Family("poisson", "log").kernel().derivatives(e, np.array([3.0]),
                                                                 np.array([1.0]), third=True)
     assert (d1[0], d2[0], d3[0]) == (2.0, 1.0, 1.0)
 
 
 def test_family_constants():
     y, m = np.array([0.0, 2.0, 5.0]), np.array([5.0, 5.0, 5.0])
-    np.testing.assert_allclose(get_family_link("binomial", "logit").log_const(y, m),
+    np.testing.assert_allclose(Family("binomial", "logit").kernel().log_const(y, m),
                                np.log([1.0, 10.0, 1.0]), rtol=1e-14, atol=1e-14)
-    np.testing.assert_allclose(get_family_link("poisson", "log").log_const(y, m),
+    np.testing.assert_allclose(Family("poisson", "log").kernel().log_const(y, m),
                                -special.gammaln(y + 1), rtol=1e-14)
 
 
 def test_unsupported_family_link_raises():
     with pytest.raises(ValueError, match="unsupported"):
-        get_family_link("poisson", "identity")
+        Family("poisson", "identity").kernel()
     with pytest.raises(ValueError):
-        get_family_link("gamma", "logit")
+        Family("gamma", "logit").kernel()
 
 
 # =================================================================== quadrature

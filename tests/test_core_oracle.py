@@ -25,7 +25,7 @@ import statsmodels.api as sm
 import mlglm
 import oracle
 from mlglm.core.covariance import theta_from_Sigma, theta_to_Lambda
-from mlglm.core.families import get_family_link
+from mlglm.core.family import Family
 from mlglm.core.grouping import make_grouped_data
 from mlglm.core.objective import MarginalLoglik
 
@@ -50,7 +50,7 @@ def simulate(family, q, seed, link=None, trials=False, n_groups=8, n_per=(3, 10)
     offset = rng.normal(scale=0.2, size=n) if family == "poisson" else None
     eta = X @ beta + np.einsum("nq,nq->n", Z, b[g]) + (0.0 if offset is None else offset)
     link = link or ("logit" if family == "binomial" else "log")
-    mu = get_family_link(family, link).inverse_link(eta)
+    mu = Family(family, link).kernel().inverse_link(eta)
     m = None
     if family == "binomial":
         m = rng.integers(1, 6, size=n).astype(float) if trials else None
@@ -63,7 +63,7 @@ def simulate(family, q, seed, link=None, trials=False, n_groups=8, n_per=(3, 10)
 
 def core_per_group(d, nagq):
     """Per-group log L_j from the core, response constants added back per group."""
-    fl = get_family_link(d["family"], d["link"])
+    fl = Family(d["family"], d["link"]).kernel()
     data = make_grouped_data(d["y"], d["X"], d["Z"], d["g"], offset=d["offset"], m=d["m"])
     obj = MarginalLoglik(fl, data, nagq=nagq)
     x = np.concatenate([d["beta"], theta_from_Sigma(d["Sigma"])])

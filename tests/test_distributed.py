@@ -15,6 +15,7 @@ import sys
 import numpy as np
 import pandas as pd
 import pytest
+import statsmodels.api as sm
 
 import mlglm
 from mlglm import MixedGLMInputError
@@ -230,7 +231,7 @@ def test_gaussian_nested_pastes_equals_in_memory(client):
 def test_statsmodels_spelling_and_missing_rows(client, contraception):
     df = contraception.copy()
     df.loc[df.index[::97], "age"] = np.nan
-    kw = dict(groups="district", re_formula="~urban", family=mlglm.model.sm.families.Binomial(),
+    kw = dict(groups="district", re_formula="~urban", family=sm.families.Binomial(),
               missing="drop")
     r0 = mlglm.MixedGLM.from_formula("y ~ age + urban", df, **kw).fit()
     r1 = mlglm.MixedGLM.from_formula("y ~ age + urban", dd.from_pandas(df, npartitions=2),

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from mlglm.core.families import get_family_link
+from mlglm.core.family import Family
 from mlglm.core.grouping import make_grouped_data
 from mlglm.core.objective import MarginalLoglik
 
@@ -62,7 +62,7 @@ def assert_fd(analytic, fd, what, scale=1.0):
 def test_eta_derivatives_match_finite_differences(family, link):
     eta = eta_grid(link)
     for t in T_VALUES[family]:
-        fl = get_family_link(family, link).at(t)
+        fl = Family(family, link).kernel().at(t)
         for y0, m0 in RESPONSES[family]:
             y, m = np.full_like(eta, y0 * m0), np.full_like(eta, m0)
             d1, d2, d3 = fl.derivatives(eta, y, m, third=True)
@@ -84,7 +84,7 @@ def test_dispersion_derivatives_match_finite_differences(family, link):
     """dK/dt, d d1/dt, d d2/dt per row and the constants' d/dt, by central differences
     in t (h = 1e-4, Richardson)."""
     eta = eta_grid(link)
-    base = get_family_link(family, link)
+    base = Family(family, link).kernel()
     for t in T_VALUES[family]:
         fl = base.at(t)
         for y0, m0 in RESPONSES[family]:
@@ -118,7 +118,7 @@ def test_loglik_matches_scipy_and_constants(family, link, weighted):
     rng = np.random.default_rng(3)
     n = 300
     eta = rng.uniform(0.2, 2.0, n) if link == "inverse" else rng.uniform(-2.0, 3.0, n)
-    fl0 = get_family_link(family, link)
+    fl0 = Family(family, link).kernel()
     mu = fl0.inverse_link(eta)
     f = rng.integers(0, 4, n).astype(float) if weighted else np.ones(n)
     v = rng.uniform(0.3, 3.0, n) if weighted else np.ones(n)
@@ -151,7 +151,7 @@ def test_finite_and_log_concave(family, link):
     point back into the domain (d1 > 0, d2 > 0: issue 21 item 9)."""
     eta = np.linspace(-30.0, 30.0, 6001) if link == "log" else np.linspace(1e-3, 30.0, 3001)
     for t in T_VALUES[family]:
-        fl = get_family_link(family, link).at(t)
+        fl = Family(family, link).kernel().at(t)
         for y0, m0 in RESPONSES[family]:
             y, m = np.full_like(eta, y0 * m0), np.full_like(eta, m0)
             with np.errstate(over="raise", invalid="raise", divide="raise", under="ignore"):
@@ -161,7 +161,7 @@ def test_finite_and_log_concave(family, link):
                 assert np.all(np.isfinite(a)), f"{family}/{link} y={y0}: {name} not finite"
             assert np.all(d2 >= 0.0)
     if link == "inverse":
-        fl = get_family_link(family, link).at(0.0)
+        fl = Family(family, link).kernel().at(0.0)
         e = np.array([-1.0, 0.0, 0.5])
         k, d1, d2 = fl.kernel_derivatives(e, np.ones(3), np.ones(3))
         assert np.all(np.isneginf(k[:2])) and np.isfinite(k[2])
@@ -190,7 +190,7 @@ def simulate_core(family, link, q, seed, weights=False, n_groups=12):
         offset = 0.1 * offset
     else:
         eta = X @ [0.5, 0.3, -0.2] + (Z * b[g]).sum(1) + offset
-    fl = get_family_link(family, link)
+    fl = Family(family, link).kernel()
     mu = fl.inverse_link(eta)
     if family == "negative_binomial":
         y = rng.negative_binomial(2.0, 2.0 / (2.0 + mu)).astype(float)
@@ -276,7 +276,7 @@ def test_several_factors_gradient(family, link, weighted):
          if family == "negative_binomial" else rng.gamma(3.0, mu / 3.0))
     kw = dict(freq=rng.integers(1, 4, n).astype(float), var=rng.uniform(.5, 2, n)) \
         if weighted else {}
-    obj = MultiLaplace(get_family_link(family, link), y, np.ones(n), X, np.zeros(n), terms, **kw)
+    obj = MultiLaplace(Family(family, link).kernel(), y, np.ones(n), X, np.zeros(n), terms, **kw)
     x = obj.start() + 0.05
     obj.u = None
     value, g = obj.value_and_gradient(x)
@@ -295,8 +295,8 @@ def test_dispersion_start_from_moments_added_over_pieces(name, link):
     y = (rng.negative_binomial(2, 2 / (2 + mu)).astype(float) if name == "negative_binomial"
          else rng.gamma(2.0, mu / 2))                    # theta = 2; Gamma shape 2
     w = np.ones_like(y)
-    fl = get_family_link(name, link)
-    whole = fl.dispersion_start(y, mu, w, 3)
+    fl = Family(name, link).kernel()
+    whole = fl.distribution.dispersion_start(y, mu, w, 3)
     parts = sum(fl.dispersion_moments(y[s], mu[s], w[s]) for s in (slice(0, 120), slice(120, None)))
     assert fl.dispersion_from_moments(parts, 3) == pytest.approx(whole, rel=1e-12)
     if name == "negative_binomial":

@@ -17,7 +17,7 @@ import pytest
 
 import oracle
 from mlglm.core.covariance import theta_from_Sigma, theta_to_Lambda
-from mlglm.core.families import get_family_link
+from mlglm.core.family import Family
 from mlglm.core.grouping import make_grouped_data
 from mlglm.core.objective import MarginalLoglik
 
@@ -46,7 +46,7 @@ def simulate(family, link, q, seed, n_groups=8, n_per=(3, 10)):
     beta = np.array([1.0, 0.1, -0.1]) if link == "inverse" else np.array([0.4, 0.5, -0.4])
     offset = rng.normal(scale=0.2 * scale, size=n)
     eta = X @ beta + np.einsum("nq,nq->n", Z, b[g]) + offset
-    mu = get_family_link(family, link).inverse_link(eta)
+    mu = Family(family, link).kernel().inverse_link(eta)
     d = DISPERSION[family]
     y = (rng.negative_binomial(d, d / (d + mu)).astype(float) if family == "negative_binomial"
          else rng.gamma(1 / d, mu * d))
@@ -55,7 +55,7 @@ def simulate(family, link, q, seed, n_groups=8, n_per=(3, 10)):
 
 
 def core_per_group(d, nagq):
-    fl = get_family_link(d["family"], d["link"])
+    fl = Family(d["family"], d["link"]).kernel()
     data = make_grouped_data(d["y"], d["X"], d["Z"], d["g"], offset=d["offset"])
     obj = MarginalLoglik(fl, data, nagq=nagq)
     x = np.concatenate([d["beta"], theta_from_Sigma(d["Sigma"]), [np.log(d["dispersion"])]])
@@ -115,7 +115,7 @@ def nested_data(family, link, seed, n_top=5, n_mid=3, n_rows=3):
     beta = np.array([1.0, 0.1]) if link == "inverse" else np.array([0.5, 0.3])
     eta = X @ beta + scale * (0.6 * rng.normal(size=n_top)[com]
                               + 0.4 * rng.normal(size=n_top * n_mid)[fam_])
-    mu = get_family_link(family, link).inverse_link(eta)
+    mu = Family(family, link).kernel().inverse_link(eta)
     d = DISPERSION[family]
     y = (rng.negative_binomial(d, d / (d + mu)).astype(float) if family == "negative_binomial"
          else rng.gamma(1 / d, mu * d))
@@ -138,7 +138,7 @@ def test_nested_aghq_equals_brute_force_integral(family, link):
     one = np.ones((n, 1))
     terms = ReTerms((ReTerm("c", d["com"], d["n_top"], one, unstructured(1)),
                      ReTerm("c:f", d["fam"], d["n_top"] * d["n_mid"], one, unstructured(1))))
-    fl = get_family_link(family, link)
+    fl = Family(family, link).kernel()
     x = np.concatenate([d["beta"], np.asarray(d["sds"]) * 1.1, [np.log(d["dispersion"])]])
     args = (d["y"], np.ones(n), d["X"], np.zeros(n), terms)
     got = NestedObjective(fl, *args, nagq=25)(x)
@@ -165,7 +165,7 @@ def test_nested_gradient_with_dispersion_and_weights(family, link, nagq):
     terms = ReTerms((ReTerm("c", d["com"], d["n_top"], Z2, unstructured(2)),
                      ReTerm("c:f", d["fam"], d["n_top"] * d["n_mid"], np.ones((n, 1)),
                             unstructured(1))))
-    obj = NestedObjective(get_family_link(family, link), d["y"], np.ones(n), d["X"],
+    obj = NestedObjective(Family(family, link).kernel(), d["y"], np.ones(n), d["X"],
                           np.zeros(n), terms, nagq, freq=rng.integers(1, 4, n).astype(float),
                           var=rng.uniform(0.5, 2.0, n))
     x = obj.start() + 0.05

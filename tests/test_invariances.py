@@ -21,7 +21,7 @@ from scipy import special
 import mlglm
 from mlglm.core.aghq import aghq_loglik
 from mlglm.core.covariance import theta_is_diagonal_entry, theta_to_Lambda
-from mlglm.core.families import get_family_link
+from mlglm.core.family import Family
 from mlglm.core.grouping import make_grouped_data
 from mlglm.core.laplace import laplace_loglik
 from mlglm.core.modes import conditional_modes
@@ -259,7 +259,7 @@ def small_data(seed, family, q, n_groups):
 def test_property_row_order(seed, family, q, n_groups, nagq):
     """Any permutation of the rows gives the same log-likelihood (core objective)."""
     d = small_data(seed, family, q, n_groups)
-    fl = get_family_link(family, "logit" if family == "binomial" else "log")
+    fl = Family(family, "logit" if family == "binomial" else "log").kernel()
     x = np.concatenate([d["beta"], d["theta"]])
     data = make_grouped_data(d["y"], d["X"], d["Z"], d["g"], m=d["m"])
     perm = np.random.default_rng(seed ^ 0x5A5A).permutation(len(d["y"]))
@@ -276,7 +276,7 @@ def test_property_row_order(seed, family, q, n_groups, nagq):
 def test_property_one_node_aghq_is_laplace(seed, family, link_i, q, n_groups):
     d = small_data(seed, family, q, n_groups)
     link = ("logit", "probit", "cloglog")[link_i] if family == "binomial" else "log"
-    fl = get_family_link(family, link)
+    fl = Family(family, link).kernel()
     data = make_grouped_data(d["y"], d["X"], d["Z"], d["g"], m=d["m"])
     Lambda = theta_to_Lambda(d["theta"], q)
     state = conditional_modes(fl, data, d["beta"], Lambda)

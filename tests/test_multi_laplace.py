@@ -8,7 +8,7 @@ from scipy import optimize
 from mlglm.core.blocked import BlockedStructure
 from mlglm.core.covpattern import diagonal, unstructured
 from mlglm.core.crossprod import CrossPlan
-from mlglm.core.families import get_family_link
+from mlglm.core.family import Family
 from mlglm.core.grouping import make_grouped_data
 from mlglm.core.laplace_multi import MultiLaplace
 from mlglm.core.objective import MarginalLoglik
@@ -72,7 +72,7 @@ def _problem(family, link, seed=3, n=300):
         "nested": [ReTerm("a", a, 30, one, unstructured(1)),
                    ReTerm("c", c, 5, np.column_stack([one[:, 0], z]), unstructured(2))],
     }
-    return get_family_link(family, link), y, m, X, np.zeros(n), structures, rng
+    return Family(family, link).kernel(), y, m, X, np.zeros(n), structures, rng
 
 
 FAMILIES = [("binomial", "logit"), ("binomial", "probit"), ("binomial", "cloglog"),

@@ -28,7 +28,7 @@ import statsmodels.api as sm
 import mlglm
 from bench_scripts import load
 from mlglm.core.covpattern import diagonal, tied, unstructured
-from mlglm.core.families import get_family_link
+from mlglm.core.family import Family
 from mlglm.core.laplace_multi import MultiLaplace
 from mlglm.core.nested import NestedObjective
 from mlglm.core.nested_aghq import aghq_block
@@ -55,7 +55,7 @@ def nested_data(family="binomial", link="logit", n_top=8, n_mid=3, n_rows=3, dep
     ``n_rows`` rows per innermost node (1 .. 2 n_rows - 1). q[k] effects per level:
     an intercept, then standard-normal covariates.
 
-    Returns (FamilyLink, y, m, X, offset, ReTerms, beta).
+    Returns (Kernel, y, m, X, offset, ReTerms, beta).
     """
     rng = np.random.default_rng(seed)
     q = q or (1,) * depth
@@ -83,7 +83,7 @@ def nested_data(family="binomial", link="logit", n_top=8, n_mid=3, n_rows=3, dep
         b = sds[k] * rng.normal(size=(c.max() + 1, qk)) / np.sqrt(qk)
         eta += np.einsum("nq,nq->n", Z, b[c])
         terms.append(ReTerm(f"f{k}", c, c.max() + 1, Z, pat))
-    fl = get_family_link(family, link)
+    fl = Family(family, link).kernel()
     mu = fl.inverse_link(eta)
     if family == "binomial":
         m = rng.integers(1, 6, size=n).astype(float) if trials else np.ones(n)
@@ -169,8 +169,8 @@ def _oracle_value(fl, y, m, X, o, terms, x, grids=None):
     order = terms.nesting_order()[::-1]                  # top first
     Lams = terms.Lambdas(x[X.shape[1]:])
     levels = [(terms[k].codes, terms[k].Z, Lams[k]) for k in order]
-    return nested_loglik(y, X, x[:X.shape[1]], levels, fl.family, fl.link, m=m, offset=o,
-                         grids=grids)
+    return nested_loglik(y, X, x[:X.shape[1]], levels, fl.distribution.name, fl.link.name, m=m,
+                         offset=o, grids=grids)
 
 
 @pytest.mark.parametrize("fam", ["logit", "poisson", "cloglog-trials"])

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from mlglm.core.covariance import theta_to_Lambda
-from mlglm.core.families import get_family_link
+from mlglm.core.family import Family
 from mlglm.core.grouping import make_grouped_data
 from mlglm.core.lmm import lmm_stats
 from mlglm.core.objective import MarginalLoglik
@@ -40,7 +40,7 @@ def _binomial_data(trials, seed=5, G=40):
 
 def test_repeated_point_is_answered_from_the_last_evaluation():
     data = _binomial_data(False)
-    obj = MarginalLoglik(get_family_link("binomial", "logit"), data)
+    obj = MarginalLoglik(Family("binomial", "logit").kernel(), data)
     x = np.array([-0.2, 0.6, -0.3, 0.7, 0.1, 0.4])
     v1, g1 = obj.value_and_gradient(x)
     state1, n1 = obj.state, obj.n_evals
@@ -65,7 +65,7 @@ def test_unit_trials_scalar_gives_the_same_kernel(link):
     data = _binomial_data(False)
     assert data.m_rows == 1.0 and np.ndim(data.m_rows) == 0
     assert _binomial_data(True).m_rows is not None and np.ndim(_binomial_data(True).m_rows) == 1
-    fl = get_family_link("binomial", link)
+    fl = Family("binomial", link).kernel()
     eta = np.linspace(-40, 40, data.n)
     a = fl.kernel_derivatives(eta, data.y, 1.0)
     b = fl.kernel_derivatives(eta, data.y, np.ones(data.n))

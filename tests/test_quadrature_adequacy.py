@@ -22,6 +22,7 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
+import statsmodels.api as sm
 
 import mlglm
 from mlglm import QuadratureWarning
@@ -71,10 +72,10 @@ def test_boundary_groups_counts_all_0_all_1_and_all_zero_counts():
                        "m": [5, 3, 2, 4, 2, 2, 3, 5], "x": np.arange(8.0)})
     df["f"] = df.y / df.m
     model = mlglm.MixedGLM.from_formula("f ~ 1", df, groups="g", n_trials="m",
-                                        family=mlglm.model.sm.families.Binomial())
+                                        family=sm.families.Binomial())
     assert boundary_groups(model).startswith("2 of 4 groups have responses all 0 or all 1")
     pois = mlglm.MixedGLM.from_formula("y ~ 1", df, groups="g",
-                                       family=mlglm.model.sm.families.Poisson())
+                                       family=sm.families.Poisson())
     assert boundary_groups(pois).startswith("1 of 4 groups have responses all zero")
     gauss = mlglm.MixedGLM.from_formula("x ~ 1", df, groups="g")
     assert boundary_groups(gauss) == ""

@@ -1,14 +1,19 @@
-"""Conditional log-likelihood of one observation and its derivatives in eta.
+"""Row kernels: the conditional log-likelihood of one observation and its derivatives in eta.
 
-For each supported family x link pair this module gives, per row i,
+A kernel is the specialisation of a :class:`~mlglm.core.family.Family` (one
+distribution with one link) that the engines evaluate at every row and every
+quadrature node; the family chooses it (:attr:`Distribution.kernels
+<mlglm.core.family.Distribution>`), nothing else does. Per row i it gives
 
-* ``log_const(y, m)``: the normalising constant of p(y | eta) that does not
-  depend on eta (log C(m, y) for the binomial, -log y! for the Poisson), kept
-  apart so the objective adds it once, not at every evaluation;
-* ``kernel(eta, y, m)``: log p(y | eta) - log_const;
+* ``kernel(eta, y, m)``: log p(y | eta) - log_const, where ``log_const(y, m)``
+  is the normalising constant of p(y | eta) that does not depend on eta
+  (log C(m, y) for the binomial, -log y! for the Poisson), which the
+  distribution gives and the objective adds once, not at every evaluation;
 * ``derivatives(eta, y, m)``: d1 = dl/deta, d2 = -d2l/deta2 (the Newton weight)
   and, on request, d3 = d(d2)/deta, which the exact gradient of the Laplace
-  and AGHQ objectives needs (the mode's curvature moves with the parameters).
+  and AGHQ objectives needs (the mode's curvature moves with the parameters);
+* fused forms (``kernel_derivatives``, ``kernel_d1``, ``third``) that share the
+  transcendental work between them: the inner loop of every engine.
 
 All pairs offered are log-concave in eta (d2 > 0), so the inner Newton problem
 for the conditional modes has a unique maximum. The binomial response y is the
@@ -21,7 +26,7 @@ weight w enters as (w y, w m), which multiplies its kernel and every
 derivative by w (binomial: y successes of m trials; the other families take
 m = 1, or w). So callers pass the weighted (y, m) and nothing else changes;
 the constants, which are not linear in y, are computed from the raw response
-and the weights by :meth:`FamilyLink.row_constants`.
+and the weights by the distribution (:meth:`Kernel.row_constants`).
 
 Dispersion. The negative binomial and the Gamma kernels
 (:mod:`mlglm.core.families_dispersion`) depend on a dispersion parameter; a
@@ -34,9 +39,10 @@ from __future__ import annotations
 import numpy as np
 from scipy import special
 
-__all__ = ["FamilyLink", "RowConstants", "get_family_link", "SUPPORTED"]
+__all__ = ["Kernel", "RowConstants", "weight_product", "ETA_MAX", "logit_kernel_derivatives",
+           "BinomialLogit", "BinomialProbit", "BinomialCloglog", "PoissonLog"]
 
-_ETA_MAX = 700.0  # exp(709) overflows; beyond this a Poisson mean is meaningless
+ETA_MAX = 700.0  # exp(709) overflows; beyond this a Poisson mean is meaningless
 
 
 class RowConstants:
@@ -61,40 +67,57 @@ class RowConstants:
         return self.rows
 
 
-class FamilyLink:
-    """Base class: one exponential family with one link, as row-wise kernels."""
+class Kernel:
+    """Base class: the row kernel of one distribution with one link.
 
-    family = ""
-    link = ""
+    The kernel is made by its family (:meth:`mlglm.core.family.Family.kernel`) and
+    knows it: what does not depend on eta (the constants, the start, the dispersion's
+    moments) the distribution answers, the mean function the link; subclasses give
+    the log-likelihood in eta and its derivatives, fused for speed.
+    """
+
     #: the kernel depends on a dispersion parameter (bound by :meth:`at`)
     has_dispersion = False
     log_dispersion = None
 
-    def at(self, log_dispersion) -> "FamilyLink":
+    def __init__(self, distribution, link):
+        self.distribution, self.link = distribution, link
+
+    def at(self, log_dispersion) -> "Kernel":
         """The kernel at a dispersion (families without one: itself)."""
         return self
 
-    def row_constants(self, y, m, freq=None, var=None) -> RowConstants:
+    # ---------------------------------- what the distribution and the link answer
+    def inverse_link(self, eta):
+        """mu = g^{-1}(eta) (:class:`~mlglm.core.family.Link`)."""
+        return self.link.inverse(eta)
+
+    def log_const(self, y, m):
+        """The part of log p(y | eta) without eta, per row."""
+        return self.distribution.log_const(y, m)
+
+    def row_constants(self, y, m, freq=None, var=None) -> "RowConstants":
         """sum_i w_i log_const(y_i, m_i), w = freq x var (the raw y and m)."""
-        rows = self.log_const(y, m)
-        w = _product(freq, var)
-        return RowConstants(rows if w is None else w * rows)
+        return self.distribution.row_constants(y, m, freq, var)
 
     def start_response(self, y, m):
         """A transform of the raw response on the linear-predictor scale, for the
         least-squares start of the GLM fit (:func:`mlglm.core.optimize.glm_start`)."""
-        return np.log(y + 0.5)
+        return self.distribution.start_response(y, m, self.link)
 
-    def log_const(self, y, m):  # pragma: no cover - abstract
-        raise NotImplementedError
+    def dispersion_moments(self, y, mu, w) -> np.ndarray:
+        """The row sums behind the dispersion's start (distributions with one)."""
+        return self.distribution.dispersion_moments(y, mu, w)
 
+    def dispersion_from_moments(self, moments, p) -> float:
+        """The log dispersion from :meth:`dispersion_moments` (p fixed effects)."""
+        return self.distribution.dispersion_from_moments(moments, p)
+
+    # ------------------------------------------------------------ in eta
     def kernel(self, eta, y, m):  # pragma: no cover - abstract
         raise NotImplementedError
 
     def derivatives(self, eta, y, m, third=False):  # pragma: no cover - abstract
-        raise NotImplementedError
-
-    def inverse_link(self, eta):  # pragma: no cover - abstract
         raise NotImplementedError
 
     def kernel_d1(self, eta, y, m):
@@ -116,24 +139,50 @@ class FamilyLink:
         return self.kernel(eta, y, m) + self.log_const(y, m)
 
     def __repr__(self):
-        return f"{type(self).__name__}()"
+        return f"Kernel({self.distribution.name}, {self.link.name})"
 
 
-class BinomialLogit(FamilyLink):
+def logit_kernel_derivatives(eta, y, m):
+    """(kernel, d1, d2) of the binomial logit kernel (:class:`BinomialLogit`): y successes
+    of m trials at log-odds eta. The negative binomial kernel is this one at shifted
+    arguments (:mod:`mlglm.core.families_dispersion`)."""
+    # e = exp(-|eta|) gives log(1 + e^eta) = max(eta, 0) + log1p(e),
+    # mu = 1/(1+e) (eta >= 0) or e/(1+e) (eta < 0), and mu(1-mu) = e/(1+e)^2,
+    # all without overflow and with one exp and one log1p per row. Written
+    # in place: on long vectors fresh temporaries (page faults) cost as much
+    # as the arithmetic.
+    # A scalar m == 1 (Bernoulli rows, see GroupedData.m_rows) skips the three
+    # multiplications by m.
+    unit = np.ndim(m) == 0 and m == 1.0
+    e = np.abs(eta)
+    np.negative(e, out=e)
+    np.exp(e, out=e)
+    kernel = np.log1p(e)
+    kernel += np.maximum(eta, 0.0)
+    if not unit:
+        kernel *= m
+    np.subtract(y * eta, kernel, out=kernel)
+    r = e + 1.0
+    np.reciprocal(r, out=r)
+    mu = r.copy()
+    np.multiply(e, r, out=mu, where=eta < 0)
+    d2 = e
+    d2 *= r
+    d2 *= r
+    if not unit:
+        d2 *= m
+        mu *= m
+    np.subtract(y, mu, out=mu)
+    return kernel, mu, d2
+
+
+class BinomialLogit(Kernel):
     """Binomial, logit link: l = y eta - m log(1 + e^eta) + log C(m, y).
 
     d1 = y - m mu, d2 = m mu (1 - mu), d3 = d2 (1 - 2 mu), mu = expit(eta).
     """
 
-    family, link = "binomial", "logit"
-
-    def start_response(self, y, m):
-        return np.log((y + 0.5) / (m - y + 0.5))
-
-    def log_const(self, y, m):
-        if np.ndim(m) == 0 and m == 1.0 and np.all((y == 0.0) | (y == 1.0)):
-            return np.zeros_like(y)         # log C(1, y) = 0 for Bernoulli rows
-        return special.gammaln(m + 1) - special.gammaln(y + 1) - special.gammaln(m - y + 1)
+    kernel_derivatives = staticmethod(logit_kernel_derivatives)
 
     def kernel(self, eta, y, m):
         return y * eta - m * np.logaddexp(0.0, eta)
@@ -146,9 +195,6 @@ class BinomialLogit(FamilyLink):
             return d1, d2, d2 * (1.0 - 2.0 * mu)
         return d1, d2
 
-    def inverse_link(self, eta):
-        return special.expit(eta)
-
     def kernel_d1(self, eta, y, m):
         return self.kernel_derivatives(eta, y, m)[:2]
 
@@ -159,38 +205,8 @@ class BinomialLogit(FamilyLink):
         mu = np.divide(y - d1, m, out=np.zeros_like(d2), where=m > 0)
         return d2 * (1.0 - 2.0 * mu)
 
-    def kernel_derivatives(self, eta, y, m):
-        # e = exp(-|eta|) gives log(1 + e^eta) = max(eta, 0) + log1p(e),
-        # mu = 1/(1+e) (eta >= 0) or e/(1+e) (eta < 0), and mu(1-mu) = e/(1+e)^2,
-        # all without overflow and with one exp and one log1p per row. Written
-        # in place: on long vectors fresh temporaries (page faults) cost as much
-        # as the arithmetic.
-        # A scalar m == 1 (Bernoulli rows, see GroupedData.m_rows) skips the three
-        # multiplications by m.
-        unit = np.ndim(m) == 0 and m == 1.0
-        e = np.abs(eta)
-        np.negative(e, out=e)
-        np.exp(e, out=e)
-        kernel = np.log1p(e)
-        kernel += np.maximum(eta, 0.0)
-        if not unit:
-            kernel *= m
-        np.subtract(y * eta, kernel, out=kernel)
-        r = e + 1.0
-        np.reciprocal(r, out=r)
-        mu = r.copy()
-        np.multiply(e, r, out=mu, where=eta < 0)
-        d2 = e
-        d2 *= r
-        d2 *= r
-        if not unit:
-            d2 *= m
-            mu *= m
-        np.subtract(y, mu, out=mu)
-        return kernel, mu, d2
 
-
-class BinomialProbit(BinomialLogit):
+class BinomialProbit(Kernel):
     """Binomial, probit link: l = y log Phi(eta) + (m - y) log Phi(-eta) + log C(m, y).
 
     With the inverse Mills ratio r(x) = phi(x)/Phi(x) and k(x) = r(x)(x + r(x))
@@ -198,11 +214,6 @@ class BinomialProbit(BinomialLogit):
     d3 = y k'(eta) - (m-y) k'(-eta) with k' = r (1 - k) - k (x + r).
     Mills ratios are formed as exp(log phi - log Phi) so the tails stay finite.
     """
-
-    link = "probit"
-    kernel_d1 = FamilyLink.kernel_d1
-    third = FamilyLink.third
-    kernel_derivatives = FamilyLink.kernel_derivatives
 
     def kernel(self, eta, y, m):
         return y * special.log_ndtr(eta) + (m - y) * special.log_ndtr(-eta)
@@ -224,11 +235,8 @@ class BinomialProbit(BinomialLogit):
             return d1, d2, y * kp1 - (m - y) * kn1
         return d1, d2
 
-    def inverse_link(self, eta):
-        return special.ndtr(eta)
 
-
-class BinomialCloglog(BinomialLogit):
+class BinomialCloglog(Kernel):
     """Binomial, complementary log-log link: mu = 1 - exp(-e^eta).
 
     l = y log(1 - e^{-s}) - (m - y) s + log C(m, y), s = e^eta. With
@@ -238,13 +246,8 @@ class BinomialCloglog(BinomialLogit):
     only, so nothing overflows for large s.
     """
 
-    link = "cloglog"
-    kernel_d1 = FamilyLink.kernel_d1
-    third = FamilyLink.third
-    kernel_derivatives = FamilyLink.kernel_derivatives
-
     def kernel(self, eta, y, m):
-        s = np.exp(np.minimum(eta, _ETA_MAX))
+        s = np.exp(np.minimum(eta, ETA_MAX))
         # log mu = log(1 - e^{-s}); for s -> 0 it is log s - s/2 = eta - s/2, which
         # stays finite where s underflows (eta < -745) and log(-expm1(-s)) would be -inf
         with np.errstate(divide="ignore"):
@@ -252,7 +255,7 @@ class BinomialCloglog(BinomialLogit):
         return y * log_mu - (m - y) * s
 
     def derivatives(self, eta, y, m, third=False):
-        s = np.exp(np.minimum(eta, _ETA_MAX))
+        s = np.exp(np.minimum(eta, ETA_MAX))
         # r = s/(e^s - 1) = s e^{-s} / (1 - e^{-s}); for tiny s use the series 1 - s/2.
         e = -np.expm1(-s)
         with np.errstate(invalid="ignore", divide="ignore"):
@@ -267,25 +270,17 @@ class BinomialCloglog(BinomialLogit):
             return d1, d2, -y * ddr + (m - y) * s
         return d1, d2
 
-    def inverse_link(self, eta):
-        return -np.expm1(-np.exp(np.minimum(eta, _ETA_MAX)))
 
-
-class PoissonLog(FamilyLink):
+class PoissonLog(Kernel):
     """Poisson, log link: l = y eta - m e^eta - log y!; d1 = y - m mu, d2 = d3 = m mu.
 
     ``m`` is the prior weight (1 for unweighted rows, then passed as the scalar 1.0
     and skipped; exposure enters through the offset).
     """
 
-    family, link = "poisson", "log"
-
-    def log_const(self, y, m):
-        return -special.gammaln(y + 1)
-
     @staticmethod
     def _mean(eta, m):
-        mu = np.exp(np.minimum(eta, _ETA_MAX))
+        mu = np.exp(np.minimum(eta, ETA_MAX))
         return mu if np.ndim(m) == 0 and m == 1.0 else m * mu
 
     def kernel(self, eta, y, m):
@@ -296,9 +291,6 @@ class PoissonLog(FamilyLink):
         if third:
             return y - mu, mu, mu
         return y - mu, mu
-
-    def inverse_link(self, eta):
-        return np.exp(np.minimum(eta, _ETA_MAX))
 
     def kernel_d1(self, eta, y, m):
         mu = self._mean(eta, m)
@@ -312,30 +304,8 @@ class PoissonLog(FamilyLink):
         return d2
 
 
-def _product(freq, var):
+def weight_product(freq, var):
     """freq x var, either of which may be None (None when both are)."""
     if freq is None:
         return None if var is None else np.asarray(var, dtype=float)
     return np.asarray(freq, dtype=float) if var is None else np.asarray(freq) * np.asarray(var)
-
-
-from .families_dispersion import GammaInverse, GammaLog, NegativeBinomialLog  # noqa: E402
-
-SUPPORTED = {
-    ("binomial", "logit"): BinomialLogit,
-    ("binomial", "probit"): BinomialProbit,
-    ("binomial", "cloglog"): BinomialCloglog,
-    ("poisson", "log"): PoissonLog,
-    ("negative_binomial", "log"): NegativeBinomialLog,
-    ("gamma", "log"): GammaLog,
-    ("gamma", "inverse"): GammaInverse,
-}
-
-
-def get_family_link(family: str, link: str) -> FamilyLink:
-    """The kernel object for a (family, link) pair, e.g. ``("binomial", "logit")``."""
-    key = (family.lower(), link.lower())
-    if key not in SUPPORTED:
-        ok = ", ".join(f"{f}/{l}" for f, l in SUPPORTED)
-        raise ValueError(f"unsupported family/link {family}/{link}; supported: {ok}")
-    return SUPPORTED[key]()

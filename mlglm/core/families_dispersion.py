@@ -3,8 +3,9 @@
 Each kernel object is bound to one value t of the log dispersion (``at(t)``),
 the coordinate the optimiser sees; the derivatives in t that the exact
 gradients need come from :meth:`dispersion_derivatives` (per row, in eta's
-kernel) and from the :class:`~mlglm.core.families.RowConstants` of
-:meth:`row_constants` (the part of the log-likelihood without eta). As for
+kernel) and from the :class:`~mlglm.core.families.RowConstants` of the
+distribution (the part of the log-likelihood without eta: :class:`NBConstants`,
+:class:`GammaConstants`, chosen by :mod:`mlglm.core.family`). As for
 every kernel (:mod:`mlglm.core.families`), (y, m) are the response and the
 prior weight multiplied by the row's weight w.
 
@@ -46,26 +47,29 @@ from __future__ import annotations
 import numpy as np
 from scipy import special
 
-from .families import _ETA_MAX, BinomialLogit, FamilyLink, RowConstants, _product
+from .families import ETA_MAX, Kernel, RowConstants, logit_kernel_derivatives
 
-__all__ = ["NegativeBinomialLog", "GammaLog", "GammaInverse"]
+__all__ = ["DispersedKernel", "NegativeBinomialLog", "GammaLog", "GammaInverse", "NBConstants",
+           "GammaConstants"]
 
 
-class _Dispersed(FamilyLink):
+class DispersedKernel(Kernel):
     """A kernel bound to a log dispersion t."""
 
     has_dispersion = True
 
-    def __init__(self, log_dispersion: float = 0.0):
+    def __init__(self, distribution, link, log_dispersion: float = 0.0):
+        super().__init__(distribution, link)
         self.log_dispersion = float(log_dispersion)
 
-    def at(self, log_dispersion) -> "_Dispersed":
+    def at(self, log_dispersion) -> "DispersedKernel":
         if log_dispersion is None or float(log_dispersion) == self.log_dispersion:
             return self
-        return type(self)(log_dispersion)
+        return type(self)(self.distribution, self.link, log_dispersion)
 
     def __repr__(self):
-        return f"{type(self).__name__}(log_dispersion={self.log_dispersion!r})"
+        return (f"Kernel({self.distribution.name}, {self.link.name}, "
+                f"log_dispersion={self.log_dispersion!r})")
 
     def kernel(self, eta, y, m):
         return self.kernel_derivatives(eta, y, m)[0]
@@ -78,30 +82,21 @@ class _Dispersed(FamilyLink):
         return (d1, d2, self.third(eta, y, m, d1, d2)) if third else (d1, d2)
 
 
-class NegativeBinomialLog(_Dispersed):
+class NegativeBinomialLog(DispersedKernel):
     """NB2 with log link, t = log theta (module docstring)."""
-
-    family, link = "negative_binomial", "log"
-    _logit = BinomialLogit()
 
     @property
     def theta(self) -> float:
         return float(np.exp(self.log_dispersion))
 
-    def log_const(self, y, m):
-        return -special.gammaln(y + 1)
-
     def _trials(self, y, m):
         return y + self.theta * m
 
     def kernel_derivatives(self, eta, y, m):
-        return self._logit.kernel_derivatives(eta - self.log_dispersion, y, self._trials(y, m))
+        return logit_kernel_derivatives(eta - self.log_dispersion, y, self._trials(y, m))
 
     def third(self, eta, y, m, d1, d2):
         return d2 * (1.0 - 2.0 * special.expit(eta - self.log_dispersion))
-
-    def inverse_link(self, eta):
-        return np.exp(np.minimum(eta, _ETA_MAX))
 
     def dispersion_derivatives(self, eta, y, m, d1, d2, d3):
         """(dK/dt, d d1/dt, d d2/dt) per row."""
@@ -126,29 +121,8 @@ class NegativeBinomialLog(_Dispersed):
         d1 = y - M * p
         return y * e - M * L, d1, -d1 - tm * L
 
-    def row_constants(self, y, m, freq=None, var=None) -> RowConstants:
-        return _NBConstants(y, _product(freq, var))
 
-    @classmethod
-    def dispersion_start(cls, y, mu, w, p) -> float:
-        """log theta by the moments of a GLM fit, E[(y - mu)^2 - y] = mu^2 / theta,
-        within [1e-2, 1e4] (theta beyond that is a Poisson)."""
-        return cls.dispersion_from_moments(cls.dispersion_moments(y, mu, w), p)
-
-    @staticmethod
-    def dispersion_moments(y, mu, w) -> np.ndarray:
-        """(sum w ((y - mu)^2 - y), sum w mu^2): the sums behind :meth:`dispersion_start`
-        (sums over rows, so data held in pieces add theirs)."""
-        return np.array([np.sum(w * ((y - mu) ** 2 - y)), np.sum(w * mu * mu)])
-
-    @staticmethod
-    def dispersion_from_moments(moments, p) -> float:
-        excess, mu2 = moments
-        theta = mu2 / excess if excess > 0 else 1e4
-        return float(np.log(np.clip(theta, 1e-2, 1e4)))
-
-
-class _NBConstants(RowConstants):
+class NBConstants(RowConstants):
     """sum_i w_i [lgamma(y_i + theta) - lgamma(theta) - lgamma(y_i + 1)], evaluated over
     the distinct counts (a count data set has few), with its derivative in t = log theta."""
 
@@ -175,17 +149,12 @@ class _NBConstants(RowConstants):
         return rows if self.w is None else self.w * rows
 
 
-class _GammaBase(_Dispersed):
+class _GammaKernel(DispersedKernel):
     """Gamma kernels, t = log phi (module docstring)."""
-
-    family = "gamma"
 
     @property
     def shape(self) -> float:
         return float(np.exp(-self.log_dispersion))
-
-    def log_const(self, y, m):
-        return -np.log(y)
 
     def dispersion_derivatives(self, eta, y, m, d1, d2, d3):
         return -self.kernel(eta, y, m), -d1, -d2
@@ -194,35 +163,13 @@ class _GammaBase(_Dispersed):
         K, d1, _ = self.kernel_derivatives(eta, y, m)
         return K, d1, -K
 
-    def row_constants(self, y, m, freq=None, var=None) -> RowConstants:
-        return _GammaConstants(y, freq, var)
 
-    @classmethod
-    def dispersion_start(cls, y, mu, w, p) -> float:
-        """log phi from the Pearson statistic of a GLM fit, sum w (y - mu)^2 / mu^2 / (n - p)."""
-        return cls.dispersion_from_moments(cls.dispersion_moments(y, mu, w), p)
-
-    @staticmethod
-    def dispersion_moments(y, mu, w) -> np.ndarray:
-        """(sum w ((y - mu) / mu)^2, sum w): the sums behind :meth:`dispersion_start`."""
-        return np.array([np.sum(w * ((y - mu) / mu) ** 2), np.sum(w)])
-
-    @staticmethod
-    def dispersion_from_moments(moments, p) -> float:
-        pearson, n = moments
-        phi = pearson / max(n - p, 1.0)
-        return float(np.log(np.clip(phi, 1e-6, 1e6)))
-
-
-class GammaLog(_GammaBase):
-    link = "log"
-
-    def start_response(self, y, m):
-        return np.log(y)
+class GammaLog(_GammaKernel):
+    """Gamma, log link (module docstring)."""
 
     def kernel_derivatives(self, eta, y, m):
         nu = self.shape
-        r = y * np.exp(np.minimum(-eta, _ETA_MAX))                 # y / mu
+        r = y * np.exp(np.minimum(-eta, ETA_MAX))                 # y / mu
         d2 = nu * r
         mterm = eta if np.ndim(m) == 0 and m == 1.0 else m * eta
         return -(d2 + nu * mterm), d2 - nu * m, d2
@@ -230,20 +177,14 @@ class GammaLog(_GammaBase):
     def third(self, eta, y, m, d1, d2):
         return -d2
 
-    def inverse_link(self, eta):
-        return np.exp(np.minimum(eta, _ETA_MAX))
-
 
 #: Gamma with the inverse link, outside its domain: the Newton derivatives are those of
 #: the kernel's quadratic extension from eta = _DOMAIN_EDGE / y (GammaInverse).
 _DOMAIN_EDGE = 0.01
 
 
-class GammaInverse(_GammaBase):
-    link = "inverse"
-
-    def start_response(self, y, m):
-        return 1.0 / y
+class GammaInverse(_GammaKernel):
+    """Gamma, inverse link (module docstring)."""
 
     def kernel_derivatives(self, eta, y, m):
         """K, dK/deta, -d2K/deta2; outside the domain (eta <= 0: a mean 1 / eta <= 0)
@@ -282,11 +223,8 @@ class GammaInverse(_GammaBase):
         K, d1, _ = self.kernel_derivatives(eta, y, m)
         return K, d1, np.where(np.isneginf(K), 0.0, -K)
 
-    def inverse_link(self, eta):
-        return 1.0 / eta
 
-
-class _GammaConstants(RowConstants):
+class GammaConstants(RowConstants):
     """sum_i f_i [nu_i log(nu_i y_i) - lgamma(nu_i) - log y_i], nu_i = v_i nu, nu = e^-t;
     without variance weights a function of nu and two sums computed once."""
 

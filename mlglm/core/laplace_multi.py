@@ -37,7 +37,7 @@ import numpy as np
 
 from .blocked import BlockedFactor
 from .crossprod import CrossPlan, diag_blocks_M_Lambda_Sigma, level_sums
-from .families import FamilyLink
+from .families import Kernel
 from .modes import ModeFailure
 from .objective import Objective
 from .terms import ReTerms
@@ -119,7 +119,7 @@ def _grad_u(terms, Lams, u, d1):
                  for t, L, uk in zip(terms, Lams, u))
 
 
-def multi_modes(fl: FamilyLink, plan: CrossPlan, y, m, eta_fixed, Lams, u0=None,
+def multi_modes(fl: Kernel, plan: CrossPlan, y, m, eta_fixed, Lams, u0=None,
                 tol: float = 1e-10, maxiter: int = 60) -> MultiModes:
     """Maximise h(u) jointly over every term's random effects (module docstring)."""
     terms = plan.terms
@@ -168,7 +168,7 @@ class MultiLaplace(Objective):
 
     Parameters
     ----------
-    fl : FamilyLink.   y, m, X, offset : response, trials, design, offset (rows
+    fl : Kernel.   y, m, X, offset : response, trials, design, offset (rows
     in any order).   terms : ReTerms.   plan : optional CrossPlan.
     freq, var : prior weights (frequency, variance) or None.
     estimate_dispersion : for a kernel with a dispersion, whether x carries its
@@ -182,7 +182,7 @@ class MultiLaplace(Objective):
 
     nagq = 1
 
-    def __init__(self, fl: FamilyLink, y, m, X, offset, terms: ReTerms,
+    def __init__(self, fl: Kernel, y, m, X, offset, terms: ReTerms,
                  plan: CrossPlan | None = None, freq=None, var=None,
                  estimate_dispersion=True):
         self.fl = fl

@@ -31,7 +31,7 @@ from functools import cached_property
 
 import numpy as np
 
-from .families import FamilyLink
+from .families import Kernel
 from .grouping import GroupedData
 from .smallmat import congruence, pair_index, pairs_solve, pairs_to_full
 
@@ -82,7 +82,7 @@ class ModeState:
         return pairs_to_full(self.Hp)
 
 
-def conditional_modes(fl: FamilyLink, data: GroupedData, beta, Lambda, u0=None,
+def conditional_modes(fl: Kernel, data: GroupedData, beta, Lambda, u0=None,
                       tol: float = 1e-10, maxiter: int = 100) -> ModeState:
     """Maximise h_j(u) for every group; return the state at the modes.
 

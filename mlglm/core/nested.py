@@ -52,7 +52,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .families import FamilyLink
+from .families import Kernel
 from .nested_aghq import DEFAULT_CHUNK_ELEMENTS, aghq_block, grid_sizes
 from .nested_modes import NestedData, NestedModes, nested_modes, predicted_modes
 from .nested_tree import NestedLayout, expand, reduce, tree_dfactor, tree_diag_inverse, tree_solve
@@ -77,7 +77,7 @@ class NestedObjective(Objective):
 
     Parameters
     ----------
-    fl : FamilyLink.  y, m, X, offset : response, trials, design, offset (rows in
+    fl : Kernel.  y, m, X, offset : response, trials, design, offset (rows in
     any order).  terms : ReTerms forming a nested chain.  nagq : points per
     dimension at every level.  layout : optional prebuilt NestedLayout.
     chunk_elements : rows x quadrature combinations per chunk of top-level groups.
@@ -88,7 +88,7 @@ class NestedObjective(Objective):
     that result again.
     """
 
-    def __init__(self, fl: FamilyLink, y, m, X, offset, terms: ReTerms, nagq: int = 1,
+    def __init__(self, fl: Kernel, y, m, X, offset, terms: ReTerms, nagq: int = 1,
                  layout: NestedLayout | None = None,
                  chunk_elements: int = DEFAULT_CHUNK_ELEMENTS, data: NestedData | None = None,
                  freq=None, var=None, estimate_dispersion=True):

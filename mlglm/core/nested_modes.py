@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .families import FamilyLink
+from .families import Kernel
 from .modes import ModeFailure
 from .nested_tree import NestedLayout, TreeFactor, expand, reduce, tree_factor, tree_solve
 from .smallmat import pair_index, pairs_to_full
@@ -110,7 +110,7 @@ class NestedModes:
     iterations: int
 
 
-def nested_modes(fl: FamilyLink, data: NestedData, beta, Lams, u0=None,
+def nested_modes(fl: Kernel, data: NestedData, beta, Lams, u0=None,
                  tol: float = 1e-10, maxiter: int = 100) -> NestedModes:
     """Maximise h_j(u) for every top-level group (module docstring).
 

@@ -28,7 +28,7 @@ import numpy as np
 from .aghq import aghq_loglik
 from .covpattern import diagonal as diagonal_pattern
 from .covpattern import unstructured
-from .families import FamilyLink
+from .families import Kernel
 from .grouping import GroupedData
 from .layouts import ParamLayout
 from .laplace import laplace_gradient, laplace_loglik
@@ -224,7 +224,7 @@ class MarginalLoglik(Objective):
 
     Parameters
     ----------
-    fl : FamilyLink kernel.  data : GroupedData (rows sorted by group).
+    fl : Kernel (the family's row kernel).  data : GroupedData (rows sorted by group).
     nagq : points per dimension; 1 is the Laplace approximation.
     diagonal : uncorrelated random effects (theta = diagonal of Lambda).
     pattern : CovPattern of Lambda (overrides ``diagonal``; e.g. tied blocks).
@@ -241,7 +241,7 @@ class MarginalLoglik(Objective):
     where the Hessian is taken) instead of recomputing it from another warm start.
     """
 
-    def __init__(self, fl: FamilyLink, data: GroupedData, nagq: int = 1, diagonal: bool = False,
+    def __init__(self, fl: Kernel, data: GroupedData, nagq: int = 1, diagonal: bool = False,
                  chunk_elements: int | None = None, pattern=None, estimate_dispersion=True):
         self.fl = fl
         self.n_disp = int(bool(fl.has_dispersion and estimate_dispersion))

@@ -54,7 +54,7 @@ class Problem:
     ----------
     y, m : (n,) response (successes for the binomial) and trials.
     X : (n, p) fixed-effects design.   offset : (n,) offset (log exposure included).
-    terms : ReTerms.   family : FamilyLink kernel, or None for the Gaussian LMM.
+    terms : ReTerms.   family : the family's row Kernel, or None for the Gaussian LMM.
     freq, var : (n,) prior weights (frequency, variance) or None.
     estimate_dispersion : the objective carries the kernel's log dispersion as a
         parameter (negative binomial, Gamma); False holds the kernel's own value.

@@ -19,9 +19,10 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-__all__ = ["SimulatedGLMM", "simulate_glmm"]
+from ..core.family import FAMILY_NAMES, Distribution, distribution_named
+from ..sm_families import statsmodels_distribution
 
-_FAMILIES = ("binomial", "poisson", "gaussian", "negative_binomial", "gamma")
+__all__ = ["SimulatedGLMM", "simulate_glmm"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -71,26 +72,30 @@ class SimulatedGLMM:
     dispersion: float | None = None
 
 
-def _family_name(family: Any) -> str:
-    """Normalise a family given as a string or a statsmodels family object."""
-    name = family if isinstance(family, str) else type(family).__name__
-    name = {"negativebinomial": "negative_binomial"}.get(name.lower(), name.lower())
-    if name not in _FAMILIES:
-        raise ValueError(f"family must be one of {_FAMILIES} or a statsmodels "
+def _distribution(family: Any) -> Distribution:
+    """The distribution of a family given as a name or a statsmodels family object."""
+    try:
+        dist = distribution_named(family) if isinstance(family, str) else \
+            statsmodels_distribution(family)
+    except ValueError:
+        dist = None
+    if dist is None:
+        raise ValueError(f"family must be one of {FAMILY_NAMES} or a statsmodels "
                          f"Binomial/Poisson/Gaussian/NegativeBinomial/Gamma object, got "
                          f"{family!r}")
-    return name
+    return dist
 
 
-def _inverse_link(family: Any, name: str):
-    """The mean function: the family object's own link, else the canonical one."""
+def _inverse_link(family: Any, dist: Distribution):
+    """The mean function: the family object's own link, else logit^-1 (binomial), the
+    identity (Gaussian) or exp (the log link of the others)."""
     if not isinstance(family, str):
         return family.link.inverse
-    if name == "binomial":
+    if dist.is_binomial:
         return lambda eta: 1.0 / (1.0 + np.exp(-eta))
-    if name in ("poisson", "negative_binomial", "gamma"):      # log link for these strings
-        return np.exp
-    return lambda eta: eta
+    if dist.is_gaussian:
+        return lambda eta: eta
+    return np.exp
 
 
 def _as_cov(cov_re: Any) -> np.ndarray:
@@ -159,7 +164,7 @@ def simulate_glmm(family: Any, n_groups: int, group_size: int | Sequence[int],
     ----------
     family : {"binomial", "poisson", "gaussian", "negative_binomial", "gamma"} or
         statsmodels family
-        Response distribution (objects are recognised by class name).
+        Response distribution (objects by their statsmodels class).
     n_groups : int
         Number of groups.
     group_size : int or sequence of int
@@ -194,8 +199,8 @@ def simulate_glmm(family: Any, n_groups: int, group_size: int | Sequence[int],
     >>> sim.formula
     'y ~ x1 + (1 + x1 | g)'
     """
-    name = _family_name(family)
-    inv_link = _inverse_link(family, name)
+    dist = _distribution(family)
+    inv_link = _inverse_link(family, dist)
     beta = np.asarray(fe_params, dtype=float).ravel()
     cov = _as_cov(cov_re)
     p, q = beta.size, cov.shape[0]
@@ -211,7 +216,7 @@ def simulate_glmm(family: Any, n_groups: int, group_size: int | Sequence[int],
     nobs = int(sizes.sum())
     if scale <= 0:
         raise ValueError("scale must be positive")
-    if (name in ("negative_binomial", "gamma")) != (dispersion is not None):
+    if (dist.has_dispersion and not dist.is_gaussian) != (dispersion is not None):
         raise ValueError("dispersion= (theta, or the Gamma scale) is for the negative "
                          "binomial and Gamma families, and they need it")
     if dispersion is not None and not dispersion > 0:
@@ -226,19 +231,15 @@ def simulate_glmm(family: Any, n_groups: int, group_size: int | Sequence[int],
     mu = inv_link(eta)
 
     trials = None
-    if name == "binomial":
+    if dist.is_binomial:
         trials = np.broadcast_to(np.asarray(n_trials), (nobs,)).astype(np.int64)
         if trials.min() < 1:
             raise ValueError("n_trials must be positive")
-        y = rng.binomial(trials, mu)
-    elif name == "poisson":
-        y = rng.poisson(mu)
-    elif name == "negative_binomial":
-        y = rng.negative_binomial(dispersion, dispersion / (dispersion + mu))
-    elif name == "gamma":
-        y = rng.gamma(1.0 / dispersion, mu * dispersion)
-    else:
-        y = mu + scale * rng.standard_normal(nobs)
+    # the family's own draw (mlglm.core.family); the Gaussian's dispersion is sigma^2
+    d = float(scale) ** 2 if dist.is_gaussian else dispersion
+    y = dist.draw(mu, rng, 1 if trials is None else trials, d, 1.0)
+    if dist.discrete:
+        y = y.astype(np.int64)
 
     width = max(4, len(str(n_groups)))
     labels = np.array([f"g{j + 1:0{width}d}" for j in range(n_groups)], dtype=object)
@@ -252,7 +253,7 @@ def simulate_glmm(family: Any, n_groups: int, group_size: int | Sequence[int],
     formula, fixed, re_formula = _formulas(p, q, with_trials)
     for arr in (beta, cov, b):
         arr.setflags(write=False)
-    return SimulatedGLMM(data=data, family=name, fe_params=beta, cov_re=cov, b=b,
-                         scale=float(scale) if name == "gaussian" else 1.0,
+    return SimulatedGLMM(data=data, family=dist.name, fe_params=beta, cov_re=cov, b=b,
+                         scale=float(scale) if dist.is_gaussian else 1.0,
                          formula=formula, fixed=fixed, groups="g", re_formula=re_formula,
                          dispersion=None if dispersion is None else float(dispersion))

@@ -24,11 +24,8 @@ from __future__ import annotations
 import sys
 import warnings
 
-import statsmodels.api as sm
-
-from ..data_checks import DataWarning, MixedGLMInputError, family_from_name, family_spec
+from ..data_checks import DataWarning, MixedGLMInputError, resolve_family
 from ..fit_checks import check_re_in_fixed
-from ..model import BinomialMixedGLM, PoissonMixedGLM
 from .model import ShardedMixedGLM
 from .spec import _show, formula_namespace, learn_spec
 
@@ -58,17 +55,9 @@ def sharded_model(cls, formula, data, re_formula=None, vc_formula=None, subset=N
                                  "instead (ddf[ddf.x > 0])")
     if vc_formula is not None and not isinstance(vc_formula, dict):
         raise MixedGLMInputError("vc_formula must be a dict {name: formula}")
-    family = kwargs.get("family")
-    if isinstance(family, str):
-        family = family_from_name(family)
-    if family is None and issubclass(cls, BinomialMixedGLM):
-        family = sm.families.Binomial()
-    elif family is None and issubclass(cls, PoissonMixedGLM):
-        family = sm.families.Poisson()
-    if family is not None:
-        kwargs["family"] = family
+    kwargs["family"], fam = resolve_family(kwargs.get("family"), default=cls._default_family)
     weighted = kwargs.get("freq_weights") is not None or kwargs.get("var_weights") is not None
-    if weighted and (family is None or family_spec(family).is_gaussian):
+    if weighted and fam.is_gaussian:
         raise NotImplementedError(     # the Gaussian shards' sums are unweighted
             "prior weights with a Gaussian (linear mixed) model are not taken by sharded "
             "fits: their per-shard sums are unweighted; fit the data in memory "

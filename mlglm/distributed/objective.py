@@ -89,7 +89,7 @@ class ShardedObjective(Objective):
 
     Parameters
     ----------
-    shards : ShardSet.   fl : FamilyLink.   terms : ReTerms of the driver's
+    shards : ShardSet.   fl : Kernel.   terms : ReTerms of the driver's
     model (patterns and theta layout).   p : fixed effects.   nagq : points per
     dimension (1 = Laplace).   placement : Placement of the levels.
     progress : None, True or a callable(dict).
