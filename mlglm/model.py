@@ -246,16 +246,6 @@ class MixedGLM(MixedLMSetup, MixedLM):
             self.data.param_names = list(self.data.param_names) + [self.fam.dispersion_name]
             self.k_params = len(self.data.param_names)
 
-    @property
-    def multi(self) -> bool:
-        """More than one random-effects term, or one whose covariance has tied blocks
-        or several correlated blocks (transitional: the paths above the core that still
-        branch on it are being merged into one over terms)."""
-        if len(self.re_terms) > 1:
-            return True
-        pattern = self.re_terms[0].pattern
-        return not (pattern.is_unstructured or pattern.is_diagonal)
-
     @staticmethod
     def _response(fam, endog, n_trials, names):
         if fam.is_binomial:

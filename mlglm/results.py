@@ -34,7 +34,8 @@ from .diagnostics import check_quadrature
 from .factors import variance_components
 from .fit_checks import collinearity
 from .icc import icc
-from .intervals import conf_int, params_conf_int, select_rows
+from .intervals import conf_int as intervals_table
+from .intervals import params_conf_int, select_rows
 from .marginal import marginal_params, simulate
 from .pooling import compare_pooling_from_results
 from .prediction import get_prediction, predict, predict_marginal
@@ -42,7 +43,6 @@ from .residuals import deviance_residuals, pearson_residuals, response_residuals
 from .singular import describe_singular
 from .summary import make_summary
 from .wald import constraint, covariance_for, nan_wald_test
-
 
 __all__ = ["MixedGLMResults", "MixedGLMResultsWrapper", "build_results"]
 
@@ -465,7 +465,7 @@ class MixedGLMResults(MixedLMResults):
         factor, one ``sd`` per tied block) with columns ``estimate``, ``lower``,
         ``upper``, ``interval``.
         """
-        return conf_int(self, level=level, method=method, which=which, n_boot=n_boot,
+        return intervals_table(self, level=level, method=method, which=which, n_boot=n_boot,
                         seed=seed, n_jobs=n_jobs, progress=progress, boot=boot,
                         criterion=criterion)
 

@@ -21,28 +21,28 @@ Cholesky factor, and theta (column-major lower of Lambda) follows directly.
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
-from .covariance import Lambda_to_theta
-
 __all__ = ["cpc_to_corr_chol", "corr_chol_to_cpc", "natural_to_Lambda", "Lambda_to_natural",
-           "natural_to_theta", "correlations", "natural_vector", "Sigma_from_natural"]
+           "correlations", "natural_vector", "Sigma_from_natural"]
 
 
 def cpc_to_corr_chol(z, q: int) -> np.ndarray:
     """L_R from canonical partial correlations z (rows k = 1..q-1, l < k)."""
-    z = np.asarray(z, dtype=float)
-    L = np.zeros((q, q))
-    L[0, 0] = 1.0
+    z = np.asarray(z, dtype=float).tolist()     # scalar work: Python floats (per evaluation
+    rows = [[1.0] + [0.0] * (q - 1)]              # of a profile likelihood, so kept cheap)
     i = 0
     for k in range(1, q):
-        rest = 1.0
+        row, rest = [0.0] * q, 1.0
         for l in range(k):
-            L[k, l] = z[i] * np.sqrt(rest)
-            rest -= L[k, l] ** 2
+            row[l] = z[i] * math.sqrt(rest)
+            rest -= row[l] * row[l]
             i += 1
-        L[k, k] = np.sqrt(max(rest, 0.0))
-    return L
+        row[k] = math.sqrt(max(rest, 0.0))
+        rows.append(row)
+    return np.array(rows)
 
 
 def corr_chol_to_cpc(L) -> np.ndarray:
@@ -64,11 +64,6 @@ def natural_to_Lambda(log_s, atanh_z, q: int, diagonal: bool = False) -> np.ndar
     if diagonal or q == 1:
         return np.diag(s)
     return s[:, None] * cpc_to_corr_chol(np.tanh(atanh_z), q)
-
-
-def natural_to_theta(log_s, atanh_z, q: int, diagonal: bool = False) -> np.ndarray:
-    """theta of :func:`natural_to_Lambda` (column-major lower triangle)."""
-    return Lambda_to_theta(natural_to_Lambda(log_s, atanh_z, q, diagonal), diagonal)
 
 
 def Lambda_to_natural(Lambda, diagonal: bool = False, floor: float = 1e-300):

@@ -104,6 +104,22 @@ class NaturalLayout:
                 self._w_sd.setdefault(key, j)
             else:
                 self._w_cor.setdefault(key, j)
+        # per term, per block: what :meth:`Lambdas` needs, worked out once (it runs per
+        # likelihood evaluation of a profile): (columns, size, tied, first log s,
+        # first atanh z, number of z, inverse permutation or None)
+        self._q = [p.q for p in self.patterns]
+        # where each term's theta sits in its Lambda (CovPattern.theta's entries)
+        self._theta_entries = [(p.rows[p.first_entry], p.cols[p.first_entry])
+                               for p in self.patterns]
+        self._slots = []
+        for k, blocks in enumerate(self._blocks):
+            slots = []
+            for i, (b, cs) in enumerate(blocks):
+                j = self._w_sd[(k, i)]
+                inv = np.argsort(self._perm(k, i, b.size)) if (k, i) in self.perms else None
+                slots.append((cs, b.size, b.kind == "tied", j, self._w_cor.get((k, i), j),
+                              b.size * (b.size - 1) // 2, inv))
+            self._slots.append(slots)
 
     # ------------------------------------------------------------ permutations
     def _perm(self, k, i, size):
@@ -202,25 +218,34 @@ class NaturalLayout:
                     w[jc:jc + z.size] = np.arctanh(np.clip(z, -corr_limit, corr_limit))
         return w
 
-    def Lambdas(self, w) -> list[np.ndarray]:
+    def Lambdas(self, w, triangular: bool = True) -> list[np.ndarray]:
         """Lambda_k (lower triangular, pattern-shaped) per term from working coordinates:
         per unpermuted block diag(exp(log s)) L_R(tanh a); per permuted block the
-        Cholesky factor of P' Sigma_perm P; per tied block exp(log s) I."""
+        Cholesky factor of P' Sigma_perm P; per tied block exp(log s) I.
+
+        ``triangular=False`` returns, for a permuted block, the factor L_perm with its
+        rows put back in the term's order (F F' = P' Sigma_perm P = Sigma, F = P' L_perm)
+        instead of refactorising: any factor of Sigma gives a Gaussian likelihood, and
+        this one is exact up to the boundary (rho -> +-1), where a Cholesky of the
+        back-permuted Sigma loses accuracy. theta needs the triangular one."""
         w = np.asarray(w, dtype=float)
         out = []
-        for k, blocks in enumerate(self._blocks):
-            L = np.zeros((self.patterns[k].q,) * 2)
-            for i, (b, cs) in enumerate(blocks):
-                j = self._w_sd[(k, i)]
-                if b.kind == "tied":
-                    L[cs, cs] = np.exp(w[j]) * np.eye(b.size)
+        for q, slots in zip(self._q, self._slots):
+            if len(slots) == 1 and slots[0][1] == q and slots[0][6] is None:
+                _, size, tied, j, jc, n_z, _ = slots[0]       # one unpermuted block
+                out.append(np.exp(w[j]) * np.eye(q) if tied else
+                           natural_to_Lambda(w[j:j + size], w[jc:jc + n_z], size))
+                continue
+            L = np.zeros((q, q))
+            for cs, size, tied, j, jc, n_z, inv in slots:
+                if tied:
+                    L[cs, cs] = np.exp(w[j]) * np.eye(size)
                     continue
-                jc = self._w_cor.get((k, i), j)
-                n_z = b.size * (b.size - 1) // 2
-                Lp = natural_to_Lambda(w[j:j + b.size], w[jc:jc + n_z], b.size)
-                if (k, i) in self.perms:
-                    p = self._perm(k, i, b.size)
-                    inv = np.argsort(p)
+                Lp = natural_to_Lambda(w[j:j + size], w[jc:jc + n_z], size)
+                if inv is not None:
+                    if not triangular:
+                        L[cs, cs] = Lp[inv]
+                        continue
                     S = (Lp @ Lp.T)[np.ix_(inv, inv)]
                     try:
                         Lp = np.linalg.cholesky(S)
@@ -232,16 +257,34 @@ class NaturalLayout:
 
     def theta(self, w) -> np.ndarray:
         """theta (all terms, concatenated) from working coordinates."""
-        return np.concatenate([p.theta(L) for p, L in zip(self.patterns, self.Lambdas(w))])
+        Ls = self.Lambdas(w)
+        if len(Ls) == 1:
+            r, c = self._theta_entries[0]
+            return Ls[0][r, c]
+        return np.concatenate([L[r, c] for L, (r, c) in zip(Ls, self._theta_entries)])
 
     def theta_jacobian(self, w, rel_step: float = 1e-6) -> np.ndarray:
         """d theta / d w by central differences of the closed form :meth:`theta`
         ((n_theta, dim); rounding error ~1e-10 relative)."""
-        w = np.asarray(w, dtype=float)
-        J = np.empty((sum(self.theta_sizes), self.dim))
-        for i in range(self.dim):
-            h = rel_step * max(1.0, abs(w[i]))
-            e = np.zeros_like(w)
-            e[i] = h
-            J[:, i] = (self.theta(w + e) - self.theta(w - e)) / (2 * h)
-        return J
+        return _central_jacobian(self.theta, w, rel_step)
+
+    def factor_jacobian(self, w, rel_step: float = 1e-6) -> np.ndarray:
+        """d vec(F_k) / d w, F_k = ``Lambdas(w, triangular=False)[k]`` (row-major
+        entries, term after term), by central differences of the closed form
+        ((sum_k q_k^2, dim))."""
+        def vec(v):
+            return np.concatenate([F.ravel() for F in self.Lambdas(v, triangular=False)])
+        return _central_jacobian(vec, w, rel_step)
+
+
+def _central_jacobian(f, w, rel_step) -> np.ndarray:
+    """d f / d w by central differences, step ``rel_step * max(1, |w_i|)``."""
+    w = np.asarray(w, dtype=float)
+    cols = []
+    for i in range(w.size):
+        h = rel_step * max(1.0, abs(w[i]))
+        up, down = w.copy(), w.copy()
+        up[i] += h
+        down[i] -= h
+        cols.append((f(up) - f(down)) / (2 * h))
+    return np.column_stack(cols)
