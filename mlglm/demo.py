@@ -21,9 +21,9 @@ import warnings
 import numpy as np
 import pandas as pd
 
-from .icc import icc, variance_explained
-from .plotting import caterpillar, effect_plot
-from .pooling_fit import compare_pooling
+from .results.icc import icc, variance_explained
+from .results.plotting import caterpillar, effect_plot
+from .api.pooling import compare_pooling
 
 __all__ = ["run_demo"]
 

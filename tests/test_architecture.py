@@ -1,5 +1,8 @@
-"""The numerical core imports only numpy, scipy and itself (DESIGN.md section 3); the optional
-Dask engine is loaded only by its plugin hook.
+"""The package's layers (docs/architecture.md): the numerical core imports only numpy, scipy
+and itself (DESIGN.md section 3); imports point down the layers, core < design < inference <
+results < api < distributed, and down the core's own folders, numerics < spec < fit <
+engines < problem; no import cycle, function-local imports counted; the optional Dask engine
+is loaded only by its plugin hook; at most a dozen modules directly in ``mlglm/``.
 
 (Modules are split on concepts, not to meet a line count: the former 620-line cap is gone.)"""
 import ast
@@ -11,14 +14,17 @@ PKG = Path(__file__).resolve().parents[1] / "mlglm"
 ALLOWED_CORE = {"numpy", "scipy", "__future__", "dataclasses", "functools", "math", "typing"}
 
 
-@pytest.mark.parametrize("path", sorted((PKG / "core").glob("*.py")), ids=lambda p: p.name)
+@pytest.mark.parametrize("path", sorted((PKG / "core").rglob("*.py")),
+                         ids=lambda p: str(p.relative_to(PKG)))
 def test_core_imports_only_numpy_and_scipy(path):
     tree = ast.parse(path.read_text())
+    depth = len(path.relative_to(PKG / "core").parts)     # 1: core/x.py, 2: core/spec/x.py
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             roots = [a.name.split(".")[0] for a in node.names]
         elif isinstance(node, ast.ImportFrom):
-            if node.level:          # relative import inside mlglm.core
+            if node.level:          # relative: must stay inside mlglm.core
+                assert node.level <= depth, f"{path.name}:{node.lineno} leaves mlglm.core"
                 continue
             roots = [node.module.split(".")[0]]
         else:
@@ -30,7 +36,7 @@ def test_only_the_plugin_hook_loads_the_dask_engine():
     """mlglm.distributed (the optional Dask engine) builds on every other layer, so no
     module outside it imports it, not even inside a function (the validation module
     did, tying 12 modules into an import cycle): the front door loads it on demand by
-    importlib (mlglm.model.sharded_engine)."""
+    importlib (mlglm.api.models.sharded_engine)."""
     for path in sorted(PKG.rglob("*.py")):
         if "distributed" in path.relative_to(PKG).parts:
             continue
@@ -143,3 +149,47 @@ def test_the_cycle_check_sees_function_local_imports(tmp_path):
     assert _cycles(import_graph(pkg)) == [["mlglm.a", "mlglm.b"]]
     (pkg / "b.py").write_text("def g():\n    return 1\n")
     assert _cycles(import_graph(pkg)) == []
+
+
+#: The layers, bottom up; a module may import only from its own layer or below.
+#: (``datasets``, ``demo``, ``__main__`` and the package face sit on top.)
+LAYERS = ("core", "design", "inference", "results", "api", "distributed")
+#: The core's folders, bottom up (``problem`` chooses the engine, so it sits on them).
+CORE_LAYERS = ("numerics", "spec", "fit", "engines", "problem")
+
+
+def _rank(module):
+    """(layer rank, core-folder rank) of a dotted module name."""
+    parts = module.split(".")[1:]
+    if not parts or parts[0] not in LAYERS:
+        return (len(LAYERS), 0)
+    core = CORE_LAYERS.index(parts[1]) if parts[0] == "core" and len(parts) > 1 and \
+        parts[1] in CORE_LAYERS else 0
+    return (LAYERS.index(parts[0]), core)
+
+
+def test_imports_point_down_the_layers():
+    """Issue 22: an upward need is met by duck typing on the objects passed in (a refit
+    through ``type(results.model)``, a replicate through ``results.rebuild``), never by
+    an import, not even inside a function."""
+    graph = import_graph()
+    upward = [f"{a} -> {b} (line {line})" for a, edges in sorted(graph.items())
+              for b, line in edges.items() if _rank(b) > _rank(a)]
+    assert not upward, "\n".join(upward)
+
+
+def test_the_layer_check_sees_an_upward_import(tmp_path):
+    pkg = tmp_path / "mlglm"
+    for d in ("", "core", "core/spec", "results"):
+        (pkg / d).mkdir(exist_ok=True)
+        (pkg / d / "__init__.py").write_text("")
+    (pkg / "core" / "spec" / "terms.py").write_text("def f():\n    from ...results import view\n")
+    (pkg / "results" / "view.py").write_text("from ..core.spec import terms\n")
+    graph = import_graph(pkg)
+    assert [(a, b) for a, e in graph.items() for b in e if _rank(b) > _rank(a)] == \
+        [("mlglm.core.spec.terms", "mlglm.results.view")]
+
+
+def test_at_most_a_dozen_modules_directly_in_the_package():
+    top = sorted(p.name for p in PKG.glob("*.py"))
+    assert len(top) <= 12, top

@@ -21,11 +21,11 @@ import statsmodels.api as sm
 from scipy import optimize, stats
 
 import mlglm
-from mlglm.core.lmm import lmm_stats
-from mlglm.core.lmm_loglik import gaussian_loglik, gaussian_loglik_grad
-from mlglm.core.natural_layout import NaturalLayout
-from mlglm.profile import LikelihoodProblem, natural_layout
-from mlglm.core.natural import (Lambda_to_natural, corr_chol_to_cpc, cpc_to_corr_chol,
+from mlglm.core.engines.lmm.blockdiag import lmm_stats
+from mlglm.core.engines.lmm.loglik import gaussian_loglik, gaussian_loglik_grad
+from mlglm.core.spec.natural_layout import NaturalLayout
+from mlglm.inference.profile import LikelihoodProblem, natural_layout
+from mlglm.core.spec.natural import (Lambda_to_natural, corr_chol_to_cpc, cpc_to_corr_chol,
                                 natural_to_Lambda)
 from conftest import _load_json
 
@@ -358,7 +358,7 @@ def test_bootstrap_reproducible_for_a_seed_and_any_n_jobs(reference_fit):
 def test_bootstrap_replicates_are_refits_of_simulated_data(reference_fit, cbpp):
     """Replicate 0 rebuilt by hand: same draw (SeedSequence child 0), refit through the
     public formula API, same estimates."""
-    from mlglm.bootstrap import _draw, _spec
+    from mlglm.inference.bootstrap import _draw, _spec
     r = reference_fit("cbpp_ri")
     b = r.bootstrap(1, seed=5, progress=False)
     spec = _spec(r)
@@ -374,7 +374,7 @@ def test_bootstrap_replicates_are_refits_of_simulated_data(reference_fit, cbpp):
 
 
 def test_bootstrap_progress_and_failures(reference_fit, capsys, monkeypatch):
-    import mlglm.bootstrap as mb
+    import mlglm.inference.bootstrap as mb
     r = reference_fit("cbpp_ri")
     real = mb._refit
     calls = {"n": 0}

@@ -27,11 +27,11 @@ from scipy import optimize, stats
 
 import mlglm
 from conftest import HERE, _load_json
-from mlglm.core.covpattern import CovBlock, CovPattern, diagonal, tied, unstructured
-from mlglm.core.lmm_multi import multi_gaussian_loglik, multi_lmm_stats
-from mlglm.core.errors import ModeFailure
-from mlglm.core.natural import natural_to_Lambda
-from mlglm.core.natural_layout import NaturalLayout
+from mlglm.core.spec.covpattern import CovBlock, CovPattern, diagonal, tied, unstructured
+from mlglm.core.engines.lmm.blocked import multi_gaussian_loglik, multi_lmm_stats
+from mlglm.core.spec.errors import ModeFailure
+from mlglm.core.spec.natural import natural_to_Lambda
+from mlglm.core.spec.natural_layout import NaturalLayout
 
 Z95 = stats.norm.ppf(0.975)
 #: profile limits vs lme4 (absolute, relative to max(1, |limit|)): lme4 interpolates its
@@ -107,7 +107,7 @@ def test_layout_round_trips_every_pattern():
 
 
 def test_one_block_layout_is_the_one_factor_map():
-    """One term with one unstructured block: w -> Lambda is mlglm.core.natural's map."""
+    """One term with one unstructured block: w -> Lambda is mlglm.core.spec.natural's map."""
     rng = np.random.default_rng(2)
     layout = NaturalLayout([unstructured(3)])
     for _ in range(10):

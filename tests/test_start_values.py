@@ -23,7 +23,7 @@ import pytest
 
 import mlglm
 from mlglm import MixedGLMInputError
-from mlglm.core import optimize
+from mlglm.core.fit import optimize
 from tolerances import REFIT_LLF_ATOL, REFIT_PARAM_ATOL
 
 D = mlglm.datasets
@@ -155,6 +155,6 @@ def test_profile_refuses_a_fit_left_on_the_boundary(monkeypatch, name, row):
         warnings.simplefilter("ignore")
         stuck = ref.model.fit(start_params=_start(ref, 0.0))
     assert stuck.llf < ref.llf - 1.0
-    # mlglm.profile.ProfileError, a RuntimeError
+    # mlglm.inference.profile.ProfileError, a RuntimeError
     with pytest.raises(RuntimeError, match="profiling found a higher log-likelihood"):
         stuck.intervals(method="profile", which=[row])

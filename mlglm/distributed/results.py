@@ -27,16 +27,16 @@ from scipy import stats
 from statsmodels.base import wrapper as wrap
 from statsmodels.tools._decorators import cache_readonly
 
-from ..data_checks import is_dask_frame
-from ..intervals import interval_frame
-from ..profile import natural_names, natural_values
-from ..results import MixedGLMResults, MixedGLMResultsWrapper
+from ..design.data_checks import is_dask_frame
+from ..inference.intervals import interval_frame
+from ..inference.profile import natural_names, natural_values
+from ..results.results import MixedGLMResults, MixedGLMResultsWrapper
 
 __all__ = ["ShardedMixedGLMResults", "sharded_results"]
 
 
 def sharded_results(model, fitted, extreme_rows: int = 0):
-    """Package a sharded fit (its :class:`~mlglm.core.record.CoreFit`) as
+    """Package a sharded fit (its :class:`~mlglm.core.spec.record.CoreFit`) as
     :class:`ShardedMixedGLMResults`."""
     return ShardedMixedGLMResultsWrapper(ShardedMixedGLMResults(model, fitted, extreme_rows))
 
