@@ -28,10 +28,10 @@ import numpy as np
 import pandas as pd
 
 import mlglm
-from mlglm.core.family import Family
-from mlglm.core.laplace_multi import MultiLaplace
-from mlglm.core.nested import NestedObjective
-from mlglm.core.optimize import fit_glmm
+from mlglm.core.spec.family import Family
+from mlglm.core.engines.crossed.objective import MultiLaplace
+from mlglm.core.engines.nested.objective import NestedObjective
+from mlglm.core.fit.optimize import fit_glmm
 
 
 def simulate(n_comm, n_fam, n_child=2, seed=0):

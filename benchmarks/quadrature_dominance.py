@@ -20,7 +20,7 @@ log-likelihood at each), then
   zero variance: a product of one 1-D rule, aligned);
 * **E3, turned grids, fitted.** mlglm's nagq = 11 fit with its product grid turned by
   each angle in ``--angles`` (the node set t -> Q t; a fixed rotation of the nodes leaves
-  the exact gradient of :mod:`mlglm.core.aghq` valid, so the fits are the package's own
+  the exact gradient of :mod:`mlglm.core.engines.blockdiag.aghq` valid, so the fits are the package's own
   optimiser), and the true log-likelihood at the estimates minus that at glmm's.
 
 * **E4, where the error is.** At glmm's estimates (seeds 0 and 7), the error of the
@@ -110,7 +110,7 @@ E2_RULES = ([("Gauss-Hermite", lambda K: gauss_hermite(K))]
 
 
 def e2_problems(records):
-    from mlglm.core.covariance import Sigma_from_vech
+    from mlglm.core.spec.covariance import Sigma_from_vech
     by_seed = {r["seed"]: r for r in records}
     for s in E2_SEEDS:
         if s not in by_seed:
@@ -151,8 +151,8 @@ def part_e2(records, K=11, log=print):
 def fit_turned(df, formula, angle_deg, nagq=11):
     """mlglm's nagq fit with the product grid turned by angle_deg (q = 2 only)."""
     import mlglm
-    import mlglm.core.aghq as aghq
-    from mlglm.core.quadrature import product_grid
+    import mlglm.core.engines.blockdiag.aghq as aghq
+    from mlglm.core.numerics.quadrature import product_grid
     a = np.deg2rad(angle_deg)
     Q = np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]])
 

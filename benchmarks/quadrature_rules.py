@@ -130,7 +130,7 @@ Q45 = np.array([[1.0, -1.0], [1.0, 1.0]]) / np.sqrt(2.0)
 
 
 def floor_of(prob, b_floor=0.01):
-    """0.01 / rms(z_k) over the rows of a GroupProblem (trials as weights), as mlglm.core.aghq."""
+    """0.01 / rms(z_k) over the rows of a GroupProblem (trials as weights), as mlglm.core.engines.blockdiag.aghq."""
     w = prob.m * prob.mask
     rms = np.sqrt(np.einsum("gn,gnq->q", w, prob.Z ** 2) / w.sum())
     return b_floor / np.where(rms > 0, rms, 1.0)

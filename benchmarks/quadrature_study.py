@@ -102,7 +102,7 @@ def simulated_problem(sim, kw, seed, family):
 def contraception_problem():
     """Contraception, (1 + urban | district), at mlglm's AGHQ (11 x 11) estimates."""
     import mlglm
-    from mlglm.core.covariance import Sigma_from_vech
+    from mlglm.core.spec.covariance import Sigma_from_vech
     df = mlglm.datasets.load_contraception()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

@@ -53,7 +53,7 @@ def dataset(seed, groups):
 
 def truth(df, params):
     """True log-likelihood at params = (beta (4), vech Sigma (3)) by brute force."""
-    from mlglm.core.covariance import Sigma_from_vech
+    from mlglm.core.spec.covariance import Sigma_from_vech
     one = np.ones(len(df))
     X = np.column_stack([one, df.time, df.trt, df.time * df.trt])
     Z = np.column_stack([one, df.time])

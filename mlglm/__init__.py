@@ -10,28 +10,28 @@ lme4's front doors and accessors (``glmer``, ``lmer``, ``fixef``, ``ranef``,
 sharded across a Dask cluster.
 """
 from . import datasets
-from .compare import LRTest, anova, compare_lr_test
-from .data_checks import DataWarning, MixedGLMInputError
-from .diagnostics import QuadratureCheck, check_quadrature
-from .formula import FormulaError
-from .icc import ICCResult, VarianceExplained, icc, variance_explained
-from .lme4style import glmer, lmer
-from .fit_checks import CollinearityWarning, QuadratureWarning, StandardErrorWarning
-from .model import (BinomialMixedGLM, FitError, MixedGLM, PoissonMixedGLM, SeparationWarning,
-                    SingularFitWarning)
-from .plotting import caterpillar, effect_plot
-from .pooling import PoolingComparison, compare_pooling, compare_pooling_from_results
-from .ranef import random_effects_frame
-from .results import MixedGLMResults
-# after .ranef: the name mlglm.ranef is lme4's function, not that module
-from .lme4api import VarCorr, coef, fixef, isSingular, ranef, update  # noqa: E402
+from .api.lme4style import glmer, lmer
+from .api.models import (BinomialMixedGLM, FitError, MixedGLM, PoissonMixedGLM,
+                         SeparationWarning, SingularFitWarning)
+from .api.pooling import compare_pooling
+from .design.data_checks import DataWarning, MixedGLMInputError
+from .design.fit_checks import CollinearityWarning, QuadratureWarning, StandardErrorWarning
+from .design.formula import FormulaError
+from .inference.compare import LRTest, anova, compare_lr_test
+from .inference.diagnostics import QuadratureCheck, check_quadrature
+from .results.icc import ICCResult, VarianceExplained, icc, variance_explained
+from .results.plotting import caterpillar, effect_plot
+from .results.pooling import PoolingComparison, compare_pooling_from_results
+from .results.ranef import random_effects_frame
+from .results.results import MixedGLMResults
+# after .results.ranef: the name mlglm.ranef is lme4's function, not that module
+from .results.lme4api import VarCorr, coef, fixef, isSingular, ranef, update  # noqa: E402
 # The modules every fit path uses, loaded with the package rather than inside the first
 # fit: a first fit then costs what later ones do (where no bytecode cache exists, loading
 # them inside a fit added ~15 ms to a 20 ms LMM). Nothing here imports dask or matplotlib.
-from . import design, fit_keywords, prediction  # noqa: E402,F401
-from .core import (blocked, crossprod, laplace_multi, lmm, lmm_minimise, lmm_multi,  # noqa: E402,F401
-                   nested)
-from .core import adequacy as _adequacy, family as _family  # noqa: E402,F401
+from .core.engines.crossed import objective as _crossed_objective  # noqa: F401,E402
+from .core.engines.lmm import blocked as _lmm_blocked  # noqa: F401,E402
+from .core.engines.nested import objective as _nested_objective  # noqa: F401,E402
 
 __version__ = "0.1.0"
 

@@ -5,13 +5,15 @@ from __future__ import annotations
 import argparse
 import sys
 
+from . import __version__
+from .demo import run_demo
+
 __all__ = ["main"]
 
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="mlglm", description="mlglm: multilevel GLMs by maximum "
                                 "likelihood (Laplace / adaptive Gauss-Hermite quadrature).")
-    from . import __version__
     p.add_argument("--version", action="version", version=f"mlglm {__version__}")
     sub = p.add_subparsers(dest="command")
     d = sub.add_parser("demo", help="walk through the multilevel-models lecture (HSB data, "
@@ -27,7 +29,6 @@ def main(argv=None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     if args.command == "demo":
-        from .demo import run_demo
         run_demo(out=args.out, plots=not args.no_plots)
         return 0
     parser.print_help()

@@ -21,6 +21,10 @@ import warnings
 import numpy as np
 import pandas as pd
 
+from .results.icc import icc, variance_explained
+from .results.plotting import caterpillar, effect_plot
+from .api.pooling import compare_pooling
+
 __all__ = ["run_demo"]
 
 _GLMM = "y ~ age + I(age**2) + urban + livch + (1 + urban | district)"
@@ -62,8 +66,6 @@ def run_demo(out="mlglm_demo_out", plots=True, file=None) -> dict:
     file : text stream for the output (default ``sys.stdout``).
     """
     import mlglm
-    from .icc import icc, variance_explained
-    from .pooling import compare_pooling
 
     say = _Printer(sys.stdout if file is None else file)
     t0 = time.perf_counter()
@@ -77,7 +79,6 @@ def run_demo(out="mlglm_demo_out", plots=True, file=None) -> dict:
                 "(pip install 'mlglm[plot]'); the text output is complete.")
     if plots:
         os.makedirs(out, exist_ok=True)
-        from .plotting import caterpillar, effect_plot
     numbers: dict[str, float] = {}
 
     say("mlglm demo: Barron, 'Multilevel Models' (Trinity Term 2018), reproduced in Python.",

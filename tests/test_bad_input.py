@@ -308,7 +308,7 @@ def test_row_arrays_given_as_series_are_aligned_by_index():
 def test_offset_and_cbind_expressions_use_the_callers_names():
     """A user's function and constant in offset() and cbind() (on main: "not a column of
     the data"); R's log still available; the docs no longer claim a sandbox."""
-    import mlglm.expressions as ex
+    import mlglm.design.expressions as ex
     d = _data()
 
     def logt(v):
@@ -468,8 +468,8 @@ def test_missing_drop_covers_computed_terms_and_non_ascii_names():
 def test_quadrature_rules_beyond_their_limit_are_refused_before_they_are_built():
     """nagq=199999 with q = 1 passed the grid limit and numpy asked for 298 GiB (the
     rule's companion matrix); above 371 points numpy's rule has NaN weights."""
-    from mlglm.core.quadrature import gauss_hermite, product_grid
-    from mlglm.fit_checks import _resolve_nagq
+    from mlglm.core.numerics.quadrature import gauss_hermite, product_grid
+    from mlglm.design.fit_checks import _resolve_nagq
     for K in (303, 1001, 199_999):
         with pytest.raises(MixedGLMInputError, match="Gauss-Hermite rule"):
             _resolve_nagq("aghq", K, 1)
@@ -487,7 +487,7 @@ def test_the_fit_time_check_beyond_the_grid_limit_is_skipped_with_a_note(monkeyp
     """nagq=447 with q = 2 fitted, then its check with 449 points exceeded the limit and
     the fit was thrown away. Here the limit is lowered so that nagq = 7 fits and its
     check (9 points) does not: the fit stands and says the check was skipped."""
-    import mlglm.core.quadrature as quad
+    import mlglm.core.numerics.quadrature as quad
     monkeypatch.setattr(quad, "MAX_GRID_POINTS", 50)
     res = _fit("y ~ x", _data(), re_formula="~x", method="aghq", nagq=7)   # 49 points
     chk = res.optim.quadrature_check
@@ -500,7 +500,7 @@ def test_the_fit_time_check_beyond_the_grid_limit_is_skipped_with_a_note(monkeyp
 def test_quadrature_memory_is_estimated_before_the_fit(monkeypatch):
     """rows x points of the largest group beyond the memory available: refused with the
     estimate, before any grid is built."""
-    import mlglm.core.memory as memory
+    import mlglm.core.numerics.memory as memory
     monkeypatch.setattr(memory, "LIMIT", 50_000_000)
     d = _data(n_groups=2, size=60)
     with pytest.raises(MixedGLMInputError, match=r"60 rows in the largest group the quadrature "
@@ -521,7 +521,7 @@ def test_crossed_factors_beyond_memory_are_refused_when_the_model_is_built(monke
     """Crossed factors of 10^5 x 10^4 levels (README: refused) hit MemoryError inside
     scipy: the dense block is now estimated (N_D^2 x 9 copies for an LMM, x 14 for a
     GLMM) and refused when the model is built, with the figure."""
-    import mlglm.core.memory as memory
+    import mlglm.core.numerics.memory as memory
     monkeypatch.setattr(memory, "LIMIT", 2_000_000)
     d = _crossed(400, 200)
     # 200 x 200 dense block: 8 * 9 * 200^2 = 2.88 MB (LMM), 4.48 MB (GLMM)
@@ -534,10 +534,10 @@ def test_crossed_factors_beyond_memory_are_refused_when_the_model_is_built(monke
     monkeypatch.setattr(memory, "LIMIT", None)
     # beyond the dense limit of 12,000 whatever the memory: refused before the fit
     big = _crossed(12_500, 12_100, n=25_000)
-    model_only = mlglm.lme4style._model
     with pytest.raises(MixedGLMInputError, match="dense block of 12,100 x 12,100.*the limit "
                                                  "is 12,000"):
-        model_only("resp ~ x + (1 | a) + (1 | b)", big, sm.families.Gaussian())
+        mlglm.design.lme4_front.lme4_model(mlglm.MixedGLM, "resp ~ x + (1 | a) + (1 | b)", big,
+                                    sm.families.Gaussian())
 
 
 # ------------------------------------------------------------------------------------------

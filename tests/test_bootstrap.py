@@ -23,7 +23,7 @@ import pytest
 import statsmodels.api as sm
 
 import mlglm
-from mlglm.profile import natural_values
+from mlglm.inference.profile import natural_values
 from tolerances import REFIT_LLF_ATOL, REFIT_PARAM_ATOL
 
 N_BOOT = 4
@@ -129,7 +129,7 @@ def test_apply_is_reproducible_for_any_n_jobs(hsb):
 
 
 def test_failed_refits_are_nan_and_have_no_replicate(boots, monkeypatch):
-    import mlglm.bootstrap as mb
+    import mlglm.inference.bootstrap as mb
     res, _ = boots["gaussian"]
     real = mb._refit
     calls = {"n": 0}
@@ -171,7 +171,7 @@ def test_a_dead_worker_loses_only_its_own_replicate(monkeypatch, formula, data):
     finished replicate when one worker process died. Finished replicates are kept, the
     ones the broken pool took down are run again, the one that kills its worker is a NaN
     row, and a warning gives the count; the rest equal a serial run's."""
-    import mlglm.bootstrap as mb
+    import mlglm.inference.bootstrap as mb
     n, seed, kill = 6, 7, 4
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")       # pastes: a singular fit is not the point

@@ -8,9 +8,9 @@
   differences in tests").
 * AGHQ in chunks of groups gives the same values and gradients; nagq = 1 AGHQ is
   the Laplace approximation.
-* ``mlglm.core.families``: d1, d2, d3 vs finite differences over |eta| <= 30, no
+* ``mlglm.core.spec.families``: d1, d2, d3 vs finite differences over |eta| <= 30, no
   NaN/inf, d2 >= 0, full log-likelihood vs scipy.stats.
-* ``mlglm.core.quadrature``: normalised, symmetric rules of the right degree and
+* ``mlglm.core.numerics.quadrature``: normalised, symmetric rules of the right degree and
   their product grids.
 
 No reference numbers are hard-coded here: everything is checked against finite
@@ -22,14 +22,14 @@ import numpy as np
 import pytest
 from scipy import special, stats
 
-from mlglm.core.aghq import aghq_loglik
-from mlglm.core.covariance import n_theta, theta_is_diagonal_entry, theta_index, theta_to_Lambda
-from mlglm.core.family import KERNEL_PAIRS, Family
-from mlglm.core.grouping import make_grouped_data
-from mlglm.core.laplace import laplace_gradient, laplace_loglik
-from mlglm.core.modes import conditional_modes
-from mlglm.core.objective import MarginalLoglik
-from mlglm.core.quadrature import MAX_GRID_POINTS, gauss_hermite, product_grid
+from mlglm.core.engines.blockdiag.aghq import aghq_loglik
+from mlglm.core.spec.covariance import n_theta, theta_is_diagonal_entry, theta_index, theta_to_Lambda
+from mlglm.core.spec.family import KERNEL_PAIRS, Family
+from mlglm.core.engines.blockdiag.grouping import make_grouped_data
+from mlglm.core.engines.blockdiag.laplace import laplace_gradient, laplace_loglik
+from mlglm.core.engines.blockdiag.modes import conditional_modes
+from mlglm.core.engines.blockdiag.objective import MarginalLoglik
+from mlglm.core.numerics.quadrature import MAX_GRID_POINTS, gauss_hermite, product_grid
 
 from tolerances import (FAMILY_FD_ATOL, FAMILY_FD_RTOL, GRAD_ATOL, GRAD_RTOL,
                         SAME_NUMBER_RTOL)
@@ -184,7 +184,7 @@ def test_aghq_chunking_gives_identical_values_and_gradients(family, link, trials
                                          (3, True)])
 @pytest.mark.parametrize("family, link, trials", FAMILY_CASES, ids=FAMILY_IDS)
 def test_aghq_one_node_is_laplace(family, link, trials, q, diagonal):
-    """mlglm.core.aghq.aghq_loglik(nagq=1) == mlglm.core.laplace.laplace_loglik per group,
+    """mlglm.core.engines.blockdiag.aghq.aghq_loglik(nagq=1) == mlglm.core.engines.blockdiag.laplace.laplace_loglik per group,
     and the AGHQ gradient with one node equals the Laplace gradient."""
     fl, data, beta = simulate_core(family, link, q, trials, seed=600 + q)
     x = parameter_point(beta, q, diagonal, seed=17)

@@ -24,10 +24,10 @@ import statsmodels.api as sm
 
 import mlglm
 import oracle
-from mlglm.core.covariance import theta_from_Sigma, theta_to_Lambda
-from mlglm.core.family import Family
-from mlglm.core.grouping import make_grouped_data
-from mlglm.core.objective import MarginalLoglik
+from mlglm.core.spec.covariance import theta_from_Sigma, theta_to_Lambda
+from mlglm.core.spec.family import Family
+from mlglm.core.engines.blockdiag.grouping import make_grouped_data
+from mlglm.core.engines.blockdiag.objective import MarginalLoglik
 
 from tolerances import EXACT_RTOL, ORACLE_RTOL
 

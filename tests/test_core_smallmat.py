@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from mlglm.core.smallmat import spd_inv, spd_logdet, spd_solve
+from mlglm.core.numerics.smallmat import spd_inv, spd_logdet, spd_solve
 
 
 @pytest.mark.parametrize("q", [1, 2, 3])
@@ -21,7 +21,7 @@ def test_small_spd_stack_matches_linalg(q):
 def test_pair_stacks_match_full_matrices(q):
     """The (n_pairs, G) 'unique entries' helpers the mode iteration and the Laplace
     gradient use agree with the same operations on full (G, q, q) stacks."""
-    from mlglm.core.smallmat import (congruence, full_to_pairs, pairs_cross_sum, pairs_inv,
+    from mlglm.core.numerics.smallmat import (congruence, full_to_pairs, pairs_cross_sum, pairs_inv,
                                      pairs_logdet, pairs_matvec, pairs_solve, pairs_to_full)
     rng = np.random.default_rng(7 + q)
     G = 150

@@ -13,7 +13,7 @@ import statsmodels.api as sm
 
 from mlglm.datasets import (SimulatedGLMM, describe, list_datasets, load, load_cbpp,
                             load_contraception, load_grouseticks, load_hsb, simulate_glmm)
-from mlglm.formula import parse_lme4
+from mlglm.design.formula import parse_lme4
 
 # name, loader, grouping column, rows, groups.
 # Rows and groups: mlmRev::Hsb82 has 7185 pupils in 160 schools; mlmRev::Contraception

@@ -29,11 +29,11 @@ from scipy import stats
 from tolerances import DDF_AT_REFERENCE_RTOL, DDF_RTOL
 
 import mlglm
-from mlglm.core.lmm import lmm_evaluate, lmm_stats
-from mlglm.core.lmm_multi import multi_lmm_at, multi_lmm_stats
-from mlglm.data_checks import MixedGLMInputError
-from mlglm.fit_checks import SingularFitWarning
-from mlglm.results import build_results
+from mlglm.core.engines.lmm.blockdiag import lmm_evaluate, lmm_stats
+from mlglm.core.engines.lmm.blocked import multi_lmm_at, multi_lmm_stats
+from mlglm.design.data_checks import MixedGLMInputError
+from mlglm.design.fit_checks import SingularFitWarning
+from mlglm.results.results import build_results
 from conftest import HERE, reference_path
 
 REF = HERE / "reference"
@@ -270,7 +270,7 @@ def test_summary_shows_df():
 def test_summary_falls_back_to_z_beyond_the_limit(monkeypatch):
     """Crossed factors with many levels: summary() does not start the cubic work unasked;
     it shows z tests and says why (an explicit ddf= goes up to DDF_DENSE_LIMIT)."""
-    import mlglm.ddf as ddf_module
+    import mlglm.inference.ddf as ddf_module
     res = mlglm.lmer("diameter ~ 1 + (1 | plate) + (1 | sample)",
                      mlglm.datasets.load_penicillin())
     monkeypatch.setattr(ddf_module, "DDF_SUMMARY_LIMIT", 10)
@@ -411,7 +411,7 @@ def test_glmm_anova_is_wald_chi_square_per_term():
 def test_large_level_space_is_not_kept(monkeypatch):
     """Above DDF_KEEP_BYTES the per-component arrays are dropped after use (crossed
     factors: s^2 per component) and rebuilt for the other method, same numbers."""
-    import mlglm.ddf as ddf_module
+    import mlglm.inference.ddf as ddf_module
     data = mlglm.datasets.load_penicillin()
     keep = mlglm.lmer("diameter ~ 1 + (1 | plate) + (1 | sample)", data)
     monkeypatch.setattr(ddf_module, "DDF_KEEP_BYTES", 0)

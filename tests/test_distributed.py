@@ -4,7 +4,7 @@ The oracle throughout is mlglm's own in-memory fit of the same formula on the
 same pandas data (``df``); the Dask DataFrame is ``dd.from_pandas(df, ...)``.
 Tolerances are issue #15's: log-likelihood to 1e-8 relative, estimates to
 1e-6. Standard errors come from forward differences of the exact gradient
-(truncation error about 1e-5 relative, ``mlglm.core.optimize.numerical_hessian``),
+(truncation error about 1e-5 relative, ``mlglm.core.fit.optimize.numerical_hessian``),
 so they are compared to 1e-5 relative.
 """
 import os

@@ -27,7 +27,7 @@ import statsmodels.api as sm
 
 import mlglm
 from conftest import reference_path
-from mlglm.data_checks import MixedGLMInputError
+from mlglm.design.data_checks import MixedGLMInputError
 
 from tolerances import (DISPERSION_RTOL, FE_ATOL, LLF_AT_PARAMS_RTOL, LLF_MAX_SHORTFALL,
                         LMM_FE_RTOL, LMM_LLF_RTOL, LMM_VC_RTOL, SD_ATOL, SE_RTOL,
@@ -207,7 +207,7 @@ def test_freq_weights_equal_the_fit_on_expanded_rows(family, formula, data):
     assert a.nobs == b.nobs == f.sum()
     assert a.llf == pytest.approx(b.llf, abs=WEIGHTS_EXPANDED_ATOL * abs(b.llf))
     # the several-factor LMM stops at a gradient of 1e-8 (1 + |criterion|)
-    # (mlglm.core.lmm_minimise), which leaves its variance components ~1e-7 relative
+    # (mlglm.core.engines.lmm.minimise), which leaves its variance components ~1e-7 relative
     # from the optimum on either data; every other engine is polished to rounding
     atol = 1e-5 if family == "gaussian" and formula.count("|") > 1 else WEIGHTS_EXPANDED_ATOL
     np.testing.assert_allclose(a.params, b.params, atol=atol)
@@ -390,7 +390,7 @@ def test_missing_drop_drops_rows_with_non_finite_weights():
     d = _data("grouseticks")
     f = np.ones(len(d))
     f[[3, 7]] = np.nan
-    with pytest.warns(mlglm.data_checks.DataWarning, match="dropped 2 rows"):
+    with pytest.warns(mlglm.design.data_checks.DataWarning, match="dropped 2 rows"):
         res = mlglm.glmer("TICKS ~ cHEIGHT + (1 | BROOD)", d, family="negative_binomial",
                           freq_weights=f, missing="drop")
     assert res.nobs == len(d) - 2

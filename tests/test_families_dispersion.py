@@ -1,7 +1,7 @@
 """Kernels with a dispersion parameter (negative binomial NB2, Gamma log and inverse) and
 prior weights, in the core.
 
-* ``mlglm.core.families_dispersion``: d1, d2, d3 vs central differences of the kernel;
+* ``mlglm.core.spec.families_dispersion``: d1, d2, d3 vs central differences of the kernel;
   the derivatives in the log dispersion t (dK/dt, d d1/dt, d d2/dt, the constants'
   d/dt) vs central differences in t; kernel + constants = scipy.stats' log density, with
   and without weights (a frequency weight multiplies the log density; a variance weight
@@ -19,9 +19,9 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from mlglm.core.family import Family
-from mlglm.core.grouping import make_grouped_data
-from mlglm.core.objective import MarginalLoglik
+from mlglm.core.spec.family import Family
+from mlglm.core.engines.blockdiag.grouping import make_grouped_data
+from mlglm.core.engines.blockdiag.objective import MarginalLoglik
 
 from tolerances import FAMILY_FD_ATOL, FAMILY_FD_RTOL, GRAD_ATOL, GRAD_RTOL, SAME_NUMBER_RTOL
 from numdiff import fd_gradient as _fd, value_at  # noqa: F401
@@ -261,9 +261,9 @@ def test_fixed_dispersion_has_no_slot(family, link):
 def test_several_factors_gradient(family, link, weighted):
     """MultiLaplace with a correlated crossed factor and a random intercept: exact
     gradient including d/dt vs central differences."""
-    from mlglm.core.covpattern import unstructured
-    from mlglm.core.laplace_multi import MultiLaplace
-    from mlglm.core.terms import ReTerm, ReTerms
+    from mlglm.core.spec.covpattern import unstructured
+    from mlglm.core.engines.crossed.objective import MultiLaplace
+    from mlglm.core.spec.terms import ReTerm, ReTerms
     rng = np.random.default_rng(5)
     n = 300
     a, c = rng.integers(0, 15, n), rng.integers(0, 8, n)

@@ -16,10 +16,10 @@ import numpy as np
 import pytest
 
 import oracle
-from mlglm.core.covariance import theta_from_Sigma, theta_to_Lambda
-from mlglm.core.family import Family
-from mlglm.core.grouping import make_grouped_data
-from mlglm.core.objective import MarginalLoglik
+from mlglm.core.spec.covariance import theta_from_Sigma, theta_to_Lambda
+from mlglm.core.spec.family import Family
+from mlglm.core.engines.blockdiag.grouping import make_grouped_data
+from mlglm.core.engines.blockdiag.objective import MarginalLoglik
 
 from tolerances import EXACT_RTOL, ORACLE_RTOL
 
@@ -129,10 +129,10 @@ def test_nested_aghq_equals_brute_force_integral(family, link):
     Gauss-Legendre integration (tests/oracle_nested.py, scipy.stats densities) to
     EXACT_RTOL; Laplace on the same data is the several-factor Laplace (MultiLaplace)."""
     import oracle_nested
-    from mlglm.core.covpattern import unstructured
-    from mlglm.core.laplace_multi import MultiLaplace
-    from mlglm.core.nested import NestedObjective
-    from mlglm.core.terms import ReTerm, ReTerms
+    from mlglm.core.spec.covpattern import unstructured
+    from mlglm.core.engines.crossed.objective import MultiLaplace
+    from mlglm.core.engines.nested.objective import NestedObjective
+    from mlglm.core.spec.terms import ReTerm, ReTerms
     d = nested_data(family, link, seed=3)
     n = d["y"].size
     one = np.ones((n, 1))
@@ -155,9 +155,9 @@ def test_nested_aghq_equals_brute_force_integral(family, link):
 def test_nested_gradient_with_dispersion_and_weights(family, link, nagq):
     """The nested engine's exact gradient (including d/dt) against central differences,
     a correlated random slope at the top level, frequency and variance weights."""
-    from mlglm.core.covpattern import unstructured
-    from mlglm.core.nested import NestedObjective
-    from mlglm.core.terms import ReTerm, ReTerms
+    from mlglm.core.spec.covpattern import unstructured
+    from mlglm.core.engines.nested.objective import NestedObjective
+    from mlglm.core.spec.terms import ReTerm, ReTerms
     d = nested_data(family, link, seed=8, n_top=8, n_mid=3, n_rows=4)
     n = d["y"].size
     rng = np.random.default_rng(1)

@@ -1,8 +1,8 @@
 """One family representation (issue 22 item 6): a Distribution composed with a Link.
 
-* ``mlglm.core.family``: the links' derivatives against central differences, the
+* ``mlglm.core.spec.family``: the links' derivatives against central differences, the
   composition choosing the row kernel, pickling to the registered objects;
-* ``mlglm.data_checks.resolve_family``: names and statsmodels objects read once, and
+* ``mlglm.design.data_checks.resolve_family``: names and statsmodels objects read once, and
   back (``statsmodels_family``);
 * the no-pooling GLMs of a negative binomial fit take the fitted theta
   (``statsmodels_family(fam, theta)``): they failed before ("the first guess on the
@@ -21,11 +21,11 @@ import pytest
 import statsmodels.api as sm
 
 import mlglm
-from mlglm.core.family import (DISTRIBUTIONS, GAUSSIAN, KERNEL_PAIRS, LINKS, LOG,
+from mlglm.core.spec.family import (DISTRIBUTIONS, GAUSSIAN, KERNEL_PAIRS, LINKS, LOG,
                                NEGATIVE_BINOMIAL, POISSON, Family)
-from mlglm.data_checks import MixedGLMInputError, resolve_family
-from mlglm.sm_families import statsmodels_distribution, statsmodels_family
-from mlglm.pooling import compare_pooling
+from mlglm.design.data_checks import MixedGLMInputError, resolve_family
+from mlglm.design.sm_families import statsmodels_distribution, statsmodels_family
+from mlglm.api.pooling import compare_pooling
 
 PAIRS = KERNEL_PAIRS + (("gaussian", "identity"),)
 
@@ -153,11 +153,11 @@ def test_no_family_name_tests_outside_the_family_module():
     hits = []
     for path in sorted(root.rglob("*.py")):
         rel = path.relative_to(root).as_posix()
-        if rel == "core/family.py":
+        if rel == "core/spec/family.py":
             continue
         for no, line in enumerate(path.read_text().splitlines(), 1):
             code = line.split("#", 1)[0]
-            if rel == "data_checks.py" and "_unsupported(" in code:
+            if rel == "design/data_checks.py" and "_unsupported(" in code:
                 continue
             if any(p.search(code) for p in _FORBIDDEN):
                 hits.append(f"{rel}:{no}: {line.strip()}")

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mlglm.formula import FormulaError, ParsedFormula, has_bar_term, parse_lme4
+from mlglm.design.formula import FormulaError, ParsedFormula, has_bar_term, parse_lme4
 
 # formula -> (fixed, groups, re_formula, diagonal). The re_formula column follows lme4's
 # reading of the bar term: (x | g) has an intercept too; (0 + x | g) and (x - 1 | g) do not.
@@ -184,7 +184,7 @@ def test_parse_never_fails_with_anything_but_formula_errors(formula):
 
 
 # ------------------------------------------------------ offset() terms and update()
-from mlglm.formula import split_offsets, update_formula  # noqa: E402
+from mlglm.design.formula import split_offsets, update_formula  # noqa: E402
 
 #: rhs -> (rhs without offsets, offsets); R's ^ becomes ** as everywhere
 OFFSET_CASES = {

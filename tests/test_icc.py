@@ -1,4 +1,4 @@
-"""ICC and variance explained (mlglm/icc.py).
+"""ICC and variance explained (mlglm/results/icc.py).
 
 Reference numbers:
 - tests/reference/lmm_hsb.json, written by tests/reference/references_lmm.R (lme4::lmer,
@@ -20,7 +20,7 @@ import statsmodels.formula.api as smf
 from scipy import special
 
 import mlglm
-from mlglm.icc import ICCResult, VarianceExplained, icc, variance_explained
+from mlglm.results.icc import ICCResult, VarianceExplained, icc, variance_explained
 
 REF_PATH = Path(__file__).resolve().parent / "reference" / "lmm_hsb.json"
 REF = json.loads(REF_PATH.read_text()) if REF_PATH.exists() else None

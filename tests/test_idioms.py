@@ -19,7 +19,7 @@ from statsmodels.regression.mixed_linear_model import MixedLM
 
 import mlglm
 from conftest import _load_json
-from mlglm.data_checks import MixedGLMInputError
+from mlglm.design.data_checks import MixedGLMInputError
 from test_intervals import PROFILE_VS_LME4_ATOL
 from tolerances import LMM_FE_RTOL, LMM_LLF_RTOL, SAME_NUMBER_RTOL
 

@@ -22,8 +22,8 @@ from statsmodels.tools.sm_exceptions import ConvergenceWarning
 
 import mlglm
 from hard_data import separated_binomial
-from mlglm.core.information import information_inverse
-from mlglm.core.optimize import _Gradient
+from mlglm.core.fit.information import information_inverse
+from mlglm.core.fit.optimize import _Gradient
 from mlglm import StandardErrorWarning
 from tolerances import SE_INFORMATION_RTOL, SEPARATED_SE_RTOL
 

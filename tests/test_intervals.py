@@ -21,9 +21,11 @@ import statsmodels.api as sm
 from scipy import optimize, stats
 
 import mlglm
-from mlglm.core.lmm import lmm_stats
-from mlglm.core.lmm_loglik import gaussian_loglik, permute_stats
-from mlglm.core.natural import (Lambda_to_natural, corr_chol_to_cpc, cpc_to_corr_chol,
+from mlglm.core.engines.lmm.blockdiag import lmm_stats
+from mlglm.core.engines.lmm.loglik import gaussian_loglik, gaussian_loglik_grad
+from mlglm.core.spec.natural_layout import NaturalLayout
+from mlglm.inference.profile import LikelihoodProblem, natural_layout
+from mlglm.core.spec.natural import (Lambda_to_natural, corr_chol_to_cpc, cpc_to_corr_chol,
                                 natural_to_Lambda)
 from conftest import _load_json
 
@@ -91,9 +93,67 @@ def test_gaussian_loglik_matches_dense_oracle(reml):
     got = gaussian_loglik(beta, np.linalg.cholesky(Sigma), 1.3, st, reml=reml)
     want = _dense_gaussian_loglik(y, X, Z, codes, beta, Sigma, 1.3, reml)
     assert got == pytest.approx(want, rel=1e-12)
-    perm = permute_stats(st, [1, 0])
+    # any factor of Sigma gives the same likelihood: the Cholesky factor of the permuted
+    # Sigma with its rows put back (what a profile of a later correlation evaluates)
     Lp = np.linalg.cholesky(Sigma[np.ix_([1, 0], [1, 0])])
-    assert gaussian_loglik(beta, Lp, 1.3, perm, reml=reml) == pytest.approx(got, rel=1e-12)
+    assert gaussian_loglik(beta, Lp[[1, 0]], 1.3, st, reml=reml) == pytest.approx(got, rel=1e-12)
+
+
+def _central(f, x, h=1e-5):
+    """Central differences of a scalar function of an array (any shape)."""
+    x = np.asarray(x, dtype=float)
+    g = np.empty(x.shape)
+    for i in np.ndindex(x.shape):
+        e = np.zeros(x.shape)
+        e[i] = h * max(1.0, abs(x[i]))
+        g[i] = (f(x + e) - f(x - e)) / (2 * e[i])
+    return g
+
+
+@pytest.mark.parametrize("reml", [False, True])
+def test_gaussian_loglik_gradient_matches_central_differences(reml):
+    # simulated two-effect LMM with prior weights; Lambda deliberately not triangular
+    # (a profile of a later correlation evaluates such a factor)
+    rng = np.random.default_rng(11)
+    G, nj = 15, 6
+    codes = np.repeat(np.arange(G), nj)
+    x = rng.normal(size=codes.size)
+    X = np.column_stack([np.ones_like(x), x, rng.normal(size=codes.size)])
+    Z = X[:, :2].copy()
+    b = rng.normal(size=(G, 2)) * [1.0, 0.4]
+    y = X @ [1.0, 0.5, 0.2] + b[codes, 0] + b[codes, 1] * x + rng.normal(size=codes.size)
+    st = lmm_stats(y, X, Z, codes, var=rng.uniform(0.5, 2.0, codes.size))
+    beta, L, s2 = np.array([0.9, 0.4, 0.1]), np.array([[0.8, 0.3], [-0.2, 0.5]]), 1.3
+    ll, dbeta, dL, ds2 = gaussian_loglik_grad(beta, L, s2, st, reml=reml)
+    assert ll == pytest.approx(gaussian_loglik(beta, L, s2, st, reml=reml), rel=1e-13)
+    assert dL == pytest.approx(_central(lambda v: gaussian_loglik(beta, v, s2, st, reml), L),
+                               rel=1e-6, abs=1e-7)
+    assert ds2 == pytest.approx(_central(lambda v: gaussian_loglik(beta, L, v[0], st, reml),
+                                         [s2])[0], rel=1e-6)
+    want_beta = (np.zeros(3) if reml else
+                 _central(lambda v: gaussian_loglik(v, L, s2, st, reml), beta))
+    assert dbeta == pytest.approx(want_beta, rel=1e-6, abs=1e-7)
+    assert np.abs(dL).min() > 1e-2 and np.abs(ds2) > 1e-2     # the check has teeth
+    assert gaussian_loglik_grad(beta, L, -1.0, st, reml=reml)[0] == -np.inf
+
+
+@pytest.mark.parametrize("reml", [False, True])
+def test_gaussian_profile_problem_gradient_matches_central_differences(reml):
+    # the gradient a Gaussian one-term profile searches with, in working coordinates
+    # (log sd, z = atanh of the CPC, log sigma), also in a layout with the block's
+    # effects permuted (its factor of Sigma is then not triangular, as in a profile of a
+    # later correlation); away from the fit, where it is not zero
+    r = mlglm.lmer("Reaction ~ Days + (Days | Subject)", mlglm.datasets.load_sleepstudy(),
+                   reml=reml)
+    crit = "reml" if reml else "ml"
+    ident = natural_layout(r.model)
+    for layout in (ident, NaturalLayout(ident.patterns, {(0, 0): (1, 0)})):
+        prob = LikelihoodProblem(r, layout, crit)
+        w = prob.start(r) + np.linspace(-0.3, 0.3, prob.dim)
+        f, g = prob.value_and_gradient(w)
+        assert f == pytest.approx(prob.value(w), rel=1e-12)
+        assert g == pytest.approx(_central(prob.value, w), rel=1e-5, abs=1e-5)
+        assert np.abs(g).max() > 1.0
 
 
 @pytest.mark.parametrize("reml", [False, True])
@@ -298,7 +358,7 @@ def test_bootstrap_reproducible_for_a_seed_and_any_n_jobs(reference_fit):
 def test_bootstrap_replicates_are_refits_of_simulated_data(reference_fit, cbpp):
     """Replicate 0 rebuilt by hand: same draw (SeedSequence child 0), refit through the
     public formula API, same estimates."""
-    from mlglm.bootstrap import _draw, _spec
+    from mlglm.inference.bootstrap import _draw, _spec
     r = reference_fit("cbpp_ri")
     b = r.bootstrap(1, seed=5, progress=False)
     spec = _spec(r)
@@ -314,7 +374,7 @@ def test_bootstrap_replicates_are_refits_of_simulated_data(reference_fit, cbpp):
 
 
 def test_bootstrap_progress_and_failures(reference_fit, capsys, monkeypatch):
-    import mlglm.bootstrap as mb
+    import mlglm.inference.bootstrap as mb
     r = reference_fit("cbpp_ri")
     real = mb._refit
     calls = {"n": 0}
@@ -458,3 +518,71 @@ def test_profile_q3_invariant_to_the_order_of_random_effect_terms():
                                atol=1e-4)
     assert (out[0]["lower"] < out[0]["estimate"]).all()
     assert (out[0]["estimate"] < out[0]["upper"]).all()
+
+
+
+def _agree(fits, rows):
+    """Same rows, labels and limits in ``intervals()`` (Wald, profile) and
+    ``conf_int(method="profile")`` for fits of one model spelled differently."""
+    tables = {m: [r.intervals(method=m) for r in fits] for m in ("wald", "profile")}
+    limits = [np.asarray(r.conf_int(method="profile"), float) for r in fits]
+    for method, tabs in tables.items():
+        for t in tabs:
+            assert list(t.index) == rows, method
+            # the fits agree to the optimiser's tolerance (tests/test_spellings.py), the
+            # limits to what that moves them
+            np.testing.assert_allclose(t[["estimate", "lower", "upper"]].to_numpy(float),
+                                       tabs[0][["estimate", "lower", "upper"]].to_numpy(float),
+                                       rtol=1e-5)
+            assert list(t["interval"]) == list(tabs[0]["interval"])
+    for lim in limits[1:]:
+        np.testing.assert_allclose(lim, limits[0], rtol=1e-5)
+
+
+def test_intervals_of_every_spelling_of_one_term_agree():
+    """One grouping factor, however it is spelled, has the one-factor rows (``sd(Days)``,
+    not ``sd(Days | Subject)``) and the same Wald and profile limits and ``conf_int``
+    rows: an uncorrelated random slope spelled four ways (lme4's ``||``, its long form,
+    statsmodels' diagonal ``cov_struct``, the slope as a variance component within
+    ``groups``), and a correlated slope with an independent second slope
+    (``(1 + Days | Subject) + (0 + x | Subject)`` = ``re_formula="~Days"`` with ``x`` a
+    variance component). The latter went to the several-factor code before the
+    intervals were written over the terms, and its rows were ``sd(Intercept | Subject)``
+    etc."""
+    d = mlglm.datasets.load_sleepstudy().assign(x=lambda f: (f.Days - 4.5) ** 2 / 10)
+    fam = sm.families.Gaussian()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        uncorrelated = [
+            mlglm.lmer("Reaction ~ Days + (1 + Days || Subject)", d),
+            mlglm.lmer("Reaction ~ Days + (1 | Subject) + (0 + Days | Subject)", d),
+            mlglm.MixedGLM.from_formula("Reaction ~ Days", d, groups="Subject",
+                                        re_formula="~Days", cov_struct="diagonal",
+                                        family=fam).fit(),
+            mlglm.MixedGLM.from_formula("Reaction ~ Days", d, groups="Subject", re_formula="1",
+                                        vc_formula={"Days": "0 + Days"}, family=fam).fit()]
+        two_blocks = [
+            mlglm.lmer("Reaction ~ Days + x + (1 + Days | Subject) + (0 + x | Subject)", d),
+            mlglm.MixedGLM.from_formula("Reaction ~ Days + x", d, groups="Subject",
+                                        re_formula="~Days", vc_formula={"x": "0 + x"},
+                                        family=fam).fit()]
+    _agree(uncorrelated, ["Intercept", "Days", "sd(Intercept)", "sd(Days)", "sigma"])
+    _agree(two_blocks, ["Intercept", "Days", "x", "sd(Intercept)", "sd(Days)", "sd(x)",
+                        "cor(Intercept, Days)", "sigma"])
+
+
+def test_wald_gaussian_sd_at_zero_has_no_interval():
+    """A Gaussian SD estimated at 0 has no log-scale Wald interval: NaN limits and the
+    reason, as for GLMMs (it was reported as the zero-width interval [0, 0])."""
+    rng = np.random.default_rng(1)
+    d = pd.DataFrame({"y": rng.normal(size=200), "x": rng.normal(size=200),
+                      "g": np.repeat(np.arange(20), 10)})       # no group effect
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        r = mlglm.lmer("y ~ x + (1 | g)", d)
+    assert np.asarray(r.cov_re)[0, 0] == 0.0
+    ci = r.intervals()
+    row = ci.loc["sd(Intercept)"]
+    assert row["estimate"] == 0.0 and np.isnan(row["lower"]) and np.isnan(row["upper"])
+    assert row["interval"].startswith("no Wald SE")
+    assert np.isfinite(ci.loc["sigma", ["lower", "upper"]].to_numpy(float)).all()

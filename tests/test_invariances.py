@@ -19,13 +19,13 @@ from hypothesis import strategies as st
 from scipy import special
 
 import mlglm
-from mlglm.core.aghq import aghq_loglik
-from mlglm.core.covariance import theta_is_diagonal_entry, theta_to_Lambda
-from mlglm.core.family import Family
-from mlglm.core.grouping import make_grouped_data
-from mlglm.core.laplace import laplace_loglik
-from mlglm.core.modes import conditional_modes
-from mlglm.core.objective import MarginalLoglik
+from mlglm.core.engines.blockdiag.aghq import aghq_loglik
+from mlglm.core.spec.covariance import theta_is_diagonal_entry, theta_to_Lambda
+from mlglm.core.spec.family import Family
+from mlglm.core.engines.blockdiag.grouping import make_grouped_data
+from mlglm.core.engines.blockdiag.laplace import laplace_loglik
+from mlglm.core.engines.blockdiag.modes import conditional_modes
+from mlglm.core.engines.blockdiag.objective import MarginalLoglik
 
 from tolerances import (INVARIANCE_LLF_RTOL, REFIT_LLF_ATOL, REFIT_PARAM_ATOL,
                         SAME_NUMBER_RTOL)

@@ -115,8 +115,8 @@ def test_varcorr_prints_as_lme4(fits, ref):
 
 
 def test_ranef_is_the_function(fits):
-    """``mlglm.ranef`` is lme4's accessor, not the module mlglm/ranef.py."""
-    assert callable(mlglm.ranef) and mlglm.ranef.__module__ == "mlglm.lme4api"
+    """``mlglm.ranef`` is lme4's accessor, not the module mlglm/results/ranef.py."""
+    assert callable(mlglm.ranef) and mlglm.ranef.__module__ == "mlglm.results.lme4api"
 
 
 def test_update_equals_the_direct_fit(fits, contraception):
@@ -180,7 +180,7 @@ def test_update_keeps_every_block_of_a_term(hsb):
         warnings.simplefilter("ignore")
         res = mlglm.lmer("mAch ~ cses + (1 | school) + (0 + cses | school)", hsb)
         again = res.update()
-    assert mlglm.lme4api.lme4_formula(res.model) == \
+    assert mlglm.results.lme4api.lme4_formula(res.model) == \
         "mAch ~ cses + (1 | school) + (0 + cses | school)"
     assert again.llf == pytest.approx(res.llf, rel=1e-12)
     assert list(again.params.index) == list(res.params.index)

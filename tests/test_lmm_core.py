@@ -1,4 +1,4 @@
-"""Tests of mlglm.core.lmm: the exact one-factor Gaussian LMM by profiled (RE)ML.
+"""Tests of mlglm.core.engines.lmm.blockdiag: the exact one-factor Gaussian LMM by profiled (RE)ML.
 
 Reference numbers are lme4's ``lmer`` fits of the HSB data, four formulas x
 REML/ML, in tests/reference/lmm_hsb.json (made by
@@ -26,11 +26,11 @@ import numpy as np
 import pytest
 import scipy.optimize
 
-from mlglm.core import lmm
-from mlglm.core.covariance import n_theta, theta_from_Sigma, theta_lower_bounds
-from mlglm.core.covpattern import unstructured
-from mlglm.core.record import CoreFit
-from mlglm.core.lmm import (LMMStats, lmm_evaluate, lmm_fit, lmm_stats,
+from mlglm.core.engines.lmm import blockdiag as lmm
+from mlglm.core.spec.covariance import n_theta, theta_from_Sigma, theta_lower_bounds
+from mlglm.core.spec.covpattern import unstructured
+from mlglm.core.spec.record import CoreFit
+from mlglm.core.engines.lmm.blockdiag import (LMMStats, lmm_evaluate, lmm_fit, lmm_stats,
                             profiled_deviance, profiled_deviance_grad)
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))

@@ -1,4 +1,4 @@
-"""The level-space derivatives of mlglm.core.lmm_ddf against dense n x n computations.
+"""The level-space derivatives of mlglm.core.engines.lmm.ddf against dense n x n computations.
 
 Every quantity Satterthwaite and Kenward-Roger need is checked on small designs where
 V = sigma^2 (I + Z Lambda Lambda' Z') can be formed densely: one factor with a
@@ -22,9 +22,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mlglm.core import lmm_ddf as D
-from mlglm.core.covpattern import CovBlock, CovPattern, diagonal, tied, unstructured
-from mlglm.core.terms import ReTerm, ReTerms
+from mlglm.core.engines.lmm import ddf as D
+from mlglm.core.spec.covpattern import CovBlock, CovPattern, diagonal, tied, unstructured
+from mlglm.core.spec.terms import ReTerm, ReTerms
 
 RTOL_EXACT = 1e-9      # two exact routes to the same number (rounding only)
 RTOL_FD = 2e-6         # exact derivative vs Richardson central differences

@@ -17,7 +17,7 @@ def fit():
 def test_marginal_mean_matches_brute_force_integration(fit):
     d = load_contraception().head(4)
     got = fit.predict(d, marginal=True)
-    from mlglm.prediction import design
+    from mlglm.results.prediction import design
     X, (Z,), off, _ = design(fit, d)      # one random-effects design per term
     beta = np.asarray(fit.fe_params)
     S = np.asarray(fit.cov_re)

@@ -17,7 +17,7 @@ import pytest
 from scipy import integrate, special, stats
 
 import mlglm
-from mlglm.bootstrap import natural_estimates
+from mlglm.inference.bootstrap import natural_estimates
 from tolerances import REFIT_LLF_ATOL, REFIT_PARAM_ATOL
 
 

@@ -27,11 +27,11 @@ from scipy import optimize, stats
 
 import mlglm
 from conftest import HERE, _load_json
-from mlglm.core.covpattern import CovBlock, CovPattern, diagonal, tied, unstructured
-from mlglm.core.lmm_multi import multi_gaussian_loglik, multi_lmm_stats
-from mlglm.core.modes import ModeFailure
-from mlglm.core.natural import natural_to_Lambda
-from mlglm.core.natural_layout import NaturalLayout
+from mlglm.core.spec.covpattern import CovBlock, CovPattern, diagonal, tied, unstructured
+from mlglm.core.engines.lmm.blocked import multi_gaussian_loglik, multi_lmm_stats
+from mlglm.core.spec.errors import ModeFailure
+from mlglm.core.spec.natural import natural_to_Lambda
+from mlglm.core.spec.natural_layout import NaturalLayout
 
 Z95 = stats.norm.ppf(0.975)
 #: profile limits vs lme4 (absolute, relative to max(1, |limit|)): lme4 interpolates its
@@ -107,7 +107,7 @@ def test_layout_round_trips_every_pattern():
 
 
 def test_one_block_layout_is_the_one_factor_map():
-    """One term with one unstructured block: w -> Lambda is mlglm.core.natural's map."""
+    """One term with one unstructured block: w -> Lambda is mlglm.core.spec.natural's map."""
     rng = np.random.default_rng(2)
     layout = NaturalLayout([unstructured(3)])
     for _ in range(10):
@@ -130,6 +130,9 @@ def test_permuted_layout_makes_a_later_correlation_a_coordinate():
         assert np.tanh(w[idx]) == pytest.approx(S[1][k, l] / np.sqrt(S[1][k, k] * S[1][l, l]))
         for a, b in zip(perm.Lambdas(w), S):        # same Sigma, pattern-shaped factor
             assert np.allclose(a @ a.T, b, atol=1e-12) and np.allclose(a, np.tril(a))
+        # the untriangular factor (Gaussian profiles): the same Sigma without refactorising
+        for a, b in zip(perm.Lambdas(w, triangular=False), S):
+            assert np.allclose(a @ a.T, b, atol=1e-12)
 
 
 # -------------------------------------------------------------------------- labels
@@ -154,9 +157,10 @@ def test_tied_block_has_one_sd():
                                     vc_formula={"w": "0 + v1 + v2"})
     r = _quiet(m.fit)
     ci = r.intervals()
-    assert "sd(w | batch)" in ci.index and "sd(Intercept | batch)" in ci.index
+    # one term (the vc block is within groups): one-factor labels, sd(x) without "| batch"
+    assert list(ci.index) == ["Intercept", "sd(Intercept)", "sd(w)", "sigma"]
     S = np.asarray(r.cov_re)           # one term: statsmodels' q x q shape
-    assert ci.loc["sd(w | batch)", "estimate"] == pytest.approx(np.sqrt(S[1, 1]))
+    assert ci.loc["sd(w)", "estimate"] == pytest.approx(np.sqrt(S[1, 1]))
 
 
 # ------------------------------------------------------------------ profile vs lme4

@@ -5,14 +5,14 @@ import numpy as np
 import pytest
 from scipy import optimize
 
-from mlglm.core.blocked import BlockedStructure
-from mlglm.core.covpattern import diagonal, unstructured
-from mlglm.core.crossprod import CrossPlan
-from mlglm.core.family import Family
-from mlglm.core.grouping import make_grouped_data
-from mlglm.core.laplace_multi import MultiLaplace
-from mlglm.core.objective import MarginalLoglik
-from mlglm.core.terms import ReTerm, ReTerms
+from mlglm.core.engines.crossed.blocked import BlockedStructure
+from mlglm.core.spec.covpattern import diagonal, unstructured
+from mlglm.core.engines.crossed.crossprod import CrossPlan
+from mlglm.core.spec.family import Family
+from mlglm.core.engines.blockdiag.grouping import make_grouped_data
+from mlglm.core.engines.crossed.objective import MultiLaplace
+from mlglm.core.engines.blockdiag.objective import MarginalLoglik
+from mlglm.core.spec.terms import ReTerm, ReTerms
 from tolerances import GRAD_ATOL, GRAD_RTOL, ORACLE_RTOL, SAME_NUMBER_RTOL
 
 
@@ -121,7 +121,7 @@ def test_theta_curvature_guess_and_the_fit_it_starts(structure):
     slopes" have none, and there the Fisher-type guess is 3.5 times the observed
     curvature at theta = 0.5), and the fit it preconditions is the fit the
     finite-difference preconditioner gives (llf to 1e-9 relative, x to 1e-4)."""
-    from mlglm.core.optimize import fit_glmm
+    from mlglm.core.fit.optimize import fit_glmm
     fl, y, m, X, off, structures, rng = _problem("binomial", "logit")
     terms = ReTerms(structures[structure])
     obj = MultiLaplace(fl, y, m, X, off, terms)

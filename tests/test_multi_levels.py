@@ -220,7 +220,7 @@ def test_caterpillar_has_a_panel_per_factor(chem):
 def test_update_keeps_every_factor(verbagg):
     """update() rewrites the model in lme4's syntax with all its terms ("." carries every
     random-effects term; one can be removed by name); it used to keep the first only."""
-    from mlglm.lme4api import lme4_formula
+    from mlglm.results.lme4api import lme4_formula
     big = verbagg[1]
     assert lme4_formula(big.model).endswith("+ (1 | id) + (1 | item)")
     u = _quiet(big.update, "~ . - Anger")
@@ -261,10 +261,10 @@ def test_boundary_groups_per_factor():
     zero = {f: int((d.groupby(f, observed=True)["TICKS"].sum() == 0).sum())
             for f in ("BROOD", "LOCATION")}
     n = {f: d[f].nunique() for f in ("BROOD", "LOCATION")}
-    text = mlglm.fit_checks.boundary_groups(r.model)
+    text = mlglm.design.fit_checks.boundary_groups(r.model)
     assert text.startswith(f"{zero['BROOD']} of {n['BROOD']} levels of BROOD and "
                            f"{zero['LOCATION']} of {n['LOCATION']} levels of LOCATION have "
                            "responses all zero")
     one = _quiet(mlglm.glmer, "TICKS ~ YEAR + cHEIGHT + (1 | BROOD)", d, family="poisson")
-    assert mlglm.fit_checks.boundary_groups(one.model).startswith(
+    assert mlglm.design.fit_checks.boundary_groups(one.model).startswith(
         f"{zero['BROOD']} of {n['BROOD']} groups have responses all zero")

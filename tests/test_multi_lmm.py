@@ -8,11 +8,11 @@ import statsmodels.api as sm
 from scipy import stats as sps
 
 import mlglm
-from mlglm.core.blocked import BlockedStructure
-from mlglm.core.covpattern import CovBlock, CovPattern, diagonal, unstructured
-from mlglm.core.crossprod import CrossPlan
-from mlglm.core.lmm_multi import (multi_gaussian_loglik, multi_lmm_evaluate, multi_lmm_stats)
-from mlglm.core.terms import ReTerm, ReTerms
+from mlglm.core.engines.crossed.blocked import BlockedStructure
+from mlglm.core.spec.covpattern import CovBlock, CovPattern, diagonal, unstructured
+from mlglm.core.engines.crossed.crossprod import CrossPlan
+from mlglm.core.engines.lmm.blocked import (multi_gaussian_loglik, multi_lmm_evaluate, multi_lmm_stats)
+from mlglm.core.spec.terms import ReTerm, ReTerms
 from tolerances import GRAD_ATOL, GRAD_RTOL, INVARIANCE_LLF_RTOL, REFIT_PARAM_ATOL
 
 ORACLE_TOL = 1e-10     # issue 11: dense oracle vs the fast criterion, relative
@@ -247,8 +247,8 @@ def test_block_sums_equal_the_whole_data_criterion(reml):
     """core.lmm_sums: the criterion, gradient and beta from blocks of whole top-level
     groups equal multi_lmm_evaluate on all rows at a fixed theta (exact algebra, so to
     rounding), for a random slope on the top factor and an intercept on the nested one."""
-    from mlglm.core.lmm_sums import block_effects, block_sums, combine
-    from mlglm.core.terms import ReTerm, ReTerms
+    from mlglm.core.engines.lmm.sums import block_effects, block_sums, combine
+    from mlglm.core.spec.terms import ReTerm, ReTerms
     rng = np.random.default_rng(11)
     d = np.repeat(np.arange(12), 40)
     s = d * 4 + rng.integers(0, 4, d.size)

@@ -106,7 +106,7 @@ def test_lmm_matches_lmer(case, ref, lmm_fits):
 @pytest.mark.parametrize("case", ["penicillin_crossed", "pastes_nested", "chem97_nested"])
 def test_lmm_criterion_at_lmer_parameters(case, ref, lmm_fits):
     """Our profiled criterion at lmer's theta (its SDs over its sigma) equals lmer's logLik."""
-    from mlglm.core.lmm_multi import multi_lmm_at, multi_lmm_stats
+    from mlglm.core.engines.lmm.blocked import multi_lmm_at, multi_lmm_stats
     res = lmm_fits[case]
     model = res.model
     lme4 = _fit(ref[case], "lme4")

@@ -1,8 +1,8 @@
-"""Nested grouping factors: the tree engine (mlglm.core.nested) for Laplace and AGHQ.
+"""Nested grouping factors: the tree engine (mlglm.core.engines.nested.objective) for Laplace and AGHQ.
 
 Sources of every expected number:
 
-* ``MultiLaplace`` (mlglm.core.laplace_multi, itself checked against a dense scipy
+* ``MultiLaplace`` (mlglm.core.engines.crossed.objective, itself checked against a dense scipy
   oracle): the several-factor Laplace value, gradient, conditional modes and
   covariances, and beta information. The nested engine computes the same
   quantities by another factorisation, so they agree to rounding.
@@ -27,13 +27,13 @@ import statsmodels.api as sm
 
 import mlglm
 from bench_scripts import load
-from mlglm.core.covpattern import diagonal, tied, unstructured
-from mlglm.core.family import Family
-from mlglm.core.laplace_multi import MultiLaplace
-from mlglm.core.nested import NestedObjective
-from mlglm.core.nested_aghq import aghq_block
+from mlglm.core.spec.covpattern import diagonal, tied, unstructured
+from mlglm.core.spec.family import Family
+from mlglm.core.engines.crossed.objective import MultiLaplace
+from mlglm.core.engines.nested.objective import NestedObjective
+from mlglm.core.engines.nested.aghq import aghq_block
 from oracle_nested import nested_loglik
-from mlglm.core.terms import ReTerm, ReTerms
+from mlglm.core.spec.terms import ReTerm, ReTerms
 
 from tolerances import (EXACT_RTOL, GRAD_ATOL, GRAD_RTOL, INVARIANCE_LLF_RTOL,
                         SAME_NUMBER_RTOL)

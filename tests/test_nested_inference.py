@@ -19,7 +19,7 @@ import pytest
 from scipy import optimize, stats
 
 import mlglm
-from mlglm.core.modes import ModeFailure
+from mlglm.core.spec.errors import ModeFailure
 
 Z95 = stats.norm.ppf(0.975)
 PROFILE_LLF_ATOL = 2e-4           # root finding to ~1e-7 in the parameter

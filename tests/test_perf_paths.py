@@ -16,12 +16,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mlglm.core.covariance import theta_to_Lambda
-from mlglm.core.family import Family
-from mlglm.core.grouping import make_grouped_data
-from mlglm.core.lmm import lmm_stats
-from mlglm.core.objective import MarginalLoglik
-from mlglm.core.smallmat import chol_and_inverse
+from mlglm.core.spec.covariance import theta_to_Lambda
+from mlglm.core.spec.family import Family
+from mlglm.core.engines.blockdiag.grouping import make_grouped_data
+from mlglm.core.engines.lmm.blockdiag import lmm_stats
+from mlglm.core.engines.blockdiag.objective import MarginalLoglik
+from mlglm.core.numerics.smallmat import chol_and_inverse
 
 
 def _binomial_data(trials, seed=5, G=40):
@@ -136,8 +136,8 @@ def test_one_parameter_search_matches_bfgs(reml, truth, theta0):
     """q = 1 fits use the bracket + Brent search on the derivative; they reach the
     minimum the general BFGS + Newton-polish search reaches (to 1e-9 in theta), from
     starts on both sides, and a zero variance ends at theta = 0, converged."""
-    from mlglm.core import lmm
-    from mlglm.core.lmm_minimise import _minimise
+    from mlglm.core.engines.lmm import blockdiag as lmm
+    from mlglm.core.engines.lmm.minimise import _minimise
     rng = np.random.default_rng(int(10 * truth) + 3)
     G = 30
     g = np.repeat(np.arange(G), rng.integers(2, 12, size=G))

@@ -1,4 +1,4 @@
-"""Plots (mlglm/plotting.py) and the random-effects table (mlglm/ranef.py).
+"""Plots (mlglm/results/plotting.py) and the random-effects table (mlglm/results/ranef.py).
 
 Figures are drawn with the Agg backend and saved to pytest's tmp_path; set
 MLGLM_PLOT_DIR=/some/dir to keep copies for looking at them.
@@ -21,9 +21,9 @@ from matplotlib.figure import Figure  # noqa: E402
 from scipy import stats  # noqa: E402
 
 import mlglm  # noqa: E402
-from mlglm.plotting import caterpillar, effect_plot  # noqa: E402
-from mlglm.pooling import compare_pooling  # noqa: E402
-from mlglm.ranef import random_effects_frame  # noqa: E402
+from mlglm.results.plotting import caterpillar, effect_plot  # noqa: E402
+from mlglm.api.pooling import compare_pooling  # noqa: E402
+from mlglm.results.ranef import random_effects_frame  # noqa: E402
 
 GLMM = "y ~ age + I(age**2) + urban + livch + (1 + urban | district)"
 
@@ -270,7 +270,7 @@ def test_notebook_draws_each_figure_once():
 def test_figures_close_only_under_the_inline_backend(slope_fit, monkeypatch):
     """Closed before returning when the inline backend would draw them again; left open
     elsewhere (plt.show()/plt.savefig() find them) and when drawn into the caller's axes."""
-    import mlglm.plotting as mp
+    import mlglm.results.plotting as mp
     fig = caterpillar(slope_fit)
     assert plt.fignum_exists(fig.number)                 # Agg: open
     plt.close(fig)

@@ -1,4 +1,4 @@
-"""Complete / no / partial pooling (mlglm/pooling.py).
+"""Complete / no / partial pooling (mlglm/results/pooling.py, mlglm/api/pooling.py).
 
 Checked against direct computations (statsmodels OLS/GLM per group, fixed effects plus
 conditional modes), on the bundled HSB (160 schools), Contraception (60 districts) and
@@ -15,7 +15,8 @@ import statsmodels.api as sm
 import statsmodels.formula.api as smf
 
 import mlglm
-from mlglm.pooling import PoolingComparison, compare_pooling, compare_pooling_from_results
+from mlglm.results.pooling import PoolingComparison, compare_pooling_from_results
+from mlglm.api.pooling import compare_pooling
 
 
 @pytest.fixture(scope="module")

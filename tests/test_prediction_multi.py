@@ -1,11 +1,11 @@
 """Standard errors of conditional predictions with several grouping factors.
 
-Oracles, written plainly with dense matrices (nothing from mlglm.prediction):
+Oracles, written plainly with dense matrices (nothing from mlglm.results.prediction):
 
 * linear mixed models: Henderson's prediction error variance [x; zeta]' C [x; zeta],
   C the inverse of the mixed-model equations [[X'X, X'Z], [Z'X, Z'Z + sigma^2 G^{-1}]]
   times sigma^2 (Henderson 1975, Biometrics 31:423-447), at the fitted sigma^2 and G;
-* GLMMs: the same formula as one factor has (mlglm.prediction's module notes) with the
+* GLMMs: the same formula as one factor has (mlglm.results.prediction's module notes) with the
   dense P = (Z'WZ + G^{-1})^{-1}, D = -P Z'WX and V the fixed-effects block of
   cov_params(), W the working weights at the conditional modes.
 
@@ -20,8 +20,8 @@ import pandas as pd
 from scipy.linalg import block_diag
 
 import mlglm
-from mlglm.prediction import working_weights
-from mlglm.prediction import conditional_error_terms
+from mlglm.results.prediction import working_weights
+from mlglm.results.prediction import conditional_error_terms
 
 RTOL = 1e-8     # dense inverse vs sparse solves, both in double precision
 

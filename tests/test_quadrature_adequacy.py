@@ -2,14 +2,14 @@
 
 * Every AGHQ fit evaluates the log-likelihood with nagq + 2 points at its estimates and
   predicts (one Newton step with its observed information) how far a refit would move
-  them (mlglm.core.adequacy); an inadequate fit (the estimates would move, or the
+  them (mlglm.core.fit.adequacy); an inadequate fit (the estimates would move, or the
   log-likelihood at them shifts by LLF_WARN or more) warns with advice, an adequate one
   does not, and the reference fits (tests/reference/glmm_open.json cases) must not warn.
   One factor, nested factors, and the negative binomial and Gamma families alike.
 * nagq="auto" raises nagq until consecutive fits agree (llf to AUTO_LLF_TOL, every
   parameter to AUTO_SE_FRACTION SE) and reports where it settled.
 * On hard data the optimiser also starts AGHQ from halved SDs and keeps the better
-  optimum (mlglm.core.optimize._second_start); res.optim says which start won.
+  optimum (mlglm.core.fit.optimize._second_start); res.optim says which start won.
 
 Hard data here: Bernoulli rows, 7 per group, random intercept SD 8 and a random slope
 with SD 1 (issue 13's regime), drawn by mlglm.datasets.simulate_glmm with fixed seeds.
@@ -26,9 +26,9 @@ import statsmodels.api as sm
 
 import mlglm
 from mlglm import QuadratureWarning
-from mlglm.core.adequacy import (AUTO_LLF_TOL, AUTO_SE_FRACTION, LLF_WARN, SD_RELATIVE,
+from mlglm.core.fit.adequacy import (AUTO_LLF_TOL, AUTO_SE_FRACTION, LLF_WARN, SD_RELATIVE,
                                  SE_FRACTION, auto_schedule, check_points)
-from mlglm.core.optimize import _second_start
+from mlglm.core.fit.optimize import _second_start
 from mlglm.datasets import simulate_glmm
 
 #: issue 13's hard regime: intercept SD 8, slope SD 1, correlation -0.25
@@ -67,7 +67,7 @@ def test_hard_data_with_too_few_points_warns_with_advice():
 def test_boundary_groups_counts_all_0_all_1_and_all_zero_counts():
     """The diagnostic named in the warning, against hand counts: binomial with trials
     (groups a: 0 of 5 and 0 of 3; b: 2 of 2 and 4 of 4; c: mixed) and Poisson (a zero)."""
-    from mlglm.fit_checks import boundary_groups
+    from mlglm.design.fit_checks import boundary_groups
     df = pd.DataFrame({"g": list("aabbccdd"), "y": [0, 0, 2, 4, 1, 0, 3, 3],
                        "m": [5, 3, 2, 4, 2, 2, 3, 5], "x": np.arange(8.0)})
     df["f"] = df.y / df.m

@@ -506,7 +506,7 @@ def test_poisson_random_slope_fit_does_not_abort(seed):
     the warm start only where it beats u = 0"): on these ordinary simulated data sets
     (make_data(7), make_data(2024): 40 groups of 10-40 rows, Poisson counts with
     exposure, correlated random intercept and slope) ``fit()`` raised
-    mlglm.core.modes.ModeFailure ("conditional modes did not converge in 100 Newton
+    mlglm.core.engines.blockdiag.modes.ModeFailure ("conditional modes did not converge in 100 Newton
     steps") instead of returning a fit. The BFGS line search visited a point where a
     diagonal element of Lambda had flipped sign and grown (Lambda_11: -0.14 -> -3.69);
     the inner Newton iteration, warm-started from the modes of the previous point, began

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 import mlglm
-from mlglm.core.family import Family
+from mlglm.core.spec.family import Family
 from mlglm.datasets import simulate_glmm
 
 DOCUMENTED = (mlglm.MixedGLMInputError, mlglm.FormulaError, mlglm.FitError)

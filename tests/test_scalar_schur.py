@@ -1,5 +1,5 @@
 """Crossed scalar terms: the fixed-map Schur update and the trace-identity gradient
-(:mod:`mlglm.core.scalar_schur`) against the general blocked path and central differences.
+(:mod:`mlglm.core.engines.crossed.scalar_schur`) against the general blocked path and central differences.
 
 The general path (sparse product L_D1 L_D1', selected inverse on the pattern) is the
 oracle here; it is itself checked against the dense multivariate normal density in
@@ -9,13 +9,13 @@ order (1e-12 relative); gradients to GRAD_RTOL (tolerances.py).
 import numpy as np
 import pytest
 
-from mlglm.core.blocked import BlockedStructure
-from mlglm.core.crossprod import CrossPlan
-from mlglm.core.covpattern import unstructured
-from mlglm.core.lmm_multi import (conditional_effects, multi_lmm_evaluate, multi_lmm_fit,
+from mlglm.core.engines.crossed.blocked import BlockedStructure
+from mlglm.core.engines.crossed.crossprod import CrossPlan
+from mlglm.core.spec.covpattern import unstructured
+from mlglm.core.engines.lmm.blocked import (conditional_effects, multi_lmm_evaluate, multi_lmm_fit,
                                   multi_lmm_stats)
-from mlglm.core.scalar_schur import LAM_MIN, scalar_schur
-from mlglm.core.terms import ReTerm, ReTerms
+from mlglm.core.engines.crossed.scalar_schur import LAM_MIN, scalar_schur
+from mlglm.core.spec.terms import ReTerm, ReTerms
 from tolerances import GRAD_ATOL, GRAD_RTOL
 
 SAME_RTOL = 1e-12

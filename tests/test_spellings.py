@@ -18,7 +18,7 @@ import pytest
 import statsmodels.api as sm
 
 import mlglm
-from mlglm.core.objective import MarginalLoglik
+from mlglm.core.engines.blockdiag.objective import MarginalLoglik
 
 SPELLING_LLF_TOL = 1e-8
 

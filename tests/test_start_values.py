@@ -23,7 +23,7 @@ import pytest
 
 import mlglm
 from mlglm import MixedGLMInputError
-from mlglm.core import optimize
+from mlglm.core.fit import optimize
 from tolerances import REFIT_LLF_ATOL, REFIT_PARAM_ATOL
 
 D = mlglm.datasets
@@ -140,18 +140,21 @@ def test_lmm_optimiser_leaves_zero_and_negative_starts(formula, load):
         assert fit.llf == pytest.approx(ref.llf, abs=REFIT_LLF_ATOL)
 
 
-def test_profile_refuses_a_fit_left_on_the_boundary(monkeypatch):
+@pytest.mark.parametrize("name, row", [("cbpp", "sd(Intercept)"),
+                                       ("grouseticks_crossed", "sd(Intercept | BROOD)")])
+def test_profile_refuses_a_fit_left_on_the_boundary(monkeypatch, name, row):
     """A fit left at variance 0 where the maximum is inside (the optimiser's boundary
     check switched off, as before the fix) is not at the maximum: profiling it finds a
     higher log-likelihood and refuses, as lme4 does ("profiling detected new, lower
-    deviance"), instead of intervals that exclude the estimate."""
+    deviance"), instead of intervals that exclude the estimate. One term and several
+    (one profile code for both)."""
     monkeypatch.setattr(optimize, "_leave_boundary", lambda obj, res, *a, **k: (res, False),
                         raising=False)
-    ref = _fit("cbpp")
+    ref = _fit(name)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         stuck = ref.model.fit(start_params=_start(ref, 0.0))
     assert stuck.llf < ref.llf - 1.0
-    # mlglm.profile.ProfileError, a RuntimeError
+    # mlglm.inference.profile.ProfileError, a RuntimeError
     with pytest.raises(RuntimeError, match="profiling found a higher log-likelihood"):
-        stuck.intervals(method="profile", which=["sd(Intercept)"])
+        stuck.intervals(method="profile", which=[row])

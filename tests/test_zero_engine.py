@@ -1,6 +1,6 @@
 """The one-term engine of zero-inflated, hurdle and beta GLMMs (issue 23):
-``mlglm.core.objective_aux.AuxiliaryLoglik`` and the safeguarded inner Newton
-(``mlglm.core.modes_safeguarded``).
+``mlglm.core.engines.blockdiag.objective_aux.AuxiliaryLoglik`` and the safeguarded inner Newton
+(``mlglm.core.engines.blockdiag.modes_safeguarded``).
 
 * At glmmTMB's reported parameters (``tests/reference/zi_open.json``, made by
   ``tests/reference/references_zi.R`` with glmmTMB 1.1.5) the engine's Laplace
@@ -16,19 +16,19 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mlglm.core.aghq import aghq_loglik
-from mlglm.core.families_auxiliary import BoundAuxiliaryKernel
-from mlglm.core.families_beta import BetaLogit
-from mlglm.core.families_zero import HurdleNB2, ZeroInflatedNB2, ZeroInflatedPoisson
-from mlglm.core.covpattern import unstructured
-from mlglm.core.crossprod import CrossPlan
-from mlglm.core.grouping import make_grouped_data
-from mlglm.core.laplace_multi import multi_modes
-from mlglm.core.laplace_multi_aux import safeguarded_multi_modes
-from mlglm.core.modes import ModeFailure, conditional_modes
-from mlglm.core.modes_safeguarded import safeguarded_modes
-from mlglm.core.objective_aux import AuxiliaryLoglik
-from mlglm.core.terms import ReTerm, ReTerms
+from mlglm.core.engines.blockdiag.aghq import aghq_loglik
+from mlglm.core.spec.families_auxiliary import BoundAuxiliaryKernel
+from mlglm.core.spec.families_beta import BetaLogit
+from mlglm.core.spec.families_zero import HurdleNB2, ZeroInflatedNB2, ZeroInflatedPoisson
+from mlglm.core.spec.covpattern import unstructured
+from mlglm.core.engines.crossed.crossprod import CrossPlan
+from mlglm.core.engines.blockdiag.grouping import make_grouped_data
+from mlglm.core.engines.crossed.objective import multi_modes
+from mlglm.core.engines.crossed.objective_aux import safeguarded_multi_modes
+from mlglm.core.engines.blockdiag.modes import ModeFailure, conditional_modes
+from mlglm.core.engines.blockdiag.modes_safeguarded import safeguarded_modes
+from mlglm.core.engines.blockdiag.objective_aux import AuxiliaryLoglik
+from mlglm.core.spec.terms import ReTerm, ReTerms
 from test_zero_families import CASES, _case
 from tolerances import EXACT_RTOL, GRAD_ATOL, GRAD_RTOL, LLF_AT_PARAMS_RTOL, ORACLE_RTOL
 from zi_oracle import marginal_loglik

@@ -1,7 +1,7 @@
 """Kernels of the zero-inflated, hurdle and beta families (issue 23) and the naive oracle.
 
-* ``mlglm.core.families_zero`` (ZI Poisson/NB2, Poisson/NB2 hurdle) and
-  ``mlglm.core.families_beta``: every derivative in (eta, a, t) against central
+* ``mlglm.core.spec.families_zero`` (ZI Poisson/NB2, Poisson/NB2 hurdle) and
+  ``mlglm.core.spec.families_beta``: every derivative in (eta, a, t) against central
   differences of the next lower order, at y = 0, large counts and extreme eta; the
   densities sum/integrate to 1; the full log-density against scipy.stats (through the
   oracle's ``row_logpdf``); score identities (E d1 = 0, E d1^2 = E d2 = the Fisher
@@ -28,8 +28,8 @@ from scipy import integrate, special
 
 import mlglm
 from conftest import reference_path
-from mlglm.core.families_beta import BetaLogit
-from mlglm.core.families_zero import (HurdleNB2, HurdlePoisson, ZeroInflatedNB2,
+from mlglm.core.spec.families_beta import BetaLogit
+from mlglm.core.spec.families_zero import (HurdleNB2, HurdlePoisson, ZeroInflatedNB2,
                                       ZeroInflatedPoisson)
 from tolerances import FAMILY_FD_ATOL, FAMILY_FD_RTOL, LLF_AT_PARAMS_RTOL, ORACLE_RTOL
 from zi_oracle import design_from_names, group_loglik, marginal_loglik, row_logpdf

@@ -24,9 +24,9 @@ import pytest
 
 import mlglm
 from conftest import reference_path
-from mlglm.core.families_zero import ZERO_KERNELS
-from mlglm.core.laplace_multi_aux import AuxiliaryMultiLaplace
-from mlglm.data_checks import MixedGLMInputError
+from mlglm.core.spec.families_zero import ZERO_KERNELS
+from mlglm.core.engines.crossed.objective_aux import AuxiliaryMultiLaplace
+from mlglm import MixedGLMInputError
 from zi_oracle import row_logpdf
 
 #: issue 23's bounds against glmmTMB (optimiser outputs): the maximised llf at or above

@@ -2,7 +2,7 @@
 intercept (issue 23): Python loops over groups, scipy.stats densities, scipy.optimize
 for the conditional mode, finite differences for its curvature, scipy.integrate for the
 exact integral. It imports nothing from ``mlglm``, so the kernels of
-``mlglm.core.families_zero`` / ``families_beta`` and the engines built on them can be
+``mlglm.core.spec.families_zero`` / ``families_beta`` and the engines built on them can be
 checked against it.
 
 Model. Row i of group j: eta_i = x_i' beta + b_j, a_i = x_zi,i' gamma,

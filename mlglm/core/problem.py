@@ -5,30 +5,29 @@ A model (``MixedGLM``) turns formulas and data into arrays once; a
 offset, the random-effects terms, the family kernel (None for the exact
 Gaussian model), the prior weights, whether the fit estimates the kernel's
 dispersion -- and hands out the engines: the marginal log-likelihood as an
-:class:`~mlglm.core.objective.Objective` for any nagq, or the exact LMM fit.
+:class:`~mlglm.core.fit.objective.Objective` for any nagq, or the exact LMM fit.
 Fitting, profiling, the bootstrap (:meth:`Problem.with_response`: same design,
 new y), marginal predictions and simulation all start from it, so the
 model-to-core conversion is written once.
 
 The engine is chosen here and nowhere else, from the structure of the terms
-(:attr:`~mlglm.core.terms.ReTerms.kind`), however the model was spelled:
+(:attr:`~mlglm.core.spec.terms.ReTerms.kind`), however the model was spelled:
 
-=========  ==============================================  =========================
-kind       GLMM (Laplace, AGHQ)                            Gaussian LMM
-=========  ==============================================  =========================
-single     :class:`~mlglm.core.objective.MarginalLoglik`   :func:`~mlglm.core.lmm.lmm_fit`
-           (per-group q x q blocks; any nagq)              (per-group statistics)
-nested     :class:`~mlglm.core.nested.NestedObjective`     :func:`~mlglm.core.lmm_multi.multi_lmm_fit`
-           (tree elimination; any nagq)                    (blocked Cholesky)
-crossed    :class:`~mlglm.core.laplace_multi.MultiLaplace`  :func:`~mlglm.core.lmm_multi.multi_lmm_fit`
-           (blocked Cholesky; Laplace only)
-=========  ==============================================  =========================
+======= ============================================== =====================================
+kind    GLMM (Laplace, AGHQ)                           Gaussian LMM
+======= ============================================== =====================================
+single  ``engines.blockdiag.objective.MarginalLoglik`` ``engines.lmm.blockdiag.lmm_fit``
+        (per-group q x q blocks; any nagq)             (per-group statistics)
+nested  ``engines.nested.objective.NestedObjective``   ``engines.lmm.blocked.multi_lmm_fit``
+        (tree elimination; any nagq)                   (blocked Cholesky)
+crossed ``engines.crossed.objective.MultiLaplace``     ``engines.lmm.blocked.multi_lmm_fit``
+        (blocked Cholesky; Laplace only)
+======= ============================================== =====================================
 
 Zero-inflated, hurdle and beta families (a kernel with auxiliary predictors,
-:mod:`mlglm.core.families_auxiliary`) are fitted by
-:class:`~mlglm.core.objective_aux.AuxiliaryLoglik` with one term (Laplace and AGHQ) and
-:class:`~mlglm.core.laplace_multi_aux.AuxiliaryMultiLaplace` with several, nested or
-crossed (Laplace).
+``spec.families_auxiliary``) are fitted by ``engines.blockdiag.objective_aux.AuxiliaryLoglik``
+with one term (Laplace and AGHQ) and ``engines.crossed.objective_aux.AuxiliaryMultiLaplace``
+with several, nested or crossed (Laplace).
 
 The one-term engines are the fast special case of the general ones (they agree
 to 1e-10): 4-8 times faster for Laplace on one factor, up to 3 times for the LMM.
@@ -39,18 +38,18 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from .crossprod import CrossPlan
-from .errors import MixedGLMInputError
-from .families_auxiliary import AuxiliaryKernel
-from .grouping import make_grouped_data
-from .laplace_multi import MultiLaplace
-from .laplace_multi_aux import AuxiliaryMultiLaplace
-from .lmm import lmm_fit
-from .lmm_multi import multi_lmm_fit, multi_lmm_stats
-from .nested import NestedObjective
-from .objective import MarginalLoglik
-from .objective_aux import AuxiliaryLoglik
-from .terms import ReTerms
+from .engines.blockdiag.grouping import make_grouped_data
+from .engines.blockdiag.objective import MarginalLoglik
+from .engines.blockdiag.objective_aux import AuxiliaryLoglik
+from .engines.crossed.crossprod import CrossPlan
+from .engines.crossed.objective import MultiLaplace
+from .engines.crossed.objective_aux import AuxiliaryMultiLaplace
+from .engines.lmm.blockdiag import lmm_fit
+from .engines.lmm.blocked import multi_lmm_fit, multi_lmm_stats
+from .engines.nested.objective import NestedObjective
+from .spec.errors import MixedGLMInputError
+from .spec.families_auxiliary import AuxiliaryKernel
+from .spec.terms import ReTerms
 
 __all__ = ["Problem", "check_quadrature_structure"]
 
@@ -158,7 +157,7 @@ class Problem:
                             estimate_dispersion=self.estimate_dispersion)
 
     def fit_lmm(self, reml: bool = True, theta0=None):
-        """The exact Gaussian fit (a :class:`~mlglm.core.record.CoreFit`): one term by its
+        """The exact Gaussian fit (a :class:`~mlglm.core.spec.record.CoreFit`): one term by its
         per-group statistics, several by the blocked factorisation."""
         r = self.y - self.offset
         if self.terms.kind == "single":

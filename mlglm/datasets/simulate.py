@@ -19,8 +19,8 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-from ..core.family import FAMILY_NAMES, Distribution, distribution_named
-from ..sm_families import statsmodels_distribution
+from ..core.spec.family import FAMILY_NAMES, Distribution, distribution_named
+from ..design.sm_families import statsmodels_distribution
 
 __all__ = ["SimulatedGLMM", "simulate_glmm"]
 
@@ -235,7 +235,7 @@ def simulate_glmm(family: Any, n_groups: int, group_size: int | Sequence[int],
         trials = np.broadcast_to(np.asarray(n_trials), (nobs,)).astype(np.int64)
         if trials.min() < 1:
             raise ValueError("n_trials must be positive")
-    # the family's own draw (mlglm.core.family); the Gaussian's dispersion is sigma^2
+    # the family's own draw (mlglm.core.spec.family); the Gaussian's dispersion is sigma^2
     d = float(scale) ** 2 if dist.is_gaussian else dispersion
     y = dist.draw(mu, rng, 1 if trials is None else trials, d, 1.0)
     if dist.discrete:

@@ -4,7 +4,7 @@
 ``MixedGLM.from_formula(..., data=ddf)`` with a ``dask.dataframe.DataFrame``
 fit on the active ``distributed.Client`` (or ``client=``). This package is a
 plugin: ``from_formula`` recognises a Dask frame without importing dask and
-loads it on demand (:func:`mlglm.model.sharded_engine`), calling
+loads it on demand (:func:`mlglm.api.models.sharded_engine`), calling
 :func:`sharded_model`; nothing below imports it. The rows are
 shuffled once so that every top-level group lives whole in one partition,
 each worker keeps its partitions' designs and conditional modes in memory,
@@ -17,7 +17,7 @@ shards send back. Modules, from the front door down:
 * :mod:`.cluster` -- the shards as pinned futures, retries after lost workers, and
   :class:`ClusterTimeoutError` when the cluster has no workers at all;
 * :mod:`.shard` -- a shard on a worker; :mod:`.lmm` the Gaussian shard and fit (the
-  core's per-block sums, :mod:`mlglm.core.lmm_sums`, one factor or nested ones);
+  core's per-block sums, :mod:`mlglm.core.engines.lmm.sums`, one factor or nested ones);
 * :mod:`.objective` -- the sharded Objective the unchanged driver optimises;
 * :mod:`.results` -- results whose per-row outputs are Dask Series.
 

@@ -2,7 +2,7 @@
 
 :meth:`MixedGLM.from_formula` hands a Dask DataFrame to :func:`sharded_model`
 (it recognises one without importing dask and loads this package on demand,
-:func:`mlglm.model.sharded_engine`). Here the caller's names that the
+:func:`mlglm.api.models.sharded_engine`). Here the caller's names that the
 formulas use are captured (:func:`~mlglm.distributed.spec.formula_namespace`),
 the coding is learned from the whole data
 (:func:`~mlglm.distributed.spec.learn_spec`: categorical levels, missing
@@ -24,8 +24,8 @@ from __future__ import annotations
 import sys
 import warnings
 
-from ..data_checks import DataWarning, MixedGLMInputError, resolve_family
-from ..fit_checks import check_re_in_fixed
+from ..design.data_checks import DataWarning, MixedGLMInputError, resolve_family
+from ..design.fit_checks import check_re_in_fixed
 from .model import ShardedMixedGLM
 from .spec import _show, formula_namespace, learn_spec
 

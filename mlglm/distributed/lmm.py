@@ -4,26 +4,26 @@ One grouping factor or factors nested in the top-level one: every level of
 every factor lives in one shard (the shuffle keeps each top-level group
 whole, and a nested factor's levels lie inside top-level groups), so
 H = Lambda'Z'Z Lambda + I is block-diagonal over the shards and the profiled
-criterion is a sum of per-shard pieces (:mod:`mlglm.core.lmm_sums`; one
+criterion is a sum of per-shard pieces (:mod:`mlglm.core.engines.lmm.sums`; one
 factor is the case of one term). Each shard keeps the cross products of its
-rows (:class:`~mlglm.core.lmm_multi.MultiLMMStats`, formed once with the whole
+rows (:class:`~mlglm.core.engines.lmm.blocked.MultiLMMStats`, formed once with the whole
 data's OLS shift) and, at each theta, returns log|H_s|, a (p+1)^2 matrix and
 per term a q_k^2 and a q_k^2 (p+1)^2 array -- whatever its rows. The driver
 adds them up, forms the criterion and its exact gradient
-(:func:`~mlglm.core.lmm_sums.combine`), and runs the minimiser of the
-in-memory several-factor fit (:func:`~mlglm.core.lmm_multi.minimise_theta`)
+(:func:`~mlglm.core.engines.lmm.sums.combine`), and runs the minimiser of the
+in-memory several-factor fit (:func:`~mlglm.core.engines.lmm.blocked.minimise_theta`)
 from the same moment start, whose sums are additive over shards too. One
 round per evaluation; the result is the core's
-:class:`~mlglm.core.record.CoreFit` (:func:`~mlglm.core.lmm_multi.package_fit`).
+:class:`~mlglm.core.spec.record.CoreFit` (:func:`~mlglm.core.engines.lmm.blocked.package_fit`).
 """
 from __future__ import annotations
 
 import numpy as np
 
-from ..core.crossprod import level_sums, outer_rows
-from ..core.lmm_multi import (minimise_theta, moment_sums, moment_theta, multi_lmm_stats,
+from ..core.engines.crossed.crossprod import level_sums, outer_rows
+from ..core.engines.lmm.blocked import (minimise_theta, moment_sums, moment_theta, multi_lmm_stats,
                               package_fit)
-from ..core.lmm_sums import block_effects, block_sums, combine
+from ..core.engines.lmm.sums import block_effects, block_sums, combine
 from .shard import Shard
 
 __all__ = ["LMMShard", "sharded_lmm_fit"]
@@ -67,7 +67,7 @@ class LMMShard(Shard):
         return self.stats
 
     def pieces(self, theta, beta_ols):
-        """This shard's :class:`~mlglm.core.lmm_sums.BlockSums` at theta (None if empty)."""
+        """This shard's :class:`~mlglm.core.engines.lmm.sums.BlockSums` at theta (None if empty)."""
         if self.empty:
             return None
         return block_sums(theta, self._stats(beta_ols))
@@ -105,7 +105,7 @@ def sharded_lmm_fit(shards, placement, terms, n, p, reml=True, gtol=1e-8, progre
     """Fit the Gaussian LMM on the shards (module docstring).
 
     ``terms`` are the driver's random-effects terms (patterns, theta layout);
-    returns a :class:`~mlglm.core.record.CoreFit` with the random effects
+    returns a :class:`~mlglm.core.spec.record.CoreFit` with the random effects
     in ``placement``'s global level order.
     """
     ols = [o for o in shards.map("ols_pieces", what="OLS shift") if o is not None]

@@ -1,6 +1,6 @@
 """The driver's model object of a sharded fit: :class:`ShardedMixedGLM`.
 
-It is an ordinary :class:`~mlglm.model.MixedGLM` built by ``from_formula`` on
+It is an ordinary :class:`~mlglm.api.models.MixedGLM` built by ``from_formula`` on
 a *template* -- the first rows of the data, with the whole data's categorical
 levels pinned (:mod:`mlglm.distributed.spec`) -- so names, formula, patsy
 design information and the random-effects terms are exactly those of the
@@ -33,10 +33,10 @@ import time
 import numpy as np
 import pandas as pd
 
-from ..core.terms import ReTerm, ReTerms
-from ..data_checks import MixedGLMInputError
-from ..mixedlm_view import single_term, term_labels
-from ..model import MixedGLM
+from ..core.spec.terms import ReTerm, ReTerms
+from ..design.data_checks import MixedGLMInputError
+from ..design.mixedlm_view import single_term, term_labels
+from ..api.models import MixedGLM
 from .cluster import ClusterTimeoutError, ShardSet
 from .lmm import LMMShard, sharded_lmm_fit
 from .objective import Placement, ShardedObjective

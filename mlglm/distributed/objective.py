@@ -3,8 +3,8 @@
 With one grouping factor, or factors nested in a top-level one, log L, its
 gradient, the beta information and the GLM start's sums are sums over
 top-level groups, hence over shards. :class:`ShardedObjective` is the
-:class:`~mlglm.core.objective.Objective` the unchanged driver
-(:func:`~mlglm.core.optimize.fit_glmm`) optimises: every call sends x to the
+:class:`~mlglm.core.fit.objective.Objective` the unchanged driver
+(:func:`~mlglm.core.fit.optimize.fit_glmm`) optimises: every call sends x to the
 shards (:class:`~mlglm.distributed.cluster.ShardSet`) and adds up what comes
 back -- a value and a vector of length p + n_theta per shard, in one message
 per worker thread -- so the optimiser, its preconditioner, Newton polish and
@@ -36,9 +36,9 @@ import time
 
 import numpy as np
 
-from ..core.objective import Objective
-from ..core.optimize import glm_newton, solve_sym
-from ..data_checks import MixedGLMInputError
+from ..core.fit.objective import Objective
+from ..core.fit.glm_fit import glm_newton, solve_sym
+from ..design.data_checks import MixedGLMInputError
 from .spec import _sorted_index
 
 __all__ = ["ShardedObjective", "Placement"]
@@ -211,7 +211,7 @@ class ShardedObjective(Objective):
     # ---------------------------------------------------------------- start
     def dispersion_moments(self, beta) -> np.ndarray:
         """The dispersion start's row sums, added over the shards (each shard's objective
-        computes its own, :meth:`mlglm.core.objective.Objective.dispersion_moments`)."""
+        computes its own, :meth:`mlglm.core.fit.objective.Objective.dispersion_moments`)."""
         parts = [o for o in self.shards.map("dispersion_moments", self.nagq, beta,
                                             what="dispersion start") if o is not None]
         return np.sum(parts, axis=0)
@@ -219,7 +219,7 @@ class ShardedObjective(Objective):
     def glm_beta(self, log_dispersion=None) -> np.ndarray:
         """:meth:`Objective.glm_beta` from per-shard sums: the in-memory start's least
         squares (one round of X'WX, X'W(z - offset)), then the same Newton iteration
-        (:func:`~mlglm.core.optimize.glm_newton`), each trial point one round of (kernel
+        (:func:`~mlglm.core.fit.glm_fit.glm_newton`), each trial point one round of (kernel
         sum, X'd1, X'D2X) (the kernel at ``log_dispersion`` when given). With
         :meth:`dispersion_moments` all :meth:`Objective.start` needs."""
         def at(beta):

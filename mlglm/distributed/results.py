@@ -27,16 +27,16 @@ from scipy import stats
 from statsmodels.base import wrapper as wrap
 from statsmodels.tools._decorators import cache_readonly
 
-from ..data_checks import is_dask_frame
-from ..intervals import _frame
-from ..profile import natural_names, natural_values
-from ..results import MixedGLMResults, MixedGLMResultsWrapper
+from ..design.data_checks import is_dask_frame
+from ..inference.intervals import interval_frame
+from ..inference.profile import natural_names, natural_values
+from ..results.results import MixedGLMResults, MixedGLMResultsWrapper
 
 __all__ = ["ShardedMixedGLMResults", "sharded_results"]
 
 
 def sharded_results(model, fitted, extreme_rows: int = 0):
-    """Package a sharded fit (its :class:`~mlglm.core.record.CoreFit`) as
+    """Package a sharded fit (its :class:`~mlglm.core.spec.record.CoreFit`) as
     :class:`ShardedMixedGLMResults`."""
     return ShardedMixedGLMResultsWrapper(ShardedMixedGLMResults(model, fitted, extreme_rows))
 
@@ -170,14 +170,14 @@ class ShardedMixedGLMResults(MixedGLMResults):
         information of the REML criterion re-evaluated from rows (profile
         machinery), which a sharded fit does not hold: reported as not available."""
         est = natural_values(self)
-        fe, sd, cor = natural_names(self)
+        fe, re, extra = natural_names(self.model)
         z = stats.norm.ppf(0.5 + level / 2.0)
         cov = np.asarray(self.cov_params(), dtype=float)
         rows = [(name, est[name] - z * np.sqrt(cov[i, i]), est[name] + z * np.sqrt(cov[i, i]),
                  "Wald") for i, name in enumerate(fe)]
         rows += [(name, np.nan, np.nan, "not available (sharded fit)")
-                 for name in sd + cor + ["sigma"]]
-        out = _frame(rows, est, level)
+                 for name in re + extra]
+        out = interval_frame(rows, est, level)
         return out if which is None else out.loc[list(which)]
 
     def simulate(self, *args, **kwargs):

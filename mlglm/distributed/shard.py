@@ -44,7 +44,7 @@ import numpy as np
 import pandas as pd
 from distributed.diagnostics.plugin import WorkerPlugin
 
-from ..prediction import group_cross, row_curvature
+from ..results.prediction import group_cross, row_curvature
 
 __all__ = ["Shard", "ShardInfo", "ShardHandle", "ShardLost", "ShardJanitor", "build_shard",
            "call_many"]
@@ -271,11 +271,11 @@ class Shard:
 
     def group_zwx(self, beta, labels, b, dispersion, scale):
         """Per level of this shard's first random-effects term (the model's one term),
-        Z_j'W_j X_j at the estimates: W (:func:`mlglm.prediction.row_curvature`) at
+        Z_j'W_j X_j at the estimates: W (:func:`mlglm.results.prediction.row_curvature`) at
         eta = offset + X beta + z'b_j, b_j the fit's conditional mode of the level (``b``
         in the order of the global ``labels``). Returns (this shard's levels,
         (J_s, q, p)); the driver turns them into the modes' sensitivity to beta
-        (:func:`mlglm.prediction.mode_sensitivity`)."""
+        (:func:`mlglm.results.prediction.mode_sensitivity`)."""
         if self.empty:
             return None
         model = self.spec.local_model(self.rows)
@@ -290,7 +290,7 @@ class Shard:
     # ------------------------------------------------------- GLM start pieces
     def glm_initial(self, nagq):
         """(X'WX, X'W(z - offset)) with z the transformed response of
-        :func:`mlglm.core.optimize.glm_start` (W the prior weights, if any)."""
+        :func:`mlglm.core.fit.glm_fit.glm_start` (W the prior weights, if any)."""
         obj = self.objective(nagq) if not self.empty else None
         if obj is None:
             return None

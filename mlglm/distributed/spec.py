@@ -12,7 +12,7 @@ driver -- exactly as the in-memory fit of the collected frame would code them:
 * a pandas categorical column keeps its categories' order (the union of the
   partitions' categories in order of first appearance, which is what
   ``ddf.compute()`` holds), less the categories no row uses (dropped at fit
-  time in memory too, :func:`mlglm.data_checks.drop_unused_levels`);
+  time in memory too, :func:`mlglm.design.data_checks.drop_unused_levels`);
 * any other column (strings, objects, numbers in ``C(x)``) gets its levels
   sorted, as patsy sorts them; bool columns have the levels (False, True).
 
@@ -55,8 +55,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from ..data_checks import DataWarning, MixedGLMInputError, finite_mask
-from ..model import MixedGLM
+from ..design.data_checks import DataWarning, MixedGLMInputError, finite_mask
+from ..api.models import MixedGLM
 from .cluster import compute
 
 __all__ = ["DesignSpec", "learn_spec", "formula_namespace", "TEMPLATE_ROWS"]

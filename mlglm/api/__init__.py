@@ -1,0 +1,1 @@
+"""The front doors: the statsmodels model classes, lme4's glmer/lmer and helpers."""

@@ -1,0 +1,2 @@
+"""The engines that evaluate the marginal likelihood (GLMMs) or fit the exact LMM, one folder
+per structure of the random effects."""

@@ -1,0 +1,1 @@
+"""One term: per-group q x q blocks (Laplace and AGHQ)."""

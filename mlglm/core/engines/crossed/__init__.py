@@ -1,0 +1,1 @@
+"""Crossed factors: the blocked Cholesky factorisation (Laplace)."""

@@ -1,0 +1,1 @@
+"""Factors nested in one another: tree elimination (Laplace, AGHQ)."""

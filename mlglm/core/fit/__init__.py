@@ -1,0 +1,1 @@
+"""The optimiser's seam (Objective), the fit driver and the quadrature check."""

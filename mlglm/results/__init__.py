@@ -1,0 +1,2 @@
+"""The results object and its views: summary, prediction, residuals, random effects, ICC,
+pooling, plots."""
