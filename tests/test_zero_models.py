@@ -21,10 +21,12 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import optimize
 
 import mlglm
 from conftest import reference_path
 from mlglm.core.spec.families_zero import ZERO_KERNELS
+from mlglm.inference.profile import ProfileError
 from mlglm.core.engines.crossed.objective_aux import AuxiliaryMultiLaplace
 from mlglm import MixedGLMInputError
 from zi_oracle import row_logpdf
@@ -323,8 +325,6 @@ def test_predict_refusals(fits):
         zinb.marginal_params()
     with pytest.raises(NotImplementedError, match="standard errors"):
         zinb.get_prediction()
-    with pytest.raises(NotImplementedError, match="profile intervals"):
-        zinb.conf_int(method="profile")
     with pytest.raises(NotImplementedError, match="pooling"):
         zinb.compare_pooling()
 
@@ -516,3 +516,58 @@ def test_pickle_round_trip(fits):
     np.testing.assert_allclose(back.predict(d.iloc[:7], which="zero_prob", conditional=True),
                                res.predict(d.iloc[:7], which="zero_prob", conditional=True),
                                rtol=1e-12)
+
+
+def _constrained_max(obj, x_hat, i, value):
+    """max of the objective over x with x[i] = value: BFGS over the other coordinates
+    (scipy, from the fit), independent of the profiler."""
+    free = np.arange(x_hat.size) != i
+
+    def f(z):
+        x = x_hat.copy()
+        x[free], x[i] = z, value
+        obj.u, obj._last = None, None
+        v, g = obj.value_and_gradient(x)
+        return -v, -g[free]
+    r = optimize.minimize(f, x_hat[free], jac=True, method="BFGS", options={"gtol": 1e-7})
+    return -r.fun
+
+
+def test_profile_intervals_of_the_zero_part_and_theta():
+    # ZINB2 with a constant zero part: the profile limits of zi_Intercept (upper) and of
+    # log theta satisfy 2 (llf - max l | coordinate fixed) = 1.96^2 by an independent
+    # constrained maximisation; zi_Intercept's lower limit is -inf (pi -> 0 is the NB
+    # model, within the interval: the likelihood-ratio statistic stays below 3.84)
+    d = mlglm.datasets.load_salamanders()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = mlglm.glmer("count ~ mined + (1 | site)", d, family="negative_binomial",
+                          ziformula="~ 1")
+        prof = res.intervals(method="profile")
+    assert list(prof.index) == ["Intercept", "mined[T.no]", "sd(Intercept)", "zi_Intercept",
+                                "theta"]
+    assert prof.loc["zi_Intercept", "lower"] == -np.inf
+    obj = res.model.objective(1)
+    x_hat = np.asarray(res.outcome.x)
+    i_zi, i_t = x_hat.size - 2, x_hat.size - 1
+    z2 = 1.959963984540054 ** 2
+    up = prof.loc["zi_Intercept", "upper"]
+    assert 2 * (res.llf - _constrained_max(obj, x_hat, i_zi, up)) == pytest.approx(z2, abs=2e-3)
+    for side in ("lower", "upper"):
+        t = np.log(prof.loc["theta", side])
+        assert 2 * (res.llf - _constrained_max(obj, x_hat, i_t, t)) == \
+            pytest.approx(z2, abs=2e-3)
+    # the params-layout view
+    ci = res.conf_int(method="profile")
+    assert ci.loc["zi_Intercept", 1] == pytest.approx(up)
+
+
+def test_salamanders_zinb2_optimum_is_local_and_the_profile_says_so(fits):
+    # glmmTMB's ZINB2 estimates (and this fit, from the default start) are a local maximum:
+    # along zi_mined -> -inf (no structural zeros at unmined sites) and zi_sppDF -> -inf
+    # the log-likelihood rises to -814.758 (a fit started from the profile point found,
+    # observed). The profile finds a higher point and refuses to report intervals around
+    # the lower one.
+    res, _ = fits["sal_zinb2"]
+    with pytest.raises(ProfileError, match="higher log-likelihood than the fit"):
+        res.intervals(method="profile", which=["zi_mined[T.no]"])

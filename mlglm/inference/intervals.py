@@ -258,6 +258,9 @@ def params_conf_int(results, alpha=0.05, method="wald", **options) -> np.ndarray
             lim = rich.loc[name, ["lower", "upper"]].to_numpy(dtype=float) ** 2
             for k in e.effects:
                 out[pos[e.term][(k, k)]] = lim
+    names = list(model.data.param_names)
+    for name in results.zi_params.index:          # a zero part's coefficients, as they are
+        out[names.index(name)] = rich.loc[name, ["lower", "upper"]].to_numpy(dtype=float)
     if model.fam.estimates_dispersion:           # the dispersion is itself profiled
         out[-1] = rich.loc[model.fam.dispersion_name, ["lower", "upper"]].to_numpy(dtype=float)
     return out

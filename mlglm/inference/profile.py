@@ -14,13 +14,15 @@ How it is computed
 ------------------
 Parameters live in *working coordinates*
 
-    w = (beta [absent for "reml"], w_re, log sigma [Gaussian] or t [a GLMM's log dispersion]),
+    w = (beta [absent for "reml"], w_re, [gamma], log sigma [Gaussian] or t [a GLMM's log
+         dispersion]),
 
 w_re the natural-parameter coordinates of every term and covariance block
 (:class:`~mlglm.core.spec.natural_layout.NaturalLayout`: log s per effect -- per tied
 block one -- and atanh of the canonical partial correlations z within each
 unstructured block, :mod:`mlglm.core.spec.natural`), t = log theta or log phi (negative
-binomial, Gamma). They are unconstrained, and each quantity of interest -- a
+binomial, Gamma, beta), gamma the zero-part coefficients of a zero-inflated or hurdle
+model. They are unconstrained, and each quantity of interest -- a
 fixed effect, an SD, the first correlation of a block, the residual SD, the
 dispersion -- is one coordinate, or a fixed linear combination a'w (e.g.
 log s - log sigma for a Gaussian ICC). A correlation other than the first of its
@@ -172,6 +174,7 @@ class LikelihoodProblem:
     Attributes
     ----------
     dim : len(w).   n_beta : leading fixed-effect coordinates (0 for "reml").
+    n_zi : zero-part coefficients after w_re (zero-inflated and hurdle fits).
     n_sigma : 1 when w ends with log sigma or t, else 0.
     """
 
@@ -188,7 +191,13 @@ class LikelihoodProblem:
         self.n_beta = 0 if criterion == "reml" else self.p
         # one trailing coordinate: log sigma (Gaussian) or the log dispersion t (GLMM)
         self.n_sigma = 0 if criterion == "glmm" and not model.fam.estimates_dispersion else 1
-        self.dim = self.n_beta + layout.dim + self.n_sigma
+        self.n_zi = int(results.outcome.zi.size)
+        # zero-inflated, hurdle and beta likelihoods can have several local maxima along
+        # a profile (a zero part running off to -inf in one, not in the other): each
+        # profile point is maximised from the nearest solved point and from the optimum,
+        # and the higher kept
+        self.multistart = bool(model.fam.auxiliary)
+        self.dim = self.n_beta + layout.dim + self.n_zi + self.n_sigma
         problem = model.problem
         if criterion == "glmm":
             self.obj = problem.objective(results.nagq or 1)
@@ -222,12 +231,12 @@ class LikelihoodProblem:
         log_sigma = w[-1] if self.n_sigma else 0.0
         return beta, w_re, log_sigma
 
-    def pack(self, beta, Sigmas, sigma2=None, min_sd=1e-5) -> np.ndarray:
-        """w of (beta, Sigma_k per term (absolute), sigma^2 -- or, for a GLMM with a
-        dispersion, the dispersion itself); SDs floored at ``min_sd`` (a zero SD has
-        no log)."""
+    def pack(self, beta, Sigmas, sigma2=None, min_sd=1e-5, zi=()) -> np.ndarray:
+        """w of (beta, Sigma_k per term (absolute), the zero part ``zi``, sigma^2 -- or,
+        for a GLMM with a dispersion, the dispersion itself); SDs floored at ``min_sd``
+        (a zero SD has no log)."""
         parts = [np.asarray(beta, float)[:self.n_beta],
-                 self.layout.to_working(Sigmas, min_sd, CORR_LIMIT)]
+                 self.layout.to_working(Sigmas, min_sd, CORR_LIMIT), np.asarray(zi, float)]
         if self.n_sigma:
             parts.append([np.log(sigma2) if self.criterion == "glmm" else 0.5 * np.log(sigma2)])
         return np.concatenate(parts)
@@ -237,11 +246,14 @@ class LikelihoodProblem:
         sigma2 = None
         if self.n_sigma:
             sigma2 = results.dispersion if self.criterion == "glmm" else results.scale
-        return self.pack(results.fe_params, term_Sigmas(results), sigma2)
+        return self.pack(results.fe_params, term_Sigmas(results), sigma2,
+                         zi=results.outcome.zi)
 
     def _x(self, beta, theta, w):
-        """x = (beta, theta[, t]) of the objective."""
-        return np.concatenate([beta, theta] + ([w[-1:]] if self.n_sigma else []))
+        """x = (beta, theta[, gamma][, t]) of the objective."""
+        k = self.n_beta + self.layout.dim
+        return np.concatenate([beta, theta, w[k:k + self.n_zi]]
+                              + ([w[-1:]] if self.n_sigma else []))
 
     # ------------------------------------------------------------- functions
     def value(self, w) -> float:
@@ -384,8 +396,11 @@ class Profiler:
             w0 = w0 + (Ha * d / (a @ Ha) if abs(d) <= 4 * se else a * d / (a @ a))
             if not np.isfinite(self.problem.value(w0)):
                 continue
-            w, ll = self._maximise(w0, a, c)
-            break
+            w_k, ll_k = self._maximise(w0, a, c)
+            if ll_k > ll:
+                w, ll = w_k, ll_k
+            if not self.problem.multistart:
+                break
         self.n_fits += 1
         if ll > self.ll_hat + PROFILE_GAIN_TOL:
             _not_at_maximum(ll, self.ll_hat, f"a profile point (working coordinate {c:.6g})")
@@ -456,7 +471,7 @@ def profile_limits(prof, idx: int, kind: str, z_crit: float):
     cut-off up to the limit)."""
     a = np.zeros(prof.w_hat.size)
     a[idx] = 1.0
-    if kind == "beta":
+    if kind in ("beta", "zi"):          # a fixed effect of the mean or of the zero part
         return _interval(prof, a, z_crit, None, None, lambda c, _s: float(c))
     if kind == "sd":
         return _interval(prof, a, z_crit, prof.w_hat[idx] - SD_ZERO_SHIFT, None,
@@ -523,7 +538,8 @@ def profile_conf_int(results, level=0.95, which=None, criterion=None) -> pd.Data
     gaussian = model.fam.is_gaussian
     z_crit = stats.norm.ppf(0.5 + level / 2.0)
     fe, re, extra = natural_names(model)       # extra: ["sigma"], [dispersion name] or []
-    labels = fe + re + extra
+    zi = [str(n) for n in results.zi_params.index]      # a zero part's coefficients
+    labels = fe + re + zi + extra
     wanted = None if which is None else set(which)
     if wanted is not None and wanted - set(labels):
         raise ValueError(f"unknown parameter(s) {sorted(wanted - set(labels))}; choose from "
@@ -536,7 +552,7 @@ def profile_conf_int(results, level=0.95, which=None, criterion=None) -> pd.Data
         if criterion == "reml" and results.method != "reml":
             raise ValueError("criterion='reml' needs a REML fit")
         var_crit = criterion
-    estimates = natural_values(results)
+    estimates = pd.concat([natural_values(results), results.zi_params])
     rows, n_fits = {}, 0
 
     def run(layout, crit, jobs):
@@ -567,6 +583,7 @@ def profile_conf_int(results, level=0.95, which=None, criterion=None) -> pd.Data
             jobs.append((name, idx, e.kind))
         else:
             permuted.append((j, name))
+    jobs += [(n, ident.dim + i, "zi") for i, n in enumerate(zi) if want(n)]
     if extra and want(extra[0]):
         jobs.append((extra[0], -1, "sigma"))     # log sigma or log dispersion: exp back
     run(ident, var_crit, jobs)

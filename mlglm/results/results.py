@@ -448,8 +448,6 @@ class MixedGLMResults(MixedLMResults):
         """
         if not isinstance(method, str) and cols is None:    # statsmodels' (alpha, cols)
             method, cols = "wald", method
-        if method == "profile":
-            self._not_with_auxiliary("profile intervals")
         if ddf is not None:
             if method != "wald":
                 raise ValueError("ddf= is for Wald intervals (method='wald')")
@@ -483,8 +481,6 @@ class MixedGLMResults(MixedLMResults):
         factor, one ``sd`` per tied block) with columns ``estimate``, ``lower``,
         ``upper``, ``interval``.
         """
-        if method == "profile":
-            self._not_with_auxiliary("profile intervals")
         return intervals_table(self, level=level, method=method, which=which, n_boot=n_boot,
                         seed=seed, n_jobs=n_jobs, progress=progress, boot=boot,
                         criterion=criterion)
@@ -553,8 +549,8 @@ class MixedGLMResults(MixedLMResults):
         fam = self.model.fam
         if fam.auxiliary:
             raise NotImplementedError(f"{what} is not available for {fam.label} models yet; "
-                                      "Wald and bootstrap intervals, predict(), simulate() and "
-                                      "response and Pearson residuals are")
+                                      "Wald, profile and bootstrap intervals, predict(), "
+                                      "simulate() and response and Pearson residuals are")
 
     def summary(self, alpha=0.05, ddf=None, **kwargs):
         """statsmodels ``Summary``: header, fixed effects, random effects.
