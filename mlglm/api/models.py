@@ -553,8 +553,8 @@ class MixedGLM(MixedLMSetup, MixedLM):
         return max(int(np.bincount(np.asarray(t.codes)).max()) for t in self.re_terms)
 
     def loglike(self, params, method="laplace", nagq=None):
-        """Marginal log-likelihood at ``params`` = (fe_params, vech(cov_re) [per term]),
-        constants included.
+        """Marginal log-likelihood at ``params`` = (fe_params, vech(cov_re) [per term][, the
+        zero part's coefficients][, dispersion]), constants included.
 
         ``vech`` is the row-major lower triangle, the order of ``results.params``.
         """
@@ -586,8 +586,8 @@ class MixedGLM(MixedLMSetup, MixedLM):
             log-likelihood shifts (``results.optim.quadrature_check``, shown in
             the summary).
         reml : Gaussian only; same as method="reml"/"ml".
-        start_params : (fe_params, vech(cov_re)[, dispersion]) to start from (GLMMs; the
-            Gaussian model optimises from its own start). A variance of 0 is a legal
+        start_params : (fe_params, vech(cov_re)[, zero part][, dispersion]) to start from
+            (GLMMs; the Gaussian model optimises from its own start). A variance of 0 is a legal
             start: the log-likelihood is even in each random effect's column of the
             covariance factor, so its gradient there is exactly 0, and the fit probes
             just inside the boundary and restarts from inside when that raises the
