@@ -173,6 +173,19 @@ def test_varcorr_of_uncorrelated_effects_shows_no_correlation(hsb):
     assert float(rows[2][1]) == pytest.approx(np.sqrt(res.cov_re.iloc[1, 1]), abs=1e-5)
 
 
+def test_update_refits_with_the_fits_own_model_class(contraception):
+    """update() rebuilds the model through the glmer/lmer code with the fit's own class
+    (issue 22: mlglm.design.lme4_front), so a BinomialMixedGLM stays one; it became a
+    plain MixedGLM (the front door's class) before."""
+    fit = mlglm.BinomialMixedGLM.from_formula("y ~ age + urban", contraception,
+                                              groups="district").fit()
+    small = fit.update("~ . - age")
+    assert type(small.model) is mlglm.BinomialMixedGLM
+    direct = mlglm.BinomialMixedGLM.from_formula("y ~ urban", contraception,
+                                                 groups="district").fit()
+    assert small.llf == pytest.approx(direct.llf, rel=1e-12)
+
+
 def test_update_keeps_every_block_of_a_term(hsb):
     """(1 | school) + (0 + cses | school) is one term with two blocks: update() rewrites
     it with both (it used to drop the slope: ``(1 || school)``) and refits the same model."""
