@@ -411,6 +411,49 @@ def test_pearson_residuals(fits):
                                mu * (1 - mu) / (1 + res.dispersion), rtol=1e-12)
 
 
+def test_beta_deviance_residuals_against_the_saturated_model(fits):
+    # the saturated model at the fitted phi, independently: per row, scipy's Brent
+    # (bounded) maximises scipy.stats.beta.logpdf over the mean, then
+    # d_i = 2 [max - l(y_i | mu_i)], r_i = sign(y_i - mu_i) sqrt(d_i)
+    from scipy import optimize, stats
+    res, _ = fits["beta_sim"]
+    y = np.asarray(res.model.endog, dtype=float)
+    mu = np.asarray(res.predict(which="mean", conditional=True))
+    phi = res.dispersion
+
+    def ll(m, yi):
+        return stats.beta.logpdf(yi, m * phi, (1 - m) * phi)
+    want = []
+    for yi, mi in zip(y, mu):
+        best = optimize.minimize_scalar(lambda m: -ll(m, yi), bounds=(1e-9, 1 - 1e-9),
+                                        method="bounded", options={"xatol": 1e-12})
+        sat = max(-best.fun, ll(yi, yi))
+        want.append(np.sign(yi - mi) * np.sqrt(max(2 * (sat - ll(mi, yi)), 0.0)))
+    want = np.array(want)
+    r = np.asarray(res.resid_deviance)
+    # observed: agreement to 1e-9 (Brent's tolerance in m, squared in l)
+    np.testing.assert_allclose(r, want, rtol=1e-6, atol=1e-6)
+    # the saturated mean is not y itself (betareg's shortcut): there the "deviance" can
+    # be negative on some rows
+    sat_at_y = np.array([ll(yi, yi) for yi in y])
+    assert np.any(sat_at_y < np.array([ll(mi, yi) for yi, mi in zip(y, mu)]))
+    assert np.all(np.isfinite(r)) and 0.5 < np.var(r) < 2.0
+
+
+@pytest.mark.parametrize("key", ["sal_zinb2", "sal_hurdle_nb2", "sal_zip"])
+def test_zero_part_models_refuse_deviance_residuals_with_the_reason(fits, key):
+    res, _ = fits[key]
+    with pytest.raises(NotImplementedError, match="not defined for zero-inflated and hurdle"
+                       ) as err:
+        res.resid_deviance
+    assert "resid_pearson" in str(err.value) and "resid_response" in str(err.value)
+    # the residuals that are offered: y - E y with the zero part
+    y = np.asarray(res.model.endog, dtype=float)
+    mean = np.asarray(res.predict(which="mean", conditional=True))
+    np.testing.assert_allclose(res.resid_response, y - mean, rtol=1e-12, atol=1e-12)
+    assert np.all(np.isfinite(res.resid_pearson))
+
+
 # ------------------------------------------------------------- several grouping factors
 def _multi_refs():
     path = reference_path("zi_multi.json")
