@@ -439,7 +439,8 @@ class AuxiliaryDistribution(Distribution):
     parametrisation, ``docs/zero_inflation_math.md``). The kernel classes are
     :mod:`mlglm.core.spec.families_zero` and :mod:`mlglm.core.spec.families_beta`; the engine is
     :class:`~mlglm.core.engines.blockdiag.objective_aux.AuxiliaryLoglik` (one grouping factor, Laplace and
-    AGHQ). The normalising constants are the kernel's (``row_constants``), the start
+    AGHQ; nested factors :mod:`mlglm.core.engines.nested.objective_aux`, crossed
+    :mod:`mlglm.core.engines.crossed.objective_aux`). The normalising constants are the kernel's (``row_constants``), the start
     the engine's. Means, variances and draws of these models involve the zero part and
     are not offered through the one-predictor methods of :class:`Distribution`.
     """
