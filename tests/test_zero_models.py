@@ -28,6 +28,7 @@ from conftest import reference_path
 from mlglm.core.spec.families_zero import ZERO_KERNELS
 from mlglm.inference.profile import ProfileError
 from mlglm.core.engines.crossed.objective_aux import AuxiliaryMultiLaplace
+from mlglm.core.engines.nested.objective_aux import AuxiliaryNested
 from mlglm import MixedGLMInputError
 from zi_oracle import row_logpdf
 
@@ -236,13 +237,10 @@ def test_zero_part_for_a_family_without_one(family):
         mlglm.glmer("y ~ mined + (1 | site)", d, family=family, ziformula="~ 1")
 
 
-def test_quadrature_with_several_factors_refused_with_the_reason():
+def test_quadrature_with_crossed_factors_refused_with_the_reason():
     d = _sal()
     with pytest.raises(MixedGLMInputError, match="crossed"):
         mlglm.glmer("count ~ mined + (1 | site) + (1 | spp)", d, family="poisson",
-                    ziformula="~ 1", nagq=5)
-    with pytest.raises(MixedGLMInputError, match="Laplace approximation .nagq=1. so far"):
-        mlglm.glmer("count ~ mined + (1 | site) + (1 | site:sample)", d, family="poisson",
                     ziformula="~ 1", nagq=5)
 
 
@@ -413,6 +411,49 @@ def test_pearson_residuals(fits):
                                mu * (1 - mu) / (1 + res.dispersion), rtol=1e-12)
 
 
+def test_beta_deviance_residuals_against_the_saturated_model(fits):
+    # the saturated model at the fitted phi, independently: per row, scipy's Brent
+    # (bounded) maximises scipy.stats.beta.logpdf over the mean, then
+    # d_i = 2 [max - l(y_i | mu_i)], r_i = sign(y_i - mu_i) sqrt(d_i)
+    from scipy import optimize, stats
+    res, _ = fits["beta_sim"]
+    y = np.asarray(res.model.endog, dtype=float)
+    mu = np.asarray(res.predict(which="mean", conditional=True))
+    phi = res.dispersion
+
+    def ll(m, yi):
+        return stats.beta.logpdf(yi, m * phi, (1 - m) * phi)
+    want = []
+    for yi, mi in zip(y, mu):
+        best = optimize.minimize_scalar(lambda m: -ll(m, yi), bounds=(1e-9, 1 - 1e-9),
+                                        method="bounded", options={"xatol": 1e-12})
+        sat = max(-best.fun, ll(yi, yi))
+        want.append(np.sign(yi - mi) * np.sqrt(max(2 * (sat - ll(mi, yi)), 0.0)))
+    want = np.array(want)
+    r = np.asarray(res.resid_deviance)
+    # observed: agreement to 1e-9 (Brent's tolerance in m, squared in l)
+    np.testing.assert_allclose(r, want, rtol=1e-6, atol=1e-6)
+    # the saturated mean is not y itself (betareg's shortcut): there the "deviance" can
+    # be negative on some rows
+    sat_at_y = np.array([ll(yi, yi) for yi in y])
+    assert np.any(sat_at_y < np.array([ll(mi, yi) for yi, mi in zip(y, mu)]))
+    assert np.all(np.isfinite(r)) and 0.5 < np.var(r) < 2.0
+
+
+@pytest.mark.parametrize("key", ["sal_zinb2", "sal_hurdle_nb2", "sal_zip"])
+def test_zero_part_models_refuse_deviance_residuals_with_the_reason(fits, key):
+    res, _ = fits[key]
+    with pytest.raises(NotImplementedError, match="not defined for zero-inflated and hurdle"
+                       ) as err:
+        res.resid_deviance
+    assert "resid_pearson" in str(err.value) and "resid_response" in str(err.value)
+    # the residuals that are offered: y - E y with the zero part
+    y = np.asarray(res.model.endog, dtype=float)
+    mean = np.asarray(res.predict(which="mean", conditional=True))
+    np.testing.assert_allclose(res.resid_response, y - mean, rtol=1e-12, atol=1e-12)
+    assert np.all(np.isfinite(res.resid_pearson))
+
+
 # ------------------------------------------------------------- several grouping factors
 def _multi_refs():
     path = reference_path("zi_multi.json")
@@ -499,7 +540,9 @@ def test_several_factor_gradient_against_central_differences(formula, family, zi
         res = mlglm.glmer(formula, mlglm.datasets.load_salamanders(), family=family,
                           ziformula=zi)
     obj = res.model.objective(1)
-    assert isinstance(obj, AuxiliaryMultiLaplace)
+    # crossed: the blocked factorisation; nested: the tree elimination
+    assert isinstance(obj, AuxiliaryNested if "site:sample" in formula else
+                      AuxiliaryMultiLaplace)
     x = np.asarray(res.outcome.x) + 0.05 * np.sin(np.arange(res.outcome.x.size) + 1.0)
     obj.u, obj._last, obj._pred = None, None, None
     g = obj.value_and_gradient(x)[1]

@@ -26,8 +26,9 @@ crossed ``engines.crossed.objective.MultiLaplace``     ``engines.lmm.blocked.mul
 
 Zero-inflated, hurdle and beta families (a kernel with auxiliary predictors,
 ``spec.families_auxiliary``) are fitted by ``engines.blockdiag.objective_aux.AuxiliaryLoglik``
-with one term (Laplace and AGHQ) and ``engines.crossed.objective_aux.AuxiliaryMultiLaplace``
-with several, nested or crossed (Laplace).
+with one term, ``engines.nested.objective_aux.AuxiliaryNested`` with nested factors
+(Laplace and AGHQ through every level) and ``engines.crossed.objective_aux.
+AuxiliaryMultiLaplace`` with crossed factors (Laplace).
 
 The one-term engines are the fast special case of the general ones (they agree
 to 1e-10): 4-8 times faster for Laplace on one factor, up to 3 times for the LMM.
@@ -47,6 +48,7 @@ from .engines.crossed.objective_aux import AuxiliaryMultiLaplace
 from .engines.lmm.blockdiag import lmm_fit
 from .engines.lmm.blocked import multi_lmm_fit, multi_lmm_stats
 from .engines.nested.objective import NestedObjective
+from .engines.nested.objective_aux import AuxiliaryNested
 from .spec.errors import MixedGLMInputError
 from .spec.families_auxiliary import AuxiliaryKernel
 from .spec.terms import ReTerms
@@ -135,12 +137,10 @@ class Problem:
             if kind == "single":
                 return AuxiliaryLoglik(self.family, self.grouped(columns), self.X_zi,
                                        nagq=nagq, pattern=self.terms[0].pattern)
+            if kind == "nested":       # Laplace and AGHQ by tree elimination
+                return AuxiliaryNested(self.family, self.y, self.X, self.offset, self.terms,
+                                       nagq, X_zi=self.X_zi)
             check_quadrature_structure(self.terms, nagq)
-            if nagq != 1:
-                raise MixedGLMInputError(
-                    "zero-inflated, hurdle and beta models with nested grouping factors are "
-                    f"fitted by the Laplace approximation (nagq=1) so far ({', '.join(self.terms.names)}); "
-                    "adaptive quadrature is offered for one grouping factor")
             return AuxiliaryMultiLaplace(self.family, self.y, self.X, self.offset, self.terms,
                                          self.plan, X_zi=self.X_zi)
         if kind == "single":

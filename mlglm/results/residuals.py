@@ -18,7 +18,13 @@ With y the response (successes out of m trials for binomial rows) and
   :math:`d_i = 2[y\log\frac{y}{m\mu} + (m-y)\log\frac{m-y}{m(1-\mu)}]` binomial,
   :math:`2[y\log\frac{y}{\mu} - (y+\theta)\log\frac{y+\theta}{\mu+\theta}]` negative
   binomial, :math:`2[(y-\mu)/\mu - \log(y/\mu)]` Gamma, :math:`(y-\mu)^2` Gaussian,
-  as ``sm.GLM``), :math:`0\log 0 = 0`.
+  as ``sm.GLM``), :math:`0\log 0 = 0`. Beta fits: :math:`d_i = 2[\max_m l(y_i\mid m,
+  \phi) - l(y_i\mid\mu_i, \phi)]` at the fitted precision (the saturated mean is unique:
+  l is strictly concave in the mean at fixed phi;
+  :func:`~mlglm.core.spec.families_beta.beta_unit_deviance`). Zero-inflated and hurdle
+  fits have none: saturating both the count mean and the zero part fits every zero
+  exactly, so there is no agreed unit deviance (glmmTMB, pscl and countreg offer none);
+  the error says so and points to the Pearson and response residuals.
 """
 from __future__ import annotations
 

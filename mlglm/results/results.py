@@ -550,7 +550,8 @@ class MixedGLMResults(MixedLMResults):
         if fam.auxiliary:
             raise NotImplementedError(f"{what} is not available for {fam.label} models yet; "
                                       "Wald, profile and bootstrap intervals, predict(), "
-                                      "simulate() and response and Pearson residuals are")
+                                      "simulate() and response and Pearson residuals (deviance "
+                                      "residuals for the beta) are")
 
     def summary(self, alpha=0.05, ddf=None, **kwargs):
         """statsmodels ``Summary``: header, fixed effects, random effects.

@@ -50,7 +50,7 @@ from scipy import special, stats
 
 from .families import (ETA_MAX, BinomialCloglog, BinomialLogit, BinomialProbit, Kernel,
                        PoissonLog, RowConstants, weight_product)
-from .families_beta import BetaLogit
+from .families_beta import BetaLogit, beta_unit_deviance
 from .families_dispersion import (GammaConstants, GammaInverse, GammaLog, NBConstants,
                                   NegativeBinomialLog)
 from .families_zero import HurdleNB2, HurdlePoisson, ZeroInflatedNB2, ZeroInflatedPoisson
@@ -439,7 +439,8 @@ class AuxiliaryDistribution(Distribution):
     parametrisation, ``docs/zero_inflation_math.md``). The kernel classes are
     :mod:`mlglm.core.spec.families_zero` and :mod:`mlglm.core.spec.families_beta`; the engine is
     :class:`~mlglm.core.engines.blockdiag.objective_aux.AuxiliaryLoglik` (one grouping factor, Laplace and
-    AGHQ). The normalising constants are the kernel's (``row_constants``), the start
+    AGHQ; nested factors :mod:`mlglm.core.engines.nested.objective_aux`, crossed
+    :mod:`mlglm.core.engines.crossed.objective_aux`). The normalising constants are the kernel's (``row_constants``), the start
     the engine's. Means, variances and draws of these models involve the zero part and
     are not offered through the one-predictor methods of :class:`Distribution`.
     """
@@ -484,14 +485,33 @@ def _draw_count(mu, theta, rng):
     return rng.negative_binomial(theta, theta / (theta + mu)).astype(float)
 
 
-class _ZeroInflated(AuxiliaryDistribution):
+#: why the zero-inflated and hurdle families have no deviance residuals (the
+#: NotImplementedError of ``unit_deviance``, the docs)
+NO_ZERO_PART_DEVIANCE = (
+    "deviance residuals are not defined for zero-inflated and hurdle models: the unit "
+    "deviance 2[l(y; saturated) - l(y; fitted)] needs a saturated model, and with two "
+    "predictors per row (the count mean and the zero part) saturating both fits every "
+    "zero exactly, so a zero's deviance is -2 log Pr(y = 0) whatever the count part says "
+    "and a positive count's mixes the zero part into the count model's deviance; there "
+    "is no agreed convention (glmmTMB, pscl and countreg offer none either). Use "
+    "resid_pearson ((y - E y) / sqrt(Var y) with the zero part, as glmmTMB's Pearson "
+    "residuals) or resid_response (y - E y); simulate() gives draws for simulation-based "
+    "residuals")
+
+
+class _CountWithZeroPart(AuxiliaryDistribution):
+    def unit_deviance(self, y, mu, m, d):
+        raise NotImplementedError(NO_ZERO_PART_DEVIANCE)
+
+
+class _ZeroInflated(_CountWithZeroPart):
     def draw_rows(self, mu, pi, d, rng):
         """A structural zero with probability pi, else a count of the count model."""
         y = _draw_count(mu, d, rng)
         return np.where(rng.uniform(size=np.shape(mu)) < pi, 0.0, y)
 
 
-class _Hurdle(AuxiliaryDistribution):
+class _Hurdle(_CountWithZeroPart):
     def draw_rows(self, mu, pi, d, rng):
         """0 with probability pi, else a draw of the zero-truncated count model by its
         inverse distribution function on (F(0), 1)."""
@@ -567,6 +587,12 @@ class BetaDistribution(AuxiliaryDistribution):
 
     def draw_rows(self, mu, pi, d, rng):
         return rng.beta(mu * d, (1.0 - mu) * d)
+
+    def unit_deviance(self, y, mu, m, d):
+        """2 [max_m l(y | m, phi) - l(y | mu, phi)] at the fitted precision phi = d
+        (:func:`~mlglm.core.spec.families_beta.beta_unit_deviance`: the saturated mean
+        per row is unique because l is strictly concave in the mean at fixed phi)."""
+        return beta_unit_deviance(y, mu, self._needs(d))
 
 
 BINOMIAL, POISSON, NEGATIVE_BINOMIAL, GAMMA, GAUSSIAN = (

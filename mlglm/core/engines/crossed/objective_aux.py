@@ -15,8 +15,10 @@ kernels of :mod:`mlglm.core.spec.families_auxiliary`, with x = (beta, theta, gam
   (plus the constants' derivative);
 * the start of :func:`~mlglm.core.engines.blockdiag.objective_aux.auxiliary_start`.
 
-Laplace only (crossed factors have no low-dimensional integral; adaptive quadrature
-through nested levels for these families is not offered yet).
+Laplace only: crossed factors have no low-dimensional integral. Nested factors are
+fitted by :class:`~mlglm.core.engines.nested.objective_aux.AuxiliaryNested` (tree
+elimination, Laplace and AGHQ through every level); this engine gives the same Laplace
+value on them (tested).
 """
 from __future__ import annotations
 

@@ -75,13 +75,18 @@ def grid_sizes(q: tuple, nagq: int) -> tuple:
 
 
 def aghq_block(fl, data, st, Lams, nagq: int, blk: Block, gradient: bool = False,
-               dispersion: bool = False):
+               dispersion: bool = False, aux: bool = False):
     """Nested AGHQ over the top-level groups of ``blk``.
 
     Returns (J_top,) log L_j without the response constants and, with
     ``gradient``, a dict of the chain-rule pieces for the block: ``g_beta`` (p,),
     and per level ``YU`` (q_l, q_l), ``nu`` (J_l, q_l), ``Sbar`` (J_l, q_l, q_l),
-    ``Cbar`` (J_l, q_l, Q_{l+1}) (module docstring).
+    ``Cbar`` (J_l, q_l, Q_{l+1}) (module docstring); with ``dispersion`` (a plain
+    kernel's log dispersion) or ``aux`` (a
+    :class:`~mlglm.core.spec.families_auxiliary.BoundAuxiliaryKernel` restricted to the
+    block's rows: the zero part and the log dispersion) also ``g_extra``, the explicit
+    derivatives in those coordinates at fixed nodes: sum over rows and combinations of
+    omega_0 dK/dt, and X_zi' (sum over combinations of omega_0 dK/da) for the zero part.
     """
     lay = data.layout
     T, q, top = lay.T, lay.q, lay.T - 1
@@ -124,7 +129,10 @@ def aghq_block(fl, data, st, Lams, nagq: int, blk: Block, gradient: bool = False
     y = data.y[rows][:, None]
     m = data.m_rows if np.ndim(data.m_rows) == 0 else data.m_rows[rows][:, None]
     dK = None
-    if gradient and dispersion:
+    if gradient and aux:
+        ker, d1, dK = fl.kernel_aux_nodes(eta, y, m)
+        d1 = np.require(d1, requirements="W")        # (scaled in place below)
+    elif gradient and dispersion:
         ker, d1, dK = fl.kernel_ddisp(eta, y, m)
     elif gradient:
         ker, d1 = fl.kernel_d1(eta, y, m)
@@ -153,10 +161,12 @@ def aghq_block(fl, data, st, Lams, nagq: int, blk: Block, gradient: bool = False
     value = L[:, 0]
     if not gradient:
         return value, None
-    return value, _adjoints(data, blk, Lams, grids, G, N, J, Cm, U, Panc, pis, d1, dK)
+    designs = fl.designs if aux else None
+    return value, _adjoints(data, blk, Lams, grids, G, N, J, Cm, U, Panc, pis, d1, dK,
+                            designs)
 
 
-def _adjoints(data, blk, Lams, grids, G, N, J, Cm, U, Panc, pis, d1, dK=None):
+def _adjoints(data, blk, Lams, grids, G, N, J, Cm, U, Panc, pis, d1, dK=None, designs=None):
     """The chain-rule pieces of the nested AGHQ gradient (module docstring)."""
     lay = data.layout
     T, q, top = lay.T, lay.q, lay.T - 1
@@ -166,12 +176,20 @@ def _adjoints(data, blk, Lams, grids, G, N, J, Cm, U, Panc, pis, d1, dK=None):
     for l in range(T - 2, -1, -1):
         omega[l] = (expand(blk, omega[l + 1], l, l + 1)[:, :, None] * pis[l]).reshape(J[l], N[l])
     w0 = expand(blk, omega[0], -1, 0)
+    if designs is not None:             # auxiliary coordinates: node-weighted dK per row
+        extra = []
+        for design, dKc in zip(designs, dK):
+            rw = np.einsum("ik,ik->i", dKc, w0)
+            extra.append([rw.sum()] if design is None else design.T @ rw)
+        g_extra = np.concatenate(extra)
     Wd = d1
     Wd *= w0                                                 # omega_0 d1 at every row, combination
     out = {"g_beta": data.X[rows].T @ Wd.sum(axis=1), "YU": [], "nu": [], "Sbar": [],
            "Cbar": []}
-    if dK is not None:                  # the log dispersion's explicit part, node-weighted
-        out["g_t"] = float(np.sum(dK * w0))
+    if designs is not None:
+        out["g_extra"] = g_extra
+    elif dK is not None:                # the log dispersion's explicit part, node-weighted
+        out["g_extra"] = np.array([np.sum(dK * w0)])
     Gbar = []
     for l in range(T):
         Dl = Wd.reshape(n, N[l], -1).sum(axis=2)

@@ -39,7 +39,12 @@ The log dispersion t of a negative binomial or Gamma kernel is one more column:
 it moves no eta directly (Xi_t = 0) but the kernel (explicit part sum_i dK_i/dt,
 averaged over the nodes for AGHQ), the mode through dg/dt = Lambda'Z'(d d1/dt)
 and the pivot blocks through dF0_c += sum_i (d d2_i/dt) a_i a_i'. Prior weights
-enter as (w y, w m) in the kernels (:mod:`mlglm.core.spec.families`).
+enter as (w y, w m) in the kernels (:mod:`mlglm.core.spec.families`). Such columns
+of the kernel's own coordinates come from :meth:`NestedObjective._kernel_columns`
+(here t alone); the zero-inflated, hurdle and beta subclass
+(:mod:`mlglm.core.engines.nested.objective_aux`) adds one per zero-part coefficient,
+with the AGHQ's explicit part from :func:`~mlglm.core.engines.nested.aghq.aghq_block`
+(``aux=True``).
 
 Which Laplace engine. For nested factors the model uses this one at nagq = 1 too:
 it is O(n) whatever the number of top-level groups, while MultiLaplace factorises
@@ -122,6 +127,19 @@ class NestedObjective(Objective):
         self.state = None
         self._pred = None
         self.n_evals = 0
+
+    #: the kernel is a BoundAuxiliaryKernel (zero part, :mod:`.objective_aux`)
+    auxiliary = False
+
+    @property
+    def n_extra(self) -> int:
+        """Parameters after theta: the kernel's own coordinates (here the log dispersion)."""
+        return self.n_disp
+
+    def _block_kernel(self, fl, blk):
+        """The kernel for the rows of a chunk of top-level groups (plain kernels take
+        the rows' arrays as arguments)."""
+        return fl
 
     # ------------------------------------------------------------- plumbing
     def laplace(self) -> "NestedObjective":
@@ -212,18 +230,21 @@ class NestedObjective(Objective):
         value = 0.0
         acc = None
         if gradient:
-            acc = {"g_beta": np.zeros(self.p), "g_t": 0.0, "YU": [np.zeros((q, q)) for q in lay.q],
+            acc = {"g_beta": np.zeros(self.p), "g_extra": np.zeros(self.n_extra),
+                   "YU": [np.zeros((q, q)) for q in lay.q],
                    "nu": [np.empty((J, q)) for J, q in zip(lay.J, lay.q)],
                    "Sbar": [np.empty((J, q, q)) for J, q in zip(lay.J, lay.q)],
                    "Cbar": [np.empty((lay.J[l], lay.q[l], lay.Q[l + 1])) for l in range(T - 1)]}
         for lo, hi in lay.chunks(N[0], self.chunk_elements):
             blk = lay.whole if (lo, hi) == (0, lay.J[T - 1]) else lay.block(lo, hi)
-            val, pieces = aghq_block(fl, self.data, st, Lams, self.nagq, blk, gradient,
-                                     dispersion=bool(self.n_disp))
+            val, pieces = aghq_block(self._block_kernel(fl, blk), self.data, st, Lams,
+                                     self.nagq, blk, gradient, dispersion=bool(self.n_disp) and not self.auxiliary,
+                                     aux=self.auxiliary)
             value += float(val.sum())
             if gradient:
                 acc["g_beta"] += pieces["g_beta"]
-                acc["g_t"] += pieces.get("g_t", 0.0)
+                if self.n_extra:
+                    acc["g_extra"] += pieces["g_extra"]
                 for l in range(T):
                     acc["YU"][l] += pieces["YU"][l]
                     for key in ("nu", "Sbar") + (("Cbar",) if l < T - 1 else ()):
@@ -238,14 +259,30 @@ class NestedObjective(Objective):
         return [(l, r, s) for l, pat in enumerate(self.patterns)
                 for r, s in zip(pat.rows, pat.cols)]
 
+    def _kernel_columns(self, st: NestedModes, fl, d3):
+        """The columns after the Lambda entries: coordinates of the kernel itself, which
+        move no eta directly. ([(design, dd1, dd2)] per column, explicit): ``design`` the
+        column's per-row multiplier (None: ones), (dd1, dd2) the rows' derivatives of
+        (d1, d2) in the coordinate, ``explicit`` (n_extra,) the derivatives of sum_i K_i at
+        fixed eta. Here the log dispersion of an NB2 or Gamma kernel (or nothing)."""
+        if not self.n_disp:
+            return [], None
+        data = self.data
+        dK, dd1, dd2 = fl.dispersion_derivatives(st.eta, data.y, data.m_rows, st.d1, st.d2, d3)
+        return [(None, dd1, dd2)], np.array([dK.sum()])
+
     def _derivatives(self, st: NestedModes, Lams, fl):
-        """Forward-mode derivatives at the mode (module docstring): (XiT, du, dA, dC, dK)
-        with the columns (beta, entries of the Lambdas[, t]); dK: the rows' dK/dt (or None)."""
+        """Forward-mode derivatives at the mode (module docstring): (XiT, du, dA, dC,
+        explicit) with the columns (beta, entries of the Lambdas, the kernel's own
+        coordinates of :meth:`_kernel_columns`); explicit: their dK sums (or None)."""
         lay, data = self.layout, self.data
         blk = lay.whole
         T, D, p, n = lay.T, lay.D, self.p, data.n
         entries = self._entries()
-        P = p + len(entries) + self.n_disp
+        d3 = fl.third(st.eta, data.y, data.m_rows, st.d1, st.d2)
+        extra, explicit = self._kernel_columns(st, fl, d3)
+        k0 = p + len(entries)
+        P = k0 + len(extra)
         XiT = np.zeros((P, n))
         XiT[:p] = data.X.T
         for e, (l, r, s) in enumerate(entries):
@@ -259,15 +296,12 @@ class NestedObjective(Objective):
             dg.append(g)
         for e, (l, r, s) in enumerate(entries):
             dg[l][:, s, p + e] += reduce(blk, data.Z[l][:, r] * st.d1, -1, l)
-        d3 = fl.third(st.eta, data.y, data.m_rows, st.d1, st.d2)
-        dK = None
-        if self.n_disp:       # the kernel's own derivatives in t: mode and curvature move
-            dK, dd1, dd2 = fl.dispersion_derivatives(st.eta, data.y, data.m_rows, st.d1, st.d2,
-                                                     d3)
+        for k, (col, dd1, dd2) in enumerate(extra):     # the kernel's own coordinates:
+            v = dd1 if col is None else col * dd1        # the mode and the curvature move
             for l in range(T):
                 ZlT = data.Z[l].T
-                sums = reduce(blk, ZlT * dd1, -1, l, axis=1)              # (q_l, J_l)
-                dg[l][:, :, -1] += (Lams[l].T @ sums).T
+                sums = reduce(blk, ZlT * v, -1, l, axis=1)                # (q_l, J_l)
+                dg[l][:, :, k0 + k] += (Lams[l].T @ sums).T
         du = tree_solve(blk, lay.q, st.factor, dg)
         detaT = XiT.copy()
         for l in range(T):
@@ -276,8 +310,8 @@ class NestedObjective(Objective):
         r_, c_ = pair_index(D)
         AA = st.AT[r_] * st.AT[c_]
         curv = d3 * detaT
-        if self.n_disp:
-            curv[-1] += dd2
+        for k, (col, dd1, dd2) in enumerate(extra):
+            curv[k0 + k] += dd2 if col is None else col * dd2
         sums = reduce(blk, (AA[:, None, :] * curv[None]).reshape(-1, n), -1, 0, axis=1)
         sums = sums.reshape(r_.size, P, -1)
         dF0 = np.stack([pairs_to_full(sums[:, k]) for k in range(P)], axis=3)
@@ -291,7 +325,7 @@ class NestedObjective(Objective):
                 dF0[:, i_s, :, p + e] += V[:, i_r, :]
                 dF0[:, :, i_s, p + e] += V[:, i_r, :]
         dA, dC = tree_dfactor(blk, lay.q, st.factor, dF0)
-        return XiT, du, dA, dC, dK
+        return XiT, du, dA, dC, explicit
 
     def _to_theta(self, g_entries):
         """Gradient over Lambda entries (level order) -> theta in term order."""
@@ -307,14 +341,14 @@ class NestedObjective(Objective):
 
     def _assemble(self, g):
         """(beta, theta in term order[, t]) from the columns (beta, entries[, t])."""
-        k = g.size - self.n_disp
+        k = g.size - self.n_extra
         return np.concatenate([g[:self.p], self._to_theta(g[self.p:k]), g[k:]])
 
     def _laplace_gradient(self, st, Lams, fl):
-        XiT, du, dA, dC, dK = self._derivatives(st, Lams, fl)
+        XiT, du, dA, dC, explicit = self._derivatives(st, Lams, fl)
         g = XiT @ st.d1
-        if dK is not None:
-            g[-1] = dK.sum()
+        if explicit is not None:
+            g[-explicit.size:] = explicit
         for l in range(self.layout.T):
             Ainv = np.linalg.inv(st.factor.A[l])
             g -= 0.5 * np.einsum("jab,jbap->p", Ainv, dA[l])
@@ -326,8 +360,8 @@ class NestedObjective(Objective):
         XiT, du, dA, dC, _ = self._derivatives(st, Lams, fl)
         g = np.zeros(XiT.shape[0])
         g[:p] = acc["g_beta"]
-        if self.n_disp:
-            g[-1] = acc["g_t"]
+        if self.n_extra:
+            g[-self.n_extra:] = acc["g_extra"]
         for e, (l, r, s) in enumerate(self._entries()):
             g[p + e] = acc["YU"][l][r, s]
         for l in range(T):
