@@ -90,6 +90,19 @@ class MarginalLoglik(Objective):
                               chunk_elements=self.chunk_elements,
                               estimate_dispersion=bool(self.n_disp))
 
+    def _laplace_gradient(self, state, Lambda, fl) -> np.ndarray:
+        """The Laplace gradient in x at the modes: beta, theta and, with a dispersion, the
+        eta-dependent part of its derivative (the constants' is added by the caller)."""
+        if self.n_disp:
+            g_beta, g_Lambda, g_t = laplace_gradient(self.data, state, Lambda, fl)
+            return np.concatenate([g_beta, self.pattern.gradient(g_Lambda), [g_t]])
+        g_beta, g_Lambda = laplace_gradient(self.data, state, Lambda)
+        return np.concatenate([g_beta, self.pattern.gradient(g_Lambda)])
+
+    def _aghq_coordinates(self) -> dict:
+        """The coordinates beyond (beta, theta) the AGHQ gradient carries."""
+        return {"dispersion": bool(self.n_disp)}
+
     def beta_information(self, x) -> np.ndarray:
         """X'D2X - sum_j X_j'D2 Z_j Lambda H_j^{-1} Lambda'Z_j'D2 X_j at x (the GLM
         information minus what the random effects absorb), from the modes at x."""
@@ -120,12 +133,16 @@ class MarginalLoglik(Objective):
         P = np.linalg.inv(st.H)
         return ((L,), (st.u @ L.T,), (np.einsum("ij,gjk,lk->gil", L, P, L),))
 
+    #: The conditional-mode iteration: plain Newton on the concave kernels; a subclass
+    #: whose kernel is not concave in eta sets the safeguarded one.
+    find_modes = staticmethod(conditional_modes)
+
     def modes(self, x, u0=None) -> ModeState:
         """Conditional modes at x (warm-started from the last evaluation)."""
         beta, theta = self.split(x)
         Lambda = self.pattern.Lambda(theta)
         start = self.u if u0 is None else u0
-        return conditional_modes(self.kernel_at(x), self.data, beta, Lambda, start)
+        return self.find_modes(self.kernel_at(x), self.data, beta, Lambda, start)
 
     def _constants(self, x) -> float:
         return self.constants.value(self.param_layout.log_dispersion(x)) if self.n_disp \
@@ -163,21 +180,16 @@ class MarginalLoglik(Objective):
         beta, theta = self.split(x)
         Lambda = self.pattern.Lambda(theta)
         fl = self.kernel_at(x)
-        state = conditional_modes(fl, self.data, beta, Lambda, self.u)
+        state = self.find_modes(fl, self.data, beta, Lambda, self.u)
         self.u, self.state, self._last_Lambda = state.u, state, Lambda
         if self.nagq == 1:
             value = laplace_loglik(state).sum()
-            if self.n_disp:
-                g_beta, g_Lambda, g_t = laplace_gradient(self.data, state, Lambda, fl)
-                grad = np.concatenate([g_beta, self.pattern.gradient(g_Lambda), [g_t]])
-            else:
-                g_beta, g_Lambda = laplace_gradient(self.data, state, Lambda)
-                grad = np.concatenate([g_beta, self.pattern.gradient(g_Lambda)])
+            grad = self._laplace_gradient(state, Lambda, fl)
         else:
             kw = {} if self.chunk_elements is None else {"chunk_elements": self.chunk_elements}
             vals, grad = aghq_loglik(fl, self.data, state, Lambda, self.nagq,
                                      theta_rc=self.theta_rc, gradient=True,
-                                     dispersion=bool(self.n_disp), **kw)
+                                     **self._aghq_coordinates(), **kw)
             value = vals.sum()
             if self.pattern.idx.size != self.n_theta:       # tied entries share a parameter
                 p, k = self.p, self.p + self.pattern.idx.size

@@ -34,9 +34,8 @@ from ...spec.families import PoissonLog
 from ...spec.families_auxiliary import AuxiliaryKernel, BoundAuxiliaryKernel
 from ...spec.layouts import ParamLayout
 from ...spec.terms import ReTerm, ReTerms
-from .aghq import aghq_loglik
 from .grouping import GroupedData
-from .laplace import laplace_gradient, laplace_loglik
+from .laplace import laplace_gradient
 from .modes_safeguarded import safeguarded_modes
 from .objective import MarginalLoglik
 
@@ -117,59 +116,23 @@ class AuxiliaryLoglik(MarginalLoglik):
         return self.data.gsum(self.constants.per_row(self.param_layout.log_dispersion(x)))
 
     # ----------------------------------------------------------- evaluation
-    def modes(self, x, u0=None):
-        beta, theta = self.split(x)
-        Lambda = self.pattern.Lambda(theta)
-        return safeguarded_modes(self.kernel_at(x), self.data, beta, Lambda,
-                                 self.u if u0 is None else u0)
+    #: these kernels are not concave in eta (module docstring)
+    find_modes = staticmethod(safeguarded_modes)
 
-    def per_group(self, x) -> np.ndarray:
-        state = self.modes(x)
-        self.u = state.u
-        if self.nagq == 1:
-            return laplace_loglik(state)
-        Lambda = self.pattern.Lambda(self.split(x)[1])
-        kw = {} if self.chunk_elements is None else {"chunk_elements": self.chunk_elements}
-        return aghq_loglik(self.kernel_at(x), self.data, state, Lambda, self.nagq, **kw)
-
-    def value_and_gradient(self, x):
-        """(log L, d log L / dx) with the exact gradient (module docstring)."""
-        x = np.asarray(x, dtype=float)
-        again = self._repeated(x)
-        if again is not None:
-            return again
-        self.n_evals += 1
-        beta, theta = self.split(x)
-        Lambda = self.pattern.Lambda(theta)
-        fl = self.kernel_at(x)
-        state = safeguarded_modes(fl, self.data, beta, Lambda, self.u)
-        self.u, self.state, self._last_Lambda = state.u, state, Lambda
-        if self.nagq == 1:
-            value = laplace_loglik(state).sum()
-            g_beta, g_Lambda, rows = laplace_gradient(
-                self.data, state, Lambda, aux=fl.coordinates(state.eta, self.data.y))
-            parts = [g_beta, self.pattern.gradient(g_Lambda)]
-            k = 0
-            if self.n_zi:
-                parts.append(self.X_zi.T @ rows[0])
-                k = 1
-            if self.n_disp:
-                parts.append([rows[k].sum()])
-            grad = np.concatenate(parts)
-        else:
-            kw = {} if self.chunk_elements is None else {"chunk_elements": self.chunk_elements}
-            vals, grad = aghq_loglik(fl, self.data, state, Lambda, self.nagq,
-                                     theta_rc=self.theta_rc, gradient=True, aux=True, **kw)
-            value = vals.sum()
-            if self.pattern.idx.size != self.n_theta:
-                p, k = self.p, self.p + self.pattern.idx.size
-                grad = np.concatenate([grad[:p], np.bincount(
-                    self.pattern.idx, weights=grad[p:k], minlength=self.n_theta), grad[k:]])
+    def _laplace_gradient(self, state, Lambda, fl) -> np.ndarray:
+        """The Laplace gradient in (beta, theta, gamma, t): per-row terms r of each
+        auxiliary coordinate, X_zi' r for gamma and sum r for t (module docstring)."""
+        g_beta, g_Lambda, rows = laplace_gradient(
+            self.data, state, Lambda, aux=fl.coordinates(state.eta, self.data.y))
+        parts = [g_beta, self.pattern.gradient(g_Lambda)]
+        if self.n_zi:
+            parts.append(self.X_zi.T @ rows[0])
         if self.n_disp:
-            grad[-1] += self.constants.derivative(self.param_layout.log_dispersion(x))
-        value = float(value) + self._constants(x)
-        self._remember(x, value, grad)
-        return value, grad
+            parts.append([rows[-1].sum()])
+        return np.concatenate(parts)
+
+    def _aghq_coordinates(self) -> dict:
+        return {"aux": True}
 
     def beta_information(self, x) -> np.ndarray:
         """The GLM information X'FX in beta (F the rows' Fisher information at x with

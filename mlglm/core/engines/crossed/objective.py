@@ -119,6 +119,18 @@ def _grad_u(terms, Lams, u, d1):
                  for t, L, uk in zip(terms, Lams, u))
 
 
+def _mode_criterion(fl, terms, Lams, y, m, eta_fixed):
+    """u -> (eta, d1, d2, sum_i l_i, h(u)) with h(u) = sum_i l_i(eta_i) - |u|^2 / 2, the
+    penalised criterion the mode iterations maximise (the row kernel and its first two
+    derivatives in eta in one fused call)."""
+    def at(u):
+        eta = eta_fixed + _random_part(terms, Lams, u)
+        ker, d1, d2 = fl.kernel_derivatives(eta, y, m)
+        ks = float(ker.sum())
+        return eta, d1, d2, ks, ks - 0.5 * sum(float(np.sum(a * a)) for a in u)
+    return at
+
+
 def multi_modes(fl: Kernel, plan: CrossPlan, y, m, eta_fixed, Lams, u0=None,
                 tol: float = 1e-10, maxiter: int = 60) -> MultiModes:
     """Maximise h(u) jointly over every term's random effects (module docstring)."""
@@ -126,12 +138,7 @@ def multi_modes(fl: Kernel, plan: CrossPlan, y, m, eta_fixed, Lams, u0=None,
     u = tuple(np.zeros((t.n_levels, t.q)) for t in terms) if u0 is None else \
         tuple(np.array(a, dtype=float) for a in u0)
 
-    def at(u):
-        eta = eta_fixed + _random_part(terms, Lams, u)
-        ker, d1, d2 = fl.kernel_derivatives(eta, y, m)
-        ks = float(ker.sum())
-        return eta, d1, d2, ks, ks - 0.5 * sum(float(np.sum(a * a)) for a in u)
-
+    at = _mode_criterion(fl, terms, Lams, y, m, eta_fixed)
     eta, d1, d2, ks, h = at(u)
     step_size, full = np.inf, True
     for it in range(maxiter + 1):

@@ -31,7 +31,7 @@ from ...spec.layouts import ParamLayout
 from ..blockdiag.modes_safeguarded import ARMIJO
 from ..blockdiag.objective_aux import auxiliary_start
 from .blocked import BlockedFactor
-from .objective import (MultiLaplace, MultiModes, _from_blocked, _grad_u, _random_part,
+from .objective import (MultiLaplace, MultiModes, _from_blocked, _grad_u, _mode_criterion,
                         _to_blocked)
 
 __all__ = ["AuxiliaryMultiLaplace", "safeguarded_multi_modes"]
@@ -46,12 +46,7 @@ def safeguarded_multi_modes(fl, plan, y, m, eta_fixed, Lams, u0=None, tol: float
     u = tuple(np.zeros((t.n_levels, t.q)) for t in terms) if u0 is None else \
         tuple(np.array(a, dtype=float) for a in u0)
 
-    def at(u):
-        eta = eta_fixed + _random_part(terms, Lams, u)
-        ker, d1, d2 = fl.kernel_derivatives(eta, y, m)
-        ks = float(ker.sum())
-        return eta, d1, d2, ks, ks - 0.5 * sum(float(np.sum(a * a)) for a in u)
-
+    at = _mode_criterion(fl, terms, Lams, y, m, eta_fixed)
     eta, d1, d2, ks, h = at(u)
     if not np.isfinite(h):
         raise ModeFailure("the conditional log-likelihood is not finite at the start of the "

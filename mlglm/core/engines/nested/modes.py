@@ -28,7 +28,8 @@ from ...spec.errors import ModeFailure
 from .tree import NestedLayout, TreeFactor, expand, reduce, tree_factor, tree_solve
 from ...numerics.smallmat import pair_index, pairs_to_full
 
-__all__ = ["NestedData", "NestedModes", "nested_modes", "path_design", "predicted_modes"]
+__all__ = ["NestedData", "NestedModes", "nested_modes", "mode_criterion", "path_design",
+           "predicted_modes"]
 
 #: Newton steps allowed from a warm start before restarting from u = 0.
 WARM_MAXITER = 12
@@ -156,7 +157,15 @@ def predicted_modes(data: NestedData, st: NestedModes, beta, Lams) -> list:
     return [u + d[..., 0] for u, d in zip(st.u, du)]
 
 
-def _newton(fl, data, eta_fixed, AT, u, tol, maxiter):
+def mode_criterion(fl, data: NestedData, eta_fixed, AT):
+    """(at, gradient) of the penalised criterion h(u) = sum_i l_i(eta_i) - |u|^2 / 2 per
+    top-level group, for the mode iterations (plain and safeguarded).
+
+    ``at(u)`` -> (eta, d1, d2, S, h): S stacks the level-0 sums of the kernel, of a_i d1_i
+    (the gradient's data part) and of the pairs a_i a_i' d2_i (H's), formed in one
+    reduction over a work array allocated once; ``gradient(S, u)`` -> per level
+    Lambda_l'Z_l'd1 - u_l from S.
+    """
     lay = data.layout
     blk = lay.whole
     T, D, top = lay.T, lay.D, lay.T - 1
@@ -183,6 +192,14 @@ def _newton(fl, data, eta_fixed, AT, u, tol, maxiter):
             g.append((part if l == 0 else reduce(blk, part, 0, l, axis=1)).T - u[l])
         return g
 
+    return at, gradient
+
+
+def _newton(fl, data, eta_fixed, AT, u, tol, maxiter):
+    lay = data.layout
+    blk = lay.whole
+    D, top = lay.D, lay.T - 1
+    at, gradient = mode_criterion(fl, data, eta_fixed, AT)
     eta, d1, d2, S, f = at(u)
     for it in range(1, maxiter + 1):
         F0 = pairs_to_full(S[1 + D:])

@@ -38,7 +38,7 @@ import numpy as np
 from ...numerics.smallmat import pair_index, pairs_to_full
 from ...spec.errors import ModeFailure
 from ..blockdiag.modes_safeguarded import ARMIJO
-from .modes import WARM_MAXITER, NestedData, NestedModes, path_design, random_part
+from .modes import WARM_MAXITER, NestedData, NestedModes, mode_criterion, path_design
 from .tree import expand, reduce, tree_factor, tree_solve
 
 __all__ = ["safeguarded_nested_modes"]
@@ -65,35 +65,14 @@ def safeguarded_nested_modes(fl, data: NestedData, beta, Lams, u0=None, tol: flo
 def _iterate(fl, data, eta_fixed, AT, u, tol, maxiter):
     lay = data.layout
     blk = lay.whole
-    T, D, top = lay.T, lay.D, lay.T - 1
-    y = data.y
-    r, c = pair_index(D)
-    AA = AT[r] * AT[c]
-    W = np.empty((1 + D + r.size, data.n))
+    D, top = lay.D, lay.T - 1
+    at, gradient = mode_criterion(fl, data, eta_fixed, AT)
 
     def to_top(x, l):
         return x if l == top else reduce(blk, x, l, top)
 
     def to_level(x, l):
         return x if l == top else expand(blk, x, l, top)
-
-    def at(u):
-        eta = eta_fixed + random_part(data, AT, u)
-        ker, d1, d2 = fl.kernel_derivatives(eta, y)
-        W[0] = ker
-        np.multiply(AT, d1, out=W[1:1 + D])
-        np.multiply(AA, d2, out=W[1 + D:])
-        S = reduce(blk, W, -1, 0, axis=1)                 # level-0 sums
-        ks = S[0] if T == 1 else reduce(blk, S[0], 0, top)
-        uu = sum(to_top(np.einsum("jq,jq->j", a, a), l) for l, a in enumerate(u))
-        return eta, d1, d2, S, ks - 0.5 * uu
-
-    def gradient(S, u):
-        g = []
-        for l in range(T):
-            part = S[1 + lay.off[l]:1 + lay.off[l] + lay.q[l]]
-            g.append((part if l == 0 else reduce(blk, part, 0, l, axis=1)).T - u[l])
-        return g
 
     eta, d1, d2, S, f = at(u)
     if not np.all(np.isfinite(f)):
@@ -106,7 +85,8 @@ def _iterate(fl, data, eta_fixed, AT, u, tol, maxiter):
                 fac = tree_factor(blk, lay.q, pairs_to_full(S[1 + D:]))
             newton = True
         except np.linalg.LinAlgError:   # H not positive definite: the Fisher direction
-            F0 = pairs_to_full(reduce(blk, AA * fl.fisher(eta), -1, 0, axis=1))
+            r, c = pair_index(D)
+            F0 = pairs_to_full(reduce(blk, AT[r] * AT[c] * fl.fisher(eta), -1, 0, axis=1))
             try:
                 fac = tree_factor(blk, lay.q, F0)
             except np.linalg.LinAlgError:

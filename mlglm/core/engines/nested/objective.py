@@ -159,22 +159,31 @@ class NestedObjective(Objective):
         Lams = self.terms.Lambdas(theta)
         return [Lams[k] for k in self.layout.order]
 
+    #: The conditional-mode iteration: plain Newton on the concave kernels; a subclass
+    #: whose kernel is not concave in eta sets the safeguarded one.
+    find_modes = staticmethod(nested_modes)
+
     def modes(self, x, u0=None) -> NestedModes:
         beta, theta = self.split(x)
         start = self.u if u0 is None else u0
-        return nested_modes(self.kernel_at(x), self.data, beta, self._Lambdas(theta), start)
+        return self.find_modes(self.kernel_at(x), self.data, beta, self._Lambdas(theta), start)
 
     def _evaluate(self, x, gradient):
         beta, theta = self.split(x)
         Lams = self._Lambdas(theta)
         fl = self.kernel_at(x)
-        st = nested_modes(fl, self.data, beta, Lams, self._start(beta, Lams))
+        st = self.find_modes(fl, self.data, beta, Lams, self._start(beta, Lams))
         self._set_state(st, beta, Lams, theta)
         if self.nagq == 1:
             value = float(st.h.sum() - 0.5 * st.factor.logdet.sum())
             grad = self._laplace_gradient(st, Lams, fl) if gradient else None
         else:
             value, grad = self._aghq(st, Lams, gradient, fl)
+        return self._with_constants(x, value, grad)
+
+    def _with_constants(self, x, value, grad):
+        """(log L, gradient) with the eta-free constants (and their derivative in the log
+        dispersion) added to the engine's value."""
         if not self.n_disp:
             return value + self.log_const, grad
         t = self.param_layout.log_dispersion(x)

@@ -95,23 +95,12 @@ class AuxiliaryNested(NestedObjective):
                                self.X_zi_input, self.layout, self.chunk_elements, self.data)
 
     # ----------------------------------------------------------- evaluation
-    def modes(self, x, u0=None) -> NestedModes:
-        beta, theta = self.split(x)
-        start = self.u if u0 is None else u0
-        return safeguarded_nested_modes(self.kernel_at(x), self.data, beta,
-                                        self._Lambdas(theta), start)
+    #: these kernels are not concave in eta (module docstring)
+    find_modes = staticmethod(safeguarded_nested_modes)
 
-    def _evaluate(self, x, gradient):
-        beta, theta = self.split(x)
-        Lams = self._Lambdas(theta)
-        fl = self.kernel_at(x)
-        st = safeguarded_nested_modes(fl, self.data, beta, Lams, self._start(beta, Lams))
-        self._set_state(st, beta, Lams, theta)
-        if self.nagq == 1:
-            value = float(st.h.sum() - 0.5 * st.factor.logdet.sum())
-            grad = self._laplace_gradient(st, Lams, fl) if gradient else None
-        else:
-            value, grad = self._aghq(st, Lams, gradient, fl)
+    def _with_constants(self, x, value, grad):
+        """The constants of these kernels depend on t when there is one (always through
+        ``self.constants``)."""
         t = self.param_layout.log_dispersion(x)
         if grad is not None and self.n_disp:
             grad[-1] += self.constants.derivative(t)
